@@ -1,0 +1,60 @@
+"""modelport: take a trained machine-learning model into production.
+
+The notebook API::
+
+    import modelport
+    v = modelport.log_model(model, "churn", sample=X_train.head(500), metrics={"auc": 0.86})
+    modelport.set_alias("churn", v.version, "production")
+    predictor = modelport.load("churn@production")
+    predictor.predict_proba(customers)
+
+Heavy libraries are imported only when a function that needs them is called.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from modelport.predictor import Predictor
+    from modelport.registry import Registry, Version
+
+__all__ = ["Registry", "import_model", "load", "log_model", "set_alias", "__version__"]
+
+
+def log_model(model, name: str, sample=None, **kwargs: Any) -> Version:
+    """Register a fitted model; see :func:`modelport.register.log_model`."""
+    from modelport.register import log_model as _log_model
+
+    return _log_model(model, name, sample, **kwargs)
+
+
+def import_model(path, name: str, format: str | None = None, **kwargs: Any) -> Version:
+    """Register an ONNX or PMML file; see :func:`modelport.register.import_model`."""
+    from modelport.register import import_model as _import_model
+
+    return _import_model(path, name, format, **kwargs)
+
+
+def load(uri: str, format: str | None = None) -> Predictor:
+    """A Predictor for ``churn``, ``churn/3`` or ``churn@production``."""
+    from modelport.registry import Registry
+
+    return Registry().load(uri, format=format)
+
+
+def set_alias(name: str, version: int, alias: str, reason: str | None = None) -> Version:
+    """Point ``name@alias`` at ``version`` (the move is kept in the alias history)."""
+    from modelport.registry import Registry
+
+    return Registry().set_alias(name, version, alias, reason=reason)
+
+
+def __getattr__(attr: str):
+    if attr == "Registry":
+        from modelport.registry import Registry
+
+        return Registry
+    raise AttributeError(f"module 'modelport' has no attribute {attr!r}")

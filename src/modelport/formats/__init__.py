@@ -1,0 +1,50 @@
+"""Model formats, one module each.
+
+A format module has:
+
+- ``NAME``: the format's name (``joblib``, ``skops``, ``onnx``, ``pmml``);
+- ``EXTRA``: the pip extra that brings its dependencies (``None`` if built in);
+- ``TOLERANCE``: the largest difference from the native model accepted by the parity check;
+- ``available() -> bool``: whether its dependencies are installed;
+- ``convert(model, signature, sample) -> bytes``: the artefact for a fitted native model,
+  raising :class:`~modelport.errors.ConversionError` naming the step it cannot represent;
+- ``load(data, signature) -> Predictor``.
+
+Formats that can be imported from a file made elsewhere (``onnx``, ``pmml``) also have
+``inspect(data) -> Signature``. No format knows a surface; surfaces only see Predictors.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from modelport.errors import UserError
+
+FORMATS = {
+    "joblib": "modelport.formats.joblib",
+    "skops": "modelport.formats.skops",
+    "onnx": "modelport.formats.onnx",
+    "pmml": "modelport.formats.pmml",
+}
+
+#: the formats a scikit-learn-compatible model is converted to at registration, in load order
+DEFAULT_FORMATS = ("joblib", "skops", "onnx", "pmml")
+
+
+def get(name: str) -> ModuleType:
+    """The module of format ``name``."""
+    try:
+        path = FORMATS[name]
+    except KeyError:
+        raise UserError(
+            f"unknown model format {name!r}: use one of {', '.join(FORMATS)}"
+        ) from None
+    return importlib.import_module(path)
+
+
+def available(name: str) -> bool:
+    try:
+        return bool(get(name).available())
+    except ImportError:
+        return False

@@ -1,0 +1,72 @@
+"""A Predictor over a fitted scikit-learn-compatible estimator held in memory.
+
+The joblib and skops formats both load into this; it is also the reference the parity
+check compares every conversion with.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from modelport.predictor import Predictor
+from modelport.signature import Signature
+
+
+class NativePredictor(Predictor):
+    """Scores with the estimator's own ``predict`` / ``predict_proba``."""
+
+    format = "native"
+
+    def __init__(self, model, signature: Signature, format: str = "native") -> None:
+        super().__init__(signature)
+        self.model = model
+        self.format = format
+        # Estimators fitted on a DataFrame select columns by name; those fitted on an
+        # array take the columns in signature order.
+        self._by_name = hasattr(model, "feature_names_in_")
+        self._proba = signature.task == "classification" and hasattr(model, "predict_proba")
+
+    def _gives_proba(self) -> bool:
+        return self._proba
+
+    def _features(self, frame):
+        if self._by_name:
+            return frame
+        if self.signature.categorical:
+            return frame.to_numpy(dtype=object)
+        return frame.to_numpy(dtype=np.float64)
+
+    def _run(self, frame) -> dict[str, np.ndarray]:
+        X = self._features(frame)
+        task = self.signature.task
+        if task == "classification":
+            if self._proba:
+                proba = np.asarray(self.model.predict_proba(X), dtype=np.float64)
+                return {"label": self._labels_from_proba(proba), "proba": proba}
+            return {"label": np.asarray(self.model.predict(X))}
+        if task == "regression":
+            return {"value": np.asarray(self.model.predict(X), dtype=np.float64).reshape(-1)}
+        return {"cluster": np.asarray(self.model.predict(X), dtype=np.int64).reshape(-1)}
+
+
+def infer_task(model) -> str:
+    """``classification``, ``regression`` or ``clustering`` for a fitted estimator."""
+    from sklearn.base import is_classifier, is_regressor
+
+    if is_classifier(model):
+        return "classification"
+    if is_regressor(model):
+        return "regression"
+    final = model.steps[-1][1] if hasattr(model, "steps") else model
+    if hasattr(final, "cluster_centers_") or hasattr(final, "labels_"):
+        return "clustering"
+    if hasattr(final, "predict_proba"):
+        return "classification"
+    return "regression"
+
+
+def classes_of(model) -> list | None:
+    classes = getattr(model, "classes_", None)
+    if classes is None:
+        return None
+    return [c.item() if isinstance(c, np.generic) else c for c in list(classes)]

@@ -1,0 +1,100 @@
+"""The Predictor contract: a columnar batch in, a columnar batch out.
+
+Every model format loads into a :class:`Predictor`; every surface (batch, HTTP, streams,
+triggers, in-app) scores through one. A format implements :meth:`Predictor._run` over a
+DataFrame already checked and coerced to the model's :class:`~modelport.signature.Signature`;
+the base class does the rest.
+
+Outputs, by task:
+
+- classification: ``label`` (n,) and, when the model gives probabilities, ``proba`` (n, k)
+  with columns in ``signature.classes`` order;
+- regression: ``value`` (n,) float64;
+- clustering: ``cluster`` (n,) int64.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from modelport.errors import UserError
+from modelport.signature import Signature
+
+PRIMARY_OUTPUT = {"classification": "label", "regression": "value", "clustering": "cluster"}
+
+
+class Predictor(ABC):
+    """A loaded model that scores batches of rows."""
+
+    #: the format this predictor was loaded from (``joblib``, ``skops``, ``onnx``, ``pmml``...)
+    format: str = ""
+
+    def __init__(self, signature: Signature) -> None:
+        self.signature = signature
+        self.model_name: str | None = None
+        self.model_version: int | None = None
+
+    @property
+    def task(self) -> str:
+        return self.signature.task
+
+    @property
+    def classes(self) -> list | None:
+        return self.signature.classes
+
+    @property
+    def has_proba(self) -> bool:
+        return self.task == "classification" and self.classes is not None and self._gives_proba()
+
+    def _gives_proba(self) -> bool:
+        return True
+
+    @abstractmethod
+    def _run(self, frame) -> dict[str, np.ndarray]:
+        """Score a coerced DataFrame; return the outputs named in the module docstring."""
+
+    def run(self, data) -> dict[str, np.ndarray]:
+        """Score ``data`` (DataFrame, Arrow table, dict, list of dicts, 2-D array)."""
+        frame = self.signature.coerce(data)
+        if len(frame) == 0:
+            return self._empty()
+        return self._run(frame)
+
+    def predict(self, data) -> np.ndarray:
+        """Labels, values or cluster ids, one per row."""
+        return self.run(data)[PRIMARY_OUTPUT[self.task]]
+
+    def predict_proba(self, data) -> np.ndarray:
+        """Class probabilities, one row per input row, columns in ``classes`` order."""
+        if not self.has_proba:
+            raise UserError(
+                f"model {self.describe()} gives no probabilities (task {self.task}); "
+                "use predict instead"
+            )
+        return self.run(data)["proba"]
+
+    def describe(self) -> str:
+        if self.model_name:
+            return f"{self.model_name}/{self.model_version} ({self.format})"
+        return self.format or type(self).__name__
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()} task={self.task}>"
+
+    def _empty(self) -> dict[str, np.ndarray]:
+        out: dict[str, Any] = {}
+        if self.task == "classification":
+            out["label"] = np.asarray(self.classes or [])[:0]
+            if self.has_proba:
+                out["proba"] = np.zeros((0, len(self.classes)))
+        elif self.task == "regression":
+            out["value"] = np.zeros(0)
+        else:
+            out["cluster"] = np.zeros(0, dtype=np.int64)
+        return out
+
+    def _labels_from_proba(self, proba: np.ndarray) -> np.ndarray:
+        return np.asarray(self.classes)[np.argmax(proba, axis=1)]

@@ -1,0 +1,260 @@
+"""Registering models: ``log_model`` for fitted estimators, ``import_model`` for files.
+
+Registration converts the model to every available format, proves each conversion against
+the native model on the sample (:mod:`modelport.parity`), and records the version with its
+signature, metrics, lineage and the figures of every conversion, accepted or rejected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport import formats as F
+from modelport.errors import ConversionError, MissingExtra, UserError
+from modelport.parity import compare
+from modelport.registry import Artefact, NewVersion, Registry, Version
+from modelport.signature import Signature, to_frame
+from modelport.uri import check_name
+
+SAMPLE_ROWS = 1000
+_LIBRARIES = ("sklearn", "numpy", "pandas", "scipy", "lightgbm", "xgboost", "skl2onnx",
+              "onnxruntime", "onnxmltools", "skops", "pypmml", "river", "flaml")
+
+
+def log_model(model, name: str, sample=None, *, task: str | None = None,
+              metrics: dict[str, float] | None = None, params: dict[str, Any] | None = None,
+              tags: dict[str, Any] | None = None, parent: int | None = None,
+              formats: tuple[str, ...] | list[str] | None = None,
+              description: str | None = None, data_fingerprint: str | None = None,
+              lineage: dict[str, Any] | None = None, alias: str | None = None,
+              registry: Registry | None = None) -> Version:
+    """Register a fitted scikit-learn-compatible model and return the new version.
+
+    ``sample`` is a few training rows (a DataFrame, or an array for estimators fitted on
+    arrays): it fixes the signature, proves every conversion, and is stored with the
+    version. ``alias`` (e.g. ``"production"``) points that alias at the new version.
+    """
+    from modelport.formats.native import NativePredictor, classes_of, infer_task
+
+    check_name(name)
+    if sample is None:
+        raise UserError(
+            "log_model needs sample=: pass a few training rows (e.g. X_train.head(500)) so "
+            "modelport can record the signature and prove each format against the model"
+        )
+    if not hasattr(model, "predict"):
+        raise UserError(f"cannot register a {type(model).__name__}: it has no predict method")
+    frame = _frame(model, sample)
+    frame = _limit(frame)
+    task = task or infer_task(model)
+    classes = classes_of(model) if task == "classification" else None
+    signature = Signature.infer(frame, task, classes)
+    native = NativePredictor(model, signature)
+    try:
+        reference = native.run(frame)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(
+            f"the model failed to score its own sample ({type(exc).__name__}: {exc}); "
+            "is it fitted, and is sample= a few of its training rows?"
+        ) from exc
+    artefacts, blobs = _convert_all(model, signature, frame, reference, formats)
+    if not any(a.status == "accepted" for a in artefacts):
+        reasons = "; ".join(f"{a.format}: {a.reason}" for a in artefacts)
+        raise UserError(f"no format could store this model ({reasons})")
+    new = NewVersion(
+        task=task, signature=signature.to_dict(),
+        native_format="joblib" if "joblib" in blobs else None,
+        artefacts=artefacts, blobs=blobs, sample=_parquet(frame),
+        metrics=_plain_dict(metrics), params=_plain_dict(params) if params else _params(model),
+        tags=_plain_dict(tags), data_fingerprint=data_fingerprint or fingerprint(frame),
+        library_versions=library_versions(), parent_version=parent, description=description,
+        lineage=_plain_dict(lineage) or {"estimator": _estimator_name(model)},
+    )
+    reg = registry or Registry()
+    version = reg.create_version(name, new)
+    if alias:
+        version = reg.set_alias(name, version.version, alias, reason="registered with alias")
+    return version
+
+
+def import_model(path: str | Path, name: str, format: str | None = None, sample=None, *,
+                 task: str | None = None, metrics: dict | None = None, tags: dict | None = None,
+                 description: str | None = None, alias: str | None = None,
+                 registry: Registry | None = None) -> Version:
+    """Register a model made elsewhere (``.onnx`` or ``.pmml`` file) and return the version."""
+    check_name(name)
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"cannot read {path}: no such file")
+    fmt = format or {".onnx": "onnx", ".pmml": "pmml", ".xml": "pmml"}.get(path.suffix.lower())
+    if fmt not in ("onnx", "pmml"):
+        raise UserError(
+            f"cannot tell the format of {path.name}: pass --format onnx or --format pmml"
+        )
+    module = F.get(fmt)
+    if not module.available():
+        raise MissingExtra(module.EXTRA, fmt, f"{fmt} models")
+    data = path.read_bytes()
+    signature: Signature = module.inspect(data)
+    if task:
+        signature = Signature(inputs=signature.inputs, task=task, classes=signature.classes)
+    predictor = module.load(data, signature)
+    frame = None
+    if sample is not None:
+        frame = _limit(to_frame(sample))
+        signature = _enrich(signature, frame)
+        predictor = module.load(data, signature)
+        predictor.run(frame)  # proves the imported model scores its sample
+    del predictor
+    art = Artefact(format=fmt, status="accepted", size=len(data),
+                   parity={"imported": True, "source": path.name})
+    new = NewVersion(
+        task=signature.task, signature=signature.to_dict(), native_format=fmt,
+        artefacts=[art], blobs={fmt: data}, sample=_parquet(frame) if frame is not None else None,
+        metrics=_plain_dict(metrics), tags=_plain_dict(tags),
+        data_fingerprint=fingerprint(frame) if frame is not None else None,
+        library_versions=library_versions(), description=description,
+        lineage={"imported_from": str(path.name), "sha256": hashlib.sha256(data).hexdigest()},
+    )
+    reg = registry or Registry()
+    version = reg.create_version(name, new)
+    if alias:
+        version = reg.set_alias(name, version.version, alias, reason="imported with alias")
+    return version
+
+
+def _convert_all(model, signature: Signature, frame, reference, wanted):
+    artefacts: list[Artefact] = []
+    blobs: dict[str, bytes] = {}
+    for fmt in wanted or F.DEFAULT_FORMATS:
+        module = F.get(fmt)
+        try:
+            if not module.available():
+                raise MissingExtra(module.EXTRA, fmt)
+            data = module.convert(model, signature, frame)
+        except MissingExtra as exc:
+            if wanted:
+                raise
+            artefacts.append(Artefact(format=fmt, status="skipped",
+                                      reason=f"not installed: pip install 'modelport[{exc.extra}]'"))
+            continue
+        except ConversionError as exc:
+            artefacts.append(Artefact(format=fmt, status="rejected", reason=str(exc)))
+            continue
+        except Exception as exc:  # a converter's own failure rejects that format only
+            artefacts.append(Artefact(format=fmt, status="rejected",
+                                      reason=f"conversion failed: {type(exc).__name__}: {exc}"[:500]))
+            continue
+        try:
+            candidate = module.load(data, signature).run(frame)
+            parity = compare(reference, candidate, signature.task, module.TOLERANCE)
+        except Exception as exc:
+            parity = {"passed": False, "reason": f"scoring failed: {type(exc).__name__}: {exc}"[:500]}
+        status = "accepted" if parity["passed"] else "rejected"
+        artefacts.append(Artefact(format=fmt, status=status, size=len(data), parity=parity,
+                                  reason=parity.get("reason")))
+        if status == "accepted":
+            blobs[fmt] = data
+    return artefacts, blobs
+
+
+def _frame(model, sample):
+    import pandas as pd
+
+    if isinstance(sample, pd.DataFrame):
+        return sample.reset_index(drop=True)
+    names = getattr(model, "feature_names_in_", None)
+    frame = to_frame(sample, list(names) if names is not None else None)
+    if names is None:
+        # an estimator fitted on a plain array takes numbers only
+        frame = frame.astype("float64")
+    return frame.reset_index(drop=True)
+
+
+def _limit(frame):
+    if len(frame) > SAMPLE_ROWS:
+        frame = frame.sample(n=SAMPLE_ROWS, random_state=0).sort_index()
+    return frame.reset_index(drop=True)
+
+
+def _enrich(signature: Signature, frame) -> Signature:
+    inferred = Signature.infer(frame[signature.names], signature.task, signature.classes)
+    by_name = {c.name: c for c in inferred.inputs}
+    for col in signature.inputs:
+        seen = by_name[col.name]
+        col.nullable, col.min, col.max = seen.nullable, seen.min, seen.max
+        if col.kind == "categorical" and not col.categories:
+            col.categories = seen.categories
+    return signature
+
+
+def _parquet(frame) -> bytes | None:
+    if frame is None:
+        return None
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def fingerprint(frame) -> str:
+    """A sha256 over a DataFrame's column names, dtypes and row hashes."""
+    import pandas as pd
+
+    h = hashlib.sha256()
+    h.update("|".join(f"{c}:{frame[c].dtype}" for c in frame.columns).encode())
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        out["modelport"] = version("modelport")
+    except PackageNotFoundError:
+        pass
+    for mod in _LIBRARIES:
+        m = sys.modules.get(mod)
+        if m is not None and getattr(m, "__version__", None):
+            out["scikit-learn" if mod == "sklearn" else mod] = str(m.__version__)
+    return out
+
+
+def _estimator_name(model) -> str:
+    t = type(model)
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def _params(model) -> dict[str, Any]:
+    try:
+        params = model.get_params(deep=False)
+    except Exception:
+        return {}
+    return {k: v for k, v in _plain_dict(params).items() if v is not None}
+
+
+def _plain_dict(d: dict | None) -> dict:
+    if not d:
+        return {}
+    return {str(k): _plain(v) for k, v in d.items()}
+
+
+def _plain(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, str | int | float | bool) or v is None:
+        return v
+    if isinstance(v, dict):
+        return _plain_dict(v)
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    return repr(v)[:200]

@@ -1,0 +1,178 @@
+"""The registry's tables and how to open the database that holds them.
+
+SQLite (default) and PostgreSQL. Writes that must not interleave (allocating a version
+number, moving an alias) run in :func:`write_txn`: ``BEGIN IMMEDIATE`` on SQLite, a row
+lock on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    text,
+)
+from sqlalchemy.engine import Connection, Engine
+
+from modelport.errors import UserError
+
+metadata = MetaData()
+
+models = Table(
+    "mp_models", metadata,
+    Column("name", String(128), primary_key=True),
+    Column("description", Text),
+    Column("last_version", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+versions = Table(
+    "mp_versions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False, index=True),
+    Column("version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(128)),
+    Column("task", String(32), nullable=False),
+    Column("native_format", String(32)),
+    Column("signature", JSON, nullable=False),
+    Column("metrics", JSON),
+    Column("params", JSON),
+    Column("tags", JSON),
+    Column("data_fingerprint", String(64)),
+    Column("library_versions", JSON),
+    Column("parent_version", Integer),
+    Column("sample_sha256", String(64)),
+    Column("description", Text),
+    Column("lineage", JSON),
+    UniqueConstraint("model", "version", name="uq_mp_versions_model_version"),
+)
+
+artefacts = Table(
+    "mp_artefacts", metadata,
+    Column("model", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("format", String(32), primary_key=True),
+    Column("sha256", String(64)),
+    Column("size", Integer),
+    Column("status", String(16), nullable=False),  # accepted | rejected
+    Column("parity", JSON),
+    Column("reason", Text),
+)
+
+aliases = Table(
+    "mp_aliases", metadata,
+    Column("model", String(128), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+alias_events = Table(
+    "mp_alias_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False, index=True),
+    Column("alias", String(64), nullable=False),
+    Column("action", String(16), nullable=False),  # set | rollback | delete
+    Column("from_version", Integer),
+    Column("to_version", Integer),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("by", String(128)),
+    Column("reason", Text),
+)
+
+#: things that happened to a model besides versions and aliases (retraining decisions, ...)
+events = Table(
+    "mp_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("data", JSON),
+)
+
+
+def normalise_url(url: str) -> str:
+    """Use psycopg 3 for plain ``postgresql://`` URLs."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def open_engine(url: str) -> Engine:
+    """An engine on the registry database, with its tables created if needed."""
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60})
+        _sqlite_transactions(engine)
+    elif url.startswith("postgresql"):
+        from modelport.errors import require
+
+        require("psycopg", "postgres", "a PostgreSQL registry")
+        engine = create_engine(url, pool_pre_ping=True)
+    else:
+        raise UserError(
+            f"unsupported registry URL {url!r}: use sqlite:///PATH or postgresql://HOST/DB "
+            "in MODELPORT_REGISTRY"
+        )
+    try:
+        with write_txn(engine) as conn:
+            if engine.dialect.name == "postgresql":
+                # concurrent first use from several processes must not race on CREATE TABLE
+                conn.execute(text("SELECT pg_advisory_xact_lock(7316254)"))
+            metadata.create_all(conn)
+    except Exception as exc:
+        if isinstance(exc, UserError):
+            raise
+        from sqlalchemy.exc import OperationalError
+
+        if isinstance(exc, OperationalError):
+            raise UserError(
+                f"cannot open the registry database {engine.url.render_as_string()}: "
+                f"{str(exc.orig).strip().splitlines()[0]} (check MODELPORT_REGISTRY)"
+            ) from None
+        raise
+    return engine
+
+
+def _sqlite_transactions(engine: Engine) -> None:
+    # pysqlite's own BEGIN handling is replaced so that write transactions can take the
+    # write lock up front (BEGIN IMMEDIATE) and wait for it, instead of failing with
+    # "database is locked" when a read lock cannot be upgraded.
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection):
+        immediate = conn.get_execution_options().get("modelport_write")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def write_txn(engine: Engine):
+    """A transaction that holds the database's write lock from its first statement."""
+    with engine.connect() as conn:
+        conn.execution_options(modelport_write=True)
+        with conn.begin():
+            yield conn

@@ -1,0 +1,238 @@
+"""What a model takes and gives: input columns with dtypes, vocabularies and ranges; outputs.
+
+A :class:`Signature` is inferred from a sample of training rows when a model is registered,
+stored with the version, and used by every Predictor to check and coerce what it is fed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from modelport.errors import UserError
+
+MAX_CATEGORIES = 1000
+TASKS = ("classification", "regression", "clustering")
+
+
+@dataclass
+class Column:
+    """One input column: ``kind`` is ``numeric`` or ``categorical``."""
+
+    name: str
+    dtype: str
+    kind: str
+    nullable: bool = False
+    categories: list[str] | None = None
+    min: float | None = None
+    max: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class Signature:
+    """Input columns, task, classes (for classifiers) and output schema of a model."""
+
+    inputs: list[Column]
+    task: str
+    classes: list | None = None
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise UserError(f"unknown task {self.task!r}: use one of {', '.join(TASKS)}")
+        if not self.outputs:
+            self.outputs = default_outputs(self.task, self.classes)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.inputs]
+
+    @property
+    def numeric(self) -> list[str]:
+        return [c.name for c in self.inputs if c.kind == "numeric"]
+
+    @property
+    def categorical(self) -> list[str]:
+        return [c.name for c in self.inputs if c.kind == "categorical"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "inputs": [c.to_dict() for c in self.inputs],
+            "task": self.task,
+            "classes": self.classes,
+            "outputs": self.outputs,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Signature:
+        return cls(
+            inputs=[Column(**c) for c in d["inputs"]],
+            task=d["task"],
+            classes=d.get("classes"),
+            outputs=d.get("outputs") or [],
+        )
+
+    @classmethod
+    def infer(cls, sample, task: str, classes: list | None = None) -> Signature:
+        """Infer a signature from a DataFrame-like sample of training rows."""
+        frame = to_frame(sample)
+        cols = []
+        for name in frame.columns:
+            s = frame[name]
+            nullable = bool(s.isna().any())
+            if _is_numeric(s):
+                values = s.to_numpy(dtype="float64", na_value=np.nan)
+                finite = values[~np.isnan(values)]
+                kind_dtype = "bool" if s.dtype == bool else ("int64" if s.dtype.kind in "iu" else "float64")
+                cols.append(Column(
+                    name=str(name), dtype=kind_dtype, kind="numeric", nullable=nullable,
+                    min=float(finite.min()) if finite.size else None,
+                    max=float(finite.max()) if finite.size else None,
+                ))
+            else:
+                counts = s.dropna().astype(str).value_counts()
+                cats = sorted(counts.index[:MAX_CATEGORIES].tolist())
+                cols.append(Column(name=str(name), dtype="string", kind="categorical",
+                                   nullable=nullable, categories=cats))
+        if classes is not None:
+            classes = [_plain(c) for c in classes]
+        return cls(inputs=cols, task=task, classes=classes)
+
+    def coerce(self, data):
+        """Return ``data`` as a DataFrame of exactly the signature's columns, in order.
+
+        Numeric columns become float64 (missing values NaN), categorical columns object
+        arrays of strings (missing values NaN). A missing column or a value that cannot
+        be read as a number raises a :class:`UserError` naming the column.
+        """
+        import pandas as pd
+
+        frame = to_frame(data, self.names)
+        missing = [n for n in self.names if n not in frame.columns]
+        if missing:
+            raise UserError(
+                f"input is missing column(s) {', '.join(map(repr, missing))}; "
+                f"the model expects: {', '.join(self.names)}"
+            )
+        out = {}
+        for col in self.inputs:
+            s = frame[col.name]
+            if col.kind == "numeric":
+                out[col.name] = _to_float(s, col.name)
+            else:
+                out[col.name] = _to_category_strings(s)
+        return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
+
+
+def default_outputs(task: str, classes: list | None) -> list[dict[str, Any]]:
+    if task == "classification":
+        outs: list[dict[str, Any]] = [{"name": "label", "dtype": _dtype_of(classes)}]
+        if classes is not None:
+            outs.append({"name": "proba", "dtype": "float64", "shape": [-1, len(classes)]})
+        return outs
+    if task == "regression":
+        return [{"name": "value", "dtype": "float64"}]
+    return [{"name": "cluster", "dtype": "int64"}]
+
+
+def to_frame(data, names: list[str] | None = None):
+    """Turn a DataFrame, Arrow table, dict, list of dicts or 2-D array into a DataFrame."""
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        return data
+    mod = type(data).__module__
+    if mod.startswith("pyarrow"):
+        return data.to_pandas()
+    if isinstance(data, dict):
+        if data and all(np.ndim(v) == 0 for v in data.values()):
+            return pd.DataFrame([data])
+        return pd.DataFrame(data)
+    if isinstance(data, list | tuple):
+        if not data:
+            return pd.DataFrame({n: [] for n in names or []})
+        if isinstance(data[0], dict):
+            return pd.DataFrame.from_records(data)
+        data = np.asarray(data, dtype=object)
+    if isinstance(data, np.ndarray):
+        if data.ndim == 1:
+            data = data.reshape(1, -1)
+        if data.ndim != 2:
+            raise UserError(f"input array must be 2-D (rows x columns), got {data.ndim}-D")
+        if names is None:
+            names = [f"x{i}" for i in range(data.shape[1])]
+        if data.shape[1] != len(names):
+            raise UserError(
+                f"input array has {data.shape[1]} columns but the model expects "
+                f"{len(names)}: {', '.join(names)}"
+            )
+        return pd.DataFrame(data, columns=names)
+    raise UserError(
+        f"cannot read model input of type {type(data).__name__}: pass a DataFrame, "
+        "a dict, a list of dicts, an Arrow table or a 2-D array"
+    )
+
+
+def _is_numeric(s) -> bool:
+    kind = getattr(s.dtype, "kind", "O")
+    return kind in "biuf"
+
+
+def _to_float(s, name: str) -> np.ndarray:
+    import pandas as pd
+
+    if _is_numeric(s):
+        return s.to_numpy(dtype="float64", na_value=np.nan)
+    values = pd.to_numeric(s, errors="coerce")
+    bad = values.isna() & s.notna() & (s.astype(str).str.strip() != "")
+    if bad.any():
+        example = s[bad].iloc[0]
+        raise UserError(
+            f"column {name!r} must be numeric, got {example!r} "
+            f"(in {int(bad.sum())} row(s)); send a number or null"
+        )
+    return values.to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _to_category_strings(s) -> np.ndarray:
+    import pandas as pd
+
+    if isinstance(s.dtype, pd.StringDtype):
+        return s.to_numpy(dtype=object, na_value=np.nan)
+    values = s.to_numpy(dtype=object)
+    isna = s.isna().to_numpy()
+    arr = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        if isna[i]:
+            arr[i] = np.nan
+        elif isinstance(v, str):
+            arr[i] = v
+        elif isinstance(v, float) and v.is_integer():
+            arr[i] = str(int(v))
+        else:
+            arr[i] = str(v)
+    return arr
+
+
+def _plain(value):
+    """A Python scalar that JSON can hold (numpy ints and floats become int and float)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _dtype_of(classes: list | None) -> str:
+    if not classes:
+        return "int64"
+    if all(isinstance(c, bool) for c in classes):
+        return "bool"
+    if all(isinstance(c, int) for c in classes):
+        return "int64"
+    if all(isinstance(c, int | float) for c in classes):
+        return "float64"
+    return "string"

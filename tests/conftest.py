@@ -1,0 +1,66 @@
+"""Shared test fixtures: an isolated MODELPORT_HOME per test, real services, optional extras.
+
+On a laptop a test that needs a service or an optional extra skips with the reason; with
+``MODELPORT_REQUIRE_SERVICES=1`` (set by ``.ci/run``) a missing one is a failure instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+import uuid
+
+import pytest
+
+REQUIRE = os.environ.get("MODELPORT_REQUIRE_SERVICES") == "1"
+PG_DSN = os.environ.get("MODELPORT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def unavailable(reason: str):
+    """Skip the test, or fail it when services are required."""
+    if REQUIRE:
+        pytest.fail(f"required for CI but unavailable: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def need_module(module: str, extra: str):
+    """Import an optional dependency or skip/fail naming the pip extra."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        unavailable(f"{module} is not installed (pip install 'modelport[{extra}]')")
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def modelport_home(tmp_path, monkeypatch):
+    """Every test gets its own registry and artefact store."""
+    home = tmp_path / "mp-home"
+    monkeypatch.setenv("MODELPORT_HOME", str(home))
+    monkeypatch.delenv("MODELPORT_REGISTRY", raising=False)
+    monkeypatch.delenv("MODELPORT_ARTIFACTS", raising=False)
+    monkeypatch.delenv("MODELPORT_FAULT", raising=False)
+    return home
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh, empty PostgreSQL database on 127.0.0.1:5432, dropped afterwards."""
+    psycopg = need_module("psycopg", "postgres")
+    if not port_open("127.0.0.1", 5432):
+        unavailable("PostgreSQL is not running on 127.0.0.1:5432")
+    name = f"mp_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_DSN.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
