@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import importlib
 import os
+
+# before any OpenMP library loads: spinning threads stall tree models on two cores
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import socket
 import uuid
 

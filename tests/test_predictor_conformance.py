@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import pytest
-import zoo
-from conftest import need_module
 
 import modelport
 from modelport import formats
 from modelport.formats.native import NativePredictor
 from modelport.signature import Signature
 from modelport.testing import check_predictor
+
+import zoo
+from conftest import need_module
 
 EXTRA_MODULES = {"onnx": ("onnxruntime", "onnx"), "pmml": ("pypmml", "pmml")}
 FAMILY_MODULES = {"lightgbm": ("lightgbm", "gbm"), "xgboost": ("xgboost", "gbm")}

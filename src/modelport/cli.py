@@ -7,6 +7,7 @@ a command runs, so ``modelport --help`` stays fast.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -279,6 +280,9 @@ def main() -> None:
     """Entry point: run the app, turning user errors into one line and exit code 2."""
     from modelport.errors import UserError
 
+    # OpenMP threads that spin while waiting slow tree training many times over on
+    # machines with few cores; waiting passively costs nothing measurable.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         app()
     except UserError as exc:

@@ -135,8 +135,8 @@ def _convert_all(model, signature: Signature, frame, reference, wanted):
     artefacts: list[Artefact] = []
     blobs: dict[str, bytes] = {}
     for fmt in wanted or F.DEFAULT_FORMATS:
-        module = F.get(fmt)
         try:
+            module = F.get(fmt)
             if not module.available():
                 raise MissingExtra(module.EXTRA, fmt)
             data = module.convert(model, signature, frame)

@@ -16,7 +16,6 @@ from modelport.predictor import Predictor
 
 def check_predictor(predictor: Predictor, reference: Predictor, sample, tolerance: float) -> None:
     """Assert that ``predictor`` honours the Predictor contract and agrees with ``reference``."""
-    import pandas as pd
 
     sample = sample.reset_index(drop=True)
     n = len(sample)

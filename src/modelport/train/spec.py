@@ -1,0 +1,380 @@
+"""Training specs: a small YAML file that says what to learn from which data, and how.
+
+::
+
+    name: churn
+    task: classification          # classification | regression | clustering
+    data:
+      source: data/customers.parquet   # path relative to this file, SQL URL + '#table',
+      target: churned                  #   or {url, query}
+      id: customer_id                  # optional; never used as a feature
+      features: [tenure_months, plan]  # optional; default: every other column
+    model:
+      estimator: sklearn.ensemble.HistGradientBoostingClassifier
+      params: {max_iter: 200}
+      preprocess: auto                 # auto (impute, scale, one-hot) | none
+    validation: {test_size: 0.2, seed: 42}
+    metrics: [roc_auc, accuracy]
+    formats: [joblib, onnx]            # optional; default: every available format
+    description: nightly churn model   # optional
+
+Only ``name``, ``data.source`` and (except for clustering) ``data.target`` are required.
+Every mistake raises a :class:`~modelport.errors.UserError` that names the field
+(``data.target``, ``model.params``...) and says how to fix it. Checks that need the data
+(do the named columns exist?) are made by :meth:`Spec.feature_columns` once it is read.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelport.errors import UserError
+from modelport.signature import TASKS
+
+METRICS = {
+    "classification": ("roc_auc", "accuracy", "f1", "log_loss", "precision", "recall"),
+    "regression": ("rmse", "mae", "r2"),
+    "clustering": ("silhouette",),
+}
+DEFAULT_METRICS = {
+    "classification": ("roc_auc", "accuracy", "f1", "log_loss"),
+    "regression": ("rmse", "mae", "r2"),
+    "clustering": ("silhouette",),
+}
+#: metrics computed from class probabilities, so the estimator needs ``predict_proba``
+PROBA_METRICS = ("roc_auc", "log_loss")
+DEFAULT_ESTIMATORS = {
+    "classification": "sklearn.ensemble.HistGradientBoostingClassifier",
+    "regression": "sklearn.ensemble.HistGradientBoostingRegressor",
+    "clustering": "sklearn.cluster.KMeans",
+}
+PREPROCESS = ("auto", "none")
+
+#: the keys each section accepts; new keys are added here, existing ones never renamed
+KEYS = {
+    "": ("name", "task", "data", "model", "validation", "metrics", "formats", "description"),
+    "data": ("source", "target", "id", "features"),
+    "model": ("estimator", "params", "preprocess"),
+    "validation": ("test_size", "seed"),
+}
+_ESTIMATOR_KINDS = {"classification": "classifier", "regression": "regressor",
+                    "clustering": "clusterer"}
+_EXTRAS = {"lightgbm": "gbm", "xgboost": "gbm"}
+
+
+@dataclass
+class Spec:
+    """A checked training spec. ``base`` is the folder relative data paths start from."""
+
+    name: str
+    task: str
+    source: str | dict[str, Any]
+    target: str | None
+    id: str | None
+    features: list[str] | None
+    estimator: str
+    params: dict[str, Any]
+    preprocess: str
+    test_size: float
+    seed: int
+    metrics: list[str]
+    formats: list[str] | None
+    description: str | None
+    base: Path
+    path: Path | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """What messages call this spec: its file name, or ``spec`` for an inline one."""
+        return self.path.name if self.path else "spec"
+
+    def fail(self, fieldname: str, message: str) -> UserError:
+        return UserError(f"{self.label}: {fieldname}: {message}")
+
+    def estimator_class(self) -> type:
+        """The estimator class ``model.estimator`` names (imported)."""
+        return _import_estimator(self.estimator, self.label)
+
+    def make_estimator(self):
+        """A fresh, unfitted estimator with ``model.params``."""
+        cls = self.estimator_class()
+        try:
+            return cls(**self.params)
+        except TypeError as exc:
+            raise self.fail("model.params", f"{self.estimator} does not accept these "
+                            f"parameters ({exc}); check the names against its documentation"
+                            ) from None
+
+    def feature_columns(self, columns: list[str]) -> list[str]:
+        """The feature columns, checked against the columns the data source has.
+
+        A target, id or listed feature missing from the data raises a
+        :class:`~modelport.errors.UserError` naming ``data.target``, ``data.id`` or
+        ``data.features``; without ``data.features`` every other column is a feature.
+        """
+        have = [str(c) for c in columns]
+        shown = ", ".join(have[:40]) + (" ..." if len(have) > 40 else "")
+        where = f"the data ({shown})"
+        if self.target is not None and self.target not in have:
+            raise self.fail("data.target", f"column {self.target!r} is not in {where}; set "
+                            "data.target to the column to predict")
+        if self.id is not None and self.id not in have:
+            raise self.fail("data.id", f"column {self.id!r} is not in {where}; fix the name "
+                            "or remove data.id")
+        if self.features is None:
+            features = [c for c in have if c not in (self.target, self.id)]
+            if not features:
+                raise self.fail("data.features", f"no columns are left to learn from in {where}")
+            return features
+        missing = [c for c in self.features if c not in have]
+        if missing:
+            raise self.fail("data.features", f"column(s) {', '.join(map(repr, missing))} "
+                            f"are not in {where}; fix or remove them")
+        return list(self.features)
+
+
+def load_spec(spec: str | Path | Mapping[str, Any], base: str | Path | None = None) -> Spec:
+    """Read and check a spec from a YAML file or a dict; return a :class:`Spec`.
+
+    Relative data paths are taken from the spec file's folder (for a dict: from ``base``,
+    else the working directory). Everything that can be checked without reading the data
+    is checked here, including that ``model.estimator`` imports and accepts
+    ``model.params``.
+    """
+    path = None
+    if isinstance(spec, Mapping):
+        raw = dict(spec)
+        folder = Path(base) if base is not None else Path.cwd()
+    else:
+        path = Path(spec)
+        raw = _read_yaml(path)
+        folder = Path(base) if base is not None else path.absolute().parent
+    return _check(raw, folder.absolute(), path)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    if not path.is_file():
+        raise UserError(f"cannot read the spec {path}: no such file")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise UserError(f"{path.name}: not valid YAML{at}: {getattr(exc, 'problem', exc)}; "
+                        "fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path.name}: a spec is a mapping of keys (name, task, data, model...), "
+                        f"got {type(raw).__name__}")
+    return raw
+
+
+def _check(raw: dict[str, Any], base: Path, path: Path | None) -> Spec:
+    label = path.name if path else "spec"
+
+    def fail(fieldname: str, message: str) -> UserError:
+        return UserError(f"{label}: {fieldname}: {message}")
+
+    _known_keys(raw, "", fail)
+    data = _section(raw, "data", fail, required=True)
+    model = _section(raw, "model", fail)
+    validation = _section(raw, "validation", fail)
+
+    name = raw.get("name")
+    if not name:
+        raise fail("name", "missing; give the model a name, e.g. name: churn")
+    from modelport.uri import check_name
+
+    try:
+        check_name(str(name))
+    except UserError as exc:
+        raise fail("name", str(exc)) from None
+
+    task = raw.get("task", "classification")
+    if task not in TASKS:
+        raise fail("task", f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+
+    source = data.get("source")
+    if not source:
+        raise fail("data.source", "missing; give a file path, a SQL URL with the table "
+                   "after '#', or {url, query}")
+    if isinstance(source, Mapping):
+        if not source.get("url") or not source.get("query") or set(source) - {"url", "query"}:
+            raise fail("data.source", "a query source has exactly two keys, url and query, "
+                       "e.g. {url: 'sqlite:///app.db', query: 'SELECT * FROM customers'}")
+        source = {"url": str(source["url"]), "query": str(source["query"])}
+    elif not isinstance(source, str):
+        raise fail("data.source", f"expected a path, a URL or {{url, query}}, got {source!r}")
+
+    target = _column_name(data, "target", fail)
+    if task == "clustering" and target is not None:
+        raise fail("data.target", "clustering learns without a target; remove data.target "
+                   "(or list the columns to cluster on in data.features)")
+    if task != "clustering" and target is None:
+        raise fail("data.target", f"missing; name the column a {task} model predicts")
+    id_column = _column_name(data, "id", fail)
+    features = data.get("features")
+    if features is not None:
+        if (not isinstance(features, list) or not features
+                or not all(isinstance(f, str) and f for f in features)):
+            raise fail("data.features", "expected a non-empty list of column names, "
+                       "e.g. [tenure_months, plan]")
+        if target in features:
+            raise fail("data.features", f"lists the target {target!r}; remove it")
+        if id_column in features:
+            raise fail("data.features", f"lists the id column {id_column!r}, which is never a "
+                       "feature; remove it from data.features (or drop data.id)")
+        if len(set(features)) != len(features):
+            raise fail("data.features", "lists a column twice; list each once")
+
+    estimator = model.get("estimator") or DEFAULT_ESTIMATORS[task]
+    if not isinstance(estimator, str):
+        raise fail("model.estimator", f"expected a dotted class path, got {estimator!r}")
+    params = model.get("params")
+    if params is None:
+        params = {}
+    if not isinstance(params, Mapping):
+        raise fail("model.params", f"expected a mapping of parameter: value, got {params!r} "
+                   "(e.g. params: {max_iter: 200})")
+    preprocess = str(model.get("preprocess", "auto")).lower()
+    if preprocess not in PREPROCESS:
+        raise fail("model.preprocess", f"unknown value {model.get('preprocess')!r}; use auto "
+                   "(impute, scale and one-hot encode) or none (raw features)")
+
+    test_size = validation.get("test_size", 0.2)
+    if isinstance(test_size, bool) or not isinstance(test_size, int | float) \
+            or not 0 < test_size < 1:
+        raise fail("validation.test_size", f"must be a fraction between 0 and 1 (exclusive), "
+                   f"got {test_size!r}; e.g. 0.2")
+    seed = validation.get("seed", 42)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise fail("validation.seed", f"must be a whole number, got {seed!r}")
+
+    metrics = raw.get("metrics")
+    if metrics is None:
+        metrics = list(DEFAULT_METRICS[task])
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if not isinstance(metrics, list) or not metrics:
+        raise fail("metrics", f"expected a list of metric names, e.g. "
+                   f"[{', '.join(DEFAULT_METRICS[task])}]")
+    for metric in metrics:
+        if metric not in METRICS[task]:
+            raise fail("metrics", f"unknown metric {metric!r} for {task}; use any of "
+                       f"{', '.join(METRICS[task])}")
+
+    formats = raw.get("formats")
+    if formats is not None:
+        from modelport.formats import FORMATS
+
+        if isinstance(formats, str):
+            formats = [formats]
+        if not isinstance(formats, list) or not formats \
+                or any(f not in FORMATS for f in formats):
+            raise fail("formats", f"expected a list of formats from {', '.join(FORMATS)}, "
+                       f"got {raw.get('formats')!r}")
+
+    description = raw.get("description")
+    spec = Spec(
+        name=str(name), task=task, source=source, target=target, id=id_column,
+        features=list(features) if features is not None else None, estimator=estimator,
+        params=dict(params), preprocess=preprocess, test_size=float(test_size), seed=seed,
+        metrics=list(metrics), formats=list(formats) if formats else None,
+        description=str(description) if description is not None else None,
+        base=base, path=path, raw=raw,
+    )
+    _check_estimator(spec)
+    return spec
+
+
+def _check_estimator(spec: Spec) -> None:
+    """Instantiate the estimator once: it imports, takes the params and suits the task."""
+    instance = spec.make_estimator()
+    kind = _estimator_kind(instance)
+    wanted = _ESTIMATOR_KINDS[spec.task]
+    if kind is not None and kind != wanted:
+        raise spec.fail("model.estimator", f"{spec.estimator} is a {kind} but the task is "
+                        f"{spec.task}; use a {wanted} (e.g. {DEFAULT_ESTIMATORS[spec.task]}) "
+                        "or change task")
+    if not hasattr(instance, "predict"):
+        raise spec.fail("model.estimator", f"{spec.estimator} has no predict method, so it "
+                        "cannot score new rows; use an estimator that predicts (e.g. "
+                        f"{DEFAULT_ESTIMATORS[spec.task]})")
+    if spec.task == "classification" and not hasattr(instance, "predict_proba"):
+        needing = [m for m in spec.metrics if m in PROBA_METRICS]
+        if needing:
+            raise spec.fail("metrics", f"{', '.join(needing)} need class probabilities but "
+                            f"{spec.estimator} (with these params) gives none; remove them "
+                            "or use an estimator with predict_proba")
+
+
+def _estimator_kind(instance) -> str | None:
+    try:
+        from sklearn.utils import get_tags
+
+        return get_tags(instance).estimator_type
+    except Exception:  # not a scikit-learn estimator: nothing to check against
+        return getattr(instance, "_estimator_type", None)
+
+
+def _import_estimator(dotted: str, label: str) -> type:
+    module_name, _, class_name = dotted.rpartition(".")
+    example = "e.g. sklearn.ensemble.HistGradientBoostingClassifier"
+    if not module_name:
+        raise UserError(f"{label}: model.estimator: {dotted!r} is not a full import path; "
+                        f"write module.Class, {example}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        top = module_name.split(".")[0]
+        hint = (f"pip install 'modelport[{_EXTRAS[top]}]'" if top in _EXTRAS
+                else f"check the path ({example})")
+        raise UserError(f"{label}: model.estimator: cannot import {module_name!r} "
+                        f"({exc}); {hint}") from None
+    cls = getattr(module, class_name, None)
+    if cls is None or not callable(cls):
+        close = difflib.get_close_matches(class_name, [n for n in dir(module) if n[:1].isupper()],
+                                          n=1)
+        hint = f"did you mean {module_name}.{close[0]}?" if close else f"check the name ({example})"
+        raise UserError(f"{label}: model.estimator: {module_name!r} has no class "
+                        f"{class_name!r}; {hint}")
+    return cls
+
+
+def _section(raw: dict[str, Any], key: str, fail, required: bool = False) -> dict[str, Any]:
+    value = raw.get(key)
+    if value is None:
+        if required:
+            raise fail(key, f"missing; add a {key}: section (see the example in "
+                       "modelport.train.spec)")
+        return {}
+    if not isinstance(value, Mapping):
+        raise fail(key, f"expected a mapping of {', '.join(KEYS[key])}, got {value!r}")
+    _known_keys(value, key, fail)
+    return dict(value)
+
+
+def _known_keys(section: Mapping[str, Any], prefix: str, fail) -> None:
+    allowed = KEYS[prefix]
+    for key in section:
+        if key not in allowed:
+            where = f"{prefix}.{key}" if prefix else str(key)
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise fail(where, f"unknown key; {hint}known keys here: {', '.join(allowed)}")
+
+
+def _column_name(data: dict[str, Any], key: str, fail) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str | int) or isinstance(value, bool) or value == "":
+        raise fail(f"data.{key}", f"expected a column name, got {value!r}")
+    return str(value)
