@@ -58,10 +58,17 @@ class Predictor(ABC):
 
     def run(self, data) -> dict[str, np.ndarray]:
         """Score ``data`` (DataFrame, Arrow table, dict, list of dicts, 2-D array)."""
-        frame = self.signature.coerce(data)
-        if len(frame) == 0:
+        cols = self.signature.columns(data)
+        if not cols or len(next(iter(cols.values()))) == 0:
             return self._empty()
-        return self._run(frame)
+        return self._run_columns(cols)
+
+    def _run_columns(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Score checked columns; formats that need no DataFrame override this."""
+        import pandas as pd
+
+        n = len(next(iter(cols.values())))
+        return self._run(pd.DataFrame(cols, index=pd.RangeIndex(n)))
 
     def predict(self, data) -> np.ndarray:
         """Labels, values or cluster ids, one per row."""

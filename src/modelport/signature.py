@@ -112,21 +112,41 @@ class Signature:
         """
         import pandas as pd
 
-        frame = to_frame(data, self.names)
-        missing = [n for n in self.names if n not in frame.columns]
+        cols = self.columns(data)
+        n = len(next(iter(cols.values()))) if cols else 0
+        return pd.DataFrame(cols, index=pd.RangeIndex(n))
+
+    def columns(self, data) -> dict[str, np.ndarray]:
+        """Like :meth:`coerce`, as a dict of NumPy arrays, without building a DataFrame.
+
+        Takes a dict of scalars (one row), a dict of sequences, a list of dicts, an Arrow
+        table or record batch, a DataFrame or a 2-D array. This is the path single rows
+        take, so it stays free of pandas for dicts and lists.
+        """
+        raw = _raw_columns(data, self.names)
+        missing = [n for n in self.names if n not in raw]
         if missing:
             raise UserError(
                 f"input is missing column(s) {', '.join(map(repr, missing))}; "
                 f"the model expects: {', '.join(self.names)}"
             )
-        out = {}
+        out: dict[str, np.ndarray] = {}
+        length = None
         for col in self.inputs:
-            s = frame[col.name]
+            values = raw[col.name]
             if col.kind == "numeric":
-                out[col.name] = _to_float(s, col.name)
+                arr = _numeric(values, col.name)
             else:
-                out[col.name] = _to_category_strings(s)
-        return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
+                arr = _strings(values)
+            if length is None:
+                length = len(arr)
+            elif len(arr) != length:
+                raise UserError(
+                    f"column {col.name!r} has {len(arr)} values but {self.names[0]!r} has "
+                    f"{length}: send columns of equal length"
+                )
+            out[col.name] = arr
+        return out
 
 
 def default_outputs(task: str, classes: list | None) -> list[dict[str, Any]]:
@@ -183,40 +203,75 @@ def _is_numeric(s) -> bool:
     return kind in "biuf"
 
 
-def _to_float(s, name: str) -> np.ndarray:
-    import pandas as pd
+def _raw_columns(data, names: list[str]) -> dict:
+    """The columns of ``data`` by name, each as whatever sequence it came as."""
+    if isinstance(data, dict):
+        if data and all(np.ndim(v) == 0 for v in data.values()):
+            return {k: [v] for k, v in data.items()}
+        return data
+    if isinstance(data, list | tuple) and data and isinstance(data[0], dict):
+        return {n: [row.get(n) for row in data] for n in names if any(n in r for r in data)}
+    mod = type(data).__module__
+    if mod.startswith("pyarrow"):
+        present = set(data.schema.names)
+        return {n: data.column(n).to_numpy(zero_copy_only=False) for n in names if n in present}
+    frame = to_frame(data, names)
+    return {n: frame[n] for n in names if n in frame.columns}
 
-    if _is_numeric(s):
-        return s.to_numpy(dtype="float64", na_value=np.nan)
-    values = pd.to_numeric(s, errors="coerce")
-    bad = values.isna() & s.notna() & (s.astype(str).str.strip() != "")
-    if bad.any():
-        example = s[bad].iloc[0]
-        raise UserError(
-            f"column {name!r} must be numeric, got {example!r} "
-            f"(in {int(bad.sum())} row(s)); send a number or null"
-        )
-    return values.to_numpy(dtype="float64", na_value=np.nan)
 
-
-def _to_category_strings(s) -> np.ndarray:
-    import pandas as pd
-
-    if isinstance(s.dtype, pd.StringDtype):
-        return s.to_numpy(dtype=object, na_value=np.nan)
-    values = s.to_numpy(dtype=object)
-    isna = s.isna().to_numpy()
-    arr = np.empty(len(values), dtype=object)
+def _numeric(values, name: str) -> np.ndarray:
+    """float64 values with NaN for missing; a value that is not a number is a UserError."""
+    dtype = getattr(values, "dtype", None)
+    if dtype is not None and getattr(dtype, "kind", "O") in "biuf":
+        if hasattr(values, "to_numpy"):
+            return values.to_numpy(dtype=np.float64, na_value=np.nan)
+        return np.asarray(values, dtype=np.float64)
+    if hasattr(values, "to_numpy"):
+        values = values.to_numpy(dtype=object)
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        pass
+    out = np.empty(len(values), dtype=np.float64)
+    bad = []
     for i, v in enumerate(values):
-        if isna[i]:
-            arr[i] = np.nan
-        elif isinstance(v, str):
-            arr[i] = v
-        elif isinstance(v, float) and v.is_integer():
-            arr[i] = str(int(v))
+        if v is None or (isinstance(v, str) and not v.strip()):
+            out[i] = np.nan
+            continue
+        try:
+            out[i] = float(v)
+        except (TypeError, ValueError):
+            out[i] = np.nan
+            if not (isinstance(v, float) and v != v):
+                bad.append(v)
+    if bad:
+        raise UserError(
+            f"column {name!r} must be numeric, got {bad[0]!r} (in {len(bad)} row(s)); "
+            "send a number or null"
+        )
+    return out
+
+
+def _strings(values) -> np.ndarray:
+    """An object array of str with NaN for missing values."""
+    if hasattr(values, "to_numpy"):
+        values = values.to_numpy(dtype=object)
+    arr = np.asarray(values, dtype=object)
+    if arr.ndim != 1:
+        arr = arr.reshape(-1)
+    out = arr.copy()
+    for i, v in enumerate(arr):
+        if type(v) is str:
+            continue
+        if v is None or (isinstance(v, float) and v != v):
+            out[i] = np.nan
+        elif isinstance(v, float | np.floating) and float(v).is_integer():
+            out[i] = str(int(v))
+        elif type(v).__name__ in ("NAType", "NaTType"):
+            out[i] = np.nan
         else:
-            arr[i] = str(v)
-    return arr
+            out[i] = str(v)
+    return out
 
 
 def _plain(value):

@@ -386,7 +386,6 @@ class OnnxPredictor(Predictor):
                         (-1,) if len(graph[name].shape) == 1 else (-1, 1))
                        for name, col in zip(layout.names, layout.columns, strict=False)]
         self._matrix = layout.inputs == "matrix"
-        self._in_order = layout.columns == signature.names
         classes = signature.classes
         self._classes = np.asarray(classes) if classes is not None else None
         self._proba = "proba" in layout.outputs and classes is not None
@@ -394,14 +393,14 @@ class OnnxPredictor(Predictor):
     def _gives_proba(self) -> bool:
         return self._proba
 
-    def _feed(self, frame) -> dict[str, np.ndarray]:
+    def _feed(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._matrix:
             name, _, dtype, _ = self._feeds[0]
-            cols = frame if self._in_order else frame[self._layout.columns]
-            return {name: cols.to_numpy(dtype=dtype)}
+            return {name: np.column_stack([cols[c] for c in self._layout.columns]).astype(
+                dtype, copy=False)}
         feed = {}
         for name, col, dtype, shape in self._feeds:
-            values = frame[col].to_numpy()
+            values = cols[col]
             if dtype is None:
                 missing = values != values  # NaN is the only value unequal to itself
                 if missing.any():
@@ -413,7 +412,10 @@ class OnnxPredictor(Predictor):
         return feed
 
     def _run(self, frame) -> dict[str, np.ndarray]:
-        raw = dict(zip(self._roles, self._session.run(self._fetch, self._feed(frame)),
+        return self._run_columns({c: frame[c].to_numpy() for c in frame.columns})
+
+    def _run_columns(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raw = dict(zip(self._roles, self._session.run(self._fetch, self._feed(cols)),
                        strict=True))
         task = self.signature.task
         if task == "regression":
