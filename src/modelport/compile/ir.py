@@ -1,0 +1,302 @@
+"""The intermediate form of a fitted model: inputs, preprocessing steps, one model node, output.
+
+A :class:`ModelIR` says what a model computes in terms any backend can write out: named
+*fields* flow from the signature's input columns through preprocessing *steps* (each makes
+one new numeric field from one input field), a *model node* turns the fields it lists into
+raw scores, and the *output* turns raw scores into labels, probabilities, values or cluster
+ids. Every node is a plain dataclass of lists and numbers, so the whole form is JSON; trees
+are flat arrays (feature, threshold, left, right, missing-goes-left, value) and categorical
+splits are category sets.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+import numpy as np
+
+from modelport.signature import Signature
+
+# --- preprocessing steps: each makes field ``name`` from field ``source`` ---------------------
+
+
+@dataclass
+class Impute:
+    """``source``, or ``value`` where ``source`` is missing."""
+
+    op: ClassVar[str] = "impute"
+    name: str
+    source: str
+    value: float | str
+
+
+@dataclass
+class Scale:
+    """``(source - center) / scale``, the form of StandardScaler and RobustScaler."""
+
+    op: ClassVar[str] = "scale"
+    name: str
+    source: str
+    center: float
+    scale: float
+
+
+@dataclass
+class Affine:
+    """``source * mul + add``, the form of MinMaxScaler."""
+
+    op: ClassVar[str] = "affine"
+    name: str
+    source: str
+    mul: float
+    add: float
+
+
+@dataclass
+class Indicator:
+    """1.0 when ``source`` is one of ``categories`` (``None`` stands for missing), else 0.0.
+
+    With ``negate`` the test is inverted: 1.0 for anything *not* in ``categories``, which is
+    how a one-hot column of infrequent categories also catches unknown ones.
+    """
+
+    op: ClassVar[str] = "indicator"
+    name: str
+    source: str
+    categories: list
+    negate: bool = False
+
+
+@dataclass
+class IsMissing:
+    """1.0 where ``source`` is missing, else 0.0."""
+
+    op: ClassVar[str] = "is_missing"
+    name: str
+    source: str
+
+
+@dataclass
+class Ordinal:
+    """The position of ``source`` in ``categories``; ``unknown`` for others, ``missing`` for missing.
+
+    ``None`` for ``unknown`` or ``missing`` means the result is missing (NaN).
+    """
+
+    op: ClassVar[str] = "ordinal"
+    name: str
+    source: str
+    categories: list
+    unknown: float | None = None
+    missing: float | None = None
+
+
+STEPS = {cls.op: cls for cls in (Impute, Scale, Affine, Indicator, IsMissing, Ordinal)}
+
+# --- model nodes: each turns ``features`` into raw scores, one column per ``n_outputs`` ---------
+
+
+@dataclass
+class Linear:
+    """``raw[:, k] = intercept[k] + sum_j coef[k][j] * features[j]``."""
+
+    kind: ClassVar[str] = "linear"
+    features: list[str]
+    coef: list[list[float]]
+    intercept: list[float]
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.intercept)
+
+
+@dataclass
+class Tree:
+    """One binary tree as flat arrays indexed by node; node 0 is the root.
+
+    A node with ``feature[i] == -1`` is a leaf whose scores are ``value[i]``. Otherwise a
+    missing feature goes left when ``missing_left[i]``. A numeric split sends a row left when
+    its feature passes the ensemble's comparison with ``threshold[i]``. A categorical split
+    (``categories[i]`` is a list of category codes) sends the codes in ``categories[i]`` left
+    and, when ``categories_right[i]`` is a list, the codes in it right and every other value
+    the way missing values go; without it every other value goes right. ``output`` is the
+    first raw-score column the leaf values add to (boosting grows one tree per class).
+    """
+
+    feature: list[int]
+    threshold: list[float]
+    left: list[int]
+    right: list[int]
+    missing_left: list[bool]
+    value: list[list[float]]
+    categories: list[list | None] | None = None
+    categories_right: list[list | None] | None = None
+    output: int = 0
+
+
+@dataclass
+class TreeEnsemble:
+    """``raw = base + combine(trees)``: ``sum`` for boosting, ``mean`` for forests.
+
+    ``compare`` is ``<=`` (scikit-learn, LightGBM) or ``<`` (XGBoost): a row goes left when
+    ``x compare threshold``. ``input_dtype`` ``float32`` says the native model rounds features
+    to float32 before comparing; :meth:`split` restates such a split exactly on float64 values.
+    """
+
+    kind: ClassVar[str] = "tree_ensemble"
+    features: list[str]
+    trees: list[Tree]
+    n_outputs: int
+    base: list[float]
+    combine: str = "sum"
+    compare: str = "<="
+    input_dtype: str = "float64"
+
+    def split(self, threshold: float) -> tuple[str, float]:
+        """``(op, t)`` such that ``x op t`` on float64 ``x`` is this ensemble's split test."""
+        return double_split(threshold, self.compare, self.input_dtype)
+
+
+@dataclass
+class GaussianNB:
+    """Joint log-likelihood per class of a Gaussian naive Bayes model."""
+
+    kind: ClassVar[str] = "gaussian_nb"
+    features: list[str]
+    theta: list[list[float]]
+    var: list[list[float]]
+    log_prior: list[float]
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.log_prior)
+
+
+@dataclass
+class Centroids:
+    """Squared Euclidean distance to each centre (k-means); the nearest is the cluster."""
+
+    kind: ClassVar[str] = "centroids"
+    features: list[str]
+    centers: list[list[float]]
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.centers)
+
+
+NODES = {cls.kind: cls for cls in (Linear, TreeEnsemble, GaussianNB, Centroids)}
+
+#: how raw scores become outputs
+TRANSFORMS = {
+    "identity": "regression value = raw[:, 0]",
+    "exp": "regression value = exp(raw[:, 0])",
+    "logistic": "binary: p1 = 1 / (1 + exp(-raw[:, 0])), proba = [1 - p1, p1]",
+    "softmax": "proba = softmax(raw)",
+    "ovr_logistic": "one-vs-rest: p = logistic(raw), normalised to sum 1",
+    "probability": "raw already holds class probabilities",
+    "margin": "labels only: binary raw[:, 0] > 0, else argmax(raw)",
+    "nearest": "cluster = argmin(raw)",
+}
+
+
+@dataclass
+class Output:
+    """The task, the classes (classifiers) and the transform from raw scores to outputs."""
+
+    task: str
+    transform: str
+    classes: list | None = None
+
+    @property
+    def gives_proba(self) -> bool:
+        return self.task == "classification" and self.transform != "margin"
+
+
+@dataclass
+class ModelIR:
+    """A whole model: the signature it reads, steps, one model node and its output."""
+
+    signature: Signature
+    steps: list = field(default_factory=list)
+    model: Any = None
+    output: Output | None = None
+    #: the precision of the native model's arithmetic (XGBoost computes in float32)
+    precision: str = "float64"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict; :meth:`from_dict` reads it back."""
+        model = _plain(asdict(self.model))
+        return {
+            "signature": self.signature.to_dict(),
+            "steps": [{"op": s.op, **_plain(asdict(s))} for s in self.steps],
+            "model": {"kind": self.model.kind, **model},
+            "output": asdict(self.output),
+            "precision": self.precision,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelIR:
+        """Read back what :meth:`to_dict` wrote."""
+        steps = []
+        for s in d["steps"]:
+            s = dict(s)
+            steps.append(STEPS[s.pop("op")](**s))
+        m = dict(d["model"])
+        node_cls = NODES[m.pop("kind")]
+        if node_cls is TreeEnsemble:
+            m["trees"] = [Tree(**t) for t in m["trees"]]
+        known = {f.name for f in fields(node_cls)}
+        return cls(
+            signature=Signature.from_dict(d["signature"]),
+            steps=steps,
+            model=node_cls(**{k: v for k, v in m.items() if k in known}),
+            output=Output(**d["output"]),
+            precision=d.get("precision", "float64"),
+        )
+
+    @property
+    def field_kinds(self) -> dict[str, str]:
+        """``numeric`` or ``categorical`` for every input and derived field."""
+        kinds = {c.name: c.kind for c in self.signature.inputs}
+        for s in self.steps:
+            # imputing keeps a column's kind; every other step makes a number
+            kinds[s.name] = kinds[s.source] if isinstance(s, Impute) else "numeric"
+        return kinds
+
+
+def double_split(threshold: float, compare: str, input_dtype: str) -> tuple[str, float]:
+    """Restate the split ``float32(x) compare threshold`` as ``x op t`` on float64 ``x``.
+
+    Native tree libraries that round features to float32 first (scikit-learn's trees,
+    XGBoost) send a float64 value that lies between a threshold and its float32 rounding
+    the other way from a float64 evaluator. Both tests are monotone in ``x``, so the exact
+    float64 boundary is the midpoint between the last float32 going left and the next one,
+    with the midpoint itself going wherever round-half-to-even sends it.
+    """
+    if input_dtype != "float32" or not math.isfinite(threshold):
+        return compare, float(threshold)
+    t = float(threshold)
+    f = np.float32(t)
+    # f: the largest float32 that still goes left
+    if (compare == "<=" and float(f) > t) or (compare == "<" and float(f) >= t):
+        f = np.nextafter(f, np.float32(-np.inf))
+    g = np.nextafter(f, np.float32(np.inf))
+    if not np.isfinite(g):
+        return "<=", math.inf
+    mid = (float(f) + float(g)) / 2.0  # exact: float32 neighbours average exactly in float64
+    f_is_even = int(np.asarray(f).view(np.uint32)) & 1 == 0
+    return ("<=" if f_is_even else "<"), mid
+
+
+def _plain(value):
+    """Python numbers and lists in place of NumPy ones (NaN and infinity stay floats)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
