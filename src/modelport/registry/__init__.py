@@ -170,17 +170,19 @@ class Registry:
 
     def search(self, name: str | None = None, tags: dict[str, str] | None = None,
                task: str | None = None) -> list[Version]:
-        """Versions whose model name contains ``name`` and that carry all of ``tags``."""
+        """Versions whose model name contains ``name`` (in any case) and that carry all of
+        ``tags``."""
         q = select(S.versions).order_by(S.versions.c.model, S.versions.c.version)
         if name:
-            q = q.where(S.versions.c.model.contains(name))
+            # autoescape: '_' and '%' are characters of a model name, not LIKE wildcards
+            q = q.where(func.lower(S.versions.c.model).contains(name.lower(), autoescape=True))
         if task:
             q = q.where(S.versions.c.task == task)
         with self.engine.connect() as conn:
             found = [self._version(conn, r) for r in conn.execute(q).mappings()]
         if tags:
             found = [v for v in found
-                     if all(str(v.tags.get(k)) == str(val) for k, val in tags.items())]
+                     if all(k in v.tags and str(v.tags[k]) == str(val) for k, val in tags.items())]
         return found
 
     def versions(self, name: str) -> list[Version]:
@@ -351,8 +353,13 @@ class Registry:
                   reason: str | None = None, by: str | None = None) -> Version:
         """Point ``name@alias`` at ``version``, recording the move in the alias history."""
         check_alias(alias)
-        target = self.get(ModelURI(name, int(version)))
+        target = self.get(ModelURI(name, _version_number(version)))
         with S.write_txn(self.engine) as conn:
+            self._lock_model(conn, name)
+            alive = conn.execute(select(S.versions.c.id).where(
+                S.versions.c.model == name, S.versions.c.version == target.version)).first()
+            if alive is None:  # deleted since it was looked up
+                raise NotFound(f"model {name!r} has no version {target.version}")
             self._move_alias(conn, name, alias, target.version, "set", reason, by)
         return self.get(ModelURI(name, alias=alias))
 
@@ -361,11 +368,13 @@ class Registry:
         """Move ``name@alias`` back to the version it pointed to before the current one."""
         check_alias(alias)
         with S.write_txn(self.engine) as conn:
-            self._require_model(name, conn)
+            self._lock_model(conn, name)
             history = conn.execute(
                 select(S.alias_events).where(S.alias_events.c.model == name,
                                              S.alias_events.c.alias == alias)
                 .order_by(S.alias_events.c.id)).mappings().all()
+            if not history:
+                raise NotFound(f"model {name!r} has no alias {alias!r} to roll back")
             target = rollback_target(history)
             if target is None:
                 raise UserError(
@@ -385,6 +394,7 @@ class Registry:
     def delete_alias(self, name: str, alias: str, *, reason: str | None = None,
                      by: str | None = None) -> None:
         with S.write_txn(self.engine) as conn:
+            self._lock_model(conn, name)
             current = conn.execute(select(S.aliases.c.version).where(
                 S.aliases.c.model == name, S.aliases.c.alias == alias)).scalar()
             if current is None:
@@ -399,7 +409,7 @@ class Registry:
         """Delete one version (or the whole model); refuses versions an alias points to
         unless ``force``. Returns the deleted version numbers."""
         with S.write_txn(self.engine) as conn:
-            self._require_model(name, conn)
+            self._lock_model(conn, name)
             q = select(S.versions.c.version).where(S.versions.c.model == name)
             if version is not None:
                 q = q.where(S.versions.c.version == version)
@@ -445,6 +455,13 @@ class Registry:
             names = [r[0] for r in conn.execute(select(S.models.c.name))]
             hint = f" (known: {', '.join(names[:10])})" if names else " (the registry is empty)"
             raise NotFound(f"no model named {name!r}{hint}")
+
+    def _lock_model(self, conn, name: str) -> None:
+        # SQLite's BEGIN IMMEDIATE already serialises writers; on PostgreSQL the model's row
+        # lock makes alias moves and deletions of one model wait for each other, so two
+        # moves never both read the same "current" version.
+        self._require_model(name, conn)
+        conn.execute(select(S.models.c.name).where(S.models.c.name == name).with_for_update())
 
     def _ensure_model(self, conn, name: str, now: datetime) -> None:
         values = {"name": name, "last_version": 0, "created_at": now}
@@ -493,6 +510,14 @@ class Registry:
                        for a in arts],
             aliases=list(names),
         )
+
+
+def _version_number(version: int | str) -> int:
+    """A version number given as an int or a string of digits, else a :class:`UserError`."""
+    text = str(version).strip()
+    if isinstance(version, bool) or not text.isdigit() or int(text) < 1:
+        raise UserError(f"bad version {version!r}: a version is a positive number (e.g. 3)")
+    return int(text)
 
 
 def _fault(point: str) -> None:

@@ -14,7 +14,9 @@ def replay(events: Iterable[dict]) -> list[int]:
     stack: list[int] = []
     for e in events:
         if e["action"] == "set":
-            stack.append(e["to_version"])
+            # re-pointing an alias at the version it has is no promotion to roll back over
+            if not stack or stack[-1] != e["to_version"]:
+                stack.append(e["to_version"])
         elif e["action"] == "rollback":
             if stack:
                 stack.pop()

@@ -8,6 +8,7 @@ lock on PostgreSQL.
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 
 from sqlalchemy import (
@@ -22,6 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
     text,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -118,24 +120,29 @@ def open_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 60})
+        engine = _create(url, connect_args={"timeout": 60})
         _sqlite_transactions(engine)
     elif url.startswith("postgresql"):
         from modelport.errors import require
 
         require("psycopg", "postgres", "a PostgreSQL registry")
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = _create(url, pool_pre_ping=True)
     else:
         raise UserError(
-            f"unsupported registry URL {url!r}: use sqlite:///PATH or postgresql://HOST/DB "
-            "in MODELPORT_REGISTRY"
+            f"unsupported registry URL {_masked(url)!r}: use sqlite:///PATH or "
+            "postgresql://HOST/DB in MODELPORT_REGISTRY"
         )
     try:
-        with write_txn(engine) as conn:
-            if engine.dialect.name == "postgresql":
-                # concurrent first use from several processes must not race on CREATE TABLE
-                conn.execute(text("SELECT pg_advisory_xact_lock(7316254)"))
-            metadata.create_all(conn)
+        # Only a database that lacks tables takes the write lock: opening a registry to read
+        # must not wait behind a registration that holds it.
+        with engine.connect() as conn:
+            present = set(inspect(conn).get_table_names())
+        if not present.issuperset(metadata.tables):
+            with write_txn(engine) as conn:
+                if engine.dialect.name == "postgresql":
+                    # concurrent first use from several processes must not race on CREATE TABLE
+                    conn.execute(text("SELECT pg_advisory_xact_lock(7316254)"))
+                metadata.create_all(conn)
     except Exception as exc:
         if isinstance(exc, UserError):
             raise
@@ -148,6 +155,23 @@ def open_engine(url: str) -> Engine:
             ) from None
         raise
     return engine
+
+
+def _create(url: str, **kwargs) -> Engine:
+    # a malformed URL (a port that is no number, an unknown driver) is the user's to fix
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return create_engine(url, **kwargs)
+    except (ArgumentError, ValueError, ImportError) as exc:
+        raise UserError(
+            f"bad registry URL {_masked(url)!r}: {exc} (check MODELPORT_REGISTRY)"
+        ) from None
+
+
+def _masked(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***``."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def _sqlite_transactions(engine: Engine) -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
-from modelport.errors import ArtefactTampered, NotFound
+from modelport.errors import ArtefactTampered, NotFound, UserError
 
 
 def sha256(data: bytes) -> str:
@@ -45,7 +46,9 @@ class LocalStore:
     def put(self, data: bytes) -> str:
         digest = sha256(data)
         target = self.path(digest)
-        if target.exists():
+        # a blob already there is kept only if intact: storing the same bytes again is how
+        # a changed artefact is repaired
+        if target.exists() and sha256(target.read_bytes()) == digest:
             return digest
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
@@ -103,18 +106,51 @@ class S3Store:
 
     def put(self, data: bytes) -> str:
         digest = sha256(data)
-        if not self.exists(digest):
-            self.client.put_object(Bucket=self.bucket, Key=self.key(digest), Body=data)
+        # An object already there is kept only if its ETag (the MD5 of a single-part upload)
+        # matches: storing the same bytes again is how a changed artefact is repaired.
+        if self._etag(digest) != hashlib.md5(data, usedforsecurity=False).hexdigest():
+            with self._errors("write", digest):
+                self.client.put_object(Bucket=self.bucket, Key=self.key(digest), Body=data)
         return digest
 
     def get(self, digest: str) -> bytes:
         try:
-            obj = self.client.get_object(Bucket=self.bucket, Key=self.key(digest))
+            with self._errors("read", digest):
+                obj = self.client.get_object(Bucket=self.bucket, Key=self.key(digest))
+                data = obj["Body"].read()
         except self.client.exceptions.NoSuchKey:
             raise NotFound(
                 f"artefact {digest[:12]}... is missing from s3://{self.bucket}/{self.prefix}"
             ) from None
-        return _verify(obj["Body"].read(), digest, f"s3://{self.bucket}/{self.key(digest)}")
+        return _verify(data, digest, f"s3://{self.bucket}/{self.key(digest)}")
+
+    def _etag(self, digest: str) -> str | None:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=self.key(digest))[
+                "ETag"].strip('"')
+        except Exception:
+            return None
+
+    @contextmanager
+    def _errors(self, doing: str, digest: str):
+        """Turn a bucket that is missing or refuses us, or an endpoint that does not answer,
+        into a UserError naming the settings to check; a missing object passes through."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        where = f"s3://{self.bucket}/{self.key(digest)}"
+        try:
+            yield
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise
+            raise UserError(
+                f"cannot {doing} {where}: {exc} (check MODELPORT_ARTIFACTS and the AWS "
+                "credentials)"
+            ) from None
+        except BotoCoreError as exc:
+            raise UserError(
+                f"cannot {doing} {where}: {exc} (check MODELPORT_S3_ENDPOINT_URL)"
+            ) from None
 
     def exists(self, digest: str) -> bool:
         try:
