@@ -95,3 +95,34 @@ def test_user_errors_print_one_line_and_exit_2(registered, args, needle):
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_quickstart_leaves_churn_at_production(tmp_path):
+    proc = run("quickstart", "--rows", "2000", "--dir", str(tmp_path / "qs"))
+    assert "churn probability" in proc.stdout
+    shown = json.loads(run("models", "show", "churn@production", "--json").stdout)
+    assert shown["version"] == 1 and shown["metrics"]["roc_auc"] > 0.7
+    assert shown["formats"]["joblib"]["status"] == "accepted"
+    assert (tmp_path / "qs" / "customers.parquet").exists()
+
+
+@pytest.mark.parametrize("fmt, suffix, module, extra", [
+    ("onnx", ".onnx", "onnxruntime", "onnx"),
+    ("pmml", ".pmml", "pypmml", "pmml"),
+])
+def test_import_registers_a_file_made_elsewhere(tmp_path, fmt, suffix, module, extra):
+    from conftest import need_module
+
+    need_module(module, extra)
+    model, sample = zoo.build("logreg")
+    source = modelport.log_model(model, "made-elsewhere", sample=sample, formats=[fmt])
+    path = tmp_path / f"model{suffix}"
+    path.write_bytes(modelport.Registry().read_artefact(source, fmt))
+    sample_path = tmp_path / "sample.parquet"
+    sample.to_parquet(sample_path)
+    out = json.loads(run("import", str(path), "--name", "imported", "--sample",
+                         str(sample_path), "--alias", "production", "--json").stdout)
+    assert out["native_format"] == fmt and out["aliases"] == ["production"]
+    imported = modelport.load("imported@production")
+    expected = model.predict_proba(sample)
+    assert abs(imported.predict_proba(sample) - expected).max() < 1e-4
