@@ -25,11 +25,12 @@ FORMATS = {
     "joblib": "modelport.formats.joblib",
     "skops": "modelport.formats.skops",
     "onnx": "modelport.formats.onnx",
+    "compiled": "modelport.formats.compiled",
     "pmml": "modelport.formats.pmml",
 }
 
 #: the formats a scikit-learn-compatible model is converted to at registration, in load order
-DEFAULT_FORMATS = ("joblib", "skops", "onnx", "pmml")
+DEFAULT_FORMATS = ("joblib", "skops", "onnx", "compiled", "pmml")
 
 
 def get(name: str) -> ModuleType:

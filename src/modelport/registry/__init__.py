@@ -91,6 +91,22 @@ class Version:
     def artefact(self, fmt: str) -> Artefact | None:
         return next((a for a in self.artefacts if a.format == fmt), None)
 
+    def serving_format(self) -> str | None:
+        """The accepted format that scored one row fastest at registration.
+
+        Formats timed at registration (``single_row_us`` in their parity figures) are ranked
+        by that time; untimed versions fall back to onnx, compiled, joblib, skops, pmml.
+        """
+        accepted = self.accepted_formats()
+        timed = [(a.parity["single_row_us"], a.format) for a in self.artefacts
+                 if a.status == "accepted" and (a.parity or {}).get("single_row_us") is not None]
+        if timed:
+            return min(timed)[1]
+        for fmt in ("onnx", "compiled", "joblib", "skops", "pmml"):
+            if fmt in accepted:
+                return fmt
+        return accepted[0] if accepted else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "version": self.version, "uri": self.uri,
@@ -102,6 +118,7 @@ class Version:
             "sample_sha256": self.sample_sha256, "description": self.description,
             "lineage": self.lineage,
             "formats": {a.format: a.to_dict() for a in self.artefacts},
+            "serving_format": self.serving_format(),
         }
 
     def __int__(self) -> int:
@@ -298,6 +315,14 @@ class Registry:
         predictor.model_name = v.name
         predictor.model_version = v.version
         return predictor
+
+    def serving_format(self, version: str | ModelURI | Version) -> str:
+        """The format to serve ``version`` with: the fastest one that passed parity."""
+        v = version if isinstance(version, Version) else self.get(version)
+        fmt = v.serving_format()
+        if fmt is None:
+            raise UserError(f"{v.uri} has no accepted artefact to serve")
+        return fmt
 
     def default_format(self, v: Version) -> str:
         from modelport.formats import DEFAULT_FORMATS

@@ -1,0 +1,105 @@
+"""A ModelIR as one C99 source file needing only ``<math.h>`` and ``<string.h>``.
+
+C has no dictionaries, so the row comes as two arrays in signature order: ``num`` holds the
+numeric inputs (``NAN`` for missing) and ``cat`` the categorical ones (``NULL`` for
+missing). ``<name>_score(num, cat, out)`` writes ``<NAME>_N_OUTPUTS`` numbers to ``out``.
+"""
+
+from __future__ import annotations
+
+from modelport.compile import ir
+from modelport.compile.codegen import identifier
+from modelport.compile.codegen.lowering import Lowering, usage_returns
+
+
+class CLowering(Lowering):
+    true_literal = "1"
+    false_literal = "0"
+    def isnan(self, x):
+        return f"isnan({x})"
+
+    def is_null(self, s):
+        return f"{s} == NULL"
+
+    def str_eq(self, s, literal):
+        return f"({s} != NULL && strcmp({s}, {literal}) == 0)"
+
+    def exp(self, x):
+        return f"exp({x})"
+
+    def sqrt(self, x):
+        return f"sqrt({x})"
+
+    def declare_num(self, var, expr):
+        return f"double {var} = {expr};"
+
+    def declare_str(self, var, expr):
+        return f"const char *{var} = {expr};"
+
+    def text(self, s):
+        body = str(s).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{body}"'
+
+    def read_num(self, name):
+        return f"num[{self.numeric.index(name)}]"
+
+    def read_str(self, name):
+        return f"cat[{self.categorical.index(name)}]"
+
+    def no_op(self):
+        return ";"
+
+
+def generate(model_ir: ir.ModelIR, name: str = "model") -> str:
+    """C source defining ``void <name>_score(const double *num, const char *const *cat, double *out)``."""
+    lo = CLowering(model_ir)
+    lo.numeric = model_ir.signature.numeric
+    lo.categorical = model_ir.signature.categorical
+    sym = identifier(name)
+    pre = lo.preprocessing()
+    model = lo.model()
+    result, kind = lo.result()
+    n_raw = max(model_ir.model.n_outputs, 1)
+    ind = "    "
+    out = [
+        f"/* The model {name!r}, compiled to C by modelport (C99; link with -lm).",
+        f" * void {sym}_score(const double *num, const char *const *cat, double *out):",
+        f" *   num: the numeric inputs in this order (NAN for missing): "
+        f"{', '.join(lo.numeric) or '(none)'}",
+        f" *   cat: the categorical inputs in this order (NULL for missing): "
+        f"{', '.join(lo.categorical) or '(none)'}",
+        f" *   out: {sym.upper()}_N_OUTPUTS doubles receiving {usage_returns(model_ir)}. */",
+        "#include <math.h>",
+        "#include <stddef.h>",
+        "#include <string.h>",
+        "",
+        f"#define {sym.upper()}_N_OUTPUTS {lo.n_out()}",
+        "",
+    ]
+    for fn, _ in lo.functions:
+        out.append(f"static void {sym}_{fn}(const double *x, double *raw);")
+    out.append("")
+    for fn, body in lo.functions:
+        out.append(f"static void {sym}_{fn}(const double *x, double *raw) {{")
+        out += [ind + _prefix_calls(line, sym) for line in body]
+        out.append("}\n")
+    out.append(f"void {sym}_score(const double *num, const char *const *cat, double *out) {{")
+    out.append(ind + "(void) num; (void) cat;")
+    out += [ind + line for line in pre]
+    feats = lo.features()
+    out.append(ind + f"double x[{max(len(feats), 1)}] = {{{', '.join(feats) or '0.0'}}};")
+    out.append(ind + f"double raw[{n_raw}] = {{0.0}};")
+    out.append(ind + "(void) x;")
+    out += [ind + _prefix_calls(line, sym) for line in model]
+    out += [ind + line for line in result]
+    if kind == "value":
+        out.append(ind + "out[0] = raw[0];")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def _prefix_calls(line: str, sym: str) -> str:
+    stripped = line.lstrip()
+    if stripped.startswith("tree") and stripped.endswith("(x, raw);"):
+        return line[: len(line) - len(stripped)] + f"{sym}_{stripped}"
+    return line

@@ -1,0 +1,153 @@
+"""A ModelIR as one Go package using only the standard library: ``func Score(row map[string]any)``.
+
+Go exports only capitalised names, so the function is ``Score``; a missing value is ``nil``
+or ``math.NaN()``. Categorical values are held as ``*string`` (``nil`` when missing).
+"""
+
+from __future__ import annotations
+
+from modelport.compile import ir
+from modelport.compile.codegen import identifier
+from modelport.compile.codegen.lowering import Lowering, usage_returns
+
+
+class GoLowering(Lowering):
+    nan_literal = "math.NaN()"
+    inf_literal = "math.Inf(1)"
+
+    def isnan(self, x):
+        return f"math.IsNaN({x})"
+
+    def is_null(self, s):
+        return f"{s} == nil"
+
+    def str_eq(self, s, literal):
+        return f"({s} != nil && *{s} == {literal})"
+
+    def exp(self, x):
+        return f"math.Exp({x})"
+
+    def sqrt(self, x):
+        return f"math.Sqrt({x})"
+
+    def declare_num(self, var, expr):
+        return f"var {var} float64 = {expr}"
+
+    def declare_str(self, var, expr):
+        return f"var {var} *string = {expr}"
+
+    def assign(self, var, expr):
+        return f"{var} = {expr}"
+
+    def assign_str(self, var, literal):
+        return f"{var} = strPtr({literal})"
+
+    def read_num(self, name):
+        return f"num(row[{self.text(name)}])"
+
+    def read_str(self, name):
+        return f"str(row[{self.text(name)}])"
+
+    def add_raw(self, k, expr):
+        return f"raw[{k}] += {expr}"
+
+    def call_tree(self, fn):
+        return f"{fn}(x, raw)"
+
+    def no_op(self):
+        return "// nothing to add"
+
+
+_HELPERS = """
+func num(v any) float64 {
+	switch t := v.(type) {
+	case nil:
+		return math.NaN()
+	case float64:
+		return t
+	case float32:
+		return float64(t)
+	case int:
+		return float64(t)
+	case int32:
+		return float64(t)
+	case int64:
+		return float64(t)
+	case bool:
+		if t {
+			return 1
+		}
+		return 0
+	case string:
+		f, err := strconv.ParseFloat(strings.TrimSpace(t), 64)
+		if err != nil {
+			return math.NaN()
+		}
+		return f
+	}
+	return math.NaN()
+}
+
+func str(v any) *string {
+	var s string
+	switch t := v.(type) {
+	case nil:
+		return nil
+	case string:
+		s = t
+	case float64:
+		if math.IsNaN(t) {
+			return nil
+		}
+		s = strconv.FormatFloat(t, 'f', -1, 64)
+	default:
+		s = fmt.Sprint(t)
+	}
+	return &s
+}
+
+func strPtr(s string) *string { return &s }
+"""
+
+
+def generate(model_ir: ir.ModelIR, name: str = "model") -> str:
+    """A Go source file of package ``<name>`` with ``func Score(row map[string]any)``."""
+    lo = GoLowering(model_ir)
+    lo.indent_unit = "\t"
+    pkg = identifier(name)
+    pre = lo.preprocessing()
+    model = lo.model()
+    result, kind = lo.result()
+    returns = "float64" if kind == "value" else "[]float64"
+    out = [
+        f"// Package {pkg} is the model {name!r}, compiled to Go by modelport (standard "
+        "library only).",
+        f"// Score(row) takes a map keyed by input column name ({', '.join(model_ir.signature.names)});",
+        f"// a missing value is nil or NaN. It returns {usage_returns(model_ir)}.",
+        f"package {pkg}",
+        "",
+        'import (\n\t"fmt"\n\t"math"\n\t"strconv"\n\t"strings"\n)',
+        _HELPERS,
+    ]
+    for fn, body in lo.functions:
+        out.append(f"func {fn}(x []float64, raw []float64) {{")
+        out += ["\t" + line for line in body]
+        out.append("}\n")
+    out.append(f"// Score scores one row.\nfunc Score(row map[string]any) {returns} {{")
+    out += ["\t" + line for line in pre]
+    used = [lo.var[c.name] for c in model_ir.signature.inputs] + [
+        lo.var[s.name] for s in model_ir.steps]
+    out.append("\t_ = []any{" + ", ".join(used) + "}")  # Go refuses unused variables
+    out.append("\tx := []float64{" + ", ".join(lo.features()) + "}")
+    out.append(f"\traw := make([]float64, {max(model_ir.model.n_outputs, 1)})")
+    out.append("\t_ = x")
+    out += ["\t" + line for line in model]
+    if kind == "value":
+        out += ["\t" + line for line in result]
+        out.append("\treturn raw[0]")
+    else:
+        out.append(f"\tout := make([]float64, {lo.n_out()})")
+        out += ["\t" + line for line in result]
+        out.append("\treturn out")
+    out.append("}")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,130 @@
+"""A ModelIR as one Java class with no dependencies: ``public static double[] score(Map<String, Object> row)``.
+
+Tree functions live in nested classes of bounded size, so neither a method (64 KB of
+bytecode) nor a class's constant pool (65,535 entries) outgrows the JVM's limits however
+many trees the model has.
+"""
+
+from __future__ import annotations
+
+from modelport.compile import ir
+from modelport.compile.codegen import class_name
+from modelport.compile.codegen.lowering import Lowering, usage_returns
+
+#: tree nodes per nested class (each number costs two constant-pool entries)
+NODES_PER_CLASS = 6000
+
+
+class JavaLowering(Lowering):
+    nan_literal = "Double.NaN"
+    inf_literal = "Double.POSITIVE_INFINITY"
+
+    def isnan(self, x):
+        return f"Double.isNaN({x})"
+
+    def is_null(self, s):
+        return f"{s} == null"
+
+    def str_eq(self, s, literal):
+        return f"{literal}.equals({s})"
+
+    def exp(self, x):
+        return f"Math.exp({x})"
+
+    def sqrt(self, x):
+        return f"Math.sqrt({x})"
+
+    def declare_num(self, var, expr):
+        return f"double {var} = {expr};"
+
+    def declare_str(self, var, expr):
+        return f"String {var} = {expr};"
+
+    def read_num(self, name):
+        return f"num(row.get({self.text(name)}))"
+
+    def read_str(self, name):
+        return f"str(row.get({self.text(name)}))"
+
+
+_HELPERS = """
+    private static double num(Object v) {
+        if (v == null) return Double.NaN;
+        if (v instanceof Number) return ((Number) v).doubleValue();
+        String s = v.toString().trim();
+        return s.isEmpty() ? Double.NaN : Double.parseDouble(s);
+    }
+
+    private static String str(Object v) {
+        if (v == null) return null;
+        if (v instanceof Double || v instanceof Float) {
+            double d = ((Number) v).doubleValue();
+            if (Double.isNaN(d)) return null;
+            if (d == Math.rint(d) && !Double.isInfinite(d)) return Long.toString((long) d);
+        }
+        return v.toString();
+    }
+"""
+
+
+def generate(model_ir: ir.ModelIR, name: str = "model") -> str:
+    """Java source of ``public final class <Name>`` with ``score(Map<String, Object> row)``."""
+    lo = JavaLowering(model_ir)
+    cls = class_name(name)
+    pre = lo.preprocessing()
+    model = lo.model()
+    result, kind = lo.result()
+    # which nested class holds each tree function
+    home, groups, count = {}, [[]], 0
+    for fn, body in lo.functions:
+        if count > NODES_PER_CLASS and groups[-1]:
+            groups.append([])
+            count = 0
+        groups[-1].append((fn, body))
+        home[fn] = f"T{len(groups) - 1}"
+        count += len(body)
+    ind = "    "
+    returns = "double" if kind == "value" else "double[]"
+    out = [
+        f"// The model {name!r}, compiled to Java by modelport; no dependencies.",
+        f"// {cls}.score(row) takes a Map<String, Object> keyed by input column name",
+        f"// ({', '.join(model_ir.signature.names)}); a missing value is null or NaN.",
+        f"// It returns {usage_returns(model_ir)}.",
+        "import java.util.Map;",
+        "",
+        f"public final class {cls} {{",
+        f"    private {cls}() {{}}",
+        _HELPERS,
+    ]
+    for g, group in enumerate(groups):
+        if not group:
+            continue
+        out.append(f"    static final class T{g} {{")
+        for fn, body in group:
+            out.append(f"        static void {fn}(double[] x, double[] raw) {{")
+            out += ["            " + _qualify(line, home) for line in body]
+            out.append("        }")
+        out.append("    }\n")
+    out.append(f"    public static {returns} score(Map<String, Object> row) {{")
+    out += [ind * 2 + line for line in pre]
+    out.append(ind * 2 + f"double[] x = {{{', '.join(lo.features())}}};")
+    out.append(ind * 2 + f"double[] raw = new double[{max(model_ir.model.n_outputs, 1)}];")
+    out += [ind * 2 + _qualify(line, home) for line in model]
+    if kind == "value":
+        out += [ind * 2 + line for line in result]
+        out.append(ind * 2 + "return raw[0];")
+    else:
+        out.append(ind * 2 + f"double[] out = new double[{lo.n_out()}];")
+        out += [ind * 2 + line for line in result]
+        out.append(ind * 2 + "return out;")
+    out += ["    }", "}"]
+    return "\n".join(out) + "\n"
+
+
+def _qualify(line: str, home: dict[str, str]) -> str:
+    stripped = line.lstrip()
+    if stripped.endswith("(x, raw);"):
+        fn = stripped[: -len("(x, raw);")]
+        if fn in home:
+            return line[: len(line) - len(stripped)] + f"{home[fn]}.{stripped}"
+    return line

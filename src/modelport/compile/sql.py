@@ -1,0 +1,331 @@
+"""A ModelIR as one SQL expression for PostgreSQL, MariaDB/MySQL or SQLite.
+
+The expression reads the input columns by name and computes everything inline:
+imputation as ``COALESCE``, one-hot and ordinal codes as ``CASE``, scalers as arithmetic,
+linear models as sums of products, each tree as nested ``CASE`` (a missing value is a
+``NULL`` and follows the tree's missing-value branch), ensembles as sums and the sigmoid as
+``EXP``. It returns the positive-class probability (binary classifiers), the value
+(regressors), the label (multiclass classifiers, and binary ones that give no probability)
+or the cluster index (k-means). Long sums are parenthesised as balanced trees, so a
+300-tree ensemble nests only as deep as its deepest tree plus ~10 levels, well within
+SQLite's expression depth limit of 1000; SQLite's parser stack is smaller still (about 100
+entries), so there deep trees are written flat, one ``WHEN`` per leaf. Numbers are written as float64 literals with all
+17 significant digits, so the database computes in the same arithmetic as NumPy.
+"""
+
+from __future__ import annotations
+
+import math
+
+from modelport.compile import ir
+from modelport.errors import ConversionError, UserError
+
+DIALECTS = ("postgresql", "mysql", "sqlite")
+
+#: the sigmoid and exp arguments are clamped here: beyond it the result is 0, 1 or overflow
+_EXP_LIMIT = 700.0
+#: trees deeper than this are written flat for SQLite (its parser stack is small)
+_SQLITE_NESTED_DEPTH = 6
+
+
+def to_sql(model_ir: ir.ModelIR, dialect: str, prefix: str = "") -> str:
+    """One SQL expression computing the model's score from its input columns.
+
+    ``prefix`` is written before every column reference (``NEW.`` in a trigger body).
+    """
+    return _Writer(model_ir, dialect, prefix).expression()
+
+
+def create_function(model_ir: ir.ModelIR, dialect: str, name: str) -> str:
+    """``CREATE FUNCTION <name>_score(col, ...)`` for PostgreSQL or MariaDB/MySQL.
+
+    Parameters are the input columns in signature order, so a caller writes
+    ``SELECT churn_score(tenure, plan, ...) FROM customers``. SQLite has no stored
+    functions: use :func:`to_sql` there.
+    """
+    w = _Writer(model_ir, dialect, "")
+    if dialect == "sqlite":
+        raise UserError("SQLite has no stored functions: use the expression (--dialect sqlite "
+                        "writes <name>_score.expr.sql)")
+    expr = w.expression()
+    fn = w.ident(f"{name}_score")
+    params = ", ".join(f"{w.ident(c.name)} {w.column_type(c.kind)}"
+                       for c in model_ir.signature.inputs)
+    returns = w.result_type()
+    if dialect == "postgresql":
+        return (f"CREATE OR REPLACE FUNCTION {fn}({params})\nRETURNS {returns}\n"
+                f"LANGUAGE sql IMMUTABLE PARALLEL SAFE\nAS $modelport$\nSELECT {expr}\n"
+                "$modelport$;\n")
+    return (f"CREATE OR REPLACE FUNCTION {fn}({params})\nRETURNS {returns}\n"
+            f"DETERMINISTIC NO SQL\nRETURN {expr};\n")
+
+
+def result_kind(model_ir: ir.ModelIR) -> str:
+    """What the expression returns: ``probability``, ``value``, ``label`` or ``cluster``."""
+    out = model_ir.output
+    if out.task == "regression":
+        return "value"
+    if out.task == "clustering":
+        return "cluster"
+    if len(out.classes) == 2 and out.transform != "margin":
+        return "probability"
+    return "label"
+
+
+class _Writer:
+    def __init__(self, model_ir: ir.ModelIR, dialect: str, prefix: str) -> None:
+        if dialect not in DIALECTS:
+            raise UserError(f"unknown SQL dialect {dialect!r}: use one of {', '.join(DIALECTS)}")
+        if model_ir.precision != "float64":
+            raise ConversionError(f"the model computes in {model_ir.precision}; SQL computes "
+                                  "in float64 and would not match it exactly")
+        self.ir = model_ir
+        self.dialect = dialect
+        self.kinds = model_ir.field_kinds
+        self.expr: dict[str, str] = {c.name: prefix + self.ident(c.name)
+                                     for c in model_ir.signature.inputs}
+        for s in model_ir.steps:
+            self.expr[s.name] = self.step(s)
+
+    # --- literals and names ---------------------------------------------------------------
+
+    def ident(self, name: str) -> str:
+        if self.dialect == "mysql":
+            return "`" + name.replace("`", "``") + "`"
+        return '"' + name.replace('"', '""') + '"'
+
+    def num(self, v: float) -> str:
+        v = float(v)
+        if not math.isfinite(v):
+            raise ConversionError(f"the model holds the number {v}, which SQL cannot write")
+        text = repr(v)
+        if "e" not in text:
+            text += "e0"  # an exponent makes MySQL read a double, not a DECIMAL
+        if self.dialect == "postgresql":
+            return f"{text}::float8" if v >= 0 else f"({text}::float8)"
+        return text if v >= 0 else f"({text})"
+
+    def text(self, v: str) -> str:
+        return "'" + str(v).replace("'", "''") + "'"
+
+    def value(self, v, kind: str) -> str:
+        return self.text(v) if kind == "categorical" else self.num(v)
+
+    def label(self, c) -> str:
+        if isinstance(c, bool):
+            return "1" if c else "0"
+        if isinstance(c, int):
+            return str(c)
+        if isinstance(c, float):
+            return self.num(c)
+        return self.text(c)
+
+    def column_type(self, kind: str) -> str:
+        if kind == "categorical":
+            return "text" if self.dialect == "postgresql" else "VARCHAR(255)"
+        return "double precision" if self.dialect == "postgresql" else "DOUBLE"
+
+    def result_type(self) -> str:
+        kind = result_kind(self.ir)
+        if kind == "cluster":
+            return "bigint" if self.dialect == "postgresql" else "BIGINT"
+        if kind == "label" and not all(isinstance(c, int | float) for c in self.ir.output.classes):
+            return "text" if self.dialect == "postgresql" else "VARCHAR(255)"
+        if kind == "label" and all(isinstance(c, int) for c in self.ir.output.classes):
+            return "bigint" if self.dialect == "postgresql" else "BIGINT"
+        return "double precision" if self.dialect == "postgresql" else "DOUBLE"
+
+    def clamp(self, x: str, low: float | None, high: float | None) -> str:
+        lo, hi = ("MAX", "MIN") if self.dialect == "sqlite" else ("GREATEST", "LEAST")
+        if high is not None:
+            x = f"{hi}({x}, {self.num(high)})"
+        if low is not None:
+            x = f"{lo}({x}, {self.num(low)})"
+        return x
+
+    def strings(self, x: str) -> str:
+        # MariaDB compares text case- and trailing-space-insensitively by default
+        return f"BINARY {x}" if self.dialect == "mysql" else x
+
+    # --- preprocessing --------------------------------------------------------------------
+
+    def step(self, s) -> str:
+        x = self.expr[s.source]
+        kind = self.kinds[s.source]
+        if isinstance(s, ir.Impute):
+            return f"COALESCE({x}, {self.value(s.value, kind)})"
+        if isinstance(s, ir.Scale):
+            return f"(({x} - {self.num(s.center)}) / {self.num(s.scale)})"
+        if isinstance(s, ir.Affine):
+            return f"({x} * {self.num(s.mul)} + {self.num(s.add)})"
+        one, zero = self.num(1.0), self.num(0.0)
+        if isinstance(s, ir.IsMissing):
+            return f"(CASE WHEN {x} IS NULL THEN {one} ELSE {zero} END)"
+        if isinstance(s, ir.Indicator):
+            known = [c for c in s.categories if c is not None]
+            tests = []
+            if known:
+                tests.append(self.member(x, known, kind))
+            if None in s.categories:
+                tests.append(f"{x} IS NULL")
+            cond = " OR ".join(tests) or "1 = 0"
+            yes, no = (zero, one) if s.negate else (one, zero)
+            return f"(CASE WHEN {cond} THEN {yes} ELSE {no} END)"
+        if isinstance(s, ir.Ordinal):
+            missing = "NULL" if s.missing is None else self.num(s.missing)
+            unknown = "NULL" if s.unknown is None else self.num(s.unknown)
+            whens = " ".join(f"WHEN {self.strings(x) if kind == 'categorical' else x} = "
+                             f"{self.value(c, kind)} THEN {self.num(i)}"
+                             for i, c in enumerate(s.categories))
+            return f"(CASE WHEN {x} IS NULL THEN {missing} {whens} ELSE {unknown} END)"
+        raise ConversionError(f"no SQL for step {type(s).__name__}")
+
+    def member(self, x: str, values: list, kind: str) -> str:
+        items = ", ".join(self.value(v, kind) for v in values)
+        if kind == "categorical":
+            x = self.strings(x)
+        return f"{x} IN ({items})"
+
+    # --- model ------------------------------------------------------------------------------
+
+    def raw(self) -> list[str]:
+        node = self.ir.model
+        xs = [self.expr[f] for f in node.features]
+        if isinstance(node, ir.Linear):
+            return [balanced_sum([self.num(b)] + [f"{self.num(c)} * {x}"
+                                                  for c, x in zip(row, xs, strict=True)])
+                    for row, b in zip(node.coef, node.intercept, strict=True)]
+        if isinstance(node, ir.TreeEnsemble):
+            per_output: list[list[str]] = [[] for _ in range(node.n_outputs)]
+            for tree in node.trees:
+                width = len(tree.value[0])
+                for j in range(width):
+                    per_output[tree.output + j].append(self.tree(node, tree, xs, j))
+            out = []
+            for k, terms in enumerate(per_output):
+                total = balanced_sum(terms) if terms else self.num(0.0)
+                if node.combine == "mean":
+                    total = f"({total}) / {self.num(len(node.trees))}"
+                out.append(f"({self.num(node.base[k])} + {total})" if node.base[k] or not terms
+                           else total)
+            return out
+        if isinstance(node, ir.GaussianNB):
+            out = []
+            for theta, var, prior in zip(node.theta, node.var, node.log_prior, strict=True):
+                const = prior + -0.5 * math.fsum(math.log(2.0 * math.pi * v) for v in var)
+                quad = balanced_sum([f"({x} - {self.num(t)}) * ({x} - {self.num(t)}) / "
+                                     f"{self.num(v)}" for x, t, v in zip(xs, theta, var,
+                                                                        strict=True)])
+                out.append(f"({self.num(const)} - {self.num(0.5)} * ({quad}))")
+            return out
+        if isinstance(node, ir.Centroids):
+            return [balanced_sum([f"({x} - {self.num(c)}) * ({x} - {self.num(c)})"
+                                  for x, c in zip(xs, center, strict=True)])
+                    for center in node.centers]
+        raise ConversionError(f"no SQL for model node {type(node).__name__}")
+
+    def tree(self, node: ir.TreeEnsemble, tree: ir.Tree, xs: list[str], j: int) -> str:
+        cats = tree.categories or [None] * len(tree.feature)
+        cats_right = tree.categories_right or [None] * len(tree.feature)
+
+        def left_test(i: int) -> str:
+            x = xs[tree.feature[i]]
+            ml = tree.missing_left[i]
+            if cats[i] is not None:
+                left = [f"{x} IN ({', '.join(self.num(c) for c in cats[i])})"]
+                if ml:
+                    left.insert(0, f"{x} IS NULL")
+                    if cats_right[i] is not None:
+                        # a code on neither side goes where missing values go
+                        right = ", ".join(self.num(c) for c in cats_right[i])
+                        left.append(f"{x} NOT IN ({right})" if right else "1 = 1")
+                cond = " OR ".join(left)
+            else:
+                op, t = node.split(tree.threshold[i])
+                cond = f"{x} {op} {self.num(t)}" if math.isfinite(t) else (
+                    f"{x} IS NOT NULL" if t > 0 else "1 = 0")
+                if ml:
+                    cond = f"{x} IS NULL OR {cond}"
+            return cond
+
+        def visit(i: int) -> str:
+            if tree.feature[i] < 0:
+                return self.num(tree.value[i][j])
+            return (f"CASE WHEN {left_test(i)} THEN {visit(tree.left[i])} "
+                    f"ELSE {visit(tree.right[i])} END")
+
+        if self.dialect != "sqlite" or _depth(tree) <= _SQLITE_NESTED_DEPTH:
+            return visit(0)
+        # SQLite's parser stack holds ~100 entries, a few per nested CASE: deep trees are
+        # written flat, one WHEN per leaf with the tests on its path (a NULL test counts
+        # as false, so the right branch is "not a true left test")
+        whens, stack = [], [(0, [])]
+        while stack:
+            i, path = stack.pop()
+            if tree.feature[i] < 0:
+                whens.append(f"WHEN {' AND '.join(path) or '1 = 1'} THEN "
+                             f"{self.num(tree.value[i][j])}")
+                continue
+            test = left_test(i)
+            stack.append((tree.right[i], [*path, f"NOT COALESCE({test}, 0)"]))
+            stack.append((tree.left[i], [*path, f"({test})"]))
+        return f"CASE {' '.join(whens)} END"
+
+    # --- output ---------------------------------------------------------------------------
+
+    def expression(self) -> str:
+        out = self.ir.output
+        raw = self.raw()
+        kind = result_kind(self.ir)
+        if kind == "value":
+            if out.transform == "exp":
+                return f"EXP({self.clamp(raw[0], None, _EXP_LIMIT)})"
+            return raw[0]
+        if kind == "cluster":
+            return self.argbest(raw, list(range(len(raw))), "<=")
+        if kind == "probability":
+            t = out.transform
+            if t == "logistic":
+                z = raw[0]
+            elif t in ("softmax", "ovr_logistic"):
+                if t == "ovr_logistic":
+                    raise ConversionError("one-vs-rest probabilities of two classes do not "
+                                          "compile to SQL")
+                z = f"({raw[1]}) - ({raw[0]})"
+            elif t == "probability":
+                return raw[1]
+            else:
+                raise ConversionError(f"no SQL for transform {t!r}")
+            one = self.num(1.0)
+            return f"{one} / ({one} + EXP(-{self.clamp(z, -_EXP_LIMIT, _EXP_LIMIT)}))"
+        if out.transform == "margin" and len(raw) == 1:
+            return (f"CASE WHEN {raw[0]} > {self.num(0.0)} THEN {self.label(out.classes[1])} "
+                    f"ELSE {self.label(out.classes[0])} END")
+        return self.argbest(raw, out.classes, ">=")
+
+    def argbest(self, raw: list[str], labels: list, op: str) -> str:
+        """The label of the first largest (``>=``) or smallest (``<=``) raw score."""
+        whens = []
+        for k in range(len(raw) - 1):
+            cond = " AND ".join(f"({raw[k]}) {op} ({raw[m]})" for m in range(k + 1, len(raw)))
+            whens.append(f"WHEN {cond} THEN {self.label(labels[k])}")
+        return f"CASE {' '.join(whens)} ELSE {self.label(labels[-1])} END"
+
+
+def _depth(tree: ir.Tree) -> int:
+    best, stack = 0, [(0, 0)]
+    while stack:
+        i, d = stack.pop()
+        if tree.feature[i] < 0:
+            best = max(best, d)
+        else:
+            stack += [(tree.left[i], d + 1), (tree.right[i], d + 1)]
+    return best
+
+
+def balanced_sum(terms: list[str]) -> str:
+    """``a + b + ...`` parenthesised as a balanced tree, so it nests ~log2(n) deep."""
+    if len(terms) == 1:
+        return terms[0]
+    mid = len(terms) // 2
+    return f"({balanced_sum(terms[:mid])} + {balanced_sum(terms[mid:])})"
