@@ -295,12 +295,19 @@ class Registry:
         return pd.read_parquet(io.BytesIO(self.store.get(v.sample_sha256)))
 
     def load(self, uri: str | ModelURI | Version, format: str | None = None):
-        """A Predictor for a version: ``format``, or the first accepted in the default order."""
+        """A Predictor for a version: ``format``, or the native format when there is one.
+
+        ``format="fastest"`` picks the accepted format that scored one row fastest at
+        registration (what the serving surfaces use).
+        """
         from modelport import formats
         from modelport.signature import Signature
 
         v = uri if isinstance(uri, Version) else self.get(uri)
-        fmt = format or self.default_format(v)
+        if format == "fastest":
+            fmt = self.serving_format(v)
+        else:
+            fmt = format or self.default_format(v)
         art = v.artefact(fmt)
         if art is None:
             raise NotFound(
