@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from modelport.predictor import Predictor
     from modelport.registry import Registry, Version
 
-__all__ = ["Registry", "import_model", "load", "log_model", "set_alias", "__version__"]
+__all__ = ["Registry", "import_model", "load", "log_model", "lookup", "set_alias",
+           "__version__"]
 
 
 def log_model(model, name: str, sample=None, **kwargs: Any) -> Version:
@@ -50,6 +51,13 @@ def set_alias(name: str, version: int, alias: str, reason: str | None = None) ->
     from modelport.registry import Registry
 
     return Registry().set_alias(name, version, alias, reason=reason)
+
+
+def lookup(model: str, id: Any, store: str | None = None) -> dict[str, Any] | None:
+    """The stored scores of ``id`` in a lookup table; see :func:`modelport.serve.lookup.lookup`."""
+    from modelport.serve.lookup import lookup as _lookup
+
+    return _lookup(model, id, store=store)
 
 
 def __getattr__(attr: str):

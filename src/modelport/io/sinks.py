@@ -1,0 +1,362 @@
+"""Where a batch job's scores go, chunk by chunk, so that a crash loses nothing and repeats nothing.
+
+Every sink takes chunks in input order and commits each one on its own:
+
+- :class:`FileSink` (``.parquet``, ``.csv``, ``.jsonl``) writes each chunk as a part file in a
+  staging folder beside the output (``.scores.parquet.parts/``), each part written to a
+  temporary name and renamed, so a part is either whole or absent. At the end the parts are
+  joined into a temporary file that is renamed onto the output: a reader sees no file or
+  the whole file, never half of one.
+- :class:`SqlSink` upserts the chunk into a lookup table keyed by the id column (one row per
+  entity: the scores, the model name and version, and ``scored_at``) and records the chunk
+  in a progress table, in one transaction. SQLite, PostgreSQL and MariaDB/MySQL are
+  supported.
+
+:meth:`Sink.start` says how many leading chunks a resumed job may skip: the parts already
+renamed into place, or the chunks the progress table holds for the same job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from modelport.errors import UserError
+from modelport.io.tables import _URL, _first_line, _kind, redact
+
+PROGRESS_TABLE = "modelport_batch_progress"
+#: staged part per output kind: Parquet outputs stage Arrow IPC parts, written and read back
+#: many times faster than Parquet; the one Parquet encoding happens when the parts are joined
+_EXT = {"parquet": "arrow", "csv": "csv", "jsonl": "jsonl"}
+
+
+class Sink:
+    """Takes scored chunks in order; each :meth:`write` is committed when it returns."""
+
+    #: where the output is, for messages
+    location: str = ""
+
+    def start(self, schema, resume: bool) -> int:
+        """Prepare for writing ``schema``; return the number of chunks already committed."""
+        raise NotImplementedError
+
+    def write(self, index: int, table) -> None:
+        """Commit chunk number ``index``."""
+        raise NotImplementedError
+
+    def finish(self) -> str:
+        """Make the output whole and visible; return its location."""
+        return self.location
+
+
+def open_sink(dest: str | Path, job: str, *, id_column: str | None = None,
+              model: str | None = None, version: int | None = None) -> Sink:
+    """The sink for ``dest``: a file path or a SQL URL with the table after ``#``.
+
+    ``job`` identifies the job (model version, input, chunking): a resumed run only skips
+    chunks committed by the same job.
+    """
+    text = str(dest)
+    match = _URL.match(text)
+    if match and match["scheme"].lower() != "file":
+        url, _, table = text.partition("#")
+        if not table:
+            raise UserError(f"{redact(text)} names no table: add it after '#', e.g. "
+                            f"{redact(url)}#churn_scores")
+        if not id_column:
+            raise UserError(f"writing to the table {redact(text)} upserts one row per id: "
+                            "name the id column with --id")
+        return SqlSink(url, table, id_column, model or "", version or 0, job)
+    return FileSink(Path(text.removeprefix("file://")).expanduser(), job)
+
+
+# -- files ---------------------------------------------------------------------------------
+
+class FileSink(Sink):
+    """Per-chunk part files in a staging folder, joined into one file at the end."""
+
+    def __init__(self, path: Path, job: str) -> None:
+        self.kind = _kind(path)
+        self.path = path
+        self.location = str(path)
+        self.job = job
+        self.staging = path.parent / f".{path.name}.parts"
+        self._schema = None
+
+    def _part(self, index: int) -> Path:
+        return self.staging / f"part-{index:06d}.{_EXT[self.kind]}"
+
+    def start(self, schema, resume: bool) -> int:
+        self._schema = schema
+        manifest = self.staging / "job.json"
+        if resume and manifest.is_file():
+            if json.loads(manifest.read_text()).get("job") != self.job:
+                raise UserError(
+                    f"the unfinished output in {self.staging} was made by a different job "
+                    "(another model version, input or chunk size): run again without --resume"
+                )
+            done = 0
+            while self._part(done).is_file():
+                done += 1
+            return done
+        if self.staging.exists():
+            shutil.rmtree(self.staging)
+        self.staging.mkdir(parents=True)
+        _atomic_write_bytes(manifest, json.dumps({"job": self.job}).encode())
+        return 0
+
+    def write(self, index: int, table) -> None:
+        write_part(table, self._part(index), self.kind)
+
+    def finish(self) -> str:
+        import pyarrow.feather as feather
+        import pyarrow.parquet as pq
+
+        parts = sorted(self.staging.glob(f"part-*.{_EXT[self.kind]}"))
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
+                                   dir=self.path.parent)
+        os.close(fd)
+        try:
+            if self.kind == "parquet":
+                # dictionary encoding only pays for labels; on scores it costs time for nothing
+                labels = [n for n in self._schema.names if n == "label"]
+                with pq.ParquetWriter(tmp, self._schema, use_dictionary=labels) as writer:
+                    for part in parts:
+                        writer.write_table(feather.read_table(part, memory_map=True).cast(
+                            self._schema))
+            else:
+                with open(tmp, "wb") as out:
+                    if self.kind == "csv" and not parts:
+                        out.write((",".join(f'"{n}"' for n in self._schema.names) + "\n").encode())
+                    for i, part in enumerate(parts):
+                        with open(part, "rb") as fh:
+                            if self.kind == "csv" and i:
+                                fh.readline()  # every part has the header; keep the first
+                            shutil.copyfileobj(fh, out, 1 << 20)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        shutil.rmtree(self.staging, ignore_errors=True)
+        return self.location
+
+    def discard(self) -> None:
+        """Drop the staged parts without making an output."""
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def write_part(table, path: Path, kind: str) -> None:
+    """Write ``table`` to ``path`` as ``kind`` through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    if kind == "parquet":
+        import pyarrow.feather as feather
+
+        feather.write_feather(table, tmp, compression="uncompressed")
+    elif kind == "csv":
+        import pyarrow.csv as csv
+
+        csv.write_csv(table, tmp)
+    else:
+        _atomic_write_bytes(tmp, jsonl_bytes(table), rename=False)
+    os.replace(tmp, path)
+
+
+def jsonl_bytes(table) -> bytes:
+    """``table`` as JSON lines (missing values as null)."""
+    frame = table.to_pandas()
+    if not len(frame):
+        return b""
+    text = frame.to_json(orient="records", lines=True, date_format="iso")
+    return (text if text.endswith("\n") else text + "\n").encode()
+
+
+def _atomic_write_bytes(path: Path, data: bytes, rename: bool = True) -> None:
+    tmp = path.with_name(f".{path.name}.tmp") if rename else path
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    if rename:
+        os.replace(tmp, path)
+
+
+# -- SQL lookup tables ---------------------------------------------------------------------
+
+class SqlSink(Sink):
+    """Upserts each chunk into a lookup table and records it in the progress table."""
+
+    def __init__(self, url: str, table: str, id_column: str, model: str, version: int,
+                 job: str) -> None:
+        self.url = url
+        self.location = redact(f"{url}#{table}")
+        self.schema_name, _, self.table_name = table.rpartition(".")
+        self.id_column = id_column
+        self.model = model
+        self.version = version
+        self.job = job
+        self.engine = lookup_engine(url, create=True)
+        self._table = None
+        self._progress = None
+
+    def start(self, schema, resume: bool) -> int:
+        from sqlalchemy import delete, select
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            self._table, self._progress = self._ensure_tables(schema)
+            with self.engine.begin() as conn:
+                if not resume:
+                    conn.execute(delete(self._progress).where(self._progress.c.job == self.job))
+                    return 0
+                done = {r[0] for r in conn.execute(select(self._progress.c.chunk).where(
+                    self._progress.c.job == self.job))}
+        except SQLAlchemyError as exc:
+            raise UserError(f"cannot write to {self.location}: {_first_line(exc)}") from None
+        count = 0
+        while count in done:
+            count += 1
+        return count
+
+    def _ensure_tables(self, schema):
+        from sqlalchemy import (
+            Column,
+            DateTime,
+            Integer,
+            MetaData,
+            String,
+            Table,
+            inspect,
+        )
+
+        meta = MetaData(schema=self.schema_name or None)
+        cols = [Column(self.id_column, _sql_type(schema.field(self.id_column).type, key=True),
+                       primary_key=True, autoincrement=False)]
+        for f in schema:
+            if f.name != self.id_column:
+                cols.append(Column(f.name, _sql_type(f.type)))
+        cols += [Column("model", String(128)), Column("model_version", Integer),
+                 Column("scored_at", DateTime(timezone=True))]
+        table = Table(self.table_name, meta, *cols)
+        progress = Table(
+            PROGRESS_TABLE, meta,
+            Column("job", String(64), primary_key=True),
+            Column("chunk", Integer, primary_key=True, autoincrement=False),
+            Column("rows", Integer),
+            Column("committed_at", DateTime(timezone=True)),
+        )
+        insp = inspect(self.engine)
+        if insp.has_table(self.table_name, schema=self.schema_name or None):
+            have = {c["name"] for c in insp.get_columns(self.table_name,
+                                                         schema=self.schema_name or None)}
+            missing = [c.name for c in cols if c.name not in have]
+            if missing:
+                raise UserError(
+                    f"the table {self.location} exists without column(s) {', '.join(missing)} "
+                    "that these scores need (another model's lookup table?): write to a new "
+                    "table, or drop this one"
+                )
+        meta.create_all(self.engine, checkfirst=True)
+        return table, progress
+
+    def write(self, index: int, table) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        now = datetime.now(UTC)
+        rows = table.to_pylist()
+        for row in rows:
+            row["model"] = self.model
+            row["model_version"] = self.version
+            row["scored_at"] = now
+        try:
+            with self.engine.begin() as conn:
+                if rows:
+                    conn.execute(self._upsert(), rows)
+                conn.execute(self._progress.insert(), [{
+                    "job": self.job, "chunk": index, "rows": len(rows), "committed_at": now}])
+        except SQLAlchemyError as exc:
+            raise UserError(f"cannot write to {self.location}: {_first_line(exc)}") from None
+
+    def _upsert(self):
+        dialect = self.engine.dialect.name
+        updated = [c.name for c in self._table.columns if c.name != self.id_column]
+        if dialect in ("postgresql", "sqlite"):
+            if dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert
+            stmt = insert(self._table)
+            return stmt.on_conflict_do_update(
+                index_elements=[self.id_column],
+                set_={c: stmt.excluded[c] for c in updated})
+        if dialect in ("mysql", "mariadb"):
+            from sqlalchemy.dialects.mysql import insert
+
+            stmt = insert(self._table)
+            return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in updated})
+        raise UserError(f"cannot upsert into {self.location}: {dialect} is not supported; use "
+                        "SQLite, PostgreSQL or MariaDB/MySQL")
+
+    def finish(self) -> str:
+        self.engine.dispose()
+        return self.location
+
+
+def lookup_engine(url: str, create: bool = False):
+    """A SQLAlchemy engine for a lookup-table database (psycopg 3 for ``postgresql://``).
+
+    A SQLite file is created when ``create`` (a job writing its first scores), and must
+    exist otherwise.
+    """
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise UserError(f"cannot parse the database URL {redact(url)}: write it like "
+                        "sqlite:///scores.db or postgresql://user@host:5432/dbname") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif parsed.drivername in ("mysql", "mariadb"):
+        parsed = parsed.set(drivername=f"{parsed.drivername}+pymysql")
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:"):
+            raise UserError(f"{redact(url)} names no database file: write "
+                            "sqlite:///path/to/scores.db#table")
+        path = Path(database).expanduser()
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.is_file():
+            raise UserError(f"no SQLite database at {path.absolute()}; check the path after "
+                            "sqlite:///")
+    try:
+        return create_engine(parsed)
+    except NoSuchModuleError:
+        raise UserError(f"unknown database kind {parsed.drivername!r} in {redact(url)}: use "
+                        "sqlite:///, postgresql:// or mysql://") from None
+    except ImportError as exc:
+        raise UserError(f"the database driver for {redact(url)} is not installed: {exc} "
+                        "(pip install 'modelport[postgres]' or 'modelport[mysql]')") from None
+
+
+def _sql_type(arrow_type, key: bool = False) -> Any:
+    import pyarrow as pa
+    from sqlalchemy import BigInteger, Boolean, Float, String, Text
+    from sqlalchemy.dialects import mysql
+
+    if pa.types.is_integer(arrow_type):
+        return BigInteger()
+    if pa.types.is_floating(arrow_type):
+        # MySQL's FLOAT is single precision; scores need double
+        return Float(53).with_variant(mysql.DOUBLE(asdecimal=False), "mysql", "mariadb")
+    if pa.types.is_boolean(arrow_type):
+        return Boolean()
+    # keys and labels: a bounded string indexes everywhere (MySQL cannot index TEXT)
+    return String(255) if key else Text().with_variant(String(255), "mysql", "mariadb")

@@ -1,0 +1,639 @@
+"""Batch scoring: a file or table in, scores out, in bounded memory, in parallel, resumable.
+
+The job is ``Source -> Predictor -> Sink``: :mod:`modelport.io.chunks` reads the input in
+chunks of ``chunk_rows`` rows, worker processes (each holding one Predictor, loaded once
+from the artefact bytes) score them, and :mod:`modelport.io.sinks` commits each chunk in
+input order. At most two chunks per worker are in flight, so memory depends on the chunk
+size and the worker count, never on the size of the input.
+
+The runtime is the version's fastest artefact that passed the parity check at
+registration: ONNX, else joblib (``format=`` forces one). Input columns go from Arrow to
+NumPy without pandas; categorical columns are dictionary-encoded first, so each distinct
+string becomes a Python object once per chunk rather than once per row.
+
+Outputs, by task: classification gives ``label`` and one ``proba_<class>`` column per
+class (a binary classifier also gets ``score``, the probability of the second class, the
+positive one in scikit-learn's order); regression gives ``value``; clustering ``cluster``.
+The id column (``id=``) comes first; without one the rows keep the input order.
+
+A row that cannot be scored (a value that is not a number in a numeric column, a model
+error, a score that is not finite) stops the job with ``on_error="fail"``; with
+``on_error="reject"`` it goes to a rejects file (JSON lines: the row, its number ``_row``
+and the ``_reason``) and the job goes on. A score is never written as NaN.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelport.errors import UserError
+
+#: runtimes in the order a batch job prefers them (fastest first); only accepted ones count
+PREFERRED_FORMATS = ("onnx", "joblib")
+ON_ERROR = ("fail", "reject")
+#: environment that keeps every worker to one thread, and idle OpenMP threads asleep
+_ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+@dataclass
+class BatchResult:
+    """What a batch job did."""
+
+    rows: int
+    rejects: int
+    seconds: float
+    output: str
+    rejects_output: str | None
+    chunks: int
+    skipped_chunks: int
+    model: str
+    format: str
+    workers: int
+
+    def summary(self) -> str:
+        """One line: rows, rejects, time and where the output is."""
+        rate = self.rows / self.seconds if self.seconds > 0 else 0.0
+        resumed = f", resumed after {self.skipped_chunks} chunk(s)" if self.skipped_chunks else ""
+        line = (f"scored {self.rows:,} rows, {self.rejects:,} rejected, in {self.seconds:.1f} s "
+                f"({rate:,.0f} rows/s{resumed}) with {self.model} ({self.format}, "
+                f"{self.workers} worker{'s' if self.workers != 1 else ''}) -> {self.output}")
+        if self.rejects_output:
+            line += f"; rejects -> {self.rejects_output}"
+        return line
+
+
+def predict(model: str, input: Any, output: str | Path, *, id: str | None = None,
+            workers: int | None = None, chunk_rows: int = 50_000, resume: bool = False,
+            on_error: str = "fail", engine: str = "local", format: str | None = None,
+            rejects: str | Path | None = None, progress: bool | None = None,
+            registry=None) -> BatchResult:
+    """Score ``input`` with ``model`` (``churn``, ``churn/3``, ``churn@production``) into ``output``.
+
+    ``input`` is a file, a folder of Parquet files, a SQL URL with the table (or a query)
+    after ``#``, or ``{"url": ..., "query": ...}``; ``output`` a ``.parquet``, ``.csv`` or
+    ``.jsonl`` file, or a SQL URL with the lookup table after ``#`` (needs ``id``).
+    ``workers`` processes (default: one per core; 0 or 1 scores in this process) score
+    chunks of ``chunk_rows`` rows. ``resume`` skips the chunks an interrupted run of the
+    same job committed. ``progress`` shows a progress bar (default: when stderr is a
+    terminal). Returns a :class:`BatchResult`; :meth:`BatchResult.summary` is the line the
+    command line prints.
+    """
+    from modelport.registry import Registry
+
+    if on_error not in ON_ERROR:
+        raise UserError(f"--on-error {on_error!r} is not known: use fail or reject")
+    if engine not in ("local", "spark"):
+        raise UserError(f"--engine {engine!r} is not known: use local or spark")
+    registry = registry or Registry()
+    version = registry.get(model)
+    fmt = choose_format(version, format)
+    data = registry.read_artefact(version, fmt)
+    if engine == "spark":
+        from modelport.serve.spark import predict_spark
+
+        return predict_spark(version, fmt, data, input, output, id=id, on_error=on_error)
+    return _run_local(version, fmt, data, input, output, id=id, workers=workers,
+                      chunk_rows=chunk_rows, resume=resume, on_error=on_error,
+                      rejects=rejects, progress=progress)
+
+
+def choose_format(version, format: str | None = None) -> str:
+    """The runtime for a batch job: ``format`` if given and accepted, else the fastest accepted."""
+    accepted = version.accepted_formats()
+    if format:
+        if format not in accepted:
+            raise UserError(
+                f"{version.uri} has no accepted {format} artefact; it has: "
+                f"{', '.join(accepted) or 'none'} (use --format with one of them)"
+            )
+        return format
+    for fmt in PREFERRED_FORMATS:
+        if fmt in accepted:
+            return fmt
+    if accepted:
+        return accepted[0]
+    raise UserError(f"{version.uri} has no accepted artefact to score with")
+
+
+# -- the local engine ----------------------------------------------------------------------
+
+def _run_local(version, fmt, data, input, output, *, id, workers, chunk_rows, resume,
+               on_error, rejects, progress) -> BatchResult:
+    started = time.perf_counter()
+    n_workers = (os.cpu_count() or 1) if workers is None else max(int(workers), 0)
+    init = (fmt, data, version.signature, version.name, version.version)
+    pool = _start_pool(n_workers, init) if n_workers > 1 else None
+    try:
+        return _run_job(version, fmt, input, output, pool, init, started, id=id,
+                        n_workers=n_workers, chunk_rows=chunk_rows, resume=resume,
+                        on_error=on_error, rejects=rejects, progress=progress)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers, chunk_rows,
+             resume, on_error, rejects, progress) -> BatchResult:
+    from modelport.io.chunks import open_source
+    from modelport.io.sinks import FileSink, open_sink
+    from modelport.signature import Signature
+
+    signature = Signature.from_dict(version.signature)
+    names = signature.names
+    wanted = names + ([id] if id and id not in names else [])
+    source = open_source(
+        input, chunk_rows, wanted, order_by=id,
+        numbers=signature.numeric if on_error == "fail" else (),
+        text_columns=signature.numeric + signature.categorical if on_error == "reject"
+        else signature.categorical)
+    source.check_columns(wanted)
+
+    # Check the signature on the first chunk before anything is written: a missing column
+    # or a value of the wrong type fails here, with no output touched.
+    first = next(iter(source.chunks(0)), None)
+    if first is not None:
+        to_columns(first, signature, on_error, 0, source.name)
+    id_type = None
+    if id:
+        import pyarrow as pa
+
+        id_type = first.schema.field(id).type if first is not None else pa.string()
+    out_schema = output_schema(signature, id_type, id)
+    del first
+
+    job = _job_key(version, fmt, input, id, chunk_rows, on_error, output)
+    sink = open_sink(output, job, id_column=id, model=version.name, version=version.version)
+    rejects_path = Path(rejects) if rejects else default_rejects_path(output)
+    if not rejects_path.name.endswith(".jsonl"):
+        raise UserError(f"--rejects {rejects_path}: the rejects file is JSON lines; give a "
+                        "path ending in .jsonl")
+    reject_sink = FileSink(rejects_path, job) if on_error == "reject" else None
+    skip = sink.start(out_schema, resume)
+    if reject_sink is not None:
+        reject_sink.start(None, resume and skip > 0)
+
+    total = source.total_rows()
+    counts = {"rows": 0, "rejects": 0, "chunks": 0}
+    bar = _Progress(total, skip * chunk_rows, progress)
+
+    def commit(index: int, chunk, outcome) -> None:
+        outputs, bad = outcome
+        if reject_sink is not None:
+            reject_sink.write(index, rejects_table(chunk, bad, index * chunk_rows))
+        good = _keep(chunk, bad)
+        table = output_table(signature, outputs, good.column(id) if id else None, id, out_schema)
+        sink.write(index, table)
+        counts["rows"] += table.num_rows
+        counts["rejects"] += len(bad)
+        counts["chunks"] += 1
+        bar.advance(chunk.num_rows)
+
+    try:
+        if pool is None:
+            _init_worker(*init)
+            for index, chunk in enumerate(source.chunks(skip), start=skip):
+                commit(index, chunk, _score_chunk(chunk.select(names), on_error,
+                                                  index * chunk_rows, source.name))
+        else:
+            _run_pool(pool, source, skip, names, on_error, n_workers, commit)
+    finally:
+        bar.close()
+        if hasattr(source, "close"):
+            source.close()
+    location = sink.finish()
+    rejects_output = None
+    if reject_sink is not None:
+        if counts["rejects"] or skip:
+            rejects_output = reject_sink.finish()
+        else:
+            reject_sink.discard()
+    return BatchResult(
+        rows=counts["rows"], rejects=counts["rejects"], seconds=time.perf_counter() - started,
+        output=location, rejects_output=rejects_output, chunks=counts["chunks"],
+        skipped_chunks=skip, model=version.uri, format=fmt, workers=max(n_workers, 1))
+
+
+def _start_pool(n_workers: int, init: tuple):
+    """Worker processes, started at once so they load the model while the input is checked."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    saved = {k: os.environ.get(k) for k in _ONE_THREAD}
+    os.environ.update(_ONE_THREAD)  # inherited by the workers before numpy loads there
+    try:
+        # spawn, not fork: the parent already runs Arrow's thread pools, which fork cannot copy
+        pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=init)
+        for _ in range(n_workers):
+            pool.submit(_ready)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return pool
+
+
+def _ready() -> None:
+    """A no-op task: submitting one starts a worker."""
+
+
+def _run_pool(pool, source, skip, names, on_error, n_workers, commit) -> None:
+    """Score chunks in worker processes, at most two per worker in flight, committed in order."""
+    pending: deque = deque()
+    try:
+        for index, chunk in enumerate(source.chunks(skip), start=skip):
+            future = pool.submit(_score_chunk, chunk.select(names), on_error,
+                                 index * source.chunk_rows, source.name)
+            pending.append((index, chunk, future))
+            while len(pending) >= 2 * n_workers:
+                i, c, f = pending.popleft()
+                commit(i, c, f.result())
+        while pending:
+            i, c, f = pending.popleft()
+            commit(i, c, f.result())
+    finally:
+        for f in pending:
+            f[2].cancel()
+
+
+# -- in each worker ------------------------------------------------------------------------
+
+_PREDICTOR = None
+_LIMITS = None
+
+
+def _init_worker(fmt: str, data: bytes, signature: dict, name: str, version: int) -> None:
+    """Load the Predictor once per worker process, limited to one thread."""
+    global _PREDICTOR, _LIMITS
+    from modelport import formats
+    from modelport.signature import Signature
+
+    # the bytes, not the name: two registries may both hold a churn/1
+    key = (fmt, hashlib.sha256(data).hexdigest())
+    if _PREDICTOR is not None and getattr(_PREDICTOR, "_batch_key", None) == key:
+        return
+    if os.environ.get("OMP_NUM_THREADS") == "1" and _LIMITS is None:
+        from threadpoolctl import threadpool_limits
+
+        _LIMITS = threadpool_limits(limits=1)
+    predictor = formats.get(fmt).load(data, Signature.from_dict(signature))
+    predictor.model_name, predictor.model_version = name, version
+    predictor._batch_key = key
+    _PREDICTOR = predictor
+
+
+def _score_chunk(table, on_error: str, first_row: int, where: str):
+    """Score one chunk: (outputs of the good rows, [(position, reason)] of the bad ones)."""
+    return score_table(_PREDICTOR, table, on_error, first_row, where)
+
+
+def score_table(predictor, table, on_error: str = "fail", first_row: int = 0,
+                where: str = "input"):
+    """Score an Arrow table with ``predictor``; return (outputs, bad rows).
+
+    ``outputs`` are the Predictor's outputs for the rows that could be scored, in order;
+    bad rows are ``(position in table, reason)``. With ``on_error="fail"`` a bad row
+    raises a :class:`UserError` naming the row instead.
+    """
+    import numpy as np
+
+    cols, bad = to_columns(table, predictor.signature, on_error, first_row, where)
+    n = table.num_rows
+    if bad:
+        keep = np.ones(n, dtype=bool)
+        keep[[p for p, _ in bad]] = False
+        cols = {k: v[keep] for k, v in cols.items()}
+        positions = np.flatnonzero(keep)
+    else:
+        positions = None
+    outputs, more = _run(predictor, cols, on_error, first_row, where, positions)
+    if more:
+        bad = sorted(bad + more)
+    return outputs, bad
+
+
+def _run(predictor, cols, on_error, first_row, where, positions):
+    """Run the model; a chunk that fails is retried row by row to find the bad rows."""
+    import numpy as np
+
+    n = len(next(iter(cols.values()))) if cols else 0
+    if n == 0:
+        return predictor._empty(), []
+    pos = positions if positions is not None else np.arange(n)
+    try:
+        outputs = predictor._run_columns(cols)
+    except Exception as exc:
+        if on_error == "fail":
+            raise UserError(
+                f"{where}: scoring rows {first_row + int(pos[0]) + 1:,} to "
+                f"{first_row + int(pos[-1]) + 1:,} failed ({type(exc).__name__}: {exc}); "
+                "use --on-error reject to set rows that cannot be scored aside") from None
+        return _run_row_by_row(predictor, cols, pos)
+    bad_rows = _not_finite(outputs)
+    if not bad_rows.size:
+        return outputs, []
+    if on_error == "fail":
+        row = first_row + int(pos[bad_rows[0]]) + 1
+        raise UserError(f"{where} row {row:,}: the model gave a score that is not a number "
+                        "(NaN or infinite); use --on-error reject to set such rows aside")
+    keep = np.ones(n, dtype=bool)
+    keep[bad_rows] = False
+    reason = "the model gave a score that is not a number (NaN or infinite)"
+    return ({k: v[keep] for k, v in outputs.items()},
+            [(int(pos[i]), reason) for i in bad_rows])
+
+
+def _run_row_by_row(predictor, cols, pos):
+    import numpy as np
+
+    parts, bad = [], []
+    for i in range(len(pos)):
+        row = {k: v[i:i + 1] for k, v in cols.items()}
+        try:
+            out = predictor._run_columns(row)
+        except Exception as exc:
+            bad.append((int(pos[i]), f"{type(exc).__name__}: {exc}"))
+            continue
+        if _not_finite(out).size:
+            bad.append((int(pos[i]), "the model gave a score that is not a number (NaN or "
+                                     "infinite)"))
+            continue
+        parts.append(out)
+    if not parts:
+        return predictor._empty(), bad
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, bad
+
+
+def _not_finite(outputs) -> Any:
+    import numpy as np
+
+    bad = np.zeros(0, dtype=np.int64)
+    for key in ("proba", "value"):
+        if key in outputs:
+            values = np.asarray(outputs[key], dtype=np.float64)
+            rows = ~np.isfinite(values)
+            if rows.ndim == 2:
+                rows = rows.any(axis=1)
+            bad = np.union1d(bad, np.flatnonzero(rows))
+    return bad
+
+
+# -- Arrow in, Arrow out -------------------------------------------------------------------
+
+def to_columns(table, signature, on_error: str = "fail", first_row: int = 0,
+               where: str = "input"):
+    """The signature's columns of an Arrow table as NumPy arrays, and the rows that are bad.
+
+    Numbers become float64 (missing: NaN), categories object arrays of str (missing: NaN),
+    as :meth:`Signature.columns` makes them, but column at a time in Arrow. A value that is
+    not a number in a numeric column is a bad row: with ``on_error="fail"`` a
+    :class:`UserError` naming the row, the column and the value.
+    """
+    import pyarrow as pa
+
+    cols: dict[str, Any] = {}
+    bad: dict[int, str] = {}
+    for col in signature.inputs:
+        values = table.column(col.name)
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        if col.kind == "numeric":
+            cols[col.name] = _numbers(values, col.name, bad, on_error, first_row, where)
+        else:
+            cols[col.name] = _categories(values, signature)
+    return cols, sorted(bad.items())
+
+
+def _numbers(values, name, bad, on_error, first_row, where):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = values.type
+    if pa.types.is_dictionary(t):
+        values = values.dictionary_decode()
+        t = values.type
+    if (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+            or pa.types.is_decimal(t) or pa.types.is_null(t)):
+        return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        raise UserError(f"{where}: column {name!r} must be numeric, but it holds {t} values; "
+                        "convert it to numbers")
+    stripped = pc.utf8_trim_whitespace(values)
+    stripped = pc.if_else(pc.equal(stripped, ""), pa.scalar(None, stripped.type), stripped)
+    try:
+        return pc.cast(stripped, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    out = np.empty(len(values), dtype=np.float64)
+    for i, v in enumerate(stripped.to_pylist()):
+        if v is None:
+            out[i] = np.nan
+            continue
+        try:
+            out[i] = float(v)
+        except ValueError:
+            out[i] = np.nan
+            if on_error == "fail":
+                raise UserError(
+                    f"{where} row {first_row + i + 1:,}: column {name!r} must be numeric, got "
+                    f"{v!r}; fix the value, or use --on-error reject to set such rows aside"
+                ) from None
+            bad.setdefault(i, f"column {name!r} must be numeric, got {v!r}")
+    return out
+
+
+def _categories(values, signature):
+    """An object array of str with NaN for missing values, building each string once."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from modelport.signature import _strings
+
+    t = values.type
+    if pa.types.is_dictionary(t):
+        encoded = values
+    elif pa.types.is_string(t) or pa.types.is_large_string(t):
+        encoded = pc.dictionary_encode(values)
+    else:
+        # numbers as categories follow the signature's own rule (2.0 -> "2")
+        return _strings(values.to_numpy(zero_copy_only=False))
+    words = _strings(encoded.dictionary.to_numpy(zero_copy_only=False))
+    words = np.append(words, np.nan).astype(object)
+    index = encoded.indices.fill_null(len(words) - 1).to_numpy(zero_copy_only=False)
+    return words[index]
+
+
+def output_schema(signature, id_type=None, id: str | None = None):
+    """The Arrow schema of the scores: the id column, then the outputs of the task."""
+    import pyarrow as pa
+
+    fields = [pa.field(id, id_type)] if id and id_type is not None else []
+    if signature.task == "classification":
+        fields.append(pa.field("label", _label_type(signature.classes)))
+        if signature.classes is not None and any(
+                o.get("name") == "proba" for o in signature.outputs):
+            if len(signature.classes) == 2:
+                fields.append(pa.field("score", pa.float64()))
+            fields += [pa.field(proba_column(c), pa.float64()) for c in signature.classes]
+    elif signature.task == "regression":
+        fields.append(pa.field("value", pa.float64()))
+    else:
+        fields.append(pa.field("cluster", pa.int64()))
+    return pa.schema(fields)
+
+
+def proba_column(cls) -> str:
+    """The name of the probability column of class ``cls``: ``proba_<class>``."""
+    return f"proba_{cls}"
+
+
+def _label_type(classes):
+    import pyarrow as pa
+
+    if not classes:
+        return pa.int64()
+    if all(isinstance(c, bool) for c in classes):
+        return pa.bool_()
+    if all(isinstance(c, int) for c in classes):
+        return pa.int64()
+    if all(isinstance(c, int | float) for c in classes):
+        return pa.float64()
+    return pa.string()
+
+
+def output_table(signature, outputs: dict, id_values, id: str | None, schema):
+    """The scores of one chunk as an Arrow table with ``schema``."""
+    import numpy as np
+    import pyarrow as pa
+
+    arrays = {}
+    if id and id_values is not None:
+        arrays[id] = id_values
+    if signature.task == "classification":
+        arrays["label"] = pa.array(np.asarray(outputs["label"]).tolist()
+                                   if np.asarray(outputs["label"]).dtype == object
+                                   else outputs["label"])
+        if "score" in schema.names or any(n.startswith("proba_") for n in schema.names):
+            proba = outputs.get("proba")
+            if proba is None:
+                proba = np.full((len(outputs["label"]), len(signature.classes)), np.nan)
+            if "score" in schema.names:
+                arrays["score"] = np.ascontiguousarray(proba[:, 1], dtype=np.float64)
+            for j, c in enumerate(signature.classes):
+                arrays[proba_column(c)] = np.ascontiguousarray(proba[:, j], dtype=np.float64)
+    elif signature.task == "regression":
+        arrays["value"] = np.asarray(outputs["value"], dtype=np.float64)
+    else:
+        arrays["cluster"] = np.asarray(outputs["cluster"], dtype=np.int64)
+    return pa.Table.from_arrays([pa.array(arrays[f.name]).cast(f.type) if not isinstance(
+        arrays[f.name], pa.Array | pa.ChunkedArray) else arrays[f.name].cast(f.type)
+        for f in schema], schema=schema)
+
+
+def rejects_table(chunk, bad: Sequence[tuple[int, str]], first_row: int):
+    """The rejected rows of ``chunk`` with their row number ``_row`` (from 1) and ``_reason``."""
+    import pyarrow as pa
+
+    positions = [p for p, _ in bad]
+    table = chunk.take(pa.array(positions, type=pa.int64()))
+    table = table.append_column("_row", pa.array([first_row + p + 1 for p in positions],
+                                                 type=pa.int64()))
+    return table.append_column("_reason", pa.array([r for _, r in bad], type=pa.string()))
+
+
+def _keep(chunk, bad):
+    import numpy as np
+
+    if not bad:
+        return chunk
+    keep = np.ones(chunk.num_rows, dtype=bool)
+    keep[[p for p, _ in bad]] = False
+    return chunk.filter(keep)
+
+
+def default_rejects_path(output) -> Path:
+    """Beside a file output (``scores.rejects.jsonl``); in the working folder for a table."""
+    from modelport.io.tables import _URL
+
+    text = str(output)
+    if _URL.match(text) and not text.startswith("file://"):
+        table = text.partition("#")[2] or "scores"
+        return Path(f"{table}.rejects.jsonl")
+    path = Path(text.removeprefix("file://"))
+    name = path.name
+    for suffix in (".csv.gz", ".parquet", ".csv", ".jsonl", ".ndjson", ".pq"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return path.with_name(f"{name}.rejects.jsonl")
+
+
+def _job_key(version, fmt, input, id, chunk_rows, on_error, output) -> str:
+    """What makes two runs the same job (resume skips only chunks of the same job)."""
+    from modelport.io.tables import describe
+
+    stamp = None
+    text = str(input) if not isinstance(input, dict) else ""
+    if text and Path(text).exists():
+        st = Path(text).stat()
+        stamp = [st.st_size, st.st_mtime_ns] if Path(text).is_file() else None
+    key = json.dumps([version.name, version.version, fmt, describe(input), stamp, id,
+                      chunk_rows, on_error, str(output)], default=str)
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+# -- progress ------------------------------------------------------------------------------
+
+class _Progress:
+    """A rich progress bar on a terminal; otherwise a plain line every half minute."""
+
+    def __init__(self, total: int | None, done: int, show: bool | None) -> None:
+        self.total, self.done = total, done
+        self.tty = sys.stderr.isatty() if show is None else show
+        self.started = self.last = time.monotonic()
+        self._bar = None
+        if self.tty:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("scoring"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("rows {task.fields[rate]}"), TimeElapsedColumn(),
+                TimeRemainingColumn(), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task("rows", total=total, completed=done, rate="")
+
+    def advance(self, rows: int) -> None:
+        self.done += rows
+        now = time.monotonic()
+        if self._bar is not None:
+            rate = f"{self.done / max(now - self.started, 1e-9):,.0f}/s"
+            self._bar.update(self._task, completed=self.done, rate=rate)
+        elif now - self.last >= 30:
+            self.last = now
+            of = f" of {self.total:,}" if self.total else ""
+            sys.stderr.write(f"modelport: scored {self.done:,}{of} rows so far\n")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()

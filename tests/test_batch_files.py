@@ -1,0 +1,149 @@
+"""Batch scoring into files: the scores are the model's, whatever the input kind, chunking or
+worker count, and the id and row order are kept."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from modelport.errors import UserError
+from modelport.io.chunks import open_source
+from modelport.registry import Registry
+from modelport.serve.batch import predict
+
+NUMERIC = ["tenure_months", "monthly_charges", "total_charges", "support_calls",
+           "data_usage_gb", "age"]
+CATEGORICAL = ["plan", "contract", "payment_method", "region"]
+
+
+@pytest.fixture(scope="module")
+def churn_model(tmp_path_factory):
+    """A registered one-hot + logistic churn pipeline, customers to score, and its registry."""
+    from sklearn.linear_model import LogisticRegression
+
+    import modelport
+    from modelport.datasets import churn
+    from modelport.train.preprocess import build_pipeline
+
+    home = tmp_path_factory.mktemp("batch-home")
+    registry = Registry(f"sqlite:///{home / 'registry.db'}", str(home / "artefacts"))
+    data = churn.generate(12_000, seed=3)
+    X = data.drop(columns=["customer_id", "churned"])
+    model = build_pipeline(LogisticRegression(max_iter=300), X, NUMERIC, CATEGORICAL)
+    model.fit(X.head(3000), data["churned"].head(3000))
+    modelport.log_model(model, "churn", sample=X.head(300), formats=["joblib", "onnx"],
+                        registry=registry)
+    customers = data.drop(columns=["churned"])
+    path = home / "customers.parquet"
+    customers.to_parquet(path, index=False, row_group_size=2500)
+    return registry, customers, path
+
+
+def _reference(registry, customers) -> np.ndarray:
+    return registry.load("churn", format="joblib").predict_proba(customers)[:, 1]
+
+
+def test_parquet_scores_equal_the_native_model_with_ids_kept(churn_model, tmp_path):
+    registry, customers, path = churn_model
+    out = tmp_path / "scores.parquet"
+    result = predict("churn", path, out, id="customer_id", workers=1, chunk_rows=1000,
+                     registry=registry)
+    scores = pd.read_parquet(out)
+    assert result.rows == len(customers) and result.rejects == 0
+    assert result.format == "onnx" and result.chunks == 12
+    assert list(scores.columns) == ["customer_id", "label", "score", "proba_0", "proba_1"]
+    assert scores["customer_id"].tolist() == customers["customer_id"].tolist()
+    np.testing.assert_allclose(scores["score"], _reference(registry, customers), atol=1e-5)
+    np.testing.assert_allclose(scores["proba_0"] + scores["proba_1"], 1.0, atol=1e-6)
+    assert ((scores["score"] >= 0.5) == (scores["label"] == 1)).all()
+    assert not (tmp_path / ".scores.parquet.parts").exists()
+
+
+def test_two_workers_give_the_same_file_as_one_in_input_order(churn_model, tmp_path):
+    registry, customers, path = churn_model
+    one, two = tmp_path / "one.parquet", tmp_path / "two.parquet"
+    predict("churn", path, one, workers=1, chunk_rows=700, registry=registry)
+    result = predict("churn", path, two, workers=2, chunk_rows=700, registry=registry)
+    assert result.workers == 2
+    a, b = pq.read_table(one), pq.read_table(two)
+    assert a.equals(b)
+    assert "customer_id" not in a.column_names
+    np.testing.assert_allclose(a.column("score").to_numpy(), _reference(registry, customers),
+                               atol=1e-5)
+
+
+def test_csv_jsonl_folder_and_sql_inputs_score_alike(churn_model, tmp_path):
+    registry, customers, path = churn_model
+    expected = _reference(registry, customers)
+    head = customers.head(3000)
+    csv_in = tmp_path / "in.csv"
+    head.to_csv(csv_in, index=False)
+    jsonl_in = tmp_path / "in.jsonl"
+    head.to_json(jsonl_in, orient="records", lines=True)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    head.iloc[:1700].to_parquet(folder / "a.parquet", index=False)
+    head.iloc[1700:].to_parquet(folder / "b.parquet", index=False)
+    db = tmp_path / "app.db"
+    with sqlite3.connect(db) as conn:
+        head.sample(frac=1.0, random_state=0).to_sql("customers", conn, index=False)
+    inputs = {
+        "csv": (csv_in, tmp_path / "o.csv", pd.read_csv),
+        "jsonl": (jsonl_in, tmp_path / "o.jsonl", lambda p: pd.read_json(p, lines=True)),
+        "folder": (folder, tmp_path / "o_folder.parquet", pd.read_parquet),
+        "table": (f"sqlite:///{db}#customers", tmp_path / "o_table.parquet", pd.read_parquet),
+        "query": (f"sqlite:///{db}#SELECT * FROM customers WHERE tenure_months >= 0",
+                  tmp_path / "o_query.parquet", pd.read_parquet),
+    }
+    for kind, (src, out, read) in inputs.items():
+        result = predict("churn", src, out, id="customer_id", workers=1, chunk_rows=400,
+                         registry=registry)
+        got = read(out).sort_values("customer_id").reset_index(drop=True)
+        assert result.rows == len(got), kind
+        assert got["customer_id"].tolist() == sorted(head["customer_id"]), kind
+        np.testing.assert_allclose(got["score"], expected[:3000], atol=1e-5, err_msg=kind)
+    # a table is read in id order, so its chunks do not depend on how rows were stored
+    table_scores = pd.read_parquet(tmp_path / "o_table.parquet")
+    assert table_scores["customer_id"].is_monotonic_increasing
+
+
+def test_jsonl_output_holds_one_object_per_row(churn_model, tmp_path):
+    registry, customers, path = churn_model
+    out = tmp_path / "scores.jsonl"
+    predict("churn", path, out, id="customer_id", workers=1, chunk_rows=5000,
+            registry=registry)
+    lines = out.read_text().splitlines()
+    assert len(lines) == len(customers)
+    first = json.loads(lines[0])
+    assert set(first) == {"customer_id", "label", "score", "proba_0", "proba_1"}
+
+
+def test_format_flag_forces_a_runtime(churn_model, tmp_path):
+    registry, customers, path = churn_model
+    out = tmp_path / "joblib.parquet"
+    result = predict("churn", path, out, id="customer_id", workers=1, chunk_rows=4000,
+                     format="joblib", registry=registry)
+    assert result.format == "joblib"
+    np.testing.assert_allclose(pd.read_parquet(out)["score"], _reference(registry, customers),
+                               rtol=0, atol=1e-12)
+    with pytest.raises(UserError, match="no accepted pmml artefact"):
+        predict("churn", path, tmp_path / "x.parquet", format="pmml", registry=registry)
+
+
+def test_chunk_boundaries_are_the_same_when_resuming(churn_model, tmp_path):
+    _, customers, path = churn_model
+    csv_path = tmp_path / "c.csv"
+    customers.head(5000).to_csv(csv_path, index=False)
+    for src in (path, csv_path):
+        full = list(open_source(src, 900).chunks())
+        later = list(open_source(src, 900).chunks(skip=3))
+        assert [c.num_rows for c in full][-1] == (len(pa.concat_tables(full)) % 900 or 900)
+        assert len(later) == len(full) - 3
+        for a, b in zip(full[3:], later, strict=True):
+            assert a.equals(b)
