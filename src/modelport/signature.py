@@ -252,6 +252,9 @@ def _numeric(values, name: str) -> np.ndarray:
     return out
 
 
+_PLAIN_STRING_TYPES = frozenset({str, type(None)})
+
+
 def _strings(values) -> np.ndarray:
     """An object array of str with NaN for missing values."""
     if hasattr(values, "to_numpy"):
@@ -259,6 +262,16 @@ def _strings(values) -> np.ndarray:
     arr = np.asarray(values, dtype=object)
     if arr.ndim != 1:
         arr = arr.reshape(-1)
+    # the common cases (strings with None or NaN for missing) in C-speed passes, since
+    # a Python loop over every value dominated the cost of scoring large batches
+    types = set(map(type, arr))
+    if types <= _PLAIN_STRING_TYPES:
+        if types == {str}:
+            return arr
+        out = arr.copy()
+        if type(None) in types:
+            out[np.equal(arr, None)] = np.nan
+        return out
     out = arr.copy()
     for i, v in enumerate(arr):
         if type(v) is str:
