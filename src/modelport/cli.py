@@ -139,14 +139,17 @@ def _show_version(v: dict) -> None:
     console.print(inputs)
     if sig.get("classes") is not None:
         console.print(f"classes: {sig['classes']}")
-    fmts = Table("format", "status", "max abs diff", "label flips", "rows", "size", "reason",
-                 title="formats (parity on the registered sample)")
+    fmts = Table("format", "status", "max abs diff", "label flips", "rows", "size",
+                 "1-row µs", "reason", title="formats (parity on the registered sample)")
     for name, a in v["formats"].items():
         p = a.get("parity") or {}
         fmts.add_row(name, a["status"], _num(p.get("max_abs_diff")),
                      str(p.get("label_flips", "-")), str(p.get("rows", "-")),
-                     str(a.get("size") or "-"), (a.get("reason") or "")[:80])
+                     str(a.get("size") or "-"), _num(p.get("single_row_us")),
+                     (a.get("reason") or "")[:80])
     console.print(fmts)
+    if v.get("serving_format"):
+        console.print(f"serving runtime: {v['serving_format']} (fastest accepted format)")
     lineage = {k: v["lineage"].get(k) for k in ("estimator", "source", "rows") if k in v["lineage"]}
     console.print(f"data fingerprint: {v['data_fingerprint']}  parent: {v['parent_version']}"
                   + (f"  lineage: {lineage}" if lineage else ""))
@@ -274,6 +277,288 @@ def quickstart_cmd(
     from modelport.quickstart import run
 
     run(rows=rows, folder=folder, echo=typer.echo)
+
+
+# -- batch scoring and lookups -----------------------------------------------------------
+
+@app.command("predict")
+def predict_cmd(
+    model: Annotated[str, typer.Argument(help="churn, churn/3 or churn@production")],
+    input: Annotated[str, typer.Option(
+        "--input", help="file (.parquet/.csv/.jsonl), Parquet folder, or SQL URL with "
+        "#table or #SELECT ...")],
+    output: Annotated[str, typer.Option(
+        "--output", help="file (.parquet/.csv/.jsonl) or SQL URL with #table (a lookup table "
+        "upserted by --id)")],
+    id: Annotated[str | None, typer.Option("--id", help="id column, kept in the output")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="worker processes (default: one per core; 1 scores in this process)")] = None,
+    chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="rows per chunk")] = 50_000,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="continue an interrupted run from its last committed chunk")] = False,
+    on_error: Annotated[str, typer.Option(
+        "--on-error", help="fail: stop at the first bad row; reject: write bad rows to a "
+        "rejects file and go on")] = "fail",
+    engine: Annotated[str, typer.Option(help="local or spark")] = "local",
+    format: Annotated[str | None, typer.Option(
+        "--format", help="force a runtime (onnx, joblib...; default: the fastest accepted)")
+    ] = None,
+    rejects: Annotated[str | None, typer.Option(
+        "--rejects", help="rejects file (default: beside the output, NAME.rejects.jsonl)")
+    ] = None,
+) -> None:
+    """Score a file or table in bounded memory, in parallel, resumable."""
+    from modelport.serve.batch import predict
+
+    result = predict(model, input, output, id=id, workers=workers, chunk_rows=chunk_rows,
+                     resume=resume, on_error=on_error, engine=engine, format=format,
+                     rejects=rejects)
+    typer.echo(result.summary())
+
+
+@app.command("lookup")
+def lookup_cmd(
+    model: Annotated[str, typer.Argument(help="churn (or churn/3 to require that version)")],
+    id: Annotated[str, typer.Argument(help="the entity's id")],
+    store: Annotated[str | None, typer.Option(
+        "--store", help="SQL URL with the lookup table after '#' (default: "
+        "$MODELPORT_LOOKUP_STORE)")] = None,
+) -> None:
+    """Print the stored scores of one entity, as JSON."""
+    from modelport.errors import NotFound
+    from modelport.serve.lookup import lookup
+
+    row = lookup(model, id, store=store)
+    if row is None:
+        raise NotFound(f"no scores for id {id!r} of {model} in the lookup store; score it "
+                       "first with modelport predict")
+    _print_json(row)
+
+
+# -- web service -------------------------------------------------------------------------
+
+@app.command("serve")
+def serve_cmd(
+    uris: Annotated[list[str], typer.Argument(help="models to serve: churn, churn/3, churn@production")],
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
+    workers: Annotated[int, typer.Option(help="worker processes")] = 1,
+    max_batch_size: Annotated[int, typer.Option(help="most rows scored in one call")] = 64,
+    max_latency_ms: Annotated[float, typer.Option(
+        help="longest a request may wait for others to join its batch, under load "
+             "(0: never wait; batches still form while the model is busy)")] = 0.0,
+    token_file: Annotated[Path | None, typer.Option(help="file holding the bearer token")] = None,
+    canary: Annotated[list[str] | None, typer.Option(
+        help="NAME@ALIAS:PERCENT: send that share of NAME's requests to another version")] = None,
+    shadow: Annotated[list[str] | None, typer.Option(
+        help="NAME@ALIAS: mirror NAME's requests to another version and only log its answers")] = None,
+    poll_seconds: Annotated[float, typer.Option(
+        help="how often to look for alias moves and new versions (0: never)")] = 2.0,
+    max_body_bytes: Annotated[int, typer.Option(help="larger request bodies get 413")] = 10 * 2**20,
+    unseen_categories: Annotated[str, typer.Option(help="reject (422) or warn")] = "reject",
+    out_of_range: Annotated[str, typer.Option(help="reject (422) or warn")] = "reject",
+    format: Annotated[str | None, typer.Option(
+        help="artefact to serve (default: onnx if accepted, else joblib)")] = None,
+    prediction_log: Annotated[str | None, typer.Option(
+        help="module:function called with every prediction, off the request path")] = None,
+    lookup_store: Annotated[str | None, typer.Option(help="where batch scores are stored")] = None,
+    feature_table: Annotated[str | None, typer.Option(
+        help="table of current features, for /lookup?refresh=true")] = None,
+    access_log: Annotated[bool, typer.Option(help="one JSON line per request")] = True,
+) -> None:
+    """Serve models over HTTP: Open Inference Protocol v2, MLflow, KServe v1 and JSON."""
+    from modelport.registry import Registry
+    from modelport.serve.http.auth import read_token
+    from modelport.serve.http.server import run
+
+    reg = Registry()
+    for uri in [*uris, *(c.rpartition(":")[0] or c for c in canary or []), *(shadow or [])]:
+        reg.get(uri)  # an unknown model fails here, once, not in every worker
+    if token_file is not None:
+        read_token(token_file)
+    if unseen_categories not in ("reject", "warn") or out_of_range not in ("reject", "warn"):
+        from modelport.errors import UserError
+
+        raise UserError("--unseen-categories and --out-of-range take reject or warn")
+    typer.echo(f"modelport: serving {', '.join(uris)} on http://{host}:{port} "
+               f"({workers} worker(s))", err=True)
+    run(list(uris), host=host, port=port, workers=workers, max_batch_size=max_batch_size,
+        max_latency_ms=max_latency_ms, token_file=str(token_file) if token_file else None,
+        canary=canary or [], shadow=shadow or [], poll_seconds=poll_seconds,
+        max_body_bytes=max_body_bytes, unseen_categories=unseen_categories,
+        out_of_range=out_of_range, format=format, prediction_log=prediction_log,
+        lookup_store=lookup_store, feature_table=feature_table, access_log=access_log)
+
+
+@app.command("stream")
+def stream_cmd(
+    uri: Annotated[str, typer.Argument(help="model to score with: churn, churn/3, churn@production")],
+    source: Annotated[str, typer.Option(help="broker URL to read events from, e.g. "
+                                        "redis://127.0.0.1:6379/0?stream=events")],
+    sink: Annotated[str, typer.Option(help="broker URL to publish scores to")],
+    dead_letter: Annotated[str | None, typer.Option(
+        help="broker URL for events that cannot be scored (payload and reason)")] = None,
+    group: Annotated[str, typer.Option(help="consumer group: workers in one group share a stream")]
+    = "modelport",
+    batch: Annotated[int, typer.Option(help="most messages scored in one model call")] = 500,
+    max_wait_ms: Annotated[float, typer.Option(
+        help="longest a message waits for others to fill its batch")] = 20.0,
+    enrich: Annotated[str | None, typer.Option(
+        help="SQL table of stored features merged under each event: URL#table?key=COLUMN")] = None,
+    format: Annotated[str, typer.Option(help="wire format of events and scores: json or msgpack")]
+    = "json",
+    poll_seconds: Annotated[float, typer.Option(
+        help="how often to look for alias moves and new versions (0: never)")] = 2.0,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="serve Prometheus metrics on 127.0.0.1:PORT")] = None,
+) -> None:
+    """Score a stream of events from Redis Streams, NATS JetStream, RabbitMQ, MQTT or Kafka,
+    at least once, acknowledging each event only after its score is published."""
+    import logging
+
+    from modelport.serve.stream import serve
+
+    logging.basicConfig(level=logging.INFO, format="modelport: %(message)s")
+    stats = serve(uri, source, sink, dead_letter_url=dead_letter, group=group, batch=batch,
+                  max_wait_ms=max_wait_ms, fmt=format, enrich=enrich, poll_seconds=poll_seconds,
+                  metrics_port=metrics_port)
+    typer.echo(f"modelport: stopped; {json.dumps(stats.as_dict())}", err=True)
+
+
+@app.command("export")
+def export_cmd(
+    uri: Annotated[str, typer.Argument(help="model to export: churn, churn/3, churn@production")],
+    format: Annotated[str, typer.Option(
+        help="sql, pmml, python, javascript, c, java, go, onnx or compiled")],
+    out: Annotated[Path, typer.Option(help="folder to write the artefact and its README into")],
+    dialect: Annotated[str, typer.Option(help="SQL dialect: postgresql, mysql or sqlite")]
+    = "postgresql",
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a model as a self-contained artefact (SQL, PMML, source code, ONNX) with a usage
+    note, after checking it against the native model on the registered sample."""
+    from modelport.compile import export
+
+    files = export(uri, format, out, dialect=dialect, registry=_registry())
+    if as_json:
+        _print_json({"uri": uri, "format": format, "files": [str(f) for f in files]})
+    else:
+        for f in files:
+            typer.echo(str(f))
+
+
+# -- trigger -----------------------------------------------------------------------------
+
+trigger_app = typer.Typer(help="Score rows of a database table automatically when they are "
+                          "inserted or updated (PostgreSQL, MariaDB/MySQL, SQLite).",
+                          no_args_is_help=True)
+app.add_typer(trigger_app, name="trigger")
+DbOpt = Annotated[str, typer.Option("--db", help="database URL: postgresql://user@host/db, "
+                                    "mysql://root@host:3306/db or sqlite:///app.db")]
+
+
+@trigger_app.command("install")
+def trigger_install(
+    uri: Annotated[str, typer.Argument(help="model to score with: churn, churn/3, churn@production")],
+    db: DbOpt,
+    table: Annotated[str, typer.Option(help="the table whose rows are scored")],
+    key: Annotated[str, typer.Option(help="the table's unique key column")],
+    output_column: Annotated[str, typer.Option(
+        help="score column (added if missing), with <name>_version and <name>_scored_at")],
+    on: Annotated[str, typer.Option(help="events that score a row: insert, update or both")]
+    = "insert,update",
+    columns: Annotated[list[str] | None, typer.Option(
+        help="map a model input to a differently named column: input=column (repeatable)")]
+    = None,
+    mode: Annotated[str, typer.Option(
+        help="worker (a queue drained by 'modelport trigger run') or sql (the model "
+             "compiled to SQL, run by the database itself)")] = "worker",
+    upgrade: Annotated[bool, typer.Option(
+        help="re-install over an existing installation (e.g. after an alias moved)")] = False,
+    backfill: Annotated[bool, typer.Option(help="also score rows that have no score yet")]
+    = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Install scoring on a table: a queue and enqueue triggers (worker mode), or the model
+    compiled to SQL in a function and trigger (SQL mode, checked against the native model
+    on the registered sample first)."""
+    from dataclasses import asdict
+
+    from modelport.serve.trigger import install
+
+    inst = install(uri, db, table=table, key=key, output=output_column, on=on,
+                   columns=columns, mode=mode, upgrade=upgrade, backfill=backfill,
+                   registry=_registry())
+    if as_json:
+        _print_json({k: v for k, v in asdict(inst).items() if k != "drops"})
+        return
+    typer.echo(f"installed {inst.model} (version {inst.version}) on {table} in {inst.mode} "
+               f"mode: scores in {', '.join([inst.output] + [c for c in inst.added_columns if c != inst.output])}")
+    if inst.mode == "worker":
+        typer.echo(f"start a worker: modelport trigger run --db '{db}'")
+
+
+@trigger_app.command("run")
+def trigger_run(
+    db: DbOpt,
+    table: Annotated[list[str] | None, typer.Option(
+        help="only these tables (repeatable; default: every worker-mode installation)")] = None,
+    batch: Annotated[int, typer.Option(help="most rows claimed and scored in one transaction")]
+    = 2000,
+    poll_ms: Annotated[float, typer.Option(
+        help="how often an idle worker looks at the queue (MariaDB, SQLite; PostgreSQL "
+             "is woken by NOTIFY)")] = 20.0,
+    reload_seconds: Annotated[float, typer.Option(
+        help="how often to check whether the model URI points at a new version")] = 2.0,
+    once: Annotated[bool, typer.Option(help="drain the queues, then exit")] = False,
+) -> None:
+    """Run a worker: score queued rows in batches, writing each batch's scores and removing
+    its queue entries in one transaction. Several workers may share one database."""
+    import logging
+
+    from modelport.serve.trigger import run
+
+    logging.basicConfig(level=logging.INFO, format="modelport: %(message)s")
+    stats = run(db, tables=table or None, batch=batch, poll_ms=poll_ms,
+                reload_seconds=reload_seconds, once=once, registry=_registry())
+    typer.echo(f"modelport: stopped; {json.dumps(stats.as_dict())}", err=True)
+
+
+@trigger_app.command("status")
+def trigger_status(db: DbOpt, as_json: JsonOpt = False) -> None:
+    """Show each table scored in the database: model, mode, rows scored, queued, errors."""
+    from modelport.serve.trigger import status
+
+    rows = status(db)
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        typer.echo("no trigger scoring installed in this database")
+        return
+    from rich.table import Table
+
+    out = Table("table", "model", "mode", "version", "rows", "scored", "queued", "errors")
+    for r in rows:
+        out.add_row(r["table"], r["model"], r["mode"], str(r["version"]), str(r["rows"]),
+                    str(r["scored"]), str(r.get("queued", "-")), str(r.get("errors", "-")))
+    _console().print(out)
+
+
+@trigger_app.command("uninstall")
+def trigger_uninstall(
+    db: DbOpt,
+    table: Annotated[str | None, typer.Option(help="the table to stop scoring (default: all)")]
+    = None,
+    keep_scores: Annotated[bool, typer.Option(
+        help="keep the score columns that install added, with their values")] = False,
+) -> None:
+    """Remove what install created (triggers, functions, queue, added columns) and nothing
+    else."""
+    from modelport.serve.trigger import uninstall
+
+    for name in uninstall(db, table, keep_scores=keep_scores):
+        typer.echo(f"uninstalled trigger scoring from {name}")
 
 
 def main() -> None:

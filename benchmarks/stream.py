@@ -1,0 +1,352 @@
+"""Stream scoring: `modelport stream` against a naive one-message-at-a-time consumer.
+
+For each broker (Redis Streams, NATS JetStream, RabbitMQ, MQTT; Kafka when
+MODELPORT_KAFKA_URL is set is not covered here) both consumers score the same logistic
+regression (10 numeric features, ONNX artefact) as separate processes:
+
+1. throughput: N events wait in the broker when the consumer starts; msgs/s is counted from
+   the first output to the N-th (start-up excluded)
+   (the backlog is loaded while the consumer is stopped);
+2. latency: events are then sent at half that rate for a few seconds, each stamped when
+   sent; end-to-end p50/p99 run from the send to the output's arrival at a subscriber.
+
+The naive consumer reads one message, predicts on one row (same ONNX predictor, same
+adapters), publishes, acks. Producer, collector and consumer share the machine's cores.
+
+    .venv/bin/python benchmarks/stream.py [--brokers redis,nats,rabbitmq,mqtt] [-n 50000]
+
+Needs the `brokers` and `onnx` extras (pip install -e '.[brokers,onnx]'), the brokers on
+127.0.0.1 and, for MQTT, the mosquitto binary (a private one is started with unlimited
+queues, since the default drops QoS 1 messages beyond 1,000 queued).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+FEATURES = [f"f{i}" for i in range(10)]
+# run as a script, this folder comes first on sys.path and its http.py would shadow the
+# standard library's http package (which paho-mqtt imports)
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+
+def register(home: str) -> None:
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from modelport.register import log_model
+
+    os.environ["MODELPORT_HOME"] = home
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(2000, 10)).round(2), columns=FEATURES)
+    y = (X.sum(axis=1) > 0).astype(int)
+    log_model(LogisticRegression().fit(X, y), "bench", sample=X, formats=["onnx"],
+              alias="production")
+
+
+def payload(i: int) -> bytes:
+    import orjson
+
+    rnd = (i * 2654435761) % 1000 / 500 - 1
+    return orjson.dumps({"id": i, **{f: round(rnd + k / 10, 2) for k, f in enumerate(FEATURES)},
+                         "ts": time.time()})
+
+
+# -- the naive consumer, run as its own process ------------------------------------------
+
+async def naive(source_url: str, sink_url: str) -> None:
+    import orjson
+
+    from modelport.io import brokers
+    from modelport.registry import Registry
+
+    reg = Registry()
+    predictor = reg.load("bench@production", format="onnx")
+    source = brokers.open_source(source_url, group="naive", batch=1)
+    sink = brokers.open_sink(sink_url)
+    await source.connect()
+    await sink.connect()
+    print("streaming (naive)", file=sys.stderr, flush=True)
+    while True:
+        for msg in await source.read(1, 0.05):
+            event = orjson.loads(msg.payload)
+            out = predictor.run({f: event[f] for f in FEATURES})
+            mid = msg.id or str(event["id"])
+            body = orjson.dumps({"id": mid, "key": event["id"], "version": 1,
+                                 "label": int(out["label"][0]),
+                                 "proba": out["proba"][0].tolist()})
+            await sink.publish([(f"{mid}@1", body)])
+            await source.ack([msg])
+
+
+# -- brokers: produce and collect -------------------------------------------------------
+
+class Redis:
+    def __init__(self, t: str) -> None:
+        self.inp, self.out = f"bin_{t}", f"bout_{t}"
+        self.source = f"redis://127.0.0.1:6379/0?stream={self.inp}"
+        self.sink = f"redis://127.0.0.1:6379/0?stream={self.out}"
+
+    async def start(self, seen: dict) -> None:
+        import redis.asyncio as aioredis
+
+        self.r = aioredis.Redis()
+        self.task = asyncio.create_task(self._collect(seen))
+
+    async def _collect(self, seen: dict) -> None:
+        import orjson
+
+        r, last = self.r, "0-0"
+        while True:
+            reply = await r.xread({self.out: last}, count=5000, block=100)
+            now = time.time()
+            for _, entries in reply or []:
+                for eid, f in entries:
+                    last = eid
+                    seen.setdefault(orjson.loads(f[b"data"])["key"], now)
+
+    async def produce(self, payloads: list[bytes]) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        for p in payloads:
+            pipe.xadd(self.inp, {"data": p})
+        await pipe.execute()
+
+    async def close(self) -> None:
+        self.task.cancel()
+        await self.r.delete(self.inp, self.out)
+        await self.r.aclose()
+
+
+class Nats:
+    def __init__(self, t: str) -> None:
+        self.inp, self.out = f"bin_{t}", f"bout_{t}"
+        self.source = f"nats://127.0.0.1:4222?subject={self.inp}"
+        self.sink = f"nats://127.0.0.1:4222?subject={self.out}"
+
+    async def start(self, seen: dict) -> None:
+        import nats
+        import orjson
+
+        self.nc = await nats.connect("nats://127.0.0.1:4222", pending_size=256 * 2**20)
+        self.js = self.nc.jetstream(timeout=30)
+        for s in (self.inp, self.out):
+            await self.js.add_stream(name=s.upper(), subjects=[s])
+
+        async def on_msg(msg):
+            seen.setdefault(orjson.loads(msg.data)["key"], time.time())
+
+        await self.nc.subscribe(self.out, cb=on_msg, pending_msgs_limit=10**7,
+                                pending_bytes_limit=2**30)
+
+    async def produce(self, payloads: list[bytes]) -> None:
+        for i in range(0, len(payloads), 2000):
+            await asyncio.gather(*[self.js.publish(self.inp, p) for p in payloads[i:i + 2000]])
+
+    async def close(self) -> None:
+        for s in (self.inp, self.out):
+            await self.js.delete_stream(s.upper())
+        await self.nc.close()
+
+
+class Rabbit:
+    URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+    def __init__(self, t: str) -> None:
+        self.inp, self.out = f"bin_{t}", f"bout_{t}"
+        self.source, self.sink = self.URL + "?queue=" + self.inp, self.URL + "?queue=" + self.out
+
+    async def start(self, seen: dict) -> None:
+        import aio_pika
+        import orjson
+
+        self.conn = await aio_pika.connect(self.URL)
+        self.ch = await self.conn.channel(publisher_confirms=True)
+        await self.ch.set_qos(prefetch_count=5000)
+        await self.ch.declare_queue(self.inp, durable=True)
+        q = await self.ch.declare_queue(self.out, durable=True)
+
+        async def on_msg(msg):
+            seen.setdefault(orjson.loads(msg.body)["key"], time.time())
+
+        await q.consume(on_msg, no_ack=True)
+
+    async def produce(self, payloads: list[bytes]) -> None:
+        import aio_pika
+
+        ex = self.ch.default_exchange
+        for i in range(0, len(payloads), 2000):
+            await asyncio.gather(*[
+                ex.publish(aio_pika.Message(p, message_id=str(i + j)), routing_key=self.inp)
+                for j, p in enumerate(payloads[i:i + 2000])])
+
+    async def close(self) -> None:
+        await self.ch.queue_delete(self.inp)
+        await self.ch.queue_delete(self.out)
+        await self.conn.close()
+
+
+class Mqtt:
+    def __init__(self, t: str) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="mp-bench-mqtt-"))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        conf = self.dir / "mosquitto.conf"
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                        "persistence false\nmax_queued_messages 0\nmax_inflight_messages 0\n")
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen([exe, "-c", str(conf)], stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        self.inp, self.out = f"bin_{t}", f"bout_{t}"
+        base = f"mqtt://127.0.0.1:{self.port}?topic="
+        self.source, self.sink = base + self.inp, base + self.out
+
+    async def start(self, seen: dict) -> None:
+        import orjson
+        import paho.mqtt.client as mqtt
+
+        ready = threading.Event()
+        c = self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        c.on_message = lambda cl, u, m: seen.setdefault(orjson.loads(m.payload)["key"],
+                                                        time.time())
+        c.on_subscribe = lambda *a: ready.set()
+        c.connect("127.0.0.1", self.port)
+        c.loop_start()
+        c.subscribe(self.out, qos=1)
+        ready.wait(10)
+        p = self.p = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        p.max_inflight_messages_set(1000)
+        p.connect("127.0.0.1", self.port)
+        p.loop_start()
+
+    async def produce(self, payloads: list[bytes]) -> None:
+        infos = [self.p.publish(self.inp, x, qos=1) for x in payloads]
+        await asyncio.to_thread(lambda: [i.wait_for_publish(60) for i in infos])
+
+    async def close(self) -> None:
+        for c in (self.c, self.p):
+            c.disconnect()
+            c.loop_stop()
+        self.proc.terminate()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+BROKERS = {"redis": Redis, "nats": Nats, "rabbitmq": Rabbit, "mqtt": Mqtt}
+
+
+def start_consumer(kind: str, b, log: Path, batch: int) -> subprocess.Popen:
+    if kind == "modelport":
+        cmd = [sys.executable, "-m", "modelport", "stream", "bench@production", "--source",
+               b.source, "--sink", b.sink, "--batch", str(batch), "--max-wait-ms", "5",
+               "--group", "bench", "--poll-seconds", "0"]
+    else:
+        cmd = [sys.executable, __file__, "--naive", b.source, b.sink]
+    started = log.read_text().count("streaming") if log.exists() else 0
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log.open("a"))
+    deadline = time.time() + 60
+    while log.read_text().count("streaming") <= started:
+        if proc.poll() is not None or time.time() > deadline:
+            raise SystemExit(f"{kind} consumer did not start:\n{log.read_text()[-2000:]}")
+        time.sleep(0.05)
+    return proc
+
+
+async def measure(broker: str, kind: str, n: int, batch: int, seconds: float) -> dict:
+    t = uuid.uuid4().hex[:8]
+    b = BROKERS[broker](t)
+    seen: dict = {}
+    await b.start(seen)
+    log = Path(tempfile.mkdtemp()) / "consumer.log"
+    # a first start creates the group, durable consumer, queue or MQTT session; the backlog
+    # is then loaded while no consumer runs, so the producer's speed does not cap the rate
+    proc = start_consumer(kind, b, log, batch)
+    proc.terminate()
+    proc.wait(30)
+    await b.produce([payload(i) for i in range(n)])
+    proc = start_consumer(kind, b, log, batch)
+    try:
+        deadline = time.time() + 600
+        while len(seen) < n and time.time() < deadline and proc.poll() is None:
+            await asyncio.sleep(0.05)
+        times = sorted(seen.values())
+        rate = (len(times) - 1) / max(times[-1] - times[0], 1e-9) if len(times) > 1 else 0.0
+        # latency at half the measured maximum rate, paced in 10 ms slices
+        target = rate / 2
+        sent: dict[int, float] = {}
+        start, i = time.time(), n
+        while time.time() - start < seconds:
+            due = int((time.time() - start) * target) + n
+            chunk = []
+            while i < due:
+                sent[i] = time.time()
+                chunk.append(payload(i))
+                i += 1
+            if chunk:
+                await b.produce(chunk)
+            await asyncio.sleep(0.01)
+        deadline = time.time() + 30
+        while any(k not in seen for k in sent) and time.time() < deadline:
+            await asyncio.sleep(0.05)
+        lat = np.array([seen[k] - s for k, s in sent.items() if k in seen]) * 1000
+        return {"rate": rate, "done": len(times), "p50": float(np.percentile(lat, 50)) if
+                len(lat) else float("nan"), "p99": float(np.percentile(lat, 99)) if len(lat)
+                else float("nan"), "lost": sum(k not in seen for k in sent)}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        await b.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--brokers", default="redis,nats,rabbitmq,mqtt")
+    ap.add_argument("-n", type=int, default=50_000, help="events for modelport's throughput")
+    ap.add_argument("--naive-n", type=int, default=3_000, help="events for the naive consumer")
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--seconds", type=float, default=5.0, help="length of the latency run")
+    ap.add_argument("--naive", nargs=2, metavar=("SOURCE", "SINK"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.naive:
+        asyncio.run(naive(*args.naive))
+        return
+    home = os.environ.get("MODELPORT_HOME") or tempfile.mkdtemp(prefix="mp-bench-")
+    register(home)
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+          f"modelport n={args.n} batch={args.batch}, naive n={args.naive_n}", flush=True)
+    rows = []
+    for broker in args.brokers.split(","):
+        mp = asyncio.run(measure(broker, "modelport", args.n, args.batch, args.seconds))
+        nv = asyncio.run(measure(broker, "naive", args.naive_n, 1, args.seconds))
+        rows.append((broker, mp, nv))
+        print(f"  {broker}: modelport {mp['rate']:,.0f} msg/s, naive {nv['rate']:,.0f} msg/s",
+              flush=True)
+    head = (f"{'broker':<9} {'modelport msg/s':>15} {'p50 ms':>7} {'p99 ms':>7} "
+            f"{'naive msg/s':>11} {'p50 ms':>7} {'p99 ms':>7} {'ratio':>6}")
+    print("\n" + head + "\n" + "-" * len(head))
+    for broker, mp, nv in rows:
+        ratio = mp["rate"] / nv["rate"] if nv["rate"] else float("nan")
+        print(f"{broker:<9} {mp['rate']:>15,.0f} {mp['p50']:>7.1f} {mp['p99']:>7.1f} "
+              f"{nv['rate']:>11,.0f} {nv['p50']:>7.1f} {nv['p99']:>7.1f} {ratio:>5.1f}x")
+    print("(p50/p99: end to end, from send to the output at a subscriber, at half each "
+          "consumer's own maximum rate)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Message brokers as sources and sinks of events, one small adapter per broker.
+
+Every adapter speaks the same contract, so the stream worker never knows which broker it
+talks to and one delivery test proves them all:
+
+- ``await source.read(n, wait_s)`` returns up to ``n`` :class:`Message` objects, waiting at
+  most ``wait_s`` seconds for the first one;
+- ``await sink.publish(records)`` writes ``(message_id, payload)`` pairs and returns only
+  once the broker holds them (a stream append, a JetStream ack, a publisher confirm, a
+  PUBACK, a produce report);
+- ``await source.ack(messages)`` settles messages only after their outputs were published,
+  which is what makes delivery at-least-once: a worker killed before it acks leaves the
+  messages to be delivered again;
+- ``await x.close()``.
+
+A source may also offer ``lag()`` (messages waiting, or None) and, when its sink lives on
+the same server, ``publish_and_ack(outputs, dead, messages)`` doing both atomically.
+
+Brokers are named by URL: ``redis://127.0.0.1:6379/0?stream=events``,
+``nats://127.0.0.1:4222?subject=events``, ``amqp://guest:guest@127.0.0.1:5672/?queue=events``,
+``mqtt://127.0.0.1:1883?topic=events``, ``kafka://host:9092?topic=events``. Each client
+library is imported only when its broker is used (the ``brokers`` extra).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from modelport.errors import UserError
+
+#: URL scheme -> (module, the query parameter naming the destination)
+SCHEMES = {
+    "redis": ("redis_streams", "stream"),
+    "rediss": ("redis_streams", "stream"),
+    "nats": ("nats_jetstream", "subject"),
+    "amqp": ("rabbitmq", "queue"),
+    "amqps": ("rabbitmq", "queue"),
+    "mqtt": ("mqtt", "topic"),
+    "kafka": ("kafka", "topic"),
+}
+
+
+@dataclass
+class Message:
+    """One delivered message: its broker id (stable across redeliveries where the broker has
+    one, else None), its raw payload, and what the adapter needs to ack it."""
+
+    id: str | None
+    payload: bytes
+    token: Any = None
+    received: float = 0.0
+
+
+@dataclass
+class BrokerURL:
+    """A parsed broker URL: the scheme, the server part, the destination and the options."""
+
+    url: str
+    scheme: str
+    destination: str
+    options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def server(self) -> str:
+        """The URL without its query: which server (and database or vhost) it names."""
+        return self.url.split("?", 1)[0]
+
+    def option(self, name: str, default: str | None = None) -> str | None:
+        return self.options.get(name, default)
+
+
+def parse(url: str, what: str = "--source") -> BrokerURL:
+    """Parse a broker URL, or raise a UserError naming the flag and the accepted forms."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise UserError(
+            f"{what} {url!r} is not a broker URL; use one of redis://HOST:6379/0?stream=NAME, "
+            "nats://HOST:4222?subject=NAME, amqp://USER:PASS@HOST:5672/?queue=NAME, "
+            "mqtt://HOST:1883?topic=NAME, kafka://HOST:9092?topic=NAME")
+    key = SCHEMES[scheme][1]
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    destination = options.pop(key, None)
+    if not destination:
+        raise UserError(f"{what} {url!r} names no {key}: add ?{key}=NAME to the URL")
+    return BrokerURL(url=url, scheme=scheme, destination=destination, options=options)
+
+
+def _module(scheme: str):
+    return importlib.import_module(f"modelport.io.brokers.{SCHEMES[scheme][0]}")
+
+
+def open_source(url: str, *, group: str, batch: int):
+    """The source adapter for ``url``, reading as consumer group ``group`` (not connected)."""
+    u = parse(url, "--source")
+    return _module(u.scheme).Source(u, group=group, batch=batch)
+
+
+def open_sink(url: str, what: str = "--sink"):
+    """The sink adapter for ``url`` (not connected)."""
+    u = parse(url, what)
+    return _module(u.scheme).Sink(u)

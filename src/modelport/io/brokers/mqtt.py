@@ -1,0 +1,181 @@
+"""MQTT (v5): QoS 1 subscription in a persistent session, acknowledged by hand after the
+outputs were published at QoS 1 and their PUBACKs came back.
+
+The client id is the group name and the session outlives the connection (clean start off,
+session expiry ``session_expiry`` seconds, URL option, default one day), so messages that
+arrive while the worker is down wait in the broker, and messages delivered but never
+PUBACKed are sent again when it reconnects. The worker asks for at most ``receive_max``
+unacknowledged messages at once (URL option, default 2000; MQTT packet ids are 16-bit, so
+the window must stay far below 65,535).
+
+Mosquitto keeps at most ``max_queued_messages`` (1000 by default) QoS 1 messages per
+session beyond the in-flight window and silently drops the rest: a subscriber that falls
+behind, or is down while a burst arrives, loses messages unless the broker is configured
+with a larger (or 0, unlimited) ``max_queued_messages``. Nothing on the client side can
+recover those; run Mosquitto with that setting raised when scoring bursts.
+
+MQTT carries no message id that survives a redelivery; the worker uses the event's own
+``id`` field when it has one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+
+from modelport.errors import require
+from modelport.io.brokers import BrokerURL, Message
+
+
+def _client(u: BrokerURL, client_id: str, receive_max: int):
+    mqtt = require("paho.mqtt.client", "brokers", "MQTT")
+    props = require("paho.mqtt.properties", "brokers", "MQTT")
+    packettypes = require("paho.mqtt.packettypes", "brokers", "MQTT")
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(u.url)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5)
+    if parts.username:
+        client.username_pw_set(parts.username, parts.password)
+    client.max_inflight_messages_set(receive_max)
+    client.max_queued_messages_set(0)
+    connect_props = props.Properties(packettypes.PacketTypes.CONNECT)
+    connect_props.SessionExpiryInterval = int(u.option("session_expiry", "86400"))
+    connect_props.ReceiveMaximum = receive_max
+    return client, parts.hostname or "127.0.0.1", parts.port or 1883, connect_props
+
+
+class _Connection:
+    """A paho client on its network thread, bridged into the worker's event loop."""
+
+    def __init__(self, u: BrokerURL, client_id: str, receive_max: int) -> None:
+        self.client, self.host, self.port, self.props = _client(u, client_id, receive_max)
+        self.loop = asyncio.get_running_loop()
+        self.connected = asyncio.Event()
+        self.pending: dict[int, asyncio.Future] = {}
+        self.early: set[int] = set()
+        self.lock = threading.Lock()
+        self.client.on_connect = self._on_connect
+        self.client.on_publish = self._on_publish
+
+    def _on_connect(self, client, userdata, flags, reason, properties) -> None:
+        self.loop.call_soon_threadsafe(self.connected.set)
+
+    def _on_publish(self, client, userdata, mid, reason, properties) -> None:
+        with self.lock:
+            fut = self.pending.pop(mid, None)
+            if fut is None:
+                self.early.add(mid)  # the PUBACK beat publish() back to the caller
+        if fut is not None:
+            self.loop.call_soon_threadsafe(_settle, fut)
+
+    async def start(self, clean_start: bool) -> None:
+        self.client.connect_async(self.host, self.port, keepalive=30, clean_start=clean_start,
+                                  properties=self.props)
+        self.client.loop_start()
+        await asyncio.wait_for(self.connected.wait(), timeout=15)
+
+    async def publish(self, topic: str, payloads: list[bytes]) -> None:
+        futures = []
+        for payload in payloads:
+            fut = self.loop.create_future()
+            # never call paho while holding our lock: its network thread holds paho's own
+            # lock while it runs on_publish, which takes ours
+            info = self.client.publish(topic, payload, qos=1)
+            with self.lock:
+                if info.mid in self.early:
+                    self.early.discard(info.mid)
+                    fut.set_result(None)
+                else:
+                    self.pending[info.mid] = fut
+            futures.append(fut)
+        await asyncio.gather(*futures)
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _settle(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class Source:
+    """A QoS 1 subscription in a persistent session named after the group."""
+
+    def __init__(self, url: BrokerURL, *, group: str, batch: int) -> None:
+        self.url = url
+        self.topic = url.destination
+        self.group = group
+        self.receive_max = int(url.option("receive_max", str(max(2000, 2 * batch))))
+        self.conn: _Connection | None = None
+        self._inbox: asyncio.Queue = asyncio.Queue()
+
+    async def connect(self) -> None:
+        self.conn = _Connection(self.url, self.group, self.receive_max)
+        self.conn.client.manual_ack_set(True)
+        loop = self.conn.loop
+        self.conn.client.on_message = \
+            lambda c, u, msg: loop.call_soon_threadsafe(self._inbox.put_nowait, msg)
+        subscribed = asyncio.Event()
+        self.conn.client.on_subscribe = \
+            lambda *a: loop.call_soon_threadsafe(subscribed.set)
+        await self.conn.start(clean_start=False)
+        self.conn.client.subscribe(self.topic, qos=1)
+        await asyncio.wait_for(subscribed.wait(), timeout=15)
+
+    async def read(self, n: int, wait_s: float) -> list[Message]:
+        try:
+            first = await asyncio.wait_for(self._inbox.get(), timeout=max(wait_s, 0.001))
+        except TimeoutError:
+            return []
+        got = [first]
+        # deliveries trickle in one callback at a time: gather them for up to wait_s
+        deadline = time.monotonic() + wait_s
+        while len(got) < n:
+            if not self._inbox.empty():
+                got.append(self._inbox.get_nowait())
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                got.append(await asyncio.wait_for(self._inbox.get(), timeout=left))
+            except TimeoutError:
+                break
+        now = time.time()
+        return [Message(id=None, payload=m.payload, token=m.mid, received=now) for m in got]
+
+    async def ack(self, messages: list[Message]) -> None:
+        for m in messages:
+            self.conn.client.ack(m.token, 1)
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            self.conn.stop()
+
+
+class Sink:
+    """Publishes outputs at QoS 1 and waits for every PUBACK."""
+
+    def __init__(self, url: BrokerURL) -> None:
+        self.url = url
+        self.topic = url.destination
+        self.conn: _Connection | None = None
+
+    async def connect(self) -> None:
+        self.conn = _Connection(self.url, f"modelport-sink-{uuid.uuid4().hex[:12]}",
+                                int(self.url.option("receive_max", "2000")))
+        await self.conn.start(clean_start=True)
+
+    async def publish(self, records: list[tuple[str, bytes]]) -> None:
+        if records:
+            await self.conn.publish(self.topic, [payload for _, payload in records])
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            self.conn.stop()

@@ -1,0 +1,120 @@
+"""NATS JetStream: a durable pull consumer reads, outputs are published to JetStream and
+each input is acknowledged only after every output of its batch got its publish ack.
+
+The message id is the stream sequence number, the same on every redelivery. A source or
+sink subject that no stream captures yet gets a stream of its own (named after the
+subject). Unacknowledged messages come back after ``ack_wait`` seconds (URL option,
+default 30), which is how a killed worker's batch is scored again.
+
+Outputs are published with ``Nats-Msg-Id`` set to ``<input id>@<model version>``: the
+server then drops a result re-sent after a redelivery within its de-duplication window
+(2 minutes by default) and answers with ``duplicate=True``, which counts as written. The
+model version is part of the key on purpose: with the input id alone, rescoring the same
+event with a newer model after a hot reload would be silently dropped as a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+from modelport.errors import require
+from modelport.io.brokers import BrokerURL, Message
+
+
+async def _connect(u: BrokerURL):
+    nats = require("nats", "brokers", "NATS JetStream")
+    nc = await nats.connect(u.server, max_reconnect_attempts=-1,
+                            pending_size=64 * 1024 * 1024)
+    return nc, nc.jetstream(timeout=10)
+
+
+async def _ensure_stream(js, subject: str, name: str | None) -> str:
+    """The stream capturing ``subject``: the one named, the one found, or a new one."""
+    if name:
+        return name
+    try:
+        return await js.find_stream_name_by_subject(subject)
+    except Exception:
+        pass
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", subject).upper() or "EVENTS"
+    await js.add_stream(name=name, subjects=[subject])
+    return name
+
+
+class Source:
+    """A durable pull consumer named after the group."""
+
+    def __init__(self, url: BrokerURL, *, group: str, batch: int) -> None:
+        self.url = url
+        self.subject = url.destination
+        self.group = group
+        self.batch = batch
+        self.ack_wait = float(url.option("ack_wait", "30"))
+        self.nc = self.js = self.sub = None
+
+    async def connect(self) -> None:
+        nats_js = require("nats.js.api", "brokers", "NATS JetStream")
+        self.nc, self.js = await _connect(self.url)
+        self.stream = await _ensure_stream(self.js, self.subject, self.url.option("stream"))
+        config = nats_js.ConsumerConfig(
+            durable_name=self.group, ack_policy=nats_js.AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait, max_ack_pending=max(20_000, 4 * self.batch),
+            filter_subject=self.subject)
+        self.sub = await self.js.pull_subscribe(self.subject, durable=self.group,
+                                                stream=self.stream, config=config)
+
+    async def read(self, n: int, wait_s: float) -> list[Message]:
+        errors = require("nats.errors", "brokers", "NATS JetStream")
+        try:
+            msgs = await self.sub.fetch(n, timeout=max(wait_s, 0.01))
+        except (TimeoutError, errors.TimeoutError):
+            return []
+        now = time.time()
+        return [Message(id=str(m.metadata.sequence.stream), payload=m.data, token=m,
+                        received=now) for m in msgs]
+
+    async def ack(self, messages: list[Message]) -> None:
+        for m in messages:
+            await m.token.ack()
+        await self.nc.flush()
+
+    async def lag(self) -> int | None:
+        info = await self.sub.consumer_info()
+        return int(info.num_pending)
+
+    async def close(self) -> None:
+        if self.nc is not None:
+            # flush, then close: drain() waits on the pull subscription and can hang
+            await self.nc.flush()
+            await self.nc.close()
+
+
+class Sink:
+    """Publishes each output to JetStream and waits for all the publish acks."""
+
+    def __init__(self, url: BrokerURL) -> None:
+        self.url = url
+        self.subject = url.destination
+        self.nc = self.js = None
+
+    async def connect(self) -> None:
+        self.nc, self.js = await _connect(self.url)
+        await _ensure_stream(self.js, self.subject, self.url.option("stream"))
+
+    async def publish(self, records: list[tuple[str, bytes]]) -> None:
+        if not records:
+            return
+        # pipelined publishes on one reply subscription: one round trip per batch, and
+        # every publish ack awaited before the inputs are acknowledged
+        futures = [await self.js.publish_async(self.subject, payload,
+                                               headers={"Nats-Msg-Id": key})
+                   for key, payload in records]
+        await asyncio.gather(*futures)
+
+    async def close(self) -> None:
+        if self.nc is not None:
+            # flush, then close: drain() waits on the pull subscription and can hang
+            await self.nc.flush()
+            await self.nc.close()

@@ -1,0 +1,142 @@
+"""Redis Streams: a consumer group reads, outputs are appended with XADD, entries are
+acknowledged with XACK only after their outputs are written.
+
+When the sink (and dead-letter stream) live on the same Redis server as the source, the
+XADDs and the XACK go in one MULTI/EXEC transaction: a worker killed mid-batch leaves
+either all of them or none, so a crash yields no duplicate. Entries a dead consumer read
+but never acknowledged stay pending in the group; every worker claims those idle longer
+than ``claim_idle_ms`` (URL option, default 10000) with XAUTOCLAIM, at start and then
+every few seconds, so another worker (or the restarted one) scores them.
+
+The event is the entry's ``data`` field; outputs are written the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+from modelport.errors import require
+from modelport.io.brokers import BrokerURL, Message
+
+FIELD = b"data"
+CLAIM_EVERY_S = 2.0
+
+
+def _client(u: BrokerURL):
+    aioredis = require("redis.asyncio", "brokers", "Redis Streams")
+    return aioredis.from_url(u.server, decode_responses=False)
+
+
+class Source:
+    """Reads a stream as one consumer of a group."""
+
+    def __init__(self, url: BrokerURL, *, group: str, batch: int) -> None:
+        self.url = url
+        self.stream = url.destination
+        self.group = group
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}"
+        self.claim_idle_ms = int(url.option("claim_idle_ms", "10000"))
+        self.redis = None
+        self._next_claim = 0.0
+        self._claim_cursor = b"0-0"
+
+    async def connect(self) -> None:
+        self.redis = _client(self.url)
+        try:
+            await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except Exception as exc:  # BUSYGROUP: the group exists already
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read(self, n: int, wait_s: float) -> list[Message]:
+        now = time.monotonic()
+        if now >= self._next_claim:
+            claimed = await self._claim(n)
+            if claimed:
+                return claimed
+            self._next_claim = now + CLAIM_EVERY_S
+        reply = await self.redis.xreadgroup(self.group, self.consumer, {self.stream: ">"},
+                                            count=n, block=max(1, int(wait_s * 1000)))
+        return _messages(reply[0][1]) if reply else []
+
+    async def _claim(self, n: int) -> list[Message]:
+        """Entries left pending by a consumer idle longer than claim_idle_ms."""
+        reply = await self.redis.xautoclaim(self.stream, self.group, self.consumer,
+                                            self.claim_idle_ms, start_id=self._claim_cursor,
+                                            count=n)
+        self._claim_cursor = reply[0]
+        entries = [e for e in reply[1] if e and e[1] is not None]
+        if self._claim_cursor in (b"0-0", "0-0"):
+            self._claim_cursor = b"0-0"
+        elif entries:
+            self._next_claim = 0.0  # more may follow: keep claiming before reading new ones
+        return _messages(entries)
+
+    async def ack(self, messages: list[Message]) -> None:
+        if messages:
+            await self.redis.xack(self.stream, self.group, *[m.id for m in messages])
+
+    def shares_server(self, sink) -> bool:
+        return isinstance(sink, Sink) and sink.url.server == self.url.server
+
+    async def publish_and_ack(self, outputs: list[tuple[Sink, list[tuple[str, bytes]]]],
+                              messages: list[Message]) -> None:
+        """XADD every output and XACK the messages in one MULTI/EXEC."""
+        pipe = self.redis.pipeline(transaction=True)
+        for sink, records in outputs:
+            for _, payload in records:
+                pipe.xadd(sink.stream, {FIELD: payload}, maxlen=sink.maxlen, approximate=True)
+        pipe.xack(self.stream, self.group, *[m.id for m in messages])
+        await pipe.execute()
+
+    async def lag(self) -> int | None:
+        for g in await self.redis.xinfo_groups(self.stream):
+            name = g.get("name") or g.get(b"name")
+            if name in (self.group, self.group.encode()):
+                lag = g.get("lag")
+                return int(lag) if lag is not None else None
+        return None
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+class Sink:
+    """Appends outputs to a stream (trimmed to about ``maxlen`` entries when set)."""
+
+    def __init__(self, url: BrokerURL) -> None:
+        self.url = url
+        self.stream = url.destination
+        maxlen = url.option("maxlen")
+        self.maxlen = int(maxlen) if maxlen else None
+        self.redis = None
+
+    async def connect(self) -> None:
+        self.redis = _client(self.url)
+
+    async def publish(self, records: list[tuple[str, bytes]]) -> None:
+        if not records:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for _, payload in records:
+            pipe.xadd(self.stream, {FIELD: payload}, maxlen=self.maxlen, approximate=True)
+        await pipe.execute()
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+def _messages(entries) -> list[Message]:
+    now = time.time()
+    out = []
+    for entry_id, fields in entries:
+        eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        payload = fields.get(FIELD)
+        if payload is None:
+            payload = fields.get("data", b"")
+        out.append(Message(id=eid, payload=payload, received=now))
+    return out

@@ -1,0 +1,356 @@
+"""Score event streams: read a micro-batch from a broker, score it in one vectorised
+predictor call, publish the outputs, and only then acknowledge the inputs.
+
+Delivery is at-least-once: a worker killed anywhere in that cycle leaves its unacknowledged
+messages to the broker, which delivers them again. Every output carries the input's
+message id and the model version, so a consumer can drop the duplicates a crash may
+cause. Work in flight is bounded by one batch (the cycle does not read again until the
+previous batch is acknowledged) plus whatever the broker's prefetch window holds.
+Messages that are not JSON (or msgpack), or lack or mistype a field the model needs, go to
+the dead-letter destination with their payload and the reason, and the stream keeps
+flowing. SIGTERM or SIGINT finishes the batch in hand (publish and ack) and stops. Every
+``poll_seconds`` the worker asks the registry which version the model URI names now and,
+when it moved, loads the new version beside the old one and swaps it in between batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from modelport.errors import UserError
+
+log = logging.getLogger("modelport.stream")
+
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+_SIZES = (1, 8, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+
+@dataclass
+class Stats:
+    """What the worker did so far; exported as Prometheus metrics when asked."""
+
+    consumed: int = 0
+    scored: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    reloads: int = 0
+    lag: int | None = None
+    batch_sizes: list[int] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"consumed": self.consumed, "scored": self.scored,
+                "dead_lettered": self.dead_lettered, "batches": self.batches,
+                "reloads": self.reloads, "lag": self.lag}
+
+
+class _Prometheus:
+    """Counters and histograms in their own registry, served on ``port``."""
+
+    def __init__(self, port: int, model: str) -> None:
+        from prometheus_client import (
+            CollectorRegistry,
+            Counter,
+            Gauge,
+            Histogram,
+            start_http_server,
+        )
+
+        r = self.registry = CollectorRegistry()
+        self.consumed = Counter("modelport_stream_consumed", "Messages read", registry=r)
+        self.scored = Counter("modelport_stream_scored", "Messages scored and published",
+                              ["version"], registry=r)
+        self.dead = Counter("modelport_stream_dead_lettered",
+                            "Messages sent to the dead-letter destination", registry=r)
+        self.lag = Gauge("modelport_stream_lag", "Messages waiting in the source", registry=r)
+        self.batch = Histogram("modelport_stream_batch_messages", "Messages per batch",
+                               buckets=_SIZES, registry=r)
+        self.latency = Histogram("modelport_stream_latency_seconds",
+                                 "Time from receipt to acknowledgement", buckets=_LATENCY,
+                                 registry=r)
+        self.reloads = Counter("modelport_stream_reloads", "Hot reloads", registry=r)
+        start_http_server(port, addr="127.0.0.1", registry=r)
+
+
+class _Model:
+    """One loaded version: the predictor plus what encoding its outputs needs."""
+
+    def __init__(self, registry, uri, version_number: int, fmt: str | None) -> None:
+        from modelport.serve.http.models import _warm_up, serving_format
+        from modelport.uri import ModelURI
+
+        version = registry.get(ModelURI(uri.name, version_number))
+        self.version = version.version
+        self.name = uri.name
+        self.predictor = registry.load(version, format=serving_format(version, fmt))
+        _warm_up(self.predictor)
+        sig = self.predictor.signature
+        self.signature = sig
+        self.names = sig.names
+        self.task = sig.task
+        self.classes = [c.item() if isinstance(c, np.generic) else c
+                        for c in (sig.classes or [])]
+
+
+def decode(payload: bytes, fmt: str):
+    """One event from its wire form (``json`` via orjson, or ``msgpack``)."""
+    if fmt == "msgpack":
+        import msgpack
+
+        return msgpack.unpackb(payload, raw=False)
+    import orjson
+
+    return orjson.loads(payload)
+
+
+def encode(obj: dict, fmt: str) -> bytes:
+    if fmt == "msgpack":
+        import msgpack
+
+        return msgpack.packb(obj, use_bin_type=True)
+    import orjson
+
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _message_id(msg, event) -> str:
+    """The broker's stable id, else the event's ``id`` field, else a hash of the payload."""
+    if msg.id is not None:
+        return msg.id
+    if isinstance(event, dict) and event.get("id") is not None:
+        return str(event["id"])
+    return hashlib.sha1(msg.payload).hexdigest()[:20]
+
+
+def _dead_record(msg, mid: str, reason: str, fmt: str) -> tuple[str, bytes]:
+    try:
+        payload: Any = msg.payload.decode()
+        key = "payload"
+    except UnicodeDecodeError:
+        payload, key = base64.b64encode(msg.payload).decode(), "payload_base64"
+    return f"{mid}@dead", encode({"id": mid, "reason": reason, key: payload}, fmt)
+
+
+def score_batch(model: _Model, messages: list, fmt: str, enrich=None):
+    """Score ``messages``: returns (outputs, dead letters), each a list of (key, payload).
+
+    The whole batch goes through one predictor call; a batch holding a bad event is split
+    so that only the bad events are dead-lettered.
+    """
+    good, events, ids, dead = [], [], [], []
+    for msg in messages:
+        try:
+            event = decode(msg.payload, fmt)
+        except Exception as exc:
+            dead.append(_dead_record(msg, _message_id(msg, None),
+                                     f"not {fmt}: {str(exc)[:200]}", fmt))
+            continue
+        mid = _message_id(msg, event)
+        if not isinstance(event, dict):
+            dead.append(_dead_record(msg, mid, f"not a {fmt} object", fmt))
+            continue
+        good.append(msg)
+        events.append(event)
+        ids.append(mid)
+    if enrich is not None and events:
+        events = enrich.merge(events)
+    if not events:
+        return [], dead
+    try:
+        cols = model.signature.columns(events)
+    except UserError:
+        keep = []
+        for i, event in enumerate(events):
+            try:
+                model.signature.columns([event])
+                keep.append(i)
+            except UserError as exc:
+                dead.append(_dead_record(good[i], ids[i], str(exc), fmt))
+        events = [events[i] for i in keep]
+        ids = [ids[i] for i in keep]
+        if not events:
+            return [], dead
+        cols = model.signature.columns(events)
+    outputs = model.predictor.run(cols)
+    return _encode_outputs(model, ids, events, outputs, fmt), dead
+
+
+def _encode_outputs(model: _Model, ids, events, outputs, fmt) -> list[tuple[str, bytes]]:
+    base = {"model": model.name, "version": model.version}
+    columns = {k: np.asarray(v).tolist() for k, v in outputs.items()}
+    records = []
+    for i, mid in enumerate(ids):
+        row = {"id": mid, **base}
+        key = events[i].get("id")
+        if key is not None:
+            row["key"] = key
+        for k, values in columns.items():
+            row[k] = values[i]
+        records.append((f"{mid}@{model.version}", encode(row, fmt)))
+    return records
+
+
+class Enrich:
+    """Merges each event over its entity's stored features from a SQL table.
+
+    ``URL#table?key=column``: rows are looked up by the event's ``key`` field (default
+    ``id``) in one query per batch; the event's own fields win.
+    """
+
+    def __init__(self, spec: str) -> None:
+        from urllib.parse import parse_qs
+
+        url, _, rest = spec.partition("#")
+        table, _, query = rest.partition("?")
+        if not url or not table:
+            raise UserError(f"--enrich {spec!r}: use a SQLAlchemy URL with the table after '#', "
+                            "e.g. sqlite:///app.db#customers?key=customer_id")
+        self.key = parse_qs(query).get("key", ["id"])[-1]
+        import sqlalchemy as sa
+
+        self.engine = sa.create_engine(url)
+        self.table = sa.Table(table, sa.MetaData(), autoload_with=self.engine)
+        if self.key not in self.table.c:
+            raise UserError(f"--enrich: table {table!r} has no column {self.key!r}; "
+                            "name the key column with ?key=COLUMN")
+
+    def merge(self, events: list[dict]) -> list[dict]:
+        import sqlalchemy as sa
+
+        keys = {e.get(self.key) for e in events if e.get(self.key) is not None}
+        if not keys:
+            return events
+        col = self.table.c[self.key]
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(self.table).where(col.in_(list(keys)))).mappings()
+            stored = {r[self.key]: dict(r) for r in rows}
+        return [{**stored.get(e.get(self.key), {}), **e} for e in events]
+
+
+async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str | None = None,
+              group: str = "modelport", batch: int = 500, max_wait_ms: float = 20.0,
+              fmt: str = "json", enrich: str | None = None, poll_seconds: float = 2.0,
+              metrics_port: int | None = None, registry=None,
+              stop: asyncio.Event | None = None) -> Stats:
+    """Run one stream worker until SIGTERM/SIGINT (or ``stop``); return what it did.
+
+    Reads up to ``batch`` messages (waiting at most ``max_wait_ms`` for them to gather),
+    scores them in one call, publishes outputs and dead letters, then acknowledges.
+    """
+    from modelport.io import brokers
+    from modelport.registry import Registry
+    from modelport.serve.http.models import current_version
+    from modelport.uri import ModelURI
+
+    if fmt not in ("json", "msgpack"):
+        raise UserError(f"--format {fmt!r}: use json or msgpack")
+    if batch < 1:
+        raise UserError("--batch must be at least 1")
+    source = brokers.open_source(source_url, group=group, batch=batch)  # URL errors first
+    sink = brokers.open_sink(sink_url)
+    dead = brokers.open_sink(dead_letter_url, "--dead-letter") if dead_letter_url else None
+    registry = registry or Registry()
+    muri = ModelURI.parse(uri)
+    model = _Model(registry, muri, current_version(registry, muri), None)
+    enricher = Enrich(enrich) if enrich else None
+    prom = _Prometheus(metrics_port, muri.name) if metrics_port else None
+    stats = Stats()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    for part in (source, sink, dead):
+        if part is not None:
+            await part.connect()
+    atomic = getattr(source, "shares_server", lambda s: False)
+    together = atomic(sink) and (dead is None or atomic(dead))
+    log.info("streaming %s version %s from %s to %s", muri, model.version, source_url, sink_url)
+    next_poll = time.monotonic() + poll_seconds
+    next_lag = 0.0
+    reloading: asyncio.Task | None = None
+    wait_s = max_wait_ms / 1000
+    try:
+        while not stop.is_set():
+            msgs = await source.read(batch, wait_s)
+            if msgs:
+                # a short wait lets a trickle gather into a batch worth one model call
+                while len(msgs) < batch and time.time() - msgs[0].received < wait_s:
+                    more = await source.read(batch - len(msgs), 0.001)
+                    if not more:
+                        break
+                    msgs.extend(more)
+                current = model
+                outputs, bad = score_batch(current, msgs, fmt, enricher)
+                if bad and dead is None:
+                    log.warning("dropping %d bad message(s) (no --dead-letter): %s",
+                                len(bad), bad[0][1][:200])
+                if together:
+                    parts = [(sink, outputs)] + ([(dead, bad)] if dead is not None else [])
+                    await source.publish_and_ack(parts, msgs)
+                else:
+                    await sink.publish(outputs)
+                    if dead is not None:
+                        await dead.publish(bad)
+                    await source.ack(msgs)
+                done = time.time()
+                stats.consumed += len(msgs)
+                stats.scored += len(outputs)
+                stats.dead_lettered += len(bad)
+                stats.batches += 1
+                if prom is not None:
+                    prom.consumed.inc(len(msgs))
+                    prom.scored.labels(str(current.version)).inc(len(outputs))
+                    prom.dead.inc(len(bad))
+                    prom.batch.observe(len(msgs))
+                    prom.latency.observe(done - msgs[0].received)
+            now = time.monotonic()
+            if poll_seconds > 0 and now >= next_poll and reloading is None:
+                next_poll = now + poll_seconds
+                target = current_version(registry, muri)
+                if target != model.version:
+                    reloading = asyncio.create_task(
+                        asyncio.to_thread(_Model, registry, muri, target, None))
+            if reloading is not None and reloading.done():
+                try:
+                    model = reloading.result()  # swapped between batches, never inside one
+                    stats.reloads += 1
+                    if prom is not None:
+                        prom.reloads.inc()
+                    log.info("now scoring with %s version %s", muri.name, model.version)
+                except Exception as exc:
+                    log.error("could not load the new version; still on %s: %s",
+                              model.version, exc)
+                reloading = None
+            if prom is not None and now >= next_lag and hasattr(source, "lag"):
+                next_lag = now + 5
+                try:
+                    stats.lag = await source.lag()
+                    if stats.lag is not None:
+                        prom.lag.set(stats.lag)
+                except Exception:  # lag is informative only
+                    pass
+    finally:
+        for part in (source, sink, dead):
+            if part is not None:
+                try:
+                    await part.close()
+                except Exception as exc:
+                    log.warning("closing %s: %s", type(part).__module__, exc)
+    return stats
+
+
+def serve(uri: str, source_url: str, sink_url: str, **options) -> Stats:
+    """Blocking :func:`run`, for the command line."""
+    return asyncio.run(run(uri, source_url, sink_url, **options))

@@ -1,0 +1,241 @@
+"""One open connection to a scored database, and what differs between PostgreSQL, MariaDB and
+SQLite.
+
+:func:`connect` reads a SQLAlchemy-style URL (``postgresql://...``, ``mysql://...``,
+``mariadb://...``, ``mysql+pymysql://...``, ``sqlite:///app.db``) and returns a
+:class:`Database` for its dialect. The driver connection underneath (psycopg, PyMySQL or
+sqlite3) is used directly: the worker's claim-score-write loop and PostgreSQL's LISTEN
+need the driver, not an ORM.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from modelport.errors import UserError
+from modelport.serve.trigger.spec import META_TABLE, Installation
+
+
+def normalise_url(url: str):
+    """The SQLAlchemy URL with the driver modelport uses for its dialect."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise UserError(f"cannot parse the database URL {url!r}: write it like "
+                        "postgresql://user@host:5432/db, mysql://root@host:3306/db or "
+                        "sqlite:///app.db") from None
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend in ("mysql", "mariadb"):
+        return parsed.set(drivername="mysql+pymysql")
+    if backend == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            raise UserError(f"{url!r} names no database file: write sqlite:///path/to/app.db")
+        return parsed
+    raise UserError(f"database {url!r} is not supported for triggers: use PostgreSQL "
+                    "(postgresql://), MariaDB/MySQL (mysql://) or SQLite (sqlite:///)")
+
+
+def connect(url: str) -> Database:
+    """An open :class:`Database` for ``url``."""
+    parsed = normalise_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        from modelport.serve.trigger.postgres import PostgreSQL as cls
+    elif backend == "mysql":
+        from modelport.serve.trigger.mysql import MariaDB as cls
+    else:
+        from modelport.serve.trigger.sqlite import SQLite as cls
+    return cls(parsed)
+
+
+class Database:
+    """A driver connection plus the SQL its dialect needs; subclasses fill in the dialect."""
+
+    dialect = ""
+    param = "%s"  # the driver's placeholder
+    #: whether claiming can skip rows other workers hold (``FOR UPDATE SKIP LOCKED``)
+    skip_locked = False
+
+    def __init__(self, url) -> None:
+        self.url = url
+        self.conn = self._open(url)
+
+    def _open(self, url):
+        raise NotImplementedError
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection must not mask its error
+            pass
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- plain SQL ----------------------------------------------------------------------
+
+    def q(self, name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    def execute(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(sql, params) if params else cur.execute(sql)
+            return list(cur.fetchall()) if cur.description else []
+        finally:
+            cur.close()
+
+    def params(self, n: int) -> str:
+        return ", ".join([self.param] * n)
+
+    def begin(self) -> None:
+        self.execute("BEGIN")
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def rollback(self) -> None:
+        self.conn.rollback()
+
+    def script(self, statements: list[str]) -> None:
+        """Run DDL statements in one transaction where the dialect allows it."""
+        self.begin()
+        try:
+            for stmt in statements:
+                self.execute(stmt)
+            self.commit()
+        except Exception:
+            self.rollback()
+            raise
+
+    # -- catalogue ----------------------------------------------------------------------
+
+    def columns(self, table: str) -> dict[str, str]:
+        """Column name -> declared type, in table order; empty when there is no such table."""
+        raise NotImplementedError
+
+    def score_type(self, kind: str) -> str:
+        return {"text": "TEXT", "int": "BIGINT", "float": "DOUBLE PRECISION",
+                "time": "TIMESTAMP"}[kind]
+
+    def add_column(self, table: str, column: str, kind: str) -> str:
+        default = " NOT NULL DEFAULT 0" if column.endswith("_count") else ""
+        return (f"ALTER TABLE {self.q(table)} ADD COLUMN {self.q(column)} "
+                f"{self.score_type(kind)}{default}")
+
+    def drop_column(self, table: str, column: str) -> str:
+        return f"ALTER TABLE {self.q(table)} DROP COLUMN {self.q(column)}"
+
+    # -- bookkeeping --------------------------------------------------------------------
+
+    def meta_ddl(self) -> str:
+        return (f"CREATE TABLE IF NOT EXISTS {self.q(META_TABLE)} (table_name VARCHAR(255) "
+                "PRIMARY KEY, spec TEXT NOT NULL)")
+
+    def installations(self) -> list[Installation]:
+        if not self.columns(META_TABLE):
+            return []
+        rows = self.execute(f"SELECT spec FROM {self.q(META_TABLE)} ORDER BY table_name")
+        self.commit()
+        return [Installation.from_json(r[0]) for r in rows]
+
+    def installation(self, table: str) -> Installation | None:
+        return next((i for i in self.installations() if i.table == table), None)
+
+    def save(self, inst: Installation) -> list[tuple[str, tuple]]:
+        return [(f"DELETE FROM {self.q(META_TABLE)} WHERE table_name = {self.param}",
+                 (inst.table,)),
+                (f"INSERT INTO {self.q(META_TABLE)} (table_name, spec) VALUES "
+                 f"({self.params(2)})", (inst.table, inst.to_json()))]
+
+    # -- worker mode --------------------------------------------------------------------
+
+    def worker_ddl(self, inst: Installation, key_type: str) -> tuple[list[str], list[str]]:
+        """(statements creating the queue and enqueue triggers, statements dropping them)."""
+        raise NotImplementedError
+
+    def sql_ddl(self, inst: Installation, model_ir) -> tuple[list[str], list[str]]:
+        """(statements creating the scoring function and trigger, statements dropping them)."""
+        raise NotImplementedError
+
+    def sql_backfill(self, inst: Installation, model_ir) -> str:
+        """An UPDATE scoring, in SQL, the rows that have no score yet."""
+        raise NotImplementedError
+
+    def claim_sql(self, inst: Installation) -> str:
+        # without SKIP LOCKED, workers wait for each other's claims instead of sharing them
+        lock = " FOR UPDATE SKIP LOCKED" if self.skip_locked else " FOR UPDATE"
+        return (f"SELECT id, k FROM {self.q(inst.queue)} ORDER BY id LIMIT {self.param}"
+                f"{lock}")
+
+    def claim(self, inst: Installation, batch: int) -> tuple[int, list[tuple]]:
+        """Take up to ``batch`` queue entries in the open transaction and read their rows.
+
+        Returns (entries taken, rows as ``(key, feature...)``). The entries are deleted at
+        once: if the transaction rolls back (a crash, an error) they are back in the queue;
+        if it commits, they were scored with it.
+        """
+        claimed = self.execute(self.claim_sql(inst), (batch,))
+        if not claimed:
+            return 0, []
+        self.delete_claimed(inst, [r[0] for r in claimed])
+        return len(claimed), self.read_rows(inst, list(dict.fromkeys(r[1] for r in claimed)))
+
+    def has_work(self, inst: Installation) -> bool:
+        """A cheap look at the queue before taking locks: polling an empty queue must not
+        get in the way of the application's writes."""
+        rows = self.execute(f"SELECT 1 FROM {self.q(inst.queue)} LIMIT 1")
+        self.commit()
+        return bool(rows)
+
+    def begin_scoring(self) -> None:
+        """Start the transaction a batch is claimed, scored and written in."""
+        self.begin()
+
+    def read_rows(self, inst: Installation, keys: list) -> list[tuple]:
+        cols = ", ".join(self.q(c) for c in inst.columns.values())
+        marks = self.params(len(keys))
+        return self.execute(f"SELECT {self.q(inst.key)}, {cols} FROM {self.q(inst.table)} "
+                            f"WHERE {self.q(inst.key)} IN ({marks})", keys)
+
+    def write_scores(self, inst: Installation, keys: list, scores: list, statuses: list,
+                     version: int) -> None:
+        raise NotImplementedError
+
+    def delete_claimed(self, inst: Installation, ids: list) -> None:
+        self.execute(f"DELETE FROM {self.q(inst.queue)} WHERE id IN "
+                     f"({self.params(len(ids))})", ids)
+
+    def queue_length(self, inst: Installation) -> int:
+        rows = self.execute(f"SELECT COUNT(*) FROM {self.q(inst.queue)}")
+        self.commit()
+        return int(rows[0][0])
+
+    def wait(self, channels: list[str], timeout: float) -> None:
+        """Sleep until there may be work: a notification (PostgreSQL) or the poll interval."""
+        time.sleep(timeout)
+
+    def listen(self, channels: list[str]) -> None:
+        """Subscribe to enqueue notifications where the dialect has them."""
+
+    def retryable(self, exc: Exception) -> bool:
+        """Whether ``exc`` is a lock conflict the worker should retry after a rollback."""
+        return False
+
+
+def sql_literal(value: Any) -> str:
+    """A literal for DDL, where drivers cannot bind parameters (trigger bodies)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"

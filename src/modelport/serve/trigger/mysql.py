@@ -1,0 +1,167 @@
+"""MariaDB / MySQL: row-level enqueue triggers, a polling worker, SKIP LOCKED claims.
+
+MariaDB has no statement-level triggers and no NOTIFY: each inserted or changed row adds
+its key to the queue table and the worker polls it. Claims use ``FOR UPDATE SKIP LOCKED``
+(MariaDB 10.6+, MySQL 8) so several workers share the queue, and the worker reads at READ
+COMMITTED so a claimed key always sees the row change that enqueued it. The update
+trigger compares the feature columns (``<=>``, NULL-safe), so writing the score back
+enqueues nothing.
+"""
+
+from __future__ import annotations
+
+from modelport.errors import UserError, require
+from modelport.serve.trigger.db import Database, sql_literal
+from modelport.serve.trigger.spec import SCORE_TYPES, Installation
+
+_TYPES = {"text": "TEXT", "int": "BIGINT", "float": "DOUBLE", "time": "DATETIME(6)"}
+
+
+class MariaDB(Database):
+    dialect = "mysql"
+
+    def _open(self, url):
+        pymysql = require("pymysql", "mysql", "MariaDB/MySQL triggers")
+        if not url.database:
+            raise UserError(f"{url.render_as_string()} names no database: add it after the "
+                            "port, e.g. mysql://root@127.0.0.1:3306/test")
+        conn = pymysql.connect(host=url.host or "127.0.0.1", port=url.port or 3306,
+                               user=url.username or "root", password=url.password or "",
+                               database=url.database, autocommit=False, charset="utf8mb4")
+        cur = conn.cursor()
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        cur.execute("SET time_zone = '+00:00'")
+        cur.execute("SELECT VERSION()")
+        version = cur.fetchone()[0]
+        cur.close()
+        self.skip_locked = _has_skip_locked(version)
+        return conn
+
+    def q(self, name: str) -> str:
+        return "`" + name.replace("`", "``") + "`"
+
+    def begin(self) -> None:
+        self.conn.begin()
+
+    def columns(self, table: str) -> dict[str, str]:
+        rows = self.execute(
+            "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+            (table,))
+        return dict(rows)
+
+    def score_type(self, kind: str) -> str:
+        return _TYPES[kind]
+
+    def script(self, statements: list[str]) -> None:
+        # DDL commits implicitly in MariaDB: run in order and stop at the first failure
+        for stmt in statements:
+            self.execute(stmt)
+        self.commit()
+
+    def worker_ddl(self, inst: Installation, key_type: str) -> tuple[list[str], list[str]]:
+        q, t, key = self.q, self.q(inst.table), self.q(inst.key)
+        queue = q(inst.queue)
+        create = [f"CREATE TABLE {queue} (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                  f"k {key_type} NOT NULL, enqueued_at DATETIME(6) NOT NULL "
+                  "DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB"]
+        drops = [f"DROP TABLE IF EXISTS {queue}"]
+        if "insert" in inst.events:
+            trig = q(inst.name("ins"))
+            create.append(f"CREATE TRIGGER {trig} AFTER INSERT ON {t} FOR EACH ROW "
+                          f"INSERT INTO {queue} (k) VALUES (NEW.{key})")
+            drops.insert(0, f"DROP TRIGGER IF EXISTS {trig}")
+        if "update" in inst.events:
+            trig = q(inst.name("upd"))
+            same = " AND ".join(f"NEW.{q(c)} <=> OLD.{q(c)}" for c in inst.columns.values())
+            create.append(f"CREATE TRIGGER {trig} AFTER UPDATE ON {t} FOR EACH ROW "
+                          f"IF NOT ({same}) THEN INSERT INTO {queue} (k) VALUES (NEW.{key}); "
+                          "END IF")
+            drops.insert(0, f"DROP TRIGGER IF EXISTS {trig}")
+        return create, drops
+
+    def sql_ddl(self, inst: Installation, model_ir) -> tuple[list[str], list[str]]:
+        from modelport.compile import sql
+
+        q, t = self.q, self.q(inst.table)
+        base = inst.name("model")
+        score_fn = q(f"{base}_score")
+        args = ", ".join(f"NEW.{q(c)}" for c in inst.columns.values())
+        assign = (f"SET NEW.{q(inst.output)} = {score_fn}({args}), "
+                  f"NEW.{q(inst.out('version'))} = {sql_literal(int(inst.version))}, "
+                  f"NEW.{q(inst.out('scored_at'))} = UTC_TIMESTAMP(6)")
+        create = [sql.create_function(model_ir, "mysql", base)]
+        drops = []
+        if "insert" in inst.events:
+            trig = q(inst.name("sql_ins"))
+            create += [f"DROP TRIGGER IF EXISTS {trig}",
+                       f"CREATE TRIGGER {trig} BEFORE INSERT ON {t} FOR EACH ROW {assign}"]
+            drops.append(f"DROP TRIGGER IF EXISTS {trig}")
+        if "update" in inst.events:
+            trig = q(inst.name("sql_upd"))
+            same = " AND ".join(f"NEW.{q(c)} <=> OLD.{q(c)}" for c in inst.columns.values())
+            create += [f"DROP TRIGGER IF EXISTS {trig}",
+                       f"CREATE TRIGGER {trig} BEFORE UPDATE ON {t} FOR EACH ROW "
+                       f"IF NOT ({same}) THEN {assign}; END IF"]
+            drops.append(f"DROP TRIGGER IF EXISTS {trig}")
+        drops.append(f"DROP FUNCTION IF EXISTS {score_fn}")
+        return create, drops
+
+    def sql_backfill(self, inst: Installation, model_ir) -> str:
+        q = self.q
+        args = ", ".join(q(c) for c in inst.columns.values())
+        return (f"UPDATE {q(inst.table)} SET {q(inst.output)} = "
+                f"{q(inst.name('model') + '_score')}({args}), "
+                f"{q(inst.out('version'))} = {int(inst.version)}, "
+                f"{q(inst.out('scored_at'))} = UTC_TIMESTAMP(6) WHERE {q(inst.output)} IS NULL")
+
+    def write_scores(self, inst: Installation, keys: list, scores: list, statuses: list,
+                     version: int) -> None:
+        q = self.q
+        kind = SCORE_TYPES[inst.score_kind]
+        cast = {"float": "CAST({} AS DOUBLE)", "int": "CAST({} AS SIGNED)"}.get(kind, "{}")
+        # one UPDATE joined to the batch as a derived table: a round trip per batch, not per row
+        first = f"SELECT %s AS k, {cast.format('%s')} AS s, %s AS st"
+        rows = " UNION ALL ".join([first] + ["SELECT %s, " + cast.format("%s") + ", %s"]
+                                  * (len(keys) - 1))
+        params = [v for triple in zip(keys, scores, statuses, strict=True) for v in triple]
+        self.execute(
+            f"UPDATE {q(inst.table)} t JOIN ({rows}) u ON t.{q(inst.key)} = u.k "
+            f"SET t.{q(inst.output)} = u.s, t.{q(inst.out('version'))} = %s, "
+            f"t.{q(inst.out('scored_at'))} = UTC_TIMESTAMP(6), t.{q(inst.out('status'))} = u.st, "
+            f"t.{q(inst.out('count'))} = t.{q(inst.out('count'))} + 1", [*params, version])
+
+    def delete_claimed(self, inst: Installation, ids: list) -> None:
+        # MariaDB's SKIP LOCKED can hand two workers the same entries under concurrency;
+        # the DELETE locks them for real, so a worker that removes fewer than it read
+        # backs off and lets the other one score them
+        cur = self.conn.cursor()
+        try:
+            removed = cur.execute(f"DELETE FROM {self.q(inst.queue)} WHERE id IN "
+                                  f"({self.params(len(ids))})", ids)
+        finally:
+            cur.close()
+        if removed != len(ids):
+            raise ClaimConflict(f"{len(ids) - removed} queue entries were claimed twice")
+
+    def retryable(self, exc: Exception) -> bool:
+        if isinstance(exc, ClaimConflict):
+            return True
+        code = exc.args[0] if getattr(exc, "args", None) else None
+        return code in (1205, 1213)  # lock wait timeout, deadlock
+
+
+class ClaimConflict(Exception):
+    """Another worker holds some of the queue entries just read."""
+
+
+def _has_skip_locked(version: str) -> bool:
+    """MariaDB 10.6+ and MySQL 8.0+ can skip locked rows."""
+    parts = version.split("-")[0].split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return False
+    if "mariadb" in version.lower():
+        return (major, minor) >= (10, 6)
+    return major >= 8

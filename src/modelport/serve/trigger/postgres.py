@@ -1,0 +1,187 @@
+"""PostgreSQL: statement-level enqueue triggers over transition tables, NOTIFY, SKIP LOCKED.
+
+A statement-level trigger sees every row a bulk insert wrote in one transition table and
+enqueues them with one ``INSERT ... SELECT``; a row-level trigger would run once per row and
+costs the insert path far more. The trigger NOTIFYs once per statement so a listening worker
+wakes at once. The worker marks its own transaction (``SET LOCAL modelport.scoring``) so
+writing scores back never enqueues the row again.
+"""
+
+from __future__ import annotations
+
+from modelport.errors import require
+from modelport.serve.trigger.db import Database, sql_literal
+from modelport.serve.trigger.spec import SCORE_TYPES, Installation
+
+_TYPES = {"text": "text", "int": "bigint", "float": "double precision",
+          "time": "timestamptz"}
+
+
+class PostgreSQL(Database):
+    dialect = "postgresql"
+    skip_locked = True
+
+    def _open(self, url):
+        psycopg = require("psycopg", "postgres", "PostgreSQL triggers")
+        conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return psycopg.connect(conninfo)
+
+    def begin(self) -> None:
+        pass  # psycopg opens a transaction on the first statement
+
+    def columns(self, table: str) -> dict[str, str]:
+        rows = self.execute(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid WHERE c.relname = %s "
+            "AND pg_table_is_visible(c.oid) AND a.attnum > 0 AND NOT a.attisdropped "
+            "ORDER BY a.attnum", (table,))
+        return dict(rows)
+
+    def score_type(self, kind: str) -> str:
+        return _TYPES[kind]
+
+    def worker_ddl(self, inst: Installation, key_type: str) -> tuple[list[str], list[str]]:
+        q, t, key = self.q, self.q(inst.table), self.q(inst.key)
+        queue = q(inst.queue)
+        skip = "IF current_setting('modelport.scoring', true) = 'on' THEN RETURN NULL; END IF;"
+        notify = (f"IF FOUND THEN PERFORM pg_notify({sql_literal(inst.channel)}, ''); END IF;")
+        create = [f"CREATE TABLE {queue} (id bigserial PRIMARY KEY, k {key_type} NOT NULL, "
+                  "enqueued_at timestamptz NOT NULL DEFAULT now())"]
+        drops = [f"DROP TABLE IF EXISTS {queue}"]
+        if "insert" in inst.events:
+            fn, trig = q(inst.name("enqueue_ins")), q(inst.name("ins"))
+            create += [
+                f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $modelport$\n"
+                f"BEGIN\n{skip}\nINSERT INTO {queue} (k) SELECT {key} FROM modelport_new;\n"
+                f"{notify}\nRETURN NULL;\nEND\n$modelport$",
+                f"CREATE TRIGGER {trig} AFTER INSERT ON {t} REFERENCING NEW TABLE AS "
+                f"modelport_new FOR EACH STATEMENT EXECUTE FUNCTION {fn}()"]
+            drops = [f"DROP TRIGGER IF EXISTS {trig} ON {t}",
+                     f"DROP FUNCTION IF EXISTS {fn}()"] + drops
+        if "update" in inst.events:
+            fn, trig = q(inst.name("enqueue_upd")), q(inst.name("upd"))
+            feats = list(inst.columns.values())
+            new = ", ".join(f"n.{q(c)}" for c in feats)
+            old = ", ".join(f"o.{q(c)}" for c in feats)
+            create += [
+                f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $modelport$\n"
+                f"BEGIN\n{skip}\nINSERT INTO {queue} (k) SELECT n.{key} FROM modelport_new n "
+                f"JOIN modelport_old o ON o.{key} = n.{key} "
+                f"WHERE ROW({new}) IS DISTINCT FROM ROW({old});\n{notify}\nRETURN NULL;\n"
+                "END\n$modelport$",
+                f"CREATE TRIGGER {trig} AFTER UPDATE ON {t} REFERENCING NEW TABLE AS "
+                f"modelport_new OLD TABLE AS modelport_old FOR EACH STATEMENT "
+                f"EXECUTE FUNCTION {fn}()"]
+            drops = [f"DROP TRIGGER IF EXISTS {trig} ON {t}",
+                     f"DROP FUNCTION IF EXISTS {fn}()"] + drops
+        return create, drops
+
+    def sql_ddl(self, inst: Installation, model_ir) -> tuple[list[str], list[str]]:
+        from modelport.compile import sql
+
+        q, t = self.q, self.q(inst.table)
+        base = inst.name("model")
+        score_fn = q(f"{base}_score")
+        fn, trig = q(inst.name("score")), q(inst.name("sql"))
+        args = ", ".join(f"NEW.{q(c)}" for c in inst.columns.values())
+        on = " OR ".join(
+            ["INSERT"] * ("insert" in inst.events)
+            + [f"UPDATE OF {', '.join(q(c) for c in inst.columns.values())}"]
+            * ("update" in inst.events))
+        create = [
+            sql.create_function(model_ir, "postgresql", base),
+            f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$modelport$\nBEGIN\nNEW.{q(inst.output)} := {score_fn}({args});\n"
+            f"NEW.{q(inst.out('version'))} := {int(inst.version)};\n"
+            f"NEW.{q(inst.out('scored_at'))} := now();\nRETURN NEW;\nEND\n$modelport$",
+            f"DROP TRIGGER IF EXISTS {trig} ON {t}",
+            f"CREATE TRIGGER {trig} BEFORE {on} ON {t} FOR EACH ROW EXECUTE FUNCTION {fn}()"]
+        types = ", ".join(self.score_type("text" if c.kind == "categorical" else "float")
+                          for c in model_ir.signature.inputs)
+        drops = [f"DROP TRIGGER IF EXISTS {trig} ON {t}", f"DROP FUNCTION IF EXISTS {fn}()",
+                 f"DROP FUNCTION IF EXISTS {score_fn}({types})"]
+        return create, drops
+
+    def sql_backfill(self, inst: Installation, model_ir) -> str:
+        q = self.q
+        args = ", ".join(q(c) for c in inst.columns.values())
+        return (f"UPDATE {q(inst.table)} SET {q(inst.output)} = "
+                f"{q(inst.name('model') + '_score')}({args}), "
+                f"{q(inst.out('version'))} = {int(inst.version)}, "
+                f"{q(inst.out('scored_at'))} = now() WHERE {q(inst.output)} IS NULL")
+
+    def has_work(self, inst: Installation) -> bool:
+        return True  # claiming costs one round trip already; NOTIFY says when to look
+
+    def begin_scoring(self) -> None:
+        pass  # claim() marks the transaction as the worker's
+
+    def claim(self, inst: Installation, batch: int) -> tuple[int, list[tuple]]:
+        # one round trip: mark the transaction (so writing scores enqueues nothing), take
+        # the entries no other worker holds, and read their rows
+        q = self.q
+        cols = ", ".join(f"t.{q(c)}" for c in inst.columns.values())
+        cur = self.conn.cursor()
+        try:
+            cur.execute(
+                "SET LOCAL modelport.scoring = 'on'; "
+                # = ANY(ARRAY(...)) keeps the delete on the primary key index; IN (...) let
+                # the planner hash-join against a scan of the whole (long) queue
+                f"WITH c AS (DELETE FROM {q(inst.queue)} WHERE id = ANY(ARRAY(SELECT id FROM "
+                f"{q(inst.queue)} ORDER BY id LIMIT {int(batch)} FOR UPDATE SKIP LOCKED)) "
+                "RETURNING k), n AS (SELECT count(*) AS n FROM c) "
+                f"SELECT n.n, t.{q(inst.key)}, {cols} FROM n LEFT JOIN {q(inst.table)} t "
+                f"ON t.{q(inst.key)} IN (SELECT DISTINCT k FROM c)")
+            cur.nextset()
+            got = cur.fetchall()
+        finally:
+            cur.close()
+        claimed = int(got[0][0]) if got else 0
+        return claimed, [r[1:] for r in got if r[1] is not None]
+
+    def write_scores(self, inst: Installation, keys: list, scores: list, statuses: list,
+                     version: int) -> None:
+        q = self.q
+        score_type = self.score_type(SCORE_TYPES[inst.score_kind])
+        params: list = [version, _array(keys), _array(scores)]
+        if all(s == "ok" for s in statuses):
+            status, extra = "'ok'", ""
+        else:
+            status, extra = "u.st", ", %s::text[]"
+            params.append(statuses)
+        self.execute(
+            f"UPDATE {q(inst.table)} AS t SET {q(inst.output)} = u.s, "
+            f"{q(inst.out('version'))} = %s, {q(inst.out('scored_at'))} = clock_timestamp(), "
+            f"{q(inst.out('status'))} = {status}, "
+            f"{q(inst.out('count'))} = t.{q(inst.out('count'))} + 1 "
+            f"FROM unnest(%s::{inst.key_type}[], %s::{score_type}[]{extra}) AS "
+            f"u(k, s{', st' if extra else ''}) WHERE t.{q(inst.key)} = u.k", params)
+
+    def delete_claimed(self, inst: Installation, ids: list) -> None:
+        self.execute(f"DELETE FROM {self.q(inst.queue)} WHERE id = ANY(%s)", (ids,))
+
+    def listen(self, channels: list[str]) -> None:
+        self.conn.commit()
+        for ch in channels:
+            self.execute(f"LISTEN {self.q(ch)}")
+        self.conn.commit()
+
+    def wait(self, channels: list[str], timeout: float) -> None:
+        # psycopg's notifies() generator returns after the timeout with nothing to yield
+        for _ in self.conn.notifies(timeout=timeout, stop_after=1):
+            break
+        self.conn.commit()
+
+    def retryable(self, exc: Exception) -> bool:
+        return getattr(exc, "sqlstate", None) in ("40001", "40P01", "55P03")
+
+
+
+def _array(values: list):
+    """Numbers as one array literal (far cheaper to send than a list adapted item by item);
+    anything else as a list for the driver to adapt."""
+    if all(type(v) is int for v in values):
+        return "{" + ",".join(map(str, values)) + "}"
+    if all(type(v) is float or v is None for v in values):
+        return "{" + ",".join("NULL" if v is None else repr(v) for v in values) + "}"
+    return values

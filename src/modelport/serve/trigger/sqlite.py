@@ -1,0 +1,134 @@
+"""SQLite: pure-SQL enqueue triggers and a polling worker that claims under the write lock.
+
+The enqueue triggers are plain SQL: a trigger that called an application-defined function
+would make every insert from another connection (the sqlite3 shell, a migration, another
+process) fail with "no such function". SQLite has one writer at a time, so a worker that
+opens its batch with ``BEGIN IMMEDIATE`` holds the queue alone until it commits: several
+workers never claim the same entry.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from modelport.serve.trigger.db import Database, sql_literal
+from modelport.serve.trigger.spec import Installation
+
+_TYPES = {"text": "TEXT", "int": "INTEGER", "float": "REAL", "time": "TEXT"}
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+
+
+class SQLite(Database):
+    dialect = "sqlite"
+    param = "?"
+
+    def _open(self, url):
+        conn = sqlite3.connect(url.database, isolation_level=None, timeout=30.0,
+                               check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        return conn
+
+    def commit(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def columns(self, table: str) -> dict[str, str]:
+        return {r[1]: r[2] for r in self.execute(f"PRAGMA table_info({self.q(table)})")}
+
+    def score_type(self, kind: str) -> str:
+        return _TYPES[kind]
+
+    def drop_column(self, table: str, column: str) -> str:
+        return f"ALTER TABLE {self.q(table)} DROP COLUMN {self.q(column)}"
+
+    def worker_ddl(self, inst: Installation, key_type: str) -> tuple[list[str], list[str]]:
+        q, t, key = self.q, self.q(inst.table), self.q(inst.key)
+        queue = q(inst.queue)
+        create = [f"CREATE TABLE {queue} (id INTEGER PRIMARY KEY, "
+                  f"k {key_type or ''} NOT NULL, enqueued_at TEXT NOT NULL DEFAULT "
+                  f"({_NOW}))"]
+        drops = [f"DROP TABLE IF EXISTS {queue}"]
+        if "insert" in inst.events:
+            trig = q(inst.name("ins"))
+            create.append(f"CREATE TRIGGER {trig} AFTER INSERT ON {t} BEGIN "
+                          f"INSERT INTO {queue} (k) VALUES (NEW.{key}); END")
+            drops.insert(0, f"DROP TRIGGER IF EXISTS {trig}")
+        if "update" in inst.events:
+            trig = q(inst.name("upd"))
+            feats = list(inst.columns.values())
+            same = " AND ".join(f"NEW.{q(c)} IS OLD.{q(c)}" for c in feats)
+            create.append(f"CREATE TRIGGER {trig} AFTER UPDATE OF "
+                          f"{', '.join(q(c) for c in feats)} ON {t} WHEN NOT ({same}) BEGIN "
+                          f"INSERT INTO {queue} (k) VALUES (NEW.{key}); END")
+            drops.insert(0, f"DROP TRIGGER IF EXISTS {trig}")
+        return create, drops
+
+    def sql_ddl(self, inst: Installation, model_ir) -> tuple[list[str], list[str]]:
+        from modelport.compile import sql
+
+        q, t, key = self.q, self.q(inst.table), self.q(inst.key)
+        # SQLite has no stored functions: the expression is written into the trigger body
+        expr = sql.to_sql(_renamed(model_ir, inst.columns), "sqlite", prefix="NEW.")
+        feats = list(inst.columns.values())
+        assign = (f"UPDATE {t} SET {q(inst.output)} = {expr}, "
+                  f"{q(inst.out('version'))} = {sql_literal(int(inst.version))}, "
+                  f"{q(inst.out('scored_at'))} = {_NOW} WHERE {key} = NEW.{key};")
+        create, drops = [], []
+        if "insert" in inst.events:
+            trig = q(inst.name("sql_ins"))
+            create += [f"DROP TRIGGER IF EXISTS {trig}",
+                       f"CREATE TRIGGER {trig} AFTER INSERT ON {t} BEGIN {assign} END"]
+            drops.append(f"DROP TRIGGER IF EXISTS {trig}")
+        if "update" in inst.events:
+            trig = q(inst.name("sql_upd"))
+            same = " AND ".join(f"NEW.{q(c)} IS OLD.{q(c)}" for c in feats)
+            create += [f"DROP TRIGGER IF EXISTS {trig}",
+                       f"CREATE TRIGGER {trig} AFTER UPDATE OF {', '.join(q(c) for c in feats)} "
+                       f"ON {t} WHEN NOT ({same}) BEGIN {assign} END"]
+            drops.append(f"DROP TRIGGER IF EXISTS {trig}")
+        return create, drops
+
+    def sql_backfill(self, inst: Installation, model_ir) -> str:
+        from modelport.compile import sql
+
+        q = self.q
+        expr = sql.to_sql(_renamed(model_ir, inst.columns), "sqlite")
+        return (f"UPDATE {q(inst.table)} SET {q(inst.output)} = {expr}, "
+                f"{q(inst.out('version'))} = {int(inst.version)}, "
+                f"{q(inst.out('scored_at'))} = {_NOW} WHERE {q(inst.output)} IS NULL")
+
+    def begin_scoring(self) -> None:
+        self.execute("BEGIN IMMEDIATE")
+
+    def claim_sql(self, inst: Installation) -> str:
+        return f"SELECT id, k FROM {self.q(inst.queue)} ORDER BY id LIMIT ?"
+
+    def write_scores(self, inst: Installation, keys: list, scores: list, statuses: list,
+                     version: int) -> None:
+        q = self.q
+        cur = self.conn.cursor()
+        cur.executemany(
+            f"UPDATE {q(inst.table)} SET {q(inst.output)} = ?, {q(inst.out('version'))} = ?, "
+            f"{q(inst.out('scored_at'))} = {_NOW}, {q(inst.out('status'))} = ?, "
+            f"{q(inst.out('count'))} = {q(inst.out('count'))} + 1 WHERE {q(inst.key)} = ?",
+            [(s, version, st, k) for k, s, st in zip(keys, scores, statuses, strict=True)])
+        cur.close()
+
+    def retryable(self, exc: Exception) -> bool:
+        return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+def _renamed(model_ir, columns: dict[str, str]):
+    """The IR, if the table names its columns as the model's inputs (the expression
+    inlined in a trigger reads them by those names)."""
+    from modelport.errors import UserError
+
+    differ = [k for k, v in columns.items() if k != v]
+    if differ:
+        raise UserError("SQL mode on SQLite needs table columns named as the model's inputs "
+                        f"({', '.join(differ)} differ): rename them or use --mode worker")
+    return model_ir

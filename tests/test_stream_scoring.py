@@ -1,0 +1,114 @@
+"""Scoring a micro-batch of events: one model call, outputs tagged with id and version,
+bad events split off to the dead letters with their payload and the reason."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+
+from modelport.errors import UserError
+from modelport.io import brokers
+from modelport.io.brokers import Message
+from modelport.registry import Registry
+from modelport.serve.stream import _Model, score_batch
+from modelport.uri import ModelURI
+
+
+@pytest.fixture
+def model():
+    from sklearn.linear_model import LogisticRegression
+
+    from modelport.register import log_model
+
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame({"tenure": rng.normal(size=300).round(2),
+                      "plan": rng.choice(["basic", "pro"], 300)})
+    X["spend"] = rng.normal(size=300).round(2)
+    y = (X.tenure + X.spend > 0).astype(int)
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    pipe = make_pipeline(make_column_transformer((OneHotEncoder(), ["plan"]),
+                                                 remainder="passthrough"),
+                         LogisticRegression())
+    log_model(pipe.fit(X, y), "churn", sample=X, formats=["onnx"], alias="production")
+    reg = Registry()
+    return _Model(reg, ModelURI.parse("churn@production"), 1, None)
+
+
+def msg(i, body: bytes, mid: str | None = None) -> Message:
+    return Message(id=mid if mid is not None else f"m{i}", payload=body)
+
+
+def test_outputs_carry_the_input_id_the_event_key_and_the_model_version(model):
+    events = [{"id": f"c{i}", "tenure": i / 10, "plan": "pro", "spend": -0.5} for i in range(20)]
+    outputs, dead = score_batch(model, [msg(i, orjson.dumps(e)) for i, e in enumerate(events)],
+                                "json")
+    assert dead == []
+    rows = [orjson.loads(p) for _, p in outputs]
+    assert [r["id"] for r in rows] == [f"m{i}" for i in range(20)]
+    assert [r["key"] for r in rows] == [f"c{i}" for i in range(20)]
+    assert {r["version"] for r in rows} == {1} and {r["model"] for r in rows} == {"churn"}
+    expected = model.predictor.run(events)
+    assert [r["label"] for r in rows] == expected["label"].tolist()
+    assert np.allclose([r["proba"] for r in rows], expected["proba"])
+    assert [k for k, _ in outputs] == [f"m{i}@1" for i in range(20)]
+
+
+def test_bad_events_go_to_the_dead_letters_with_payload_and_reason(model):
+    good = {"id": 1, "tenure": 1.0, "plan": "basic", "spend": 2.0}
+    batch = [msg(0, orjson.dumps(good)), msg(1, b"\xff\xfe not json"),
+             msg(2, b'{"tenure": "long", "plan": "pro", "spend": 1}'),
+             msg(3, b'{"tenure": 1.0}'), msg(4, b"[1, 2]"), msg(5, orjson.dumps(good))]
+    outputs, dead = score_batch(model, batch, "json")
+    assert [orjson.loads(p)["id"] for _, p in outputs] == ["m0", "m5"]
+    letters = {orjson.loads(p)["id"]: orjson.loads(p) for _, p in dead}
+    assert set(letters) == {"m1", "m2", "m3", "m4"}
+    assert letters["m1"]["reason"].startswith("not json") and "payload_base64" in letters["m1"]
+    assert "'tenure' must be numeric" in letters["m2"]["reason"]
+    assert letters["m2"]["payload"] == '{"tenure": "long", "plan": "pro", "spend": 1}'
+    assert "missing column(s) 'plan', 'spend'" in letters["m3"]["reason"]
+    assert "not a json object" in letters["m4"]["reason"]
+
+
+def test_msgpack_events_score_like_json(model):
+    import msgpack
+
+    e = {"id": 7, "tenure": 0.3, "plan": "pro", "spend": 0.1}
+    out_j, _ = score_batch(model, [msg(0, orjson.dumps(e))], "json")
+    out_m, _ = score_batch(model, [msg(0, msgpack.packb(e))], "msgpack")
+    assert orjson.loads(out_j[0][1]) == msgpack.unpackb(out_m[0][1])
+
+
+def test_without_a_broker_id_the_event_id_names_the_message(model):
+    e = {"id": "cust-9", "tenure": 0.3, "plan": "pro", "spend": 0.1}
+    outputs, _ = score_batch(model, [Message(id=None, payload=orjson.dumps(e))], "json")
+    assert orjson.loads(outputs[0][1])["id"] == "cust-9"
+
+
+@pytest.mark.parametrize("url, hint", [
+    ("http://127.0.0.1/events", "not a broker URL"),
+    ("redis://127.0.0.1:6379/0", "?stream=NAME"),
+    ("nats://127.0.0.1:4222", "?subject=NAME"),
+    ("amqp://guest:guest@127.0.0.1:5672/", "?queue=NAME"),
+    ("mqtt://127.0.0.1:1883?queue=x", "?topic=NAME"),
+    ("kafka://127.0.0.1:9092", "?topic=NAME"),
+])
+def test_a_broker_url_without_its_destination_is_a_user_error_naming_the_fix(url, hint):
+    with pytest.raises(UserError, match=hint.replace("?", r"\?")):
+        brokers.parse(url, "--source")
+
+
+def test_the_command_rejects_a_non_broker_url_with_exit_code_2():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "modelport", "stream", "churn", "--source",
+                           "http://127.0.0.1/events", "--sink", "redis://127.0.0.1?stream=s"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--source 'http://127.0.0.1/events' is not a broker URL" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,173 @@
+"""The stream worker against a real Redis: hot reload when the alias moves, a clean stop
+on SIGTERM that leaves nothing unacknowledged, Prometheus metrics, and enrichment from a
+SQL table of stored features."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+
+from conftest import need_module, port_open, unavailable
+
+pytestmark = pytest.mark.services
+
+
+@pytest.fixture
+def redis_streams():
+    redis = need_module("redis", "brokers")
+    if not port_open("127.0.0.1", 6379):
+        unavailable("Redis is not running on 127.0.0.1:6379")
+    r = redis.Redis()
+    t = uuid.uuid4().hex[:8]
+    names = [f"in_{t}", f"out_{t}", f"dead_{t}"]
+    yield r, names, [f"redis://127.0.0.1:6379/0?stream={n}" for n in names]
+    r.delete(*names)
+
+
+def register(alias_to: str | None = "production", flip: bool = False) -> int:
+    from sklearn.linear_model import LogisticRegression
+
+    from modelport.register import log_model
+
+    rng = np.random.default_rng(2)
+    X = pd.DataFrame({"a": rng.normal(size=200).round(2), "b": rng.normal(size=200).round(2)})
+    y = ((X.a > 0) ^ flip).astype(int)
+    return log_model(LogisticRegression().fit(X, y), "ev", sample=X, formats=["onnx"],
+                     alias=alias_to).version
+
+
+def outputs(r, stream):
+    return [orjson.loads(f[b"data"]) for _, f in r.xrange(stream)]
+
+
+def test_the_worker_swaps_in_the_new_version_when_the_alias_moves(redis_streams):
+    from modelport.registry import Registry
+    from modelport.serve.stream import run
+
+    r, names, urls = redis_streams
+    register()
+    v2 = register(alias_to=None, flip=True)
+
+    async def scenario():
+        stop = asyncio.Event()
+        task = asyncio.create_task(run("ev@production", urls[0], urls[1], poll_seconds=0.2,
+                                       batch=50, stop=stop))
+        r.xadd(names[0], {"data": orjson.dumps({"id": 1, "a": 1.0, "b": 0})})
+        while r.xlen(names[1]) < 1:
+            await asyncio.sleep(0.05)
+        Registry().set_alias("ev", v2, "production")
+        deadline = time.time() + 30
+        i = 2
+        while time.time() < deadline and not any(o["version"] == v2
+                                                 for o in outputs(r, names[1])):
+            r.xadd(names[0], {"data": orjson.dumps({"id": i, "a": 1.0, "b": 0})})
+            i += 1
+            await asyncio.sleep(0.1)
+        stop.set()
+        return await task
+
+    stats = asyncio.run(scenario())
+    got = outputs(r, names[1])
+    assert got[0]["version"] == 1 and got[-1]["version"] == v2
+    # the flipped model answers the opposite for the same event
+    assert got[0]["label"] != got[-1]["label"]
+    assert stats.reloads == 1
+
+
+def test_sigterm_finishes_the_batch_in_hand_and_leaves_nothing_pending(redis_streams):
+    r, names, urls = redis_streams
+    register()
+    pipe = r.pipeline(transaction=False)
+    for i in range(30_000):
+        pipe.xadd(names[0], {"data": orjson.dumps({"id": i, "a": i % 5, "b": 1})})
+    pipe.execute()
+    proc = subprocess.Popen([sys.executable, "-m", "modelport", "stream", "ev@production",
+                             "--source", urls[0], "--sink", urls[1], "--group", "g",
+                             "--batch", "200"], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while r.xlen(names[1]) < 2_000 and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    scored = r.xlen(names[1])
+    assert 2_000 <= scored < 30_000, "stopped mid-stream"
+    assert r.xpending(names[0], "g")["pending"] == 0  # every scored entry was acknowledged
+    assert f'"scored": {scored}' in err
+
+
+def test_metrics_count_consumed_scored_and_dead_lettered(redis_streams):
+    need_module("prometheus_client", "http")
+    from modelport.serve.stream import run
+
+    r, names, urls = redis_streams
+    register()
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    async def scenario():
+        stop = asyncio.Event()
+        task = asyncio.create_task(run("ev", urls[0], urls[1], dead_letter_url=urls[2],
+                                       metrics_port=port, stop=stop))
+        for i in range(10):
+            r.xadd(names[0], {"data": orjson.dumps({"id": i, "a": 1, "b": 2})})
+        r.xadd(names[0], {"data": b"{broken"})
+        while r.xlen(names[1]) < 10 or r.xlen(names[2]) < 1:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)
+        text = await asyncio.to_thread(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode())
+        stop.set()
+        await task
+        return text
+
+    text = asyncio.run(scenario())
+    assert "modelport_stream_consumed_total 11.0" in text
+    assert 'modelport_stream_scored_total{version="1"} 10.0' in text
+    assert "modelport_stream_dead_lettered_total 1.0" in text
+    assert "modelport_stream_batch_messages_bucket" in text
+
+
+def test_enrich_merges_the_event_over_the_stored_features(redis_streams, tmp_path):
+    import sqlalchemy as sa
+
+    from modelport.serve.stream import run
+
+    r, names, urls = redis_streams
+    register()
+    db = f"sqlite:///{tmp_path / 'features.db'}"
+    pd.DataFrame({"customer_id": [1, 2], "a": [3.0, -3.0], "b": [0.0, 0.0]}).to_sql(
+        "customers", sa.create_engine(db), index=False)
+
+    async def scenario():
+        stop = asyncio.Event()
+        task = asyncio.create_task(run("ev", urls[0], urls[1], dead_letter_url=urls[2],
+                                       enrich=f"{db}#customers?key=customer_id", stop=stop))
+        # customer 1 sends only b; customer 2 overrides its stored a
+        r.xadd(names[0], {"data": orjson.dumps({"id": "e1", "customer_id": 1, "b": 1.0})})
+        r.xadd(names[0], {"data": orjson.dumps({"id": "e2", "customer_id": 2, "a": 3.0})})
+        while r.xlen(names[1]) < 2:
+            await asyncio.sleep(0.05)
+        stop.set()
+        await task
+
+    asyncio.run(scenario())
+    from modelport.registry import Registry
+
+    model = Registry().load("ev")
+    expected = model.run([{"a": 3.0, "b": 1.0}, {"a": 3.0, "b": 0.0}])["label"].tolist()
+    assert [o["label"] for o in outputs(r, names[1])] == expected
+    assert r.xlen(names[2]) == 0
