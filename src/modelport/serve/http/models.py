@@ -30,8 +30,9 @@ from modelport.uri import ModelURI
 
 log = logging.getLogger("modelport.serve")
 
-#: artefacts tried first when serving, fastest first; each was proved against the model
-SERVING_ORDER = ("onnx", "joblib")
+#: artefacts tried when the version's measured fastest runtime cannot load, in order;
+#: each was proved against the model at registration
+SERVING_ORDER = ("onnx", "compiled", "joblib")
 
 
 @dataclass
@@ -55,8 +56,8 @@ class Loaded:
 
 
 def serving_format(version, forced: str | None = None) -> str | None:
-    """The artefact to serve ``version`` with: ``forced``, else ONNX, else joblib, else None
-    (the registry's default)."""
+    """The artefact to serve ``version`` with: ``forced``, else the accepted format that
+    scored one row fastest at registration, else ONNX, compiled, joblib; None if none."""
     accepted = version.accepted_formats()
     if forced:
         if forced not in accepted:
@@ -64,7 +65,8 @@ def serving_format(version, forced: str | None = None) -> str | None:
                 f"{version.uri} has no accepted {forced} artefact; it has: "
                 f"{', '.join(accepted) or 'none'}")
         return forced
-    for fmt in SERVING_ORDER:
+    fastest = version.serving_format()  # timed on one row at registration
+    for fmt in dict.fromkeys(((fastest,) if fastest else ()) + SERVING_ORDER):
         if fmt in accepted:
             try:
                 from modelport import formats
