@@ -191,7 +191,7 @@ class _Forest:
         self.base = np.asarray(node.base, dtype=np.float64)
         self.mean = len(node.trees) if node.combine == "mean" else None
         self.all_le = bool(self.le.all())
-        self.depth = max((_depth(t) for t in node.trees), default=0)
+        self.depth = max((t.depth() for t in node.trees), default=0)
         self.cat = None
         if cat_rows:
             # per categorical node: the side each integer code goes, 1 left, 0 right,
@@ -276,15 +276,3 @@ class _Forest:
         if self.mean:
             raw /= self.mean
         return raw
-
-
-def _depth(tree: ir.Tree) -> int:
-    """The longest root-to-leaf path of ``tree``, in splits."""
-    best, stack = 0, [(0, 0)]
-    while stack:
-        i, d = stack.pop()
-        if tree.feature[i] < 0:
-            best = max(best, d)
-        else:
-            stack += [(tree.left[i], d + 1), (tree.right[i], d + 1)]
-    return best

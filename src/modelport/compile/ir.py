@@ -135,6 +135,17 @@ class Tree:
     categories_right: list[list | None] | None = None
     output: int = 0
 
+    def depth(self) -> int:
+        """The longest root-to-leaf path, in splits."""
+        best, stack = 0, [(0, 0)]
+        while stack:
+            i, d = stack.pop()
+            if self.feature[i] < 0:
+                best = max(best, d)
+            else:
+                stack += [(self.left[i], d + 1), (self.right[i], d + 1)]
+        return best
+
 
 @dataclass
 class TreeEnsemble:

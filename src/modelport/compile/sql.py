@@ -254,7 +254,7 @@ class _Writer:
             return (f"CASE WHEN {left_test(i)} THEN {visit(tree.left[i])} "
                     f"ELSE {visit(tree.right[i])} END")
 
-        if self.dialect != "sqlite" or _depth(tree) <= _SQLITE_NESTED_DEPTH:
+        if self.dialect != "sqlite" or tree.depth() <= _SQLITE_NESTED_DEPTH:
             return visit(0)
         # SQLite's parser stack holds ~100 entries, a few per nested CASE: deep trees are
         # written flat, one WHEN per leaf with the tests on its path (a NULL test counts
@@ -310,17 +310,6 @@ class _Writer:
             cond = " AND ".join(f"({raw[k]}) {op} ({raw[m]})" for m in range(k + 1, len(raw)))
             whens.append(f"WHEN {cond} THEN {self.label(labels[k])}")
         return f"CASE {' '.join(whens)} ELSE {self.label(labels[-1])} END"
-
-
-def _depth(tree: ir.Tree) -> int:
-    best, stack = 0, [(0, 0)]
-    while stack:
-        i, d = stack.pop()
-        if tree.feature[i] < 0:
-            best = max(best, d)
-        else:
-            stack += [(tree.left[i], d + 1), (tree.right[i], d + 1)]
-    return best
 
 
 def balanced_sum(terms: list[str]) -> str:

@@ -89,6 +89,33 @@ def parse(url: str, what: str = "--source") -> BrokerURL:
     return BrokerURL(url=url, scheme=scheme, destination=destination, options=options)
 
 
+async def gather(inbox, n: int, wait_s: float) -> list:
+    """Up to ``n`` items from an asyncio queue: wait up to ``wait_s`` for the first, then
+    keep collecting for up to ``wait_s`` more, since push-style clients deliver one
+    message per callback."""
+    import asyncio
+    import time
+
+    try:
+        first = await asyncio.wait_for(inbox.get(), timeout=max(wait_s, 0.001))
+    except TimeoutError:
+        return []
+    got = [first]
+    deadline = time.monotonic() + wait_s
+    while len(got) < n:
+        if not inbox.empty():
+            got.append(inbox.get_nowait())
+            continue
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            got.append(await asyncio.wait_for(inbox.get(), timeout=left))
+        except TimeoutError:
+            break
+    return got
+
+
 def _module(scheme: str):
     return importlib.import_module(f"modelport.io.brokers.{SCHEMES[scheme][0]}")
 

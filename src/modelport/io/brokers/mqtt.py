@@ -26,7 +26,7 @@ import time
 import uuid
 
 from modelport.errors import require
-from modelport.io.brokers import BrokerURL, Message
+from modelport.io.brokers import BrokerURL, Message, gather
 
 
 def _client(u: BrokerURL, client_id: str, receive_max: int):
@@ -129,24 +129,7 @@ class Source:
         await asyncio.wait_for(subscribed.wait(), timeout=15)
 
     async def read(self, n: int, wait_s: float) -> list[Message]:
-        try:
-            first = await asyncio.wait_for(self._inbox.get(), timeout=max(wait_s, 0.001))
-        except TimeoutError:
-            return []
-        got = [first]
-        # deliveries trickle in one callback at a time: gather them for up to wait_s
-        deadline = time.monotonic() + wait_s
-        while len(got) < n:
-            if not self._inbox.empty():
-                got.append(self._inbox.get_nowait())
-                continue
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                got.append(await asyncio.wait_for(self._inbox.get(), timeout=left))
-            except TimeoutError:
-                break
+        got = await gather(self._inbox, n, wait_s)
         now = time.time()
         return [Message(id=None, payload=m.payload, token=m.mid, received=now) for m in got]
 

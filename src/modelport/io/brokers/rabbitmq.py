@@ -16,7 +16,7 @@ import asyncio
 import time
 
 from modelport.errors import require
-from modelport.io.brokers import BrokerURL, Message
+from modelport.io.brokers import BrokerURL, Message, gather
 
 
 async def _connect(u: BrokerURL):
@@ -43,24 +43,7 @@ class Source:
         await self.queue.consume(self._inbox.put, no_ack=False)
 
     async def read(self, n: int, wait_s: float) -> list[Message]:
-        try:
-            first = await asyncio.wait_for(self._inbox.get(), timeout=max(wait_s, 0.001))
-        except TimeoutError:
-            return []
-        got = [first]
-        # deliveries trickle in one callback at a time: gather them for up to wait_s
-        deadline = time.monotonic() + wait_s
-        while len(got) < n:
-            if not self._inbox.empty():
-                got.append(self._inbox.get_nowait())
-                continue
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                got.append(await asyncio.wait_for(self._inbox.get(), timeout=left))
-            except TimeoutError:
-                break
+        got = await gather(self._inbox, n, wait_s)
         now = time.time()
         return [Message(id=m.message_id, payload=m.body, token=m, received=now) for m in got]
 
