@@ -112,3 +112,13 @@ def test_the_command_rejects_a_non_broker_url_with_exit_code_2():
     assert proc.returncode == 2
     assert "--source 'http://127.0.0.1/events' is not a broker URL" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_an_event_missing_fields_is_dead_lettered_even_among_good_ones(model):
+    good = {"id": 1, "tenure": 1.0, "plan": "basic", "spend": 2.0}
+    batch = [msg(0, orjson.dumps(good)), msg(1, b'{"id": 2, "tenure": 1.0}'),
+             msg(2, orjson.dumps(good))]
+    outputs, dead = score_batch(model, batch, "json")
+    assert [orjson.loads(p)["id"] for _, p in outputs] == ["m0", "m2"]
+    (letter,) = [orjson.loads(p) for _, p in dead]
+    assert letter["id"] == "m1" and "missing column(s) 'plan', 'spend'" in letter["reason"]

@@ -210,7 +210,19 @@ def _raw_columns(data, names: list[str]) -> dict:
             return {k: [v] for k, v in data.items()}
         return data
     if isinstance(data, list | tuple) and data and isinstance(data[0], dict):
-        return {n: [row.get(n) for row in data] for n in names if any(n in r for r in data)}
+        out = {}
+        for n in names:
+            present = [n in row for row in data]
+            if any(present) and not all(present):
+                # a key absent from one record is a malformed record, not a missing value:
+                # send null for that
+                row = present.index(False)
+                raise UserError(
+                    f"record {row} is missing column {n!r}; send null for a missing value"
+                )
+            if present[0]:
+                out[n] = [row[n] for row in data]
+        return out
     mod = type(data).__module__
     if mod.startswith("pyarrow"):
         present = set(data.schema.names)
