@@ -61,6 +61,8 @@ class Database:
     param = "%s"  # the driver's placeholder
     #: whether claiming can skip rows other workers hold (``FOR UPDATE SKIP LOCKED``)
     skip_locked = False
+    #: the dialect's current UTC time, as stored in the scored-at column
+    now_sql = "now()"
 
     def __init__(self, url) -> None:
         self.url = url
@@ -169,7 +171,16 @@ class Database:
 
     def sql_backfill(self, inst: Installation, model_ir) -> str:
         """An UPDATE scoring, in SQL, the rows that have no score yet."""
-        raise NotImplementedError
+        q = self.q
+        return (f"UPDATE {q(inst.table)} SET {q(inst.output)} = "
+                f"{self.sql_score(inst, model_ir)}, "
+                f"{q(inst.out('version'))} = {int(inst.version)}, "
+                f"{q(inst.out('scored_at'))} = {self.now_sql} WHERE {q(inst.output)} IS NULL")
+
+    def sql_score(self, inst: Installation, model_ir) -> str:
+        """The SQL that scores one row: a call of the installed scoring function."""
+        args = ", ".join(self.q(c) for c in inst.columns.values())
+        return f"{self.q(inst.name('model') + '_score')}({args})"
 
     def claim_sql(self, inst: Installation) -> str:
         # without SKIP LOCKED, workers wait for each other's claims instead of sharing them

@@ -19,6 +19,7 @@ _TYPES = {"text": "TEXT", "int": "BIGINT", "float": "DOUBLE", "time": "DATETIME(
 
 class MariaDB(Database):
     dialect = "mysql"
+    now_sql = "UTC_TIMESTAMP(6)"
 
     def _open(self, url):
         pymysql = require("pymysql", "mysql", "MariaDB/MySQL triggers")
@@ -106,14 +107,6 @@ class MariaDB(Database):
             drops.append(f"DROP TRIGGER IF EXISTS {trig}")
         drops.append(f"DROP FUNCTION IF EXISTS {score_fn}")
         return create, drops
-
-    def sql_backfill(self, inst: Installation, model_ir) -> str:
-        q = self.q
-        args = ", ".join(q(c) for c in inst.columns.values())
-        return (f"UPDATE {q(inst.table)} SET {q(inst.output)} = "
-                f"{q(inst.name('model') + '_score')}({args}), "
-                f"{q(inst.out('version'))} = {int(inst.version)}, "
-                f"{q(inst.out('scored_at'))} = UTC_TIMESTAMP(6) WHERE {q(inst.output)} IS NULL")
 
     def write_scores(self, inst: Installation, keys: list, scores: list, statuses: list,
                      version: int) -> None:

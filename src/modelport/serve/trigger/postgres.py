@@ -102,14 +102,6 @@ class PostgreSQL(Database):
                  f"DROP FUNCTION IF EXISTS {score_fn}({types})"]
         return create, drops
 
-    def sql_backfill(self, inst: Installation, model_ir) -> str:
-        q = self.q
-        args = ", ".join(q(c) for c in inst.columns.values())
-        return (f"UPDATE {q(inst.table)} SET {q(inst.output)} = "
-                f"{q(inst.name('model') + '_score')}({args}), "
-                f"{q(inst.out('version'))} = {int(inst.version)}, "
-                f"{q(inst.out('scored_at'))} = now() WHERE {q(inst.output)} IS NULL")
-
     def has_work(self, inst: Installation) -> bool:
         return True  # claiming costs one round trip already; NOTIFY says when to look
 

@@ -21,6 +21,7 @@ _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 class SQLite(Database):
     dialect = "sqlite"
     param = "?"
+    now_sql = _NOW
 
     def _open(self, url):
         conn = sqlite3.connect(url.database, isolation_level=None, timeout=30.0,
@@ -92,14 +93,11 @@ class SQLite(Database):
             drops.append(f"DROP TRIGGER IF EXISTS {trig}")
         return create, drops
 
-    def sql_backfill(self, inst: Installation, model_ir) -> str:
+    def sql_score(self, inst: Installation, model_ir) -> str:
         from modelport.compile import sql
 
-        q = self.q
-        expr = sql.to_sql(_renamed(model_ir, inst.columns), "sqlite")
-        return (f"UPDATE {q(inst.table)} SET {q(inst.output)} = {expr}, "
-                f"{q(inst.out('version'))} = {int(inst.version)}, "
-                f"{q(inst.out('scored_at'))} = {_NOW} WHERE {q(inst.output)} IS NULL")
+        # no stored functions in SQLite: the expression itself
+        return sql.to_sql(_renamed(model_ir, inst.columns), "sqlite")
 
     def begin_scoring(self) -> None:
         self.execute("BEGIN IMMEDIATE")
