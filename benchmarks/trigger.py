@@ -169,11 +169,11 @@ def install(url: str, model: str, mode: str) -> None:
                     mode=mode, on=["insert"])
 
 
-def start_worker(url: str) -> subprocess.Popen:
+def start_worker(url: str, settle: float = 3.0) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "modelport", "trigger", "run", "--db", url,
                              "--poll-ms", "5"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
-    time.sleep(3.0)  # let it import and load the model before the clock starts
+    time.sleep(settle)  # let it import and load the model before the clock starts
     return proc
 
 
@@ -194,7 +194,7 @@ def backlog(target: Target, kind: str, model: str, rows: list[tuple], n: int) ->
     target.reset()
     install(target.url, model, "worker")
     bulk_insert(target.url, rows)
-    proc = start_worker(target.url)
+    proc = start_worker(target.url, settle=0.0)  # it starts on the backlog when ready
     try:
         while scored(target.url) == 0:
             time.sleep(0.005)

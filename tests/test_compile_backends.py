@@ -23,7 +23,7 @@ import pytest
 
 from modelport.compile import to_ir
 from modelport.compile.codegen import class_name, file_name, generate, identifier
-from modelport.compile.sql import result_kind, to_sql
+from modelport.compile.sql import result_kind, to_sql, to_sql_parts
 from modelport.errors import ConversionError
 from modelport.formats.native import NativePredictor, classes_of
 from modelport.signature import Signature
@@ -216,6 +216,8 @@ def sql_results(dialect: str) -> dict:
             cur.executemany(f"INSERT INTO {table} (row_id, {names}) VALUES ({marks})", rows)
             cur.execute(f"SELECT {expr} FROM {table} ORDER BY row_id")
             results[name] = [r[0] for r in cur.fetchall()]
+            if to_sql_parts(model_ir, dialect)[0]:
+                results[name, "shared"] = _shared_form(cur, dialect, model_ir, table, names)
     finally:
         conn.close()
     return results
@@ -237,6 +239,37 @@ def test_sql_expression_matches_scikit_learn(dialect, name):
         assert [int(v) for v in got] == [int(v) for v in expected]
     else:
         assert [str(v) for v in got] == [str(v) for v in expected], (dialect, name)
+
+
+def _shared_form(cur, dialect: str, model_ir, table: str, names: str) -> list:
+    """The model evaluated as a trigger runs it: features computed once, in a function's
+    variables (PostgreSQL, MariaDB) or a derived table (SQLite)."""
+    from modelport.compile.sql import create_function, to_sql_subquery
+
+    if dialect == "sqlite":
+        cur.execute(f"SELECT {to_sql_subquery(model_ir, dialect)} FROM {table} ORDER BY row_id")
+        return [r[0] for r in cur.fetchall()]
+    cur.execute(create_function(model_ir, dialect, "mp_test_shared"))
+    try:
+        cur.execute(f"SELECT mp_test_shared_score({names}) FROM {table} ORDER BY row_id")
+        return [r[0] for r in cur.fetchall()]
+    finally:
+        cur.execute("DROP FUNCTION mp_test_shared_score")
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_sql_with_features_computed_once_matches_scikit_learn(dialect):
+    results = sql_results(dialect)
+    shared = [name for name in MODELS if (name, "shared") in results]
+    assert CHURN in shared  # the ensembles are written with their features computed once
+    for name in shared:
+        kind, expected = sql_expected(name)
+        got = results[name, "shared"]
+        if kind in ("probability", "value"):
+            assert_close(name, [float(v) for v in got], expected, f"SQL shared ({dialect})")
+        else:
+            assert [str(v) for v in got] == [str(v) for v in expected], (dialect, name)
 
 
 @pytest.mark.services

@@ -36,6 +36,34 @@ def to_sql(model_ir: ir.ModelIR, dialect: str, prefix: str = "") -> str:
     return _Writer(model_ir, dialect, prefix).expression()
 
 
+def to_sql_parts(model_ir: ir.ModelIR, dialect: str,
+                 prefix: str = "") -> tuple[list[tuple[str, str]], str]:
+    """The model as ``(features, expression)``: each tree ensemble's preprocessed inputs
+    as named expressions, and the score as an expression over those names.
+
+    An ensemble tests the same preprocessed input in hundreds of nodes; written inline
+    (:func:`to_sql`), every test recomputes its imputation, scaling or one-hot ``CASE``.
+    A caller that can compute the features once (function variables, a derived table)
+    uses this form. For other models the feature list is empty and the expression is the
+    inline one.
+    """
+    w = _Writer(model_ir, dialect, prefix, share=True)
+    return w.lets, w.expression()
+
+
+def to_sql_subquery(model_ir: ir.ModelIR, dialect: str, prefix: str = "") -> str:
+    """One scalar expression that computes each shared feature once, for a database with
+    no stored functions (SQLite): the score selected from a one-row derived table of the
+    features. The derived table is ``DISTINCT`` so the planner keeps it as a table instead
+    of substituting the feature expressions back into every tree test.
+    """
+    lets, expr = to_sql_parts(model_ir, dialect, prefix)
+    if not lets:
+        return expr
+    features = ", ".join(f"{e} AS {quote(n, dialect)}" for n, e in lets)
+    return f"(SELECT {expr} FROM (SELECT DISTINCT {features}) AS mp_features)"
+
+
 def create_function(model_ir: ir.ModelIR, dialect: str, name: str) -> str:
     """``CREATE FUNCTION <name>_score(col, ...)`` for PostgreSQL or MariaDB/MySQL.
 
@@ -43,21 +71,33 @@ def create_function(model_ir: ir.ModelIR, dialect: str, name: str) -> str:
     ``SELECT churn_score(tenure, plan, ...) FROM customers``. SQLite has no stored
     functions: use :func:`to_sql` there.
     """
-    w = _Writer(model_ir, dialect, "")
     if dialect == "sqlite":
         raise UserError("SQLite has no stored functions: use the expression (--dialect sqlite "
                         "writes <name>_score.expr.sql)")
+    w = _Writer(model_ir, dialect, "", share=True)
     expr = w.expression()
     fn = w.ident(f"{name}_score")
     params = ", ".join(f"{w.ident(c.name)} {w.column_type(c.kind)}"
                        for c in model_ir.signature.inputs)
     returns = w.result_type()
+    real = w.column_type("numeric")
     if dialect == "postgresql":
+        if not w.lets:
+            # a one-statement SQL function is inlined into the calling query
+            return (f"CREATE OR REPLACE FUNCTION {fn}({params})\nRETURNS {returns}\n"
+                    f"LANGUAGE sql IMMUTABLE PARALLEL SAFE\nAS $modelport$\nSELECT {expr}\n"
+                    "$modelport$;\n")
+        # PL/pgSQL variables hold each feature once; the plan of the score is cached
+        declare = "".join(f"  {w.ident(n)} {real} := {e};\n" for n, e in w.lets)
         return (f"CREATE OR REPLACE FUNCTION {fn}({params})\nRETURNS {returns}\n"
-                f"LANGUAGE sql IMMUTABLE PARALLEL SAFE\nAS $modelport$\nSELECT {expr}\n"
-                "$modelport$;\n")
+                f"LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE\nAS $modelport$\nDECLARE\n"
+                f"{declare}BEGIN\n  RETURN {expr};\nEND\n$modelport$;\n")
+    if not w.lets:
+        return (f"CREATE OR REPLACE FUNCTION {fn}({params})\nRETURNS {returns}\n"
+                f"DETERMINISTIC NO SQL\nRETURN {expr};\n")
+    declare = "".join(f"  DECLARE {w.ident(n)} {real} DEFAULT {e};\n" for n, e in w.lets)
     return (f"CREATE OR REPLACE FUNCTION {fn}({params})\nRETURNS {returns}\n"
-            f"DETERMINISTIC NO SQL\nRETURN {expr};\n")
+            f"DETERMINISTIC NO SQL\nBEGIN\n{declare}  RETURN {expr};\nEND\n")
 
 
 def result_kind(model_ir: ir.ModelIR) -> str:
@@ -73,7 +113,8 @@ def result_kind(model_ir: ir.ModelIR) -> str:
 
 
 class _Writer:
-    def __init__(self, model_ir: ir.ModelIR, dialect: str, prefix: str) -> None:
+    def __init__(self, model_ir: ir.ModelIR, dialect: str, prefix: str,
+                 share: bool = False) -> None:
         if dialect not in DIALECTS:
             raise UserError(f"unknown SQL dialect {dialect!r}: use one of {', '.join(DIALECTS)}")
         if model_ir.precision != "float64":
@@ -86,13 +127,22 @@ class _Writer:
                                      for c in model_ir.signature.inputs}
         for s in model_ir.steps:
             self.expr[s.name] = self.step(s)
+        #: (name, expression) of each computed feature an ensemble reads, when shared
+        self.lets: list[tuple[str, str]] = []
+        node = model_ir.model
+        if share and isinstance(node, ir.TreeEnsemble):
+            seen = {c.name for c in model_ir.signature.inputs}
+            for i, f in enumerate(node.features):
+                if f not in seen:
+                    seen.add(f)
+                    name = f"mp_f{i}"
+                    self.lets.append((name, self.expr[f]))
+                    self.expr[f] = self.ident(name)
 
     # --- literals and names ---------------------------------------------------------------
 
     def ident(self, name: str) -> str:
-        if self.dialect == "mysql":
-            return "`" + name.replace("`", "``") + "`"
-        return '"' + name.replace('"', '""') + '"'
+        return quote(name, self.dialect)
 
     def num(self, v: float) -> str:
         v = float(v)
@@ -310,6 +360,13 @@ class _Writer:
             cond = " AND ".join(f"({raw[k]}) {op} ({raw[m]})" for m in range(k + 1, len(raw)))
             whens.append(f"WHEN {cond} THEN {self.label(labels[k])}")
         return f"CASE {' '.join(whens)} ELSE {self.label(labels[-1])} END"
+
+
+def quote(name: str, dialect: str) -> str:
+    """``name`` as a quoted identifier of the dialect."""
+    if dialect == "mysql":
+        return "`" + name.replace("`", "``") + "`"
+    return '"' + name.replace('"', '""') + '"'
 
 
 def balanced_sum(terms: list[str]) -> str:

@@ -73,7 +73,7 @@ class SQLite(Database):
 
         q, t, key = self.q, self.q(inst.table), self.q(inst.key)
         # SQLite has no stored functions: the expression is written into the trigger body
-        expr = sql.to_sql(_renamed(model_ir, inst.columns), "sqlite", prefix="NEW.")
+        expr = sql.to_sql_subquery(_renamed(model_ir, inst.columns), "sqlite", prefix="NEW.")
         feats = list(inst.columns.values())
         assign = (f"UPDATE {t} SET {q(inst.output)} = {expr}, "
                   f"{q(inst.out('version'))} = {sql_literal(int(inst.version))}, "
@@ -97,7 +97,7 @@ class SQLite(Database):
         from modelport.compile import sql
 
         # no stored functions in SQLite: the expression itself
-        return sql.to_sql(_renamed(model_ir, inst.columns), "sqlite")
+        return sql.to_sql_subquery(_renamed(model_ir, inst.columns), "sqlite")
 
     def begin_scoring(self) -> None:
         self.execute("BEGIN IMMEDIATE")

@@ -10,6 +10,7 @@ run in the trigger. A model the compiler cannot represent is refused with the re
 from __future__ import annotations
 
 import math
+import uuid
 
 from modelport.errors import ConversionError, UserError
 
@@ -24,7 +25,10 @@ def compile_model(registry, version):
 
 
 def check_in_database(db, model_ir, proof, uri: str) -> float | None:
-    """Evaluate the SQL expression in ``db`` over the sample; return the largest difference.
+    """Evaluate the model's SQL in ``db`` over the sample; return the largest difference.
+
+    What is evaluated is what the trigger will run: on PostgreSQL and MariaDB the scoring
+    function (created under a scratch name and dropped again), on SQLite the expression.
 
     Raises a :class:`UserError` naming the model and the difference when it exceeds 1e-9
     (probabilities, values) or changes a label or cluster.
@@ -37,11 +41,17 @@ def check_in_database(db, model_ir, proof, uri: str) -> float | None:
         return None
     frame, ref = proof
     sig = model_ir.signature
+    q = db.q
+    scratch = f"modelport_parity_{uuid.uuid4().hex[:12]}"
     try:
-        expr = sql.to_sql(model_ir, db.dialect)
+        if db.dialect == "sqlite":
+            expr = sql.to_sql_subquery(model_ir, db.dialect)
+            function = None
+        else:
+            function = sql.create_function(model_ir, db.dialect, scratch)
+            expr = f"{q(scratch + '_score')}({', '.join(q(c) for c in sig.names)})"
     except ConversionError as exc:
         raise UserError(f"{uri} cannot be installed in SQL mode: {exc}") from None
-    q = db.q
     table = q("modelport_parity")
     typed = ", ".join(f"{q(c.name)} {db.score_type('text' if c.kind == 'categorical' else 'float')}"
                       for c in sig.inputs)
@@ -50,6 +60,8 @@ def check_in_database(db, model_ir, proof, uri: str) -> float | None:
     rows = [(i, *[None if _missing(v) else v for v in r])
             for i, r in enumerate(frame.itertuples(index=False))]
     try:
+        if function:
+            db.execute(function)  # before the transaction: MariaDB commits around DDL
         db.begin()
         db.execute(f"DROP {'TEMPORARY ' if db.dialect == 'mysql' else ''}TABLE IF EXISTS {table}")
         db.execute(f"CREATE {temp} TABLE {table} (row_id INTEGER PRIMARY KEY, {typed})")
@@ -64,6 +76,10 @@ def check_in_database(db, model_ir, proof, uri: str) -> float | None:
         db.rollback()
         raise UserError(f"{uri}: the database could not evaluate the compiled model: "
                         f"{str(exc).splitlines()[0]}") from None
+    finally:
+        if function:
+            db.execute(f"DROP FUNCTION IF EXISTS {q(scratch + '_score')}")
+            db.commit()
     kind = sql.result_kind(model_ir)
     if kind in ("probability", "value"):
         expected = ref["proba"][:, 1] if kind == "probability" else ref["value"]
