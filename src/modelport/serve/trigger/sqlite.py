@@ -27,6 +27,10 @@ class SQLite(Database):
         conn = sqlite3.connect(url.database, isolation_level=None, timeout=30.0,
                                check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 30000")
+        # in the default rollback journal a worker's polling reads hold the application's
+        # commits back (each retry sleeps longer); in WAL mode readers never block the
+        # writer. The mode is a property of the database file and stays set.
+        conn.execute("PRAGMA journal_mode = WAL")
         return conn
 
     def commit(self) -> None:
