@@ -192,7 +192,9 @@ def test_bearer_token_is_required_except_on_probes(registry, tmp_path):
     token.write_text("s3cret\n")
     app = create_app(["churn@production"], registry=registry, poll_seconds=0,
                      token_file=str(token))
-    assert call(app, "POST", "/predict/churn", json=rows(1)[0]).status_code == 401
+    refused = call(app, "POST", "/predict/churn", json=rows(1)[0])
+    assert refused.status_code == 401
+    assert "modelport-model-version" not in refused.headers  # nothing told without the token
     wrong = {"authorization": "Bearer s3cre"}
     assert call(app, "POST", "/predict/churn", json=rows(1)[0], headers=wrong).status_code == 401
     ok = {"authorization": "Bearer s3cret"}
