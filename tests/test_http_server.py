@@ -128,8 +128,12 @@ def test_triton_client_speaks_v2_to_the_server(server):
         np.testing.assert_allclose(result.as_numpy("proba"), expected, atol=1e-4)
 
 
-def test_alias_move_under_load_fails_no_request_and_switches_within_seconds(server):
+def test_alias_move_under_load_fails_no_request_and_switches_within_seconds(
+        server, tmp_path, monkeypatch):
     register()
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))  # where the workers' metrics folder goes
     srv = server("churn@production", "--poll-seconds", "0.2", "--unseen-categories", "warn",
                  workers=2)
     v2 = register(alias="staging", C=0.05)
@@ -167,7 +171,9 @@ def test_alias_move_under_load_fails_no_request_and_switches_within_seconds(serv
     # once both workers switched, the old version no longer answers
     late = [v for t, _, v in results if t > moved_at[0] + 5.0]
     assert late and set(late) == {str(v2.version)}
+    assert list(scratch.glob("modelport-metrics-*")), "the workers shared no metrics folder"
     assert srv.stop() == 0  # graceful shutdown
+    assert not list(scratch.glob("modelport-metrics-*"))  # removed with the server
 
 
 def test_serve_names_an_unknown_model_and_exits_2():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from typing import Any
@@ -38,9 +39,17 @@ def run(uris: list[str], *, host: str = "127.0.0.1", port: int = 8080, workers: 
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(message)s", stream=sys.stderr)
     os.environ[ENV] = json.dumps({"uris": list(uris), **options})
+    own_dir = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # each worker writes its samples here and /metrics adds them up
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="modelport-metrics-")
-    uvicorn.run("modelport.serve.http.server:app_from_env", factory=True, host=host,
-                port=port, workers=workers, access_log=False, log_level=log_level,
-                timeout_graceful_shutdown=drain_seconds, lifespan="on")
+        # each worker writes its samples here and /metrics adds them up; the folder is
+        # the server's own, so it goes when the server does
+        own_dir = tempfile.mkdtemp(prefix="modelport-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    try:
+        uvicorn.run("modelport.serve.http.server:app_from_env", factory=True, host=host,
+                    port=port, workers=workers, access_log=False, log_level=log_level,
+                    timeout_graceful_shutdown=drain_seconds, lifespan="on")
+    finally:
+        if own_dir is not None:
+            shutil.rmtree(own_dir, ignore_errors=True)
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
