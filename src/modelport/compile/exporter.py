@@ -14,7 +14,7 @@ import numpy as np
 
 from modelport.errors import ConversionError, UserError
 
-TARGETS = ("sql", "pmml", "python", "javascript", "c", "java", "go", "onnx", "compiled")
+TARGETS = ("sql", "pmml", "python", "javascript", "c", "java", "go", "onnx", "compiled", "bundle")
 _STORED = {"onnx": ".onnx", "pmml": ".pmml", "compiled": ".compiled.json"}
 _TOLERANCE = 1e-9
 
@@ -24,7 +24,8 @@ def export(uri: str, format: str, out: str | Path, *, dialect: str = "postgresql
     """Write model ``uri`` as ``format`` into folder ``out``; return the files written.
 
     ``format`` is one of :data:`TARGETS`; ``dialect`` (``postgresql``, ``mysql``,
-    ``sqlite``) applies to ``sql``. Stored formats (onnx, pmml, compiled) are copied from
+    ``sqlite``) applies to ``sql``; ``bundle`` writes every in-app target at once (see
+    :mod:`modelport.compile.bundle`). Stored formats (onnx, pmml, compiled) are copied from
     the registry only when they passed the parity check at registration; compiled targets
     (sql and source code) are compiled from the native model and their intermediate form
     is checked against it on the registered sample to 1e-9 first.
@@ -37,6 +38,10 @@ def export(uri: str, format: str, out: str | Path, *, dialect: str = "postgresql
     version = reg.get(uri)
     name = version.name
     out = Path(out)
+    if format == "bundle":
+        from modelport.compile.bundle import write_bundle
+
+        return write_bundle(reg, version, out)
     if format in _STORED:
         art = version.artefact(format)
         if art is None or art.status != "accepted":
@@ -71,6 +76,8 @@ def _proven_ir(reg, version):
     from modelport.signature import Signature
 
     if "joblib" not in version.accepted_formats():
+        if "compiled" in version.accepted_formats():
+            return _stored_ir(reg, version)
         raise UserError(f"{version.uri} has no native (joblib) artefact to compile from")
     predictor = reg.load(version, format="joblib")
     signature = Signature.from_dict(version.signature)
@@ -89,6 +96,25 @@ def _proven_ir(reg, version):
         if not result["passed"]:
             raise UserError(f"{version.uri} cannot be compiled exactly: {result['reason']}")
         proof = (frame, reference)
+    return model_ir, proof
+
+
+def _stored_ir(reg, version):
+    """The stored compiled form of a version with no Python model (an imported H2O MOJO):
+    it was proven against its native scorer at registration; the proof here is its own
+    outputs on the registered sample, which every backend written from it must match."""
+    import json
+
+    from modelport.compile import ModelIR, evaluate
+    from modelport.signature import Signature
+
+    signature = Signature.from_dict(version.signature)
+    model_ir = ModelIR.from_dict(json.loads(reg.read_artefact(version, "compiled")))
+    model_ir.signature = signature
+    proof = None
+    if version.sample_sha256:
+        frame = signature.coerce(reg.sample(version))
+        proof = (frame, evaluate(model_ir, frame))
     return model_ir, proof
 
 
@@ -112,9 +138,10 @@ def _compile(model_ir, proof, format: str, name: str, dialect: str):
     return {fname: source}, _code_note(model_ir, format, name, fname, usage_returns(model_ir))
 
 
-def _check_python(source: str, proof) -> None:
+def _check_python(source: str, proof) -> float | None:
+    """The generated Python's largest difference from the native model on the sample."""
     if proof is None:
-        return
+        return None
     frame, ref = proof
     ns: dict = {}
     exec(compile(source, "<generated>", "exec"), ns)  # noqa: S102 - our own generated code
@@ -125,6 +152,8 @@ def _check_python(source: str, proof) -> None:
         diff = np.max(np.abs(np.asarray(got, dtype=np.float64).reshape(expected.shape) - expected))
         if not diff <= _TOLERANCE:
             raise ConversionError(f"the generated Python differs by {diff:.3g}")
+        return float(diff)
+    return None
 
 
 def _check_sqlite(model_ir, proof) -> None:

@@ -11,12 +11,12 @@ splits are category sets.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
 
+from modelport.inapp.runtime import double_split
 from modelport.signature import Signature
 
 # --- preprocessing steps: each makes field ``name`` from field ``source`` ---------------------
@@ -208,6 +208,7 @@ TRANSFORMS = {
     "softmax": "proba = softmax(raw)",
     "ovr_logistic": "one-vs-rest: p = logistic(raw), normalised to sum 1",
     "probability": "raw already holds class probabilities",
+    "normalize": "proba = raw / sum(raw) (raw as is where the sum is not positive)",
     "margin": "labels only: binary raw[:, 0] > 0, else argmax(raw)",
     "nearest": "cluster = argmin(raw)",
 }
@@ -276,30 +277,6 @@ class ModelIR:
             # imputing keeps a column's kind; every other step makes a number
             kinds[s.name] = kinds[s.source] if isinstance(s, Impute) else "numeric"
         return kinds
-
-
-def double_split(threshold: float, compare: str, input_dtype: str) -> tuple[str, float]:
-    """Restate the split ``float32(x) compare threshold`` as ``x op t`` on float64 ``x``.
-
-    Native tree libraries that round features to float32 first (scikit-learn's trees,
-    XGBoost) send a float64 value that lies between a threshold and its float32 rounding
-    the other way from a float64 evaluator. Both tests are monotone in ``x``, so the exact
-    float64 boundary is the midpoint between the last float32 going left and the next one,
-    with the midpoint itself going wherever round-half-to-even sends it.
-    """
-    if input_dtype != "float32" or not math.isfinite(threshold):
-        return compare, float(threshold)
-    t = float(threshold)
-    f = np.float32(t)
-    # f: the largest float32 that still goes left
-    if (compare == "<=" and float(f) > t) or (compare == "<" and float(f) >= t):
-        f = np.nextafter(f, np.float32(-np.inf))
-    g = np.nextafter(f, np.float32(np.inf))
-    if not np.isfinite(g):
-        return "<=", math.inf
-    mid = (float(f) + float(g)) / 2.0  # exact: float32 neighbours average exactly in float64
-    f_is_even = int(np.asarray(f).view(np.uint32)) & 1 == 0
-    return ("<=" if f_is_even else "<"), mid
 
 
 def _plain(value):
