@@ -75,6 +75,9 @@ def outputs(output: ir.Output, raw: np.ndarray) -> dict[str, np.ndarray]:
         proba /= proba.sum(axis=1).reshape((proba.shape[0], -1))
     elif t == "probability":
         proba = raw
+    elif t == "normalize":
+        total = raw.sum(axis=1, keepdims=True)
+        proba = np.where(total > 0, raw / np.where(total > 0, total, 1.0), raw)
     else:
         raise ValueError(f"unknown transform {t!r} for classification")
     return {"label": classes[np.argmax(proba, axis=1)], "proba": proba}

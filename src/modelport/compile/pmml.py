@@ -365,6 +365,12 @@ class _Writer:
         elif out.transform == "softmax":
             final = self._softmax(out.classes, [_field_ref(n) for n in raw_names],
                                   schema_extra=raw_names, output=False)
+        elif out.transform == "normalize":
+            # each class's raw score over their sum: PMML's simplemax
+            final = self._regression_model(
+                "classification", "simplemax",
+                [(c, 0.0, [(raw_names[k], 1.0)]) for k, c in enumerate(out.classes)],
+                schema_extra=raw_names, output=False)
         else:
             raise TypeError(f"no PMML for tree transform {out.transform!r}")
         segments.append(final)

@@ -10,8 +10,10 @@ A format module has:
   raising :class:`~modelport.errors.ConversionError` naming the step it cannot represent;
 - ``load(data, signature) -> Predictor``.
 
-Formats that can be imported from a file made elsewhere (``onnx``, ``pmml``) also have
-``inspect(data) -> Signature``. No format knows a surface; surfaces only see Predictors.
+Formats that can be imported from a file made elsewhere (``onnx``, ``pmml``, ``mojo``) also
+have ``inspect(data) -> Signature``; one whose file can be read into other formats (``mojo``)
+also has ``derived_artefacts``, which :func:`modelport.register.import_model` calls. No
+format knows a surface; surfaces only see Predictors.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ FORMATS = {
     "onnx": "modelport.formats.onnx",
     "compiled": "modelport.formats.compiled",
     "pmml": "modelport.formats.pmml",
+    "mojo": "modelport.formats.mojo",
 }
 
 #: the formats a scikit-learn-compatible model is converted to at registration, in load order

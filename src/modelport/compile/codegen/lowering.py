@@ -322,6 +322,13 @@ class Lowering:
             lines += [self.set_out(k, f"out[{k}] / total") for k in range(n)]
         elif t in ("probability", "margin"):
             lines += [self.set_out(k, f"raw[{k}]") for k in range(self.ir.model.n_outputs)]
+        elif t == "normalize":
+            lines.append(self.declare_num("total", self.num(0.0)))
+            lines += [self.assign("total", f"total + raw[{k}]") for k in range(n)]
+            lines += [self.set_out(k, f"raw[{k}]") for k in range(n)]
+            lines += [self.if_(f"total > {self.num(0.0)}"),
+                      *[self.indent_unit + self.set_out(k, f"out[{k}] / total") for k in range(n)],
+                      *self._end()]
         else:
             raise ConversionError(f"no code generator for transform {t!r}")
         return lines, "vector"
