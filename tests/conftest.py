@@ -6,8 +6,15 @@ On a laptop a test that needs a service or an optional extra skips with the reas
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import importlib
 import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 # before any OpenMP library loads: spinning threads stall tree models on two cores
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -33,6 +40,46 @@ def need_module(module: str, extra: str):
         return importlib.import_module(module)
     except ImportError:
         unavailable(f"{module} is not installed (pip install 'modelport[{extra}]')")
+
+
+#: where test-only virtual environments (Airflow, TPOT, a NumPy-only app) are kept
+VENV_CACHE = Path(os.environ.get("MODELPORT_VENV_CACHE",
+                                 Path.home() / ".cache" / "modelport" / "venvs"))
+
+
+def cached_venv(name: str, requirements: list[str], *, pip_args: tuple[str, ...] = (),
+                check: Callable[[Path], bool] | None = None, timeout: float = 1200) -> Path:
+    """The Python of a virtual environment holding ``requirements``, built on first use
+    under :data:`VENV_CACHE` (one builder at a time; keyed by the Python and the
+    requirements) and reused afterwards while ``check(python)`` still holds. A build that
+    fails or takes over ``timeout`` seconds skips the test (fails it in CI)."""
+    key = hashlib.sha256("\n".join([sys.version, *requirements]).encode()).hexdigest()[:12]
+    folder = VENV_CACHE / f"{name}-{key}"
+    python = folder / "bin" / "python"
+    VENV_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(VENV_CACHE / f"{name}-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (folder / ".complete").exists() and (check is None or check(python)):
+            return python
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True,
+                           capture_output=True, timeout=120)
+            subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-input",
+                            "--disable-pip-version-check", *pip_args, *requirements],
+                           check=True, capture_output=True, text=True, timeout=timeout)
+        except subprocess.CalledProcessError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            tail = (exc.stderr or "").strip().splitlines()[-3:]
+            unavailable(f"cannot build the {name} environment: {' / '.join(tail)}")
+        except subprocess.TimeoutExpired:
+            shutil.rmtree(folder, ignore_errors=True)
+            unavailable(f"building the {name} environment took over {timeout:.0f} s")
+        if check is not None and not check(python):
+            shutil.rmtree(folder, ignore_errors=True)
+            unavailable(f"the {name} environment does not hold what it should")
+        (folder / ".complete").write_text("\n".join(requirements) + "\n")
+    return python
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

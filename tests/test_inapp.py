@@ -8,8 +8,6 @@ and bundled once per test session by ``examples/inapp/export.py``; the examples'
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import importlib.util
 import json
 import math
@@ -23,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import need_module, unavailable
+from conftest import cached_venv, need_module
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "inapp"
@@ -389,38 +387,14 @@ def test_bundle_of_a_model_with_nothing_to_run_in_app_is_refused(tmp_path):
 
 
 def fresh_venv(*packages: str) -> Path:
-    """A virtual environment holding only ``packages`` (and their own dependencies).
-
-    Made with ``python -m venv`` and pip, and kept under :data:`VENV_CACHE` for later runs:
-    a cached one is reused only while it still holds exactly what it was made with (no
-    scikit-learn, pandas, SciPy or modelport crept in); otherwise it is made anew. A lock
-    keeps concurrent test runs from building the same one at once.
-    """
-    key = hashlib.sha256(f"{sys.version}|{'|'.join(packages)}".encode()).hexdigest()[:12]
-    VENV_CACHE.mkdir(parents=True, exist_ok=True)
-    root = VENV_CACHE / f"venv-{'-'.join(packages)}-{key}"
-    with open(f"{root}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        ready = root / "modelport-test-ready"
-        if ready.exists() and _holds_only(root, packages):
-            return root
-        shutil.rmtree(root, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True,
-                       timeout=120, capture_output=True)
-        try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "pip", "--python", str(root / "bin" / "python"), "install",
-                 "--quiet", "--disable-pip-version-check", "--no-input", "--only-binary", ":all:",
-                 *packages], capture_output=True, text=True, timeout=420)
-        except subprocess.TimeoutExpired:
-            shutil.rmtree(root, ignore_errors=True)
-            unavailable(f"pip could not install {', '.join(packages)} within 7 minutes")
-        if proc.returncode != 0 or not _holds_only(root, packages):
-            shutil.rmtree(root, ignore_errors=True)
-            unavailable(f"pip could not install {', '.join(packages)} into a fresh virtual "
-                        f"environment: {proc.stderr.strip()[-300:]}")
-        ready.write_text(" ".join(packages) + "\n")
-    return root
+    """A virtual environment holding only ``packages`` (and their own dependencies), made
+    once and kept (``conftest.cached_venv``); a cached one is reused only while it still
+    holds exactly what it was made with (no scikit-learn, pandas, SciPy or modelport crept
+    in), otherwise it is made anew."""
+    python = cached_venv("inapp", list(packages), pip_args=("--only-binary", ":all:"),
+                         check=lambda python: _holds_only(python.parent.parent, packages),
+                         timeout=420)
+    return python.parent.parent
 
 
 def _holds_only(root: Path, packages: tuple[str, ...]) -> bool:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     JSON,
     Column,
     DateTime,
+    Float,
     Integer,
     MetaData,
     String,
@@ -103,6 +104,50 @@ events = Table(
     Column("kind", String(32), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("data", JSON),
+)
+
+#: each version's training statistics, the reference monitoring compares traffic with
+#: (modelport.monitor.reference); a version registered before this table existed gets
+#: its row computed from its stored sample when first monitored
+references = Table(
+    "mp_references", metadata,
+    Column("model", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("statistics", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+#: scheduled jobs (modelport.train.schedule): a retrain spec or a monitoring check on a cron
+schedules = Table(
+    "mp_schedules", metadata,
+    Column("name", String(128), primary_key=True),
+    Column("kind", String(16), nullable=False),  # retrain | check
+    Column("path", Text, nullable=False),
+    Column("cron", String(128), nullable=False),
+    Column("missed", String(8), nullable=False),  # skip | once | all
+    Column("grace_s", Float, nullable=False),
+    Column("timeout_s", Float, nullable=False),
+    Column("next_run_at", DateTime(timezone=True), nullable=False),
+    Column("claims", Integer, nullable=False, default=0),  # bumped by every claim
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(128)),
+)
+
+#: one row per due occurrence of a schedule: who ran it, how it ended, its log
+schedule_runs = Table(
+    "mp_schedule_runs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("schedule", String(128), nullable=False, index=True),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),  # running | succeeded | failed | skipped | lost
+    Column("owner", String(128)),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("exit_code", Integer),
+    Column("result", JSON),
+    Column("log", Text),
+    UniqueConstraint("schedule", "due_at", name="uq_mp_schedule_runs_due"),
 )
 
 

@@ -17,6 +17,20 @@
     metrics: [roc_auc, accuracy]
     formats: [joblib, onnx]            # optional; default: every available format
     description: nightly churn model   # optional
+    automl:                            # optional, for modelport retrain: search, not one model
+      engine: flaml                    # flaml | optuna | tpot
+      time_budget_s: 120
+      metric: roc_auc                  # default: promotion.metric, else the first of metrics
+      estimators: [lr, rf, extra_tree, hgb, lgbm, xgboost]   # default: every installed family
+      feature_selection: true
+    promotion:                         # optional, for modelport retrain
+      alias: production                # the champion's alias, moved only when the challenger wins
+      metric: roc_auc                  # default: automl.metric, else the first of metrics
+      min_improvement: 0.002           # the margin the challenger must win by
+      holdout: 0.2                     # share of the fresh rows both are scored on
+
+``data.window: {column: updated_at, days: 90}`` keeps only the rows whose ``column`` (a
+timestamp) falls within the last ``days`` days when ``modelport retrain`` reads them.
 
 Only ``name``, ``data.source`` and (except for clustering) ``data.target`` are required.
 Every mistake raises a :class:`~modelport.errors.UserError` that names the field
@@ -57,14 +71,39 @@ PREPROCESS = ("auto", "none")
 
 #: the keys each section accepts; new keys are added here, existing ones never renamed
 KEYS = {
-    "": ("name", "task", "data", "model", "validation", "metrics", "formats", "description"),
-    "data": ("source", "target", "id", "features"),
+    "": ("name", "task", "data", "model", "validation", "metrics", "formats", "description",
+         "automl", "promotion"),
+    "data": ("source", "target", "id", "features", "window"),
+    "data.window": ("column", "days"),
+    "automl": ("engine", "time_budget_s", "metric", "estimators", "feature_selection"),
+    "promotion": ("alias", "metric", "min_improvement", "holdout"),
     "model": ("estimator", "params", "preprocess"),
     "validation": ("test_size", "seed"),
 }
 _ESTIMATOR_KINDS = {"classification": "classifier", "regression": "regressor",
                     "clustering": "clusterer"}
 _EXTRAS = {"lightgbm": "gbm", "xgboost": "gbm"}
+
+
+@dataclass
+class AutoML:
+    """The ``automl`` section: which engine searches which families for how long."""
+
+    engine: str = "flaml"
+    time_budget_s: float = 60.0
+    metric: str = ""
+    estimators: list[str] | None = None
+    feature_selection: bool = False
+
+
+@dataclass
+class Promotion:
+    """The ``promotion`` section: the alias a challenger must earn and by what margin."""
+
+    alias: str = "production"
+    metric: str = ""
+    min_improvement: float = 0.0
+    holdout: float = 0.2
 
 
 @dataclass
@@ -88,6 +127,9 @@ class Spec:
     base: Path
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    window: dict[str, Any] | None = None
+    automl: AutoML | None = None
+    promotion: Promotion = field(default_factory=Promotion)
 
     @property
     def label(self) -> str:
@@ -281,6 +323,9 @@ def _check(raw: dict[str, Any], base: Path, path: Path | None) -> Spec:
             raise fail("formats", f"expected a list of formats from {', '.join(FORMATS)}, "
                        f"got {raw.get('formats')!r}")
 
+    window = _check_window(data, fail)
+    automl, promotion = _check_retrain(raw, task, list(metrics), fail)
+
     description = raw.get("description")
     spec = Spec(
         name=str(name), task=task, source=source, target=target, id=id_column,
@@ -288,10 +333,93 @@ def _check(raw: dict[str, Any], base: Path, path: Path | None) -> Spec:
         params=dict(params), preprocess=preprocess, test_size=float(test_size), seed=seed,
         metrics=list(metrics), formats=list(formats) if formats else None,
         description=str(description) if description is not None else None,
-        base=base, path=path, raw=raw,
+        base=base, path=path, raw=raw, window=window, automl=automl, promotion=promotion,
     )
     _check_estimator(spec)
     return spec
+
+
+def _check_window(data: dict[str, Any], fail) -> dict[str, Any] | None:
+    window = data.get("window")
+    if window is None:
+        return None
+    if not isinstance(window, Mapping):
+        raise fail("data.window", f"expected {{column, days}}, got {window!r}; e.g. "
+                   "{column: updated_at, days: 90}")
+    _known_keys(window, "data.window", fail)
+    column, days = window.get("column"), window.get("days")
+    if not isinstance(column, str) or not column:
+        raise fail("data.window.column", "missing; name the timestamp column to filter on")
+    if isinstance(days, bool) or not isinstance(days, int | float) or days <= 0:
+        raise fail("data.window.days", f"must be a positive number of days, got {days!r}")
+    return {"column": column, "days": float(days)}
+
+
+def _check_retrain(raw: dict[str, Any], task: str, metrics: list[str],
+                   fail) -> tuple[AutoML | None, Promotion]:
+    """The ``automl`` and ``promotion`` sections; both metrics default to each other, then
+    to the first of ``metrics``."""
+    automl_raw = _section(raw, "automl", fail) if "automl" in raw else None
+    promotion_raw = _section(raw, "promotion", fail)
+    if automl_raw is not None and task == "clustering":
+        raise fail("automl", "AutoML searches classification and regression models; remove "
+                   "the automl section or change task")
+    metric = (promotion_raw.get("metric") or (automl_raw or {}).get("metric") or metrics[0])
+    for where, section in (("promotion", promotion_raw), ("automl", automl_raw or {})):
+        value = section.get("metric", metric)
+        if value not in METRICS[task]:
+            raise fail(f"{where}.metric", f"unknown metric {value!r} for {task}; use any of "
+                       f"{', '.join(METRICS[task])}")
+    automl = None
+    if automl_raw is not None:
+        from modelport.train.automl import ENGINES as engines
+        from modelport.train.automl.space import FAMILIES
+
+        engine = automl_raw.get("engine", "flaml")
+        if engine not in engines:
+            raise fail("automl.engine", f"unknown engine {engine!r}; "
+                       f"{_did_you_mean(engine, engines)}use one of {', '.join(engines)}")
+        budget = automl_raw.get("time_budget_s", 60)
+        if isinstance(budget, bool) or not isinstance(budget, int | float) or budget <= 0:
+            raise fail("automl.time_budget_s", f"must be a positive number of seconds, got "
+                       f"{budget!r}")
+        estimators = automl_raw.get("estimators")
+        if estimators is not None:
+            if isinstance(estimators, str):
+                estimators = [estimators]
+            if not isinstance(estimators, list) or not estimators:
+                raise fail("automl.estimators", f"expected a list of families from "
+                           f"{', '.join(FAMILIES)}")
+            for name in estimators:
+                if name not in FAMILIES:
+                    raise fail("automl.estimators", f"unknown family {name!r}; "
+                               f"{_did_you_mean(name, FAMILIES)}use any of "
+                               f"{', '.join(FAMILIES)}")
+        selection = automl_raw.get("feature_selection", False)
+        if not isinstance(selection, bool):
+            raise fail("automl.feature_selection", f"must be true or false, got {selection!r}")
+        automl = AutoML(engine=engine, time_budget_s=float(budget),
+                        metric=automl_raw.get("metric", metric),
+                        estimators=list(dict.fromkeys(estimators)) if estimators else None,
+                        feature_selection=selection)
+    alias = promotion_raw.get("alias", "production")
+    from modelport.uri import check_alias
+
+    try:
+        check_alias(str(alias))
+    except UserError as exc:
+        raise fail("promotion.alias", str(exc)) from None
+    margin = promotion_raw.get("min_improvement", 0.0)
+    if isinstance(margin, bool) or not isinstance(margin, int | float) or margin < 0:
+        raise fail("promotion.min_improvement", f"must be a number >= 0, got {margin!r}")
+    holdout = promotion_raw.get("holdout", 0.2)
+    if isinstance(holdout, bool) or not isinstance(holdout, int | float) \
+            or not 0 < holdout < 1:
+        raise fail("promotion.holdout", f"must be a fraction between 0 and 1 (exclusive), "
+                   f"got {holdout!r}; e.g. 0.2")
+    promotion = Promotion(alias=str(alias), metric=promotion_raw.get("metric", metric),
+                          min_improvement=float(margin), holdout=float(holdout))
+    return automl, promotion
 
 
 def _check_estimator(spec: Spec) -> None:
@@ -366,9 +494,14 @@ def _known_keys(section: Mapping[str, Any], prefix: str, fail) -> None:
     for key in section:
         if key not in allowed:
             where = f"{prefix}.{key}" if prefix else str(key)
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise fail(where, f"unknown key; {hint}known keys here: {', '.join(allowed)}")
+            raise fail(where, f"unknown key; {_did_you_mean(key, allowed)}known keys here: "
+                       f"{', '.join(allowed)}")
+
+
+def _did_you_mean(value, choices) -> str:
+    """``"did you mean 'x'? "`` for the closest of ``choices``, or nothing."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
 
 
 def _column_name(data: dict[str, Any], key: str, fail) -> str | None:
