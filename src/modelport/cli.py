@@ -25,6 +25,11 @@ models_app = typer.Typer(help="List, inspect, alias, roll back and delete regist
 app.add_typer(models_app, name="models")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+LogOpt = Annotated[str | None, typer.Option(
+    "--log", help="log predictions for modelport monitor to this SQL table: SQLAlchemy URL "
+    "with the table after '#', e.g. sqlite:///logs.db#predictions")]
+LogSampleOpt = Annotated[float, typer.Option(
+    "--log-sample", help="share of predictions to log, more than 0 and at most 1")]
 
 
 def _registry():
@@ -228,14 +233,15 @@ def models_delete(
 
 @app.command("import")
 def import_cmd(
-    file: Annotated[Path, typer.Argument(help="a .onnx or .pmml file")],
+    file: Annotated[Path, typer.Argument(help="a .onnx, .pmml or H2O MOJO .zip file")],
     name: Annotated[str, typer.Option("--name", help="the model's registry name")],
-    format: Annotated[str | None, typer.Option(help="onnx or pmml (default: from extension)")] = None,
+    format: Annotated[str | None, typer.Option(
+        help="onnx, pmml or mojo (default: from extension)")] = None,
     sample: Annotated[str | None, typer.Option(help="rows to record as sample (file or URL)")] = None,
     alias: Annotated[str | None, typer.Option(help="point this alias at the new version")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Register a model made elsewhere (ONNX or PMML) so it serves like any other."""
+    """Register a model made elsewhere (ONNX, PMML or H2O MOJO) so it serves like any other."""
     from modelport.register import import_model
 
     frame = None
@@ -306,13 +312,15 @@ def predict_cmd(
     rejects: Annotated[str | None, typer.Option(
         "--rejects", help="rejects file (default: beside the output, NAME.rejects.jsonl)")
     ] = None,
+    log: LogOpt = None,
+    log_sample: LogSampleOpt = 1.0,
 ) -> None:
     """Score a file or table in bounded memory, in parallel, resumable."""
     from modelport.serve.batch import predict
 
     result = predict(model, input, output, id=id, workers=workers, chunk_rows=chunk_rows,
                      resume=resume, on_error=on_error, engine=engine, format=format,
-                     rejects=rejects)
+                     rejects=rejects, log_url=log, log_sample=log_sample)
     typer.echo(result.summary())
 
 
@@ -365,6 +373,8 @@ def serve_cmd(
     feature_table: Annotated[str | None, typer.Option(
         help="table of current features, for /lookup?refresh=true")] = None,
     access_log: Annotated[bool, typer.Option(help="one JSON line per request")] = True,
+    log: LogOpt = None,
+    log_sample: LogSampleOpt = 1.0,
 ) -> None:
     """Serve models over HTTP: Open Inference Protocol v2, MLflow, KServe v1 and JSON."""
     from modelport.registry import Registry
@@ -380,6 +390,10 @@ def serve_cmd(
         from modelport.errors import UserError
 
         raise UserError("--unseen-categories and --out-of-range take reject or warn")
+    if log:
+        from modelport.monitor.log import check_options
+
+        check_options(log, log_sample)  # a bad URL fails here, once, not in every worker
     typer.echo(f"modelport: serving {', '.join(uris)} on http://{host}:{port} "
                f"({workers} worker(s))", err=True)
     run(list(uris), host=host, port=port, workers=workers, max_batch_size=max_batch_size,
@@ -387,7 +401,8 @@ def serve_cmd(
         canary=canary or [], shadow=shadow or [], poll_seconds=poll_seconds,
         max_body_bytes=max_body_bytes, unseen_categories=unseen_categories,
         out_of_range=out_of_range, format=format, prediction_log=prediction_log,
-        lookup_store=lookup_store, feature_table=feature_table, access_log=access_log)
+        lookup_store=lookup_store, feature_table=feature_table, access_log=access_log,
+        log_url=log, log_sample=log_sample)
 
 
 @app.command("stream")
@@ -411,6 +426,8 @@ def stream_cmd(
         help="how often to look for alias moves and new versions (0: never)")] = 2.0,
     metrics_port: Annotated[int | None, typer.Option(
         help="serve Prometheus metrics on 127.0.0.1:PORT")] = None,
+    log: LogOpt = None,
+    log_sample: LogSampleOpt = 1.0,
 ) -> None:
     """Score a stream of events from Redis Streams, NATS JetStream, RabbitMQ, MQTT or Kafka,
     at least once, acknowledging each event only after its score is published."""
@@ -421,7 +438,7 @@ def stream_cmd(
     logging.basicConfig(level=logging.INFO, format="modelport: %(message)s")
     stats = serve(uri, source, sink, dead_letter_url=dead_letter, group=group, batch=batch,
                   max_wait_ms=max_wait_ms, fmt=format, enrich=enrich, poll_seconds=poll_seconds,
-                  metrics_port=metrics_port)
+                  metrics_port=metrics_port, log_url=log, log_sample=log_sample)
     typer.echo(f"modelport: stopped; {json.dumps(stats.as_dict())}", err=True)
 
 
@@ -429,14 +446,16 @@ def stream_cmd(
 def export_cmd(
     uri: Annotated[str, typer.Argument(help="model to export: churn, churn/3, churn@production")],
     format: Annotated[str, typer.Option(
-        help="sql, pmml, python, javascript, c, java, go, onnx or compiled")],
+        help="sql, pmml, python, javascript, c, java, go, onnx, compiled, or bundle (every "
+             "in-app target with its signature, parity report and README)")],
     out: Annotated[Path, typer.Option(help="folder to write the artefact and its README into")],
     dialect: Annotated[str, typer.Option(help="SQL dialect: postgresql, mysql or sqlite")]
     = "postgresql",
     as_json: JsonOpt = False,
 ) -> None:
-    """Write a model as a self-contained artefact (SQL, PMML, source code, ONNX) with a usage
-    note, after checking it against the native model on the registered sample."""
+    """Write a model as a self-contained artefact (SQL, PMML, source code, ONNX, an in-app
+    bundle) with a usage note, after checking it against the native model on the registered
+    sample."""
     from modelport.compile import export
 
     files = export(uri, format, out, dialect=dialect, registry=_registry())
@@ -511,6 +530,8 @@ def trigger_run(
     reload_seconds: Annotated[float, typer.Option(
         help="how often to check whether the model URI points at a new version")] = 2.0,
     once: Annotated[bool, typer.Option(help="drain the queues, then exit")] = False,
+    log: LogOpt = None,
+    log_sample: LogSampleOpt = 1.0,
 ) -> None:
     """Run a worker: score queued rows in batches, writing each batch's scores and removing
     its queue entries in one transaction. Several workers may share one database."""
@@ -520,7 +541,8 @@ def trigger_run(
 
     logging.basicConfig(level=logging.INFO, format="modelport: %(message)s")
     stats = run(db, tables=table or None, batch=batch, poll_ms=poll_ms,
-                reload_seconds=reload_seconds, once=once, registry=_registry())
+                reload_seconds=reload_seconds, once=once, registry=_registry(), log_url=log,
+                log_sample=log_sample)
     typer.echo(f"modelport: stopped; {json.dumps(stats.as_dict())}", err=True)
 
 
@@ -559,6 +581,18 @@ def trigger_uninstall(
 
     for name in uninstall(db, table, keep_scores=keep_scores):
         typer.echo(f"uninstalled trigger scoring from {name}")
+
+
+def _register_command_modules() -> None:
+    import importlib
+
+    from modelport.commands import MODULES
+
+    for module in MODULES:
+        importlib.import_module(f"modelport.commands.{module}")
+
+
+_register_command_modules()
 
 
 def main() -> None:

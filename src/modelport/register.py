@@ -40,6 +40,11 @@ def log_model(model, name: str, sample=None, *, task: str | None = None,
     arrays): it fixes the signature, proves every conversion, and is stored with the
     version. ``alias`` (e.g. ``"production"``) points that alias at the new version.
     """
+    from modelport.formats.mojo import is_h2o_model
+
+    if is_h2o_model(model):
+        return _log_h2o_model(model, name, sample, metrics=metrics, params=params, tags=tags,
+                              description=description, alias=alias, registry=registry)
     from modelport.formats.native import NativePredictor, classes_of, infer_task
 
     check_name(name)
@@ -80,6 +85,7 @@ def log_model(model, name: str, sample=None, *, task: str | None = None,
     )
     reg = registry or Registry()
     version = reg.create_version(name, new)
+    _record_reference(reg, version, frame, reference)
     if alias:
         version = reg.set_alias(name, version.version, alias, reason="registered with alias")
     return version
@@ -88,16 +94,23 @@ def log_model(model, name: str, sample=None, *, task: str | None = None,
 def import_model(path: str | Path, name: str, format: str | None = None, sample=None, *,
                  task: str | None = None, metrics: dict | None = None, tags: dict | None = None,
                  description: str | None = None, alias: str | None = None,
-                 registry: Registry | None = None) -> Version:
-    """Register a model made elsewhere (``.onnx`` or ``.pmml`` file) and return the version."""
+                 registry: Registry | None = None, params: dict | None = None,
+                 formats: tuple[str, ...] | list[str] | None = None) -> Version:
+    """Register a model made elsewhere (``.onnx``, ``.pmml`` or H2O MOJO ``.zip`` file) and
+    return the version.
+
+    A MOJO also gets the formats read from it (``compiled``, and ``pmml`` when installed;
+    ``formats=`` limits them), proven against h2o-genmodel when its jar is at hand.
+    """
     check_name(name)
     path = Path(path)
     if not path.is_file():
         raise UserError(f"cannot read {path}: no such file")
-    fmt = format or {".onnx": "onnx", ".pmml": "pmml", ".xml": "pmml"}.get(path.suffix.lower())
-    if fmt not in ("onnx", "pmml"):
+    fmt = format or {".onnx": "onnx", ".pmml": "pmml", ".xml": "pmml",
+                     ".zip": "mojo"}.get(path.suffix.lower())
+    if fmt not in ("onnx", "pmml", "mojo"):
         raise UserError(
-            f"cannot tell the format of {path.name}: pass --format onnx or --format pmml"
+            f"cannot tell the format of {path.name}: pass --format onnx, pmml or mojo"
         )
     module = F.get(fmt)
     if not module.available():
@@ -107,28 +120,74 @@ def import_model(path: str | Path, name: str, format: str | None = None, sample=
     if task:
         signature = Signature(inputs=signature.inputs, task=task, classes=signature.classes)
     predictor = module.load(data, signature)
-    frame = None
+    frame = outputs = None
     if sample is not None:
         frame = _limit(to_frame(sample))
         signature = _enrich(signature, frame)
         predictor = module.load(data, signature)
-        predictor.run(frame)  # proves the imported model scores its sample
+        outputs = predictor.run(frame)  # proves the imported model scores its sample
     del predictor
     art = Artefact(format=fmt, status="accepted", size=len(data),
                    parity={"imported": True, "source": path.name})
+    artefacts, blobs, params = [art], {fmt: data}, _plain_dict(params)
+    derive = getattr(module, "derived_artefacts", None)
+    if derive is not None:
+        # formats read from the file itself (a MOJO's compiled form), each proven
+        figures, more, more_blobs, own = derive(data, signature, frame, source=path,
+                                                formats=formats)
+        art.parity.update(figures)
+        artefacts += more
+        blobs.update(more_blobs)
+        params = {**_plain_dict(own), **params}
+        if frame is not None and len(frame):
+            for a in artefacts:
+                if a.status == "accepted":
+                    predictor = F.get(a.format).load(blobs[a.format], signature)
+                    a.parity["single_row_us"] = _single_row_us(predictor, frame)
     new = NewVersion(
         task=signature.task, signature=signature.to_dict(), native_format=fmt,
-        artefacts=[art], blobs={fmt: data}, sample=_parquet(frame) if frame is not None else None,
-        metrics=_plain_dict(metrics), tags=_plain_dict(tags),
+        artefacts=artefacts, blobs=blobs,
+        sample=_parquet(frame) if frame is not None else None,
+        metrics=_plain_dict(metrics), tags=_plain_dict(tags), params=params,
         data_fingerprint=fingerprint(frame) if frame is not None else None,
         library_versions=library_versions(), description=description,
         lineage={"imported_from": str(path.name), "sha256": hashlib.sha256(data).hexdigest()},
     )
     reg = registry or Registry()
     version = reg.create_version(name, new)
+    if frame is not None:
+        _record_reference(reg, version, frame, outputs)
     if alias:
         version = reg.set_alias(name, version.version, alias, reason="imported with alias")
     return version
+
+
+def _record_reference(registry: Registry, version: Version, frame, outputs) -> None:
+    """Store the sample's statistics for monitoring; a failure here only means they are
+    computed from the stored sample later, so it never fails the registration."""
+    try:
+        from modelport.monitor.reference import record_sample
+
+        record_sample(registry, version, frame, outputs)
+    except Exception as exc:  # noqa: BLE001
+        import logging
+
+        logging.getLogger("modelport.register").warning(
+            "training statistics of %s not stored (%s); monitoring computes them from the "
+            "sample when first needed", version.uri, exc)
+
+
+def _log_h2o_model(model, name: str, sample, **kwargs) -> Version:
+    """An H2O model is registered as its MOJO, exported by the h2o client for the purpose."""
+    from modelport.formats.mojo import exported_mojo, h2o_sample
+
+    check_name(name)
+    if sample is None:
+        raise UserError("log_model needs sample=: pass a few training rows (an H2OFrame or a "
+                        "DataFrame, e.g. train.head(500)) so modelport can record them and "
+                        "prove the MOJO's reading on them")
+    with exported_mojo(model) as path:
+        return import_model(path, name, "mojo", sample=h2o_sample(sample), **kwargs)
 
 
 def _convert_all(model, signature: Signature, frame, reference, wanted):
@@ -210,6 +269,10 @@ def _limit(frame):
 
 
 def _enrich(signature: Signature, frame) -> Signature:
+    missing = [n for n in signature.names if n not in frame.columns]
+    if missing:
+        raise UserError(f"the sample lacks column(s) {', '.join(map(repr, missing))}; the "
+                        f"model reads: {', '.join(signature.names)}")
     inferred = Signature.infer(frame[signature.names], signature.task, signature.classes)
     by_name = {c.name: c for c in inferred.inputs}
     for col in signature.inputs:

@@ -76,7 +76,7 @@ def predict(model: str, input: Any, output: str | Path, *, id: str | None = None
             workers: int | None = None, chunk_rows: int = 50_000, resume: bool = False,
             on_error: str = "fail", engine: str = "local", format: str | None = None,
             rejects: str | Path | None = None, progress: bool | None = None,
-            registry=None) -> BatchResult:
+            registry=None, log_url: str | None = None, log_sample: float = 1.0) -> BatchResult:
     """Score ``input`` with ``model`` (``churn``, ``churn/3``, ``churn@production``) into ``output``.
 
     ``input`` is a file, a folder of Parquet files, a SQL URL with the table (or a query)
@@ -85,8 +85,9 @@ def predict(model: str, input: Any, output: str | Path, *, id: str | None = None
     ``workers`` processes (default: one per core; 0 or 1 scores in this process) score
     chunks of ``chunk_rows`` rows. ``resume`` skips the chunks an interrupted run of the
     same job committed. ``progress`` shows a progress bar (default: when stderr is a
-    terminal). Returns a :class:`BatchResult`; :meth:`BatchResult.summary` is the line the
-    command line prints.
+    terminal). ``log_url`` (a SQLAlchemy URL with ``#table``) keeps a ``log_sample`` share
+    of the scored rows, by ``id``, in a prediction log for ``modelport monitor``. Returns a
+    :class:`BatchResult`; :meth:`BatchResult.summary` is the line the command line prints.
     """
     from modelport.registry import Registry
 
@@ -99,12 +100,26 @@ def predict(model: str, input: Any, output: str | Path, *, id: str | None = None
     fmt = choose_format(version, format)
     data = registry.read_artefact(version, fmt)
     if engine == "spark":
+        if log_url:
+            raise UserError("--log is not available with --engine spark; score with the "
+                            "local engine to log predictions")
         from modelport.serve.spark import predict_spark
 
         return predict_spark(version, fmt, data, input, output, id=id, on_error=on_error)
-    return _run_local(version, fmt, data, input, output, id=id, workers=workers,
-                      chunk_rows=chunk_rows, resume=resume, on_error=on_error,
-                      rejects=rejects, progress=progress)
+    plog = None
+    if log_url:
+        from modelport.monitor.log import PredictionLogger
+
+        # a job is no service to protect: its log may use the CPU and memory it needs
+        plog = PredictionLogger(log_url, sample=log_sample, source="batch", cpu_budget=None,
+                                capacity=1_000_000)
+    try:
+        return _run_local(version, fmt, data, input, output, id=id, workers=workers,
+                          chunk_rows=chunk_rows, resume=resume, on_error=on_error,
+                          rejects=rejects, progress=progress, plog=plog)
+    finally:
+        if plog is not None:
+            plog.close(timeout=120)
 
 
 def choose_format(version, format: str | None = None) -> str:
@@ -128,7 +143,7 @@ def choose_format(version, format: str | None = None) -> str:
 # -- the local engine ----------------------------------------------------------------------
 
 def _run_local(version, fmt, data, input, output, *, id, workers, chunk_rows, resume,
-               on_error, rejects, progress) -> BatchResult:
+               on_error, rejects, progress, plog=None) -> BatchResult:
     started = time.perf_counter()
     n_workers = (os.cpu_count() or 1) if workers is None else max(int(workers), 0)
     init = (fmt, data, version.signature, version.name, version.version)
@@ -136,14 +151,14 @@ def _run_local(version, fmt, data, input, output, *, id, workers, chunk_rows, re
     try:
         return _run_job(version, fmt, input, output, pool, init, started, id=id,
                         n_workers=n_workers, chunk_rows=chunk_rows, resume=resume,
-                        on_error=on_error, rejects=rejects, progress=progress)
+                        on_error=on_error, rejects=rejects, progress=progress, plog=plog)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers, chunk_rows,
-             resume, on_error, rejects, progress) -> BatchResult:
+             resume, on_error, rejects, progress, plog=None) -> BatchResult:
     from modelport.io.chunks import open_source
     from modelport.io.sinks import FileSink, open_sink
     from modelport.signature import Signature
@@ -193,6 +208,8 @@ def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers,
         good = _keep(chunk, bad)
         table = output_table(signature, outputs, good.column(id) if id else None, id, out_schema)
         sink.write(index, table)
+        if plog is not None:
+            _log_chunk(plog, version, names, good, outputs, id, chunk, bad)
         counts["rows"] += table.num_rows
         counts["rejects"] += len(bad)
         counts["chunks"] += 1
@@ -221,6 +238,25 @@ def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers,
         rows=counts["rows"], rejects=counts["rejects"], seconds=time.perf_counter() - started,
         output=location, rejects_output=rejects_output, chunks=counts["chunks"],
         skipped_chunks=skip, model=version.uri, format=fmt, workers=max(n_workers, 1))
+
+
+def _log_chunk(plog, version, names, good, outputs, id, chunk, bad) -> None:
+    """Hand a committed chunk's sampled rows (and its rejects, as errors) to the log."""
+    import numpy as np
+    import pyarrow as pa
+
+    keep = plog.choose(good.num_rows)
+    if keep is None or keep.size:
+        rows = good if keep is None else good.take(pa.array(keep, type=pa.int64()))
+        outs = outputs if keep is None else {k: np.asarray(v)[keep] for k, v in outputs.items()}
+        inputs = {n: rows.column(n).to_numpy(zero_copy_only=False) for n in names}
+        plog.log(version.name, version.version, inputs, outs, role="batch", sampled=True,
+                 ids=rows.column(id).to_pylist() if id else None)
+    if bad:
+        rejected = chunk.take(pa.array([p for p, _ in bad], type=pa.int64()))
+        plog.log(version.name, version.version, None, None, role="batch",
+                 ids=rejected.column(id).to_pylist() if id else [None] * len(bad),
+                 errors=[reason for _, reason in bad])
 
 
 def _start_pool(n_workers: int, init: tuple):

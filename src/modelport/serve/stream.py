@@ -78,6 +78,9 @@ class _Prometheus:
                                  "Time from receipt to acknowledgement", buckets=_LATENCY,
                                  registry=r)
         self.reloads = Counter("modelport_stream_reloads", "Hot reloads", registry=r)
+        self.log_dropped = Counter("modelport_prediction_log_dropped",
+                                   "Prediction-log rows dropped because the log lagged",
+                                   registry=r)
         start_http_server(port, addr="127.0.0.1", registry=r)
 
 
@@ -140,12 +143,24 @@ def _dead_record(msg, mid: str, reason: str, fmt: str) -> tuple[str, bytes]:
     return f"{mid}@dead", encode({"id": mid, "reason": reason, key: payload}, fmt)
 
 
-def score_batch(model: _Model, messages: list, fmt: str, enrich=None):
+def score_batch(model: _Model, messages: list, fmt: str, enrich=None, plog=None):
     """Score ``messages``: returns (outputs, dead letters), each a list of (key, payload).
 
     The whole batch goes through one predictor call; a batch holding a bad event is split
-    so that only the bad events are dead-lettered.
+    so that only the bad events are dead-lettered. ``plog`` (a
+    :class:`~modelport.monitor.log.PredictionLogger`) records the scored events and the
+    dead letters' reasons.
     """
+    outputs, dead = _score_batch(model, messages, fmt, enrich, plog)
+    if plog is not None and dead:
+        reasons = [decode(payload, fmt) for _, payload in dead]
+        ids = [r.get("id") for r in reasons]
+        plog.log(model.name, model.version, None, None, ids=ids, request_ids=ids,
+                errors=[r.get("reason") for r in reasons])
+    return outputs, dead
+
+
+def _score_batch(model: _Model, messages: list, fmt: str, enrich, plog):
     good, events, ids, dead = [], [], [], []
     for msg in messages:
         try:
@@ -177,10 +192,16 @@ def score_batch(model: _Model, messages: list, fmt: str, enrich=None):
                 dead.append(_dead_record(good[i], ids[i], str(exc), fmt))
         events = [events[i] for i in keep]
         ids = [ids[i] for i in keep]
+        good = [good[i] for i in keep]
         if not events:
             return [], dead
         cols = model.signature.columns(events)
     outputs = model.predictor.run(cols)
+    if plog is not None:
+        now = time.time()
+        plog.log(model.name, model.version, cols, outputs, request_ids=ids,
+                ids=[e.get("id", i) for e, i in zip(events, ids, strict=True)],
+                latency_ms=[(now - m.received) * 1000 for m in good])
     return _encode_outputs(model, ids, events, outputs, fmt), dead
 
 
@@ -240,11 +261,14 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
               group: str = "modelport", batch: int = 500, max_wait_ms: float = 20.0,
               fmt: str = "json", enrich: str | None = None, poll_seconds: float = 2.0,
               metrics_port: int | None = None, registry=None,
-              stop: asyncio.Event | None = None) -> Stats:
+              stop: asyncio.Event | None = None, log_url: str | None = None,
+              log_sample: float = 1.0) -> Stats:
     """Run one stream worker until SIGTERM/SIGINT (or ``stop``); return what it did.
 
     Reads up to ``batch`` messages (waiting at most ``max_wait_ms`` for them to gather),
     scores them in one call, publishes outputs and dead letters, then acknowledges.
+    ``log_url`` (a SQLAlchemy URL with ``#table``) keeps a ``log_sample`` share of the scored
+    events in a prediction log for ``modelport monitor``.
     """
     from modelport.io import brokers
     from modelport.registry import Registry
@@ -263,6 +287,12 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
     model = _Model(registry, muri, current_version(registry, muri), None)
     enricher = Enrich(enrich) if enrich else None
     prom = _Prometheus(metrics_port, muri.name) if metrics_port else None
+    plog = None
+    if log_url:
+        from modelport.monitor.log import PredictionLogger
+
+        plog = PredictionLogger(log_url, sample=log_sample, source="stream",
+                                on_drop=prom.log_dropped.inc if prom else None)
     stats = Stats()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -292,7 +322,7 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
                         break
                     msgs.extend(more)
                 current = model
-                outputs, bad = score_batch(current, msgs, fmt, enricher)
+                outputs, bad = score_batch(current, msgs, fmt, enricher, plog)
                 if bad and dead is None:
                     log.warning("dropping %d bad message(s) (no --dead-letter): %s",
                                 len(bad), bad[0][1][:200])
@@ -348,6 +378,8 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
                     await part.close()
                 except Exception as exc:
                     log.warning("closing %s: %s", type(part).__module__, exc)
+        if plog is not None:
+            await asyncio.to_thread(plog.close)
     return stats
 
 

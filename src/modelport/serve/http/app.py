@@ -3,8 +3,9 @@
 :func:`create_app` loads each model URI (``churn@production`` is served as ``churn``), wires
 the protocol routes to one scoring path (decode -> check against the signature -> micro-batch
 -> encode) and wraps the app in the access-log and, with a token, the bearer-auth
-middlewares. Every response carries the ``modelport-model-version`` header. A background task
-polls the registry and hot-swaps new versions; see :mod:`modelport.serve.http.models`.
+middlewares. Every response past the token check carries the ``modelport-model-version``
+header. A background task polls the registry and hot-swaps new versions; see
+:mod:`modelport.serve.http.models`.
 """
 
 from __future__ import annotations
@@ -248,6 +249,11 @@ class ModelServer:
                 raise HTTPError(422, str(exc)) from None
         except HTTPError as exc:
             self.metrics.errors.labels(name, str(exc.status)).inc()
+            if getattr(self.prediction_log, "logs_errors", False):
+                self.prediction_log.put({
+                    "model": name, "version": loaded.version, "role": role, "rows": 1,
+                    "request_id": req.id, "error": f"{exc.status}: {exc.message}",
+                    "latency_ms": (time.perf_counter() - start) * 1000})
             raise
         seconds = time.perf_counter() - start
         version = str(loaded.version)
@@ -382,15 +388,18 @@ def create_app(uris: list[str] | str, *, registry=None, max_batch_size: int = 64
                out_of_range: str = "reject", format: str | None = None,
                access_log: bool = True,
                prediction_log: Callable[..., Any] | str | None = None,
-               lookup_store: str | None = None, feature_table: str | None = None):
+               lookup_store: str | None = None, feature_table: str | None = None,
+               log_url: str | None = None, log_sample: float = 1.0):
     """A plain ASGI app serving the models ``uris`` name (each under its registry name).
 
     ``canary`` entries look like ``churn@challenger:10`` (10% of ``churn``'s requests go to
     that version); ``shadow`` entries like ``churn@challenger`` (mirrored, logged, never
     answered with). ``prediction_log`` is a callable (or ``module:function``) called off the
     request path with each request's model, version, role, inputs, outputs, request id and
-    latency. The app runs under any ASGI server; :func:`modelport.serve.http.server.run`
-    runs it under uvicorn.
+    latency. ``log_url`` (a SQLAlchemy URL with ``#table``) writes each request kept by
+    ``log_sample`` to a prediction log instead (:mod:`modelport.monitor.log`), failed
+    ones included. The app runs under any ASGI server;
+    :func:`modelport.serve.http.server.run` runs it under uvicorn.
     """
     from modelport.errors import require
 
@@ -430,6 +439,13 @@ def create_app(uris: list[str] | str, *, registry=None, max_batch_size: int = 64
         _rollout_target(served, uri, "--shadow").shadow = follow(uri)
     hook = resolve_hook(prediction_log) if isinstance(prediction_log, str) else prediction_log
     plog = PredictionLog(hook, on_drop=metrics.log_dropped.inc) if hook else None
+    if log_url:
+        if plog is not None:
+            raise UserError("give --log or --prediction-log, not both")
+        from modelport.monitor.log import PredictionLogger
+
+        plog = PredictionLogger(log_url, sample=log_sample, source="http",
+                                on_drop=metrics.log_dropped.inc)
     app = ModelServer(served, policy=Policy(unseen_categories, out_of_range), metrics=metrics,
                       max_body_bytes=max_body_bytes, poll_seconds=poll_seconds,
                       prediction_log=plog, lookup_store=lookup_store,

@@ -81,16 +81,34 @@ class _Model:
 
 def run(db: str, *, tables: list[str] | None = None, batch: int = 2000,
         poll_ms: float = 20.0, reload_seconds: float = 2.0, once: bool = False,
-        max_seconds: float | None = None, registry=None) -> WorkerStats:
+        max_seconds: float | None = None, registry=None, log_url: str | None = None,
+        log_sample: float = 1.0) -> WorkerStats:
     """Score queued rows of every worker-mode installation in ``db`` until stopped.
 
     ``tables`` limits the worker to some installations. PostgreSQL wakes the worker by
     NOTIFY; MariaDB and SQLite are polled every ``poll_ms`` milliseconds while idle.
     ``once`` drains the queues and returns; ``max_seconds`` stops after that long.
+    ``log_url`` (a SQLAlchemy URL with ``#table``) keeps a ``log_sample`` share of the
+    scored rows, keyed by the table's key, in a prediction log for ``modelport monitor``.
     """
     from modelport.registry import Registry
 
     registry = registry or Registry()
+    plog = None
+    if log_url:
+        from modelport.monitor.log import PredictionLogger
+
+        plog = PredictionLogger(log_url, sample=log_sample, source="trigger")
+    try:
+        return _run(db, tables, batch, poll_ms, reload_seconds, once, max_seconds, registry,
+                    plog)
+    finally:
+        if plog is not None:
+            plog.close()
+
+
+def _run(db, tables, batch, poll_ms, reload_seconds, once, max_seconds, registry,
+         plog) -> WorkerStats:
     stats = WorkerStats()
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
     with connect(db) as conn:
@@ -108,7 +126,7 @@ def run(db: str, *, tables: list[str] | None = None, batch: int = 2000,
                 if model.refresh(reload_seconds):
                     stats.reloads += 1
                 # keep going while there is work; one empty claim means wait
-                busy = _drain_once(conn, inst, model, batch, stats) > 0 or busy
+                busy = _drain_once(conn, inst, model, batch, stats, plog) > 0 or busy
             if once and not busy:
                 return stats
             if deadline is not None and time.monotonic() >= deadline:
@@ -118,7 +136,7 @@ def run(db: str, *, tables: list[str] | None = None, batch: int = 2000,
 
 
 def _drain_once(conn: Database, inst: Installation, model: _Model, batch: int,
-                stats: WorkerStats) -> int:
+                stats: WorkerStats, plog=None) -> int:
     """Claim, score and write one batch in one transaction; return how many were claimed."""
     if not conn.has_work(inst):
         return 0
@@ -138,6 +156,8 @@ def _drain_once(conn: Database, inst: Installation, model: _Model, batch: int,
             conn.commit()
             stats.batches += 1
             stats.versions[inst.table] = model.version
+            if plog is not None and rows:
+                _log_rows(plog, inst, model, rows, keys_out, scores, statuses)
             return claimed
         except Exception as exc:
             conn.rollback()
@@ -146,6 +166,27 @@ def _drain_once(conn: Database, inst: Installation, model: _Model, batch: int,
             # lock conflicts between workers: back off a little, then claim afresh
             time.sleep(0.005 * (attempt + 1))
     return 0
+
+
+def _log_rows(plog, inst: Installation, model: _Model, rows, keys, scores, statuses) -> None:
+    """Hand a committed batch to the prediction log: inputs by model input name, the score
+    under the name of what it holds, an error for rows given an error status."""
+    keep = plog.choose(len(rows))
+    if keep is not None:
+        if not keep.size:
+            return
+        rows = [rows[i] for i in keep]
+        keys, scores, statuses = ([x[i] for i in keep] for x in (keys, scores, statuses))
+    names = list(inst.columns)
+    inputs = {n: [r[i + 1] for r in rows] for i, n in enumerate(names)}
+    kind = inst.score_kind
+    output = "score" if kind == "probability" else "value" if kind == "value" else \
+        "cluster" if kind == "cluster" else "label"
+    from modelport.uri import ModelURI
+
+    plog.log(ModelURI.parse(inst.model).name, model.version, inputs,
+             {output: scores}, ids=keys, errors=[None if s == "ok" else s for s in statuses],
+             sampled=True)
 
 
 def score_rows(predictor, inst: Installation, rows: list[tuple]) -> tuple[list, list, list]:
