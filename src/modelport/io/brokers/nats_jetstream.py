@@ -11,6 +11,10 @@ server then drops a result re-sent after a redelivery within its de-duplication 
 (2 minutes by default) and answers with ``duplicate=True``, which counts as written. The
 model version is part of the key on purpose: with the input id alone, rescoring the same
 event with a newer model after a hot reload would be silently dropped as a duplicate.
+
+:class:`Reader` reads from a stored stream sequence instead (an ephemeral consumer, no
+acknowledgements), for consumers that keep their position themselves, such as an online
+learner's checkpoints.
 """
 
 from __future__ import annotations
@@ -87,6 +91,66 @@ class Source:
     async def close(self) -> None:
         if self.nc is not None:
             # flush, then close: drain() waits on the pull subscription and can hang
+            await self.nc.flush()
+            await self.nc.close()
+
+
+class Reader:
+    """Reads a subject's stream from a position (a stream sequence) with an ephemeral pull
+    consumer that starts after it; the reader keeps its own position, the sequence of the
+    last message read, and acknowledges nothing (a learner stores the position in its
+    checkpoints and starts from it again)."""
+
+    def __init__(self, url: BrokerURL, position: int | str | None = None) -> None:
+        self.url = url
+        self.subject = url.destination
+        self.position = int(position or 0)
+        self.nc = self.js = self.sub = None
+
+    async def connect(self) -> None:
+        nats_js = require("nats.js.api", "brokers", "NATS JetStream")
+        self.nc, self.js = await _connect(self.url)
+        self.stream = await _ensure_stream(self.js, self.subject, self.url.option("stream"))
+        config = nats_js.ConsumerConfig(
+            deliver_policy=nats_js.DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=self.position + 1, ack_policy=nats_js.AckPolicy.NONE,
+            filter_subject=self.subject, inactive_threshold=300.0)
+        self.sub = await self.js.pull_subscribe(self.subject, stream=self.stream,
+                                                config=config)
+
+    async def read(self, n: int, wait_s: float) -> list[Message]:
+        errors = require("nats.errors", "brokers", "NATS JetStream")
+        try:
+            msgs = await self.sub.fetch(n, timeout=max(wait_s, 0.01))
+        except (TimeoutError, errors.TimeoutError):
+            return []
+        now = time.time()
+        out = [Message(id=str(m.metadata.sequence.stream), payload=m.data, received=now)
+               for m in msgs]
+        if out:
+            self.position = int(out[-1].id)
+        return out
+
+    async def end(self) -> int | None:
+        """The sequence of the stream's last message now (None when it holds none)."""
+        info = await self.js.stream_info(self.stream)
+        last = int(info.state.last_seq or 0)
+        return last or None
+
+    @staticmethod
+    def beyond(position, end) -> bool:
+        return int(position) > int(end)
+
+    def reached(self, end) -> bool:
+        return self.position >= int(end)
+
+    async def close(self) -> None:
+        if self.sub is not None:
+            try:
+                await self.sub.unsubscribe()
+            except Exception:  # noqa: BLE001 - the consumer expires by itself anyway
+                pass
+        if self.nc is not None:
             await self.nc.flush()
             await self.nc.close()
 

@@ -9,6 +9,9 @@ than ``claim_idle_ms`` (URL option, default 10000) with XAUTOCLAIM, at start and
 every few seconds, so another worker (or the restarted one) scores them.
 
 The event is the entry's ``data`` field; outputs are written the same way.
+
+:class:`Reader` reads a stream from a stored position instead (XREAD, no group), for
+consumers that keep their position themselves, such as an online learner's checkpoints.
 """
 
 from __future__ import annotations
@@ -102,6 +105,59 @@ class Source:
     async def close(self) -> None:
         if self.redis is not None:
             await self.redis.aclose()
+
+
+class Reader:
+    """Reads a stream from a position with XREAD, outside any consumer group.
+
+    The reader keeps its own position, the id of the last entry read (a learner stores it in
+    its checkpoints and starts from it again): nothing is acknowledged, and entries are
+    read in order, each once, from any position.
+    """
+
+    def __init__(self, url: BrokerURL, position: str | None = None) -> None:
+        self.url = url
+        self.stream = url.destination
+        self.position = position or "0-0"
+        self.redis = None
+
+    async def connect(self) -> None:
+        self.redis = _client(self.url)
+
+    async def read(self, n: int, wait_s: float) -> list[Message]:
+        reply = await self.redis.xread({self.stream: self.position}, count=n,
+                                       block=max(1, int(wait_s * 1000)))
+        if not reply:
+            return []
+        messages = _messages(reply[0][1])
+        if messages:
+            self.position = messages[-1].id
+        return messages
+
+    async def end(self) -> str | None:
+        """The id of the stream's last entry now (None for an empty stream)."""
+        last = await self.redis.xrevrange(self.stream, count=1)
+        if not last:
+            return None
+        entry = last[0][0]
+        return entry.decode() if isinstance(entry, bytes) else str(entry)
+
+    @staticmethod
+    def beyond(position: str, end: str) -> bool:
+        """Whether entry id ``position`` comes after ``end``."""
+        return _order(position) > _order(end)
+
+    def reached(self, end: str) -> bool:
+        return _order(self.position) >= _order(end)
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+def _order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = str(entry_id).partition("-")
+    return int(ms), int(seq or 0)
 
 
 class Sink:

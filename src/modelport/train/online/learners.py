@@ -1,0 +1,461 @@
+"""Incremental learners behind one small interface: scikit-learn ``partial_fit`` estimators
+fed mini-batches, and River estimators (and pipelines) fed one event at a time.
+
+The learning loop asks a learner to :meth:`~SklearnLearner.test_then_train` a batch: predict
+every event with what was learnt before the batch, then learn it. scikit-learn's SGD-family
+``partial_fit`` still updates the weights once per event inside the batch (in compiled
+code), so a batch costs one Python call while the weights follow the same path as
+event-by-event learning; only the predictions of a batch share the weights it started with.
+Predictions of linear models and Gaussian naive Bayes are computed here from the fitted
+attributes (the same arithmetic as ``predict_proba``, without its per-call validation).
+
+Unless the spec sets them, learners get defaults suited to streams, recorded with every
+checkpoint: SGD learns at a constant rate of 0.01 without regularisation (what River's
+linear models do; the default schedule decays too fast for a stream that drifts), and
+estimators that shuffle or draw random numbers do neither / use seed 0, so a replay from
+a checkpoint learns exactly what an uninterrupted run learnt.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+
+from modelport.errors import UserError, require
+from modelport.train.online.schema import Features, Schema
+
+#: parameters set unless the spec gives them (see the module docstring)
+STREAM_DEFAULTS = {
+    "SGDClassifier": {"learning_rate": "constant", "eta0": 0.01, "alpha": 0.0,
+                      "shuffle": False},
+    "SGDRegressor": {"learning_rate": "constant", "eta0": 0.01, "alpha": 0.0,
+                     "shuffle": False},
+    "PassiveAggressiveClassifier": {"shuffle": False},
+    "PassiveAggressiveRegressor": {"shuffle": False},
+    "Perceptron": {"shuffle": False},
+    "MLPClassifier": {"shuffle": False, "random_state": 0},
+    "MLPRegressor": {"shuffle": False, "random_state": 0},
+    "MiniBatchKMeans": {"random_state": 0, "n_init": 1},
+}
+_LINEAR = ("SGDClassifier", "SGDRegressor", "Perceptron", "PassiveAggressiveClassifier",
+           "PassiveAggressiveRegressor")
+_EXAMPLES = "SGDClassifier, SGDRegressor, GaussianNB, MultinomialNB, MiniBatchKMeans"
+_KINDS = {"classification": "classifier", "regression": "regressor", "clustering": "clusterer"}
+
+
+@dataclass
+class Prediction:
+    """Predictions for a batch: labels (classification), class probabilities when the
+    learner gives them, values (regression), cluster ids and squared distances to the
+    centre (clustering). ``scored`` marks the events that got a prediction at all."""
+
+    label: np.ndarray | None = None
+    proba: np.ndarray | None = None
+    value: np.ndarray | None = None
+    scored: np.ndarray | None = None
+
+
+def check_estimator(spec) -> None:
+    """Import and build the spec's learner once: it exists, takes its parameters, learns
+    incrementally and suits the task. Adjusts the default metrics to what it predicts."""
+    explicit = "metrics" in (spec.raw.get("evaluation") or {})
+    if spec.river:
+        model = _river_model(spec)
+        river_base = require("river.base", "online", "River learners")
+        wanted = {"classification": river_base.Classifier,
+                  "regression": river_base.Regressor}.get(spec.task)
+        final = model[list(model.steps)[-1]] if hasattr(model, "steps") else model
+        if wanted is None:
+            raise spec.fail("learner.estimator", "River learners here classify or regress; "
+                            "cluster a stream with sklearn.cluster.MiniBatchKMeans")
+        if not isinstance(final, wanted):
+            raise spec.fail("learner.estimator", f"{spec.estimator} is not a River "
+                            f"{_KINDS[spec.task]} but the task is {spec.task}")
+        return
+    from modelport.train.spec import _import_estimator
+
+    cls = _import_estimator(spec.estimator, spec.label)
+    if not hasattr(cls, "partial_fit"):
+        raise spec.fail("learner.estimator", f"{cls.__name__} cannot learn incrementally (it "
+                        f"has no partial_fit); use one that does, e.g. {_EXAMPLES}, or a "
+                        "River learner")
+    estimator = build_sklearn(spec)
+    name = type(estimator).__name__
+    kind = _sklearn_kind(estimator)
+    if kind is not None and kind != _KINDS[spec.task]:
+        raise spec.fail("learner.estimator", f"{name} is a {kind} but the task is "
+                        f"{spec.task}; use a {_KINDS[spec.task]} or change task")
+    if spec.task == "classification" and not hasattr(estimator, "predict_proba") \
+            and "log_loss" in spec.metrics:
+        if explicit or spec.promotion_metric == "log_loss":
+            raise spec.fail("evaluation.metrics", f"log_loss needs class probabilities, which "
+                            f"{name} with these params does not give (SGDClassifier gives "
+                            "them with loss: log_loss); remove log_loss")
+        spec.metrics.remove("log_loss")
+
+
+def build_sklearn(spec):
+    """A fresh scikit-learn estimator with the stream defaults under the spec's params."""
+    from modelport.train.spec import _import_estimator
+
+    cls = _import_estimator(spec.estimator, spec.label)
+    params = {**STREAM_DEFAULTS.get(cls.__name__, {}), **spec.params}
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise spec.fail("learner.params", f"{spec.estimator} does not accept these parameters "
+                        f"({exc}); check the names against its documentation") from None
+
+
+def effective_params(spec) -> dict:
+    """The parameters the learner runs with: stream defaults, then the spec's."""
+    if spec.river:
+        return dict(spec.params)
+    name = spec.estimator.rsplit(".", 1)[-1]
+    return {**STREAM_DEFAULTS.get(name, {}), **spec.params}
+
+
+def make_learner(spec, schema: Schema):
+    """The learner a spec names, ready for its first batch."""
+    if spec.river:
+        return RiverLearner(_river_model(spec), spec.task, spec.classes, schema)
+    from modelport.train.online.preprocess import Preprocessor
+
+    if schema.categorical and spec.categorical == "none":
+        raise spec.fail("preprocess.categorical", f"is none but field(s) "
+                        f"{', '.join(map(repr, schema.categorical))} hold text; encode them "
+                        "with onehot or hash, or leave them out of features")
+    prep = Preprocessor(schema.numeric, schema.categorical, spec.numeric, spec.categorical,
+                        spec.max_categories, spec.hash_buckets)
+    return SklearnLearner(build_sklearn(spec), prep, spec.task, spec.classes)
+
+
+def _sklearn_kind(estimator) -> str | None:
+    try:
+        from sklearn.utils import get_tags
+
+        return get_tags(estimator).estimator_type
+    except Exception:
+        return getattr(estimator, "_estimator_type", None)
+
+
+def _river_model(spec):
+    from modelport.train.spec import _import_estimator
+
+    require("river", "online", "River learners")
+
+    def build(path: str, params: dict, key: str):
+        cls = _import_estimator(path, spec.label)
+        try:
+            return cls(**params)
+        except TypeError as exc:
+            raise spec.fail(key, f"{path} does not accept these parameters ({exc})") from None
+
+    model = build(spec.estimator, spec.params, "learner.params")
+    if not hasattr(model, "learn_one"):
+        raise spec.fail("learner.estimator", f"{spec.estimator} is not a River estimator "
+                        "(it has no learn_one)")
+    steps = [build(path, params, "learner.pipeline") for path, params in spec.pipeline]
+    for step in steps:
+        if not hasattr(step, "transform_one"):
+            raise spec.fail("learner.pipeline", f"{type(step).__name__} is not a River "
+                            "transformer (it has no transform_one)")
+    if steps:
+        from river import compose
+
+        model = compose.Pipeline(*steps, model)
+    return model
+
+
+# -- scikit-learn ----------------------------------------------------------------------------
+
+class SklearnLearner:
+    """A ``partial_fit`` estimator behind incremental preprocessing."""
+
+    def __init__(self, estimator, prep, task: str, classes: list | None) -> None:
+        self.estimator = estimator
+        self.prep = prep
+        self.task = task
+        self.classes = np.asarray(sorted(classes)) if classes else None
+        self.fitted = False
+        self.waiting: list[tuple[Features, np.ndarray]] = []
+
+    def fresh(self) -> SklearnLearner:
+        """The same learner, with nothing learnt (for a reset or a challenger)."""
+        from sklearn.base import clone
+
+        classes = self.classes.tolist() if self.classes is not None else None
+        return SklearnLearner(clone(self.estimator), self.prep.fresh(), self.task, classes)
+
+    def accepts(self, y: np.ndarray) -> np.ndarray:
+        """Which labels the learner can learn (classes are fixed at the first fit)."""
+        if self.task != "classification" or self.classes is None:
+            return np.ones(len(y), dtype=bool)
+        y = np.asarray(y)
+        if len(self.classes) <= 8 and y.dtype.kind == self.classes.dtype.kind:
+            return (y[:, None] == self.classes[None, :]).any(1)
+        return np.isin(y, self.classes)
+
+    def predict(self, features: Features) -> Prediction | None:
+        if not self.fitted or not len(features):
+            return None
+        return self._predict(self.prep.transform(features.num, features.cat))
+
+    def test_then_train(self, features: Features, y: np.ndarray | None) -> Prediction | None:
+        """Predict the batch with what was learnt before it, then learn it."""
+        self.prep.update(features.num, features.cat)
+        Z = self.prep.transform(features.num, features.cat)
+        prediction = self._predict(Z) if self.fitted else None
+        self._fit(Z, y, features)
+        return prediction
+
+    def learn(self, features: Features, y: np.ndarray | None) -> None:
+        self.prep.update(features.num, features.cat)
+        self._fit(self.prep.transform(features.num, features.cat), y, features)
+
+    def _fit(self, Z: np.ndarray, y: np.ndarray | None, features: Features) -> None:
+        if not self.fitted and not self._ready(Z, y, features):
+            return
+        self._partial_fit(Z, y)
+
+    def _partial_fit(self, Z: np.ndarray, y) -> None:
+        import sklearn
+
+        est = self.estimator
+        try:
+            with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+                if self.task == "clustering":
+                    est.partial_fit(Z)
+                elif self.task == "classification" and not self.fitted:
+                    est.partial_fit(Z, y, classes=self.classes)
+                else:
+                    est.partial_fit(Z, y)
+        except ValueError as exc:  # e.g. negative counts for MultinomialNB
+            raise UserError(f"{type(est).__name__} refused a batch: {exc}; check the "
+                            "learner against the data (and preprocess)") from None
+        self.fitted = True
+
+    def _ready(self, Z, y, features: Features) -> bool:
+        """Whether the first fit can happen: a classifier needs two classes (unless the spec
+        lists them), k-means as many events as clusters. Until then events wait, in order."""
+        if self.task == "classification" and self.classes is not None:
+            return True
+        self.waiting.append((features, y))
+        labels = np.concatenate([w[1] for w in self.waiting]) if y is not None else None
+        rows = sum(len(w[0]) for w in self.waiting)
+        if self.task == "classification":
+            if len(np.unique(labels)) < 2:
+                if rows > 100_000:
+                    raise UserError("the first 100000 labels hold a single class; list every "
+                                    "class in the spec's classes: key")
+                return False
+            self.classes = np.unique(labels)
+        elif self.task == "clustering" and rows < getattr(self.estimator, "n_clusters", 1):
+            return False
+        held = Features.concat([w[0] for w in self.waiting])
+        self.waiting = []
+        self._partial_fit(self.prep.transform(held.num, held.cat), labels)
+        return False  # the batch was learnt with the waiting events
+
+    def _predict(self, Z: np.ndarray) -> Prediction:
+        est = self.estimator
+        name = type(est).__name__
+        if self.task == "clustering":
+            centres = est.cluster_centers_
+            d = (Z * Z).sum(1)[:, None] - 2 * Z @ centres.T + (centres * centres).sum(1)[None]
+            best = d.argmin(1)
+            return Prediction(label=best, value=np.maximum(d[np.arange(len(Z)), best], 0.0))
+        if self.task == "regression":
+            if name in _LINEAR:
+                return Prediction(value=Z @ est.coef_.reshape(-1) + est.intercept_[0])
+            return Prediction(value=np.asarray(self._call("predict", Z), dtype=np.float64))
+        classes = est.classes_
+        if name in _LINEAR:
+            d = Z @ est.coef_.T + est.intercept_
+            if len(classes) == 2:
+                d = d[:, 0]
+                label = classes[(d > 0).astype(np.int64)]
+                proba = None
+                if getattr(est, "loss", None) == "log_loss":
+                    p = _expit(d)
+                    proba = np.column_stack([1 - p, p])
+                return Prediction(label=label, proba=proba)
+            proba = None
+            if getattr(est, "loss", None) == "log_loss":
+                proba = _expit(d)
+                proba /= proba.sum(1, keepdims=True)
+            return Prediction(label=classes[d.argmax(1)], proba=proba)
+        if name == "GaussianNB":
+            jll = np.empty((len(Z), len(classes)))
+            for i in range(len(classes)):
+                var = est.var_[i]
+                jll[:, i] = (np.log(est.class_prior_[i]) - 0.5 * np.log(2 * np.pi * var).sum()
+                             - 0.5 * (((Z - est.theta_[i]) ** 2) / var).sum(1))
+            return Prediction(label=classes[jll.argmax(1)], proba=_softmax(jll))
+        if hasattr(est, "predict_proba"):
+            proba = np.asarray(self._call("predict_proba", Z), dtype=np.float64)
+            return Prediction(label=classes[proba.argmax(1)], proba=proba)
+        return Prediction(label=np.asarray(self._call("predict", Z)))
+
+    def _call(self, method: str, Z):
+        import sklearn
+
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            return getattr(self.estimator, method)(Z)
+
+    def export(self):
+        """A fitted scikit-learn Pipeline (preprocessing, then a copy of the estimator) that
+        reads the raw fields by name: what a checkpoint registers."""
+        from sklearn.pipeline import Pipeline
+
+        return Pipeline([("preprocess", self.prep.export()),
+                         ("model", copy.deepcopy(self.estimator))])
+
+    def convertible(self) -> bool:
+        return self.prep.convertible()
+
+
+def _expit(d: np.ndarray) -> np.ndarray:
+    from scipy.special import expit
+
+    return expit(d)
+
+
+def _softmax(jll: np.ndarray) -> np.ndarray:
+    top = jll.max(1, keepdims=True)
+    e = np.exp(jll - top)
+    return e / e.sum(1, keepdims=True)
+
+
+# -- River -----------------------------------------------------------------------------------
+
+class RiverLearner:
+    """A River estimator or pipeline, predicting and learning one event at a time."""
+
+    def __init__(self, model, task: str, classes: list | None, schema: Schema) -> None:
+        self.model = model
+        self.task = task
+        self.schema = schema
+        self.classes: list = list(classes) if classes else []
+        self.known = set(self.classes)
+        self.fitted = False
+
+    def fresh(self) -> RiverLearner:
+        return RiverLearner(self.model.clone(), self.task, self.classes, self.schema)
+
+    def accepts(self, y: np.ndarray) -> np.ndarray:
+        return np.ones(len(y), dtype=bool)
+
+    def _labels(self, y) -> list:
+        values = y.tolist()
+        if self.task == "classification":
+            for v in values:
+                if v not in self.known:
+                    self.known.add(v)
+                    self.classes.append(v)
+        return values
+
+    def _one(self, x: dict):
+        if self.task == "classification":
+            p = self.model.predict_proba_one(x)
+            return p, (max(p, key=p.get) if p else None)
+        return None, self.model.predict_one(x)
+
+    def _prediction(self, probas: list, outs: list) -> Prediction:
+        n = len(outs)
+        if self.task == "classification":
+            scored = np.fromiter((o is not None for o in outs), dtype=bool, count=n)
+            index = {c: i for i, c in enumerate(self.classes)}
+            proba = np.zeros((n, len(self.classes)))
+            for r, p in enumerate(probas):
+                for c, v in (p or {}).items():
+                    if c in index:
+                        proba[r, index[c]] = v
+            label = np.empty(n, dtype=object)
+            label[:] = outs
+            return Prediction(label=label, proba=proba, scored=scored)
+        value = np.array([np.nan if o is None else o for o in outs], dtype=np.float64)
+        return Prediction(value=value, scored=~np.isnan(value))
+
+    def predict(self, features: Features) -> Prediction | None:
+        if not self.fitted or not len(features):
+            return None
+        probas, outs = zip(*(self._one(x) for x in self.schema.rows(features)), strict=True)
+        return self._prediction(list(probas), list(outs))
+
+    def test_then_train(self, features: Features, y: np.ndarray | None) -> Prediction | None:
+        rows = self.schema.rows(features)
+        labels = self._labels(y)
+        probas, outs = [], []
+        learn, one = self.model.learn_one, self._one
+        for x, target in zip(rows, labels, strict=True):
+            p, out = one(x)
+            probas.append(p)
+            outs.append(out)
+            learn(x, target)
+        fitted, self.fitted = self.fitted, self.fitted or bool(rows)
+        return self._prediction(probas, outs) if fitted or rows else None
+
+    def learn(self, features: Features, y: np.ndarray | None) -> None:
+        learn = self.model.learn_one
+        for x, target in zip(self.schema.rows(features), self._labels(y), strict=True):
+            learn(x, target)
+        self.fitted = self.fitted or bool(len(features))
+
+    def export(self):
+        cls = RiverClassifier if self.task == "classification" else RiverRegressor
+        return cls(copy.deepcopy(self.model), list(self.schema.order), list(self.classes))
+
+    def convertible(self) -> bool:
+        return False
+
+
+class _RiverEstimator(BaseEstimator):
+    """A learnt River model with scikit-learn's ``predict`` over a DataFrame, so that it
+    registers and serves like any other model (stored with joblib only)."""
+
+    def __init__(self, model=None, features=(), classes=()) -> None:
+        self.model = model
+        self.features = features
+        self.classes = classes
+
+    @property
+    def feature_names_in_(self) -> np.ndarray:
+        return np.asarray(self.features, dtype=object)
+
+    def fit(self, X, y=None):
+        raise TypeError("a learnt River model is updated by modelport learn, not refitted")
+
+    def _rows(self, X) -> list[dict]:
+        import pandas as pd
+
+        frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, columns=self.features)
+        records = frame[list(self.features)].to_dict("records")
+        return [{k: v for k, v in r.items() if v is not None and v == v} for r in records]
+
+
+class RiverClassifier(ClassifierMixin, _RiverEstimator):
+    @property
+    def classes_(self) -> np.ndarray:
+        return np.asarray(self.classes)
+
+    def predict_proba(self, X) -> np.ndarray:
+        index = {c: i for i, c in enumerate(self.classes)}
+        rows = self._rows(X)
+        out = np.zeros((len(rows), len(self.classes)))
+        for r, x in enumerate(rows):
+            for c, v in self.model.predict_proba_one(x).items():
+                if c in index:
+                    out[r, index[c]] = v
+        return out
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(1)]
+
+
+class RiverRegressor(RegressorMixin, _RiverEstimator):
+    def predict(self, X) -> np.ndarray:
+        return np.array([self.model.predict_one(x) for x in self._rows(X)], dtype=np.float64)

@@ -1,0 +1,754 @@
+"""The learning loop: read a batch of events, predict it, learn it, score the predictions,
+watch the errors for drift, and checkpoint at the spec's pace.
+
+Everything a restart needs is in :class:`State` (the learner, the evaluation window, the
+drift detector, labels still waiting, the counters and the source position), pickled
+into every checkpoint at a batch boundary. A learner that starts finds the newest
+checkpoint of its model, restores that state and opens its source at the stored position,
+so after a crash (even ``kill -9``) every event is learnt exactly once, and with the same
+batches as an uninterrupted run wherever the source delivers them the same way (a file,
+a stream that already holds the events).
+
+With ``label_delay`` events without a label are predicted as they arrive and wait, by id,
+for their label; a later event carrying the id and the target joins them, is scored
+against the prediction made at arrival, and is learnt with the features that arrived
+first. Events whose label comes with them are predicted and learnt at once.
+
+A learner's first batch holds 16 events and each next one as many as were read before
+it, up to the spec's batch size: the events that arrive before the first fit, which
+nothing can predict, stay few, and the model is young (changing fast) only while batches
+are small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+import signal
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from modelport.errors import UserError
+from modelport.train.online import checkpoint as ckpt
+from modelport.train.online.evaluate import (
+    Window,
+    error_stream,
+    needed,
+    summarise,
+    terms,
+)
+from modelport.train.online.learners import Prediction, effective_params, make_learner
+from modelport.train.online.schema import Features, Schema
+from modelport.train.online.spec import LOWER_IS_BETTER, OnlineSpec
+
+log = logging.getLogger("modelport.learn")
+SAMPLE_ROWS = 1000
+#: events in a learner's first batch; later ones double up to the spec's batch size
+_FIRST_BATCH = 16
+_TERM = {"accuracy": "correct", "log_loss": "log_loss", "mae": "abs_error", "rmse": "sq_error",
+         "inertia": "inertia"}
+#: the term a drift detector watches, by task
+_ERROR_TERM = {"classification": frozenset({"correct"}), "regression": frozenset({"abs_error"}),
+               "clustering": frozenset({"inertia"})}
+
+
+@dataclass
+class Result:
+    """What a run of the learner did."""
+
+    name: str
+    events: int = 0
+    learned: int = 0
+    rejected: int = 0
+    unlabelled: int = 0
+    duplicates: int = 0
+    expired: int = 0
+    unmatched: int = 0
+    seconds: float = 0.0
+    events_per_s: float = 0.0
+    prequential: dict[str, float] = field(default_factory=dict)
+    overall: dict[str, float] = field(default_factory=dict)
+    scored: int = 0
+    checkpoints: list[int] = field(default_factory=list)
+    promoted: list[int] = field(default_factory=list)
+    drifts: int = 0
+    position: Any = None
+    resumed_from: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"events": self.events, "events_per_s": round(self.events_per_s, 1),
+                "prequential": self.prequential, "checkpoints": self.checkpoints,
+                "name": self.name, "learned": self.learned, "rejected": self.rejected,
+                "unlabelled": self.unlabelled, "duplicates": self.duplicates,
+                "expired": self.expired, "unmatched_labels": self.unmatched,
+                "seconds": round(self.seconds, 3), "overall": self.overall,
+                "scored": self.scored,
+                "promoted": self.promoted, "drifts": self.drifts, "position": self.position,
+                "resumed_from": self.resumed_from}
+
+
+class Exemplars:
+    """Rows worth registering with a checkpoint besides the recent ones: where each number
+    was smallest and largest, the first row of every category, a row with each field
+    missing. The signature a checkpoint records (ranges, vocabularies) then covers
+    everything the learner has seen, and the server does not refuse what it learnt from."""
+
+    def __init__(self, n_numeric: int, n_categorical: int, cap: int) -> None:
+        self.low = np.full(n_numeric, np.inf)
+        self.high = np.full(n_numeric, -np.inf)
+        self.cats: list[set] = [set() for _ in range(n_categorical)]
+        self.rows: dict[tuple, tuple[np.ndarray, tuple]] = {}
+        self.cap = cap
+
+    def update(self, f: Features) -> None:
+        if not len(f):
+            return
+        num = f.num
+        if num.shape[1]:
+            missing = np.isnan(num)
+            low = np.where(missing, np.inf, num)
+            high = np.where(missing, -np.inf, num)
+            at_low, at_high = low.argmin(0), high.argmax(0)
+            for j in range(num.shape[1]):
+                i = at_low[j]
+                if low[i, j] < self.low[j]:
+                    self.low[j] = low[i, j]
+                    self._keep(("min", j), f, i)
+                i = at_high[j]
+                if high[i, j] > self.high[j]:
+                    self.high[j] = high[i, j]
+                    self._keep(("max", j), f, i)
+                if ("null", j) not in self.rows and missing[:, j].any():
+                    self._keep(("null", j), f, int(missing[:, j].argmax()))
+        import pandas as pd
+
+        for j, col in enumerate(f.cat):
+            seen = self.cats[j]
+            if len(seen) >= self.cap:
+                continue
+            codes, distinct = pd.factorize(col)
+            new = [k for k, v in enumerate(distinct) if v not in seen]
+            if ("blank", j) not in self.rows and (codes < 0).any():
+                self._keep(("blank", j), f, int(np.argmax(codes < 0)))
+            if not new:
+                continue
+            _, first = np.unique(codes, return_index=True)
+            offset = 1 if (codes < 0).any() else 0  # np.unique puts the -1 of missing first
+            for k in new[:self.cap - len(seen)]:
+                seen.add(distinct[k])
+                self._keep(("cat", j, distinct[k]), f, int(first[k + offset]))
+
+    def _keep(self, key: tuple, f: Features, i: int) -> None:
+        self.rows[key] = (f.num[i].copy(), tuple(c[i] for c in f.cat))
+
+    def features(self, n_categorical: int) -> Features:
+        rows = list(self.rows.values())
+        if not rows:
+            return Features(np.empty((0, len(self.low))),
+                            [np.empty(0, dtype=object) for _ in range(n_categorical)])
+        cat = [np.empty(len(rows), dtype=object) for _ in range(n_categorical)]
+        for r, (_, values) in enumerate(rows):
+            for j, v in enumerate(values):
+                cat[j][r] = v
+        return Features(np.vstack([r[0] for r in rows]), cat)
+
+
+class State:
+    """Everything a checkpoint restores."""
+
+    def __init__(self, spec: OnlineSpec) -> None:
+        self.run = uuid.uuid4().hex
+        self.fingerprint = spec.learning_fingerprint()
+        self.schema: Schema | None = None
+        self.learner = None
+        self.challenger = None
+        self.challenge: dict[str, Any] | None = None
+        self.window: Window | None = None
+        self.detector = None
+        self.drift_config = _drift_config(spec)
+        self.exemplars: Exemplars | None = None
+        self.pending: OrderedDict = OrderedDict()
+        self.seq = 0
+        self.tags = 0
+        self.counts = {k: 0 for k in ("events", "learned", "rejected", "unlabelled",
+                                      "duplicates", "expired", "unmatched")}
+        self.drifts = 0
+        self.position: Any = None
+        # brokers without positions: ids of learnt messages not acknowledged yet (what a
+        # checkpoint covers), and after a restart the ids the last checkpoint covered
+        self.recent_ids: list = []
+        self.covered: set = set()
+        self.last_version: int | None = None
+
+    def tag(self, learner):
+        self.tags += 1
+        learner.tag = self.tags
+        return learner
+
+
+def _drift_config(spec: OnlineSpec):
+    return (spec.drift_detector, repr(sorted(spec.drift_params.items())), spec.drift_action)
+
+
+class Learning:
+    """Drives a :class:`State` batch by batch; the registry only for drift events."""
+
+    def __init__(self, spec: OnlineSpec, state: State, registry) -> None:
+        self.spec = spec
+        self.state = state
+        self.registry = registry
+        self.on_drift = None
+        self._warned: set[str] = set()
+
+    # -- one batch -----------------------------------------------------------------------
+
+    def process(self, batch) -> list:
+        """Learn a batch; returns broker messages to acknowledge at once (duplicates of
+        events a checkpoint already covers)."""
+        st, spec = self.state, self.spec
+        unreadable = len(batch.unreadable)
+        st.counts["events"] += batch.n + unreadable
+        st.counts["rejected"] += unreadable
+        if unreadable:
+            self._warn("unreadable", f"events that cannot be decoded are skipped, e.g.: "
+                       f"{batch.unreadable[0]}")
+        st.seq += unreadable
+        if batch.n == 0:
+            return []
+        ack_now: list = []
+        if st.covered and batch.ids is not None:
+            batch, ack_now = self._drop_duplicates(batch)
+            if batch.n == 0:
+                return ack_now
+        if st.schema is None:
+            self._start(batch)
+        n = batch.n
+        features, bad = st.schema.extract(batch.column, n)
+        if features.num.shape[1]:
+            # an infinity would spoil the weights; so would a gap nothing imputes
+            spoilt = np.isnan(features.num) if spec.numeric == "none" and not spec.river \
+                else np.zeros_like(features.num, dtype=bool)
+            bad |= (spoilt | np.isinf(features.num)).any(1)
+        y, has = _target(batch.column(spec.target) if spec.target else None, n, spec.task)
+        seq = st.seq + np.arange(n)
+        st.seq += n
+        if bad.any():
+            st.counts["rejected"] += int(bad.sum())
+            self._warn("bad", "events with a value of the wrong kind (text in a numeric field, "
+                       "a list or an object, an infinite number, a missing number when "
+                       "preprocess.numeric is none) are skipped")
+        ok = ~bad
+        if spec.label_delay is None:
+            learn = np.flatnonzero(ok & has)
+            st.counts["unlabelled"] += int((ok & ~has).sum())
+            if len(learn):
+                self._learn(seq[learn], _take(features, learn, n), y[learn])
+        else:
+            self._delayed(batch, features, y, has, ok, seq)
+        return ack_now
+
+    def _start(self, batch) -> None:
+        st, spec = self.state, self.spec
+        st.schema = Schema.infer(spec, batch.sample())
+        st.learner = st.tag(make_learner(spec, st.schema))
+        st.window = Window(spec.task, spec.metrics, spec.window, len(st.schema.numeric),
+                           len(st.schema.categorical))
+        st.exemplars = Exemplars(len(st.schema.numeric), len(st.schema.categorical),
+                                 2 * spec.max_categories)
+        if spec.drift_detector:
+            from modelport.train.online.drift import make_detector
+
+            st.detector = make_detector(spec)
+        log.info("learning %s from %s: numeric %s, categorical %s", spec.name,
+                 spec.source.describe(), st.schema.numeric, st.schema.categorical)
+
+    def _drop_duplicates(self, batch):
+        """Drop events a checkpoint already covers (delivered again after a crash between
+        the checkpoint and its acknowledgement); their messages are acknowledged at once."""
+        covered = self.state.covered
+        keep = [i for i, m in enumerate(batch.ids) if m is None or m not in covered]
+        if len(keep) == batch.n:
+            return batch, []
+        self.state.counts["duplicates"] += batch.n - len(keep)
+        again = [m for m in batch.messages if m.id is not None and m.id in covered]
+        rest = batch.take(keep)
+        rest.ids = [batch.ids[i] for i in keep]
+        return rest, again
+
+    def _learners(self) -> list:
+        st = self.state
+        return [st.learner] + ([st.challenger] if st.challenger is not None else [])
+
+    def _learn(self, seq: np.ndarray, features: Features, y: np.ndarray) -> None:
+        st = self.state
+        accepted = st.learner.accepts(y)
+        if not accepted.all():
+            st.counts["rejected"] += int((~accepted).sum())
+            self._warn("class", f"labels outside the classes {_classes(st.learner)} are "
+                       "skipped; list every class in the spec's classes:")
+            keep = np.flatnonzero(accepted)
+            seq, features, y = seq[keep], features.take(keep), y[keep]
+            if not len(seq):
+                return
+        predictions = {L.tag: L.test_then_train(features, y) for L in self._learners()}
+        self._score(seq, features, y, predictions)
+
+    def _score(self, seq, features: Features, y, predictions: dict) -> None:
+        st, spec = self.state, self.spec
+        n = len(seq)
+        wanted = needed(spec.metrics) | _ERROR_TERM[spec.task] if st.detector is not None \
+            else needed(spec.metrics)
+        main = terms(spec.task, y, predictions.get(st.learner.tag), _classes(st.learner), n,
+                     wanted)
+        other = None
+        if st.challenger is not None:
+            other = terms(spec.task, y, predictions.get(st.challenger.tag),
+                          _classes(st.challenger), n, wanted)
+        st.window.add(seq, features, y, main, other)
+        st.exemplars.update(features)
+        st.counts["learned"] += n
+        if other is not None:
+            self._challenge(main, other, n)
+        if st.detector is not None:
+            at = st.detector.watch(error_stream(spec.task, main))
+            if at is not None:
+                self._drift(int(seq[at]))
+
+    # -- delayed labels ------------------------------------------------------------------
+
+    def _delayed(self, batch, features: Features, y, has, ok, seq) -> None:
+        st, spec = self.state, self.spec
+        ids = batch.column(spec.id)
+        ids = [None] * batch.n if ids is None else list(ids.tolist()
+                                                         if isinstance(ids, np.ndarray) else ids)
+        waiting = np.flatnonzero(ok & ~has)
+        keyed = np.array([i for i in waiting if _present(ids[i])], dtype=np.int64)
+        st.counts["unlabelled"] += len(waiting) - len(keyed)
+        if len(keyed):
+            part = features.take(keyed)
+            made = {L.tag: L.predict(part) for L in self._learners()}
+            for j, i in enumerate(keyed.tolist()):
+                key = ids[i]
+                st.pending.pop(key, None)
+                st.pending[key] = (int(seq[i]), part.num[j].copy(), tuple(c[j] for c in part.cat),
+                                   {tag: _row(p, j) for tag, p in made.items()})
+        labelled = np.flatnonzero(ok & has)
+        joined, direct = [], []
+        blank = np.isnan(features.num).all(1)
+        for c in features.cat:
+            blank &= np.fromiter((v is None for v in c), dtype=bool, count=len(c))
+        for i in labelled.tolist():
+            entry = st.pending.pop(ids[i], None) if _present(ids[i]) else None
+            if entry is not None:
+                joined.append((entry, i))
+            elif blank[i]:
+                st.counts["unmatched"] += 1  # a label for an event never seen, or expired
+            else:
+                direct.append(i)
+        if joined:
+            self._join(joined, y)
+        if direct:
+            index = np.asarray(direct)
+            self._learn(seq[index], features.take(index), y[index])
+        limit = st.seq - spec.label_delay
+        while st.pending:
+            key, entry = next(iter(st.pending.items()))
+            if entry[0] >= limit:
+                break
+            st.pending.popitem(last=False)
+            st.counts["expired"] += 1
+
+    def _join(self, joined: list, y: np.ndarray) -> None:
+        st = self.state
+        index = np.array([i for _, i in joined])
+        labels = y[index]
+        accepted = st.learner.accepts(labels)
+        if not accepted.all():
+            st.counts["rejected"] += int((~accepted).sum())
+            joined = [j for j, a in zip(joined, accepted, strict=True) if a]
+            labels = labels[accepted]
+            if not joined:
+                return
+        k = len(st.schema.categorical)
+        num = np.vstack([e[1] for e, _ in joined])
+        cat = [np.empty(len(joined), dtype=object) for _ in range(k)]
+        for r, (e, _) in enumerate(joined):
+            for j in range(k):
+                cat[j][r] = e[2][j]
+        features = Features(num, cat)
+        seq = np.array([e[0] for e, _ in joined], dtype=np.int64)
+        predictions = {}
+        for L in self._learners():
+            predictions[L.tag] = _stacked([e[3].get(L.tag) for e, _ in joined], _classes(L),
+                                          self.spec.task)
+            L.learn(features, labels)
+        self._score(seq, features, labels, predictions)
+
+    # -- drift ---------------------------------------------------------------------------
+
+    def _drift(self, at: int) -> None:
+        st, spec = self.state, self.spec
+        st.drifts += 1
+        action = spec.drift_action
+        detail = {"at_event": at, "detector": st.detector.name, "action": action}
+        if action == "reset":
+            st.learner = st.tag(st.learner.fresh())
+        elif action == "challenger":
+            if st.challenger is not None:
+                detail["action"] = action = "ignored (a challenger is already learning)"
+            else:
+                st.challenger = st.tag(st.learner.fresh())
+                st.challenge = {"since": at, "events": 0, "main": [0.0, 0], "other": [0.0, 0]}
+        if spec.drift_action != "alert":
+            from modelport.train.online.drift import make_detector
+
+            st.detector = make_detector(spec)
+        log.warning("drift detected by %s at event %d: %s", detail["detector"], at, action)
+        self._event("online-drift", detail)
+        if self.on_drift is not None:
+            self.on_drift(spec.drift_action)
+
+    def _challenge(self, main: dict, other: dict, n: int) -> None:
+        st, spec = self.state, self.spec
+        term = _TERM[spec.promotion_metric]
+        a, b = main.get(term), other.get(term)
+        c = st.challenge
+        c["events"] += n
+        if a is not None and b is not None:
+            both = ~np.isnan(a) & ~np.isnan(b)
+            c["main"][0] += float(a[both].sum())
+            c["main"][1] += int(both.sum())
+            c["other"][0] += float(b[both].sum())
+            c["other"][1] += int(both.sum())
+        compared = c["other"][1]
+        if compared >= spec.drift_min_events:
+            mine = summarise([spec.promotion_metric],
+                             {term: np.array([c["main"][0] / compared])})[spec.promotion_metric]
+            theirs = summarise([spec.promotion_metric],
+                               {term: np.array([c["other"][0] / compared])})[spec.promotion_metric]
+            lower = spec.promotion_metric in LOWER_IS_BETTER
+            if (theirs < mine) if lower else (theirs > mine):
+                st.learner, st.challenger, st.challenge = st.challenger, None, None
+                st.window.promote_other(c["since"])
+                log.warning("the challenger learner wins (%s %.4f vs %.4f over %d events) and "
+                            "replaces the learner", spec.promotion_metric, theirs, mine, compared)
+                self._event("online-challenger", {"outcome": "won", "metric": spec.promotion_metric,
+                                                  "challenger": theirs, "learner": mine,
+                                                  "events": compared})
+                return
+        if c["events"] >= spec.drift_max_events:
+            log.info("the challenger learner did not win within %d events; dropped",
+                     spec.drift_max_events)
+            self._event("online-challenger", {"outcome": "dropped", "events": c["events"]})
+            st.challenger, st.challenge = None, None
+            st.window.other = {}
+
+    def _event(self, kind: str, data: dict) -> None:
+        try:
+            self.registry.record_event(self.spec.name, kind, data)
+        except Exception as exc:  # noqa: BLE001 - an event that cannot be recorded is logged
+            log.warning("could not record %s in the registry: %s", kind, exc)
+
+    def _warn(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message)
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def payload(self, formats: tuple[str, ...], acks: int) -> ckpt.Payload:
+        """The checkpoint of the state as it is now, copied so learning can go on."""
+        st, spec = self.state, self.spec
+        state = pickle.dumps(st, protocol=pickle.HIGHEST_PROTOCOL)
+        seq, recent, y, values = st.window.rows()
+        frame = st.schema.frame(recent)
+        extra = st.exemplars.features(len(st.schema.categorical))
+        room = max(SAMPLE_ROWS - len(extra), 0)
+        tail = recent.take(slice(max(len(recent) - room, 0), len(recent)))
+        sample = st.schema.frame(Features.concat([extra, tail]) if len(extra) else tail)
+        params = {"estimator": spec.estimator, **effective_params(spec)}
+        if spec.pipeline:
+            params["pipeline"] = [p for p, _ in spec.pipeline]
+        return ckpt.Payload(
+            state=state, model=st.learner.export(), sample=sample,
+            metrics=st.window.values(), params=params, position=st.position, seq=st.seq,
+            counts=dict(st.counts), window=(seq, frame, y, values),
+            classes=_classes(st.learner), formats=formats, run=st.run,
+            fingerprint=st.fingerprint, parent=st.last_version, acks=acks)
+
+
+def _take(features: Features, index: np.ndarray, n: int) -> Features:
+    return features if len(index) == n else features.take(index)
+
+
+def _present(value) -> bool:
+    return value is not None and not (isinstance(value, float) and value != value)
+
+
+def _classes(learner):
+    classes = getattr(learner, "classes", None)
+    if classes is None:
+        return None
+    return list(classes.tolist() if isinstance(classes, np.ndarray) else classes)
+
+
+def _target(raw, n: int, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """The labels of a batch (aligned with its events) and which events have one."""
+    if task == "clustering":
+        return np.zeros(n), np.ones(n, dtype=bool)
+    if raw is None:
+        return np.zeros(n), np.zeros(n, dtype=bool)
+    if isinstance(raw, np.ndarray) and raw.dtype.kind in "biuf":
+        if raw.dtype.kind == "f":
+            return raw, np.isfinite(raw)
+        return raw, np.ones(n, dtype=bool)
+    values = raw.tolist() if isinstance(raw, np.ndarray) else list(raw)
+    has = np.fromiter((_present(v) for v in values), dtype=bool, count=n)
+    present = [v for v, h in zip(values, has, strict=True) if h]
+    if task == "regression":
+        y = np.full(n, np.nan)
+        try:
+            y[has] = np.asarray(present, dtype=np.float64)
+        except (TypeError, ValueError):
+            y[has] = [_float(v) for v in present]
+        has &= np.isfinite(y)
+        return y, has
+    typed = np.asarray(present) if present else np.empty(0)
+    y = np.empty(n, dtype=typed.dtype if typed.dtype.kind in "biufU" else object)
+    if y.dtype.kind in "biuf":
+        y[:] = 0
+    y[has] = typed
+    return y, has
+
+
+def _float(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def _row(prediction: Prediction | None, j: int):
+    """One event's prediction, stored while its label is on the way."""
+    if prediction is None or (prediction.scored is not None and not prediction.scored[j]):
+        return None
+    return (None if prediction.label is None else prediction.label[j],
+            None if prediction.proba is None else prediction.proba[j].copy(),
+            None if prediction.value is None else float(prediction.value[j]))
+
+
+def _stacked(rows: list, classes, task: str) -> Prediction | None:
+    """Stored predictions as one :class:`Prediction` (events predicted before the learner
+    had learnt anything are marked unscored)."""
+    n = len(rows)
+    scored = np.array([r is not None for r in rows], dtype=bool)
+    if not scored.any():
+        return None
+    if task == "regression":
+        return Prediction(value=np.array([r[2] if r else np.nan for r in rows]), scored=scored)
+    label = np.empty(n, dtype=object)
+    label[:] = [r[0] if r else None for r in rows]
+    value = None
+    if task == "clustering":
+        value = np.array([r[2] if r else np.nan for r in rows])
+        return Prediction(label=label, value=value, scored=scored)
+    proba = None
+    width = len(classes or [])
+    if all(r is None or r[1] is not None for r in rows) and width:
+        proba = np.zeros((n, width))
+        for i, r in enumerate(rows):
+            if r is not None:
+                proba[i, :len(r[1])] = r[1]
+    return Prediction(label=label, proba=proba, scored=scored)
+
+
+# -- the run -----------------------------------------------------------------------------
+
+def resume(spec: OnlineSpec, registry, fresh: bool = False) -> tuple[State, Any]:
+    """The state to start from: the newest checkpoint's (unless ``fresh``), else a new one."""
+    found = None if fresh else ckpt.latest(registry, spec.name)
+    if found is None:
+        return State(spec), None
+    version, blob = found
+    state: State = pickle.loads(blob)
+    if state.fingerprint != spec.learning_fingerprint():
+        raise UserError(
+            f"{spec.label}: {spec.name}/{version.version} was learnt under a different spec "
+            "(its source, target, features, id, classes, learner or preprocess differ); pass "
+            "--fresh to learn from scratch, or give the model another name")
+    state.last_version = version.version
+    state.covered, state.recent_ids = set(state.recent_ids) - {None}, []
+    if state.window is not None and (state.window.size != spec.window
+                                     or state.window.metrics != spec.metrics):
+        old = state.window
+        state.window = Window(spec.task, spec.metrics, spec.window, old.num.shape[1],
+                              len(old.cat))
+    if _drift_config(spec) != state.drift_config:
+        from modelport.train.online.drift import make_detector
+
+        state.drift_config = _drift_config(spec)
+        state.detector = make_detector(spec) if spec.drift_detector and state.schema else None
+        state.challenger, state.challenge = None, None
+    if spec.checkpoint_alias not in version.aliases:
+        registry.set_alias(spec.name, version.version, spec.checkpoint_alias,
+                           reason="learner resumed from this checkpoint")
+    log.info("resuming %s from checkpoint %s/%s (%d events learnt, position %s)", spec.name,
+             spec.name, version.version, state.counts["learned"], state.position)
+    return state, version
+
+
+async def run(spec: OnlineSpec, *, follow: bool = False, fresh: bool = False, registry=None,
+              stop: asyncio.Event | None = None, metrics_port: int | None = None) -> Result:
+    """Learn from the spec's source until it ends (or ``stop`` is set, or SIGTERM/SIGINT),
+    checkpointing on the way and once at the end; return what this run did.
+
+    OpenMP runs one thread meanwhile: on batches of a few hundred events, waking threads
+    costs more than they save (k-means' assignment step took 40 times longer with two).
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return await _run(spec, follow=follow, fresh=fresh, registry=registry, stop=stop,
+                          metrics_port=metrics_port)
+
+
+async def _run(spec: OnlineSpec, *, follow: bool, fresh: bool, registry,
+               stop: asyncio.Event | None, metrics_port: int | None) -> Result:
+    from modelport.registry import Registry
+    from modelport.train.online.sources import open_source
+
+    registry = registry or Registry()
+    source = open_source(spec, follow)
+    state, resumed = resume(spec, registry, fresh)
+    learning = Learning(spec, state, registry)
+    writer = ckpt.Checkpointer(spec, registry)
+    prom = None
+    if metrics_port:
+        from modelport.train.online.prometheus import Prometheus
+
+        prom = Prometheus(metrics_port, spec.name)
+        learning.on_drift = prom.drift
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    result = Result(spec.name, resumed_from=resumed.version if resumed else None)
+    start_counts = dict(state.counts)
+    await source.open(state.position)
+    window = getattr(source, "window", None)
+    unacked: list = []
+    last_seq, last_time = state.seq, time.monotonic()
+    first = last = None
+    first_events = 0
+    next_report = 0.0
+    wait_s = spec.max_wait_ms / 1000
+    failed = False
+
+    async def settle(written) -> None:
+        if written is None:
+            return
+        result.checkpoints.append(written.version)
+        if written.promoted:
+            result.promoted.append(written.version)
+        state.last_version = written.version
+        if written.acks:
+            done = unacked[:written.acks]
+            del unacked[:written.acks]
+            del state.recent_ids[:written.acks]
+            state.covered = set()  # what a restart found again is acknowledged by now
+            await source.acknowledge(done)
+        if prom is not None:
+            prom.checkpoint(written.version, written.promoted)
+
+    def submit() -> None:
+        nonlocal last_seq, last_time
+        formats = ckpt.formats_for(spec, state.learner.convertible())
+        writer.submit(learning.payload(formats, len(unacked)))
+        last_seq, last_time = state.seq, time.monotonic()
+
+    try:
+        while not stop.is_set():
+            # the first batches grow from a few events to the batch size, so that the
+            # events before the learner's first fit, which nothing can predict, stay few
+            size = min(spec.batch_size, max(_FIRST_BATCH, state.seq))
+            batch = await source.read(size, wait_s)
+            if batch is None:
+                break
+            if batch.n or batch.unreadable:
+                ack_now = learning.process(batch)
+                if batch.messages:
+                    again = {id(m) for m in ack_now}
+                    held = [m for m in batch.messages if id(m) not in again]
+                    unacked.extend(held)
+                    state.recent_ids.extend(m.id for m in held)
+                if ack_now:
+                    await source.acknowledge(ack_now)
+                last = time.perf_counter()
+                if first is None:  # speed is counted from here: start-up is behind us
+                    first, first_events = last, state.counts["events"] - start_counts["events"]
+            if batch.position is not None:
+                state.position = batch.position
+            await settle(writer.poll())
+            if state.learner is None:
+                continue
+            now = time.monotonic()
+            fresh_events = state.seq - last_seq
+            forced = window is not None and \
+                len(unacked) >= max(window - 2 * spec.batch_size, window // 2, 1)
+            due = fresh_events >= spec.every_events or forced or (
+                fresh_events > 0 and spec.every_seconds is not None
+                and now - last_time >= spec.every_seconds)
+            if due:
+                if writer.busy and forced:
+                    await settle(await asyncio.to_thread(writer.poll, True))
+                if not writer.busy:
+                    submit()
+            if prom is not None and now >= next_report:
+                next_report = now + 1.0
+                prom.update(_run_counts(state.counts, start_counts),
+                            state.window.values() if state.window else {}, len(state.pending),
+                            state.seq)
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        try:
+            await settle(await asyncio.to_thread(writer.poll, True))
+            if not failed and state.learner is not None and state.seq > last_seq:
+                submit()
+                await settle(await asyncio.to_thread(writer.poll, True))
+        finally:
+            writer.close()
+            await source.close()
+    counts = _run_counts(state.counts, start_counts)
+    result.events = counts["events"]
+    result.learned = counts["learned"]
+    result.rejected = counts["rejected"]
+    result.unlabelled = counts["unlabelled"]
+    result.duplicates = counts["duplicates"]
+    result.expired = counts["expired"]
+    result.unmatched = counts["unmatched"]
+    result.seconds = (last - first) if first is not None and last is not None else 0.0
+    timed = result.events - first_events
+    result.events_per_s = timed / result.seconds if result.seconds > 0 else 0.0
+    result.prequential = state.window.values() if state.window else {}
+    result.overall = state.window.overall() if state.window else {}
+    result.scored = state.window.scored_total() if state.window else 0
+    result.drifts = state.drifts
+    result.position = state.position
+    if prom is not None:
+        prom.update(counts, result.prequential, len(state.pending), state.seq)
+    return result
+
+
+def _run_counts(now: dict, start: dict) -> dict:
+    return {k: v - start.get(k, 0) for k, v in now.items()}
