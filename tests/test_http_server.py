@@ -4,6 +4,7 @@ graceful shutdown, and command-line errors."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import signal
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import need_module
+from conftest import cached_venv, need_module
 from zoo import build, data
 
 need_module("uvicorn", "http")
@@ -126,6 +127,37 @@ def test_triton_client_speaks_v2_to_the_server(server):
         result = client.infer("churn", inputs, outputs=[http.InferRequestedOutput(
             "proba", binary_data=False)])
         np.testing.assert_allclose(result.as_numpy("proba"), expected, atol=1e-4)
+
+
+#: MLflow's own scoring client, in an environment of its own (MLflow pins what it likes)
+MLFLOW = ["mlflow-skinny==3.17.2", "pandas", "scipy", "requests"]
+MLFLOW_CLIENT = """
+import json, sys
+import pandas as pd
+from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+
+client = ScoringServerClient("127.0.0.1", int(sys.argv[1]))
+client.wait_server_ready(timeout=30)
+frame = pd.read_json(sys.argv[2], orient="records", lines=True)
+print(json.dumps(client.invoke(frame).get_predictions(predictions_format="ndarray").tolist()))
+"""
+
+
+def test_mlflow_scoring_client_gets_the_models_labels(server, tmp_path):
+    import modelport
+
+    python = cached_venv("mlflow", MLFLOW)
+    register()
+    srv = server("churn@production")
+    frame = data()[0].head(20)
+    frame.to_json(tmp_path / "rows.jsonl", orient="records", lines=True)
+    proc = subprocess.run([str(python), "-c", MLFLOW_CLIENT, str(srv.port),
+                           str(tmp_path / "rows.jsonl")],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout)
+    expected = modelport.load("churn@production", format="joblib").predict(frame)
+    assert [str(v) for v in got] == [str(v) for v in expected]
 
 
 def test_alias_move_under_load_fails_no_request_and_switches_within_seconds(
