@@ -57,12 +57,7 @@ def train(spec: str | Path | Mapping[str, Any] | Spec, registry: Registry | None
         check_alias(alias)  # before the work, not after it
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     frame = read_table(spec.source, base=spec.base)
-    features = spec.feature_columns(list(frame.columns))
-    numeric, categorical, other = column_kinds(frame, features)
-    if other:
-        kinds = ", ".join(f"{c} ({frame[c].dtype})" for c in other)
-        raise spec.fail("data.features", f"column(s) {kinds} are neither numbers nor strings; "
-                        "list data.features without them or convert them in the source")
+    features, numeric, categorical = feature_kinds(spec, frame)
     used = list(dict.fromkeys(c for c in (spec.id, *features, spec.target) if c))
     frame = frame[used]
     read_rows = len(frame)
@@ -178,6 +173,18 @@ def _categoricals_as_strings(frame, categorical: list[str]):
     for name in categorical:
         frame[name] = frame[name].astype("str")
     return frame
+
+
+def feature_kinds(spec: Spec, frame) -> tuple[list[str], list[str], list[str]]:
+    """The spec's feature columns in ``frame`` and which are numeric and categorical; a
+    column that is neither is refused naming ``data.features``."""
+    features = spec.feature_columns(list(frame.columns))
+    numeric, categorical, other = column_kinds(frame, features)
+    if other:
+        kinds = ", ".join(f"{c} ({frame[c].dtype})" for c in other)
+        raise spec.fail("data.features", f"column(s) {kinds} are neither numbers nor strings; "
+                        "list data.features without them or convert them in the source")
+    return features, numeric, categorical
 
 
 def _check_target(spec: Spec, y) -> None:

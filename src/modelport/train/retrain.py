@@ -125,6 +125,7 @@ def _run(spec: Spec, reg: Registry, result: dict[str, Any]) -> None:
         _check_target,
         _split,
         evaluate,
+        feature_kinds,
     )
     from modelport.train.preprocess import build_pipeline, column_kinds
 
@@ -133,12 +134,7 @@ def _run(spec: Spec, reg: Registry, result: dict[str, Any]) -> None:
     frame = read_table(spec.source, base=spec.base)
     read_rows = len(frame)
     frame = _window(spec, frame)
-    features = spec.feature_columns(list(frame.columns))
-    numeric, categorical, other = column_kinds(frame, features)
-    if other:
-        kinds = ", ".join(f"{c} ({frame[c].dtype})" for c in other)
-        raise spec.fail("data.features", f"column(s) {kinds} are neither numbers nor strings; "
-                        "list data.features without them or convert them in the source")
+    features, numeric, categorical = feature_kinds(spec, frame)
     frame = frame[frame[spec.target].notna()].reset_index(drop=True)
     # every string column as the models are fed, since the champion may read other columns
     _, strings, _ = column_kinds(frame, [c for c in frame.columns if c != spec.target])
