@@ -25,15 +25,14 @@ scikit-learn. Run::
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 # the other benchmarks in this folder (http.py...) must not shadow standard modules
@@ -179,17 +178,18 @@ public final class BenchChurn {
 """
 
 
+@functools.cache
+def _bench_compile():
+    spec = importlib.util.spec_from_file_location("modelport_bench_compile",
+                                                  Path(__file__).with_name("compile.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def single_row_us(fn, rows, calls: int) -> float:
-    """Median microseconds of ``fn(row)`` over ``calls`` calls cycling through ``rows``."""
-    for r in rows[:20]:
-        fn(r)
-    times = []
-    for i in range(calls):
-        r = rows[i % len(rows)]
-        t0 = time.perf_counter()
-        fn(r)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e6
+    """Median microseconds of ``fn(row)``: the timing loop of ``benchmarks/compile.py``."""
+    return _bench_compile().single_row_us(fn, rows, calls)
 
 
 def load_example(name: str):

@@ -257,6 +257,19 @@ class Enrich:
         return [{**stored.get(e.get(self.key), {}), **e} for e in events]
 
 
+def stop_on_signals(stop: asyncio.Event | None = None) -> asyncio.Event:
+    """``stop`` (a new event if None), set by SIGTERM or SIGINT so a running loop drains
+    and exits cleanly; outside the main thread signals stay as they are."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    return stop
+
+
 async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str | None = None,
               group: str = "modelport", batch: int = 500, max_wait_ms: float = 20.0,
               fmt: str = "json", enrich: str | None = None, poll_seconds: float = 2.0,
@@ -294,13 +307,7 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
         plog = PredictionLogger(log_url, sample=log_sample, source="stream",
                                 on_drop=prom.log_dropped.inc if prom else None)
     stats = Stats()
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread
-            pass
+    stop = stop_on_signals(stop)
     for part in (source, sink, dead):
         if part is not None:
             await part.connect()

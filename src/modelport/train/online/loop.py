@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import pickle
-import signal
 import time
 import uuid
 from collections import OrderedDict
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import UserError
+from modelport.serve.stream import stop_on_signals
 from modelport.train.online import checkpoint as ckpt
 from modelport.train.online.evaluate import (
     Window,
@@ -634,13 +634,7 @@ async def _run(spec: OnlineSpec, *, follow: bool, fresh: bool, registry,
 
         prom = Prometheus(metrics_port, spec.name)
         learning.on_drift = prom.drift
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread
-            pass
+    stop = stop_on_signals(stop)
     result = Result(spec.name, resumed_from=resumed.version if resumed else None)
     start_counts = dict(state.counts)
     await source.open(state.position)
