@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,18 +16,11 @@ import pytest
 
 from modelport.registry import Registry
 from modelport.train.online import learn
+from test_http_server import MODELPORT, free_port
 
 from conftest import need_module, port_open, unavailable
 
-need_module("uvicorn", "http")
 httpx = need_module("httpx", "dev")
-MODELPORT = str(Path(sys.executable).with_name("modelport"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def customers(n: int, seed: int, drift: float = 0.0) -> list[dict]:

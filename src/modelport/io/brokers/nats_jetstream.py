@@ -47,6 +47,15 @@ async def _ensure_stream(js, subject: str, name: str | None) -> str:
     return name
 
 
+async def _fetch(sub, n: int, wait_s: float) -> list:
+    """Up to ``n`` messages from a pull subscription, waiting at most ``wait_s``."""
+    errors = require("nats.errors", "brokers", "NATS JetStream")
+    try:
+        return await sub.fetch(n, timeout=max(wait_s, 0.01))
+    except (TimeoutError, errors.TimeoutError):
+        return []
+
+
 class Source:
     """A durable pull consumer named after the group."""
 
@@ -70,11 +79,7 @@ class Source:
                                                 stream=self.stream, config=config)
 
     async def read(self, n: int, wait_s: float) -> list[Message]:
-        errors = require("nats.errors", "brokers", "NATS JetStream")
-        try:
-            msgs = await self.sub.fetch(n, timeout=max(wait_s, 0.01))
-        except (TimeoutError, errors.TimeoutError):
-            return []
+        msgs = await _fetch(self.sub, n, wait_s)
         now = time.time()
         return [Message(id=str(m.metadata.sequence.stream), payload=m.data, token=m,
                         received=now) for m in msgs]
@@ -119,11 +124,7 @@ class Reader:
                                                 config=config)
 
     async def read(self, n: int, wait_s: float) -> list[Message]:
-        errors = require("nats.errors", "brokers", "NATS JetStream")
-        try:
-            msgs = await self.sub.fetch(n, timeout=max(wait_s, 0.01))
-        except (TimeoutError, errors.TimeoutError):
-            return []
+        msgs = await _fetch(self.sub, n, wait_s)
         now = time.time()
         out = [Message(id=str(m.metadata.sequence.stream), payload=m.data, received=now)
                for m in msgs]
