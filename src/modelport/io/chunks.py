@@ -73,13 +73,7 @@ class ChunkSource:
 
         pending: list = []
         held = 0
-        for batch in batches:
-            if skip_rows:
-                if batch.num_rows <= skip_rows:
-                    skip_rows -= batch.num_rows
-                    continue
-                batch = batch.slice(skip_rows)
-                skip_rows = 0
+        for batch in _dropping(batches, skip_rows):
             while batch.num_rows:
                 take = min(batch.num_rows, self.chunk_rows - held)
                 pending.append(batch.slice(0, take))
@@ -90,6 +84,18 @@ class ChunkSource:
                     pending, held = [], 0
         if held:
             yield pa.Table.from_batches(pending).combine_chunks()
+
+
+def _dropping(batches: Iterator[Any], rows: int) -> Iterator[Any]:
+    """``batches`` without their first ``rows`` rows."""
+    for batch in batches:
+        if rows:
+            if batch.num_rows <= rows:
+                rows -= batch.num_rows
+                continue
+            batch = batch.slice(rows)
+            rows = 0
+        yield batch
 
 
 def open_source(source, chunk_rows: int = 100_000, columns: Sequence[str] | None = None, *,
@@ -189,15 +195,10 @@ class ParquetSource(ChunkSource):
                     continue
                 groups.append(g)
             try:
-                for batch in f.iter_batches(batch_size=max(self.chunk_rows, 1024),
-                                            row_groups=groups, columns=self.columns):
-                    if skip_rows:
-                        if batch.num_rows <= skip_rows:
-                            skip_rows -= batch.num_rows
-                            continue
-                        batch = batch.slice(skip_rows)
-                        skip_rows = 0
-                    yield batch
+                yield from _dropping(f.iter_batches(batch_size=max(self.chunk_rows, 1024),
+                                                    row_groups=groups, columns=self.columns),
+                                     skip_rows)
+                skip_rows = 0  # the groups read held more rows than were left to skip
             except (pa.ArrowInvalid, OSError) as exc:
                 raise UserError(f"cannot read {path} as Parquet: {_first_line(exc)}") from None
 
