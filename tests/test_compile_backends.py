@@ -35,6 +35,13 @@ from conftest import need_module, port_open, unavailable
 TOL = 1e-9
 CHURN = "churn_hgb300"
 MODELS = (*FAMILIES, CHURN)
+#: the float64 tree ensembles among them, and the models with a categorical input
+TREES = tuple(n for n in MODELS if "xgboost" not in n and any(
+    w in n for w in ("tree", "forest", "hgb", "lightgbm", "gradient_boosting")))
+CATEGORICAL = ("logistic_binary_strings", "logistic_multinomial", "linear_regression", "ridge",
+               "sgd_log_multiclass", "sgd_regressor", "extra_trees", "hgb_multiclass",
+               "hgb_native_categorical_strings", "hgb_categorical_codes", "gaussian_nb",
+               "kmeans", "gradient_boosting_multiclass", CHURN)
 LANGUAGES = ("python", "javascript", "c", "java", "go")
 DIALECTS = ("postgresql", "mysql", "sqlite")
 
@@ -146,6 +153,59 @@ def test_compiled_numpy_runtime_matches_scikit_learn(name):
                 np.testing.assert_allclose(one[key][0], values[i], rtol=0, atol=TOL)
             else:
                 assert one[key][0] == values[i]
+
+
+@pytest.mark.parametrize("name", TREES)
+def test_native_tree_walk_matches_the_numpy_walk(name, monkeypatch):
+    """Batches walk trees in onnxruntime's float64 operator: the same leaves as NumPy's walk."""
+    from modelport.formats import compiled
+
+    model, sig, frame, model_ir, _ = case(name)
+    assert model_ir.model.kind == "tree_ensemble" and not refuses(name)
+    data = compiled.convert(model, sig, frame)
+    native = compiled.load(data, sig)
+    monkeypatch.setenv("MODELPORT_NUMPY_TREES", "1")
+    walked = compiled.load(data, sig)
+    forest = native._prepared._program._score
+    has_categorical = any(t.categories and any(c is not None for c in t.categories)
+                          for t in model_ir.model.trees)
+    assert (forest.native is None) == has_categorical
+    assert walked._prepared._program._score.native is None
+    a, b = native.run(frame), walked.run(frame)
+    for key, values in b.items():
+        if values.dtype.kind == "f":
+            np.testing.assert_allclose(a[key], values, rtol=0, atol=1e-12)
+        else:
+            np.testing.assert_array_equal(a[key], values)
+
+
+@pytest.mark.parametrize("name", CATEGORICAL)
+def test_dictionary_encoded_columns_score_as_strings(name):
+    """Columnar readers hand categories over as words + codes; the scores do not change."""
+    from modelport.formats import compiled
+    from modelport.predictor import Coded
+
+    model, sig, frame, _, _ = case(name)
+    assert sig.categorical and not refuses(name)
+    predictor = compiled.load(compiled.convert(model, sig, frame), sig)
+    cols = sig.columns(frame)
+    coded = dict(cols)
+    for c in sig.categorical:
+        values = cols[c]
+        missing = np.array([not isinstance(v, str) for v in values])
+        # an unseen word too, as a new file may hold
+        words = np.array(sorted({v for v in values[~missing]}) + ["never seen"], dtype=object)
+        codes = np.searchsorted(words[:-1], np.where(missing, words[0], values))
+        codes[missing] = -1
+        codes[::17] = len(words) - 1
+        coded[c] = Coded(words, codes)
+        cols[c] = coded[c].decode()
+    a, b = predictor._run_batch(coded), predictor._run_columns(cols)
+    for key, values in b.items():
+        if values.dtype.kind == "f":
+            np.testing.assert_allclose(a[key], values, rtol=0, atol=1e-12)
+        else:
+            np.testing.assert_array_equal(a[key], values)
 
 
 # --- SQL ------------------------------------------------------------------------------------

@@ -21,7 +21,10 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import UserError
+from modelport.inapp.runtime import Coded
 from modelport.signature import Signature
+
+__all__ = ["Coded", "Predictor"]
 
 PRIMARY_OUTPUT = {"classification": "label", "regression": "value", "clustering": "cluster"}
 
@@ -69,6 +72,12 @@ class Predictor(ABC):
 
         n = len(next(iter(cols.values())))
         return self._run(pd.DataFrame(cols, index=pd.RangeIndex(n)))
+
+    def _run_batch(self, cols: dict) -> dict[str, np.ndarray]:
+        """Score checked columns whose categorical ones may be :class:`Coded` (dictionary
+        encoded, as columnar readers give them); formats that score codes override this."""
+        return self._run_columns({k: v.decode() if isinstance(v, Coded) else v
+                                  for k, v in cols.items()})
 
     def predict(self, data) -> np.ndarray:
         """Labels, values or cluster ids, one per row."""

@@ -23,7 +23,8 @@ class Prepared:
 
     def __init__(self, model_ir: ir.ModelIR) -> None:
         self.ir = model_ir
-        self._program = Program(_form(model_ir))
+        # batches walk trees in onnxruntime's float64 tree operator when it is installed
+        self._program = Program(_form(model_ir), native_trees=True)
 
     def encode(self, name: str, values: np.ndarray) -> np.ndarray:
         """Integer codes of categorical input ``name`` (0 missing, m + 1 unknown)."""

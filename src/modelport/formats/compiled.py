@@ -85,5 +85,8 @@ class CompiledPredictor(Predictor):
     def _run_columns(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._prepared.run(cols)
 
+    # the runtime encodes each distinct word of a dictionary-encoded column once
+    _run_batch = _run_columns
+
     def _run(self, frame) -> dict[str, np.ndarray]:
         return self._prepared.run({c: frame[c].to_numpy() for c in frame.columns})
