@@ -167,7 +167,7 @@ def prepare(workdir: Path, sizes: list[int], models: list[str], with_mlflow: boo
     for name in models:
         pipeline = build_pipeline(estimators[name], X, NUMERIC, CATEGORICAL).fit(X, y)
         version = modelport.log_model(pipeline, name, sample=X.head(1000),
-                                      formats=["joblib", "onnx"])
+                                      formats=["joblib", "onnx", "compiled"])
         print(f"registered {version.uri}: formats {version.accepted_formats()}", flush=True)
         joblib.dump(pipeline, workdir / f"{name}.joblib")
         if with_mlflow:

@@ -18,7 +18,7 @@ from modelport.registry import Registry
 NUMERIC = ["tenure_months", "monthly_charges", "total_charges", "support_calls",
            "data_usage_gb", "age"]
 CATEGORICAL = ["plan", "contract", "payment_method", "region"]
-ROWS, CHUNK = 20_000, 250
+ROWS, CHUNK = 40_000, 250
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,8 @@ def job(tmp_path_factory):
     modelport.log_model(model, "churn", sample=X.head(300), formats=["joblib", "onnx"],
                         registry=registry)
     src = home / "customers.parquet"
-    data.drop(columns=["churned"]).to_parquet(src, index=False, row_group_size=4000)
+    # a Parquet input is cut at its row groups: one piece (and one staged part) per group
+    data.drop(columns=["churned"]).to_parquet(src, index=False, row_group_size=CHUNK)
     env = {**os.environ, "MODELPORT_HOME": str(home), "MODELPORT_REGISTRY": registry.url,
            "MODELPORT_ARTIFACTS": str(home / "artefacts")}
     return src, env

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,14 +101,17 @@ def _dropping(batches: Iterator[Any], rows: int) -> Iterator[Any]:
 
 def open_source(source, chunk_rows: int = 100_000, columns: Sequence[str] | None = None, *,
                 order_by: str | None = None, numbers: Sequence[str] = (),
-                text_columns: Sequence[str] = ()) -> ChunkSource:
+                text_columns: Sequence[str] = (),
+                dictionaries: Sequence[str] = ()) -> ChunkSource:
     """A :class:`ChunkSource` over ``source`` reading only ``columns`` (all when None).
 
     ``order_by`` names a column that fixes the row order of a SQL table (the id column),
     so chunk boundaries survive a restart. For CSV, ``numbers`` are read as float64 whatever
     the first rows look like (a column of whole numbers may hold a fraction further down),
     and ``text_columns`` as strings (categories such as ``"01"``, or numbers to be parsed
-    value by value so that a bad one can be rejected alone).
+    value by value so that a bad one can be rejected alone). Parquet reads the string
+    columns named in ``dictionaries`` dictionary-encoded, as they are stored, so that each
+    distinct string is built once per chunk rather than once per row.
     """
     if isinstance(source, Mapping):
         url, query = source.get("url"), source.get("query")
@@ -131,12 +135,12 @@ def open_source(source, chunk_rows: int = 100_000, columns: Sequence[str] | None
         return SqlSource(url, fragment, None, chunk_rows, columns, order_by)
     path = Path(text.removeprefix("file://")).expanduser()
     if path.is_dir():
-        return ParquetSource(path, chunk_rows, columns)
+        return ParquetSource(path, chunk_rows, columns, dictionaries)
     if not path.exists():
         raise UserError(f"cannot read {path.absolute()}: no such file or folder; check the path")
     kind = _kind(path)
     if kind == "parquet":
-        return ParquetSource(path, chunk_rows, columns)
+        return ParquetSource(path, chunk_rows, columns, dictionaries)
     if kind == "csv":
         return CsvSource(path, chunk_rows, columns, numbers, text_columns)
     return JsonlSource(path, chunk_rows, columns)
@@ -147,7 +151,8 @@ def open_source(source, chunk_rows: int = 100_000, columns: Sequence[str] | None
 class ParquetSource(ChunkSource):
     """A Parquet file or a folder of them (read in sorted path order)."""
 
-    def __init__(self, path: Path, chunk_rows: int, columns: Sequence[str] | None) -> None:
+    def __init__(self, path: Path, chunk_rows: int, columns: Sequence[str] | None,
+                 dictionaries: Sequence[str] = ()) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -164,7 +169,9 @@ class ParquetSource(ChunkSource):
         try:
             # pre_buffer would read every selected row group ahead and keep it: memory that
             # grows with the file instead of with the chunk
-            self._files = [pq.ParquetFile(f, pre_buffer=False) for f in files]
+            self._dictionaries = [_strings_of(f, dictionaries) for f in files]
+            self._files = [pq.ParquetFile(f, pre_buffer=False, read_dictionary=d)
+                           for f, d in zip(files, self._dictionaries, strict=True)]
         except (pa.ArrowInvalid, OSError) as exc:
             raise UserError(f"cannot read {path} as Parquet: {_first_line(exc)}; check it is a "
                             "Parquet file (or a folder of them)") from None
@@ -178,6 +185,46 @@ class ParquetSource(ChunkSource):
 
     def chunks(self, skip: int = 0) -> Iterator[Any]:
         return self._cut(self._batches(skip * self.chunk_rows), 0)
+
+    def pieces(self, skip: int = 0) -> Iterator[Piece]:
+        """The input as :class:`Piece` s of whole row groups, starting at piece ``skip``.
+
+        Consecutive row groups of a file are joined up to ``chunk_rows`` rows; a row group
+        larger than that is a piece of its own, read in batches of ``chunk_rows``. The cut
+        depends only on the files' row groups and ``chunk_rows``, so a resumed job finds
+        the same pieces.
+        """
+        columns = tuple(self.columns) if self.columns is not None else None
+        first = 0
+        for index, (path, groups, dictionaries, rows) in enumerate(self._spans()):
+            if index >= skip:
+                yield Piece(index, str(path), groups, first, rows, columns, dictionaries,
+                            self.chunk_rows)
+            first += rows
+
+    def _spans(self) -> Iterator[tuple[Path, tuple[int, ...], tuple[str, ...] | None, int]]:
+        """(file, row groups, dictionary columns, rows) of every piece, in order."""
+        for path, f, read_dictionary in zip(self._paths, self._files, self._dictionaries,
+                                            strict=True):
+            meta = f.metadata
+            dictionaries = tuple(read_dictionary or ()) or None
+            groups: list[int] = []
+            rows = 0
+            for g in range(meta.num_row_groups):
+                n = meta.row_group(g).num_rows
+                if groups and rows + n > self.chunk_rows:
+                    yield path, tuple(groups), dictionaries, rows
+                    groups, rows = [], 0
+                groups.append(g)
+                rows += n
+            if groups:
+                yield path, tuple(groups), dictionaries, rows
+
+    def rows_before(self, piece_index: int) -> int:
+        """How many input rows the pieces before ``piece_index`` hold."""
+        for p in self.pieces(piece_index):
+            return p.first_row
+        return self.total_rows()
 
     def _batches(self, skip_rows: int) -> Iterator[Any]:
         import pyarrow as pa
@@ -201,6 +248,54 @@ class ParquetSource(ChunkSource):
                 skip_rows = 0  # the groups read held more rows than were left to skip
             except (pa.ArrowInvalid, OSError) as exc:
                 raise UserError(f"cannot read {path} as Parquet: {_first_line(exc)}") from None
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Whole row groups of one Parquet file, which a worker process reads by itself.
+
+    Handing a worker the place of its rows rather than the rows spares this process the
+    reading and the copy into the worker: the job then reads in every worker at once.
+    """
+
+    index: int
+    path: str
+    row_groups: tuple[int, ...]
+    #: the position of the piece's first row in the whole input
+    first_row: int
+    rows: int
+    columns: tuple[str, ...] | None
+    dictionaries: tuple[str, ...] | None
+    batch_rows: int
+
+    def tables(self) -> Iterator[Any]:
+        """The piece's rows as Arrow tables of at most ``batch_rows`` rows."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            f = pq.ParquetFile(self.path, pre_buffer=False,
+                               read_dictionary=list(self.dictionaries or ()) or None)
+            for batch in f.iter_batches(batch_size=self.batch_rows,
+                                        row_groups=list(self.row_groups),
+                                        columns=list(self.columns) if self.columns else None,
+                                        use_threads=False):
+                yield pa.Table.from_batches([batch])
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise UserError(f"cannot read {self.path} as Parquet: {_first_line(exc)}") from None
+
+
+def _strings_of(path: Path, names: Sequence[str]) -> list[str] | None:
+    """Which of ``names`` are string columns of the Parquet file at ``path``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not names:
+        return None
+    schema = pq.read_schema(path)
+    return [n for n in names if n in schema.names
+            and (pa.types.is_string(schema.field(n).type)
+                 or pa.types.is_large_string(schema.field(n).type))] or None
 
 
 # -- CSV -----------------------------------------------------------------------------------

@@ -91,6 +91,11 @@ class FileSink(Sink):
     def _part(self, index: int) -> Path:
         return self.staging / f"part-{index:06d}.{_EXT[self.kind]}"
 
+    def part_path(self, index: int) -> Path:
+        """Where chunk ``index`` is staged: a worker may write it there itself (with a
+        :class:`PartWriter`), which commits it as :meth:`write` would."""
+        return self._part(index)
+
     def start(self, schema, resume: bool) -> int:
         self._schema = schema
         manifest = self.staging / "job.json"
@@ -127,8 +132,10 @@ class FileSink(Sink):
                 labels = [n for n in self._schema.names if n == "label"]
                 with pq.ParquetWriter(tmp, self._schema, use_dictionary=labels) as writer:
                     for part in parts:
-                        writer.write_table(feather.read_table(part, memory_map=True).cast(
-                            self._schema))
+                        table = feather.read_table(part, memory_map=True)
+                        if table.schema != self._schema:
+                            table = table.cast(self._schema)
+                        writer.write_table(table)
             else:
                 with open(tmp, "wb") as out:
                     if self.kind == "csv" and not parts:
@@ -152,18 +159,53 @@ class FileSink(Sink):
 
 def write_part(table, path: Path, kind: str) -> None:
     """Write ``table`` to ``path`` as ``kind`` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    if kind == "parquet":
-        import pyarrow.feather as feather
+    with PartWriter(path, kind) as part:
+        part.write(table)
 
-        feather.write_feather(table, tmp, compression="uncompressed")
-    elif kind == "csv":
-        import pyarrow.csv as csv
 
-        csv.write_csv(table, tmp)
-    else:
-        _atomic_write_bytes(tmp, jsonl_bytes(table), rename=False)
-    os.replace(tmp, path)
+class PartWriter:
+    """One part file written table by table into a temporary file, renamed into place by
+    :meth:`close`: a part is whole or absent. Parquet outputs stage Arrow IPC parts."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        self.path, self.kind = path, kind
+        self.tmp = path.with_name(f".{path.name}.tmp")
+        self._fh = open(self.tmp, "wb")
+        self._writer = None
+
+    def write(self, table) -> None:
+        if self.kind == "parquet":
+            import pyarrow.ipc as ipc
+
+            if self._writer is None:
+                self._writer = ipc.new_file(self._fh, table.schema)
+            self._writer.write_table(table)
+        elif self.kind == "csv":
+            import pyarrow.csv as csv
+
+            if self._writer is None:
+                self._writer = csv.CSVWriter(self._fh, table.schema)
+            self._writer.write_table(table)
+        else:
+            self._fh.write(jsonl_bytes(table))
+
+    def close(self) -> None:
+        if self._writer is None and self.kind != "jsonl":
+            raise ValueError("a part needs at least one table, even an empty one")
+        if self._writer is not None:
+            self._writer.close()
+        self._fh.close()
+        os.replace(self.tmp, self.path)
+
+    def __enter__(self) -> PartWriter:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self._fh.close()
+            self.tmp.unlink(missing_ok=True)
 
 
 def jsonl_bytes(table) -> bytes:

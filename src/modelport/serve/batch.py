@@ -36,9 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from modelport.errors import UserError
+from modelport.io.tables import _URL as _URL_OUTPUT
 
 #: runtimes in the order a batch job prefers them (fastest first); only accepted ones count
-PREFERRED_FORMATS = ("onnx", "joblib")
+PREFERRED_FORMATS = ("compiled", "onnx", "joblib")
 ON_ERROR = ("fail", "reject")
 #: environment that keeps every worker to one thread, and idle OpenMP threads asleep
 _ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -106,18 +107,26 @@ def predict(model: str, input: Any, output: str | Path, *, id: str | None = None
         from modelport.serve.spark import predict_spark
 
         return predict_spark(version, fmt, data, input, output, id=id, on_error=on_error)
+    started = time.perf_counter()
+    n_workers = (os.cpu_count() or 1) if workers is None else max(int(workers), 0)
+    init = (fmt, data, version.signature, version.name, version.version)
+    # the workers start before this process runs any thread of its own (the prediction
+    # log's writer, Arrow's pools), so that they can be forked from it
+    pool = _start_pool(n_workers, init) if n_workers > 1 else None
     plog = None
-    if log_url:
-        from modelport.monitor.log import PredictionLogger
-
-        # a job is no service to protect: its log may use the CPU and memory it needs
-        plog = PredictionLogger(log_url, sample=log_sample, source="batch", cpu_budget=None,
-                                capacity=1_000_000)
     try:
-        return _run_local(version, fmt, data, input, output, id=id, workers=workers,
-                          chunk_rows=chunk_rows, resume=resume, on_error=on_error,
-                          rejects=rejects, progress=progress, plog=plog)
+        if log_url:
+            from modelport.monitor.log import PredictionLogger
+
+            # a job is no service to protect: its log may use the CPU and memory it needs
+            plog = PredictionLogger(log_url, sample=log_sample, source="batch",
+                                    cpu_budget=None, capacity=1_000_000)
+        return _run_job(version, fmt, input, output, pool, init, started, id=id,
+                        n_workers=n_workers, chunk_rows=chunk_rows, resume=resume,
+                        on_error=on_error, rejects=rejects, progress=progress, plog=plog)
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         if plog is not None:
             plog.close(timeout=120)
 
@@ -142,21 +151,6 @@ def choose_format(version, format: str | None = None) -> str:
 
 # -- the local engine ----------------------------------------------------------------------
 
-def _run_local(version, fmt, data, input, output, *, id, workers, chunk_rows, resume,
-               on_error, rejects, progress, plog=None) -> BatchResult:
-    started = time.perf_counter()
-    n_workers = (os.cpu_count() or 1) if workers is None else max(int(workers), 0)
-    init = (fmt, data, version.signature, version.name, version.version)
-    pool = _start_pool(n_workers, init) if n_workers > 1 else None
-    try:
-        return _run_job(version, fmt, input, output, pool, init, started, id=id,
-                        n_workers=n_workers, chunk_rows=chunk_rows, resume=resume,
-                        on_error=on_error, rejects=rejects, progress=progress, plog=plog)
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
 def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers, chunk_rows,
              resume, on_error, rejects, progress, plog=None) -> BatchResult:
     from modelport.io.chunks import open_source
@@ -170,7 +164,7 @@ def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers,
         input, chunk_rows, wanted, order_by=id,
         numbers=signature.numeric if on_error == "fail" else (),
         text_columns=signature.numeric + signature.categorical if on_error == "reject"
-        else signature.categorical)
+        else signature.categorical, dictionaries=signature.categorical)
     source.check_columns(wanted)
 
     # Check the signature on the first chunk before anything is written: a missing column
@@ -186,7 +180,14 @@ def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers,
     out_schema = output_schema(signature, id_type, id)
     del first
 
-    job = _job_key(version, fmt, input, id, chunk_rows, on_error, output)
+    from modelport.io.chunks import ParquetSource
+
+    # Parquet into a file: each worker reads its own row groups and writes its own part,
+    # so nothing but a few numbers passes through this process
+    direct = (isinstance(source, ParquetSource) and plog is None
+              and not _URL_OUTPUT.match(str(output)))
+    job = _job_key(version, fmt, input, id, chunk_rows, on_error, output,
+                   "pieces" if direct else "chunks")
     sink = open_sink(output, job, id_column=id, model=version.name, version=version.version)
     rejects_path = Path(rejects) if rejects else default_rejects_path(output)
     if not rejects_path.name.endswith(".jsonl"):
@@ -199,7 +200,7 @@ def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers,
 
     total = source.total_rows()
     counts = {"rows": 0, "rejects": 0, "chunks": 0}
-    bar = _Progress(total, skip * chunk_rows, progress)
+    bar = _Progress(total, source.rows_before(skip) if direct else skip * chunk_rows, progress)
 
     def commit(index: int, chunk, outcome) -> None:
         outputs, bad = outcome
@@ -215,14 +216,31 @@ def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers,
         counts["chunks"] += 1
         bar.advance(chunk.num_rows)
 
+    def committed(index: int, piece, outcome) -> None:
+        rows, scored, rejected = outcome
+        counts["rows"] += scored
+        counts["rejects"] += rejected
+        counts["chunks"] += 1
+        bar.advance(rows)
+
+    if direct:
+        tasks = ((p.index, p, (_score_piece, p, str(sink.part_path(p.index)),
+                               str(reject_sink.part_path(p.index)) if reject_sink else None,
+                               sink.kind, on_error, source.name, id, out_schema))
+                 for p in source.pieces(skip))
+        done = committed
+    else:
+        tasks = ((index, chunk, (_score_chunk, chunk.select(names), on_error,
+                                 index * chunk_rows, source.name))
+                 for index, chunk in enumerate(source.chunks(skip), start=skip))
+        done = commit
     try:
         if pool is None:
             _init_worker(*init)
-            for index, chunk in enumerate(source.chunks(skip), start=skip):
-                commit(index, chunk, _score_chunk(chunk.select(names), on_error,
-                                                  index * chunk_rows, source.name))
+            for index, item, (fn, *args) in tasks:
+                done(index, item, fn(*args))
         else:
-            _run_pool(pool, source, skip, names, on_error, n_workers, commit)
+            _run_pool(pool, tasks, n_workers, done)
     finally:
         bar.close()
         if hasattr(source, "close"):
@@ -260,16 +278,30 @@ def _log_chunk(plog, version, names, good, outputs, id, chunk, bad) -> None:
 
 
 def _start_pool(n_workers: int, init: tuple):
-    """Worker processes, started at once so they load the model while the input is checked."""
+    """Worker processes, each holding the model loaded once and limited to one thread.
+
+    Where the platform forks (Linux), the model is loaded here first and the workers are
+    forked with it: they start in milliseconds and share its memory, instead of each
+    starting an interpreter and importing NumPy, Arrow and the runtime again. Elsewhere
+    they are spawned and load the model themselves while the input is being checked.
+    """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     saved = {k: os.environ.get(k) for k in _ONE_THREAD}
     os.environ.update(_ONE_THREAD)  # inherited by the workers before numpy loads there
     try:
-        # spawn, not fork: the parent already runs Arrow's thread pools, which fork cannot copy
-        pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=init)
+        if "fork" in multiprocessing.get_all_start_methods():
+            import pyarrow.ipc  # noqa: F401  what every worker reads and writes with,
+            import pyarrow.parquet  # noqa: F401  imported once here for all of them
+
+            _init_worker(*init, limit_threads=False)
+            pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("fork"),
+                                       initializer=_limit_threads)
+        else:
+            pool = ProcessPoolExecutor(n_workers,
+                                       mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init_worker, initargs=init)
         for _ in range(n_workers):
             pool.submit(_ready)
     finally:
@@ -285,14 +317,13 @@ def _ready() -> None:
     """A no-op task: submitting one starts a worker."""
 
 
-def _run_pool(pool, source, skip, names, on_error, n_workers, commit) -> None:
-    """Score chunks in worker processes, at most two per worker in flight, committed in order."""
+def _run_pool(pool, tasks, n_workers, commit) -> None:
+    """Run ``(index, item, (function, *args))`` tasks in the workers, at most two per worker
+    in flight, and commit their outcomes in order."""
     pending: deque = deque()
     try:
-        for index, chunk in enumerate(source.chunks(skip), start=skip):
-            future = pool.submit(_score_chunk, chunk.select(names), on_error,
-                                 index * source.chunk_rows, source.name)
-            pending.append((index, chunk, future))
+        for index, item, (fn, *args) in tasks:
+            pending.append((index, item, pool.submit(fn, *args)))
             while len(pending) >= 2 * n_workers:
                 i, c, f = pending.popleft()
                 commit(i, c, f.result())
@@ -310,29 +341,81 @@ _PREDICTOR = None
 _LIMITS = None
 
 
-def _init_worker(fmt: str, data: bytes, signature: dict, name: str, version: int) -> None:
-    """Load the Predictor once per worker process, limited to one thread."""
-    global _PREDICTOR, _LIMITS
+def _init_worker(fmt: str, data: bytes, signature: dict, name: str, version: int, *,
+                 limit_threads: bool = True) -> None:
+    """Load the Predictor once per process; in a worker, limit it to one thread."""
+    global _PREDICTOR
     from modelport import formats
     from modelport.signature import Signature
 
+    if limit_threads:
+        _limit_threads()
     # the bytes, not the name: two registries may both hold a churn/1
     key = (fmt, hashlib.sha256(data).hexdigest())
     if _PREDICTOR is not None and getattr(_PREDICTOR, "_batch_key", None) == key:
         return
-    if os.environ.get("OMP_NUM_THREADS") == "1" and _LIMITS is None:
-        from threadpoolctl import threadpool_limits
-
-        _LIMITS = threadpool_limits(limits=1)
     predictor = formats.get(fmt).load(data, Signature.from_dict(signature))
     predictor.model_name, predictor.model_version = name, version
     predictor._batch_key = key
     _PREDICTOR = predictor
 
 
+def _limit_threads() -> None:
+    """One thread per worker for BLAS and OpenMP: the workers are the parallelism."""
+    global _LIMITS
+    if os.environ.get("OMP_NUM_THREADS") == "1" and _LIMITS is None:
+        from threadpoolctl import threadpool_limits
+
+        _LIMITS = threadpool_limits(limits=1)
+
+
 def _score_chunk(table, on_error: str, first_row: int, where: str):
     """Score one chunk: (outputs of the good rows, [(position, reason)] of the bad ones)."""
     return score_table(_PREDICTOR, table, on_error, first_row, where)
+
+
+def _score_piece(piece, part: str, rejects_part: str | None, kind: str, on_error: str,
+                 where: str, id: str | None, schema) -> tuple[int, int, int]:
+    """Read, score and stage one Parquet piece: (rows read, rows scored, rows rejected).
+
+    The rejects part is renamed into place before the scores' part, so a piece whose
+    scores are staged always has its rejects staged too.
+    """
+    from modelport.io.sinks import PartWriter
+
+    signature = _PREDICTOR.signature
+    names = signature.names
+    rows = scored = rejected = 0
+    with PartWriter(Path(part), kind) as out:
+        with (PartWriter(Path(rejects_part), "jsonl") if rejects_part
+              else _NoPart()) as bad_out:
+            for table in piece.tables():
+                first = piece.first_row + rows
+                outputs, bad = score_table(_PREDICTOR, table.select(names), on_error, first,
+                                           where)
+                bad_out.write(rejects_table(table, bad, first))
+                good = _keep(table, bad)
+                out.write(output_table(signature, outputs, good.column(id) if id else None, id,
+                                       schema))
+                rows += table.num_rows
+                scored += good.num_rows
+                rejected += len(bad)
+        if not rows:
+            out.write(schema.empty_table())
+    return rows, scored, rejected
+
+
+class _NoPart:
+    """Where rejects go when they are not kept."""
+
+    def write(self, table) -> None:
+        pass
+
+    def __enter__(self) -> _NoPart:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
 
 
 def score_table(predictor, table, on_error: str = "fail", first_row: int = 0,
@@ -369,7 +452,7 @@ def _run(predictor, cols, on_error, first_row, where, positions):
         return predictor._empty(), []
     pos = positions if positions is not None else np.arange(n)
     try:
-        outputs = predictor._run_columns(cols)
+        outputs = predictor._run_batch(cols)
     except Exception as exc:
         if on_error == "fail":
             raise UserError(
@@ -398,7 +481,7 @@ def _run_row_by_row(predictor, cols, pos):
     for i in range(len(pos)):
         row = {k: v[i:i + 1] for k, v in cols.items()}
         try:
-            out = predictor._run_columns(row)
+            out = predictor._run_batch(row)
         except Exception as exc:
             bad.append((int(pos[i]), f"{type(exc).__name__}: {exc}"))
             continue
@@ -455,14 +538,16 @@ def to_columns(table, signature, on_error: str = "fail", first_row: int = 0,
 def _numbers(values, name, bad, on_error, first_row, where):
     import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     t = values.type
     if pa.types.is_dictionary(t):
         values = values.dictionary_decode()
         t = values.type
-    if (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
-            or pa.types.is_decimal(t) or pa.types.is_null(t)):
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        return _float64(values)
+    import pyarrow.compute as pc
+
+    if pa.types.is_boolean(t) or pa.types.is_decimal(t) or pa.types.is_null(t):
         return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
     if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
         raise UserError(f"{where}: column {name!r} must be numeric, but it holds {t} values; "
@@ -491,26 +576,51 @@ def _numbers(values, name, bad, on_error, first_row, where):
     return out
 
 
+def _float64(values):
+    """An Arrow array of numbers as float64, NaN where null, read from its buffers.
+
+    Arrow's own conversion of an array with nulls goes through pandas, and its compute
+    functions take half a second to load on their first call: a worker needs neither.
+    """
+    import numpy as np
+
+    name = str(values.type)
+    dtype = np.dtype({"halffloat": "float16", "float": "float32", "double": "float64"}.get(
+        name, name))
+    out = np.frombuffer(values.buffers()[1], dtype=dtype,
+                        count=len(values) + values.offset)[values.offset:].astype(np.float64)
+    if values.null_count:
+        bits = np.unpackbits(np.frombuffer(values.buffers()[0], dtype=np.uint8),
+                             bitorder="little")[values.offset:values.offset + len(values)]
+        out[bits == 0] = np.nan
+    return out
+
+
 def _categories(values, signature):
-    """An object array of str with NaN for missing values, building each string once."""
+    """A :class:`~modelport.predictor.Coded` column: each distinct string once, and codes.
+
+    Dictionary-encoded Arrow columns (Parquet's own encoding of strings) are taken as they
+    are; plain strings are encoded first. A predictor then looks each word up once.
+    """
     import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
 
+    from modelport.predictor import Coded
     from modelport.signature import _strings
 
     t = values.type
     if pa.types.is_dictionary(t):
         encoded = values
     elif pa.types.is_string(t) or pa.types.is_large_string(t):
-        encoded = pc.dictionary_encode(values)
+        encoded = values.dictionary_encode()
     else:
         # numbers as categories follow the signature's own rule (2.0 -> "2")
         return _strings(values.to_numpy(zero_copy_only=False))
-    words = _strings(encoded.dictionary.to_numpy(zero_copy_only=False))
-    words = np.append(words, np.nan).astype(object)
-    index = encoded.indices.fill_null(len(words) - 1).to_numpy(zero_copy_only=False)
-    return words[index]
+    # the words are few: a list of them, since Arrow's own conversion goes through pandas
+    words = _strings(np.array(encoded.dictionary.to_pylist() + [None], dtype=object)[:-1])
+    codes = _float64(encoded.indices)
+    return Coded(words, np.where(np.isnan(codes), -1, codes).astype(np.int64)
+                 if encoded.null_count else codes.astype(np.int64))
 
 
 def output_schema(signature, id_type=None, id: str | None = None):
@@ -575,9 +685,16 @@ def output_table(signature, outputs: dict, id_values, id: str | None, schema):
         arrays["value"] = np.asarray(outputs["value"], dtype=np.float64)
     else:
         arrays["cluster"] = np.asarray(outputs["cluster"], dtype=np.int64)
-    return pa.Table.from_arrays([pa.array(arrays[f.name]).cast(f.type) if not isinstance(
-        arrays[f.name], pa.Array | pa.ChunkedArray) else arrays[f.name].cast(f.type)
-        for f in schema], schema=schema)
+    return pa.Table.from_arrays([_typed(arrays[f.name], f.type) for f in schema], schema=schema)
+
+
+def _typed(values, type):
+    """``values`` as an Arrow array of ``type``, cast only when it is not one already."""
+    import pyarrow as pa
+
+    if not isinstance(values, pa.Array | pa.ChunkedArray):
+        values = pa.array(values)
+    return values if values.type == type else values.cast(type)
 
 
 def rejects_table(chunk, bad: Sequence[tuple[int, str]], first_row: int):
@@ -618,7 +735,7 @@ def default_rejects_path(output) -> Path:
     return path.with_name(f"{name}.rejects.jsonl")
 
 
-def _job_key(version, fmt, input, id, chunk_rows, on_error, output) -> str:
+def _job_key(version, fmt, input, id, chunk_rows, on_error, output, cut: str) -> str:
     """What makes two runs the same job (resume skips only chunks of the same job)."""
     from modelport.io.tables import describe
 
@@ -628,7 +745,7 @@ def _job_key(version, fmt, input, id, chunk_rows, on_error, output) -> str:
         st = Path(text).stat()
         stamp = [st.st_size, st.st_mtime_ns] if Path(text).is_file() else None
     key = json.dumps([version.name, version.version, fmt, describe(input), stamp, id,
-                      chunk_rows, on_error, str(output)], default=str)
+                      chunk_rows, on_error, str(output), cut], default=str)
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
