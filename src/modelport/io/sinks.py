@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,9 +48,15 @@ class Sink:
         """Commit chunk number ``index``."""
         raise NotImplementedError
 
+    def committed(self, index: int) -> None:
+        """Every chunk up to ``index`` has been written (a sink may start joining them)."""
+
     def finish(self) -> str:
         """Make the output whole and visible; return its location."""
         return self.location
+
+    def abandon(self) -> None:
+        """The job failed: drop what :meth:`finish` would have made visible."""
 
 
 def open_sink(dest: str | Path, job: str, *, id_column: str | None = None,
@@ -87,6 +92,11 @@ class FileSink(Sink):
         self.job = job
         self.staging = path.parent / f".{path.name}.parts"
         self._schema = None
+        #: the output being joined from the parts, and how many parts it holds
+        self._out = self._writer = None
+        self._tmp: Path | None = None
+        self._joined = 0
+        self._header = True
 
     def _part(self, index: int) -> Path:
         return self.staging / f"part-{index:06d}.{_EXT[self.kind]}"
@@ -118,42 +128,82 @@ class FileSink(Sink):
     def write(self, index: int, table) -> None:
         write_part(table, self._part(index), self.kind)
 
-    def finish(self) -> str:
+    def committed(self, index: int) -> None:
+        """Chunks up to ``index`` are staged: join them into the output while the job goes on,
+        so that :meth:`finish` has only the last ones left to join."""
+        while self._joined <= index:
+            self._join(self._part(self._joined))
+            self._joined += 1
+
+    def _join(self, part: Path) -> None:
         import pyarrow.feather as feather
         import pyarrow.parquet as pq
 
-        parts = sorted(self.staging.glob(f"part-*.{_EXT[self.kind]}"))
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                   dir=self.path.parent)
-        os.close(fd)
-        try:
+        if self._out is None:
+            # inside the staging folder: a resumed job starts it again from the parts
+            self._tmp = self.staging / f"output.{self.kind}.tmp"
+            self._out = open(self._tmp, "wb")
             if self.kind == "parquet":
                 # dictionary encoding only pays for labels; on scores it costs time for nothing
                 labels = [n for n in self._schema.names if n == "label"]
-                with pq.ParquetWriter(tmp, self._schema, use_dictionary=labels) as writer:
-                    for part in parts:
-                        table = feather.read_table(part, memory_map=True)
-                        if table.schema != self._schema:
-                            table = table.cast(self._schema)
-                        writer.write_table(table)
-            else:
-                with open(tmp, "wb") as out:
-                    if self.kind == "csv" and not parts:
-                        out.write((",".join(f'"{n}"' for n in self._schema.names) + "\n").encode())
-                    for i, part in enumerate(parts):
-                        with open(part, "rb") as fh:
-                            if self.kind == "csv" and i:
-                                fh.readline()  # every part has the header; keep the first
-                            shutil.copyfileobj(fh, out, 1 << 20)
-            os.replace(tmp, self.path)
+                self._writer = pq.ParquetWriter(self._out, self._schema, use_dictionary=labels)
+            elif self.kind == "csv":
+                self._header = True
+        if self.kind == "parquet":
+            table = feather.read_table(part, memory_map=True)
+            if table.schema != self._schema:
+                table = table.cast(self._schema)
+            self._writer.write_table(table)
+            return
+        with open(part, "rb") as fh:
+            if self.kind == "csv" and not self._header:
+                fh.readline()  # every part has the header; keep the first
+            self._header = False
+            shutil.copyfileobj(fh, self._out, 1 << 20)
+
+    def finish(self) -> str:
+        try:
+            while self._part(self._joined).is_file():
+                self._join(self._part(self._joined))
+                self._joined += 1
+            if self._out is None:  # no chunk at all: an empty output
+                self._tmp = self.staging / f"output.{self.kind}.tmp"
+                self._out = open(self._tmp, "wb")
+                if self.kind == "parquet":
+                    import pyarrow.parquet as pq
+
+                    self._writer = pq.ParquetWriter(self._out, self._schema)
+                elif self.kind == "csv":
+                    self._out.write((",".join(f'"{n}"' for n in self._schema.names)
+                                     + "\n").encode())
+            if self._writer is not None:
+                self._writer.close()
+            self._out.flush()
+            os.fsync(self._out.fileno())
+            self._out.close()
+            os.replace(self._tmp, self.path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            self.abandon()
             raise
         shutil.rmtree(self.staging, ignore_errors=True)
         return self.location
 
+    def abandon(self) -> None:
+        """Stop joining after a failure; the staged parts stay for ``--resume``."""
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:  # noqa: BLE001  the half-joined output is dropped anyway
+                pass
+        if self._out is not None:
+            self._out.close()
+            Path(self._tmp).unlink(missing_ok=True)
+        self._out = self._writer = None
+        self._joined = 0
+
     def discard(self) -> None:
         """Drop the staged parts without making an output."""
+        self.abandon()
         shutil.rmtree(self.staging, ignore_errors=True)
 
 

@@ -215,6 +215,7 @@ def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers,
         counts["rejects"] += len(bad)
         counts["chunks"] += 1
         bar.advance(chunk.num_rows)
+        joined(index)
 
     def committed(index: int, piece, outcome) -> None:
         rows, scored, rejected = outcome
@@ -222,6 +223,12 @@ def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers,
         counts["rejects"] += rejected
         counts["chunks"] += 1
         bar.advance(rows)
+        joined(index)
+
+    def joined(index: int) -> None:
+        sink.committed(index)
+        if reject_sink is not None:
+            reject_sink.committed(index)
 
     if direct:
         tasks = ((p.index, p, (_score_piece, p, str(sink.part_path(p.index)),
@@ -241,6 +248,11 @@ def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers,
                 done(index, item, fn(*args))
         else:
             _run_pool(pool, tasks, n_workers, done)
+    except BaseException:
+        sink.abandon()
+        if reject_sink is not None:
+            reject_sink.abandon()
+        raise
     finally:
         bar.close()
         if hasattr(source, "close"):
