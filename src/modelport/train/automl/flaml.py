@@ -67,7 +67,8 @@ def run(problem: Problem, families: list[Family], deadline: float) -> list[Candi
         fit, valid = problem.splits[0]
         automl.fit(problem.Xt[fit], problem.y[fit], X_val=problem.Xt[valid],
                    y_val=problem.y[valid], eval_method="holdout", **settings)
-    problem.evaluations += len(automl.config_history)
+    # config_history holds only the trials that improved on the best so far
+    problem.evaluations += sum(automl._iter_per_learner.values())
     return _candidates(automl, names, higher)
 
 
