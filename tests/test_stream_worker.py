@@ -171,3 +171,46 @@ def test_enrich_merges_the_event_over_the_stored_features(redis_streams, tmp_pat
     expected = model.run([{"a": 3.0, "b": 1.0}, {"a": 3.0, "b": 0.0}])["label"].tolist()
     assert [o["label"] for o in outputs(r, names[1])] == expected
     assert r.xlen(names[2]) == 0
+
+
+def test_enriched_scores_are_upserted_into_the_lookup_table(redis_streams, tmp_path):
+    import sqlalchemy as sa
+
+    from modelport.registry import Registry
+    from modelport.serve.lookup import lookup
+    from modelport.serve.stream import run
+
+    r, names, urls = redis_streams
+    version = register()
+    db = f"sqlite:///{tmp_path / 'features.db'}"
+    store = f"sqlite:///{tmp_path / 'scores.db'}#churn_scores"
+    pd.DataFrame({"customer_id": [1, 2], "a": [3.0, -3.0], "b": [0.0, 0.0]}).to_sql(
+        "customers", sa.create_engine(db), index=False)
+
+    async def scenario():
+        stop = asyncio.Event()
+        task = asyncio.create_task(run("ev", urls[0], urls[1], dead_letter_url=urls[2],
+                                       enrich=f"{db}#customers?key=customer_id",
+                                       lookup_store=store, stop=stop))
+        # customer 1 changes twice: the table keeps the score of the last event
+        deadline = time.monotonic() + 60
+        for event in ({"id": "e1", "customer_id": 1, "a": -3.0}, {"id": "e2", "customer_id": 2},
+                      {"id": "e3", "customer_id": 1, "a": 2.5},
+                      {"id": "e4", "a": 1.0, "b": 1.0}):
+            r.xadd(names[0], {"data": orjson.dumps(event)})
+            while r.xlen(names[1]) < int(event["id"][1:]):
+                assert time.monotonic() < deadline and r.xlen(names[2]) == 0
+                await asyncio.sleep(0.02)
+        stop.set()
+        await task
+
+    asyncio.run(scenario())
+    model = Registry().load("ev")
+    expected = model.run([{"a": 2.5, "b": 0.0}, {"a": -3.0, "b": 0.0}])
+    one, two = lookup("ev", 1, store=store), lookup("ev", 2, store=store)
+    assert one["proba_1"] == pytest.approx(expected["proba"][0, 1], abs=1e-6)
+    assert two["proba_1"] == pytest.approx(expected["proba"][1, 1], abs=1e-6)
+    assert one["model_version"] == version and one["label"] == expected["label"][0]
+    with sa.create_engine(store.partition("#")[0]).connect() as conn:
+        # one row per customer; the event without a customer_id is published, not stored
+        assert conn.execute(sa.text("SELECT count(*) FROM churn_scores")).scalar_one() == 2

@@ -420,6 +420,9 @@ def stream_cmd(
         help="longest a message waits for others to fill its batch")] = 20.0,
     enrich: Annotated[str | None, typer.Option(
         help="SQL table of stored features merged under each event: URL#table?key=COLUMN")] = None,
+    lookup_store: Annotated[str | None, typer.Option(
+        help="lookup table (URL#table) to upsert each event's new score into, keyed by the "
+             "--enrich key (else the event's id)")] = None,
     format: Annotated[str, typer.Option(help="wire format of events and scores: json or msgpack")]
     = "json",
     poll_seconds: Annotated[float, typer.Option(
@@ -438,7 +441,8 @@ def stream_cmd(
     logging.basicConfig(level=logging.INFO, format="modelport: %(message)s")
     stats = serve(uri, source, sink, dead_letter_url=dead_letter, group=group, batch=batch,
                   max_wait_ms=max_wait_ms, fmt=format, enrich=enrich, poll_seconds=poll_seconds,
-                  metrics_port=metrics_port, log_url=log, log_sample=log_sample)
+                  metrics_port=metrics_port, log_url=log, log_sample=log_sample,
+                  lookup_store=lookup_store)
     typer.echo(f"modelport: stopped; {json.dumps(stats.as_dict())}", err=True)
 
 

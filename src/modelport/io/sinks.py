@@ -356,20 +356,26 @@ class SqlSink(Sink):
         return table, progress
 
     def write(self, index: int, table) -> None:
+        self.upsert(table, progress={"job": self.job, "chunk": index})
+
+    def upsert(self, table, *, version: int | None = None, progress: dict | None = None) -> None:
+        """Upsert the scores in ``table`` (scored by ``version``, default the sink's) in one
+        transaction, with the ``progress`` row when given. :meth:`start` first."""
         from sqlalchemy.exc import SQLAlchemyError
 
         now = datetime.now(UTC)
         rows = table.to_pylist()
         for row in rows:
             row["model"] = self.model
-            row["model_version"] = self.version
+            row["model_version"] = self.version if version is None else version
             row["scored_at"] = now
         try:
             with self.engine.begin() as conn:
                 if rows:
                     conn.execute(self._upsert(), rows)
-                conn.execute(self._progress.insert(), [{
-                    "job": self.job, "chunk": index, "rows": len(rows), "committed_at": now}])
+                if progress is not None:
+                    conn.execute(self._progress.insert(), [{
+                        **progress, "rows": len(rows), "committed_at": now}])
         except SQLAlchemyError as exc:
             raise UserError(f"cannot write to {self.location}: {_first_line(exc)}") from None
 

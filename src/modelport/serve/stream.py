@@ -143,15 +143,16 @@ def _dead_record(msg, mid: str, reason: str, fmt: str) -> tuple[str, bytes]:
     return f"{mid}@dead", encode({"id": mid, "reason": reason, key: payload}, fmt)
 
 
-def score_batch(model: _Model, messages: list, fmt: str, enrich=None, plog=None):
+def score_batch(model: _Model, messages: list, fmt: str, enrich=None, plog=None,
+                store=None):
     """Score ``messages``: returns (outputs, dead letters), each a list of (key, payload).
 
     The whole batch goes through one predictor call; a batch holding a bad event is split
     so that only the bad events are dead-lettered. ``plog`` (a
     :class:`~modelport.monitor.log.PredictionLogger`) records the scored events and the
-    dead letters' reasons.
+    dead letters' reasons; ``store`` (a :class:`LookupStore`) upserts the new scores.
     """
-    outputs, dead = _score_batch(model, messages, fmt, enrich, plog)
+    outputs, dead = _score_batch(model, messages, fmt, enrich, plog, store)
     if plog is not None and dead:
         reasons = [decode(payload, fmt) for _, payload in dead]
         ids = [r.get("id") for r in reasons]
@@ -160,7 +161,7 @@ def score_batch(model: _Model, messages: list, fmt: str, enrich=None, plog=None)
     return outputs, dead
 
 
-def _score_batch(model: _Model, messages: list, fmt: str, enrich, plog):
+def _score_batch(model: _Model, messages: list, fmt: str, enrich, plog, store=None):
     good, events, ids, dead = [], [], [], []
     for msg in messages:
         try:
@@ -197,6 +198,8 @@ def _score_batch(model: _Model, messages: list, fmt: str, enrich, plog):
             return [], dead
         cols = model.signature.columns(events)
     outputs = model.predictor.run(cols)
+    if store is not None:
+        store.write(model, events, outputs)
     if plog is not None:
         now = time.time()
         plog.log(model.name, model.version, cols, outputs, request_ids=ids,
@@ -257,6 +260,52 @@ class Enrich:
         return [{**stored.get(e.get(self.key), {}), **e} for e in events]
 
 
+class LookupStore:
+    """Upserts each scored event's new score into the batch job's lookup table.
+
+    ``URL#table``: one row per entity, keyed by the event's ``key`` field (the ``--enrich``
+    key, else ``id``), with the same columns ``modelport predict`` writes (the scores,
+    ``model``, ``model_version``, ``scored_at``), so ``modelport lookup`` and the web
+    service's ``/lookup`` read the score of the latest event. Events without the key are
+    scored and published but not stored. The upsert is committed before the batch is
+    acknowledged: a redelivered event writes the same row again.
+    """
+
+    def __init__(self, spec: str, key: str) -> None:
+        from modelport.io.tables import redact
+
+        url, _, table = spec.partition("#")
+        if not url or not table or "?" in table:
+            raise UserError(f"--lookup-store {redact(spec)!r}: use a SQLAlchemy URL with the "
+                            "table after '#', e.g. sqlite:///scores.db#churn_scores")
+        self.url, self.table, self.key = url, table, key
+        self._sink = None
+
+    def write(self, model: _Model, events: list[dict], outputs: dict) -> None:
+        import pyarrow as pa
+
+        from modelport.io.sinks import SqlSink
+        from modelport.serve.batch import output_schema, output_table
+
+        rows = [i for i, e in enumerate(events) if e.get(self.key) is not None]
+        if not rows:
+            return
+        ids = pa.array([events[i].get(self.key) for i in rows])
+        signature = model.predictor.signature
+        schema = output_schema(signature, ids.type, self.key)
+        picked = {k: np.asarray(v)[rows] for k, v in outputs.items()}
+        table = output_table(signature, picked, ids, self.key, schema)
+        if self._sink is None or self._sink.model != model.name:
+            self._sink = SqlSink(self.url, self.table, self.key, model.name, model.version,
+                                 "stream")
+            self._sink.start(schema, resume=True)
+        self._sink.upsert(table, version=model.version)
+
+    def close(self) -> None:
+        if self._sink is not None:
+            self._sink.engine.dispose()
+
+
 def stop_on_signals(stop: asyncio.Event | None = None) -> asyncio.Event:
     """``stop`` (a new event if None), set by SIGTERM or SIGINT so a running loop drains
     and exits cleanly; outside the main thread signals stay as they are."""
@@ -275,13 +324,14 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
               fmt: str = "json", enrich: str | None = None, poll_seconds: float = 2.0,
               metrics_port: int | None = None, registry=None,
               stop: asyncio.Event | None = None, log_url: str | None = None,
-              log_sample: float = 1.0) -> Stats:
+              log_sample: float = 1.0, lookup_store: str | None = None) -> Stats:
     """Run one stream worker until SIGTERM/SIGINT (or ``stop``); return what it did.
 
     Reads up to ``batch`` messages (waiting at most ``max_wait_ms`` for them to gather),
     scores them in one call, publishes outputs and dead letters, then acknowledges.
     ``log_url`` (a SQLAlchemy URL with ``#table``) keeps a ``log_sample`` share of the scored
-    events in a prediction log for ``modelport monitor``.
+    events in a prediction log for ``modelport monitor``. ``lookup_store`` (``URL#table``)
+    upserts each event's new score into a lookup table (see :class:`LookupStore`).
     """
     from modelport.io import brokers
     from modelport.registry import Registry
@@ -299,6 +349,8 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
     muri = ModelURI.parse(uri)
     model = _Model(registry, muri, current_version(registry, muri), None)
     enricher = Enrich(enrich) if enrich else None
+    store = (LookupStore(lookup_store, enricher.key if enricher else "id")
+             if lookup_store else None)
     prom = _Prometheus(metrics_port, muri.name) if metrics_port else None
     plog = None
     if log_url:
@@ -329,7 +381,7 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
                         break
                     msgs.extend(more)
                 current = model
-                outputs, bad = score_batch(current, msgs, fmt, enricher, plog)
+                outputs, bad = score_batch(current, msgs, fmt, enricher, plog, store)
                 if bad and dead is None:
                     log.warning("dropping %d bad message(s) (no --dead-letter): %s",
                                 len(bad), bad[0][1][:200])
@@ -387,6 +439,8 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
                     log.warning("closing %s: %s", type(part).__module__, exc)
         if plog is not None:
             await asyncio.to_thread(plog.close)
+        if store is not None:
+            store.close()
     return stats
 
 
