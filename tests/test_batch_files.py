@@ -67,10 +67,14 @@ def test_parquet_scores_equal_the_native_model_with_ids_kept(churn_model, tmp_pa
     assert not (tmp_path / ".scores.parquet.parts").exists()
 
 
-def test_two_workers_give_the_same_file_as_one_in_input_order(churn_model, tmp_path):
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_two_workers_give_the_same_file_as_one_in_input_order(churn_model, tmp_path, start,
+                                                               monkeypatch):
     registry, customers, path = churn_model
     one, two = tmp_path / "one.parquet", tmp_path / "two.parquet"
     predict("churn", path, one, workers=1, chunk_rows=700, registry=registry)
+    # forked workers inherit the loaded model; spawned ones load it themselves
+    monkeypatch.setenv("MODELPORT_BATCH_START", start)
     result = predict("churn", path, two, workers=2, chunk_rows=700, registry=registry)
     assert result.workers == 2
     a, b = pq.read_table(one), pq.read_table(two)

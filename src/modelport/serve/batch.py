@@ -294,8 +294,9 @@ def _start_pool(n_workers: int, init: tuple):
 
     Where the platform forks (Linux), the model is loaded here first and the workers are
     forked with it: they start in milliseconds and share its memory, instead of each
-    starting an interpreter and importing NumPy, Arrow and the runtime again. Elsewhere
-    they are spawned and load the model themselves while the input is being checked.
+    starting an interpreter and importing NumPy, Arrow and the runtime again. Elsewhere,
+    or with ``MODELPORT_BATCH_START=spawn`` (for a host process whose own threads must not
+    be forked), they are spawned and load the model themselves while the input is checked.
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -303,7 +304,13 @@ def _start_pool(n_workers: int, init: tuple):
     saved = {k: os.environ.get(k) for k in _ONE_THREAD}
     os.environ.update(_ONE_THREAD)  # inherited by the workers before numpy loads there
     try:
-        if "fork" in multiprocessing.get_all_start_methods():
+        methods = multiprocessing.get_all_start_methods()
+        method = os.environ.get("MODELPORT_BATCH_START") or ("fork" if "fork" in methods
+                                                            else "spawn")
+        if method not in ("fork", "spawn") or method not in methods:
+            raise UserError(f"MODELPORT_BATCH_START={method!r}: use fork or spawn"
+                            f"{'' if 'fork' in methods else ' (this platform has no fork)'}")
+        if method == "fork":
             import pyarrow.ipc  # noqa: F401  what every worker reads and writes with,
             import pyarrow.parquet  # noqa: F401  imported once here for all of them
 
