@@ -35,6 +35,26 @@ def test_running_statistics_are_the_whole_data_statistics(sizes):
     assert prep.count.tolist() == (~np.isnan(num)).sum(0).tolist()
 
 
+@pytest.mark.parametrize("numeric", ["scale", "impute"])
+def test_a_batch_learnt_in_steps_is_transformed_as_if_each_step_were_a_batch(numeric):
+    num, cat = batches(300, seed=2)
+    stepped = Preprocessor(["a", "b", "c"], ["plan", "region"], numeric, max_categories=3)
+    one_by_one = Preprocessor(["a", "b", "c"], ["plan", "region"], numeric, max_categories=3)
+    ends = [1, 2, 5, 50, 120, 300]
+    X, shift, scale = stepped.learn(num, cat, ends)
+    start = 0
+    for j, end in enumerate(ends):
+        part = slice(start, end)
+        one_by_one.update(num[part], [c[part] for c in cat])
+        expected = one_by_one.transform(num[part], [c[part] for c in cat])
+        assert np.allclose((X[part] - shift[j]) / scale[j], expected, rtol=1e-12, atol=1e-12)
+        start = end
+    assert np.allclose(stepped.mean, one_by_one.mean, rtol=1e-12, atol=1e-12)
+    assert np.allclose(stepped.m2, one_by_one.m2, rtol=1e-12)
+    assert stepped.count.tolist() == one_by_one.count.tolist()
+    assert stepped.vocab == one_by_one.vocab
+
+
 def test_categories_take_columns_in_order_of_appearance_up_to_the_limit():
     prep = Preprocessor([], ["plan"], max_categories=3)
     prep.update(np.empty((4, 0)), [np.array([None, "b", "a", "b"], dtype=object)])

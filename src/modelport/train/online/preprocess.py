@@ -53,6 +53,13 @@ def _distinct(values: np.ndarray) -> list:
     return _factorize(values)[1]
 
 
+def _std(m2: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Standard deviations from sums of squared deviations; 1 for a constant column, which
+    is then centred, not divided by 0."""
+    std = np.sqrt(m2 / np.maximum(count, 1))  # m2 is 0 where count is
+    return np.where(std > 0, std, 1.0)
+
+
 class HashingEncoder(TransformerMixin, BaseEstimator):
     """Each categorical column hashed into ``buckets`` indicator columns (murmurhash3 of the
     value as text, seeded by the column's position); missing values set none."""
@@ -119,48 +126,102 @@ class Preprocessor:
 
     @property
     def scale(self) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            std = np.sqrt(np.where(self.count > 0, self.m2 / np.maximum(self.count, 1), 0.0))
-        return np.where(std > 0, std, 1.0)  # a constant column is centred, not divided by 0
+        return _std(self.m2, self.count)
 
     def update(self, num: np.ndarray, cat: list[np.ndarray]) -> None:
         """Fold a batch into the running means and variances and the category columns."""
-        if num.shape[1] and self.numeric_mode != "none":
-            seen = ~np.isnan(num)
-            k = seen.sum(axis=0).astype(np.float64)
-            if k.any():
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    bmean = np.where(k > 0, np.nansum(num, axis=0) / np.maximum(k, 1), 0.0)
-                    bm2 = np.nansum(np.where(seen, num - bmean, 0.0) ** 2, axis=0)
-                total = self.count + k
-                delta = bmean - self.mean
-                ratio = np.divide(k, total, out=np.zeros_like(k), where=total > 0)
-                # Chan et al.'s pairwise update: exact and stable for any batch size
-                self.m2 = self.m2 + bm2 + delta * delta * self.count * ratio
-                self.mean = self.mean + delta * ratio
-                self.count = total
-        if self.categorical_mode == "onehot":
-            for vocab, values in zip(self.vocab, cat, strict=True):
-                if len(vocab) >= self.max_categories:
-                    continue
-                for v in _distinct(values):  # in order of first appearance
-                    if v not in vocab:
-                        vocab[v] = len(vocab)
-                        if len(vocab) >= self.max_categories:
-                            break
+        self.learn(num, cat, [len(num)])
 
-    def transform(self, num: np.ndarray, cat: list[np.ndarray]) -> np.ndarray:
-        """The float matrix the learner takes: numbers first, then each field's columns."""
-        n = num.shape[0]
+    def learn(self, num: np.ndarray, cat: list[np.ndarray],
+              ends: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fold a batch into the statistics in steps (its events up to each of ``ends``) and
+        return it transformed but not scaled, with what scaling subtracts from and divides
+        each column by after each step (one row per step). Each step is imputed and scaled
+        with the statistics that include it and none after it, as if it were a batch of
+        its own."""
+        ends = np.asarray(ends)
         k = len(self.numeric)
-        out = np.zeros((n, self.width))
-        if k:
-            if self.numeric_mode == "none":
-                out[:, :k] = num
-            else:
-                filled = np.where(np.isnan(num), self.mean, num)
-                out[:, :k] = (filled - self.mean) / self.scale \
-                    if self.numeric_mode == "scale" else filled
+        shift, scale = np.zeros((len(ends), self.width)), np.ones((len(ends), self.width))
+        numbers = num
+        if k and self.numeric_mode != "none":
+            missing = np.isnan(num)
+            mean, m2, count = self._fold(num, missing, ends)
+            if missing.any():
+                numbers = np.where(missing, np.repeat(mean, np.diff(ends, prepend=0), axis=0),
+                                   num)
+            if self.numeric_mode == "scale":
+                shift[:, :k], scale[:, :k] = mean, _std(m2, count)
+        self._take_categories(cat)
+        return self._columns(numbers, num, cat), shift, scale
+
+    def _fold(self, num: np.ndarray, missing: np.ndarray,
+              ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Merge the batch's events up to each end into the running count, mean and sum of
+        squared deviations (Chan et al.'s pairwise update, with the batch's sums taken
+        about the running mean: exact and stable for any batch size); keep the last and
+        return all (one row per end)."""
+        seen = self.count > 0
+        ref = self.mean if seen.all() else np.where(seen, self.mean, np.nan_to_num(num[0]))
+        d = num - ref
+        if missing.any():
+            d[missing] = 0.0
+            k = np.cumsum(~missing, axis=0)[ends - 1].astype(np.float64)
+        else:
+            k = ends[:, None].astype(np.float64)
+        s = np.cumsum(d, axis=0)[ends - 1]
+        q = np.cumsum(d * d, axis=0)[ends - 1]
+        bmean = s / np.maximum(k, 1)
+        bm2 = np.maximum(q - s * bmean, 0.0)
+        total = self.count + k
+        ratio = k / np.maximum(total, 1)  # 0 where neither had a value
+        delta = ref + bmean - self.mean
+        mean = self.mean + delta * ratio
+        m2 = self.m2 + bm2 + delta * (delta * (self.count * ratio))
+        self.count, self.mean, self.m2 = total[-1], mean[-1], m2[-1]
+        return mean, m2, total
+
+    def _take_categories(self, cat: list[np.ndarray]) -> None:
+        """Give new categories their columns, in order of first appearance."""
+        if self.categorical_mode != "onehot":
+            return
+        for vocab, values in zip(self.vocab, cat, strict=True):
+            if len(vocab) >= self.max_categories:
+                continue
+            for v in _distinct(values):
+                if v not in vocab:
+                    vocab[v] = len(vocab)
+                    if len(vocab) >= self.max_categories:
+                        break
+
+    def standardisation(self) -> tuple[np.ndarray, np.ndarray]:
+        """What scaling subtracts from and divides each column of :meth:`transform` by (0
+        and 1 for the columns it leaves as they are)."""
+        shift, scale = np.zeros(self.width), np.ones(self.width)
+        if self.numeric_mode == "scale":
+            k = len(self.numeric)
+            shift[:k], scale[:k] = self.mean, self.scale
+        return shift, scale
+
+    def transform(self, num: np.ndarray, cat: list[np.ndarray],
+                  scaled: bool = True) -> np.ndarray:
+        """The float matrix the learner takes: numbers first, then each field's columns
+        (numbers imputed but not scaled unless ``scaled``)."""
+        numbers = num
+        if len(self.numeric) and self.numeric_mode != "none":
+            missing = np.isnan(num)
+            if missing.any():
+                numbers = np.where(missing, self.mean, num)
+            if scaled and self.numeric_mode == "scale":
+                numbers = (numbers - self.mean) / self.scale
+        return self._columns(numbers, num, cat)
+
+    def _columns(self, numbers: np.ndarray, num: np.ndarray, cat: list[np.ndarray]) -> np.ndarray:
+        """The numbers (an array of their own) followed by each categorical field's columns."""
+        if not cat:
+            return numbers if numbers is not num else np.array(num, dtype=np.float64, order="C")
+        k = len(self.numeric)
+        out = np.zeros((num.shape[0], self.width))
+        out[:, :k] = numbers
         slots = self.slots
         for j, values in enumerate(cat):
             if self.categorical_mode == "onehot":
