@@ -1,13 +1,17 @@
 """scikit-learn learners on a stream: SGD learns the very weights partial_fit gives while
-skipping its checks."""
+skipping its checks, and Gaussian naive Bayes is the model GaussianNB.fit gives on every
+event at once whatever the batches."""
 
 from __future__ import annotations
 
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.linear_model import SGDClassifier, SGDRegressor
+from sklearn.naive_bayes import GaussianNB
+from sklearn.preprocessing import StandardScaler
 
 from modelport.registry import Registry
 from modelport.train.online.loop import Learning, State
@@ -90,3 +94,32 @@ def test_a_learner_skips_partial_fit_only_where_it_learns_the_same(params, direc
     a, b = fast.state.learner.estimator, slow.state.learner.estimator
     assert np.array_equal(a.coef_, b.coef_) and np.array_equal(a.intercept_, b.intercept_)
     assert a.t_ == b.t_ == 501.0
+
+
+def test_gaussian_naive_bayes_is_the_model_fit_gives_on_every_event_whatever_the_batches():
+    X, y = stream(3000)
+    expected = GaussianNB().fit(StandardScaler().fit_transform(X), y)
+    frame = pd.DataFrame(X, columns=list("abcd"))
+    for sizes in ([3000], [1] * 40 + [60] * 49 + [20], [7] * 428 + [4]):
+        run = learning({"estimator": "sklearn.naive_bayes.GaussianNB"})
+        feed(run, X, y, sizes)
+        exported = run.state.learner.export()
+        nb = exported.named_steps["model"]
+        assert np.allclose(nb.theta_, expected.theta_, rtol=0, atol=1e-11)
+        assert np.allclose(nb.var_, expected.var_, rtol=1e-11, atol=0)
+        assert nb.epsilon_ == pytest.approx(expected.epsilon_, rel=1e-9)
+        assert np.array_equal(nb.class_count_, expected.class_count_)
+        assert np.allclose(exported.predict_proba(frame), expected.predict_proba(
+            StandardScaler().fit_transform(X)), rtol=0, atol=1e-9)
+
+
+def test_naive_bayes_predicts_from_the_second_event_on():
+    """A class seen once has no variance, and GaussianNB.partial_fit smooths variances by
+    the batch's: on a batch of one event it then divides by 0. Here every prediction from
+    the second event on is a number."""
+    X, y = stream(400, seed=3)
+    run = learning({"estimator": "sklearn.naive_bayes.GaussianNB"})
+    feed(run, X, y, [1] * 400)
+    _, _, _, terms = run.state.window.rows()
+    assert np.isnan(terms["log_loss"][0]) and np.isfinite(terms["log_loss"][1:]).all()
+    assert np.nanmean(terms["correct"]) > 0.7  # every seventh label is noise

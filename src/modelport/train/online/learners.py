@@ -7,9 +7,10 @@ every event with what was learnt before the batch, then learn it. scikit-learn's
 code), so a batch costs one Python call while the weights follow the same path as
 event-by-event learning; only the predictions of a batch share the weights it started with.
 SGD skips ``partial_fit``'s per-call checks once it has shown it learns the same without
-them (:class:`_Epoch`). Predictions of linear models and Gaussian naive Bayes are computed
-here from the fitted attributes (the same arithmetic as ``predict_proba``, without its
-per-call validation).
+them (:class:`_Epoch`); Gaussian naive Bayes learns through
+:class:`~modelport.train.online.bayes.GaussianBayes`. Predictions of linear models and
+Gaussian naive Bayes are computed here from the fitted attributes (the same arithmetic as
+``predict_proba``, without its per-call validation).
 
 Unless the spec sets them, learners get defaults suited to streams, recorded with every
 checkpoint: SGD learns at a constant rate of 0.01 without regularisation (what River's
@@ -28,6 +29,7 @@ from scipy.special import expit as _expit
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 from modelport.errors import UserError, require
+from modelport.train.online.bayes import GaussianBayes
 from modelport.train.online.schema import Features, Schema
 
 #: parameters set unless the spec gives them (see the module docstring)
@@ -176,8 +178,11 @@ def _river_model(spec):
 # -- scikit-learn ----------------------------------------------------------------------------
 
 class SklearnLearner:
-    """A ``partial_fit`` estimator behind incremental preprocessing."""
+    """A ``partial_fit`` estimator behind incremental preprocessing. A ``GaussianNB`` learns
+    through :class:`~modelport.train.online.bayes.GaussianBayes` instead (see there)."""
 
+    #: the statistics a GaussianNB learns through
+    bayes: GaussianBayes | None = None
     #: whether SGD learns through _Epoch (None: not compared with partial_fit yet)
     direct: bool | None = None
     _epoch: _Epoch | None = None
@@ -189,6 +194,9 @@ class SklearnLearner:
         self.classes = np.asarray(sorted(classes)) if classes else None
         self.fitted = False
         self.waiting: list[tuple[Features, np.ndarray]] = []
+        if type(estimator).__name__ == "GaussianNB" and \
+                type(estimator).__module__.startswith("sklearn."):
+            self.bayes = GaussianBayes(estimator.var_smoothing, estimator.priors)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -214,19 +222,35 @@ class SklearnLearner:
     def predict(self, features: Features) -> Prediction | None:
         if not self.fitted or not len(features):
             return None
-        return self._predict(self.prep.transform(features.num, features.cat))
+        return self._predict(self._scaled(self._inputs(features)))
 
     def test_then_train(self, features: Features, y: np.ndarray | None) -> Prediction | None:
         """Predict the batch with what was learnt before it, then learn it."""
         self.prep.update(features.num, features.cat)
-        Z = self.prep.transform(features.num, features.cat)
-        prediction = self._predict(Z) if self.fitted else None
-        self._fit(Z, y, features)
+        X = self._inputs(features)
+        prediction = self._predict(self._scaled(X)) if self.fitted else None
+        self._fit(X, y, features)
         return prediction
 
     def learn(self, features: Features, y: np.ndarray | None) -> None:
         self.prep.update(features.num, features.cat)
-        self._fit(self.prep.transform(features.num, features.cat), y, features)
+        self._fit(self._inputs(features), y, features)
+
+    def _inputs(self, features: Features) -> np.ndarray:
+        """The batch as the learner learns it: preprocessed, and scaled unless it is learnt
+        through GaussianBayes, which keeps its statistics in the units of the data."""
+        return self.prep.transform(features.num, features.cat, scaled=self.bayes is None)
+
+    def _scaled(self, X: np.ndarray, shift: np.ndarray | None = None,
+                scale: np.ndarray | None = None) -> np.ndarray:
+        """The batch as the estimator of the exported pipeline takes it, with a GaussianNB
+        brought to the scale (``shift``, ``scale``: the preprocessing's current one)."""
+        if self.bayes is None:
+            return X
+        if shift is None:
+            shift, scale = self.prep.standardisation()
+        self.bayes.write(self.estimator, self.classes, shift, scale)
+        return (X - shift) / scale
 
     def _fit(self, Z: np.ndarray, y: np.ndarray | None, features: Features) -> None:
         if not self.fitted and not self._ready(Z, y, features):
@@ -250,7 +274,9 @@ class SklearnLearner:
                 probe, self.direct = None, False
         try:
             with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-                if self.task == "clustering":
+                if self.bayes is not None:
+                    self.bayes.learn(Z, y, self.classes)
+                elif self.task == "clustering":
                     est.partial_fit(Z)
                 elif self.task == "classification" and not self.fitted:
                     est.partial_fit(Z, y, classes=self.classes)
@@ -294,7 +320,7 @@ class SklearnLearner:
             return False
         held = Features.concat([w[0] for w in self.waiting])
         self.waiting = []
-        self._partial_fit(self.prep.transform(held.num, held.cat), labels)
+        self._partial_fit(self._inputs(held), labels)
         return False  # the batch was learnt with the waiting events
 
     def _predict(self, Z: np.ndarray) -> Prediction:
@@ -328,9 +354,11 @@ class SklearnLearner:
             return Prediction(label=classes[d.argmax(1)], proba=proba)
         if name == "GaussianNB":
             jll = np.empty((len(Z), len(classes)))
+            with np.errstate(divide="ignore"):  # a class not seen yet: log(0)
+                prior = np.log(est.class_prior_)
             for i in range(len(classes)):
                 var = est.var_[i]
-                jll[:, i] = (np.log(est.class_prior_[i]) - 0.5 * np.log(2 * np.pi * var).sum()
+                jll[:, i] = (prior[i] - 0.5 * np.log(2 * np.pi * var).sum()
                              - 0.5 * (((Z - est.theta_[i]) ** 2) / var).sum(1))
             return Prediction(label=classes[jll.argmax(1)], proba=_softmax(jll))
         if hasattr(est, "predict_proba"):
@@ -349,6 +377,8 @@ class SklearnLearner:
         reads the raw fields by name: what a checkpoint registers."""
         from sklearn.pipeline import Pipeline
 
+        if self.bayes is not None and self.fitted:
+            self._scaled(np.empty((0, self.prep.width)))  # the estimator in today's scale
         return Pipeline([("preprocess", self.prep.export()),
                          ("model", copy.deepcopy(self.estimator))])
 
