@@ -1,6 +1,6 @@
 """scikit-learn learners on a stream: SGD learns the very weights partial_fit gives while
-skipping its checks, and Gaussian naive Bayes is the model GaussianNB.fit gives on every
-event at once whatever the batches."""
+skipping its checks, Gaussian naive Bayes is the model GaussianNB.fit gives on every event
+at once whatever the batches, and a batch is learnt in steps that grow from one event."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sklearn.naive_bayes import GaussianNB
 from sklearn.preprocessing import StandardScaler
 
 from modelport.registry import Registry
+from modelport.train.online import learn
 from modelport.train.online.loop import Learning, State
 from modelport.train.online.sources import Batch
 from modelport.train.online.spec import load_spec
@@ -123,3 +124,16 @@ def test_naive_bayes_predicts_from_the_second_event_on():
     _, _, _, terms = run.state.window.rows()
     assert np.isnan(terms["log_loss"][0]) and np.isfinite(terms["log_loss"][1:]).all()
     assert np.nanmean(terms["correct"]) > 0.7  # every seventh label is noise
+
+
+def test_only_the_first_event_of_a_stream_goes_unpredicted(tmp_path):
+    X, y = stream(2000, seed=4)
+    frame = pd.DataFrame(X, columns=list("abcd"))
+    frame["y"] = (y == 1).astype(int)
+    frame.to_parquet(tmp_path / "e.parquet", index=False)
+    result = learn({"name": "first", "source": str(tmp_path / "e.parquet"), "target": "y",
+                    "classes": [0, 1], "batch": {"size": 256},
+                    "learner": {"estimator": "sklearn.linear_model.SGDClassifier",
+                                "params": {"loss": "log_loss"}},
+                    "checkpoint": {"every_events": 10**9, "formats": ["joblib"]}})
+    assert (result.learned, result.scored) == (2000, 1999)

@@ -1,13 +1,14 @@
 """Incremental learners behind one small interface: scikit-learn ``partial_fit`` estimators
 fed mini-batches, and River estimators (and pipelines) fed one event at a time.
 
-The learning loop asks a learner to :meth:`~SklearnLearner.test_then_train` a batch: predict
-every event with what was learnt before the batch, then learn it. scikit-learn's SGD-family
-``partial_fit`` still updates the weights once per event inside the batch (in compiled
-code), so a batch costs one Python call while the weights follow the same path as
-event-by-event learning; only the predictions of a batch share the weights it started with.
-SGD skips ``partial_fit``'s per-call checks once it has shown it learns the same without
-them (:class:`_Epoch`); Gaussian naive Bayes learns through
+The learning loop asks a learner to :meth:`~SklearnLearner.test_then_train` a batch, which
+a scikit-learn learner learns in steps that grow with what it has learnt: each step is
+predicted with what was learnt before it, then learnt. scikit-learn's SGD-family
+``partial_fit`` still updates the weights once per event inside a step (in compiled code),
+so a step costs one call while the weights follow the same path as event-by-event
+learning; only the predictions of a step share the weights it started with. SGD skips
+``partial_fit``'s per-call checks once it has shown it learns the same without them
+(:class:`_Epoch`); Gaussian naive Bayes learns through
 :class:`~modelport.train.online.bayes.GaussianBayes`. Predictions of linear models and
 Gaussian naive Bayes are computed here from the fitted attributes (the same arithmetic as
 ``predict_proba``, without its per-call validation).
@@ -45,6 +46,8 @@ STREAM_DEFAULTS = {
     "MLPRegressor": {"shuffle": False, "random_state": 0},
     "MiniBatchKMeans": {"random_state": 0, "n_init": 1},
 }
+#: a learning step holds at most 1/_STEP of the events learnt before it
+_STEP = 8
 _LINEAR = ("SGDClassifier", "SGDRegressor", "Perceptron", "PassiveAggressiveClassifier",
            "PassiveAggressiveRegressor")
 _EXAMPLES = "SGDClassifier, SGDRegressor, GaussianNB, MultinomialNB, MiniBatchKMeans"
@@ -186,6 +189,8 @@ class SklearnLearner:
     #: whether SGD learns through _Epoch (None: not compared with partial_fit yet)
     direct: bool | None = None
     _epoch: _Epoch | None = None
+    #: events learnt so far, which bound the next step (see test_then_train)
+    learnt: int = 0
 
     def __init__(self, estimator, prep, task: str, classes: list | None) -> None:
         self.estimator = estimator
@@ -193,7 +198,7 @@ class SklearnLearner:
         self.task = task
         self.classes = np.asarray(sorted(classes)) if classes else None
         self.fitted = False
-        self.waiting: list[tuple[Features, np.ndarray]] = []
+        self.waiting: list[tuple[np.ndarray, np.ndarray]] = []
         if type(estimator).__name__ == "GaussianNB" and \
                 type(estimator).__module__.startswith("sklearn."):
             self.bayes = GaussianBayes(estimator.var_smoothing, estimator.priors)
@@ -225,16 +230,37 @@ class SklearnLearner:
         return self._predict(self._scaled(self._inputs(features)))
 
     def test_then_train(self, features: Features, y: np.ndarray | None) -> Prediction | None:
-        """Predict the batch with what was learnt before it, then learn it."""
-        self.prep.update(features.num, features.cat)
-        X = self._inputs(features)
-        prediction = self._predict(self._scaled(X)) if self.fitted else None
-        self._fit(X, y, features)
-        return prediction
+        """Predict the batch and learn it, in steps: each step is predicted with what was
+        learnt before it, then learnt. A step holds at most an eighth of the events learnt
+        before it (one, at first), so every event is predicted by a model that learnt at
+        least eight ninths of the events before it, and only the very first event of a
+        stream goes unpredicted. A thousand events take about fifty steps; a long stream
+        reaches full batches after eight times their size."""
+        n = len(features)
+        ends = [0]
+        while ends[-1] < n:
+            ends.append(min(n, ends[-1] + max(1, (self.learnt + ends[-1]) // _STEP)))
+        ends.pop(0)
+        sizes = np.diff(ends, prepend=0)
+        X, shift, scale = self.prep.learn(features.num, features.cat, ends)
+        if self.bayes is None and self.prep.numeric_mode == "scale":
+            step = np.repeat(np.arange(len(ends)), sizes) if len(ends) > 1 else 0
+            X = (X - shift[step]) / scale[step]
+        made: list[Prediction | None] = []
+        start = 0
+        for j, stop in enumerate(ends):
+            part = X[start:stop]
+            made.append(self._predict(self._scaled(part, shift[j], scale[j]))
+                        if self.fitted else None)
+            self._fit(part, None if y is None else y[start:stop])
+            start = stop
+        self.learnt += n
+        return _joined(made, sizes.tolist())
 
     def learn(self, features: Features, y: np.ndarray | None) -> None:
         self.prep.update(features.num, features.cat)
-        self._fit(self._inputs(features), y, features)
+        self._fit(self._inputs(features), y)
+        self.learnt += len(features)
 
     def _inputs(self, features: Features) -> np.ndarray:
         """The batch as the learner learns it: preprocessed, and scaled unless it is learnt
@@ -252,10 +278,10 @@ class SklearnLearner:
         self.bayes.write(self.estimator, self.classes, shift, scale)
         return (X - shift) / scale
 
-    def _fit(self, Z: np.ndarray, y: np.ndarray | None, features: Features) -> None:
-        if not self.fitted and not self._ready(Z, y, features):
+    def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
+        if not self.fitted and not self._ready(X, y):
             return
-        self._partial_fit(Z, y)
+        self._partial_fit(X, y)
 
     def _partial_fit(self, Z: np.ndarray, y) -> None:
         import sklearn
@@ -301,12 +327,12 @@ class SklearnLearner:
             self._epoch = _Epoch(self.estimator)
         return self._epoch
 
-    def _ready(self, Z, y, features: Features) -> bool:
+    def _ready(self, X: np.ndarray, y) -> bool:
         """Whether the first fit can happen: a classifier needs two classes (unless the spec
         lists them), k-means as many events as clusters. Until then events wait, in order."""
         if self.task == "classification" and self.classes is not None:
             return True
-        self.waiting.append((features, y))
+        self.waiting.append((X, y))
         labels = np.concatenate([w[1] for w in self.waiting]) if y is not None else None
         rows = sum(len(w[0]) for w in self.waiting)
         if self.task == "classification":
@@ -318,10 +344,10 @@ class SklearnLearner:
             self.classes = np.unique(labels)
         elif self.task == "clustering" and rows < getattr(self.estimator, "n_clusters", 1):
             return False
-        held = Features.concat([w[0] for w in self.waiting])
+        held = np.concatenate([w[0] for w in self.waiting])
         self.waiting = []
-        self._partial_fit(self._inputs(held), labels)
-        return False  # the batch was learnt with the waiting events
+        self._partial_fit(held, labels)
+        return False  # the events were learnt with the waiting ones
 
     def _predict(self, Z: np.ndarray) -> Prediction:
         est = self.estimator
@@ -447,6 +473,32 @@ class _Epoch:
 def _same_weights(a, b) -> bool:
     return (np.array_equal(a.coef_, b.coef_) and np.array_equal(a.intercept_, b.intercept_)
             and a.t_ == b.t_)
+
+
+def _joined(made: list[Prediction | None], sizes: list[int]) -> Prediction | None:
+    """The predictions of a batch's steps as one (the events of steps before the first fit
+    marked unscored)."""
+    if len(made) == 1:
+        return made[0]
+    first = next((p for p in made if p is not None), None)
+    if first is None:
+        return None
+
+    def column(name: str) -> np.ndarray | None:
+        like = getattr(first, name)
+        if like is None:
+            return None
+        return np.concatenate([getattr(p, name) if p is not None else
+                               np.zeros((k, *like.shape[1:]), dtype=like.dtype)
+                               for p, k in zip(made, sizes, strict=True)])
+
+    scored = None
+    if any(p is None or p.scored is not None for p in made):
+        scored = np.concatenate([np.zeros(k, dtype=bool) if p is None else
+                                 np.ones(k, dtype=bool) if p.scored is None else p.scored
+                                 for p, k in zip(made, sizes, strict=True)])
+    return Prediction(label=column("label"), proba=column("proba"), value=column("value"),
+                      scored=scored)
 
 
 def _softmax(jll: np.ndarray) -> np.ndarray:

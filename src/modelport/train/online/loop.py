@@ -14,10 +14,11 @@ for their label; a later event carrying the id and the target joins them, is sco
 against the prediction made at arrival, and is learnt with the features that arrived
 first. Events whose label comes with them are predicted and learnt at once.
 
-A learner's first batch holds 16 events and each next one as many as were read before
-it, up to the spec's batch size: the events that arrive before the first fit, which
-nothing can predict, stay few, and the model is young (changing fast) only while batches
-are small.
+A learner's first batch holds 16 events (enough to tell text fields from numbers), the
+next ones up to the spec's batch size. A scikit-learn learner learns a batch in steps
+that grow, from one event, with the events it has learnt
+(:meth:`~modelport.train.online.learners.SklearnLearner.test_then_train`): only the very
+first event goes unpredicted, and a young model is never far behind the stream.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from modelport.train.online.spec import LOWER_IS_BETTER, OnlineSpec
 
 log = logging.getLogger("modelport.learn")
 SAMPLE_ROWS = 1000
-#: events in a learner's first batch; later ones double up to the spec's batch size
+#: events in a learner's first batch (later ones: up to the spec's batch size)
 _FIRST_BATCH = 16
 _TERM = {"accuracy": "correct", "log_loss": "log_loss", "mae": "abs_error", "rmse": "sq_error",
          "inertia": "inertia"}
@@ -671,9 +672,7 @@ async def _run(spec: OnlineSpec, *, follow: bool, fresh: bool, registry,
 
     try:
         while not stop.is_set():
-            # the first batches grow from a few events to the batch size, so that the
-            # events before the learner's first fit, which nothing can predict, stay few
-            size = min(spec.batch_size, max(_FIRST_BATCH, state.seq))
+            size = spec.batch_size if state.seq else min(spec.batch_size, _FIRST_BATCH)
             batch = await source.read(size, wait_s)
             if batch is None:
                 break
