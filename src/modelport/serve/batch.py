@@ -1,15 +1,17 @@
 """Batch scoring: a file or table in, scores out, in bounded memory, in parallel, resumable.
 
 The job is ``Source -> Predictor -> Sink``: :mod:`modelport.io.chunks` reads the input in
-chunks of ``chunk_rows`` rows, worker processes (each holding one Predictor, loaded once
-from the artefact bytes) score them, and :mod:`modelport.io.sinks` commits each chunk in
-input order. At most two chunks per worker are in flight, so memory depends on the chunk
-size and the worker count, never on the size of the input.
+chunks of ``chunk_rows`` rows, worker processes (each holding one Predictor, loaded once)
+score them, and :mod:`modelport.io.sinks` commits each chunk in input order. A Parquet
+input scored into a file is cut at its row groups instead, and each worker reads its own
+pieces and stages its own part of the output. At most two chunks per worker are in
+flight, so memory depends on the chunk size and the worker count, never on the size of
+the input.
 
-The runtime is the version's fastest artefact that passed the parity check at
-registration: ONNX, else joblib (``format=`` forces one). Input columns go from Arrow to
-NumPy without pandas; categorical columns are dictionary-encoded first, so each distinct
-string becomes a Python object once per chunk rather than once per row.
+The runtime is the version's fastest kind of artefact that passed the parity check at
+registration: compiled, else ONNX, else joblib (``format=`` forces one). Input columns go
+from Arrow to NumPy without pandas; categorical columns stay dictionary-encoded, so each
+distinct string becomes a Python object once per chunk rather than once per row.
 
 Outputs, by task: classification gives ``label`` and one ``proba_<class>`` column per
 class (a binary classifier also gets ``score``, the probability of the second class, the
@@ -534,8 +536,9 @@ def to_columns(table, signature, on_error: str = "fail", first_row: int = 0,
                where: str = "input"):
     """The signature's columns of an Arrow table as NumPy arrays, and the rows that are bad.
 
-    Numbers become float64 (missing: NaN), categories object arrays of str (missing: NaN),
-    as :meth:`Signature.columns` makes them, but column at a time in Arrow. A value that is
+    Numbers become float64 (missing: NaN), as :meth:`Signature.columns` makes them but
+    column at a time from Arrow; string categories become :class:`~modelport.predictor.Coded`
+    columns (each distinct word once, and integer codes). A value that is
     not a number in a numeric column is a bad row: with ``on_error="fail"`` a
     :class:`UserError` naming the row, the column and the value.
     """
