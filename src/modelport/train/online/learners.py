@@ -324,7 +324,11 @@ class SklearnLearner:
             if not _Epoch.fits(self.estimator):
                 self.direct = False
                 return None
-            self._epoch = _Epoch(self.estimator)
+            try:
+                self._epoch = _Epoch(self.estimator)
+            except Exception:  # noqa: BLE001 - another scikit-learn's internals: partial_fit
+                self.direct = False
+                return None
         return self._epoch
 
     def _ready(self, X: np.ndarray, y) -> bool:
