@@ -414,7 +414,8 @@ def _score_piece(piece, part: str, rejects_part: str | None, kind: str, on_error
                 first = piece.first_row + rows
                 outputs, bad = score_table(_PREDICTOR, table.select(names), on_error, first,
                                            where)
-                bad_out.write(rejects_table(table, bad, first))
+                if bad:  # a piece without rejects stages an empty rejects part
+                    bad_out.write(rejects_table(table, bad, first))
                 good = _keep(table, bad)
                 out.write(output_table(signature, outputs, good.column(id) if id else None, id,
                                        schema))
@@ -692,9 +693,7 @@ def output_table(signature, outputs: dict, id_values, id: str | None, schema):
     if id and id_values is not None:
         arrays[id] = id_values
     if signature.task == "classification":
-        arrays["label"] = pa.array(np.asarray(outputs["label"]).tolist()
-                                   if np.asarray(outputs["label"]).dtype == object
-                                   else outputs["label"])
+        arrays["label"] = np.asarray(outputs["label"])
         if "score" in schema.names or any(n.startswith("proba_") for n in schema.names):
             proba = outputs.get("proba")
             if proba is None:
@@ -711,11 +710,32 @@ def output_table(signature, outputs: dict, id_values, id: str | None, schema):
 
 
 def _typed(values, type):
-    """``values`` as an Arrow array of ``type``, cast only when it is not one already."""
+    """``values`` (Arrow, or NumPy) as an Arrow array of ``type``.
+
+    NumPy arrays of the output types are wrapped from their buffers: ``pa.array`` imports
+    pandas, which would cost a worker a second the first time it writes scores.
+    """
+    import numpy as np
     import pyarrow as pa
 
-    if not isinstance(values, pa.Array | pa.ChunkedArray):
-        values = pa.array(values)
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return values if values.type == type else values.cast(type)
+    n = len(values)
+    if type == pa.float64() or type == pa.int64():
+        dtype = np.float64 if type == pa.float64() else np.int64
+        if values.dtype.kind in "fiub":
+            data = np.ascontiguousarray(values, dtype=dtype)
+            return pa.Array.from_buffers(type, n, [None, pa.py_buffer(data)])
+    elif type == pa.bool_() and values.dtype.kind == "b":
+        bits = np.packbits(values, bitorder="little")
+        return pa.Array.from_buffers(type, n, [None, pa.py_buffer(bits)])
+    elif type == pa.string() and all(isinstance(v, str) for v in values.tolist()):
+        words = [v.encode() for v in values.tolist()]
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum([len(w) for w in words], out=offsets[1:])
+        return pa.Array.from_buffers(type, n, [None, pa.py_buffer(offsets),
+                                               pa.py_buffer(b"".join(words))])
+    values = pa.array(values.tolist() if values.dtype == object else values)
     return values if values.type == type else values.cast(type)
 
 
