@@ -10,8 +10,10 @@ size and model runs, each in its own fresh process:
 - ``mlflow``: MLflow's pyfunc over the whole frame (needs ``pip install 'modelport[bench]'``;
   skipped with that hint when MLflow is missing; nothing is installed for you).
 
-Prints rows/s, peak memory (RSS and PSS summed over the process and its children, sampled
-from /proc every 20 ms, so worker processes count) and ratios to modelport. Run::
+Prints rows/s, peak memory (RSS and PSS summed over the process and its children, so worker
+processes count: the process tree every 0.2 s, its RSS from /proc/PID/statm every 20 ms, PSS
+from /proc/PID/smaps_rollup every 0.5 s, since reading smaps stalls a process that maps memory meanwhile and sampling it every
+20 ms slowed the chunked jobs by up to half) and ratios to modelport. Run::
 
     python benchmarks/batch.py                 # 1M and 5M rows, both models
     python benchmarks/batch.py --quick         # 200k rows
@@ -38,6 +40,9 @@ NUMERIC = ["tenure_months", "monthly_charges", "total_charges", "support_calls",
 CATEGORICAL = ["plan", "contract", "payment_method", "region"]
 FEATURES = NUMERIC + CATEGORICAL
 APPROACHES = ("floor", "modelport", "pandas", "mlflow")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+#: seconds between two readings of PSS (RSS is read every 20 ms)
+PSS_EVERY = 0.5
 
 
 # -- one measured run, in a fresh process --------------------------------------------------
@@ -84,12 +89,8 @@ def run_one(approach: str, model: str, src: str, dest: str, workers: int,
     return time.perf_counter() - started
 
 
-def _tree_memory(root: int) -> tuple[int, int]:
-    """(RSS, PSS) bytes of ``root`` and all its descendants, read from /proc.
-
-    RSS counts a shared library once per process that maps it; PSS shares such pages out
-    among the processes, so the sum of PSS is the memory the job really holds.
-    """
+def _tree(root: int) -> list[int]:
+    """``root`` and all its descendants, from /proc."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -100,21 +101,41 @@ def _tree_memory(root: int) -> tuple[int, int]:
             children.setdefault(ppid, []).append(int(entry))
         except (OSError, IndexError, ValueError):
             continue
-    rss = pss = 0
-    stack = [root]
+    pids, stack = [], [root]
     while stack:
         pid = stack.pop()
+        pids.append(pid)
+        stack.extend(children.get(pid, []))
+    return pids
+
+
+def _rss(pids: list[int]) -> int:
+    """Resident bytes of ``pids`` now, from /proc/PID/statm: kernel counters, read without
+    walking the processes' page tables, so sampling it often does not slow them down."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm") as fh:
+                total += int(fh.read().split()[1]) * PAGE
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def _pss(pids: list[int]) -> int:
+    """Proportional set size of ``pids``, from /proc/PID/smaps_rollup. Reading it walks a
+    process's page tables under its memory-map lock, which stalls a process that maps and
+    unmaps memory meanwhile: it is read only every PSS_EVERY seconds."""
+    total = 0
+    for pid in pids:
         try:
             with open(f"/proc/{pid}/smaps_rollup") as fh:
                 for line in fh:
-                    if line.startswith("Rss:"):
-                        rss += int(line.split()[1]) * 1024
-                    elif line.startswith("Pss:"):
-                        pss += int(line.split()[1]) * 1024
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
         except OSError:
             pass
-        stack.extend(children.get(pid, []))
-    return rss, pss
+    return total
 
 
 def measure(approach: str, model: str, src: Path, workdir: Path, workers: int,
@@ -129,9 +150,16 @@ def measure(approach: str, model: str, src: Path, workdir: Path, workers: int,
     done = threading.Event()
 
     def sample() -> None:
+        next_pss = next_tree = 0.0
+        pids: list[int] = []
         while not done.is_set():
-            rss, pss = _tree_memory(proc.pid)
-            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
+            now = time.monotonic()
+            if now >= next_tree:  # walking /proc costs more than reading a few statm files
+                pids, next_tree = _tree(proc.pid), now + 0.2
+            peak[0] = max(peak[0], _rss(pids))
+            if now >= next_pss:
+                peak[1] = max(peak[1], _pss(pids))
+                next_pss = now + PSS_EVERY
             time.sleep(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
