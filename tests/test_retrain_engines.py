@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
 from sklearn.pipeline import Pipeline
@@ -12,6 +13,7 @@ from sklearn.pipeline import Pipeline
 from modelport.datasets import churn
 from modelport.register import log_model
 from modelport.train.automl import search
+from modelport.train.automl.problem import Problem, repeats
 from modelport.train.automl.space import FAMILIES
 
 from conftest import need_module
@@ -61,3 +63,16 @@ def test_regression_search_starts_from_defaults():
     assert board == {"lr", "hgb"}  # each family's default is tried first
     assert found.summary["best"]["score"] == min(r["score"]
                                                  for r in found.summary["leaderboard"])
+
+
+def test_the_fewer_the_rows_the_more_draws_of_the_folds():
+    # about 3,000 held-out predictions per candidate, between one and ten draws of 5 folds
+    assert [repeats(n) for n in (133, 331, 426, 600, 1000, 1001, 9000)] == \
+        [10, 10, 8, 5, 3, 1, 1]
+    X, y = load_diabetes(return_X_y=True, as_frame=True)
+    problem = Problem(X.head(331), y.head(331), task="regression", metric="r2")
+    assert len(problem.splits) == 50
+    assert problem.protocol == "5-fold cross-validation, 10 times"
+    for fit, valid in problem.splits[:5]:  # each draw is a partition of the rows
+        assert len(fit) + len(valid) == 331
+    assert sorted(np.concatenate([v for _, v in problem.splits[:5]])) == list(range(331))

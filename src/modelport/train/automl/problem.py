@@ -6,13 +6,15 @@ scaling, one-hot encoding) is fitted once on the training rows; engines only eve
 numeric output, and the winner is returned inside a plain scikit-learn ``Pipeline`` with
 that same fitted preprocessor in front, so what serves is what was searched.
 
-Validation: five stratified folds up to :data:`CV_ROWS` rows (drawn three times over up to
-:data:`REPEAT_ROWS`), one 20 % hold-out split above. Every engine scores candidates on these same splits with the same metric function,
-so their scores compare.
+Validation: five stratified folds up to :data:`CV_ROWS` rows (drawn several times over up
+to :data:`REPEAT_ROWS`, see :func:`repeats`), one 20 % hold-out split above. Every engine
+scores candidates on these same splits with the same metric function, so their scores
+compare.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,14 +23,31 @@ import numpy as np
 
 CV_ROWS = 10_000
 FOLDS = 5
-#: up to this many rows the folds are drawn three times over: on a few hundred rows one
-#: draw of five folds ranks close candidates by luck
+#: up to this many rows the folds are drawn several times over (:func:`repeats`)
 REPEAT_ROWS = 1_000
-REPEATS = 3
+#: each candidate is scored on about this many held-out predictions, at most ten draws
+VALIDATION_ROWS = 3_000
+MAX_REPEATS = 10
 HOLDOUT = 0.2
 
 #: metrics where a smaller value is better; every other metric is better larger
 SMALLER_IS_BETTER = ("log_loss", "rmse", "mae")
+
+
+def repeats(rows: int) -> int:
+    """How many times the five folds are drawn for ``rows`` training rows: enough that
+    each candidate is scored on about :data:`VALIDATION_ROWS` held-out predictions (three
+    draws at 1,000 rows, ten at 300 and below), once above :data:`REPEAT_ROWS`.
+
+    On a few hundred rows one draw of five folds ranks close candidates by luck, and a
+    search that tries hundreds of configurations against so noisy a score keeps the
+    luckiest: its validation score flatters it, and on new rows it loses to the plainer
+    model it beat. More draws make each trial dearer — about as dear as at 1,000 rows —
+    so the search tries fewer configurations, each scored closer to what it will do.
+    """
+    if rows > REPEAT_ROWS:
+        return 1
+    return max(1, min(MAX_REPEATS, math.ceil(VALIDATION_ROWS / max(rows, 1))))
 
 
 def higher_is_better(metric: str) -> bool:
@@ -77,7 +96,7 @@ class Problem:
         self.rows = len(self.y)
         self.classes = np.unique(self.y) if task == "classification" else None
         self.cv = self.rows <= cv_rows
-        self.repeats = REPEATS if self.rows <= REPEAT_ROWS else 1
+        self.repeats = repeats(self.rows)
         self.splits = self._splits()
         self.evaluations = 0
 
