@@ -281,7 +281,7 @@ def _log_chunk(plog, version, names, good, outputs, id, chunk, bad) -> None:
     if keep is None or keep.size:
         rows = good if keep is None else good.take(pa.array(keep, type=pa.int64()))
         outs = outputs if keep is None else {k: np.asarray(v)[keep] for k, v in outputs.items()}
-        inputs = {n: rows.column(n).to_numpy(zero_copy_only=False) for n in names}
+        inputs = {n: _plain(rows.column(n)).to_numpy(zero_copy_only=False) for n in names}
         plog.log(version.name, version.version, inputs, outs, role="batch", sampled=True,
                  ids=rows.column(id).to_pylist() if id else None)
     if bad:
@@ -289,6 +289,15 @@ def _log_chunk(plog, version, names, good, outputs, id, chunk, bad) -> None:
         plog.log(version.name, version.version, None, None, role="batch",
                  ids=rejected.column(id).to_pylist() if id else [None] * len(bad),
                  errors=[reason for _, reason in bad])
+
+
+def _plain(column):
+    """A column with its dictionary decoded: NumPy conversion of a dictionary-encoded
+    chunked array turns its nulls into one of the words."""
+    import pyarrow as pa
+
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return column.dictionary_decode() if pa.types.is_dictionary(column.type) else column
 
 
 def _start_pool(n_workers: int, init: tuple):
