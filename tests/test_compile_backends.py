@@ -171,7 +171,12 @@ def test_native_tree_walk_matches_the_numpy_walk(name, monkeypatch):
                           for t in model_ir.model.trees)
     assert (forest.native is None) == has_categorical
     assert walked._prepared._program._score.native is None
-    a, b = native.run(frame), walked.run(frame)
+    assert_same_outputs(native.run(frame), walked.run(frame))
+
+
+def assert_same_outputs(a: dict, b: dict) -> None:
+    """Two runtimes' outputs agree: numbers to 1e-12, labels and clusters exactly."""
+    assert a.keys() == b.keys()
     for key, values in b.items():
         if values.dtype.kind == "f":
             np.testing.assert_allclose(a[key], values, rtol=0, atol=1e-12)
@@ -200,12 +205,7 @@ def test_dictionary_encoded_columns_score_as_strings(name):
         codes[::17] = len(words) - 1
         coded[c] = Coded(words, codes)
         cols[c] = coded[c].decode()
-    a, b = predictor._run_batch(coded), predictor._run_columns(cols)
-    for key, values in b.items():
-        if values.dtype.kind == "f":
-            np.testing.assert_allclose(a[key], values, rtol=0, atol=1e-12)
-        else:
-            np.testing.assert_array_equal(a[key], values)
+    assert_same_outputs(predictor._run_batch(coded), predictor._run_columns(cols))
 
 
 # --- SQL ------------------------------------------------------------------------------------

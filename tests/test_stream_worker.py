@@ -141,16 +141,22 @@ def test_metrics_count_consumed_scored_and_dead_lettered(redis_streams):
     assert "modelport_stream_batch_messages_bucket" in text
 
 
-def test_enrich_merges_the_event_over_the_stored_features(redis_streams, tmp_path):
+def feature_table(tmp_path) -> str:
+    """A SQLite database of stored customer features (``customers``); its URL."""
     import sqlalchemy as sa
 
+    db = f"sqlite:///{tmp_path / 'features.db'}"
+    pd.DataFrame({"customer_id": [1, 2], "a": [3.0, -3.0], "b": [0.0, 0.0]}).to_sql(
+        "customers", sa.create_engine(db), index=False)
+    return db
+
+
+def test_enrich_merges_the_event_over_the_stored_features(redis_streams, tmp_path):
     from modelport.serve.stream import run
 
     r, names, urls = redis_streams
     register()
-    db = f"sqlite:///{tmp_path / 'features.db'}"
-    pd.DataFrame({"customer_id": [1, 2], "a": [3.0, -3.0], "b": [0.0, 0.0]}).to_sql(
-        "customers", sa.create_engine(db), index=False)
+    db = feature_table(tmp_path)
 
     async def scenario():
         stop = asyncio.Event()
@@ -182,10 +188,8 @@ def test_enriched_scores_are_upserted_into_the_lookup_table(redis_streams, tmp_p
 
     r, names, urls = redis_streams
     version = register()
-    db = f"sqlite:///{tmp_path / 'features.db'}"
+    db = feature_table(tmp_path)
     store = f"sqlite:///{tmp_path / 'scores.db'}#churn_scores"
-    pd.DataFrame({"customer_id": [1, 2], "a": [3.0, -3.0], "b": [0.0, 0.0]}).to_sql(
-        "customers", sa.create_engine(db), index=False)
 
     async def scenario():
         stop = asyncio.Event()
