@@ -135,20 +135,24 @@ class FileSink(Sink):
             self._join(self._part(self._joined))
             self._joined += 1
 
-    def _join(self, part: Path) -> None:
-        import pyarrow.feather as feather
+    def _open(self) -> None:
+        """Start the output, inside the staging folder: a resumed job starts it again from
+        the parts."""
         import pyarrow.parquet as pq
 
+        self._tmp = self.staging / f"output.{self.kind}.tmp"
+        self._out = open(self._tmp, "wb")
+        self._header = True
+        if self.kind == "parquet":
+            # dictionary encoding only pays for labels; on scores it costs time for nothing
+            labels = [n for n in self._schema.names if n == "label"]
+            self._writer = pq.ParquetWriter(self._out, self._schema, use_dictionary=labels)
+
+    def _join(self, part: Path) -> None:
+        import pyarrow.feather as feather
+
         if self._out is None:
-            # inside the staging folder: a resumed job starts it again from the parts
-            self._tmp = self.staging / f"output.{self.kind}.tmp"
-            self._out = open(self._tmp, "wb")
-            if self.kind == "parquet":
-                # dictionary encoding only pays for labels; on scores it costs time for nothing
-                labels = [n for n in self._schema.names if n == "label"]
-                self._writer = pq.ParquetWriter(self._out, self._schema, use_dictionary=labels)
-            elif self.kind == "csv":
-                self._header = True
+            self._open()
         if self.kind == "parquet":
             table = feather.read_table(part, memory_map=True)
             if table.schema != self._schema:
@@ -164,16 +168,10 @@ class FileSink(Sink):
     def finish(self) -> str:
         try:
             while self._part(self._joined).is_file():
-                self._join(self._part(self._joined))
-                self._joined += 1
+                self.committed(self._joined)
             if self._out is None:  # no chunk at all: an empty output
-                self._tmp = self.staging / f"output.{self.kind}.tmp"
-                self._out = open(self._tmp, "wb")
-                if self.kind == "parquet":
-                    import pyarrow.parquet as pq
-
-                    self._writer = pq.ParquetWriter(self._out, self._schema)
-                elif self.kind == "csv":
+                self._open()
+                if self.kind == "csv":
                     self._out.write((",".join(f'"{n}"' for n in self._schema.names)
                                      + "\n").encode())
             if self._writer is not None:

@@ -295,7 +295,7 @@ class LookupStore:
         schema = output_schema(signature, ids.type, self.key)
         picked = {k: np.asarray(v)[rows] for k, v in outputs.items()}
         table = output_table(signature, picked, ids, self.key, schema)
-        if self._sink is None or self._sink.model != model.name:
+        if self._sink is None:
             self._sink = SqlSink(self.url, self.table, self.key, model.name, model.version,
                                  "stream")
             self._sink.start(schema, resume=True)
@@ -303,7 +303,7 @@ class LookupStore:
 
     def close(self) -> None:
         if self._sink is not None:
-            self._sink.engine.dispose()
+            self._sink.finish()
 
 
 def stop_on_signals(stop: asyncio.Event | None = None) -> asyncio.Event:
