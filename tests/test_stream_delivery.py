@@ -40,6 +40,7 @@ N = int(os.environ.get("MODELPORT_DELIVERY_MESSAGES", "10000"))
 MALFORMED = [b"not json at all", b'{"id": "bad-1", "x0": "abc", "x1": 1, "x2": 1, "x3": 1}',
              b'{"id": "bad-2", "x0": 1.0}']
 DEADLINE_S = float(os.environ.get("MODELPORT_DELIVERY_TIMEOUT", str(90 + N / 100)))
+QUIET_S = 5.0  # no new output for this long: every redelivery is through
 
 
 def event(i: int) -> bytes:
@@ -404,10 +405,18 @@ def test_every_event_scored_at_least_once_across_a_kill(broker, tmp_path, capsys
         producer.join(DEADLINE_S)
         worker = start_worker(h, log)
         # a batch killed between its outputs and its ack is redelivered later, dead letters
-        # included: wait for both books, not only the outputs
-        while (h.count() < N or h.count(2) < len(MALFORMED)) and time.time() < deadline:
-            time.sleep(0.2)
-        time.sleep(1.0)  # let any redelivered tail settle before the books are closed
+        # included: wait for both books, not only the outputs. Duplicates count too, so N
+        # outputs can be out while the tail is still queued: wait until the outputs stop
+        # growing for longer than any redelivery delay (NATS ack_wait 3 s, Redis claim 1 s)
+        last, quiet_since = -1, time.time()
+        while time.time() < deadline:
+            done = h.count()
+            if done != last:
+                last, quiet_since = done, time.time()
+            elif (done >= N and h.count(2) >= len(MALFORMED)
+                  and time.time() - quiet_since >= QUIET_S):
+                break
+            time.sleep(0.5)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(30) == 0, log.read_text()[-3000:]
 
