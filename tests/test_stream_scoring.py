@@ -122,3 +122,18 @@ def test_an_event_missing_fields_is_dead_lettered_even_among_good_ones(model):
     assert [orjson.loads(p)["id"] for _, p in outputs] == ["m0", "m2"]
     (letter,) = [orjson.loads(p) for _, p in dead]
     assert letter["id"] == "m1" and "missing column(s) 'plan', 'spend'" in letter["reason"]
+
+
+@pytest.mark.parametrize("reply", [
+    "$JS.ACK.ORDERS.worker.1.4821.17.1733155200000000000.12",
+    "$JS.ACK._.ACC123.ORDERS.worker.3.4821.17.1733155200000000000.0.a1b2c3",
+    "$JS.ACK.hub.ACC123.ORDERS.worker.1.99.1.1733155200000000000.5",
+])
+def test_the_jetstream_id_read_from_the_ack_subject_is_the_clients_stream_sequence(reply):
+    from conftest import need_module
+
+    msg_module = need_module("nats.aio.msg", "brokers")
+    from modelport.io.brokers.nats_jetstream import _stream_sequence
+
+    msg = msg_module.Msg(_client=None, subject="events", reply=reply, data=b"{}")
+    assert _stream_sequence(msg) == str(msg.metadata.sequence.stream)

@@ -106,6 +106,46 @@ def test_sigterm_finishes_the_batch_in_hand_and_leaves_nothing_pending(redis_str
     assert f'"scored": {scored}' in err
 
 
+@pytest.mark.parametrize("db", [0, 1], ids=["script-with-ack", "separate-ack"])
+def test_a_batch_whose_outputs_fail_is_never_acknowledged_nor_any_after_it(redis_streams, db):
+    """Batches are settled while the next ones are scored: when publishing fails (the sink
+    key holds a string, so Redis refuses the XADD), the worker stops with the error and no
+    batch read so far is acknowledged, whether the ack rides in the append script (sink on
+    the source's server) or follows it (sink in another database)."""
+    import redis as redis_module
+
+    from modelport.serve.stream import run
+
+    r, names, urls = redis_streams
+    register()
+    other = redis_module.Redis(db=db)
+    other.set(names[1], "not a stream")
+    pipe = r.pipeline(transaction=False)
+    for i in range(2_000):
+        pipe.xadd(names[0], {"data": orjson.dumps({"id": i, "a": i % 5, "b": 1})})
+    pipe.execute()
+    sink = f"redis://127.0.0.1:6379/{db}?stream={names[1]}"
+    try:
+        with pytest.raises(redis_module.ResponseError, match="WRONGTYPE"):
+            asyncio.run(run("ev@production", urls[0], sink, group="g", batch=100,
+                            inflight=3, poll_seconds=0))
+        pending = r.xpending(names[0], "g")["pending"]
+        assert pending >= 100  # the failed batch and any read after it stay pending
+        groups = {g["name"]: g for g in r.xinfo_groups(names[0])}
+        assert groups[b"g"]["entries-read"] == pending  # nothing read was acknowledged
+    finally:
+        other.delete(names[1])
+
+
+def test_the_command_rejects_an_inflight_below_one_with_exit_code_2(redis_streams):
+    r, names, urls = redis_streams
+    proc = subprocess.run([sys.executable, "-m", "modelport", "stream", "ev", "--source",
+                           urls[0], "--sink", urls[1], "--inflight", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--inflight must be at least 1" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_metrics_count_consumed_scored_and_dead_lettered(redis_streams):
     need_module("prometheus_client", "http")
     from modelport.serve.stream import run

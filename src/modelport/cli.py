@@ -418,6 +418,9 @@ def stream_cmd(
     batch: Annotated[int, typer.Option(help="most messages scored in one model call")] = 500,
     max_wait_ms: Annotated[float, typer.Option(
         help="longest a message waits for others to fill its batch")] = 20.0,
+    inflight: Annotated[int, typer.Option(
+        help="batches being published and acknowledged while the next is read and scored")]
+    = 3,
     enrich: Annotated[str | None, typer.Option(
         help="SQL table of stored features merged under each event: URL#table?key=COLUMN")] = None,
     lookup_store: Annotated[str | None, typer.Option(
@@ -442,7 +445,7 @@ def stream_cmd(
     stats = serve(uri, source, sink, dead_letter_url=dead_letter, group=group, batch=batch,
                   max_wait_ms=max_wait_ms, fmt=format, enrich=enrich, poll_seconds=poll_seconds,
                   metrics_port=metrics_port, log_url=log, log_sample=log_sample,
-                  lookup_store=lookup_store)
+                  lookup_store=lookup_store, inflight=inflight)
     typer.echo(f"modelport: stopped; {json.dumps(stats.as_dict())}", err=True)
 
 

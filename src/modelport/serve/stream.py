@@ -4,8 +4,11 @@ predictor call, publish the outputs, and only then acknowledge the inputs.
 Delivery is at-least-once: a worker killed anywhere in that cycle leaves its unacknowledged
 messages to the broker, which delivers them again. Every output carries the input's
 message id and the model version, so a consumer can drop the duplicates a crash may
-cause. Work in flight is bounded by one batch (the cycle does not read again until the
-previous batch is acknowledged) plus whatever the broker's prefetch window holds.
+cause. The cycle is pipelined: while a batch's outputs are being published and its inputs
+acknowledged, the next batches are read and scored. Work in flight is bounded by
+``inflight`` batches being settled plus the one being read, and the broker is asked to
+deliver no more than that ahead of the acks; acknowledgements go out in the order the
+batches were read, and never for a batch whose outputs (or an earlier batch's) failed.
 Messages that are not JSON (or msgpack), or lack or mistype a field the model needs, go to
 the dead-letter destination with their payload and the reason, and the stream keeps
 flowing. SIGTERM or SIGINT finishes the batch in hand (publish and ack) and stops. Every
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
+import gc
 import hashlib
 import logging
 import signal
@@ -324,7 +329,8 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
               fmt: str = "json", enrich: str | None = None, poll_seconds: float = 2.0,
               metrics_port: int | None = None, registry=None,
               stop: asyncio.Event | None = None, log_url: str | None = None,
-              log_sample: float = 1.0, lookup_store: str | None = None) -> Stats:
+              log_sample: float = 1.0, lookup_store: str | None = None,
+              inflight: int = 3) -> Stats:
     """Run one stream worker until SIGTERM/SIGINT (or ``stop``); return what it did.
 
     Reads up to ``batch`` messages (waiting at most ``max_wait_ms`` for them to gather),
@@ -342,7 +348,12 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
         raise UserError(f"--format {fmt!r}: use json or msgpack")
     if batch < 1:
         raise UserError("--batch must be at least 1")
-    source = brokers.open_source(source_url, group=group, batch=batch)  # URL errors first
+    if inflight < 1:
+        raise UserError("--inflight must be at least 1")
+    # URL errors first; the source lets the batches in flight plus one being read go unacked
+    source = brokers.open_source(source_url, group=group, batch=batch,
+                                 window=(inflight + 1) * batch)
+    inflight = min(inflight, getattr(source, "max_inflight", inflight))
     sink = brokers.open_sink(sink_url)
     dead = brokers.open_sink(dead_letter_url, "--dead-letter") if dead_letter_url else None
     registry = registry or Registry()
@@ -365,13 +376,50 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
             await part.connect()
     atomic = getattr(source, "shares_server", lambda s: False)
     together = atomic(sink) and (dead is None or atomic(dead))
+    # what start-up built (libraries, the model) lives as long as the worker: keep it out of
+    # the collector's full passes, which otherwise stall a batch for tens of milliseconds
+    gc.collect()
+    gc.freeze()
     log.info("streaming %s version %s from %s to %s", muri, model.version, source_url, sink_url)
     next_poll = time.monotonic() + poll_seconds
     next_lag = 0.0
     reloading: asyncio.Task | None = None
     wait_s = max_wait_ms / 1000
+    # a batch is published and acknowledged while the next ones are read and scored; at
+    # most ``inflight`` batches are between their scoring and their ack at once, and their
+    # acks go out in the order the batches were read (each settle waits for the one before)
+    settling: collections.deque[asyncio.Task] = collections.deque()
+
+    async def settle(before: asyncio.Task | None, current: _Model, msgs, outputs, bad):
+        if together:
+            parts = [(sink, outputs)] + ([(dead, bad)] if dead is not None else [])
+            await source.publish_and_ack(parts, msgs)  # atomic: needs no order
+        else:
+            await sink.publish(outputs)
+            if dead is not None:
+                await dead.publish(bad)
+            if before is not None:
+                await before  # an earlier batch that failed is never acknowledged past
+            await source.ack(msgs)
+        done = time.time()
+        stats.consumed += len(msgs)
+        stats.scored += len(outputs)
+        stats.dead_lettered += len(bad)
+        stats.batches += 1
+        if prom is not None:
+            prom.consumed.inc(len(msgs))
+            prom.scored.labels(str(current.version)).inc(len(outputs))
+            prom.dead.inc(len(bad))
+            prom.batch.observe(len(msgs))
+            prom.latency.observe(done - msgs[0].received)
+
     try:
         while not stop.is_set():
+            while settling and settling[0].done():
+                settling.popleft().result()  # a failed publish or ack stops the worker
+            if len(settling) >= inflight:
+                await asyncio.wait([settling[0]])
+                continue
             msgs = await source.read(batch, wait_s)
             if msgs:
                 # a short wait lets a trickle gather into a batch worth one model call
@@ -385,25 +433,9 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
                 if bad and dead is None:
                     log.warning("dropping %d bad message(s) (no --dead-letter): %s",
                                 len(bad), bad[0][1][:200])
-                if together:
-                    parts = [(sink, outputs)] + ([(dead, bad)] if dead is not None else [])
-                    await source.publish_and_ack(parts, msgs)
-                else:
-                    await sink.publish(outputs)
-                    if dead is not None:
-                        await dead.publish(bad)
-                    await source.ack(msgs)
-                done = time.time()
-                stats.consumed += len(msgs)
-                stats.scored += len(outputs)
-                stats.dead_lettered += len(bad)
-                stats.batches += 1
-                if prom is not None:
-                    prom.consumed.inc(len(msgs))
-                    prom.scored.labels(str(current.version)).inc(len(outputs))
-                    prom.dead.inc(len(bad))
-                    prom.batch.observe(len(msgs))
-                    prom.latency.observe(done - msgs[0].received)
+                before = settling[-1] if settling else None
+                settling.append(asyncio.create_task(
+                    settle(before, current, msgs, outputs, bad)))
             now = time.monotonic()
             if poll_seconds > 0 and now >= next_poll and reloading is None:
                 next_poll = now + poll_seconds
@@ -430,7 +462,12 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
                         prom.lag.set(stats.lag)
                 except Exception:  # lag is informative only
                     pass
+        while settling:  # SIGTERM: what was scored is published and acknowledged
+            await asyncio.wait([settling[0]])
+            settling.popleft().result()
     finally:
+        if settling:  # stopped by an error: let the batches in flight end either way
+            await asyncio.gather(*settling, return_exceptions=True)
         for part in (source, sink, dead):
             if part is not None:
                 try:

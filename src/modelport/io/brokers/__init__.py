@@ -120,10 +120,15 @@ def _module(scheme: str):
     return importlib.import_module(f"modelport.io.brokers.{SCHEMES[scheme][0]}")
 
 
-def open_source(url: str, *, group: str, batch: int):
-    """The source adapter for ``url``, reading as consumer group ``group`` (not connected)."""
+def open_source(url: str, *, group: str, batch: int, window: int | None = None):
+    """The source adapter for ``url``, reading as consumer group ``group`` (not connected).
+
+    ``window`` is the most messages the worker holds unacknowledged at once (default two
+    batches); brokers that push messages (RabbitMQ's prefetch, MQTT's receive maximum,
+    JetStream's max ack pending) are asked to deliver no more than that ahead of the acks.
+    """
     u = parse(url, "--source")
-    return _module(u.scheme).Source(u, group=group, batch=batch)
+    return _module(u.scheme).Source(u, group=group, batch=batch, window=window or 2 * batch)
 
 
 def open_sink(url: str, what: str = "--sink"):

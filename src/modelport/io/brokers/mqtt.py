@@ -5,8 +5,8 @@ The client id is the group name and the session outlives the connection (clean s
 session expiry ``session_expiry`` seconds, URL option, default one day), so messages that
 arrive while the worker is down wait in the broker, and messages delivered but never
 PUBACKed are sent again when it reconnects. The worker asks for at most ``receive_max``
-unacknowledged messages at once (URL option, default 2000; MQTT packet ids are 16-bit, so
-the window must stay far below 65,535).
+unacknowledged messages at once (URL option, default the worker's window and at least
+2000; MQTT packet ids are 16-bit, so the window must stay far below 65,535).
 
 Mosquitto keeps at most ``max_queued_messages`` (1000 by default) QoS 1 messages per
 session beyond the in-flight window and silently drops the rest: a subscriber that falls
@@ -107,11 +107,13 @@ def _settle(fut: asyncio.Future) -> None:
 class Source:
     """A QoS 1 subscription in a persistent session named after the group."""
 
-    def __init__(self, url: BrokerURL, *, group: str, batch: int) -> None:
+    def __init__(self, url: BrokerURL, *, group: str, batch: int,
+                 window: int | None = None) -> None:
         self.url = url
         self.topic = url.destination
         self.group = group
-        self.receive_max = int(url.option("receive_max", str(max(2000, 2 * batch))))
+        self.receive_max = int(url.option("receive_max",
+                                          str(max(2000, window or 2 * batch))))
         self.conn: _Connection | None = None
         self._inbox: asyncio.Queue = asyncio.Queue()
 

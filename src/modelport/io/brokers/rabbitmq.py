@@ -4,7 +4,8 @@ outputs published persistently to a durable queue with publisher confirms.
 A delivery is acknowledged (``multiple=True`` up to the last delivery tag of the batch)
 only after the broker confirmed every output of the batch; a worker that dies before
 that leaves its unacknowledged deliveries to be redelivered to the next consumer. The
-prefetch (URL option ``prefetch``, default twice the batch) bounds what sits in a worker.
+prefetch (URL option ``prefetch``, default the worker's window: the batches being settled
+plus the one being read) bounds what sits in a worker.
 
 The message id is the AMQP ``message_id`` property when the producer set one (AMQP has no
 id of its own that survives a redelivery).
@@ -33,10 +34,11 @@ async def _connect(u: BrokerURL):
 class Source:
     """Consumes one durable queue."""
 
-    def __init__(self, url: BrokerURL, *, group: str, batch: int) -> None:
+    def __init__(self, url: BrokerURL, *, group: str, batch: int,
+                 window: int | None = None) -> None:
         self.url = url
         self.queue_name = url.destination
-        self.prefetch = int(url.option("prefetch", str(max(2 * batch, 100))))
+        self.prefetch = int(url.option("prefetch", str(max(window or 2 * batch, 100))))
         self.conn = self.channel = None
         self._inbox: asyncio.Queue = asyncio.Queue()
 
@@ -87,9 +89,11 @@ class Sink:
         aiormq = require("aiormq", "brokers", "RabbitMQ")
         properties = aiormq.spec.Basic.Properties
         # each publish returns once its confirm arrived; a nack raises, so the batch is
-        # not acknowledged and comes back
+        # not acknowledged and comes back. wait=False: a publish does not hold the
+        # channel's lock until its frame is on the socket (the confirm still comes after),
+        # so a batch's publishes do not queue on that lock one behind the other
         await asyncio.gather(*[
-            self.channel.basic_publish(payload, routing_key=self.queue_name,
+            self.channel.basic_publish(payload, routing_key=self.queue_name, wait=False,
                                        properties=properties(delivery_mode=2, message_id=key))
             for key, payload in records])
 

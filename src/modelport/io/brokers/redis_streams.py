@@ -1,9 +1,10 @@
 """Redis Streams: a consumer group reads, outputs are appended with XADD, entries are
 acknowledged with XACK only after their outputs are written.
 
-When the sink (and dead-letter stream) live on the same Redis server as the source, the
-XADDs and the XACK go in one MULTI/EXEC transaction: a worker killed mid-batch leaves
-either all of them or none, so a crash yields no duplicate. Entries a dead consumer read
+A batch's XADDs go to the server as one Lua script call (one command, not one per
+output). When the sink (and dead-letter stream) live on the same Redis server as the
+source, the XACK runs in that same script, which Redis runs atomically: a worker killed
+mid-batch leaves either all of them or none, so a crash yields no duplicate. Entries a dead consumer read
 but never acknowledged stay pending in the group; every worker claims those idle longer
 than ``claim_idle_ms`` (URL option, default 10000) with XAUTOCLAIM, at start and then
 every few seconds, so another worker (or the restarted one) scores them.
@@ -26,6 +27,50 @@ from modelport.io.brokers import BrokerURL, Message
 FIELD = b"data"
 CLAIM_EVERY_S = 2.0
 
+# KEYS: the output streams, then (to acknowledge) the source stream. ARGV: the group, the
+# number of output streams, each one's MAXLEN ('' for none) and count of payloads, the
+# payloads stream by stream, then the entry ids to XACK.
+_APPEND = """
+local k = tonumber(ARGV[2])
+local a = 3 + 2 * k
+for i = 1, k do
+  local maxlen, n = ARGV[1 + 2 * i], tonumber(ARGV[2 + 2 * i])
+  for j = a, a + n - 1 do
+    if maxlen == '' then
+      redis.call('XADD', KEYS[i], '*', 'data', ARGV[j])
+    else
+      redis.call('XADD', KEYS[i], 'MAXLEN', '~', maxlen, '*', 'data', ARGV[j])
+    end
+  end
+  a = a + n
+end
+if #KEYS > k then
+  while a <= #ARGV do
+    local last = math.min(a + 999, #ARGV)
+    redis.call('XACK', KEYS[k + 1], ARGV[1], unpack(ARGV, a, last))
+    a = last + 1
+  end
+end
+return a
+"""
+
+
+async def _append(script, outputs, ack: tuple[str, str, list] | None = None) -> None:
+    """One call of the ``_APPEND`` script: XADD each (sink, records) pair's payloads and,
+    when ``ack`` is (stream, group, ids), XACK those ids, all at once."""
+    keys, counts, payloads = [], [], []
+    for sink, records in outputs:
+        if records:
+            keys.append(sink.stream)
+            counts += ["" if sink.maxlen is None else str(sink.maxlen), len(records)]
+            payloads += [payload for _, payload in records]
+    args = [ack[1] if ack else "", len(keys), *counts, *payloads]
+    if ack is not None and ack[2]:
+        keys.append(ack[0])
+        args += ack[2]
+    if len(args) > 2 + len(counts):
+        await script(keys=keys, args=args)
+
 
 def _client(u: BrokerURL):
     aioredis = require("redis.asyncio", "brokers", "Redis Streams")
@@ -35,7 +80,8 @@ def _client(u: BrokerURL):
 class Source:
     """Reads a stream as one consumer of a group."""
 
-    def __init__(self, url: BrokerURL, *, group: str, batch: int) -> None:
+    def __init__(self, url: BrokerURL, *, group: str, batch: int,
+                 window: int | None = None) -> None:
         self.url = url
         self.stream = url.destination
         self.group = group
@@ -47,6 +93,7 @@ class Source:
 
     async def connect(self) -> None:
         self.redis = _client(self.url)
+        self.script = self.redis.register_script(_APPEND)
         try:
             await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
         except Exception as exc:  # BUSYGROUP: the group exists already
@@ -86,13 +133,8 @@ class Source:
 
     async def publish_and_ack(self, outputs: list[tuple[Sink, list[tuple[str, bytes]]]],
                               messages: list[Message]) -> None:
-        """XADD every output and XACK the messages in one MULTI/EXEC."""
-        pipe = self.redis.pipeline(transaction=True)
-        for sink, records in outputs:
-            for _, payload in records:
-                pipe.xadd(sink.stream, {FIELD: payload}, maxlen=sink.maxlen, approximate=True)
-        pipe.xack(self.stream, self.group, *[m.id for m in messages])
-        await pipe.execute()
+        """XADD every output and XACK the messages in one atomic script call."""
+        await _append(self.script, outputs, (self.stream, self.group, [m.id for m in messages]))
 
     async def lag(self) -> int | None:
         for g in await self.redis.xinfo_groups(self.stream):
@@ -172,14 +214,11 @@ class Sink:
 
     async def connect(self) -> None:
         self.redis = _client(self.url)
+        self.script = self.redis.register_script(_APPEND)
 
     async def publish(self, records: list[tuple[str, bytes]]) -> None:
-        if not records:
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        for _, payload in records:
-            pipe.xadd(self.stream, {FIELD: payload}, maxlen=self.maxlen, approximate=True)
-        await pipe.execute()
+        if records:
+            await _append(self.script, [(self, records)])
 
     async def close(self) -> None:
         if self.redis is not None:
