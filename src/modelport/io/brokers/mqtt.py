@@ -21,7 +21,7 @@ MQTT carries no message id that survives a redelivery; the worker uses the event
 from __future__ import annotations
 
 import asyncio
-import threading
+import collections
 import time
 import uuid
 
@@ -48,6 +48,38 @@ def _client(u: BrokerURL, client_id: str, receive_max: int):
     return client, parts.hostname or "127.0.0.1", parts.port or 1883, connect_props
 
 
+class _Handoff:
+    """Items from paho's network thread to a callback on the event loop, in bulk: the loop
+    is woken once for whatever arrived since it last ran, not once per item (a wake-up
+    costs more than the item)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deliver) -> None:
+        self.loop, self.deliver = loop, deliver
+        self.items: collections.deque = collections.deque()
+        self.woken = False
+
+    def put(self, item) -> None:  # network thread
+        self.items.append(item)  # before the flag is read: a drain in progress sees it
+        if not self.woken:
+            self.woken = True
+            self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:  # event loop
+        self.woken = False
+        items = self.items
+        while items:
+            self.deliver(items.popleft())
+
+
+class _Pending:
+    """One published batch: done when the last of its PUBACKs came back."""
+
+    __slots__ = ("left", "done")
+
+    def __init__(self, left: int, done: asyncio.Future) -> None:
+        self.left, self.done = left, done
+
+
 class _Connection:
     """A paho client on its network thread, bridged into the worker's event loop."""
 
@@ -55,22 +87,21 @@ class _Connection:
         self.client, self.host, self.port, self.props = _client(u, client_id, receive_max)
         self.loop = asyncio.get_running_loop()
         self.connected = asyncio.Event()
-        self.pending: dict[int, asyncio.Future] = {}
-        self.early: set[int] = set()
-        self.lock = threading.Lock()
+        self.pending: dict[int, _Pending] = {}
+        self.acked = _Handoff(self.loop, self._acked)
         self.client.on_connect = self._on_connect
-        self.client.on_publish = self._on_publish
+        self.client.on_publish = lambda client, userdata, mid, reason, props: \
+            self.acked.put(mid)
 
     def _on_connect(self, client, userdata, flags, reason, properties) -> None:
         self.loop.call_soon_threadsafe(self.connected.set)
 
-    def _on_publish(self, client, userdata, mid, reason, properties) -> None:
-        with self.lock:
-            fut = self.pending.pop(mid, None)
-            if fut is None:
-                self.early.add(mid)  # the PUBACK beat publish() back to the caller
-        if fut is not None:
-            self.loop.call_soon_threadsafe(_settle, fut)
+    def _acked(self, mid: int) -> None:
+        batch = self.pending.pop(mid, None)
+        if batch is not None:
+            batch.left -= 1
+            if batch.left == 0 and not batch.done.done():
+                batch.done.set_result(None)
 
     async def start(self, clean_start: bool) -> None:
         self.client.connect_async(self.host, self.port, keepalive=30, clean_start=clean_start,
@@ -79,29 +110,18 @@ class _Connection:
         await asyncio.wait_for(self.connected.wait(), timeout=15)
 
     async def publish(self, topic: str, payloads: list[bytes]) -> None:
-        futures = []
+        if not payloads:
+            return
+        batch = _Pending(len(payloads), self.loop.create_future())
+        # PUBACKs are settled on this loop (through the handoff), so every mid is registered
+        # here before any of them can be looked up
         for payload in payloads:
-            fut = self.loop.create_future()
-            # never call paho while holding our lock: its network thread holds paho's own
-            # lock while it runs on_publish, which takes ours
-            info = self.client.publish(topic, payload, qos=1)
-            with self.lock:
-                if info.mid in self.early:
-                    self.early.discard(info.mid)
-                    fut.set_result(None)
-                else:
-                    self.pending[info.mid] = fut
-            futures.append(fut)
-        await asyncio.gather(*futures)
+            self.pending[self.client.publish(topic, payload, qos=1).mid] = batch
+        await batch.done
 
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def _settle(fut: asyncio.Future) -> None:
-    if not fut.done():
-        fut.set_result(None)
 
 
 class Source:
@@ -121,8 +141,8 @@ class Source:
         self.conn = _Connection(self.url, self.group, self.receive_max)
         self.conn.client.manual_ack_set(True)
         loop = self.conn.loop
-        self.conn.client.on_message = \
-            lambda c, u, msg: loop.call_soon_threadsafe(self._inbox.put_nowait, msg)
+        incoming = _Handoff(loop, self._inbox.put_nowait)
+        self.conn.client.on_message = lambda c, u, msg: incoming.put(msg)
         subscribed = asyncio.Event()
         self.conn.client.on_subscribe = \
             lambda *a: loop.call_soon_threadsafe(subscribed.set)
