@@ -166,40 +166,60 @@ class Nats:
 
 
 class Rabbit:
+    """Producer and collector on pika's asyncio connection, the cheapest AMQP client per
+    message here: the harness shares the cores with the consumer it measures."""
+
     URL = "amqp://guest:guest@127.0.0.1:5672/"
 
     def __init__(self, t: str) -> None:
         self.inp, self.out = f"bin_{t}", f"bout_{t}"
         self.source, self.sink = self.URL + "?queue=" + self.inp, self.URL + "?queue=" + self.out
+        self.sent = 0
+
+    async def _call(self, start):
+        done = asyncio.get_running_loop().create_future()
+        start(lambda *a: done.done() or done.set_result(a[0] if a else None))
+        return await done
 
     async def start(self, seen: dict) -> None:
-        import aio_pika
         import orjson
+        import pika
+        from pika.adapters.asyncio_connection import AsyncioConnection
 
-        self.conn = await aio_pika.connect(self.URL)
-        self.ch = await self.conn.channel(publisher_confirms=True)
-        await self.ch.set_qos(prefetch_count=5000)
-        await self.ch.declare_queue(self.inp, durable=True)
-        q = await self.ch.declare_queue(self.out, durable=True)
+        loop = asyncio.get_running_loop()
+        opened = loop.create_future()
+        self.closed = loop.create_future()
+        self.conn = AsyncioConnection(
+            pika.URLParameters(self.URL), on_open_callback=opened.set_result,
+            on_open_error_callback=lambda c, e: opened.set_exception(ConnectionError(e)),
+            on_close_callback=lambda c, r: self.closed.done() or self.closed.set_result(r),
+            custom_ioloop=loop)
+        await opened
+        self.ch = await self._call(lambda cb: self.conn.channel(on_open_callback=cb))
+        for q in (self.inp, self.out):
+            await self._call(lambda cb, q=q: self.ch.queue_declare(q, durable=True, callback=cb))
+        self.props = pika.BasicProperties
 
-        async def on_msg(msg):
-            seen.setdefault(orjson.loads(msg.body)["key"], time.time())
+        def on_msg(ch, method, properties, body):
+            seen.setdefault(orjson.loads(body)["key"], time.time())
 
-        await q.consume(on_msg, no_ack=True)
+        self.ch.basic_consume(self.out, on_msg, auto_ack=True)
 
     async def produce(self, payloads: list[bytes]) -> None:
-        import aio_pika
-
-        ex = self.ch.default_exchange
-        for i in range(0, len(payloads), 2000):
-            await asyncio.gather(*[
-                ex.publish(aio_pika.Message(p, message_id=str(i + j)), routing_key=self.inp)
-                for j, p in enumerate(payloads[i:i + 2000])])
+        for i, p in enumerate(payloads):
+            self.sent += 1
+            self.ch.basic_publish("", self.inp, p,
+                                  self.props(delivery_mode=2, message_id=str(self.sent)))
+            if i % 2000 == 1999:
+                await asyncio.sleep(0)  # let the connection write what is buffered
+        # a queue declare round trip: every publish before it has reached the broker
+        await self._call(lambda cb: self.ch.queue_declare(self.inp, durable=True, callback=cb))
 
     async def close(self) -> None:
-        await self.ch.queue_delete(self.inp)
-        await self.ch.queue_delete(self.out)
-        await self.conn.close()
+        for q in (self.inp, self.out):
+            await self._call(lambda cb, q=q: self.ch.queue_delete(q, callback=cb))
+        self.conn.close()
+        await self.closed
 
 
 class Mqtt:

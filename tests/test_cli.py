@@ -14,7 +14,7 @@ import modelport
 
 import zoo
 
-HEAVY = ("sklearn", "onnxruntime", "pyspark", "redis", "nats", "aio_pika", "paho",
+HEAVY = ("sklearn", "onnxruntime", "pyspark", "redis", "nats", "aio_pika", "pika", "paho",
          "confluent_kafka", "lightgbm", "xgboost", "pandas", "skl2onnx", "pypmml")
 
 
