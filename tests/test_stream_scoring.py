@@ -137,3 +137,40 @@ def test_the_jetstream_id_read_from_the_ack_subject_is_the_clients_stream_sequen
 
     msg = msg_module.Msg(_client=None, subject="events", reply=reply, data=b"{}")
     assert _stream_sequence(msg) == str(msg.metadata.sequence.stream)
+
+
+def test_rabbitmq_confirms_settle_each_batch_once_whether_single_multiple_or_nacked():
+    """The sink's confirm bookkeeping: RabbitMQ confirms delivery tags one by one or as
+    ranges (multiple=True); a batch is done when its last output is confirmed and fails if
+    any of its outputs was nacked."""
+    import asyncio
+
+    from conftest import need_module
+
+    pika = need_module("pika", "brokers")
+    from modelport.io.brokers.rabbitmq import Sink, _Batch
+
+    def frame(kind, tag, multiple):
+        return pika.frame.Method(1, kind(delivery_tag=tag, multiple=multiple))
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        sink = Sink(brokers.parse("amqp://guest:guest@127.0.0.1:5672/?queue=q", "--sink"))
+        batches = [_Batch(3, loop.create_future()) for _ in range(3)]
+        for b in batches:
+            for _ in range(3):
+                sink._tag += 1
+                sink._waiting[sink._tag] = b
+        sink._on_confirm(frame(pika.spec.Basic.Ack, 2, False))  # out of order, single
+        sink._on_confirm(frame(pika.spec.Basic.Ack, 1, False))
+        assert not batches[0].done.done() and sink._low == 3
+        sink._on_confirm(frame(pika.spec.Basic.Ack, 4, True))  # tags 3 and 4
+        assert batches[0].done.done() and batches[0].done.exception() is None
+        sink._on_confirm(frame(pika.spec.Basic.Nack, 5, False))
+        sink._on_confirm(frame(pika.spec.Basic.Ack, 9, True))
+        with pytest.raises(RuntimeError, match="refused 1 output"):
+            batches[1].done.result()
+        assert batches[2].done.result() is None
+        assert not sink._waiting and sink._low == 10
+
+    asyncio.run(scenario())
