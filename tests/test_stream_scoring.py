@@ -174,3 +174,35 @@ def test_rabbitmq_confirms_settle_each_batch_once_whether_single_multiple_or_nac
         assert not sink._waiting and sink._low == 10
 
     asyncio.run(scenario())
+
+
+@pytest.mark.services
+def test_jetstream_outputs_nobody_stores_fail_the_batch_and_stored_ones_pass():
+    """The NATS sink counts publish acks on its own inbox: outputs JetStream stored pass;
+    when no stream captures the subject any more, the batch fails with the reason instead
+    of being acknowledged."""
+    import asyncio
+    import uuid
+
+    from conftest import need_module, port_open, unavailable
+
+    need_module("nats", "brokers")
+    if not port_open("127.0.0.1", 4222):
+        unavailable("NATS is not running on 127.0.0.1:4222")
+    subject = f"out_{uuid.uuid4().hex[:8]}"
+
+    async def scenario():
+        sink = brokers.open_sink(f"nats://127.0.0.1:4222?subject={subject}&ack_timeout=10")
+        await sink.connect()
+        try:
+            await sink.publish([(f"k{i}@1", b'{"n": %d}' % i) for i in range(1200)])
+            info = await sink.js.stream_info(subject.upper())
+            assert info.state.messages == 1200
+            await sink.js.delete_stream(subject.upper())
+            with pytest.raises(RuntimeError, match="no JetStream stream captures"):
+                await sink.publish([("k-late@1", b"{}")])
+            assert not sink._waiting
+        finally:
+            await sink.close()
+
+    asyncio.run(scenario())

@@ -170,27 +170,78 @@ class Reader:
             await self.nc.close()
 
 
+class _Batch:
+    """The outputs of one publish call: done when the last publish ack came back."""
+
+    __slots__ = ("left", "done", "error")
+
+    def __init__(self, left: int, done: asyncio.Future) -> None:
+        self.left, self.done, self.error = left, done, None
+
+
 class Sink:
-    """Publishes each output to JetStream and waits for all the publish acks."""
+    """Publishes each output to JetStream and waits for all the publish acks.
+
+    Each output goes out as a plain publish whose reply subject is one of the sink's own
+    inbox subjects, and one subscription on that inbox counts the acks in: the same
+    exchange as the client's asynchronous JetStream publish, without the future,
+    semaphore and parsed ack object it makes per message (most of its cost per output).
+    An ack carrying an error, or no stream answering, fails the batch.
+    """
 
     def __init__(self, url: BrokerURL) -> None:
         self.url = url
         self.subject = url.destination
+        self.timeout = float(url.option("ack_timeout", "30"))
         self.nc = self.js = None
+        self._waiting: dict[str, _Batch] = {}
+        self._seq = 0
 
     async def connect(self) -> None:
         self.nc, self.js = await _connect(self.url)
         await _ensure_stream(self.js, self.subject, self.url.option("stream"))
+        self._prefix = self.nc.new_inbox() + "."
+        await self.nc.subscribe(self._prefix + "*", cb=self._acked,
+                                pending_msgs_limit=-1, pending_bytes_limit=-1)
+
+    async def _acked(self, msg) -> None:
+        batch = self._waiting.pop(msg.subject[len(self._prefix):], None)
+        if batch is None:
+            return
+        data = msg.data
+        if msg.headers and msg.headers.get("Status") == "503":
+            batch.error = f"no JetStream stream captures {self.subject!r}"
+        elif b'"error"' in data:
+            batch.error = data.decode(errors="replace")[:300]
+        batch.left -= 1
+        if batch.left == 0 and not batch.done.done():
+            if batch.error:
+                batch.done.set_exception(RuntimeError(
+                    f"JetStream did not take the outputs: {batch.error}"))
+            else:
+                batch.done.set_result(None)
 
     async def publish(self, records: list[tuple[str, bytes]]) -> None:
         if not records:
             return
-        # pipelined publishes on one reply subscription: one round trip per batch, and
-        # every publish ack awaited before the inputs are acknowledged
-        futures = [await self.js.publish_async(self.subject, payload,
-                                               headers={"Nats-Msg-Id": key})
-                   for key, payload in records]
-        await asyncio.gather(*futures)
+        batch = _Batch(len(records), asyncio.get_running_loop().create_future())
+        tokens = []
+        publish, prefix, waiting = self.nc.publish, self._prefix, self._waiting
+        for key, payload in records:
+            self._seq += 1
+            token = str(self._seq)
+            tokens.append(token)
+            waiting[token] = batch
+            await publish(self.subject, payload, reply=prefix + token,
+                          headers={"Nats-Msg-Id": key})
+        try:
+            await asyncio.wait_for(asyncio.shield(batch.done), self.timeout)
+        except TimeoutError:
+            raise TimeoutError(f"JetStream acked {len(records) - batch.left} of "
+                               f"{len(records)} outputs in {self.timeout:g} s") from None
+        finally:
+            for token in tokens:
+                waiting.pop(token, None)
 
     async def close(self) -> None:
         if self.nc is not None:
