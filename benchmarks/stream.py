@@ -11,7 +11,11 @@ regression (10 numeric features, ONNX artefact) as separate processes:
    sent; end-to-end p50/p99 run from the send to the output's arrival at a subscriber.
 
 The naive consumer reads one message, predicts on one row (same ONNX predictor, same
-adapters), publishes, acks. Producer, collector and consumer share the machine's cores.
+adapters), publishes, acks. modelport runs with `--batch 500 --max-wait-ms 1` and its
+default `--inflight 3`. Producer, collector and consumer share the machine's cores, so the
+harness uses the cheapest path each broker offers (a Lua script appending a chunk to
+Redis, core NATS publishes into the stream's subject, pika callbacks for AMQP) and keeps
+its own garbage collector off while it stamps arrivals.
 
     .venv/bin/python benchmarks/stream.py [--brokers redis,nats,rabbitmq,mqtt] [-n 50000]
 
@@ -39,6 +43,10 @@ from pathlib import Path
 import numpy as np
 
 FEATURES = [f"f{i}" for i in range(10)]
+# modelport's --max-wait-ms here: a batch gathers for at most 1 ms, since batches already
+# fill by themselves while earlier ones are being published (the command's default, 20 ms,
+# favours full batches on a trickle over latency)
+MAX_WAIT_MS = 1
 # run as a script, this folder comes first on sys.path and its http.py would shadow the
 # standard library's http package (which paho-mqtt imports)
 _HERE = Path(__file__).resolve().parent
@@ -282,7 +290,7 @@ BROKERS = {"redis": Redis, "nats": Nats, "rabbitmq": Rabbit, "mqtt": Mqtt}
 def start_consumer(kind: str, b, log: Path, batch: int) -> subprocess.Popen:
     if kind == "modelport":
         cmd = [sys.executable, "-m", "modelport", "stream", "bench@production", "--source",
-               b.source, "--sink", b.sink, "--batch", str(batch), "--max-wait-ms", "5",
+               b.source, "--sink", b.sink, "--batch", str(batch), "--max-wait-ms", str(MAX_WAIT_MS),
                "--group", "bench", "--poll-seconds", "0"]
     else:
         cmd = [sys.executable, __file__, "--naive", b.source, b.sink]

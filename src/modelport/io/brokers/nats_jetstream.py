@@ -51,7 +51,7 @@ async def _fetch(sub, n: int, wait_s: float) -> list:
     """Up to ``n`` messages from a pull subscription, waiting at most ``wait_s``."""
     errors = require("nats.errors", "brokers", "NATS JetStream")
     try:
-        return await sub.fetch(n, timeout=max(wait_s, 0.01))
+        return await sub.fetch(n, timeout=max(wait_s, 0.001))
     except (TimeoutError, errors.TimeoutError):
         return []
 
