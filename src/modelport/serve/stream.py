@@ -11,7 +11,7 @@ deliver no more than that ahead of the acks; acknowledgements go out in the orde
 batches were read, and never for a batch whose outputs (or an earlier batch's) failed.
 Messages that are not JSON (or msgpack), or lack or mistype a field the model needs, go to
 the dead-letter destination with their payload and the reason, and the stream keeps
-flowing. SIGTERM or SIGINT finishes the batch in hand (publish and ack) and stops. Every
+flowing. SIGTERM or SIGINT finishes the batches in hand (publish and ack) and stops. Every
 ``poll_seconds`` the worker asks the registry which version the model URI names now and,
 when it moved, loads the new version beside the old one and swaps it in between batches.
 """
@@ -466,6 +466,7 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
             await asyncio.wait([settling[0]])
             settling.popleft().result()
     finally:
+        gc.unfreeze()
         if settling:  # stopped by an error: let the batches in flight end either way
             await asyncio.gather(*settling, return_exceptions=True)
         for part in (source, sink, dead):
