@@ -131,6 +131,12 @@ def rows_of(frame) -> list[tuple]:
     return out
 
 
+#: how bulk inserts reach PostgreSQL: "rows" (executemany: one INSERT statement per row,
+#: pipelined) or "copy" (one COPY per chunk). PyMySQL's executemany already sends
+#: multi-row INSERTs and SQLite's runs in-process, so the choice only changes PostgreSQL.
+LOAD = "rows"
+
+
 def bulk_insert(url: str, rows: list[tuple], chunk: int = 1000,
                 budget: float | None = None) -> tuple[int, float]:
     """Insert ``rows`` in committed chunks, stopping after ``budget`` seconds if given;
@@ -140,11 +146,17 @@ def bulk_insert(url: str, rows: list[tuple], chunk: int = 1000,
     done = 0
     with connect(url) as db:
         sql = f"INSERT INTO customers ({', '.join(COLUMNS)}) VALUES ({db.params(len(COLUMNS))})"
+        copy = LOAD == "copy" and db.dialect == "postgresql"
         started = time.perf_counter()
         for i in range(0, len(rows), chunk):
             db.begin()
             cur = db.conn.cursor()
-            cur.executemany(sql, rows[i:i + chunk])
+            if copy:
+                with cur.copy(f"COPY customers ({', '.join(COLUMNS)}) FROM STDIN") as out:
+                    for row in rows[i:i + chunk]:
+                        out.write_row(row)
+            else:
+                cur.executemany(sql, rows[i:i + chunk])
             cur.close()
             db.commit()
             done += len(rows[i:i + chunk])
@@ -338,10 +350,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--db", action="append", choices=["postgresql", "mariadb", "sqlite"])
     parser.add_argument("--rate", type=float, default=200.0, help="single inserts per second")
+    parser.add_argument("--load", choices=["rows", "copy"], default="rows",
+                        help="PostgreSQL bulk inserts: one statement per row, or COPY")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--budget", type=float, default=30.0,
                         help="longest a SQL-mode bulk insert runs before its rate is taken")
     args = parser.parse_args()
+    global LOAD
+    LOAD = args.load
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
