@@ -258,3 +258,26 @@ def test_enriched_scores_are_upserted_into_the_lookup_table(redis_streams, tmp_p
     with sa.create_engine(store.partition("#")[0]).connect() as conn:
         # one row per customer; the event without a customer_id is published, not stored
         assert conn.execute(sa.text("SELECT count(*) FROM churn_scores")).scalar_one() == 2
+
+
+def test_a_redis_sink_with_maxlen_trims_its_stream_as_it_appends(redis_streams):
+    """``maxlen`` on a Redis sink URL rides in the append script as XADD MAXLEN ~."""
+    from modelport.io import brokers
+
+    r, names, urls = redis_streams
+
+    async def scenario():
+        sink = brokers.open_sink(urls[1] + "&maxlen=100")
+        await sink.connect()
+        try:
+            for i in range(10):
+                await sink.publish([(f"k{j}", b'{"n": %d}' % j)
+                                    for j in range(i * 500, i * 500 + 500)])
+        finally:
+            await sink.close()
+
+    asyncio.run(scenario())
+    kept = r.xlen(names[1])
+    assert 100 <= kept < 1_000  # approximate trimming keeps whole nodes, never all 5,000
+    last = r.xrevrange(names[1], count=1)[0][1][b"data"]
+    assert last == b'{"n": 4999}'
