@@ -4,10 +4,10 @@ acknowledged with XACK only after their outputs are written.
 A batch's XADDs go to the server as one Lua script call (one command, not one per
 output). When the sink (and dead-letter stream) live on the same Redis server as the
 source, the XACK runs in that same script, which Redis runs atomically: a worker killed
-mid-batch leaves either all of them or none, so a crash yields no duplicate. Entries a dead consumer read
-but never acknowledged stay pending in the group; every worker claims those idle longer
-than ``claim_idle_ms`` (URL option, default 10000) with XAUTOCLAIM, at start and then
-every few seconds, so another worker (or the restarted one) scores them.
+mid-batch leaves either all of them or none, so a crash yields no duplicate. Entries a
+dead consumer read but never acknowledged stay pending in the group; every worker claims
+those idle longer than ``claim_idle_ms`` (URL option, default 10000) with XAUTOCLAIM, at
+start and then every few seconds, so another worker (or the restarted one) scores them.
 
 The event is the entry's ``data`` field; outputs are written the same way.
 
