@@ -278,10 +278,24 @@ class MqttHarness:
 
         c.on_message = on_message
         c.on_subscribe = lambda *a: ready.set()
+        # subscribed on every connect: a restarted broker (persistence off) forgets sessions
+        c.on_connect = lambda client, *a: client.subscribe([(self.topics[1], 1),
+                                                            (self.topics[2], 1)])
         c.connect("127.0.0.1", self.port)
         c.loop_start()
-        c.subscribe([(self.topics[1], 1), (self.topics[2], 1)])
         assert ready.wait(10)
+
+    def restart_broker(self) -> None:
+        """Kill Mosquitto and start it again on the same port, with no sessions kept."""
+        self.proc.kill()
+        self.proc.wait(10)
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen([exe, "-c", str(self.dir / "mosquitto.conf")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if port_open("127.0.0.1", self.port):
+                break
+            time.sleep(0.05)
 
     def produce(self, payloads) -> None:
         p = self.mqtt.Client(self.mqtt.CallbackAPIVersion.VERSION2, client_id="produce")
@@ -439,6 +453,47 @@ def test_every_event_scored_at_least_once_across_a_kill(broker, tmp_path, capsys
         assert len(dead) >= len(MALFORMED), reasons
         assert "not json" in reasons and "must be numeric" in reasons and "missing" in reasons
         assert {d.get("payload") for d in dead} >= {m.decode() for m in MALFORMED}
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        h.close()
+
+
+@pytest.mark.services
+def test_the_mqtt_worker_reconnects_and_subscribes_again_after_the_broker_restarts(tmp_path):
+    """Mosquitto is killed and restarted (with no persistence, so it forgets the worker's
+    session); the worker connects again, subscribes again, and goes on scoring."""
+    import orjson
+
+    h = MqttHarness()
+    worker = None
+    try:
+        register_model()
+        log = tmp_path / "worker.log"
+        worker = start_worker(h, log)
+        h.produce([event(i) for i in range(100)])
+        deadline = time.time() + 60
+        while h.count() < 100 and time.time() < deadline:
+            time.sleep(0.05)
+        assert h.count() >= 100, log.read_text()[-2000:]
+        h.restart_broker()
+        # probes until one is scored: only then is the worker subscribed again
+        probe, scored = 10_000, False
+        while not scored and time.time() < deadline and worker.poll() is None:
+            h.produce([event(probe)])
+            time.sleep(0.5)
+            scored = any(orjson.loads(p)["key"] >= 10_000 for p in h.read(1))
+            probe += 1
+        assert scored, log.read_text()[-2000:]
+        h.produce([event(i) for i in range(100, 200)])
+        keys: set = set()
+        while not set(range(200)) <= keys and time.time() < deadline:
+            time.sleep(0.1)
+            keys = {orjson.loads(p)["key"] for p in h.read(1)}
+        assert set(range(200)) <= keys, f"missing {sorted(set(range(200)) - keys)[:10]}"
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, log.read_text()[-3000:]
     finally:
         if worker is not None and worker.poll() is None:
             worker.kill()

@@ -21,7 +21,6 @@ MQTT carries no message id that survives a redelivery; the worker uses the event
 from __future__ import annotations
 
 import asyncio
-import collections
 import time
 import uuid
 
@@ -48,29 +47,6 @@ def _client(u: BrokerURL, client_id: str, receive_max: int):
     return client, parts.hostname or "127.0.0.1", parts.port or 1883, connect_props
 
 
-class _Handoff:
-    """Items from paho's network thread to a callback on the event loop, in bulk: the loop
-    is woken once for whatever arrived since it last ran, not once per item (a wake-up
-    costs more than the item)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, deliver) -> None:
-        self.loop, self.deliver = loop, deliver
-        self.items: collections.deque = collections.deque()
-        self.woken = False
-
-    def put(self, item) -> None:  # network thread
-        self.items.append(item)  # before the flag is read: a drain in progress sees it
-        if not self.woken:
-            self.woken = True
-            self.loop.call_soon_threadsafe(self._drain)
-
-    def _drain(self) -> None:  # event loop
-        self.woken = False
-        items = self.items
-        while items:
-            self.deliver(items.popleft())
-
-
 class _Pending:
     """One published batch: done when the last of its PUBACKs came back."""
 
@@ -81,20 +57,65 @@ class _Pending:
 
 
 class _Connection:
-    """A paho client on its network thread, bridged into the worker's event loop."""
+    """A paho client driven by the worker's event loop: its socket is watched by the loop
+    (paho's external-loop callbacks), so every callback (messages, PUBACKs) runs on the
+    loop itself. paho's own network thread would wake through a socket pair for every
+    publish and hand every message across threads, which cost more than the message.
+
+    When the broker drops the connection, it is opened again (the persistent session
+    resumes, and paho sends the unacknowledged publishes again) until :meth:`stop`.
+    """
 
     def __init__(self, u: BrokerURL, client_id: str, receive_max: int) -> None:
         self.client, self.host, self.port, self.props = _client(u, client_id, receive_max)
         self.loop = asyncio.get_running_loop()
         self.connected = asyncio.Event()
+        self.disconnected = asyncio.Event()
         self.pending: dict[int, _Pending] = {}
-        self.acked = _Handoff(self.loop, self._acked)
-        self.client.on_connect = self._on_connect
-        self.client.on_publish = lambda client, userdata, mid, reason, props: \
-            self.acked.put(mid)
+        self.stopping = False
+        self._misc: asyncio.Task | None = None
+        self._reconnecting: asyncio.Task | None = None
+        c = self.client
+        c.on_connect = lambda *a: self.connected.set()
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = lambda client, userdata, mid, reason, props: self._acked(mid)
+        c.on_socket_open = self._on_socket_open
+        c.on_socket_close = self._on_socket_close
+        c.on_socket_register_write = \
+            lambda client, userdata, sock: self.loop.add_writer(sock, client.loop_write)
+        c.on_socket_unregister_write = \
+            lambda client, userdata, sock: self.loop.remove_writer(sock)
 
-    def _on_connect(self, client, userdata, flags, reason, properties) -> None:
-        self.loop.call_soon_threadsafe(self.connected.set)
+    def _on_socket_open(self, client, userdata, sock) -> None:
+        self.loop.add_reader(sock, client.loop_read)
+        if self._misc is None or self._misc.done():
+            self._misc = self.loop.create_task(self._keepalive())
+
+    def _on_socket_close(self, client, userdata, sock) -> None:
+        self.loop.remove_reader(sock)
+        self.loop.remove_writer(sock)
+
+    async def _keepalive(self) -> None:
+        """paho's periodic duties (pings, timeouts), once a second."""
+        while not self.stopping:
+            self.client.loop_misc()
+            await asyncio.sleep(1)
+
+    def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
+        self.connected.clear()
+        self.disconnected.set()
+        if not self.stopping and (self._reconnecting is None or self._reconnecting.done()):
+            self._reconnecting = self.loop.create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.1
+        while not self.stopping and not self.connected.is_set():
+            await asyncio.sleep(delay)
+            try:
+                self.client.reconnect()
+                await asyncio.wait_for(self.connected.wait(), timeout=15)
+            except (OSError, TimeoutError):
+                delay = min(delay * 2, 5.0)
 
     def _acked(self, mid: int) -> None:
         batch = self.pending.pop(mid, None)
@@ -104,24 +125,34 @@ class _Connection:
                 batch.done.set_result(None)
 
     async def start(self, clean_start: bool) -> None:
-        self.client.connect_async(self.host, self.port, keepalive=30, clean_start=clean_start,
-                                  properties=self.props)
-        self.client.loop_start()
+        # a blocking TCP connect on the loop: only at start-up, and to a broker nearby
+        self.client.connect(self.host, self.port, keepalive=30, clean_start=clean_start,
+                            properties=self.props)
         await asyncio.wait_for(self.connected.wait(), timeout=15)
 
     async def publish(self, topic: str, payloads: list[bytes]) -> None:
         if not payloads:
             return
         batch = _Pending(len(payloads), self.loop.create_future())
-        # PUBACKs are settled on this loop (through the handoff), so every mid is registered
-        # here before any of them can be looked up
+        # PUBACKs are read on this loop, so every mid is registered before any can arrive
         for payload in payloads:
             self.pending[self.client.publish(topic, payload, qos=1).mid] = batch
         await batch.done
 
-    def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+    async def stop(self) -> None:
+        """Disconnect cleanly: the packets queued before it (the last PUBACKs) go out
+        first, then DISCONNECT, and paho closes the socket once that is written."""
+        self.stopping = True
+        for task in (self._misc, self._reconnecting):
+            if task is not None:
+                task.cancel()
+        if self.connected.is_set():
+            self.disconnected.clear()
+            self.client.disconnect()
+            try:
+                await asyncio.wait_for(self.disconnected.wait(), timeout=5)
+            except TimeoutError:
+                pass  # the broker keeps the session; anything unacknowledged comes back
 
 
 class Source:
@@ -140,12 +171,17 @@ class Source:
     async def connect(self) -> None:
         self.conn = _Connection(self.url, self.group, self.receive_max)
         self.conn.client.manual_ack_set(True)
-        loop = self.conn.loop
-        incoming = _Handoff(loop, self._inbox.put_nowait)
-        self.conn.client.on_message = lambda c, u, msg: incoming.put(msg)
+        inbox, conn = self._inbox, self.conn
+        conn.client.on_message = lambda c, u, msg: inbox.put_nowait(msg)
         subscribed = asyncio.Event()
-        self.conn.client.on_subscribe = \
-            lambda *a: loop.call_soon_threadsafe(subscribed.set)
+        conn.client.on_subscribe = lambda *a: subscribed.set()
+
+        def on_connect(client, userdata, flags, reason, properties) -> None:
+            conn.connected.set()
+            if subscribed.is_set() and not flags.session_present:
+                client.subscribe(self.topic, qos=1)  # a broker that lost the session
+
+        conn.client.on_connect = on_connect
         await self.conn.start(clean_start=False)
         self.conn.client.subscribe(self.topic, qos=1)
         await asyncio.wait_for(subscribed.wait(), timeout=15)
@@ -161,7 +197,7 @@ class Source:
 
     async def close(self) -> None:
         if self.conn is not None:
-            self.conn.stop()
+            await self.conn.stop()
 
 
 class Sink:
@@ -183,4 +219,4 @@ class Sink:
 
     async def close(self) -> None:
         if self.conn is not None:
-            self.conn.stop()
+            await self.conn.stop()
