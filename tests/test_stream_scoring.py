@@ -206,3 +206,35 @@ def test_jetstream_outputs_nobody_stores_fail_the_batch_and_stored_ones_pass():
             await sink.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.services
+def test_a_rabbitmq_queue_declared_otherwise_fails_the_connect_instead_of_hanging():
+    """The queue exists as a transient queue: RabbitMQ refuses the worker's durable
+    declare by closing the channel, and connect raises with the broker's reason."""
+    import asyncio
+    import uuid
+
+    from conftest import need_module, port_open, unavailable
+
+    pika = need_module("pika", "brokers")
+    if not port_open("127.0.0.1", 5672):
+        unavailable("RabbitMQ is not running on 127.0.0.1:5672")
+    url = "amqp://guest:guest@127.0.0.1:5672/"
+    queue = f"transient_{uuid.uuid4().hex[:8]}"
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    conn.channel().queue_declare(queue, durable=False)
+
+    async def scenario():
+        source = brokers.open_source(f"{url}?queue={queue}", group="g", batch=10)
+        try:
+            with pytest.raises(ConnectionError, match="PRECONDITION_FAILED|inequivalent"):
+                await asyncio.wait_for(source.connect(), timeout=20)
+        finally:
+            await source.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        conn.channel().queue_delete(queue)
+        conn.close()

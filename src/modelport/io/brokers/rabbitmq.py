@@ -25,18 +25,6 @@ from modelport.errors import UserError, require
 from modelport.io.brokers import BrokerURL, Message, gather
 
 
-async def _call(start) -> object:
-    """Run a pika call that reports through a callback; return what the callback got."""
-    done = asyncio.get_running_loop().create_future()
-
-    def finish(result=None) -> None:
-        if not done.done():
-            done.set_result(result)
-
-    start(finish)
-    return await done
-
-
 class _Connection:
     """One pika connection with one channel, driven by the running event loop."""
 
@@ -45,6 +33,28 @@ class _Connection:
         self.conn = self.channel = None
         self.closed: asyncio.Future | None = None
         self.on_lost = None  # called with the reason when the channel closes under us
+        self._calls: set[asyncio.Future] = set()
+
+    async def call(self, start) -> object:
+        """Run a pika call that reports through a callback; return what the callback got.
+        A channel the broker closes instead (a refused declare, say) fails the call."""
+        done = asyncio.get_running_loop().create_future()
+
+        def finish(result=None) -> None:
+            if not done.done():
+                done.set_result(result)
+
+        self._calls.add(done)
+        try:
+            start(finish)
+            return await done
+        finally:
+            self._calls.discard(done)
+
+    def _fail_calls(self, reason) -> None:
+        for done in list(self._calls):
+            if not done.done():
+                done.set_exception(ConnectionError(f"RabbitMQ closed the channel: {reason}"))
 
     async def open(self) -> None:
         pika = require("pika", "brokers", "RabbitMQ")
@@ -63,6 +73,7 @@ class _Connection:
             if not self.closed.done():
                 self.closed.set_result(reason)
             open_failed(conn, reason)
+            self._fail_calls(reason)
 
         try:
             params = pika.URLParameters(self.url.server)
@@ -73,15 +84,16 @@ class _Connection:
                                       on_open_error_callback=open_failed,
                                       on_close_callback=lost, custom_ioloop=loop)
         await opened
-        self.channel = await _call(lambda cb: self.conn.channel(on_open_callback=cb))
+        self.channel = await self.call(lambda cb: self.conn.channel(on_open_callback=cb))
         self.channel.add_on_close_callback(self._channel_closed)
 
     def _channel_closed(self, channel, reason) -> None:
+        self._fail_calls(reason)
         if self.on_lost is not None:
             self.on_lost(reason)
 
     async def declare(self, queue: str, passive: bool = False):
-        return await _call(lambda cb: self.channel.queue_declare(
+        return await self.call(lambda cb: self.channel.queue_declare(
             queue, passive=passive, durable=True, callback=cb))
 
     async def close(self) -> None:
@@ -113,8 +125,8 @@ class Source:
         link = self.link
         await link.open()
         link.on_lost = self._on_lost
-        await _call(lambda cb: link.channel.basic_qos(prefetch_count=self.prefetch,
-                                                      callback=cb))
+        await link.call(lambda cb: link.channel.basic_qos(prefetch_count=self.prefetch,
+                                                          callback=cb))
         await link.declare(self.queue_name)
         inbox = self._inbox
 
@@ -172,7 +184,8 @@ class Sink:
         link = self.link
         await link.open()
         link.on_lost = self._on_lost
-        await _call(lambda cb: link.channel.confirm_delivery(self._on_confirm, callback=cb))
+        await link.call(lambda cb: link.channel.confirm_delivery(self._on_confirm,
+                                                                 callback=cb))
         await link.declare(self.queue_name)
 
     def _on_confirm(self, frame) -> None:
