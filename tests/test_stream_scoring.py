@@ -148,15 +148,15 @@ def test_rabbitmq_confirms_settle_each_batch_once_whether_single_multiple_or_nac
     from conftest import need_module
 
     pika = need_module("pika", "brokers")
-    from modelport.io.brokers.rabbitmq import Sink, _Batch
+    from modelport.io.brokers import Outputs
+    from modelport.io.brokers.rabbitmq import Sink
 
     def frame(kind, tag, multiple):
         return pika.frame.Method(1, kind(delivery_tag=tag, multiple=multiple))
 
     async def scenario():
-        loop = asyncio.get_running_loop()
         sink = Sink(brokers.parse("amqp://guest:guest@127.0.0.1:5672/?queue=q", "--sink"))
-        batches = [_Batch(3, loop.create_future()) for _ in range(3)]
+        batches = [Outputs(3) for _ in range(3)]
         for b in batches:
             for _ in range(3):
                 sink._tag += 1

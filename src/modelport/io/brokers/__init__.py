@@ -116,6 +116,34 @@ async def gather(inbox, n: int, wait_s: float) -> list:
     return got
 
 
+class Outputs:
+    """The outputs of one publish call, settled one broker acknowledgement (publisher
+    confirm, PUBACK, JetStream ack) at a time: ``done`` resolves when the last is in, and
+    fails, so the batch's inputs are not acknowledged, if the broker refused any."""
+
+    __slots__ = ("left", "done", "refused", "reason")
+
+    def __init__(self, n: int) -> None:
+        import asyncio
+
+        self.left, self.refused, self.reason = n, 0, None
+        self.done = asyncio.get_running_loop().create_future()
+
+    def settle(self, refused: str | None = None) -> None:
+        """One output acknowledged, or refused for ``refused`` (the broker's reason)."""
+        self.left -= 1
+        if refused is not None:
+            self.refused += 1
+            self.reason = self.reason or refused
+        if self.left == 0 and not self.done.done():
+            if self.refused:
+                self.done.set_exception(RuntimeError(
+                    f"the broker refused {self.refused} output(s): {self.reason}; the batch "
+                    "is not acknowledged and will be delivered again"))
+            else:
+                self.done.set_result(None)
+
+
 def _module(scheme: str):
     return importlib.import_module(f"modelport.io.brokers.{SCHEMES[scheme][0]}")
 

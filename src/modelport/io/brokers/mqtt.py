@@ -25,7 +25,7 @@ import time
 import uuid
 
 from modelport.errors import require
-from modelport.io.brokers import BrokerURL, Message, gather
+from modelport.io.brokers import BrokerURL, Message, Outputs, gather
 
 
 def _client(u: BrokerURL, client_id: str, receive_max: int):
@@ -47,15 +47,6 @@ def _client(u: BrokerURL, client_id: str, receive_max: int):
     return client, parts.hostname or "127.0.0.1", parts.port or 1883, connect_props
 
 
-class _Pending:
-    """One published batch: done when the last of its PUBACKs came back."""
-
-    __slots__ = ("left", "done")
-
-    def __init__(self, left: int, done: asyncio.Future) -> None:
-        self.left, self.done = left, done
-
-
 class _Connection:
     """A paho client driven by the worker's event loop: its socket is watched by the loop
     (paho's external-loop callbacks), so every callback (messages, PUBACKs) runs on the
@@ -71,7 +62,7 @@ class _Connection:
         self.loop = asyncio.get_running_loop()
         self.connected = asyncio.Event()
         self.disconnected = asyncio.Event()
-        self.pending: dict[int, _Pending] = {}
+        self.pending: dict[int, Outputs] = {}
         self.stopping = False
         self._misc: asyncio.Task | None = None
         self._reconnecting: asyncio.Task | None = None
@@ -120,9 +111,7 @@ class _Connection:
     def _acked(self, mid: int) -> None:
         batch = self.pending.pop(mid, None)
         if batch is not None:
-            batch.left -= 1
-            if batch.left == 0 and not batch.done.done():
-                batch.done.set_result(None)
+            batch.settle()
 
     async def start(self, clean_start: bool) -> None:
         # a blocking TCP connect on the loop: only at start-up, and to a broker nearby
@@ -133,7 +122,7 @@ class _Connection:
     async def publish(self, topic: str, payloads: list[bytes]) -> None:
         if not payloads:
             return
-        batch = _Pending(len(payloads), self.loop.create_future())
+        batch = Outputs(len(payloads))
         # PUBACKs are read on this loop, so every mid is registered before any can arrive
         for payload in payloads:
             self.pending[self.client.publish(topic, payload, qos=1).mid] = batch

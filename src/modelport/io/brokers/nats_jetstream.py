@@ -24,7 +24,7 @@ import re
 import time
 
 from modelport.errors import require
-from modelport.io.brokers import BrokerURL, Message
+from modelport.io.brokers import BrokerURL, Message, Outputs
 
 
 async def _connect(u: BrokerURL):
@@ -170,15 +170,6 @@ class Reader:
             await self.nc.close()
 
 
-class _Batch:
-    """The outputs of one publish call: done when the last publish ack came back."""
-
-    __slots__ = ("left", "done", "error")
-
-    def __init__(self, left: int, done: asyncio.Future) -> None:
-        self.left, self.done, self.error = left, done, None
-
-
 class Sink:
     """Publishes each output to JetStream and waits for all the publish acks.
 
@@ -194,7 +185,7 @@ class Sink:
         self.subject = url.destination
         self.timeout = float(url.option("ack_timeout", "30"))
         self.nc = self.js = None
-        self._waiting: dict[str, _Batch] = {}
+        self._waiting: dict[str, Outputs] = {}
         self._seq = 0
 
     async def connect(self) -> None:
@@ -208,23 +199,17 @@ class Sink:
         batch = self._waiting.pop(msg.subject[len(self._prefix):], None)
         if batch is None:
             return
-        data = msg.data
+        refused = None
         if msg.headers and msg.headers.get("Status") == "503":
-            batch.error = f"no JetStream stream captures {self.subject!r}"
-        elif b'"error"' in data:
-            batch.error = data.decode(errors="replace")[:300]
-        batch.left -= 1
-        if batch.left == 0 and not batch.done.done():
-            if batch.error:
-                batch.done.set_exception(RuntimeError(
-                    f"JetStream did not take the outputs: {batch.error}"))
-            else:
-                batch.done.set_result(None)
+            refused = f"no JetStream stream captures {self.subject!r}"
+        elif b'"error"' in msg.data:
+            refused = "JetStream: " + msg.data.decode(errors="replace")[:300]
+        batch.settle(refused)
 
     async def publish(self, records: list[tuple[str, bytes]]) -> None:
         if not records:
             return
-        batch = _Batch(len(records), asyncio.get_running_loop().create_future())
+        batch = Outputs(len(records))
         tokens = []
         publish, prefix, waiting = self.nc.publish, self._prefix, self._waiting
         for key, payload in records:

@@ -22,7 +22,7 @@ import asyncio
 import time
 
 from modelport.errors import UserError, require
-from modelport.io.brokers import BrokerURL, Message, gather
+from modelport.io.brokers import BrokerURL, Message, Outputs, gather
 
 
 class _Connection:
@@ -160,15 +160,6 @@ class Source:
         await self.link.close()
 
 
-class _Batch:
-    """The outputs of one publish call: done when the broker confirmed the last of them."""
-
-    __slots__ = ("left", "done", "nacked")
-
-    def __init__(self, left: int, done: asyncio.Future) -> None:
-        self.left, self.done, self.nacked = left, done, 0
-
-
 class Sink:
     """Publishes persistent messages to a durable queue, waiting for the confirms."""
 
@@ -178,7 +169,7 @@ class Sink:
         self.link = _Connection(url)
         self._tag = 0  # the channel's delivery tag of the last publish
         self._low = 1  # every tag below this one is settled
-        self._waiting: dict[int, _Batch] = {}
+        self._waiting: dict[int, Outputs] = {}
 
     async def connect(self) -> None:
         link = self.link
@@ -190,7 +181,7 @@ class Sink:
 
     def _on_confirm(self, frame) -> None:
         method = frame.method
-        nack = method.NAME.endswith("Nack")
+        refused = "RabbitMQ basic.nack" if method.NAME.endswith("Nack") else None
         if method.multiple:
             tags = range(self._low, method.delivery_tag + 1)
             self._low = max(self._low, method.delivery_tag + 1)
@@ -198,17 +189,8 @@ class Sink:
             tags = (method.delivery_tag,)
         for tag in tags:
             batch = self._waiting.pop(tag, None)
-            if batch is None:
-                continue
-            batch.left -= 1
-            batch.nacked += nack
-            if batch.left == 0 and not batch.done.done():
-                if batch.nacked:
-                    batch.done.set_exception(RuntimeError(
-                        f"RabbitMQ refused {batch.nacked} output(s) (basic.nack); the batch "
-                        "is not acknowledged and will be delivered again"))
-                else:
-                    batch.done.set_result(None)
+            if batch is not None:
+                batch.settle(refused)
         waiting = self._waiting
         while self._low <= self._tag and self._low not in waiting:
             self._low += 1  # single confirms at the front move the settled mark on too
@@ -227,7 +209,7 @@ class Sink:
         channel = self.link.channel
         if channel is None or not channel.is_open:
             raise ConnectionError("RabbitMQ channel is closed; outputs not published")
-        batch = _Batch(len(records), asyncio.get_running_loop().create_future())
+        batch = Outputs(len(records))
         properties = pika.BasicProperties
         waiting = self._waiting
         # a nack or a lost channel fails the batch, so its inputs are not acknowledged
