@@ -251,17 +251,13 @@ class MqttHarness:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not os.path.exists(exe):
             unavailable("mosquitto is not installed (apt-get install mosquitto)")
+        self.exe = exe
         self.dir = Path(tempfile.mkdtemp(prefix="mp-mqtt-"))
         self.port = free_port()
-        conf = self.dir / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                        "persistence false\nmax_queued_messages 0\nmax_inflight_messages 0\n")
-        self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            if port_open("127.0.0.1", self.port):
-                break
-            time.sleep(0.05)
+        (self.dir / "mosquitto.conf").write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            "persistence false\nmax_queued_messages 0\nmax_inflight_messages 0\n")
+        self._start_broker()
         t = uuid.uuid4().hex[:8]
         self.topics = [f"in_{t}", f"out_{t}", f"dead_{t}"]
         base = f"mqtt://127.0.0.1:{self.port}?topic="
@@ -285,17 +281,19 @@ class MqttHarness:
         c.loop_start()
         assert ready.wait(10)
 
-    def restart_broker(self) -> None:
-        """Kill Mosquitto and start it again on the same port, with no sessions kept."""
-        self.proc.kill()
-        self.proc.wait(10)
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc = subprocess.Popen([exe, "-c", str(self.dir / "mosquitto.conf")],
+    def _start_broker(self) -> None:
+        self.proc = subprocess.Popen([self.exe, "-c", str(self.dir / "mosquitto.conf")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(100):
             if port_open("127.0.0.1", self.port):
                 break
             time.sleep(0.05)
+
+    def restart_broker(self) -> None:
+        """Kill Mosquitto and start it again on the same port, with no sessions kept."""
+        self.proc.kill()
+        self.proc.wait(10)
+        self._start_broker()
 
     def produce(self, payloads) -> None:
         p = self.mqtt.Client(self.mqtt.CallbackAPIVersion.VERSION2, client_id="produce")

@@ -64,12 +64,13 @@ async def _append(script, outputs, ack: tuple[str, str, list] | None = None) -> 
             keys.append(sink.stream)
             counts += ["" if sink.maxlen is None else str(sink.maxlen), len(records)]
             payloads += [payload for _, payload in records]
-    args = [ack[1] if ack else "", len(keys), *counts, *payloads]
-    if ack is not None and ack[2]:
+    ids = ack[2] if ack is not None else []
+    if not payloads and not ids:
+        return
+    args = [ack[1] if ack else "", len(keys), *counts, *payloads, *ids]
+    if ids:
         keys.append(ack[0])
-        args += ack[2]
-    if len(args) > 2 + len(counts):
-        await script(keys=keys, args=args)
+    await script(keys=keys, args=args)
 
 
 def _client(u: BrokerURL):
