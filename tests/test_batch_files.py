@@ -4,6 +4,7 @@ worker count, and the id and row order are kept."""
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 
 import numpy as np
@@ -153,3 +154,50 @@ def test_chunk_boundaries_are_the_same_when_resuming(churn_model, tmp_path):
         assert len(later) == len(full) - 3
         for a, b in zip(full[3:], later, strict=True):
             assert a.equals(b)
+
+
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_gradient_boosting_scores_with_trees_compiled_to_c_as_the_native_model(
+        tmp_path, start, monkeypatch):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    import modelport
+    from modelport.datasets import churn
+    from modelport.serve import batch
+    from modelport.train.preprocess import build_pipeline
+
+    from conftest import unavailable
+
+    if shutil.which("cc") is None:
+        unavailable("no C compiler (cc) to build compiled trees with")
+    monkeypatch.setenv("MODELPORT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(batch, "_PREDICTOR", None)  # a model loaded here by an earlier test
+    registry = Registry(f"sqlite:///{tmp_path / 'registry.db'}", str(tmp_path / "artefacts"))
+    data = churn.generate(6_000, seed=5)
+    X = data.drop(columns=["customer_id", "churned"])
+    model = build_pipeline(HistGradientBoostingClassifier(max_iter=40, random_state=0), X,
+                           NUMERIC, CATEGORICAL).fit(X.head(3000), data["churned"].head(3000))
+    modelport.log_model(model, "gbm", sample=X.head(300), formats=["joblib", "compiled"],
+                        registry=registry)
+    path = tmp_path / "customers.parquet"
+    data.drop(columns=["churned"]).to_parquet(path, index=False, row_group_size=1500)
+    one, two, walked = (tmp_path / f"{n}.parquet" for n in ("one", "two", "walked"))
+
+    result = predict("gbm", path, one, id="customer_id", workers=1, chunk_rows=1000,
+                     registry=registry)
+    assert result.format == "compiled"
+    # in this process: the trees run in the compiled library, built into the cache
+    assert getattr(batch._PREDICTOR._prepared._program._score.native, "library", None)
+    assert list((tmp_path / "cache" / "trees").glob("*.so"))
+    monkeypatch.setenv("MODELPORT_BATCH_START", start)
+    predict("gbm", path, two, id="customer_id", workers=2, chunk_rows=1000, registry=registry)
+    monkeypatch.setenv("MODELPORT_TREES", "numpy")
+    predict("gbm", path, walked, id="customer_id", workers=2, chunk_rows=1000,
+            registry=registry)
+
+    a, b, w = (pd.read_parquet(p) for p in (one, two, walked))
+    pd.testing.assert_frame_equal(a, b)
+    np.testing.assert_allclose(a["score"], w["score"], rtol=0, atol=1e-12)
+    assert a["customer_id"].tolist() == data["customer_id"].tolist()
+    native = model.predict_proba(X)[:, 1]
+    np.testing.assert_allclose(a["score"], native, rtol=0, atol=1e-9)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 from functools import cache
@@ -330,6 +331,23 @@ def test_sql_with_features_computed_once_matches_scikit_learn(dialect):
             assert_close(name, [float(v) for v in got], expected, f"SQL shared ({dialect})")
         else:
             assert [str(v) for v in got] == [str(v) for v in expected], (dialect, name)
+
+
+def test_sql_tests_for_null_only_where_a_tree_feature_can_be_null():
+    from modelport.compile.sql import to_sql, to_sql_parts
+
+    # the churn forest reads its numbers raw (NULL goes the learned way) and its categories
+    # imputed and one-hot encoded, never NULL: only the raw numbers are tested for NULL
+    model_ir = case(CHURN)[3]
+    lets, expr = to_sql_parts(model_ir, "postgresql")
+    tested = set(re.findall(r'"([^"]+)" IS NULL', expr))
+    assert tested and tested <= set(model_ir.signature.numeric)
+    assert len(lets) > 10 and not tested & {name for name, _ in lets}
+    # a forest on raw inputs with missing values sends NULL down the learned side
+    model_ir = case("hgb_binary_nan")[3]
+    assert any(t.missing_left[i] and t.feature[i] >= 0 for t in model_ir.model.trees
+               for i in range(len(t.feature)))
+    assert " IS NULL OR " in to_sql(model_ir, "postgresql")
 
 
 @pytest.mark.services

@@ -30,6 +30,22 @@ class Prepared:
         """Integer codes of categorical input ``name`` (0 missing, m + 1 unknown)."""
         return self._program.encode(name, values)
 
+    def compile_trees(self) -> bool:
+        """Walk the trees of batches in compiled C from now on (see
+        :mod:`modelport.compile.ctrees`); False, changing nothing, when that cannot be done
+        here (not a tree model, no C compiler, ``MODELPORT_TREES`` says otherwise)."""
+        from modelport.compile import ctrees
+        from modelport.inapp.runtime import Forest
+
+        forest = self._program._score
+        if not isinstance(forest, Forest):
+            return False
+        compiled = ctrees.build(self.ir, forest.walk)
+        if compiled is None:
+            return False
+        forest.native = compiled
+        return True
+
     def run(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Outputs, as :func:`~modelport.compile.evaluate` gives them, for checked columns."""
         return self._program.run(cols)

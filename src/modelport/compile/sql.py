@@ -125,8 +125,11 @@ class _Writer:
         self.kinds = model_ir.field_kinds
         self.expr: dict[str, str] = {c.name: prefix + self.ident(c.name)
                                      for c in model_ir.signature.inputs}
+        #: whether a field can be NULL: a tree's missing-value test is written only then
+        self.nullable: dict[str, bool] = {c.name: True for c in model_ir.signature.inputs}
         for s in model_ir.steps:
             self.expr[s.name] = self.step(s)
+            self.nullable[s.name] = _nullable(s, self.nullable[s.source])
         #: (name, expression) of each computed feature an ensemble reads, when shared
         self.lets: list[tuple[str, str]] = []
         node = model_ir.model
@@ -277,14 +280,18 @@ class _Writer:
     def tree(self, node: ir.TreeEnsemble, tree: ir.Tree, xs: list[str], j: int) -> str:
         cats = tree.categories or [None] * len(tree.feature)
         cats_right = tree.categories_right or [None] * len(tree.feature)
+        nullable = [self.nullable.get(f, True) for f in node.features]
 
         def left_test(i: int) -> str:
             x = xs[tree.feature[i]]
             ml = tree.missing_left[i]
+            # a field that is never NULL (imputed, one-hot) needs no missing-value test
+            null_left = ml and nullable[tree.feature[i]]
             if cats[i] is not None:
                 left = [f"{x} IN ({', '.join(self.num(c) for c in cats[i])})"]
-                if ml:
+                if null_left:
                     left.insert(0, f"{x} IS NULL")
+                if ml:
                     if cats_right[i] is not None:
                         # a code on neither side goes where missing values go
                         right = ", ".join(self.num(c) for c in cats_right[i])
@@ -294,7 +301,7 @@ class _Writer:
                 op, t = node.split(tree.threshold[i])
                 cond = f"{x} {op} {self.num(t)}" if math.isfinite(t) else (
                     f"{x} IS NOT NULL" if t > 0 else "1 = 0")
-                if ml:
+                if null_left:
                     cond = f"{x} IS NULL OR {cond}"
             return cond
 
@@ -360,6 +367,15 @@ class _Writer:
             cond = " AND ".join(f"({raw[k]}) {op} ({raw[m]})" for m in range(k + 1, len(raw)))
             whens.append(f"WHEN {cond} THEN {self.label(labels[k])}")
         return f"CASE {' '.join(whens)} ELSE {self.label(labels[-1])} END"
+
+
+def _nullable(step, source_nullable: bool) -> bool:
+    """Whether ``step`` can give NULL, given whether its source can."""
+    if isinstance(step, ir.Impute | ir.IsMissing | ir.Indicator):
+        return False  # a value is filled in, or a CASE with an ELSE
+    if isinstance(step, ir.Ordinal):
+        return step.unknown is None or (step.missing is None and source_nullable)
+    return source_nullable  # arithmetic on the source
 
 
 def quote(name: str, dialect: str) -> str:

@@ -82,6 +82,11 @@ class CompiledPredictor(Predictor):
     def _gives_proba(self) -> bool:
         return self._proba
 
+    def prepare_batch(self) -> bool:
+        """Get ready for a long job: walk the trees in compiled C when that can be done
+        here (see :mod:`modelport.compile.ctrees`). True if it changed the runtime."""
+        return self._prepared.compile_trees()
+
     def _run_columns(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._prepared.run(cols)
 

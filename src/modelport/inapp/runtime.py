@@ -909,6 +909,10 @@ class Forest:
             if self.mean:
                 raw /= self.mean
             return raw
+        return self.walk(X)
+
+    def walk(self, X: np.ndarray) -> np.ndarray:
+        """The forest's output for the rows of ``X``, always by the NumPy walk."""
         if X.shape[0] <= _BLOCK:
             return self._block(X)
         return np.concatenate([self._block(X[i:i + _BLOCK]) for i in range(0, len(X), _BLOCK)])
@@ -982,9 +986,10 @@ def native_forest(node: dict):
     and its sums differ only in the last bits; it walks rows in compiled code, several
     times faster than the vectorised walk. Returns a function of a float64 matrix giving
     the raw tree sums (no base, no averaging), or None when onnx or onnxruntime is not
-    installed, ``MODELPORT_NUMPY_TREES`` is set, or a tree has categorical splits.
+    installed, ``MODELPORT_NUMPY_TREES`` is set (or ``MODELPORT_TREES=numpy``), or a tree
+    has categorical splits.
     """
-    if os.environ.get("MODELPORT_NUMPY_TREES"):
+    if os.environ.get("MODELPORT_NUMPY_TREES") or os.environ.get("MODELPORT_TREES") == "numpy":
         return None
     trees = node["trees"]
     if any(c is not None for t in trees for c in (t.get("categories") or [])):

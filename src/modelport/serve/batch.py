@@ -380,11 +380,14 @@ def _init_worker(fmt: str, data: bytes, signature: dict, name: str, version: int
 
     if limit_threads:
         _limit_threads()
-    # the bytes, not the name: two registries may both hold a churn/1
-    key = (fmt, hashlib.sha256(data).hexdigest())
+    # the bytes, not the name: two registries may both hold a churn/1; and the tree
+    # runtime asked for (MODELPORT_TREES), which loading decides
+    key = (fmt, hashlib.sha256(data).hexdigest(), os.environ.get("MODELPORT_TREES"))
     if _PREDICTOR is not None and getattr(_PREDICTOR, "_batch_key", None) == key:
         return
     predictor = formats.get(fmt).load(data, Signature.from_dict(signature))
+    if hasattr(predictor, "prepare_batch"):
+        predictor.prepare_batch()  # e.g. trees compiled to machine code, once per machine
     predictor.model_name, predictor.model_version = name, version
     predictor._batch_key = key
     _PREDICTOR = predictor

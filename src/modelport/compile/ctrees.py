@@ -1,0 +1,192 @@
+"""Tree ensembles compiled to machine code, for jobs that walk the trees millions of times.
+
+A batch job over a gradient-boosting model spends most of its time walking trees. The
+trees of a :class:`~modelport.compile.ir.TreeEnsemble` are written as C by the C code
+generator's lowering (nested ``if``/``else``, one function per tree, as
+``modelport export --format c`` writes them), with a loop that runs every tree over a block
+of rows. The system C compiler (``$CC``, else ``cc``) builds it into a shared library,
+cached under ``~/.cache/modelport/trees`` (``$MODELPORT_CACHE``) by the hash of its source, so
+a model is compiled once per machine. It is called through ``ctypes`` on the feature matrix
+and gives the raw tree sums, like the onnxruntime operator it replaces.
+
+Before it is used, the library is checked against the NumPy walk on probe rows built from
+the trees' own thresholds (each value just below, at and above a split, and missing), so a
+miscompiled or mismatched library is never used: :func:`build` returns None and the caller
+keeps its other runtime. ``MODELPORT_TREES=onnx`` or ``numpy`` (or no compiler) turns it off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from modelport.compile import ir
+
+log = logging.getLogger(__name__)
+
+#: rows walked through one tree before the next tree: the tree's code stays in cache
+_BLOCK = 64
+#: largest difference from the NumPy walk accepted on the probe rows (sums in another order)
+_TOLERANCE = 1e-9
+#: the compiler's budget; a forest too big to compile in it keeps the other runtime
+_COMPILE_SECONDS = 300
+
+
+def enabled() -> bool:
+    """Whether compiled trees may be used here (``MODELPORT_TREES`` allows it, a compiler
+    is on the PATH)."""
+    choice = os.environ.get("MODELPORT_TREES", "c")
+    if choice != "c" or os.environ.get("MODELPORT_NUMPY_TREES"):
+        return False
+    return _compiler() is not None
+
+
+def build(model_ir: ir.ModelIR, reference: Callable[[np.ndarray], np.ndarray]
+          ) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The trees of ``model_ir`` as a function of a float64 feature matrix giving the raw
+    tree sums (no base, no averaging), or None when they cannot be compiled here.
+
+    ``reference`` computes the ensemble's output another way (the NumPy walk: sums plus
+    base, averaged where the ensemble averages); the library is used only if it agrees on
+    the probe rows.
+    """
+    node = model_ir.model
+    if not isinstance(node, ir.TreeEnsemble) or not node.trees or not enabled():
+        return None
+    try:
+        source = _source(model_ir)
+        lib = _load(source)
+    except Exception as exc:  # noqa: BLE001 - any failure keeps the other runtime
+        log.warning("compiled trees unavailable, using the next runtime: %s", exc)
+        return None
+    fn = lib.mp_forest
+    fn.restype = None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_long, ctypes.c_void_p]
+    n_features, n_outputs = len(node.features), node.n_outputs
+
+    def forest(X: np.ndarray) -> np.ndarray:
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != n_features:
+            raise ValueError(f"expected {n_features} tree features, got shape {X.shape}")
+        out = np.empty((X.shape[0], n_outputs))
+        fn(X.ctypes.data, X.shape[0], n_features, out.ctypes.data)
+        return out
+
+    forest.library = lib  # keeps the library loaded as long as the function lives
+    probe = probe_rows(node)
+    got = forest(probe) + np.asarray(node.base, dtype=np.float64)
+    if node.combine == "mean":
+        got /= len(node.trees)
+    want = reference(probe)
+    worst = float(np.max(np.abs(got - want))) if len(probe) else 0.0
+    if not worst <= _TOLERANCE:
+        log.warning("compiled trees differ from the NumPy walk by %g; not used", worst)
+        return None
+    return forest
+
+
+def probe_rows(node: ir.TreeEnsemble, limit: int = 2048, seed: int = 0) -> np.ndarray:
+    """Rows that exercise both sides of the trees' splits: every feature drawn from its
+    split values, the next float on each side of them, missing and, for categorical
+    splits, every code named and one that is not."""
+    rng = np.random.default_rng(seed)
+    n = len(node.features)
+    choices: list[set[float]] = [set() for _ in range(n)]
+    for tree in node.trees:
+        cats = tree.categories or [None] * len(tree.feature)
+        for i, f in enumerate(tree.feature):
+            if f < 0:
+                continue
+            if cats[i] is not None:
+                codes = [float(c) for c in cats[i]]
+                choices[f].update(codes + [max(codes, default=0.0) + 1.0, -1.0])
+                continue
+            t = float(tree.threshold[i])
+            if np.isfinite(t):
+                choices[f].update([t, float(np.nextafter(t, -np.inf)),
+                                   float(np.nextafter(t, np.inf))])
+    columns = []
+    for values in choices:
+        pool = np.array(sorted(values) + [np.nan, 0.0])
+        columns.append(rng.choice(pool, size=limit))
+    return np.column_stack(columns) if columns else np.empty((limit, 0))
+
+
+def _source(model_ir: ir.ModelIR) -> str:
+    from modelport.compile.codegen.c import CLowering
+
+    node = model_ir.model
+    lo = CLowering(model_ir)
+    roots = [lo.tree_functions(node, tree, f"tree{t}") for t, tree in enumerate(node.trees)]
+    out = ["/* modelport: the trees of one model, for batch scoring */",
+           "#include <math.h>", "#include <stddef.h>", ""]
+    out += [f"static void {fn}(const double *x, double *raw);" for fn, _ in lo.functions]
+    for fn, body in lo.functions:
+        out.append(f"static void {fn}(const double *x, double *raw) {{")
+        out += ["    " + line for line in body]
+        out.append("}")
+    # each tree gets a loop over a block of rows, into which the compiler inlines the
+    # tree's own function: one call per tree and block rather than per tree and row
+    for fn in roots:
+        out.append(f"static void {fn}_rows(const double *X, long n, long n_features, "
+                   f"double *out) {{\n    for (long r = 0; r < n; r++) "
+                   f"{fn}(X + r * n_features, out + r * {node.n_outputs});\n}}")
+    out.append("typedef void (*rows_fn)(const double *, long, long, double *);")
+    out.append(f"static const rows_fn TREES[{len(roots)}] = "
+               f"{{{', '.join(fn + '_rows' for fn in roots)}}};")
+    out.append(f"""
+void mp_forest(const double *X, long n, long n_features, double *out) {{
+    const long n_out = {node.n_outputs}, block = {_BLOCK};
+    for (long i = 0; i < n * n_out; i++) out[i] = 0.0;
+    for (long b = 0; b < n; b += block) {{
+        long m = b + block < n ? block : n - b;
+        for (size_t t = 0; t < {len(roots)}; t++)
+            TREES[t](X + b * n_features, m, n_features, out + b * n_out);
+    }}
+}}
+""")
+    return "\n".join(out)
+
+
+def _compiler() -> str | None:
+    cc = os.environ.get("CC") or "cc"
+    return shutil.which(cc)
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("MODELPORT_CACHE") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modelport"
+    return Path(root) / "trees"
+
+
+def _load(source: str) -> ctypes.CDLL:
+    """The shared library of ``source``: from the cache, else compiled into it (written
+    under a temporary name and renamed, so concurrent jobs never load half a file)."""
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler (set CC or install cc)")
+    flags = ["-O2", "-shared", "-fPIC", "-fno-fast-math"]
+    key = hashlib.sha256("\0".join([cc, *flags, source]).encode()).hexdigest()[:32]
+    folder = cache_dir()
+    lib = folder / f"{key}.so"
+    if not lib.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            src = Path(tmp) / "forest.c"
+            src.write_text(source)
+            built = Path(tmp) / "forest.so"
+            done = subprocess.run([cc, *flags, "-o", str(built), str(src), "-lm"],
+                                  capture_output=True, text=True, timeout=_COMPILE_SECONDS)
+            if done.returncode != 0:
+                raise RuntimeError(f"{cc} failed: {done.stderr.strip()[-500:]}")
+            os.replace(built, lib)
+    return ctypes.CDLL(str(lib))

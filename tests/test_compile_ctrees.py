@@ -1,0 +1,126 @@
+"""Trees compiled to machine code (batch jobs) score what the NumPy walk and the native
+model score, family by family, and are refused rather than used when they would not."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from modelport.compile import ModelIR, ctrees, to_ir
+from modelport.compile.fast import Prepared
+from modelport.formats.native import NativePredictor
+from modelport.inapp.runtime import Forest
+from modelport.parity import compare
+from test_compile_ir import fitted, ir_tolerance, with_unseen_rows
+
+from conftest import unavailable
+
+TREE_FAMILIES = (
+    "decision_tree_multiclass", "decision_tree_regressor_nan", "random_forest_nan",
+    "random_forest_regressor", "extra_trees", "hgb_binary_nan", "hgb_multiclass",
+    "hgb_regressor_nan", "hgb_poisson", "hgb_native_categorical_strings",
+    "hgb_categorical_codes", "lightgbm_binary_nan", "lightgbm_categorical",
+    "lightgbm_multiclass", "lightgbm_regressor", "gradient_boosting_binary",
+    "gradient_boosting_multiclass", "gradient_boosting_regressor",
+)  # XGBoost computes in float32, which the compiled runtime does not take
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Found unknown categories"),
+    pytest.mark.filterwarnings("ignore:categorical_feature keyword has been found"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _compiler(tmp_path, monkeypatch):
+    """A C compiler, and a cache of libraries of this test's own."""
+    if shutil.which("cc") is None:
+        unavailable("no C compiler (cc) to build compiled trees with")
+    monkeypatch.delenv("MODELPORT_TREES", raising=False)
+    monkeypatch.delenv("MODELPORT_NUMPY_TREES", raising=False)
+    monkeypatch.setenv("MODELPORT_CACHE", str(tmp_path / "cache"))
+
+
+def _prepared(family: str):
+    model, sig, X = fitted(family)
+    frame = sig.coerce(with_unseen_rows(X))
+    model_ir = ModelIR.from_dict(json.loads(json.dumps(to_ir(model, sig).to_dict())))
+    model_ir.signature = sig
+    cols = {c: frame[c].to_numpy() for c in frame.columns}
+    return model, sig, frame, model_ir, Prepared(model_ir), cols
+
+
+@pytest.mark.parametrize("family", TREE_FAMILIES)
+def test_compiled_trees_score_what_the_walk_and_the_native_model_score(family, tmp_path):
+    model, sig, frame, model_ir, prepared, cols = _prepared(family)
+    walked = prepared.run(cols)
+    assert prepared.compile_trees()
+    assert getattr(prepared._program._score.native, "library", None) is not None
+    compiled = prepared.run(cols)
+    assert walked.keys() == compiled.keys()
+    for key, want in walked.items():
+        got = compiled[key]
+        if np.asarray(want).dtype.kind == "f":
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-12, err_msg=key)
+        else:
+            assert (np.asarray(got) == np.asarray(want)).all(), key
+    reference = NativePredictor(model, sig)._run(frame)
+    result = compare(reference, compiled, sig.task, ir_tolerance(model_ir))
+    assert result["passed"], result
+    # the library was cached: a second model load compiles nothing
+    libs = list((tmp_path / "cache" / "trees").glob("*.so"))
+    assert len(libs) == 1
+    stamp = libs[0].stat().st_mtime_ns
+    again = Prepared(model_ir)
+    assert again.compile_trees()
+    assert libs[0].stat().st_mtime_ns == stamp
+
+
+def test_a_library_that_disagrees_with_the_walk_is_not_used():
+    *_, model_ir, prepared, cols = _prepared("hgb_binary_nan")
+    forest = prepared._program._score
+    assert ctrees.build(model_ir, lambda X: forest.walk(X) + 1e-6) is None
+    assert ctrees.build(model_ir, forest.walk) is not None
+
+
+def test_without_a_compiler_or_when_turned_off_the_runtime_is_unchanged(monkeypatch, caplog):
+    *_, prepared, cols = _prepared("random_forest_nan")
+    before = prepared.run(cols)
+    native = prepared._program._score.native
+    monkeypatch.setenv("MODELPORT_TREES", "onnx")
+    assert not prepared.compile_trees()
+    monkeypatch.setenv("MODELPORT_TREES", "c")
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    assert not prepared.compile_trees()
+    assert prepared._program._score.native is native
+    np.testing.assert_array_equal(prepared.run(cols)["proba"], before["proba"])
+
+
+def test_a_compiler_error_keeps_the_other_runtime_with_a_warning(monkeypatch, tmp_path, caplog):
+    *_, prepared, cols = _prepared("hgb_binary_nan")
+    fake = tmp_path / "cc"
+    fake.write_text("#!/bin/sh\necho 'cc: internal error' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("CC", str(fake))
+    assert not prepared.compile_trees()
+    assert "internal error" in caplog.text
+    assert not (tmp_path / "cache" / "trees").exists() or not list(
+        (tmp_path / "cache" / "trees").glob("*.so"))
+
+
+def test_probe_rows_reach_both_sides_of_every_split():
+    *_, model_ir, prepared, _ = _prepared("hgb_native_categorical_strings")
+    node = model_ir.model
+    probe = ctrees.probe_rows(node)
+    forest = Forest(prepared._program.ir["model"])
+    left = np.zeros(len(forest.feature), dtype=bool)
+    right = np.zeros(len(forest.feature), dtype=bool)
+    for row in probe[:512]:
+        go = forest._go_left(row[forest.feature], slice(None))
+        left |= go
+        right |= ~go
+    inner = ~forest.is_leaf
+    # nodes no probe row reaches are fine; every split is at least tested both ways
+    assert (left & right)[inner].mean() > 0.95
