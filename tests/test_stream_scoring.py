@@ -238,3 +238,53 @@ def test_a_rabbitmq_queue_declared_otherwise_fails_the_connect_instead_of_hangin
     finally:
         conn.channel().queue_delete(queue)
         conn.close()
+
+
+@pytest.mark.services
+def test_a_rabbitmq_batch_leaves_in_one_buffer_and_every_output_arrives_in_order():
+    """The batch's publish frames are joined before the loop writes them; RabbitMQ gets
+    every output, in order, intact."""
+    import asyncio
+    import uuid
+
+    from conftest import need_module, port_open, unavailable
+
+    pika = need_module("pika", "brokers")
+    if not port_open("127.0.0.1", 5672):
+        unavailable("RabbitMQ is not running on 127.0.0.1:5672")
+    url = "amqp://guest:guest@127.0.0.1:5672/"
+    queue = f"joined_{uuid.uuid4().hex[:8]}"
+    payloads = [orjson.dumps({"n": i, "pad": "x" * (i % 300)}) for i in range(1500)]
+
+    async def scenario():
+        sink = brokers.open_sink(f"{url}?queue={queue}")
+        await sink.connect()
+        try:
+            link = sink.link
+            original = link.coalesce
+            sizes = []
+
+            def coalesce():
+                original()
+                sizes.append(len(link.conn._transport._tx_buffers))
+
+            link.coalesce = coalesce
+            await asyncio.wait_for(
+                sink.publish([(str(i), p) for i, p in enumerate(payloads)]), timeout=30)
+            assert sizes == [1]  # 4,500 frames, one buffer
+        finally:
+            await sink.close()
+
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        asyncio.run(scenario())
+        channel = conn.channel()
+        got = []
+        for _ in range(len(payloads)):
+            method, props, body = channel.basic_get(queue, auto_ack=True)
+            got.append((props.message_id, body))
+        assert got == [(str(i), p) for i, p in enumerate(payloads)]
+        assert channel.basic_get(queue)[0] is None
+    finally:
+        conn.channel().queue_delete(queue)
+        conn.close()

@@ -281,3 +281,29 @@ def test_a_redis_sink_with_maxlen_trims_its_stream_as_it_appends(redis_streams):
     assert 100 <= kept < 1_000  # approximate trimming keeps whole nodes, never all 5,000
     last = r.xrevrange(names[1], count=1)[0][1][b"data"]
     assert last == b'{"n": 4999}'
+
+
+def test_mqtt_joins_queued_publishes_and_pubacks_but_keeps_other_packets_apart():
+    mqtt = need_module("paho.mqtt.client", "brokers")
+    from modelport.io.brokers.mqtt import _join_packets
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    # queued as paho queues packets (no socket is open: nothing is written)
+    publish = int(mqtt.PUBLISH)
+    client._packet_queue(publish | 2, b"\x32publish-1", 1, 1)
+    client._send_puback(7)
+    client._packet_queue(publish | 2, b"\x32publish-2", 2, 1)
+    client._packet_queue(publish, b"\x30publish-0", 0, 0)  # on_publish runs once written
+    client._send_puback(8)
+    client._send_disconnect()  # paho closes the socket once written
+    before = [bytes(p["packet"]) for p in client._out_packet]
+    assert len(before) == 6
+
+    _join_packets(client)
+    after = list(client._out_packet)
+    assert [bytes(p["packet"]) for p in after] == [b"".join(before[:3]), *before[3:]]
+    assert after[0]["to_process"] == len(after[0]["packet"]) and after[0]["pos"] == 0
+    assert after[0]["command"] & 0xF0 == mqtt.PUBACK
+    assert after[1]["qos"] == 0 and after[3]["command"] & 0xF0 == mqtt.DISCONNECT
+    _join_packets(client)  # nothing left to join
+    assert list(client._out_packet) == after

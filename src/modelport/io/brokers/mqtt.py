@@ -39,12 +39,51 @@ def _client(u: BrokerURL, client_id: str, receive_max: int):
                          protocol=mqtt.MQTTv5)
     if parts.username:
         client.username_pw_set(parts.username, parts.password)
-    client.max_inflight_messages_set(receive_max)
+    # no cap of paho's own on unacknowledged publishes: the worker's window bounds them,
+    # and paho walks every outstanding message on each PUBACK when a cap is set
+    client.max_inflight_messages_set(0)
     client.max_queued_messages_set(0)
     connect_props = props.Properties(packettypes.PacketTypes.CONNECT)
     connect_props.SessionExpiryInterval = int(u.option("session_expiry", "86400"))
     connect_props.ReceiveMaximum = receive_max
     return client, parts.hostname or "127.0.0.1", parts.port or 1883, connect_props
+
+
+def _join_packets(client) -> None:
+    """Join runs of unsent QoS 1 PUBLISH and PUBACK packets in ``client``'s out queue."""
+    queue = getattr(client, "_out_packet", None)
+    if queue is None or len(queue) < 2:
+        return
+    mqtt = require("paho.mqtt.client", "brokers", "MQTT")
+    publish, puback = int(mqtt.PUBLISH), int(mqtt.PUBACK)
+    joined: list = []
+    run: list = []
+
+    def flush() -> None:
+        if len(run) > 1:
+            data = b"".join(p["packet"] for p in run)
+            # written as a PUBACK: paho does nothing after writing one
+            joined.append({"command": puback, "mid": 0, "qos": 0, "pos": 0,
+                           "to_process": len(data), "packet": data, "info": None})
+        else:
+            joined.extend(run)
+        run.clear()
+
+    for p in queue:
+        try:
+            kind = p["command"] & 0xF0
+            plain = p["pos"] == 0 and (kind == puback or (kind == publish and p["qos"] > 0))
+        except (KeyError, TypeError):
+            return  # not the queue this was written for: leave it alone
+        if plain:
+            run.append(p)
+        else:
+            flush()
+            joined.append(p)
+    flush()
+    if len(joined) < len(queue):
+        queue.clear()
+        queue.extend(joined)
 
 
 class _Connection:
@@ -73,9 +112,22 @@ class _Connection:
         c.on_socket_open = self._on_socket_open
         c.on_socket_close = self._on_socket_close
         c.on_socket_register_write = \
-            lambda client, userdata, sock: self.loop.add_writer(sock, client.loop_write)
+            lambda client, userdata, sock: self.loop.add_writer(sock, self._write)
         c.on_socket_unregister_write = \
             lambda client, userdata, sock: self.loop.remove_writer(sock)
+
+    def _write(self) -> None:
+        """paho's ``loop_write``, after joining the queued packets into few buffers.
+
+        paho writes each queued packet with a ``send`` of its own: a batch of 500 outputs
+        and the PUBACKs of its 500 inputs took 1,000 system calls, a sixth of the worker's
+        time. Runs of packets that need nothing once written (QoS 1 publishes, whose
+        completion is their PUBACK, and PUBACKs) become one packet first. This reads
+        paho's queue, which it does not publish; if it is not there as expected the
+        packets are left as they are.
+        """
+        _join_packets(self.client)
+        self.client.loop_write()
 
     def _on_socket_open(self, client, userdata, sock) -> None:
         self.loop.add_reader(sock, client.loop_read)

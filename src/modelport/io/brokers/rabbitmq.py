@@ -92,6 +92,23 @@ class _Connection:
         if self.on_lost is not None:
             self.on_lost(reason)
 
+    def coalesce(self) -> None:
+        """Join the frames waiting to be written into one buffer, so a batch leaves in a
+        few ``send`` calls instead of one per frame (three per published message).
+
+        pika queues each frame as a buffer of its own and writes them one ``send`` each,
+        a fifth of the worker's time at 10,000 messages/s. This touches the transport's
+        queue, which pika does not publish: if it is not there as expected, nothing is
+        changed and the frames go out one by one, as before.
+        """
+        transport = getattr(self.conn, "_transport", None)
+        buffers = getattr(transport, "_tx_buffers", None)
+        if buffers is not None and len(buffers) > 1 and all(
+                isinstance(b, bytes | bytearray | memoryview) for b in buffers):
+            joined = b"".join(buffers)
+            buffers.clear()
+            buffers.append(joined)
+
     async def declare(self, queue: str, passive: bool = False):
         return await self.call(lambda cb: self.channel.queue_declare(
             queue, passive=passive, durable=True, callback=cb))
@@ -218,6 +235,7 @@ class Sink:
                                   properties(delivery_mode=2, message_id=key))
             self._tag += 1
             waiting[self._tag] = batch
+        self.link.coalesce()
         await batch.done
 
     async def close(self) -> None:
