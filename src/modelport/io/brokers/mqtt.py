@@ -16,6 +16,11 @@ recover those; run Mosquitto with that setting raised when scoring bursts.
 
 MQTT carries no message id that survives a redelivery; the worker uses the event's own
 ``id`` field when it has one.
+
+The sink's unacknowledged QoS 1 publishes are bounded by the worker's window (the batches
+in flight), not by the Receive Maximum a broker announces: Mosquitto announces 20 by
+default and accepts more at QoS 1 (the delivery test keeps 2,000 outstanding against it).
+A broker that enforces it for QoS 1 needs ``--batch`` and ``--inflight`` within it.
 """
 
 from __future__ import annotations
