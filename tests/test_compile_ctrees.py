@@ -124,3 +124,13 @@ def test_probe_rows_reach_both_sides_of_every_split():
     inner = ~forest.is_leaf
     # nodes no probe row reaches are fine; every split is at least tested both ways
     assert (left & right)[inner].mean() > 0.95
+
+
+def test_a_forest_too_big_to_compile_quickly_keeps_the_other_runtime(monkeypatch, tmp_path):
+    *_, model_ir, prepared, _ = _prepared("random_forest_nan")
+    nodes = sum(len(t.feature) for t in model_ir.model.trees)
+    monkeypatch.setattr(ctrees, "MAX_NODES", nodes - 1)
+    assert not prepared.compile_trees()
+    assert not (tmp_path / "cache" / "trees").exists()
+    monkeypatch.setattr(ctrees, "MAX_NODES", nodes)
+    assert prepared.compile_trees()

@@ -12,7 +12,8 @@ and gives the raw tree sums, like the onnxruntime operator it replaces.
 Before it is used, the library is checked against the NumPy walk on probe rows built from
 the trees' own thresholds (each value just below, at and above a split, and missing), so a
 miscompiled or mismatched library is never used: :func:`build` returns None and the caller
-keeps its other runtime. ``MODELPORT_TREES=onnx`` or ``numpy`` (or no compiler) turns it off.
+keeps its other runtime. ``MODELPORT_TREES=onnx`` or ``numpy`` (or no compiler) turns it off;
+forests of more than :data:`MAX_NODES` nodes are not compiled.
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ _BLOCK = 64
 #: largest difference from the NumPy walk accepted on the probe rows (sums in another order)
 _TOLERANCE = 1e-9
 #: the compiler's budget; a forest too big to compile in it keeps the other runtime
-_COMPILE_SECONDS = 300
+_COMPILE_SECONDS = 120
+#: forests with more nodes than this are not compiled: gcc -O2 builds about 4,000 nodes
+#: a second here, and a job should not wait minutes for a library before its first row
+MAX_NODES = 200_000
 
 
 def enabled() -> bool:
@@ -61,6 +65,10 @@ def build(model_ir: ir.ModelIR, reference: Callable[[np.ndarray], np.ndarray]
     """
     node = model_ir.model
     if not isinstance(node, ir.TreeEnsemble) or not node.trees or not enabled():
+        return None
+    size = sum(len(tree.feature) for tree in node.trees)
+    if size > MAX_NODES:
+        log.info("%d tree nodes: too many to compile quickly, using the next runtime", size)
         return None
     try:
         source = _source(model_ir)
