@@ -134,3 +134,21 @@ def test_a_forest_too_big_to_compile_quickly_keeps_the_other_runtime(monkeypatch
     assert not (tmp_path / "cache" / "trees").exists()
     monkeypatch.setattr(ctrees, "MAX_NODES", nodes)
     assert prepared.compile_trees()
+
+
+def test_a_damaged_library_in_the_cache_is_built_again(tmp_path, monkeypatch):
+    *_, prepared, cols = _prepared("hgb_binary_nan")
+    before = prepared.run(cols)
+    assert prepared.compile_trees()
+    (built,) = (tmp_path / "cache" / "trees").glob("*.so")
+    # another cache holding a damaged file under the same name (a library this process
+    # has loaded is never written over: it is mapped)
+    other = tmp_path / "other"
+    (other / "trees").mkdir(parents=True)
+    damaged = other / "trees" / built.name
+    damaged.write_bytes(b"not a shared library")
+    monkeypatch.setenv("MODELPORT_CACHE", str(other))
+    again = Prepared(prepared.ir)
+    assert again.compile_trees()
+    assert damaged.read_bytes()[:4] == b"\x7fELF"
+    np.testing.assert_allclose(again.run(cols)["proba"], before["proba"], rtol=0, atol=1e-12)

@@ -186,6 +186,11 @@ def _load(source: str) -> ctypes.CDLL:
     key = hashlib.sha256("\0".join([cc, *flags, source]).encode()).hexdigest()[:32]
     folder = cache_dir()
     lib = folder / f"{key}.so"
+    if lib.exists():
+        try:
+            return ctypes.CDLL(str(lib))
+        except OSError:
+            lib.unlink(missing_ok=True)  # a damaged file: build it again
     if not lib.exists():
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=folder) as tmp:
