@@ -55,6 +55,11 @@ class Predictor(ABC):
     def _gives_proba(self) -> bool:
         return True
 
+    def prepare_batch(self) -> bool:
+        """Get ready for a long job (a runtime may build something faster once); True if
+        it changed the runtime. Most predictors have nothing to do."""
+        return False
+
     @abstractmethod
     def _run(self, frame) -> dict[str, np.ndarray]:
         """Score a coerced DataFrame; return the outputs named in the module docstring."""

@@ -130,18 +130,15 @@ def probe_rows(node: ir.TreeEnsemble, limit: int = 2048, seed: int = 0) -> np.nd
 
 
 def _source(model_ir: ir.ModelIR) -> str:
-    from modelport.compile.codegen.c import CLowering
+    from modelport.compile.codegen.c import CLowering, function_lines
 
     node = model_ir.model
     lo = CLowering(model_ir)
-    roots = [lo.tree_functions(node, tree, f"tree{t}") for t, tree in enumerate(node.trees)]
+    roots = [f"mp_{lo.tree_functions(node, tree, f'tree{t}')}"
+             for t, tree in enumerate(node.trees)]
     out = ["/* modelport: the trees of one model, for batch scoring */",
            "#include <math.h>", "#include <stddef.h>", ""]
-    out += [f"static void {fn}(const double *x, double *raw);" for fn, _ in lo.functions]
-    for fn, body in lo.functions:
-        out.append(f"static void {fn}(const double *x, double *raw) {{")
-        out += ["    " + line for line in body]
-        out.append("}")
+    out += function_lines(lo, "mp")
     # each tree gets a loop over a block of rows, into which the compiler inlines the
     # tree's own function: one call per tree and block rather than per tree and row
     for fn in roots:
@@ -191,15 +188,14 @@ def _load(source: str) -> ctypes.CDLL:
             return ctypes.CDLL(str(lib))
         except OSError:
             lib.unlink(missing_ok=True)  # a damaged file: build it again
-    if not lib.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=folder) as tmp:
-            src = Path(tmp) / "forest.c"
-            src.write_text(source)
-            built = Path(tmp) / "forest.so"
-            done = subprocess.run([cc, *flags, "-o", str(built), str(src), "-lm"],
-                                  capture_output=True, text=True, timeout=_COMPILE_SECONDS)
-            if done.returncode != 0:
-                raise RuntimeError(f"{cc} failed: {done.stderr.strip()[-500:]}")
-            os.replace(built, lib)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        src = Path(tmp) / "forest.c"
+        src.write_text(source)
+        built = Path(tmp) / "forest.so"
+        done = subprocess.run([cc, *flags, "-o", str(built), str(src), "-lm"],
+                              capture_output=True, text=True, timeout=_COMPILE_SECONDS)
+        if done.returncode != 0:
+            raise RuntimeError(f"{cc} failed: {done.stderr.strip()[-500:]}")
+        os.replace(built, lib)
     return ctypes.CDLL(str(lib))

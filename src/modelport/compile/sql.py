@@ -280,13 +280,12 @@ class _Writer:
     def tree(self, node: ir.TreeEnsemble, tree: ir.Tree, xs: list[str], j: int) -> str:
         cats = tree.categories or [None] * len(tree.feature)
         cats_right = tree.categories_right or [None] * len(tree.feature)
-        nullable = [self.nullable.get(f, True) for f in node.features]
 
         def left_test(i: int) -> str:
             x = xs[tree.feature[i]]
             ml = tree.missing_left[i]
             # a field that is never NULL (imputed, one-hot) needs no missing-value test
-            null_left = ml and nullable[tree.feature[i]]
+            null_left = ml and self.nullable.get(node.features[tree.feature[i]], True)
             if cats[i] is not None:
                 left = [f"{x} IN ({', '.join(self.num(c) for c in cats[i])})"]
                 if null_left:

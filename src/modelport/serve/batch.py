@@ -386,8 +386,7 @@ def _init_worker(fmt: str, data: bytes, signature: dict, name: str, version: int
     if _PREDICTOR is not None and getattr(_PREDICTOR, "_batch_key", None) == key:
         return
     predictor = formats.get(fmt).load(data, Signature.from_dict(signature))
-    if hasattr(predictor, "prepare_batch"):
-        predictor.prepare_batch()  # e.g. trees compiled to machine code, once per machine
+    predictor.prepare_batch()  # e.g. trees compiled to machine code, once per machine
     predictor.model_name, predictor.model_version = name, version
     predictor._batch_key = key
     _PREDICTOR = predictor

@@ -137,8 +137,7 @@ def _scorer(blob, key, fmt, signature_dict, id, schema, where):
         predictor = _LOADED.get(key)
         if predictor is None:
             predictor = formats.get(fmt).load(blob.value, Signature.from_dict(signature_dict))
-            if hasattr(predictor, "prepare_batch"):
-                predictor.prepare_batch()  # trees in C where the executor has a compiler
+            predictor.prepare_batch()  # trees in C where the executor has a compiler
             _LOADED[key] = predictor
         for pdf in batches:
             table = pa.Table.from_pandas(pdf, preserve_index=False)

@@ -76,13 +76,7 @@ def generate(model_ir: ir.ModelIR, name: str = "model") -> str:
         f"#define {sym.upper()}_N_OUTPUTS {lo.n_out()}",
         "",
     ]
-    for fn, _ in lo.functions:
-        out.append(f"static void {sym}_{fn}(const double *x, double *raw);")
-    out.append("")
-    for fn, body in lo.functions:
-        out.append(f"static void {sym}_{fn}(const double *x, double *raw) {{")
-        out += [ind + _prefix_calls(line, sym) for line in body]
-        out.append("}\n")
+    out += function_lines(lo, sym)
     out.append(f"void {sym}_score(const double *num, const char *const *cat, double *out) {{")
     out.append(ind + "(void) num; (void) cat;")
     out += [ind + line for line in pre]
@@ -96,6 +90,18 @@ def generate(model_ir: ir.ModelIR, name: str = "model") -> str:
         out.append(ind + "out[0] = raw[0];")
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def function_lines(lo: CLowering, sym: str) -> list[str]:
+    """The lowering's functions (the trees) as static C functions named ``<sym>_<fn>``:
+    their prototypes, then their bodies."""
+    out = [f"static void {sym}_{fn}(const double *x, double *raw);" for fn, _ in lo.functions]
+    out.append("")
+    for fn, body in lo.functions:
+        out.append(f"static void {sym}_{fn}(const double *x, double *raw) {{")
+        out += ["    " + _prefix_calls(line, sym) for line in body]
+        out.append("}\n")
+    return out
 
 
 def _prefix_calls(line: str, sym: str) -> str:

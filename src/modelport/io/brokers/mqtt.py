@@ -54,13 +54,15 @@ def _client(u: BrokerURL, client_id: str, receive_max: int):
     return client, parts.hostname or "127.0.0.1", parts.port or 1883, connect_props
 
 
+#: MQTT control packet types (the high nibble of a packet's first byte)
+_PUBLISH, _PUBACK = 0x30, 0x40
+
+
 def _join_packets(client) -> None:
     """Join runs of unsent QoS 1 PUBLISH and PUBACK packets in ``client``'s out queue."""
     queue = getattr(client, "_out_packet", None)
     if queue is None or len(queue) < 2:
         return
-    mqtt = require("paho.mqtt.client", "brokers", "MQTT")
-    publish, puback = int(mqtt.PUBLISH), int(mqtt.PUBACK)
     joined: list = []
     run: list = []
 
@@ -68,7 +70,7 @@ def _join_packets(client) -> None:
         if len(run) > 1:
             data = b"".join(p["packet"] for p in run)
             # written as a PUBACK: paho does nothing after writing one
-            joined.append({"command": puback, "mid": 0, "qos": 0, "pos": 0,
+            joined.append({"command": _PUBACK, "mid": 0, "qos": 0, "pos": 0,
                            "to_process": len(data), "packet": data, "info": None})
         else:
             joined.extend(run)
@@ -77,7 +79,7 @@ def _join_packets(client) -> None:
     for p in queue:
         try:
             kind = p["command"] & 0xF0
-            plain = p["pos"] == 0 and (kind == puback or (kind == publish and p["qos"] > 0))
+            plain = p["pos"] == 0 and (kind == _PUBACK or (kind == _PUBLISH and p["qos"] > 0))
         except (KeyError, TypeError):
             return  # not the queue this was written for: leave it alone
         if plain:
