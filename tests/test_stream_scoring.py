@@ -288,3 +288,49 @@ def test_a_rabbitmq_batch_leaves_in_one_buffer_and_every_output_arrives_in_order
     finally:
         conn.channel().queue_delete(queue)
         conn.close()
+
+
+@pytest.mark.services
+def test_a_redis_read_with_no_wait_asks_without_block_and_a_wait_asks_with_one():
+    """Redis ends an empty BLOCK on its own clock (10 ticks a second by default), so a
+    1 ms wait could hold a batch already in hand for 100 ms: a read with wait 0 must send
+    XREADGROUP without BLOCK. Checked on the commands the server itself saw (MONITOR)."""
+    import asyncio
+    import uuid
+
+    from conftest import need_module, port_open, unavailable
+
+    need_module("redis", "brokers")
+    if not port_open("127.0.0.1", 6379):
+        unavailable("Redis is not running on 127.0.0.1:6379")
+    import redis
+
+    stream = f"blk_{uuid.uuid4().hex[:8]}"
+    url = f"redis://127.0.0.1:6379/0?stream={stream}"
+    watcher = redis.Redis(socket_timeout=10)
+
+    async def reads():
+        source = brokers.open_source(url, group="g", batch=10)
+        await source.connect()
+        try:
+            source._next_claim = float("inf")  # only the reads, no XAUTOCLAIM between
+            assert await source.read(10, 0) == []
+            assert await source.read(10, 0.02) == []
+            await source.redis.xadd(stream, {"data": b"{}"})
+            got = await source.read(10, 0)
+            assert [m.payload for m in got] == [b"{}"]
+        finally:
+            await source.redis.delete(stream)
+            await source.close()
+
+    try:
+        with watcher.monitor() as monitor:
+            asyncio.run(reads())
+            seen = []
+            while len(seen) < 3:
+                command = monitor.next_command()["command"]
+                if command.upper().startswith("XREADGROUP") and stream in command:
+                    seen.append(command.upper())
+    finally:
+        watcher.close()
+    assert "BLOCK" not in seen[0] and "BLOCK 20" in seen[1] and "BLOCK" not in seen[2]

@@ -422,9 +422,11 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
                 continue
             msgs = await source.read(batch, wait_s)
             if msgs:
-                # a short wait lets a trickle gather into a batch worth one model call
+                # what keeps arriving while the batch is young joins it: a trickle
+                # gathers into a batch worth one model call. Only what is at hand is
+                # asked for (a wait of 0): a server may time a short wait out late
                 while len(msgs) < batch and time.time() - msgs[0].received < wait_s:
-                    more = await source.read(batch - len(msgs), 0.001)
+                    more = await source.read(batch - len(msgs), 0)
                     if not more:
                         break
                     msgs.extend(more)

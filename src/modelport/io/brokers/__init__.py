@@ -4,7 +4,8 @@ Every adapter speaks the same contract, so the stream worker never knows which b
 talks to and one delivery test proves them all:
 
 - ``await source.read(n, wait_s)`` returns up to ``n`` :class:`Message` objects, waiting at
-  most ``wait_s`` seconds for the first one;
+  most ``wait_s`` seconds for the first one (``wait_s=0``: only what is at hand, after at
+  most a millisecond);
 - ``await sink.publish(records)`` writes ``(message_id, payload)`` pairs and returns only
   once the broker holds them (a stream append, a JetStream ack, a publisher confirm, a
   PUBACK, a produce report);

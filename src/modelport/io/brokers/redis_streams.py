@@ -109,7 +109,7 @@ class Source:
                 return claimed
             self._next_claim = now + CLAIM_EVERY_S
         reply = await self.redis.xreadgroup(self.group, self.consumer, {self.stream: ">"},
-                                            count=n, block=max(1, int(wait_s * 1000)))
+                                            count=n, block=_block(wait_s))
         return _messages(reply[0][1]) if reply else []
 
     async def _claim(self, n: int) -> list[Message]:
@@ -169,7 +169,7 @@ class Reader:
 
     async def read(self, n: int, wait_s: float) -> list[Message]:
         reply = await self.redis.xread({self.stream: self.position}, count=n,
-                                       block=max(1, int(wait_s * 1000)))
+                                       block=_block(wait_s))
         if not reply:
             return []
         messages = _messages(reply[0][1])
@@ -196,6 +196,16 @@ class Reader:
     async def close(self) -> None:
         if self.redis is not None:
             await self.redis.aclose()
+
+
+def _block(wait_s: float) -> int | None:
+    """XREAD's BLOCK for a wait of ``wait_s``: None (answer at once) for 0.
+
+    A blocked read returns as soon as an entry arrives, but the server ends an empty wait
+    on its own clock, 10 ticks a second by default (``hz``): a BLOCK of 1 ms can last
+    100 ms. A caller that holds messages already must therefore ask with 0.
+    """
+    return max(1, int(wait_s * 1000)) if wait_s > 0 else None
 
 
 def _order(entry_id: str) -> tuple[int, int]:
