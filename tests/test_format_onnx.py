@@ -235,6 +235,32 @@ def test_registered_pipeline_loads_back_as_onnx():
                                model.predict_proba(sample.head(5)), atol=1e-5)
 
 
+
+def test_choosing_and_loading_onnx_for_serving_imports_no_converter():
+    """A server picks its runtime and loads the artefact without skl2onnx or scikit-learn
+    (importing the converter took seconds of every worker's start)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    model, sample = zoo.build("pipeline")
+    modelport.log_model(model, "churn", sample=sample, formats=["onnx"])
+    code = ("import sys, json\n"
+            "from modelport.registry import Registry\n"
+            "from modelport.serve.http.models import serving_format\n"
+            "r = Registry(); v = r.get('churn'); fmt = serving_format(v)\n"
+            "proba = r.load(v, format=fmt).predict_proba(r.sample(v).head(3))\n"
+            "print(json.dumps([fmt, 'skl2onnx' in sys.modules, 'sklearn' in sys.modules, "
+            "proba.tolist()]))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=os.environ, timeout=120)
+    assert out.returncode == 0, out.stderr
+    fmt, converter, sklearn, proba = json.loads(out.stdout)
+    assert (fmt, converter, sklearn) == ("onnx", False, False)
+    np.testing.assert_allclose(proba, model.predict_proba(sample.head(3)), atol=1e-5)
+
+
 # ------------------------------------------------------------------- graphs made elsewhere
 
 

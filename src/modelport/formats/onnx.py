@@ -47,13 +47,15 @@ _NUMPY = {"tensor(float)": np.float32, "tensor(double)": np.float64,
 
 
 def available() -> bool:
+    """Whether onnx, onnxruntime and skl2onnx are installed: looked up, not imported, since a
+    server that only loads artefacts would otherwise import the converter (seconds)."""
+    import importlib.util
+
     try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-        import skl2onnx  # noqa: F401
-    except ImportError:
+        return all(importlib.util.find_spec(m) is not None
+                   for m in ("onnx", "onnxruntime", "skl2onnx"))
+    except (ImportError, ValueError):  # a module set to None in sys.modules: hidden
         return False
-    return True
 
 
 @dataclass
