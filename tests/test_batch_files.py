@@ -156,6 +156,25 @@ def test_chunk_boundaries_are_the_same_when_resuming(churn_model, tmp_path):
             assert a.equals(b)
 
 
+
+def test_the_rows_checked_before_a_job_are_the_start_of_the_first_chunk(churn_model, tmp_path):
+    """A Parquet source checks a short head (its types are the file's); others check the
+    whole first chunk. An empty first file is passed over; an empty source has no head."""
+    _, customers, path = churn_model
+    csv_path = tmp_path / "c.csv"
+    customers.head(5000).to_csv(csv_path, index=False)
+    for src, rows in ((path, 2048), (csv_path, 4000)):
+        source = open_source(src, 4000, dictionaries=["plan"])
+        head, first = source.head(), next(iter(source.chunks()))
+        assert head.num_rows == rows
+        assert head.equals(first.slice(0, rows))
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    customers.head(0).to_parquet(folder / "a.parquet")
+    customers.head(10).to_parquet(folder / "b.parquet")
+    assert open_source(folder, 4000).head().equals(next(iter(open_source(folder, 4000).chunks())))
+    assert open_source(folder / "a.parquet", 4000).head() is None
+
 @pytest.mark.parametrize("start", ["fork", "spawn"])
 def test_gradient_boosting_scores_with_trees_compiled_to_c_as_the_native_model(
         tmp_path, start, monkeypatch):

@@ -32,6 +32,10 @@ _QUERY = re.compile(r"^\s*(select|with)\s", re.IGNORECASE)
 _CSV_BLOCK = 8 << 20
 
 
+#: rows a Parquet source reads for the signature check before a job starts
+_HEAD_ROWS = 2048
+
+
 class ChunkSource:
     """A table read chunk by chunk; subclasses know one kind of storage."""
 
@@ -57,6 +61,11 @@ class ChunkSource:
     def chunks(self, skip: int = 0) -> Iterator[Any]:
         """Arrow tables of ``chunk_rows`` rows, starting at chunk number ``skip``."""
         raise NotImplementedError
+
+    def head(self) -> Any | None:
+        """The rows a job checks against the model's signature before it writes anything
+        (the first chunk; None for an empty source)."""
+        return next(iter(self.chunks(0)), None)
 
     def check_columns(self, wanted: Sequence[str]) -> None:
         """Raise a :class:`UserError` naming the columns of ``wanted`` the source lacks."""
@@ -185,6 +194,21 @@ class ParquetSource(ChunkSource):
 
     def chunks(self, skip: int = 0) -> Iterator[Any]:
         return self._cut(self._batches(skip * self.chunk_rows), 0)
+
+    def head(self) -> Any | None:
+        """The first rows, at most _HEAD_ROWS: a Parquet column's type is the file's, so they
+        show what the first chunk would, and reading a whole chunk took tens of ms."""
+        import pyarrow as pa
+
+        for path, f in zip(self._paths, self._files, strict=True):
+            if f.metadata.num_rows:
+                try:
+                    batch = next(f.iter_batches(batch_size=min(self.chunk_rows, _HEAD_ROWS),
+                                                columns=self.columns))
+                except (pa.ArrowInvalid, OSError) as exc:
+                    raise UserError(f"cannot read {path} as Parquet: {_first_line(exc)}") from None
+                return pa.Table.from_batches([batch])
+        return None
 
     def pieces(self, skip: int = 0) -> Iterator[Piece]:
         """The input as :class:`Piece` s of whole row groups, starting at piece ``skip``.

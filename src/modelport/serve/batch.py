@@ -169,9 +169,9 @@ def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers,
         else signature.categorical, dictionaries=signature.categorical)
     source.check_columns(wanted)
 
-    # Check the signature on the first chunk before anything is written: a missing column
+    # Check the signature on the first rows before anything is written: a missing column
     # or a value of the wrong type fails here, with no output touched.
-    first = next(iter(source.chunks(0)), None)
+    first = source.head()
     if first is not None:
         to_columns(first, signature, on_error, 0, source.name)
     id_type = None
