@@ -174,6 +174,23 @@ def test_the_rows_checked_before_a_job_are_the_start_of_the_first_chunk(churn_mo
     customers.head(10).to_parquet(folder / "b.parquet")
     assert open_source(folder, 4000).head().equals(next(iter(open_source(folder, 4000).chunks())))
     assert open_source(folder / "a.parquet", 4000).head() is None
+    # a number column stored as text is parsed value by value: the whole first chunk
+    text = tmp_path / "text.parquet"
+    customers.head(5000).astype({"age": str}).to_parquet(text)
+    assert open_source(text, 4000).head(["age"]).num_rows == 4000
+    assert open_source(text, 4000).head(["tenure_months"]).num_rows == 2048
+
+
+def test_a_bad_number_in_a_text_parquet_column_fails_before_any_output(churn_model, tmp_path):
+    registry, customers, _ = churn_model
+    src = tmp_path / "in.parquet"
+    bad = customers.head(5000).astype({"age": str})
+    bad.loc[3000, "age"] = "old"
+    bad.to_parquet(src)
+    with pytest.raises(UserError, match="'old'"):
+        predict("churn", src, tmp_path / "scores.parquet", id="customer_id", workers=1,
+                chunk_rows=4000, registry=registry)
+    assert not any(p.name.startswith(("scores", ".scores")) for p in tmp_path.iterdir())
 
 @pytest.mark.parametrize("start", ["fork", "spawn"])
 def test_gradient_boosting_scores_with_trees_compiled_to_c_as_the_native_model(

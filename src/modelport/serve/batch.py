@@ -171,7 +171,7 @@ def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers,
 
     # Check the signature on the first rows before anything is written: a missing column
     # or a value of the wrong type fails here, with no output touched.
-    first = source.head()
+    first = source.head(signature.numeric)
     if first is not None:
         to_columns(first, signature, on_error, 0, source.name)
     id_type = None
