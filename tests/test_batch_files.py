@@ -156,7 +156,6 @@ def test_chunk_boundaries_are_the_same_when_resuming(churn_model, tmp_path):
             assert a.equals(b)
 
 
-
 def test_the_rows_checked_before_a_job_are_the_start_of_the_first_chunk(churn_model, tmp_path):
     """A Parquet source checks a short head (its types are the file's); others check the
     whole first chunk. An empty first file is passed over; an empty source has no head."""
@@ -191,6 +190,7 @@ def test_a_bad_number_in_a_text_parquet_column_fails_before_any_output(churn_mod
         predict("churn", src, tmp_path / "scores.parquet", id="customer_id", workers=1,
                 chunk_rows=4000, registry=registry)
     assert not any(p.name.startswith(("scores", ".scores")) for p in tmp_path.iterdir())
+
 
 @pytest.mark.parametrize("start", ["fork", "spawn"])
 def test_gradient_boosting_scores_with_trees_compiled_to_c_as_the_native_model(

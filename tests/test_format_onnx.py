@@ -235,7 +235,6 @@ def test_registered_pipeline_loads_back_as_onnx():
                                model.predict_proba(sample.head(5)), atol=1e-5)
 
 
-
 def test_choosing_and_loading_onnx_for_serving_imports_no_converter():
     """A server picks its runtime and loads the artefact without skl2onnx or scikit-learn
     (importing the converter took seconds of every worker's start)."""
