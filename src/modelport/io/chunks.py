@@ -213,15 +213,8 @@ class ParquetSource(ChunkSource):
         schema = self._files[0].schema_arrow
         if any(n in schema.names and _is_text(schema.field(n).type) for n in numbers):
             return super().head(numbers)
-        for path, f in zip(self._paths, self._files, strict=True):
-            if f.metadata.num_rows:
-                try:
-                    batch = next(f.iter_batches(batch_size=min(self.chunk_rows, _HEAD_ROWS),
-                                                columns=self.columns))
-                except (pa.ArrowInvalid, OSError) as exc:
-                    raise UserError(f"cannot read {path} as Parquet: {_first_line(exc)}") from None
-                return pa.Table.from_batches([batch])
-        return None
+        batch = next(self._batches(0, min(self.chunk_rows, _HEAD_ROWS)), None)
+        return None if batch is None else pa.Table.from_batches([batch])
 
     def pieces(self, skip: int = 0) -> Iterator[Piece]:
         """The input as :class:`Piece` s of whole row groups, starting at piece ``skip``.
@@ -263,7 +256,9 @@ class ParquetSource(ChunkSource):
             return p.first_row
         return self.total_rows()
 
-    def _batches(self, skip_rows: int) -> Iterator[Any]:
+    def _batches(self, skip_rows: int, batch_rows: int | None = None) -> Iterator[Any]:
+        """Record batches of ``batch_rows`` rows (default: a chunk's, at least 1,024)
+        after the first ``skip_rows``, every file in turn."""
         import pyarrow as pa
 
         for path, f in zip(self._paths, self._files, strict=True):
@@ -279,8 +274,9 @@ class ParquetSource(ChunkSource):
                     continue
                 groups.append(g)
             try:
-                yield from _dropping(f.iter_batches(batch_size=max(self.chunk_rows, 1024),
-                                                    row_groups=groups, columns=self.columns),
+                size = batch_rows or max(self.chunk_rows, 1024)
+                yield from _dropping(f.iter_batches(batch_size=size, row_groups=groups,
+                                                    columns=self.columns),
                                      skip_rows)
                 skip_rows = 0  # the groups read held more rows than were left to skip
             except (pa.ArrowInvalid, OSError) as exc:
