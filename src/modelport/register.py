@@ -1,7 +1,9 @@
 """Registering models: ``log_model`` for fitted estimators, ``import_model`` for files.
 
-Registration converts the model to every available format, proves each conversion against
-the native model on the sample (:mod:`modelport.parity`), and records the version with its
+Registration takes the training rows, reads every one of them (in chunks) for the signature's
+ranges and vocabularies and for the monitoring reference, converts the model to every
+available format, proves each conversion against the native model on a bounded sub-sample
+of the rows (:mod:`modelport.parity`), and records the version with that sub-sample, its
 signature, metrics, lineage and the figures of every conversion, accepted or rejected.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +22,10 @@ from modelport import formats as F
 from modelport.errors import ConversionError, MissingExtra, UserError
 from modelport.parity import compare
 from modelport.registry import Artefact, NewVersion, Registry, Version
-from modelport.signature import Signature, to_frame
+from modelport.signature import CHUNK_ROWS, Signature, row_chunks, to_frame
 from modelport.uri import check_name
 
+#: training rows kept with a version, and replayed through every format to prove it
 SAMPLE_ROWS = 1000
 _LIBRARIES = ("sklearn", "numpy", "pandas", "scipy", "lightgbm", "xgboost", "skl2onnx",
               "onnxruntime", "onnxmltools", "skops", "pypmml", "river", "flaml")
@@ -36,9 +40,12 @@ def log_model(model, name: str, sample=None, *, task: str | None = None,
               registry: Registry | None = None) -> Version:
     """Register a fitted scikit-learn-compatible model and return the new version.
 
-    ``sample`` is a few training rows (a DataFrame, or an array for estimators fitted on
-    arrays): it fixes the signature, proves every conversion, and is stored with the
-    version. ``alias`` (e.g. ``"production"``) points that alias at the new version.
+    ``sample`` is the training set (a DataFrame, or an array for estimators fitted on
+    arrays), all of it: the signature's ranges, vocabularies and nullable flags, the
+    monitoring reference and the data fingerprint come from every row, read in chunks of
+    ``CHUNK_ROWS``; a sub-sample of at most ``SAMPLE_ROWS`` rows (the same rows for the
+    same data) proves every conversion and is stored with the version. ``alias`` (e.g.
+    ``"production"``) points that alias at the new version.
     """
     from modelport.formats.mojo import is_h2o_model
 
@@ -50,34 +57,34 @@ def log_model(model, name: str, sample=None, *, task: str | None = None,
     check_name(name)
     if sample is None:
         raise UserError(
-            "log_model needs sample=: pass a few training rows (e.g. X_train.head(500)) so "
+            "log_model needs sample=: pass the training rows (e.g. sample=X_train) so "
             "modelport can record the signature and prove each format against the model"
         )
     if not hasattr(model, "predict"):
         raise UserError(f"cannot register a {type(model).__name__}: it has no predict method")
     frame = _frame(model, sample)
-    frame = _limit(frame)
     task = task or infer_task(model)
     classes = classes_of(model) if task == "classification" else None
-    signature = Signature.infer(frame, task, classes)
+    signature = Signature.infer(frame, task, classes, chunk_rows=CHUNK_ROWS)
+    rows = _limit(frame)
     native = NativePredictor(model, signature)
     try:
-        reference = native.run(frame)
+        reference = native.run(rows)
     except UserError:
         raise
     except Exception as exc:
         raise UserError(
             f"the model failed to score its own sample ({type(exc).__name__}: {exc}); "
-            "is it fitted, and is sample= a few of its training rows?"
+            "is it fitted, and is sample= its training rows?"
         ) from exc
-    artefacts, blobs = _convert_all(model, signature, frame, reference, formats)
+    artefacts, blobs = _convert_all(model, signature, rows, reference, formats)
     if not any(a.status == "accepted" for a in artefacts):
         reasons = "; ".join(f"{a.format}: {a.reason}" for a in artefacts)
         raise UserError(f"no format could store this model ({reasons})")
     new = NewVersion(
         task=task, signature=signature.to_dict(),
         native_format="joblib" if "joblib" in blobs else None,
-        artefacts=artefacts, blobs=blobs, sample=_parquet(frame),
+        artefacts=artefacts, blobs=blobs, sample=_parquet(rows),
         metrics=_plain_dict(metrics), params=_plain_dict(params) if params else _params(model),
         tags=_plain_dict(tags), data_fingerprint=data_fingerprint or fingerprint(frame),
         library_versions=library_versions(), parent_version=parent, description=description,
@@ -85,7 +92,7 @@ def log_model(model, name: str, sample=None, *, task: str | None = None,
     )
     reg = registry or Registry()
     version = reg.create_version(name, new)
-    _record_reference(reg, version, frame, reference)
+    _record_reference(reg, version, frame, lambda: native)
     if alias:
         version = reg.set_alias(name, version.version, alias, reason="registered with alias")
     return version
@@ -99,8 +106,12 @@ def import_model(path: str | Path, name: str, format: str | None = None, sample=
     """Register a model made elsewhere (``.onnx``, ``.pmml`` or H2O MOJO ``.zip`` file) and
     return the version.
 
-    A MOJO also gets the formats read from it (``compiled``, and ``pmml`` when installed;
-    ``formats=`` limits them), proven against h2o-genmodel when its jar is at hand.
+    ``sample`` (optional) is the training set, all of it: the ranges, vocabularies and
+    nullable flags recorded for the inputs and the monitoring reference come from every
+    row, and a sub-sample of at most ``SAMPLE_ROWS`` rows is scored, used in the proofs
+    and stored. A MOJO also gets the formats read from it (``compiled``, and ``pmml`` when
+    installed; ``formats=`` limits them), proven against h2o-genmodel when its jar is at
+    hand.
     """
     check_name(name)
     path = Path(path)
@@ -120,12 +131,13 @@ def import_model(path: str | Path, name: str, format: str | None = None, sample=
     if task:
         signature = Signature(inputs=signature.inputs, task=task, classes=signature.classes)
     predictor = module.load(data, signature)
-    frame = outputs = None
+    frame = rows = None
     if sample is not None:
-        frame = _limit(to_frame(sample))
+        frame = to_frame(sample)
         signature = _enrich(signature, frame)
+        rows = _limit(frame)
         predictor = module.load(data, signature)
-        outputs = predictor.run(frame)  # proves the imported model scores its sample
+        predictor.run(rows)  # proves the imported model scores its sample
     del predictor
     art = Artefact(format=fmt, status="accepted", size=len(data),
                    parity={"imported": True, "source": path.name})
@@ -133,21 +145,21 @@ def import_model(path: str | Path, name: str, format: str | None = None, sample=
     derive = getattr(module, "derived_artefacts", None)
     if derive is not None:
         # formats read from the file itself (a MOJO's compiled form), each proven
-        figures, more, more_blobs, own = derive(data, signature, frame, source=path,
+        figures, more, more_blobs, own = derive(data, signature, rows, source=path,
                                                 formats=formats)
         art.parity.update(figures)
         artefacts += more
         blobs.update(more_blobs)
         params = {**_plain_dict(own), **params}
-        if frame is not None and len(frame):
+        if rows is not None and len(rows):
             for a in artefacts:
                 if a.status == "accepted":
                     predictor = F.get(a.format).load(blobs[a.format], signature)
-                    a.parity["single_row_us"] = _single_row_us(predictor, frame)
+                    a.parity["single_row_us"] = _single_row_us(predictor, rows)
     new = NewVersion(
         task=signature.task, signature=signature.to_dict(), native_format=fmt,
         artefacts=artefacts, blobs=blobs,
-        sample=_parquet(frame) if frame is not None else None,
+        sample=_parquet(rows) if rows is not None else None,
         metrics=_plain_dict(metrics), tags=_plain_dict(tags), params=params,
         data_fingerprint=fingerprint(frame) if frame is not None else None,
         library_versions=library_versions(), description=description,
@@ -156,19 +168,30 @@ def import_model(path: str | Path, name: str, format: str | None = None, sample=
     reg = registry or Registry()
     version = reg.create_version(name, new)
     if frame is not None:
-        _record_reference(reg, version, frame, outputs)
+        _record_reference(reg, version, frame, lambda: module.load(data, signature))
     if alias:
         version = reg.set_alias(name, version.version, alias, reason="imported with alias")
     return version
 
 
-def _record_reference(registry: Registry, version: Version, frame, outputs) -> None:
-    """Store the sample's statistics for monitoring; a failure here only means they are
-    computed from the stored sample later, so it never fails the registration."""
+def _record_reference(registry: Registry, version: Version, frame, load_predictor) -> None:
+    """Store the statistics of every training row and of the model's outputs on them, for
+    monitoring; a failure here only means they are computed from the stored sample later,
+    so it never fails the registration."""
     try:
-        from modelport.monitor.reference import record_sample
+        from modelport.monitor.reference import record_training
 
-        record_sample(registry, version, frame, outputs)
+        run = load_predictor().run
+
+        def score(chunk):
+            # the model's own training rows, scored for their statistics only: input
+            # warnings about them (say, identifiers past the vocabulary's 1,000 values),
+            # once per chunk, would be noise
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                return run(chunk)
+
+        record_training(registry, version, frame, score, CHUNK_ROWS)
     except Exception as exc:  # noqa: BLE001
         import logging
 
@@ -183,8 +206,8 @@ def _log_h2o_model(model, name: str, sample, **kwargs) -> Version:
 
     check_name(name)
     if sample is None:
-        raise UserError("log_model needs sample=: pass a few training rows (an H2OFrame or a "
-                        "DataFrame, e.g. train.head(500)) so modelport can record them and "
+        raise UserError("log_model needs sample=: pass the training rows (an H2OFrame or a "
+                        "DataFrame, e.g. sample=train) so modelport can record them and "
                         "prove the MOJO's reading on them")
     with exported_mojo(model) as path:
         return import_model(path, name, "mojo", sample=h2o_sample(sample), **kwargs)
@@ -263,8 +286,12 @@ def _frame(model, sample):
 
 
 def _limit(frame):
+    """At most ``SAMPLE_ROWS`` rows of ``frame``, in their order: the same rows for the same
+    data, chosen without a permutation of every row, so a large training set is not
+    copied."""
     if len(frame) > SAMPLE_ROWS:
-        frame = frame.sample(n=SAMPLE_ROWS, random_state=0).sort_index()
+        at = np.random.default_rng(0).choice(len(frame), size=SAMPLE_ROWS, replace=False)
+        frame = frame.iloc[np.sort(at)]
     return frame.reset_index(drop=True)
 
 
@@ -273,7 +300,8 @@ def _enrich(signature: Signature, frame) -> Signature:
     if missing:
         raise UserError(f"the sample lacks column(s) {', '.join(map(repr, missing))}; the "
                         f"model reads: {', '.join(signature.names)}")
-    inferred = Signature.infer(frame[signature.names], signature.task, signature.classes)
+    inferred = Signature.infer(frame[signature.names], signature.task, signature.classes,
+                               chunk_rows=CHUNK_ROWS)
     by_name = {c.name: c for c in inferred.inputs}
     for col in signature.inputs:
         seen = by_name[col.name]
@@ -292,12 +320,14 @@ def _parquet(frame) -> bytes | None:
 
 
 def fingerprint(frame) -> str:
-    """A sha256 over a DataFrame's column names, dtypes and row hashes."""
+    """A sha256 over a DataFrame's column names, dtypes and row hashes, hashed in chunks
+    of rows (row hashes do not depend on the chunking, so neither does the digest)."""
     import pandas as pd
 
     h = hashlib.sha256()
     h.update("|".join(f"{c}:{frame[c].dtype}" for c in frame.columns).encode())
-    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    for chunk in row_chunks(frame, CHUNK_ROWS):
+        h.update(pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes())
     return h.hexdigest()
 
 

@@ -1,7 +1,8 @@
 """What a model takes and gives: input columns with dtypes, vocabularies and ranges; outputs.
 
-A :class:`Signature` is inferred from a sample of training rows when a model is registered,
-stored with the version, and used by every Predictor to check and coerce what it is fed.
+A :class:`Signature` is inferred from the training rows when a model is registered (ranges
+and vocabularies from every row, read in chunks), stored with the version, and used by every
+Predictor to check and coerce what it is fed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ import numpy as np
 from modelport.errors import UserError
 
 MAX_CATEGORIES = 1000
+#: rows read at a time when inferring a signature from a training set
+CHUNK_ROWS = 100_000
+#: distinct values of one column counted exactly while inferring; beyond, only the most
+#: frequent keep their counts (see :class:`ValueCounts`)
+COUNTED_VALUES = 100 * MAX_CATEGORIES
 TASKS = ("classification", "regression", "clustering")
 
 
@@ -78,30 +84,24 @@ class Signature:
         )
 
     @classmethod
-    def infer(cls, sample, task: str, classes: list | None = None) -> Signature:
-        """Infer a signature from a DataFrame-like sample of training rows."""
-        frame = to_frame(sample)
-        cols = []
-        for name in frame.columns:
-            s = frame[name]
-            nullable = bool(s.isna().any())
-            if _is_numeric(s):
-                values = s.to_numpy(dtype="float64", na_value=np.nan)
-                finite = values[~np.isnan(values)]
-                kind_dtype = "bool" if s.dtype == bool else ("int64" if s.dtype.kind in "iu" else "float64")
-                cols.append(Column(
-                    name=str(name), dtype=kind_dtype, kind="numeric", nullable=nullable,
-                    min=float(finite.min()) if finite.size else None,
-                    max=float(finite.max()) if finite.size else None,
-                ))
-            else:
-                counts = s.dropna().astype(str).value_counts()
-                cats = sorted(counts.index[:MAX_CATEGORIES].tolist())
-                cols.append(Column(name=str(name), dtype="string", kind="categorical",
-                                   nullable=nullable, categories=cats))
+    def infer(cls, data, task: str, classes: list | None = None, *,
+              chunk_rows: int = CHUNK_ROWS) -> Signature:
+        """Infer a signature from training rows (a DataFrame, Arrow table, dict, list of
+        dicts or 2-D array), reading every row.
+
+        Each column's dtype and kind come from the column's dtype (int64, float64 and bool
+        columns are numeric, anything else a categorical of strings); ``nullable``, ``min``
+        and ``max`` and the vocabulary (the ``MAX_CATEGORIES`` most frequent values) from all
+        rows, read ``chunk_rows`` at a time through an :class:`InputProfile`, so the whole
+        training set can be given without copying it.
+        """
+        frame = to_frame(data)
+        profile = InputProfile()
+        for chunk in row_chunks(frame, chunk_rows):
+            profile.add(chunk)
         if classes is not None:
             classes = [_plain(c) for c in classes]
-        return cls(inputs=cols, task=task, classes=classes)
+        return cls(inputs=profile.columns(), task=task, classes=classes)
 
     def coerce(self, data):
         """Return ``data`` as a DataFrame of exactly the signature's columns, in order.
@@ -120,33 +120,18 @@ class Signature:
         """Like :meth:`coerce`, as a dict of NumPy arrays, without building a DataFrame.
 
         Takes a dict of scalars (one row), a dict of sequences, a list of dicts, an Arrow
-        table or record batch, a DataFrame or a 2-D array. This is the path single rows
-        take, so it stays free of pandas for dicts and lists.
+        table or record batch, a DataFrame or a 2-D array; fields the model does not take
+        are ignored. The first row that cannot be scored (a missing field, a value of the
+        wrong type) is a :class:`UserError` naming it. This is the scoring core's row
+        checker (:func:`modelport.scoring.checks.check`) with nothing flagged.
         """
-        raw = _raw_columns(data, self.names)
-        missing = [n for n in self.names if n not in raw]
-        if missing:
-            raise UserError(
-                f"input is missing column(s) {', '.join(map(repr, missing))}; "
-                f"the model expects: {', '.join(self.names)}"
-            )
-        out: dict[str, np.ndarray] = {}
-        length = None
-        for col in self.inputs:
-            values = raw[col.name]
-            if col.kind == "numeric":
-                arr = _numeric(values, col.name)
-            else:
-                arr = _strings(values)
-            if length is None:
-                length = len(arr)
-            elif len(arr) != length:
-                raise UserError(
-                    f"column {col.name!r} has {len(arr)} values but {self.names[0]!r} has "
-                    f"{length}: send columns of equal length"
-                )
-            out[col.name] = arr
-        return out
+        from modelport.inapp.runtime import Coded
+        from modelport.scoring.checks import check, raise_first
+
+        checked = check(data, self, unknown="ignore")
+        raise_first(checked)
+        return {k: v.decode() if isinstance(v, Coded) else v
+                for k, v in checked.columns.items()}
 
 
 def default_outputs(task: str, classes: list | None) -> list[dict[str, Any]]:
@@ -316,3 +301,107 @@ def _dtype_of(classes: list | None) -> str:
     if all(isinstance(c, int | float) for c in classes):
         return "float64"
     return "string"
+
+
+class ValueCounts:
+    """How often each string value occurs, merged chunk by chunk.
+
+    Counts are exact while a column holds at most ``limit`` distinct values. Past that the
+    rarest half are dropped each time the limit is crossed (a column of identifiers would
+    otherwise grow without bound), so only the most frequent values keep their counts.
+    """
+
+    def __init__(self, limit: int = COUNTED_VALUES) -> None:
+        self.limit = limit
+        self.counts: dict[str, int] = {}
+
+    def add(self, counts) -> None:
+        """Add the counts of one chunk: a mapping or a pandas ``value_counts()`` Series."""
+        items = zip(counts.index.tolist(), counts.tolist(), strict=True) \
+            if hasattr(counts, "index") else counts.items()
+        held = self.counts
+        for value, n in items:
+            held[value] = held.get(value, 0) + int(n)
+        if len(held) > self.limit:
+            self.counts = dict(self.most_common(self.limit // 2))
+
+    def most_common(self, n: int | None = None) -> list[tuple[str, int]]:
+        """The ``n`` most frequent values with their counts; equal counts in value order,
+        so the same rows give the same answer however they were chunked."""
+        ranked = sorted(self.counts.items(), key=lambda item: (-item[1], item[0]))
+        return ranked if n is None else ranked[:n]
+
+
+class InputProfile:
+    """What a signature records about input columns, accumulated over chunks of rows.
+
+    :meth:`add` takes consecutive chunks of one table (same columns, same dtypes);
+    :meth:`columns` returns the :class:`Column` list :meth:`Signature.infer` builds: dtype
+    and kind from each column's dtype, ``nullable`` when any row is missing, ``min`` and
+    ``max`` over every row, and the ``MAX_CATEGORIES`` most frequent categories (equal
+    counts broken by value), sorted. It holds one chunk and the category counts at a time.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[Any, _ColumnProfile] = {}
+
+    def add(self, chunk) -> None:
+        """Take one chunk of rows (a DataFrame)."""
+        for name in chunk.columns:
+            s = chunk[name]
+            seen = self._seen.get(name)
+            if seen is None:
+                seen = self._seen[name] = _ColumnProfile(s)
+            elif s.dtype != seen.dtype:
+                raise UserError(
+                    f"column {name!r} is {seen.dtype} in one chunk and {s.dtype} in another: "
+                    "give the training rows as one table so each column has one dtype"
+                )
+            seen.add(s)
+
+    def columns(self) -> list[Column]:
+        """The columns seen so far, in the order they first appeared."""
+        return [seen.column(str(name)) for name, seen in self._seen.items()]
+
+
+class _ColumnProfile:
+    """One column of an :class:`InputProfile`."""
+
+    def __init__(self, s) -> None:
+        self.dtype = s.dtype
+        self.numeric = _is_numeric(s)
+        self.nullable = False
+        self.min: float | None = None
+        self.max: float | None = None
+        self.counts = None if self.numeric else ValueCounts()
+
+    def add(self, s) -> None:
+        self.nullable = self.nullable or bool(s.isna().any())
+        if self.counts is not None:
+            self.counts.add(s.dropna().astype(str).value_counts())
+            return
+        values = s.to_numpy(dtype="float64", na_value=np.nan)
+        finite = values[~np.isnan(values)]
+        if finite.size:
+            low, high = float(finite.min()), float(finite.max())
+            self.min = low if self.min is None else min(self.min, low)
+            self.max = high if self.max is None else max(self.max, high)
+
+    def column(self, name: str) -> Column:
+        if self.counts is not None:
+            cats = sorted(value for value, _ in self.counts.most_common(MAX_CATEGORIES))
+            return Column(name=name, dtype="string", kind="categorical",
+                          nullable=self.nullable, categories=cats)
+        dtype = "bool" if self.dtype == bool else (
+            "int64" if self.dtype.kind in "iu" else "float64")
+        return Column(name=name, dtype=dtype, kind="numeric", nullable=self.nullable,
+                      min=self.min, max=self.max)
+
+
+def row_chunks(frame, rows: int = CHUNK_ROWS):
+    """Consecutive slices of a DataFrame of at most ``rows`` rows each, without copying;
+    an empty frame gives one empty slice, so its columns are still seen."""
+    if rows < 1:
+        raise UserError(f"chunk_rows must be at least 1, got {rows}")
+    for start in range(0, max(len(frame), 1), rows):
+        yield frame.iloc[start:start + rows]

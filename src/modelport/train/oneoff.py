@@ -4,8 +4,10 @@
 for classification), fits ``Pipeline(preprocess, estimator)`` on the rest, measures the
 spec's metrics on the held-out rows and registers the fitted pipeline with
 :func:`modelport.register.log_model`, which converts it to every format and proves each
-conversion. The version records the metrics, the spec, the estimator, the row counts, the
-source and a fingerprint of the data it learnt from.
+conversion. It is given the whole training split, so the signature's ranges and
+vocabularies and the monitoring reference cover every row the model learnt from. The
+version records the metrics, the spec, the estimator, the row counts, the source and a
+fingerprint of the data it learnt from.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from modelport.uri import check_alias
 if TYPE_CHECKING:
     from modelport.registry import Registry, Version
 
-SAMPLE_ROWS = 1000
 SILHOUETTE_ROWS = 5000
 
 
@@ -77,10 +78,9 @@ def train(spec: str | Path | Mapping[str, Any] | Spec, registry: Registry | None
 
     metrics, skipped = evaluate(spec.task, model, X_test, y_test, spec.metrics, seed=spec.seed)
     register_started = time.perf_counter()
-    sample = X_train.sample(n=min(SAMPLE_ROWS, len(X_train)), random_state=spec.seed)
     source = describe(spec.source)
     version = log_model(
-        model, spec.name, sample=sample, task=spec.task, metrics=metrics,
+        model, spec.name, sample=X_train, task=spec.task, metrics=metrics,
         params=spec.params or None, tags={"spec": spec.path.name if spec.path else "inline"},
         formats=spec.formats, description=spec.description,
         data_fingerprint=fingerprint(frame),

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from modelport.train.spec import Spec
 
 EXIT_CODES = {"promoted": 0, "kept": 3, "failed": 1}
-SAMPLE_ROWS = 1000
 EVENT = "retrain"
 log = logging.getLogger("modelport.retrain")
 
@@ -178,9 +177,10 @@ def _run(spec: Spec, reg: Registry, result: dict[str, Any]) -> None:
                         f"hold-out rows ({skipped.get(metric)}); use another metric or "
                         "more data")
     parent = result["champion"].get("version")
-    sample = X_train.sample(n=min(SAMPLE_ROWS, len(X_train)), random_state=spec.seed)
+    # the whole training split, so that serving does not flag the challenger's own
+    # training rows as out of range
     version = log_model(
-        model, spec.name, sample=sample, task=spec.task, metrics=metrics,
+        model, spec.name, sample=X_train, task=spec.task, metrics=metrics,
         params=params or None, tags={"spec": spec.label, "retrain": "challenger"},
         parent=parent, formats=spec.formats, description=spec.description,
         data_fingerprint=data_fingerprint,
