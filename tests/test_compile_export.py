@@ -11,6 +11,7 @@ import pytest
 
 import modelport
 from modelport.registry import Registry
+from modelport.scoring.choice import choose
 
 import zoo
 
@@ -37,8 +38,7 @@ def test_registration_stores_the_compiled_form_and_its_single_row_latency(pipeli
     assert art.parity["single_row_us"] > 0
     assert version.artefact("joblib").parity["single_row_us"] > art.parity["single_row_us"]
     reg = Registry()
-    assert reg.serving_format("churn/1") == "compiled"
-    assert version.to_dict()["serving_format"] == "compiled"
+    assert choose(reg.get("churn/1"), "row").format == "compiled"
     predictor = reg.load("churn/1", format="compiled")
     np.testing.assert_allclose(predictor.predict_proba(sample), model.predict_proba(sample),
                                rtol=0, atol=1e-9)
@@ -48,7 +48,8 @@ def test_serving_format_falls_back_to_a_fixed_order_when_untimed(pipeline_versio
     _, _, version = pipeline_version
     for a in version.artefacts:
         a.parity.pop("single_row_us", None)
-    assert version.serving_format() == "compiled"
+    assert choose(version, "row").format == "compiled"  # onnx first, but there is none
+    assert choose(version, "batch").format == "compiled"
 
 
 def test_unsupported_model_is_refused_by_compiled_but_registers():
@@ -60,12 +61,14 @@ def test_unsupported_model_is_refused_by_compiled_but_registers():
     art = version.artefact("compiled")
     assert art.status == "rejected"
     assert "no compiler for KNeighborsClassifier" in art.reason
-    assert Registry().serving_format("knn") == "joblib"
+    assert choose(Registry().get("knn"), "row").format == "joblib"
 
 
 def test_models_show_names_the_serving_runtime(pipeline_version):
     proc = run_cli("models", "show", "churn/1")
-    assert "serving runtime: compiled" in proc.stdout
+    text = " ".join(proc.stdout.split())
+    assert "scores with (HTTP, streams, triggers): compiled: the fastest accepted" in text
+    assert "scores with (batch jobs): compiled" in text
     assert "1-row" in proc.stdout
 
 

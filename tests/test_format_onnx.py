@@ -247,8 +247,8 @@ def test_choosing_and_loading_onnx_for_serving_imports_no_converter():
     modelport.log_model(model, "churn", sample=sample, formats=["onnx"])
     code = ("import sys, json\n"
             "from modelport.registry import Registry\n"
-            "from modelport.serve.http.models import serving_format\n"
-            "r = Registry(); v = r.get('churn'); fmt = serving_format(v)\n"
+            "from modelport.scoring.choice import choose\n"
+            "r = Registry(); v = r.get('churn'); fmt = choose(v, 'row').format\n"
             "proba = r.load(v, format=fmt).predict_proba(r.sample(v).head(3))\n"
             "print(json.dumps([fmt, 'skl2onnx' in sys.modules, 'sklearn' in sys.modules, "
             "proba.tolist()]))\n")

@@ -195,17 +195,20 @@ def _bad_rows(row: dict) -> dict[str, tuple[dict, str]]:
 @pytest.mark.parametrize("case", list(_bad_rows({"x": 0})))
 def test_input_checks_refuse_what_the_web_service_refuses(bundles, case):
     from modelport import inapp
-    from modelport.serve.http.routing import HTTPError
-    from modelport.serve.http.validate import Policy, check
+    from modelport.scoring.checks import InputPolicy, Unreadable, check
     from modelport.signature import Signature
 
     b = bundles["logistic"]
     row, field = _bad_rows(b.rows[0])[case]
     signature = Signature.from_dict(json.loads((b.folder / "signature.json").read_text()))
-    with pytest.raises(HTTPError) as served:  # one record, as the JSON routes decode it
-        check({k: [v] for k, v in row.items()}, signature, Policy())
-    assert served.value.field == field
-    model = inapp.load(b.folder)
+    strict = InputPolicy.of(strict=True)
+    try:  # one record, as the JSON routes decode it
+        served = check({k: [v] for k, v in row.items()}, signature, strict)
+        assert served.first_reject() is not None
+        assert served.first_reject()[1].field == field
+    except Unreadable as exc:
+        assert exc.field == field
+    model = inapp.load(b.folder, strict=True)
     with pytest.raises(inapp.InputError) as refused:
         model.predict_proba(row)
     assert refused.value.field == field
@@ -213,6 +216,17 @@ def test_input_checks_refuse_what_the_web_service_refuses(bundles, case):
     # inside a batch too, naming the row
     with pytest.raises(inapp.InputError, match=rf"(row|record) 1\b.*{field}|{field}.*row 1\b"):
         model.predict_proba([b.rows[1], row])
+
+
+@pytest.mark.parametrize("case", ["unseen category", "number out of range"])
+def test_values_outside_training_are_scored_with_a_warning_by_default(bundles, case):
+    from modelport import inapp
+
+    b = bundles["logistic"]
+    row, field = _bad_rows(b.rows[0])[case]
+    with pytest.warns(inapp.InputWarning, match=repr(field)):
+        got = inapp.load(b.folder).predict_proba(row)
+    assert got.shape == (1, 2) and np.isfinite(got).all()
 
 
 def test_a_record_missing_a_field_among_complete_ones_is_refused(bundles):
@@ -224,12 +238,12 @@ def test_a_record_missing_a_field_among_complete_ones_is_refused(bundles):
         inapp.load(b.folder).predict_proba([b.rows[0], partial])
 
 
-def test_warn_policies_score_with_the_models_own_handling(bundles):
+def test_flagged_rows_score_with_the_models_own_handling(bundles):
     from modelport import inapp
 
     b = bundles["logistic"]
     row = {**b.rows[0], "plan": "platinum", "tenure_months": 1_000}
-    model = inapp.load(b.folder, unseen_categories="warn", out_of_range="warn")
+    model = inapp.load(b.folder, unseen_categories="warn", out_of_range="flag")
     with pytest.warns(inapp.InputWarning) as caught:
         got = model.predict_proba(row)
     assert {w.message.args[0].split()[1] for w in caught} == {"'plan'", "'tenure_months'"}
@@ -275,7 +289,7 @@ def test_a_missing_value_the_model_has_no_default_for_is_refused(tmp_path):
     np.testing.assert_allclose(loaded.predict_proba(row), model.predict_proba(numeric.head(1)),
                                rtol=0, atol=1e-9)
     first = next(iter(row))
-    with pytest.raises(inapp.InputError, match=f"field '{first}' is missing in row 1 and the "
+    with pytest.raises(inapp.InputError, match=f"field '{first}' is missing and the "
                        "model has no default"):
         loaded.predict_proba([row, {**row, first: None}])
 
@@ -284,7 +298,7 @@ def test_bad_arguments_are_refused_with_the_fix(bundles, tmp_path):
     from modelport import inapp
 
     b = bundles["hgb"]
-    with pytest.raises(ValueError, match="unseen_categories='ignore': use one of reject, warn"):
+    with pytest.raises(ValueError, match="unseen_categories='ignore': use one of flag, reject"):
         inapp.load(b.folder, unseen_categories="ignore")
     with pytest.raises(inapp.InputError, match="cannot read input of type str"):
         inapp.load(b.folder).predict("tenure_months=3")
@@ -457,10 +471,18 @@ def test_python_example_reports_a_customer_it_cannot_score_and_goes_on(bundles, 
     b = bundles["logistic"]
     rows = [b.rows[0], {**b.rows[1], "contract": "lifetime"}, b.rows[2]]
     example_module("export").write_customers(rows, tmp_path / "customers")
-    with open(tmp_path / "customers.jsonl") as stdin:
-        proc = subprocess.run([sys.executable, str(EXAMPLES / "python" / "app.py"),
-                               str(b.folder)], stdin=stdin, capture_output=True, text=True,
-                              timeout=120)
+
+    def app(*options):
+        with open(tmp_path / "customers.jsonl") as stdin:
+            return subprocess.run([sys.executable, str(EXAMPLES / "python" / "app.py"),
+                                   str(b.folder), *options], stdin=stdin, capture_output=True,
+                                  text=True, timeout=120)
+
+    flagged = app()  # an unseen contract is scored, with a warning
+    assert flagged.returncode == 0, flagged.stderr
+    assert "customer 1: warning: field 'contract' value 'lifetime'" in flagged.stderr
+    assert len([line for line in flagged.stdout.split("\n") if line]) == 3
+    proc = app("--strict")
     assert proc.returncode == 1
     assert "customer 1: field 'contract' value 'lifetime'" in proc.stderr
     lines = proc.stdout.split("\n")

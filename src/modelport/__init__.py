@@ -3,12 +3,14 @@
 The notebook API::
 
     import modelport
-    v = modelport.log_model(model, "churn", sample=X_train.head(500), metrics={"auc": 0.86})
+    v = modelport.log_model(model, "churn", sample=X_train, metrics={"auc": 0.86})
     modelport.set_alias("churn", v.version, "production")
     predictor = modelport.load("churn@production")
     predictor.predict_proba(customers)
 
-Heavy libraries are imported only when a function that needs them is called.
+``sample=`` is the whole training set: the signature's ranges and vocabularies and the
+monitoring reference come from every row; a bounded sub-sample is stored for the parity
+proofs. Heavy libraries are imported only when a function that needs them is called.
 """
 
 from __future__ import annotations
@@ -39,11 +41,29 @@ def import_model(path, name: str, format: str | None = None, **kwargs: Any) -> V
     return _import_model(path, name, format, **kwargs)
 
 
-def load(uri: str, format: str | None = None) -> Predictor:
-    """A Predictor for ``churn``, ``churn/3`` or ``churn@production``."""
+def load(uri: str, format: str | None = None, *, strict: bool = False) -> Predictor:
+    """A Predictor for ``churn``, ``churn/3`` or ``churn@production``.
+
+    ``format`` picks the artefact: the native model by default (exact), ``"fastest"`` for
+    the one the serving surfaces use (:func:`modelport.scoring.choice.choose`), or a format
+    name. A number outside the training range or an unseen category is scored with an
+    :class:`~modelport.inapp.runtime.InputWarning`; ``strict=True`` refuses it instead.
+    """
     from modelport.registry import Registry
 
-    return Registry().load(uri, format=format)
+    registry = Registry()
+    if format == "fastest":
+        from modelport.scoring.choice import choose
+
+        version = registry.get(uri)
+        predictor = registry.load(version, format=choose(version, "row").format)
+    else:
+        predictor = registry.load(uri, format=format)
+    if strict:
+        from modelport.scoring.checks import InputPolicy
+
+        predictor.policy = InputPolicy.of(strict=True)
+    return predictor
 
 
 def set_alias(name: str, version: int, alias: str, reason: str | None = None) -> Version:

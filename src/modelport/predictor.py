@@ -39,6 +39,9 @@ class Predictor(ABC):
         self.signature = signature
         self.model_name: str | None = None
         self.model_version: int | None = None
+        #: what a value outside what training saw does to its row (see
+        #: :class:`~modelport.scoring.checks.InputPolicy`); flagged by default
+        self.policy = None
 
     @property
     def task(self) -> str:
@@ -65,11 +68,30 @@ class Predictor(ABC):
         """Score a coerced DataFrame; return the outputs named in the module docstring."""
 
     def run(self, data) -> dict[str, np.ndarray]:
-        """Score ``data`` (DataFrame, Arrow table, dict, list of dicts, 2-D array)."""
-        cols = self.signature.columns(data)
-        if not cols or len(next(iter(cols.values()))) == 0:
+        """Score ``data`` (DataFrame, Arrow table, dict, list of dicts, 2-D array).
+
+        Rows are checked by the scoring core's row checker (fields the model does not take
+        are ignored): a row that cannot be scored fails the call with a :class:`UserError`
+        naming it; a value outside what training saw emits an
+        :class:`~modelport.inapp.runtime.InputWarning` (refused under a strict policy).
+        """
+        import warnings
+
+        from modelport.inapp.runtime import InputWarning
+        from modelport.scoring.checks import FLAG, check, raise_first
+
+        checked = check(data, self.signature, self.policy or FLAG, unknown="ignore")
+        raise_first(checked)
+        for flag in checked.flags:
+            warnings.warn(flag.message, InputWarning, stacklevel=2)
+        if checked.rows == 0:
             return self._empty()
-        return self._run_columns(cols)
+        return self._run_batch(checked.columns)
+
+    def run_checked(self, cols: dict) -> dict[str, np.ndarray]:
+        """Score columns the scoring core already checked (numbers as float64, categories as
+        strings or :class:`Coded`), as surfaces do; no checks run again."""
+        return self._run_batch(cols)
 
     def _run_columns(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Score checked columns; formats that need no DataFrame override this."""

@@ -3,12 +3,15 @@
     python app.py BUNDLE < customers.jsonl         # one JSON object a line -> one score a line
     python app.py BUNDLE '{"tenure_months": 3, "plan": "basic", ...}'
     python app.py BUNDLE --format onnx < customers.jsonl
+    python app.py BUNDLE --strict < customers.jsonl   # refuse values training never saw
 
 BUNDLE is a folder written by ``modelport export churn --format bundle``. The app needs
 NumPy only (onnxruntime for ``--format onnx``): it uses ``modelport.inapp`` when modelport
 is installed, else the copy of the runtime the bundle carries (``modelport_inapp.py``).
-A customer the model cannot score (an unknown plan, a missing field, text for a number) is
-reported on stderr with the reason and the app goes on to the next one.
+A customer the model cannot score (a missing field, text for a number) is reported on
+stderr with the reason and the app goes on to the next one. A value training never saw (an
+unknown plan, a tenure beyond the longest seen) is scored and the warning reported on
+stderr; with ``--strict`` such a customer is refused instead.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 
 def runtime(bundle: str):
@@ -32,9 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("bundle", help="the bundle folder")
     parser.add_argument("customer", nargs="?", help="one customer as JSON (else stdin, a line each)")
     parser.add_argument("--format", choices=("compiled", "onnx"), default="compiled")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse customers with values training never saw")
     args = parser.parse_args(argv)
     inapp = runtime(args.bundle)
-    model = inapp.load(args.bundle, format=args.format)
+    model = inapp.load(args.bundle, format=args.format, strict=args.strict)
 
     if args.customer is not None:
         proba = model.predict_proba(json.loads(args.customer))[0]
@@ -45,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         if not line.strip():
             continue
         try:
-            proba = model.predict_proba(json.loads(line))[0]
+            with warnings.catch_warnings(record=True) as flagged:
+                warnings.simplefilter("always", inapp.InputWarning)
+                proba = model.predict_proba(json.loads(line))[0]
+            for w in flagged:
+                print(f"customer {n}: warning: {w.message}", file=sys.stderr)
         except inapp.InputError as exc:
             print(f"customer {n}: {exc}", file=sys.stderr)
             print("")

@@ -11,13 +11,13 @@ bundle written by ``modelport export MODEL --format bundle`` carries it as
     model.predict_proba({"tenure_months": 3, "plan": "basic", ...})[0, 1]
 
 Rows come as a dict (one row), a list of dicts, a dict of columns or a 2-D array with the
-columns in signature order. They are checked as modelport's web service checks them: an
-unknown or absent field, text in a numeric field or a value that is not a scalar is an
-:class:`InputError` naming the field; so, unless ``unseen_categories="warn"`` /
-``out_of_range="warn"``, is a category not seen in training or a number outside the range
-seen in training. A missing value (``None``, NaN) gets the model's own default (its
-imputer, or the branch its trees send missing values); where the model has none, the row
-is refused rather than scored as NaN.
+columns in signature order. They are checked by :class:`Inputs`, the one row checker
+every modelport surface uses: an unknown or absent field, text in a numeric field or a
+value that is not a scalar is an :class:`InputError` naming the field; a category not seen
+in training or a number outside the range seen in training is scored and flagged (an
+:class:`InputWarning`), or refused with ``strict=True``. A missing value (``None``, NaN)
+gets the model's own default (its imputer, or the branch its trees send missing values);
+where the model has none, the row is refused rather than scored as NaN.
 
 The compiled artefact is the model's intermediate form as JSON: preprocessing steps, one
 model node (linear, tree ensemble, naive Bayes, centroids) and the output transform.
@@ -32,16 +32,20 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import warnings
 
 import numpy as np
 
-__all__ = ["Coded", "InputError", "InputWarning", "Model", "Program", "load"]
+__all__ = ["Checked", "Coded", "Flag", "InputError", "InputWarning", "Inputs", "Model", "Program",
+           "Reject", "load"]
 
 #: what a row's outputs are called, by task
 PRIMARY_OUTPUT = {"classification": "label", "regression": "value", "clustering": "cluster"}
-POLICIES = ("reject", "warn")
+#: what a value outside what training saw does to its row: ``flag`` scores it and says so
+POLICIES = ("flag", "reject")
+_SPELLINGS = {"flag": "flag", "warn": "flag", "reject": "reject"}
 
 
 class InputError(ValueError):
@@ -53,26 +57,29 @@ class InputError(ValueError):
 
 
 class InputWarning(UserWarning):
-    """A value let through by a ``warn`` policy (an unseen category, an out-of-range number)."""
+    """A row scored although a value lies outside what training saw (an unseen category, a
+    number outside the training range); ``strict=True`` refuses such rows instead."""
 
 
 # --------------------------------------------------------------------------- loading
 
 
-def load(path, format: str | None = None, *, unseen_categories: str = "reject",
-         out_of_range: str = "reject", signature: dict | None = None) -> Model:
+def load(path, format: str | None = None, *, strict: bool = False,
+         unseen_categories: str | None = None, out_of_range: str | None = None,
+         signature: dict | None = None) -> Model:
     """The model in ``path``: a bundle folder, a ``.compiled.json`` file or an ``.onnx`` file.
 
     In a bundle, ``format`` picks the artefact (``compiled``, the default, or ``onnx``). An
     ``.onnx`` file outside a bundle needs its signature: a ``signature.json`` beside it, or
-    ``signature=`` (the dict modelport writes there). ``unseen_categories`` and
-    ``out_of_range`` are ``reject`` (the default, as the web service) or ``warn`` (score
-    the row with the model's own handling and emit an :class:`InputWarning`).
+    ``signature=`` (the dict modelport writes there). A category unseen in training or a
+    number outside the training range is scored with the model's own handling and emits an
+    :class:`InputWarning`, as modelport's other surfaces flag it; ``strict=True`` refuses
+    such rows with an :class:`InputError` instead. ``unseen_categories`` and
+    ``out_of_range`` (``flag``, ``warn`` or ``reject``) set either rule alone.
     """
-    for option, value in (("unseen_categories", unseen_categories),
-                          ("out_of_range", out_of_range)):
-        if value not in POLICIES:
-            raise ValueError(f"{option}={value!r}: use one of {', '.join(POLICIES)}")
+    default = "reject" if strict else "flag"
+    unseen_categories = policy(unseen_categories or default, "unseen_categories")
+    out_of_range = policy(out_of_range or default, "out_of_range")
     path = os.fspath(path)
     name, version, layout = None, None, None
     if os.path.isdir(path):
@@ -126,8 +133,8 @@ class Model:
     """A loaded model: :meth:`predict` and :meth:`predict_proba` over checked rows."""
 
     def __init__(self, scorer, signature: dict, *, format: str, name: str | None = None,
-                 version: int | None = None, unseen_categories: str = "reject",
-                 out_of_range: str = "reject") -> None:
+                 version: int | None = None, unseen_categories: str = "flag",
+                 out_of_range: str = "flag") -> None:
         self.signature = signature
         self.format = format
         self.name = name
@@ -226,7 +233,7 @@ class Coded:
 
 _SCALARS = (str, int, float, bool, type(None), np.generic)
 _ABSENT = object()
-_SEQUENCES = (list, tuple, np.ndarray)
+_PLAIN_TEXT = frozenset({str, type(None)})
 
 
 def _is_missing(v) -> bool:
@@ -234,12 +241,94 @@ def _is_missing(v) -> bool:
         type(v).__name__ in ("NAType", "NaTType")
 
 
-class Inputs:
-    """Turns rows into checked columns: float64 numbers (NaN missing) and strings (None
-    missing), refusing what modelport's web service refuses."""
+def policy(value: str, option: str) -> str:
+    """``flag`` or ``reject`` for a policy option; ``warn`` is the older spelling of ``flag``."""
+    found = _SPELLINGS.get(value) if isinstance(value, str) else None
+    if found is None:
+        raise ValueError(f"{option}={value!r}: use one of {', '.join(POLICIES)}")
+    return found
 
-    def __init__(self, signature: dict, unseen_categories: str = "reject",
-                 out_of_range: str = "reject", no_default: set[str] | None = None) -> None:
+
+class Flag:
+    """Rows scored although a value lies outside what training saw: ``kind`` is
+    ``out_of_range`` or ``unseen_category``, ``rows`` their positions, ``message`` names
+    the field and the first such value."""
+
+    __slots__ = ("field", "kind", "rows", "message")
+
+    def __init__(self, field: str, kind: str, rows: np.ndarray, message: str) -> None:
+        self.field, self.kind, self.rows, self.message = field, kind, rows, message
+
+    def __repr__(self) -> str:
+        return f"<Flag {self.field} {self.kind} rows={self.rows.tolist()[:5]}>"
+
+
+class Reject:
+    """Why one row cannot be scored: the ``field`` at fault (None for the row as a whole),
+    a short ``code`` (``wrong_type``, ``missing_field``, ``unknown_field``, ``no_default``,
+    ``out_of_range``, ``unseen_category``...) and a ``message`` naming the value and the fix."""
+
+    __slots__ = ("field", "code", "message")
+
+    def __init__(self, field: str | None, code: str, message: str) -> None:
+        self.field, self.code, self.message = field, code, message
+
+    def __repr__(self) -> str:
+        return f"<Reject {self.code} {self.field!r}: {self.message}>"
+
+
+class Checked:
+    """Rows checked against a signature: ``columns`` hold every row (a rejected row holds
+    missing values), ``rejects`` maps a row's position to its :class:`Reject`, ``flags``
+    lists the :class:`Flag` s of rows scored with a warning."""
+
+    __slots__ = ("columns", "rows", "rejects", "flags")
+
+    def __init__(self, columns: dict, rows: int, rejects: dict | None = None,
+                 flags: list | None = None) -> None:
+        self.columns = columns
+        self.rows = rows
+        self.rejects: dict[int, Reject] = rejects if rejects is not None else {}
+        self.flags: list[Flag] = flags if flags is not None else []
+
+    def kept(self) -> tuple[dict, np.ndarray | None]:
+        """The columns of the rows not rejected, and their positions (None: every row)."""
+        if not self.rejects:
+            return self.columns, None
+        keep = np.ones(self.rows, dtype=bool)
+        keep[list(self.rejects)] = False
+        positions = np.flatnonzero(keep)
+        return {k: v[positions] for k, v in self.columns.items()}, positions
+
+    def row_flags(self) -> dict[int, list[Flag]]:
+        """The flags of each flagged row that is not rejected, by position."""
+        out: dict[int, list[Flag]] = {}
+        for f in self.flags:
+            for i in f.rows.tolist():
+                if i not in self.rejects:
+                    out.setdefault(i, []).append(f)
+        return out
+
+    def first_reject(self) -> tuple[int, Reject] | None:
+        if not self.rejects:
+            return None
+        row = min(self.rejects)
+        return row, self.rejects[row]
+
+
+class Inputs:
+    """The row checker: turns rows into the columns a model is fed, float64 numbers (NaN
+    missing) and strings (NaN missing) or :class:`Coded` columns, and says for each row what
+    keeps it from being scored (a field absent or unknown, a value of the wrong type, a gap
+    the model has no default for) and which values lie outside what training saw (numbers
+    outside the range, unseen categories). ``unseen_categories`` and ``out_of_range`` are
+    ``flag`` (score the row and say so) or ``reject``; ``unknown`` says what a field the
+    model does not take does to its row (``reject``, or ``ignore`` as data frames with extra
+    columns need)."""
+
+    def __init__(self, signature: dict, unseen_categories: str = "flag",
+                 out_of_range: str = "flag", no_default: set[str] | None = None,
+                 unknown: str = "reject") -> None:
         self.inputs = signature["inputs"]
         self.names = [c["name"] for c in self.inputs]
         self.name_set = frozenset(self.names)
@@ -248,16 +337,22 @@ class Inputs:
         self.range = {c["name"]: (c["min"], c["max"]) for c in self.inputs
                       if c["kind"] == "numeric" and c.get("min") is not None
                       and c.get("max") is not None}
-        self.unseen_categories = unseen_categories
-        self.out_of_range = out_of_range
+        self.unseen_categories = policy(unseen_categories, "unseen_categories")
+        self.out_of_range = policy(out_of_range, "out_of_range")
         self.no_default = frozenset(no_default or ())
+        self.unknown = unknown
+        strict_range = self.out_of_range == "reject"
+        strict_words = self.unseen_categories == "reject"
         self._plan = [(c["name"], c["kind"] == "numeric", self.known.get(c["name"]),
                        *self.range.get(c["name"], (None, None)), c["name"] in self.no_default)
                       for c in self.inputs]
+        self._strict = (strict_range, strict_words)
+
+    # -- one clean row, fast ----------------------------------------------------------------
 
     def one(self, row: dict) -> dict | None:
         """One clean row as plain scalars (float with NaN for missing; str or None), in a few
-        microseconds; None sends anything unusual down :meth:`columns`, which names it."""
+        microseconds; None sends anything unusual (a flag included) down :meth:`check`."""
         if len(row) != len(self._plan):
             return None
         out = {}
@@ -266,7 +361,10 @@ class Inputs:
             t = type(v)
             if numeric:
                 if t is float or t is int:
-                    v = float(v)
+                    try:
+                        v = float(v)
+                    except OverflowError:
+                        return None
                     if v != v:
                         if required:
                             return None
@@ -284,72 +382,107 @@ class Inputs:
             out[name] = v
         return out
 
-    def columns(self, rows) -> tuple[dict[str, np.ndarray], int]:
-        """``(columns, row count)`` for ``rows``, or an :class:`InputError` naming the field."""
-        raw, n = self._raw(rows)
+    def check_one(self, row: dict) -> Checked | None:
+        """A single clean row (see :meth:`one`) as checked columns of one row, or None for
+        anything unusual, which :meth:`check` then names."""
+        clean = self.one(row)
+        if clean is None:
+            return None
         cols = {}
+        for name, numeric, *_ in self._plan:
+            v = clean[name]
+            if numeric:
+                cols[name] = np.array([v], dtype=np.float64)
+            else:
+                arr = np.empty(1, dtype=object)
+                arr[0] = math.nan if v is None else v
+                cols[name] = arr
+        return Checked(cols, 1)
+
+    # -- every row ---------------------------------------------------------------------------
+
+    def check(self, rows) -> Checked:
+        """Every row of ``rows`` checked: a dict (one row, or columns), a list of dicts, a data
+        frame or a 2-D array. An input that is not rows at all (a column absent from columnar
+        input, columns of unequal length, an array of the wrong width) is an
+        :class:`InputError`; anything wrong with one row rejects that row only."""
+        raw, n, rejects = self._raw(rows)
+        cols: dict = {}
+        flags: list[Flag] = []
         for c in self.inputs:
             name = c["name"]
+            values = raw[name]
             if c["kind"] == "numeric":
-                arr = self._numbers(name, raw[name])
+                arr = self._numbers(name, values, n, rejects)
+                bounds = self.range.get(name)
+                if bounds is not None:
+                    self._outside(name, arr, bounds, rejects, flags)
             else:
-                arr = self._texts(name, raw[name])
-            if len(arr) != n:
-                raise InputError(f"field {name!r} has {len(arr)} values but "
-                                 f"{self.names[0]!r} has {n}: send columns of equal length", name)
+                arr = self._texts(name, values, n, rejects)
+                known = self.known.get(name)
+                if known is not None:
+                    self._unseen(name, arr, known, rejects, flags)
             if name in self.no_default:
-                missing = np.isnan(arr) if arr.dtype.kind == "f" else np.equal(arr, None)
-                if missing.any():
-                    raise InputError(
-                        f"field {name!r} is missing in row {int(np.flatnonzero(missing)[0])} and "
-                        "the model has no default for it: send a value", name)
+                self._required(name, arr, rejects)
             cols[name] = arr
-        return cols, n
+        return Checked(cols, n, rejects, flags)
 
-    def _check_fields(self, keys, where: str = "input") -> None:
-        for k in keys:
-            if k not in self.name_set:
-                raise InputError(f"{where} has unknown field {k!r}; the model takes: "
-                                 f"{', '.join(self.names)}", str(k))
+    def columns(self, rows) -> tuple[dict[str, np.ndarray], int]:
+        """``(columns, row count)`` for ``rows`` in one call: the first rejected row is an
+        :class:`InputError` naming its field and row; each flagged field emits one
+        :class:`InputWarning`."""
+        checked = self.check(rows)
+        first = checked.first_reject()
+        if first is not None:
+            row, why = first
+            where = f" (row {row})" if checked.rows > 1 else ""
+            raise InputError(why.message + where, why.field)
+        for f in checked.flags:
+            warnings.warn(f.message, InputWarning, stacklevel=4)
+        return checked.columns, checked.rows
 
-    def _raw(self, rows) -> tuple[dict, int]:
+    # -- reading the shape -------------------------------------------------------------------
+
+    def _raw(self, rows) -> tuple[dict, int, dict[int, Reject]]:
         names = self.names
+        rejects: dict[int, Reject] = {}
         if isinstance(rows, dict):
-            if len(rows) != len(names) or any(k not in self.name_set for k in rows):
-                self._check_fields(rows)
-                absent = [n for n in names if n not in rows]
-                raise InputError(f"input is missing field {absent[0]!r}; send null for a missing "
-                                 f"value (the model takes: {', '.join(names)})", absent[0])
             # one value anywhere makes it a row (a list in it is then a bad value); only
             # sequences throughout make it columns
-            if any(isinstance(v, _SCALARS) for v in rows.values()):
-                return {k: [v] for k, v in rows.items()}, 1
-            return rows, len(rows[names[0]]) if names else 0
+            if not rows or any(isinstance(v, _SCALARS) for v in rows.values()):
+                why = self._fields(rows, "input")
+                if why is not None:
+                    rejects[0] = why
+                return {n: [rows.get(n)] for n in names}, 1, rejects
+            self._columnar(rows.keys(), "input")
+            return rows, _length(rows, names), rejects
         if hasattr(rows, "columns") and hasattr(rows, "__getitem__") and not isinstance(
                 rows, np.ndarray):
             # a data frame (pandas, polars...) read column by column, without importing it
-            cols = [str(c) for c in rows.columns]
-            self._check_fields(cols)
-            absent = [n for n in names if n not in cols]
-            if absent:
-                raise InputError(f"input is missing field {absent[0]!r}; the model takes: "
-                                 f"{', '.join(names)}", absent[0])
-            out = {n: _as_list(rows[n]) for n in names}
-            return out, len(out[names[0]]) if names else 0
+            keys = [str(c) for c in rows.columns]
+            self._columnar(keys, "input")
+            out = {n: _as_array(rows[n]) for n in names}
+            return out, _length(out, names), rejects
         if isinstance(rows, list | tuple):
             if not rows:
-                return {n: [] for n in names}, 0
+                return {n: [] for n in names}, 0, rejects
             if isinstance(rows[0], dict):
+                n = len(rows)
+                out = {name: [None] * n for name in names}
                 for i, r in enumerate(rows):
                     if not isinstance(r, dict):
-                        raise InputError(f"record {i} is a {type(r).__name__}, not a dict: send "
-                                         "a list of dicts")
+                        rejects[i] = Reject(None, "not_a_record",
+                                            f"record {i} is a {type(r).__name__}, not an object "
+                                            "of fields")
+                        continue
                     if len(r) != len(names) or any(k not in self.name_set for k in r):
-                        self._check_fields(r, f"record {i}")
-                        absent = next(n for n in names if n not in r)
-                        raise InputError(f"record {i} is missing field {absent!r}; send null for "
-                                         "a missing value", absent)
-                return {n: [r[n] for r in rows] for n in names}, len(rows)
+                        why = self._fields(r, f"record {i}")
+                        if why is not None:
+                            rejects[i] = why
+                            continue
+                    for name in names:
+                        out[name][i] = r.get(name)
+                return out, n, rejects
             rows = np.asarray(rows, dtype=object)
         if isinstance(rows, np.ndarray):
             if rows.ndim == 1:
@@ -359,87 +492,205 @@ class Inputs:
             if rows.shape[1] != len(names):
                 raise InputError(f"an input array has {rows.shape[1]} columns but the model takes "
                                  f"{len(names)}, in this order: {', '.join(names)}")
-            return {n: rows[:, j] for j, n in enumerate(names)}, rows.shape[0]
+            return {n: rows[:, j] for j, n in enumerate(names)}, rows.shape[0], rejects
         raise InputError(f"cannot read input of type {type(rows).__name__}: send a dict (one row), "
                          "a list of dicts, a dict of columns or a 2-D array")
 
-    def _numbers(self, name: str, values) -> np.ndarray:
-        arr = None
+    def _fields(self, record: dict, where: str) -> Reject | None:
+        """What is wrong with a record's fields: an absent one, or one the model does not take."""
+        if self.unknown == "reject":
+            for k in record:
+                if k not in self.name_set:
+                    return Reject(str(k), "unknown_field",
+                                  f"{where} has unknown field {_shown(k)}; the model takes: "
+                                  f"{', '.join(self.names)}")
+        for name in self.names:
+            if name not in record:
+                return Reject(name, "missing_field",
+                              f"{where} is missing field {name!r}; send null for a missing "
+                              "value")
+        return None
+
+    def _columnar(self, keys, where: str) -> None:
+        if self.unknown == "reject":
+            for k in keys:
+                if k not in self.name_set:
+                    raise InputError(f"{where} has unknown field {_shown(k)}; the model takes: "
+                                     f"{', '.join(self.names)}", str(k))
+        present = set(keys)
+        absent = [n for n in self.names if n not in present]
+        if absent:
+            raise InputError(f"{where} is missing field {absent[0]!r}; the model takes: "
+                             f"{', '.join(self.names)}", absent[0])
+
+    # -- values ------------------------------------------------------------------------------
+
+    def _numbers(self, name: str, values, n: int, rejects: dict) -> np.ndarray:
         if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":
-            arr = values.astype(np.float64).reshape(-1)
-        else:
-            try:
-                arr = np.asarray(values, dtype=np.float64)
-                if arr.ndim != 1:
-                    arr = None
-            except (TypeError, ValueError):
-                arr = None
-        if arr is None:
-            arr = np.empty(len(values), dtype=np.float64)
-            for i, v in enumerate(values):
-                if _is_missing(v):
+            arr = values.astype(np.float64, copy=False).reshape(-1)
+            if len(arr) == n:
+                return arr
+        try:
+            arr = np.asarray(values, dtype=np.float64)
+            if arr.ndim == 1 and len(arr) == n:
+                return arr
+        except (TypeError, ValueError, OverflowError):
+            pass
+        if len(values) != n:
+            raise InputError(f"field {name!r} has {len(values)} values but {self.names[0]!r} "
+                             f"has {n}: send columns of equal length", name)
+        arr = np.empty(n, dtype=np.float64)
+        for i, v in enumerate(values):
+            if _is_missing(v):
+                arr[i] = np.nan
+                continue
+            if isinstance(v, bytes):
+                v = v.decode("utf-8", "replace")
+            if isinstance(v, str):
+                text = v.strip()
+                if not text:
                     arr[i] = np.nan
-                elif isinstance(v, bool | int | float | np.number):
+                    continue
+                try:
+                    arr[i] = float(text)
+                    continue
+                except ValueError:
+                    why = f"field {name!r} must be numeric, got {_shown(v)}; send a number or null"
+            elif isinstance(v, numbers.Real):
+                try:
                     arr[i] = float(v)
-                elif isinstance(v, str):
-                    try:
-                        arr[i] = float(v) if v.strip() else np.nan
-                    except ValueError:
-                        raise InputError(f"field {name!r} must be numeric, got {v[:40]!r} in row "
-                                         f"{i}; send a number or null", name) from None
-                else:
-                    raise InputError(f"field {name!r} must be a number or null, got a "
-                                     f"{type(v).__name__} in row {i}", name)
-        bounds = self.range.get(name)
-        if bounds is not None:
-            lo, hi = bounds
-            with np.errstate(invalid="ignore"):
-                outside = (arr < lo) | (arr > hi)  # NaN (missing) is neither
-            if outside.any():
-                i = int(np.flatnonzero(outside)[0])
-                message = (f"field {name!r} value {arr[i]:g} in row {i} is outside the range seen "
-                           f"in training [{lo:g}, {hi:g}]")
-                if self.out_of_range == "reject":
-                    raise InputError(message + "; load with out_of_range='warn' to score it anyway",
-                                     name)
-                warnings.warn(message, InputWarning, stacklevel=5)
+                    continue
+                except OverflowError:
+                    why = (f"field {name!r} holds a number too large for a float "
+                           f"({str(v)[:20]}...); send a number or null")
+            else:
+                why = f"field {name!r} must be a number or null, got a {type(v).__name__}"
+            arr[i] = np.nan
+            rejects.setdefault(i, Reject(name, "wrong_type", why))
         return arr
 
-    def _texts(self, name: str, values) -> np.ndarray:
-        out = np.empty(len(values), dtype=object)
-        for i, v in enumerate(values):
+    def _texts(self, name: str, values, n: int, rejects: dict):
+        if isinstance(values, Coded):
+            return values
+        if isinstance(values, np.ndarray):
+            arr = values.astype(object, copy=False).reshape(-1)
+        else:
+            # fromiter keeps a list inside the column as one (bad) value, never a new axis
+            arr = np.fromiter(values, dtype=object, count=len(values))
+        if len(arr) != n:
+            raise InputError(f"field {name!r} has {len(arr)} values but {self.names[0]!r} "
+                             f"has {n}: send columns of equal length", name)
+        # the common cases (strings with None for missing) in C-speed passes: a Python loop
+        # over every value would dominate the cost of large batches
+        kinds = set(map(type, arr))
+        if kinds <= _PLAIN_TEXT:
+            if type(None) in kinds:
+                arr = arr.copy()
+                arr[np.equal(arr, None)] = np.nan
+            return arr
+        out = arr.copy()
+        for i, v in enumerate(arr):
             if type(v) is str:
-                out[i] = v
-            elif _is_missing(v):
-                out[i] = None
+                continue
+            if _is_missing(v):
+                out[i] = np.nan
             elif isinstance(v, float | np.floating) and float(v).is_integer():
                 out[i] = str(int(v))  # 2.0 read from a numeric-looking column is the category "2"
             elif isinstance(v, bytes):
-                out[i] = v.decode("utf-8")
+                out[i] = v.decode("utf-8", "replace")
             elif isinstance(v, _SCALARS):
-                out[i] = str(v)
+                out[i] = str(v.item() if isinstance(v, np.generic) else v)
             else:
-                raise InputError(f"field {name!r} must be a string or null, got a "
-                                 f"{type(v).__name__} in row {i}", name)
-        known = self.known.get(name)
-        if known is not None:
-            for i, v in enumerate(out):
-                if v is not None and v not in known:
-                    shown = ", ".join(sorted(known)[:10])
-                    message = (f"field {name!r} value {v[:40]!r} in row {i} is a category unseen "
-                               f"in training (known: {shown})")
-                    if self.unseen_categories == "reject":
-                        raise InputError(message + "; load with unseen_categories='warn' to score "
-                                         "it with the model's own handling", name)
-                    warnings.warn(message, InputWarning, stacklevel=5)
-                    break
+                out[i] = np.nan
+                rejects.setdefault(i, Reject(
+                    name, "wrong_type",
+                    f"field {name!r} must be a string or null, got a {type(v).__name__}"))
         return out
 
+    def _outside(self, name: str, arr: np.ndarray, bounds, rejects: dict, flags: list) -> None:
+        lo, hi = bounds
+        if len(arr) <= 16:  # plain floats beat three array operations for a few rows
+            # NaN (missing) compares False both ways; infinity is outside any seen range
+            rows = [i for i, v in enumerate(arr.tolist()) if v < lo or v > hi]
+            if not rows:
+                return
+            at = np.asarray(rows, dtype=np.int64)
+        else:
+            with np.errstate(invalid="ignore"):
+                at = np.flatnonzero((arr < lo) | (arr > hi))
+            if not at.size:
+                return
+        message = (f"field {name!r} value {arr[at[0]]:g} is outside the range seen in "
+                   f"training [{lo:g}, {hi:g}]")
+        self._found(name, "out_of_range", at, message, self._strict[0], rejects, flags)
 
-def _as_list(column) -> list:
+    def _unseen(self, name: str, arr, known: frozenset, rejects: dict, flags: list) -> None:
+        if isinstance(arr, Coded):
+            words = [w.__class__ is str and w not in known for w in arr.words.tolist()]
+            if not any(words):
+                return
+            bad = np.flatnonzero(np.asarray(words, dtype=bool))
+            at = np.flatnonzero(np.isin(arr.codes, bad))
+            if not at.size:
+                return
+            first = arr.words[arr.codes[at[0]]]
+        else:
+            rows = [i for i, v in enumerate(arr.tolist()) if v.__class__ is str and v not in known]
+            if not rows:
+                return
+            at = np.asarray(rows, dtype=np.int64)
+            first = arr[at[0]]
+        shown = ", ".join(sorted(known)[:10])
+        message = (f"field {name!r} value {_shown(first)} is a category unseen in training "
+                   f"(known: {shown})")
+        self._found(name, "unseen_category", at, message, self._strict[1], rejects, flags)
+
+    @staticmethod
+    def _found(name: str, kind: str, rows: np.ndarray, message: str, strict: bool,
+               rejects: dict, flags: list) -> None:
+        if strict:
+            why = Reject(name, kind, message + "; strict checking refuses it")
+            for i in rows.tolist():
+                rejects.setdefault(i, why)
+        else:
+            flags.append(Flag(name, kind, rows, message))
+
+    def _required(self, name: str, arr, rejects: dict) -> None:
+        if isinstance(arr, Coded):
+            missing = arr.codes < 0
+        elif arr.dtype.kind == "f":
+            missing = np.isnan(arr)
+        else:
+            missing = np.fromiter((v.__class__ is not str for v in arr), dtype=bool,
+                                  count=len(arr))
+        if missing.any():
+            why = Reject(name, "no_default", f"field {name!r} is missing and the model has no "
+                                             "default for it: send a value")
+            for i in np.flatnonzero(missing).tolist():
+                rejects.setdefault(i, why)
+
+
+def _length(cols: dict, names: list[str]) -> int:
+    return len(cols[names[0]]) if names else 0
+
+
+def _shown(value) -> str:
+    """A value for a message: quoted, at most 40 characters, with no text that could not
+    be written out (lone surrogates, control characters)."""
+    text = repr(value if isinstance(value, str) else str(value))
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= 42 else text[:40] + "..."
+
+
+def _as_array(column):
     if hasattr(column, "to_numpy"):
-        column = column.to_numpy(dtype=object) if getattr(column, "dtype", None) is not None \
-            and getattr(column.dtype, "kind", "O") not in "biuf" else column.to_numpy()
+        numeric = getattr(getattr(column, "dtype", None), "kind", "O") in "biuf"
+        try:
+            if numeric:
+                return column.to_numpy(dtype=np.float64, na_value=np.nan)
+            return column.to_numpy(dtype=object)
+        except TypeError:  # a frame library whose to_numpy takes no dtype
+            return column.to_numpy()
     if isinstance(column, np.ndarray):
         return column
     return list(column)
@@ -1134,7 +1385,13 @@ class OnnxScorer:
         for name, col, dtype, shape in self._feeds:
             values = cols[col]
             if dtype is None:
-                values = np.where(np.equal(values, None), self.layout["missing"], values)
+                if isinstance(values, Coded):
+                    values = values.decode()
+                # anything that is not a string (None, NaN) is a missing category
+                missing = np.fromiter((v.__class__ is not str for v in values), dtype=bool,
+                                      count=len(values))
+                if missing.any():
+                    values = np.where(missing, self.layout["missing"], values)
                 feed[name] = values.astype(object).reshape(shape)
             else:
                 feed[name] = values.astype(dtype, copy=False).reshape(shape)

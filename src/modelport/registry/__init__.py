@@ -91,22 +91,6 @@ class Version:
     def artefact(self, fmt: str) -> Artefact | None:
         return next((a for a in self.artefacts if a.format == fmt), None)
 
-    def serving_format(self) -> str | None:
-        """The accepted format that scored one row fastest at registration.
-
-        Formats timed at registration (``single_row_us`` in their parity figures) are ranked
-        by that time; untimed versions fall back to onnx, compiled, joblib, skops, pmml.
-        """
-        accepted = self.accepted_formats()
-        timed = [(a.parity["single_row_us"], a.format) for a in self.artefacts
-                 if a.status == "accepted" and (a.parity or {}).get("single_row_us") is not None]
-        if timed:
-            return min(timed)[1]
-        for fmt in ("onnx", "compiled", "joblib", "skops", "pmml"):
-            if fmt in accepted:
-                return fmt
-        return accepted[0] if accepted else None
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "version": self.version, "uri": self.uri,
@@ -118,7 +102,6 @@ class Version:
             "sample_sha256": self.sample_sha256, "description": self.description,
             "lineage": self.lineage,
             "formats": {a.format: a.to_dict() for a in self.artefacts},
-            "serving_format": self.serving_format(),
         }
 
     def __int__(self) -> int:
@@ -247,6 +230,23 @@ class Registry:
                 )
             return self._version(conn, row)
 
+    def resolve(self, uri: str | ModelURI) -> int:
+        """The version number a model URI names now, in one small query (no artefacts or
+        signature read): what a surface following an alias asks every few seconds."""
+        u = uri if isinstance(uri, ModelURI) else ModelURI.parse(str(uri))
+        if u.version is not None:
+            return u.version
+        with self.engine.connect() as conn:
+            if u.alias is not None:
+                found = conn.execute(select(S.aliases.c.version).where(
+                    S.aliases.c.model == u.name, S.aliases.c.alias == u.alias)).scalar()
+            else:
+                found = conn.execute(select(func.max(S.versions.c.version))
+                                     .where(S.versions.c.model == u.name)).scalar()
+        if found is None:
+            return self.get(u).version  # raises NotFound naming what is missing
+        return int(found)
+
     def aliases(self, name: str) -> dict[str, int]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(S.aliases).where(S.aliases.c.model == name)).mappings()
@@ -297,17 +297,15 @@ class Registry:
     def load(self, uri: str | ModelURI | Version, format: str | None = None):
         """A Predictor for a version: ``format``, or the native format when there is one.
 
-        ``format="fastest"`` picks the accepted format that scored one row fastest at
-        registration (what the serving surfaces use).
+        Which artefact a surface serves is the scoring core's choice
+        (:mod:`modelport.scoring.choice`); :func:`modelport.load` with ``format="fastest"``
+        applies it.
         """
         from modelport import formats
         from modelport.signature import Signature
 
         v = uri if isinstance(uri, Version) else self.get(uri)
-        if format == "fastest":
-            fmt = self.serving_format(v)
-        else:
-            fmt = format or self.default_format(v)
+        fmt = format or self.default_format(v)
         art = v.artefact(fmt)
         if art is None:
             raise NotFound(
@@ -322,14 +320,6 @@ class Registry:
         predictor.model_name = v.name
         predictor.model_version = v.version
         return predictor
-
-    def serving_format(self, version: str | ModelURI | Version) -> str:
-        """The format to serve ``version`` with: the fastest one that passed parity."""
-        v = version if isinstance(version, Version) else self.get(version)
-        fmt = v.serving_format()
-        if fmt is None:
-            raise UserError(f"{v.uri} has no accepted artefact to serve")
-        return fmt
 
     def default_format(self, v: Version) -> str:
         from modelport.formats import DEFAULT_FORMATS
