@@ -146,14 +146,43 @@ def test_v2_columns_and_tensor_forms_agree(app, registry):
     ({"tenure": "soon"}, "tenure"),
     ({"tenure": [1, 2]}, "tenure"),
     ({"plan": {"a": 1}}, "plan"),
-    ({"plan": "platinum"}, "plan"),
-    ({"charges": 1e9}, "charges"),
+    ({"tenure": 10 ** 400}, "tenure"),
 ])
 def test_bad_input_is_a_422_naming_the_field(app, change, field):
     record = {**rows(1)[0], **change}
     r = call(app, "POST", "/predict/churn", json=record)
     assert r.status_code == 422, r.text
     assert r.json()["field"] == field
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"plan": "platinum"}, "plan"),
+    ({"charges": 1e9}, "charges"),
+])
+def test_values_outside_training_are_scored_and_flagged_by_default(registry, app, change,
+                                                                   field):
+    record = {**rows(1)[0], **change}
+    r = call(app, "POST", "/predict/churn", json=record)
+    assert r.status_code == 200, r.text
+    assert field in r.headers["modelport-warnings"]
+    with pytest.warns(UserWarning, match=field):
+        expected = registry.load("churn@production", format="onnx").predict_proba(record)
+    got = r.json()["predictions"][0]["proba"]
+    np.testing.assert_allclose([got["0"], got["1"]], expected[0], atol=1e-6)
+    metrics = call(app, "GET", "/metrics").text
+    kind = "unseen_category" if field == "plan" else "out_of_range"
+    assert (f'modelport_warnings_total{{field="{field}",kind="{kind}",model="churn",'
+            f'surface="http"}}') in metrics
+
+
+@pytest.mark.parametrize("option", [{"strict": True}, {"unseen_categories": "reject",
+                                                        "out_of_range": "reject"}])
+def test_strict_policy_refuses_values_outside_training_with_422(registry, option):
+    app = create_app(["churn@production"], registry=registry, poll_seconds=0, **option)
+    for change, field in (({"plan": "platinum"}, "plan"), ({"charges": 1e9}, "charges")):
+        r = call(app, "POST", "/predict/churn", json={**rows(1)[0], **change})
+        assert r.status_code == 422, r.text
+        assert r.json()["field"] == field
 
 
 def test_missing_column_unknown_model_bad_json_and_size_limit(registry, app):
@@ -168,7 +197,7 @@ def test_missing_column_unknown_model_bad_json_and_size_limit(registry, app):
     assert call(small, "POST", "/predict/churn", json=rows(10)).status_code == 413
 
 
-def test_warn_policy_lets_unseen_categories_through_with_a_warning(registry):
+def test_warn_spelling_still_flags(registry):
     app = create_app(["churn@production"], registry=registry, poll_seconds=0,
                      unseen_categories="warn", out_of_range="warn")
     r = call(app, "POST", "/predict/churn", json={**rows(1)[0], "plan": "platinum"})

@@ -10,6 +10,7 @@ answers on its lookup route.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from modelport.errors import UserError
@@ -53,11 +54,17 @@ def lookup(model: str, id: Any, store: str | None = None) -> dict[str, Any] | No
         if key is None or "model" not in table.c:
             raise UserError(f"{redact(str(store))} is not a lookup table written by modelport "
                             "predict (no id key or model column)")
-        query = select(table).where(key == _as_key(key, id)).where(table.c.model == uri.name)
+        value = key_value(key, id)
+        if value is None:  # no row can hold it: asking the database would only fail
+            return None
+        query = select(table).where(key == value).where(table.c.model == uri.name)
         if uri.version is not None:
             query = query.where(table.c.model_version == uri.version)
         with engine.connect() as conn:
-            row = conn.execute(query).mappings().first()
+            try:
+                row = conn.execute(query).mappings().first()
+            except OverflowError:  # a driver refusing a number its column type cannot hold
+                return None
     except NoSuchTableError:
         raise UserError(f"no table {name!r} in {redact(url)}: score into it first with "
                         f"modelport predict ... --output '{redact(str(store))}' --id ID") from None
@@ -70,19 +77,33 @@ def lookup(model: str, id: Any, store: str | None = None) -> dict[str, Any] | No
     return {k: _plain(v) for k, v in row.items()}
 
 
-def _as_key(column, value):
-    """``value`` (often a string from a command line or URL) in the type of the key column."""
+#: the widest whole numbers a SQL integer key holds (BIGINT); drivers refuse larger ones
+_KEY_RANGE = range(-2**63, 2**63)
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+
+
+def key_value(column, value: Any) -> Any:
+    """``value`` (often a string from a command line or URL) in the type of the key
+    ``column``, or None when no row can hold it: a whole number beyond 64 bits for an
+    integer key, which database drivers refuse to send rather than match nothing. Text
+    that is not a whole number for an integer key is a :class:`UserError`.
+    """
     python_type = None
     try:
         python_type = column.type.python_type
     except NotImplementedError:
         pass
     if python_type is int and isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            raise UserError(f"the id {value!r} is not a whole number, but the lookup table's "
-                            f"{column.name!r} column holds numbers") from None
+        text = value.strip()
+        # int() also takes digits of other scripts and underscores; an id is ASCII digits
+        if _WHOLE.fullmatch(text) is None:
+            raise UserError(f"the id {value[:40]!r} is not a whole number, but the table's "
+                            f"{column.name!r} column holds numbers")
+        if len(text.lstrip("+-").lstrip("0")) > 25:  # far beyond 64 bits; spares int()
+            return None
+        value = int(text)
+    if python_type is int and isinstance(value, int) and value not in _KEY_RANGE:
+        return None
     if python_type is str and not isinstance(value, str):
         return str(value)
     return value

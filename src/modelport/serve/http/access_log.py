@@ -17,7 +17,7 @@ import logging
 import os
 import time
 
-import orjson
+from modelport.serve.http.routing import dumps
 
 log = logging.getLogger("modelport.access")
 FLUSH_SECONDS = 0.1
@@ -58,7 +58,7 @@ class AccessLog:
 
         await self.app(scope, receive, send_with_id)
         if self.enabled and log.isEnabledFor(logging.INFO):
-            self._lines.append(orjson.dumps({
+            self._lines.append(dumps({
                 "ts": round(time.time(), 3), "method": scope["method"], "path": scope["path"],
                 "status": status[0], "ms": round((time.perf_counter() - start) * 1000, 3),
                 "request_id": state["request_id"], "model": state.get("model"),

@@ -19,15 +19,17 @@ from typing import Any
 
 import modelport
 from modelport.errors import NotFound, UserError
+from modelport.scoring.checks import InputPolicy, Unreadable, check, warning_text
+from modelport.scoring.following import Follower
+from modelport.scoring.metrics import HttpMetrics
 from modelport.serve.http import protocol_json, protocol_kserve, protocol_mlflow, protocol_v2
 from modelport.serve.http.access_log import AccessLog
-from modelport.serve.http.auth import BearerAuth, read_token
-from modelport.serve.http.metrics import Metrics
-from modelport.serve.http.models import Follower, Loaded, ServedModel, parse_rollout
+from modelport.serve.http.auth import BearerAuth, read_token, unauthenticated
+from modelport.serve.http.batching import RowsRejected
+from modelport.serve.http.models import Loaded, ServedModel, follow, parse_rollout
 from modelport.serve.http.openapi import DOCS_HTML, document
 from modelport.serve.http.prediction_log import PredictionLog, resolve_hook
 from modelport.serve.http.routing import HTTPError, Request, Response, Router
-from modelport.serve.http.validate import Policy, check
 
 log = logging.getLogger("modelport.serve")
 VERSION_HEADER = b"modelport-model-version"
@@ -36,14 +38,16 @@ VERSION_HEADER = b"modelport-model-version"
 class ModelServer:
     """The ASGI app proper: routes, models, metrics, polling."""
 
-    def __init__(self, served: dict[str, ServedModel], *, policy: Policy, metrics: Metrics,
+    def __init__(self, served: dict[str, ServedModel], *, policy: InputPolicy,
+                 metrics: HttpMetrics,
                  max_body_bytes: int, poll_seconds: float,
                  prediction_log: PredictionLog | None, lookup_store: str | None,
-                 feature_table: str | None) -> None:
+                 feature_table: str | None, body_timeout_s: float = 30.0) -> None:
         self.served = served
         self.policy = policy
         self.metrics = metrics
         self.max_body = max_body_bytes
+        self.body_timeout = body_timeout_s
         self.poll_seconds = poll_seconds
         self.prediction_log = prediction_log
         self.lookup_store = lookup_store
@@ -63,15 +67,17 @@ class ModelServer:
             return
         try:
             handler, params = self.router.match(scope["method"], scope["path"])
-            request = Request(scope, receive, params, self.max_body)
+            request = Request(scope, receive, params, self.max_body, self.body_timeout)
             request.id = scope.get("state", {}).get("request_id", "")
             response = await handler(request)
         except HTTPError as exc:
             response = exc.response()
-        except Exception:
+        except Exception:  # a bug, not the client's input: every input error is an HTTPError
             log.exception("unexpected error on %s %s", scope["method"], scope["path"])
             response = Response.json({"error": "internal error; see the server log"}, 500)
-        response.headers.append((VERSION_HEADER, (response.version or self._versions()).encode()))
+        if not unauthenticated(scope):
+            response.headers.append(
+                (VERSION_HEADER, (response.version or self._versions()).encode()))
         await response.send(send)
 
     async def _lifespan(self, receive, send) -> None:
@@ -112,22 +118,13 @@ class ModelServer:
         """Check every followed URI once; swap in new versions (blocking; any thread)."""
         for served in self.served.values():
             for _, f in served.followers():
-                before = f.error
-                try:
-                    swapped = f.poll()
-                except Exception as exc:  # the registry may be briefly unreachable
-                    log.warning("polling the registry for %s failed: %s", f.uri, exc)
-                    continue
-                if swapped:
-                    self.metrics.reloads.labels(f.name, "loaded").inc()
-                elif f.error is not None and f.error is not before:
-                    self.metrics.reloads.labels(f.name, "failed").inc()
+                f.poll()
         self._refresh_gauges()
 
     def _refresh_gauges(self) -> None:
         for served in self.served.values():
             for role, f in served.followers():
-                self.metrics.serving.labels(served.name, role).set(f.current.version)
+                self.metrics.set_serving(served.name, role, f.version)
 
     def _versions(self) -> str:
         if len(self.served) == 1:
@@ -190,6 +187,8 @@ class ModelServer:
         return Response.json({"live": True})
 
     async def v2_ready(self, req: Request) -> Response:
+        if unauthenticated(req.scope):  # a probe without the token learns only that we are ready
+            return Response.json({"ready": True})
         errors = {s.name: f.error for s in self.served.values() for _, f in s.followers()
                   if f.error}
         # a failed reload leaves the old version serving: still ready, but say so
@@ -242,9 +241,12 @@ class ModelServer:
         start = time.perf_counter()
         served = self.served[name]
         try:
-            checked = check(raw, loaded.signature, self.policy)
+            checked = await self._check(raw, loaded)
             try:
                 out = await loaded.batcher.submit(checked.columns, checked.rows)
+            except RowsRejected as exc:
+                self.metrics.rejected(name, exc.rejects.values())
+                raise HTTPError(422, _rows_message(exc.rejects, checked.rows)) from None
             except UserError as exc:
                 raise HTTPError(422, str(exc)) from None
         except HTTPError as exc:
@@ -258,6 +260,9 @@ class ModelServer:
         seconds = time.perf_counter() - start
         version = str(loaded.version)
         self.metrics.observe(name, version, role, protocol, 200, checked.rows, seconds)
+        flags = checked.row_flags()
+        if flags:
+            self.metrics.count(name, version, flags=flags.values())
         state = req.scope.get("state")
         if state is not None:
             state["model"], state["version"] = name, loaded.version
@@ -265,13 +270,35 @@ class ModelServer:
             self.prediction_log.put({
                 "model": name, "version": loaded.version, "role": role,
                 "inputs": checked.columns, "outputs": out, "request_id": req.id,
-                "latency_ms": seconds * 1000})
+                "latency_ms": seconds * 1000,
+                "warnings": [warning_text(flags.get(i, [])) or None
+                             for i in range(checked.rows)] if flags else None})
         if served.shadow is not None:
             task = asyncio.get_running_loop().create_task(
                 self._shadow(served.shadow.current, name, checked, req.id))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         return out, checked
+
+    async def _check(self, raw: dict, loaded: Loaded):
+        """The request's rows checked by the scoring core; a 422 naming the first row that
+        cannot be scored. Many rows are checked in a worker thread, off the event loop."""
+        signature = loaded.signature
+        many = sum(len(v) if isinstance(v, list) else 1 for v in raw.values()) > 4096 \
+            if isinstance(raw, dict) else False
+        try:
+            if many:
+                checked = await asyncio.to_thread(check, raw, signature, self.policy)
+            else:
+                checked = check(raw, signature, self.policy)
+        except Unreadable as exc:
+            raise HTTPError(422, str(exc), exc.field) from None
+        if checked.rejects:
+            self.metrics.rejected(loaded.uri.name, checked.rejects.values())
+            row, why = checked.first_reject()
+            where = f"row {row}: " if checked.rows > 1 else ""
+            raise HTTPError(422, where + why.message, why.field)
+        return checked
 
     async def _shadow(self, loaded: Loaded, name: str, checked, request_id: str) -> None:
         start = time.perf_counter()
@@ -291,48 +318,67 @@ class ModelServer:
                 "inputs": checked.columns, "outputs": out, "request_id": request_id,
                 "latency_ms": seconds * 1000})
 
-    def _answer(self, data: Any, loaded: Loaded, checked) -> Response:
-        response = Response.json(data)
+    async def _answer(self, encode: Callable[[], Any], loaded: Loaded, checked) -> Response:
+        """The response of a scored request: ``encode()`` gives its body; many rows are
+        encoded in a worker thread, off the event loop."""
+        if checked.rows > 4096:
+            response = await asyncio.to_thread(lambda: Response.json(encode()))
+        else:
+            response = Response.json(encode())
         response.version = str(loaded.version)
-        if checked.warnings:
-            response.headers.append((b"modelport-warnings", "; ".join(
-                checked.warnings)[:1000].encode("ascii", "replace")))
+        flags = checked.row_flags()
+        if flags:
+            text = "; ".join(
+                (f"row {i}: " if checked.rows > 1 else "") + "; ".join(f.message for f in row)
+                for i, row in sorted(flags.items()))
+            response.headers.append((b"modelport-warnings",
+                                     text[:1000].encode("ascii", "backslashreplace")))
         return response
 
     async def predict(self, req: Request) -> Response:
         name = req.params["model"]
         loaded, role = self._loaded(req)
-        raw = protocol_json.decode(await req.json(), loaded.signature.names)
+        names = loaded.signature.names
+        raw = await req.parse(lambda body: protocol_json.decode_body(body, names))
         out, checked = await self._score(req, name, loaded, role, raw, "json")
-        return self._answer(protocol_json.encode(out, loaded.signature, name, loaded.version),
-                            loaded, checked)
+        signature, version = loaded.signature, loaded.version
+        return await self._answer(
+            lambda: protocol_json.encode(out, signature, name, version), loaded, checked)
 
     async def v1_predict(self, req: Request) -> Response:
         name = req.params["model"]
         loaded, role = self._loaded(req)
-        raw = protocol_kserve.decode(await req.json(), loaded.signature.names)
+        names = loaded.signature.names
+        raw = await req.parse(lambda body: protocol_kserve.decode_body(body, names))
         out, checked = await self._score(req, name, loaded, role, raw, "kserve")
-        return self._answer(protocol_kserve.encode(out, loaded.signature), loaded, checked)
+        signature = loaded.signature
+        return await self._answer(
+            lambda: protocol_kserve.encode(out, signature), loaded, checked)
 
     async def v2_infer(self, req: Request) -> Response:
         name = req.params["model"]
         loaded, role = self._loaded(req)
-        request, blobs = protocol_v2.parse_body(await req.body(), req.headers)
-        raw = protocol_v2.decode(request, blobs, loaded.signature.names)
+        names, headers = loaded.signature.names, req.headers
+        request, raw = await req.parse(
+            lambda body: protocol_v2.decode_body(body, headers, names))
         out, checked = await self._score(req, name, loaded, role, raw, "v2")
-        return self._answer(protocol_v2.encode(out, loaded.signature, name, loaded.version,
-                                               request, req.id), loaded, checked)
+        signature, version = loaded.signature, loaded.version
+        return await self._answer(
+            lambda: protocol_v2.encode(out, signature, name, version, request, req.id), loaded,
+            checked)
 
     async def invocations(self, req: Request) -> Response:
         name = req.query.get("model") or req.headers.get("modelport-model") \
             or next(iter(self.served))
         req.params["model"] = name
         loaded, role = self._loaded(req)
-        raw, params = protocol_mlflow.decode(await req.body(), req.content_type,
-                                             loaded.signature.names)
+        names, content_type = loaded.signature.names, req.content_type
+        raw, params = await req.parse(
+            lambda body: protocol_mlflow.decode(body, content_type, names))
         out, checked = await self._score(req, name, loaded, role, raw, "mlflow")
-        return self._answer(protocol_mlflow.encode(out, loaded.signature, params), loaded,
-                            checked)
+        signature = loaded.signature
+        return await self._answer(
+            lambda: protocol_mlflow.encode(out, signature, params), loaded, checked)
 
     async def lookup(self, req: Request) -> Response:
         """The stored batch score of an entity, or (``?refresh=true``) a fresh one computed
@@ -375,21 +421,23 @@ class ModelServer:
         out, checked = await self._score(req, served.name, loaded, role, raw, "lookup")
         body = protocol_json.encode(out, loaded.signature, served.name, loaded.version)
         prediction = body["predictions"][0]
-        return self._answer({"id": entity, "model": served.name, "model_version": loaded.version,
-                             "refreshed": True, **prediction,
-                             "scored_at": datetime.now(UTC).isoformat()}, loaded, checked)
+        answer = {"id": entity, "model": served.name, "model_version": loaded.version,
+                  "refreshed": True, **prediction, "scored_at": datetime.now(UTC).isoformat()}
+        return await self._answer(lambda: answer, loaded, checked)
 
 
 def create_app(uris: list[str] | str, *, registry=None, max_batch_size: int = 64,
                max_latency_ms: float = 0.0, token: str | None = None,
                token_file: str | None = None, canary: list[str] | None = None,
                shadow: list[str] | None = None, poll_seconds: float = 2.0,
-               max_body_bytes: int = 10 * 2**20, unseen_categories: str = "reject",
-               out_of_range: str = "reject", format: str | None = None,
+               max_body_bytes: int = 10 * 2**20, unseen_categories: str | None = None,
+               out_of_range: str | None = None, strict: bool = False,
+               format: str | None = None,
                access_log: bool = True,
                prediction_log: Callable[..., Any] | str | None = None,
                lookup_store: str | None = None, feature_table: str | None = None,
-               log_url: str | None = None, log_sample: float = 1.0):
+               log_url: str | None = None, log_sample: float = 1.0,
+               body_timeout_s: float = 30.0):
     """A plain ASGI app serving the models ``uris`` name (each under its registry name).
 
     ``canary`` entries look like ``churn@challenger:10`` (10% of ``churn``'s requests go to
@@ -398,7 +446,11 @@ def create_app(uris: list[str] | str, *, registry=None, max_batch_size: int = 64
     request path with each request's model, version, role, inputs, outputs, request id and
     latency. ``log_url`` (a SQLAlchemy URL with ``#table``) writes each request kept by
     ``log_sample`` to a prediction log instead (:mod:`modelport.monitor.log`), failed
-    ones included. The app runs under any ASGI server;
+    ones included. A number outside the training range or an unseen category is scored and
+    flagged (the ``modelport-warnings`` header, ``modelport_warnings_total``); ``strict``
+    (or ``unseen_categories`` / ``out_of_range`` set to ``reject``) answers 422 for such a
+    row instead. A request body not complete within ``body_timeout_s`` seconds is
+    answered 408. The app runs under any ASGI server;
     :func:`modelport.serve.http.server.run` runs it under uvicorn.
     """
     from modelport.errors import require
@@ -409,34 +461,35 @@ def create_app(uris: list[str] | str, *, registry=None, max_batch_size: int = 64
         from modelport.registry import Registry
 
         registry = Registry()
-    for option, value in (("--unseen-categories", unseen_categories),
-                          ("--out-of-range", out_of_range)):
-        if value not in ("reject", "warn"):
-            raise UserError(f"{option} must be reject or warn, not {value!r}")
+    policy = InputPolicy.of(strict, unseen_categories, out_of_range)
+    if not body_timeout_s > 0:
+        raise UserError(f"--body-timeout must be a number of seconds above 0, not "
+                        f"{body_timeout_s!r}")
     if isinstance(uris, str):
         uris = [uris]
     if not uris:
         raise UserError("name at least one model to serve (e.g. churn@production)")
-    metrics = Metrics()
+    metrics = HttpMetrics()
     batching = {"max_batch_size": max_batch_size, "max_latency_ms": max_latency_ms}
 
-    def follow(uri) -> Follower:
-        return Follower(uri, registry, batching=batching, fmt=format, on_batch=metrics.batch)
+    def following(uri, role: str = "champion") -> Follower:
+        return follow(uri, registry, batching=batching, fmt=format, on_batch=metrics.batch,
+                      poll_seconds=poll_seconds, on_reload=metrics.follower_hook(role))
 
     served: dict[str, ServedModel] = {}
     for uri in uris:
-        f = follow(uri)
+        f = following(uri)
         if f.name in served:
             raise UserError(f"model {f.name!r} is named twice; serve each model once "
                             "(use --canary or --shadow for a second version)")
         served[f.name] = ServedModel(f.name, f)
     for spec in canary or []:
         uri, percent = parse_rollout(spec, "--canary")
-        _rollout_target(served, uri, "--canary").canary = follow(uri)
+        _rollout_target(served, uri, "--canary").canary = following(uri, "canary")
         served[uri.name].canary_percent = percent
     for spec in shadow or []:
         uri, _ = parse_rollout(spec, "--shadow")
-        _rollout_target(served, uri, "--shadow").shadow = follow(uri)
+        _rollout_target(served, uri, "--shadow").shadow = following(uri, "shadow")
     hook = resolve_hook(prediction_log) if isinstance(prediction_log, str) else prediction_log
     plog = PredictionLog(hook, on_drop=metrics.log_dropped.inc) if hook else None
     if log_url:
@@ -446,10 +499,10 @@ def create_app(uris: list[str] | str, *, registry=None, max_batch_size: int = 64
 
         plog = PredictionLogger(log_url, sample=log_sample, source="http",
                                 on_drop=metrics.log_dropped.inc)
-    app = ModelServer(served, policy=Policy(unseen_categories, out_of_range), metrics=metrics,
+    app = ModelServer(served, policy=policy, metrics=metrics,
                       max_body_bytes=max_body_bytes, poll_seconds=poll_seconds,
                       prediction_log=plog, lookup_store=lookup_store,
-                      feature_table=feature_table)
+                      feature_table=feature_table, body_timeout_s=body_timeout_s)
     wrapped: Any = AccessLog(app, enabled=access_log)
     if token_file and not token:
         token = read_token(token_file)
@@ -464,3 +517,11 @@ def _rollout_target(served: dict[str, ServedModel], uri, option: str) -> ServedM
         raise UserError(f"{option} {uri} names a model that is not served; serve "
                         f"{uri.name} too (served: {', '.join(served)})")
     return served[uri.name]
+
+
+def _rows_message(rejects: dict, rows: int) -> str:
+    """A 422's message for rows the model could not score: the first, and how many."""
+    row = min(rejects)
+    more = f" ({len(rejects)} rows of {rows} could not be scored)" if len(rejects) > 1 else ""
+    return (f"row {row}: " if rows > 1 else "") + rejects[row].message + more
+

@@ -2,8 +2,10 @@
 
 Every route but the liveness and readiness probes needs ``Authorization: Bearer <token>``;
 the token is compared in constant time (:func:`hmac.compare_digest`) so its bytes cannot be
-guessed from response times. The token is read from a file, never from the command line,
-where other users of the machine could see it.
+guessed from response times. The probes answer without the token, but such a request is
+marked ``scope["state"]["authenticated"] = False`` and the app then tells it only that it
+is live or ready: no model names, versions or paths. The token is read from a file, never
+from the command line, where other users of the machine could see it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ def read_token(path: str | Path) -> str:
     return token
 
 
+def unauthenticated(scope: dict) -> bool:
+    """Whether :class:`BearerAuth` let this request in without the token (a probe on one
+    of :data:`OPEN_PATHS`): the answer then says live or ready and nothing else."""
+    return scope.get("state", {}).get("authenticated") is False
+
+
 class BearerAuth:
     """Answers 401 unless the request carries the bearer token."""
 
@@ -37,7 +45,7 @@ class BearerAuth:
         self._expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
         given = b""
         for key, value in scope["headers"]:
@@ -45,6 +53,9 @@ class BearerAuth:
                 given = value
                 break
         if hmac.compare_digest(given, self._expected):
+            return await self.app(scope, receive, send)
+        if scope["path"] in OPEN_PATHS:
+            scope.setdefault("state", {})["authenticated"] = False
             return await self.app(scope, receive, send)
         await send({"type": "http.response.start", "status": 401, "headers": [
             (b"content-type", b"application/json"), (b"www-authenticate", b"Bearer"),

@@ -8,6 +8,11 @@ company; with clients that wait for each answer this mostly adds latency, so it 
 millisecond run on the event loop (a thread hop would cost more than the call); slower
 ones run in a worker thread so the loop keeps accepting requests. Nothing is ever refused
 for being queued: under overload latency grows, requests do not fail.
+
+A batch is scored through the scoring core (:func:`modelport.scoring.isolation.score`):
+rows the model raises on, or gives no number for, are isolated by splitting the batch, and
+only the requests holding them fail (with :class:`RowsRejected`); every other request gets
+the scores it would have got alone.
 """
 
 from __future__ import annotations
@@ -19,19 +24,39 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from modelport.inapp.runtime import Coded
+from modelport.scoring.checks import Checked
+from modelport.scoring.isolation import Outcome, score
+
 #: a predictor call cheaper than this (seconds, moving average) runs on the event loop
 INLINE_BELOW = 0.001
+#: ... unless it holds more rows than this: one large request after many small ones would
+#: otherwise be scored on the loop, holding up every other request meanwhile
+INLINE_ROWS = 256
 
 Outputs = dict[str, np.ndarray]
 
 
+class RowsRejected(Exception):
+    """Rows of one request the model could not score: ``rejects`` maps the row's position
+    in the request to its :class:`~modelport.scoring.checks.Reject`."""
+
+    def __init__(self, rejects: dict) -> None:
+        row = min(rejects)
+        super().__init__(f"row {row}: {rejects[row].message}")
+        self.rejects = rejects
+
+
 class MicroBatcher:
-    """Queues checked columns, scores them in batches with ``run``, hands back each slice."""
+    """Queues checked columns, scores them in batches with ``run`` (a predictor's scoring of
+    checked columns), hands back each request's slice."""
 
     def __init__(self, run: Callable[[dict[str, np.ndarray]], Outputs], *,
+                 empty: Callable[[], Outputs] | None = None,
                  max_batch_size: int = 64, max_latency_ms: float = 0.0,
                  on_batch: Callable[[int, int, float], None] | None = None) -> None:
         self._run = run
+        self._empty = empty
         self.max_batch_size = max(1, int(max_batch_size))
         self.max_latency = max(0.0, float(max_latency_ms)) / 1000.0
         self._on_batch = on_batch
@@ -79,7 +104,7 @@ class MicroBatcher:
         if not batch:
             return
         self._under_load = len(batch) > 1 or bool(self._pending)
-        if self._cost < INLINE_BELOW:
+        if self._cost < INLINE_BELOW and sum(b[1] for b in batch) <= INLINE_ROWS:
             self._deliver(batch, *self._score(batch))
             self._next(loop)
             return
@@ -99,28 +124,29 @@ class MicroBatcher:
             self._scheduled = True
             loop.call_soon(self._flush, loop)
 
-    def _score(self, batch) -> tuple[Outputs | None, BaseException | None]:
+    def _score(self, batch) -> tuple[Outcome | None, BaseException | None]:
         start = time.perf_counter()
+        rows = sum(b[1] for b in batch)
         try:
             if len(batch) == 1:
                 columns = batch[0][0]
             else:
-                columns = {k: np.concatenate([b[0][k] for b in batch]) for k in batch[0][0]}
-            out, error = self._run(columns), None
+                columns = {k: _concat([b[0][k] for b in batch]) for k in batch[0][0]}
+            out, error = score(self._run, Checked(columns, rows), self._no_rows), None
         except Exception as exc:  # delivered to the requests, which decide what it means
             out, error = None, exc
         elapsed = time.perf_counter() - start
         self._cost = elapsed if self._cost == 0 else 0.8 * self._cost + 0.2 * elapsed
         if self._on_batch is not None:
-            self._on_batch(len(batch), sum(b[1] for b in batch), elapsed)
+            self._on_batch(len(batch), rows, elapsed)
         return out, error
 
-    def _deliver(self, batch, out: Outputs | None, error: BaseException | None) -> None:
-        if error is not None and len(batch) > 1:
-            # one request's rows broke the batch: score each alone so only it fails
-            for item in batch:
-                self._deliver([item], *self._score([item]))
-            return
+    def _no_rows(self) -> Outputs:
+        if self._empty is not None:
+            return self._empty()
+        raise ValueError("no rows to score")
+
+    def _deliver(self, batch, out: Outcome | None, error: BaseException | None) -> None:
         start = 0
         for _columns, rows, future in batch:
             if future.done():
@@ -128,12 +154,24 @@ class MicroBatcher:
                 continue
             if error is not None:
                 future.set_exception(error)
-            elif len(batch) == 1:
-                future.set_result(out)
+            elif len(batch) == 1 and not out.rejects:
+                future.set_result(out.outputs)
             else:
-                future.set_result({k: v[start:start + rows] for k, v in out.items()})
+                bad = {i - start: why for i, why in out.rejects.items()
+                       if start <= i < start + rows}
+                if bad:
+                    future.set_exception(RowsRejected(bad))
+                else:
+                    # no row of this request was rejected: its scores lie side by side
+                    at = int(np.searchsorted(out.positions, start))
+                    future.set_result({k: v[at:at + rows] for k, v in out.outputs.items()})
             start += rows
 
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+
+
+def _concat(parts: list):
+    """Columns of several requests as one; dictionary-encoded ones decoded first."""
+    return np.concatenate([p.decode() if isinstance(p, Coded) else p for p in parts])

@@ -37,9 +37,13 @@ def _table(url: str):
 
 
 def read_features(url: str, entity: str, columns: list[str]) -> dict[str, list]:
-    """The current values of ``columns`` for ``entity``, as one-row columns."""
+    """The current values of ``columns`` for ``entity``, as one-row columns; NotFound when
+    the table has no such entity (an id beyond what its key column can hold included), a
+    UserError when the id cannot be one (text for a numeric key)."""
     from sqlalchemy import select
     from sqlalchemy.exc import SQLAlchemyError
+
+    from modelport.serve.lookup import key_value
 
     try:
         engine, table = _table(url)
@@ -47,15 +51,15 @@ def read_features(url: str, entity: str, columns: list[str]) -> dict[str, list]:
         if key is None:
             raise UserError(f"feature table {url.partition('#')[2]} has no primary key to "
                             "find an entity by")
-        value: Any = entity
-        try:
-            if key.type.python_type is int:
-                value = int(entity)
-        except (NotImplementedError, ValueError):
-            pass
-        present = [table.c[c] for c in columns if c in table.c]
-        with engine.connect() as conn:
-            row = conn.execute(select(*present).where(key == value)).mappings().first()
+        value = key_value(key, entity)
+        row = None
+        if value is not None:  # None: no row can hold that id (see key_value)
+            present = [table.c[c] for c in columns if c in table.c]
+            with engine.connect() as conn:
+                try:
+                    row = conn.execute(select(*present).where(key == value)).mappings().first()
+                except OverflowError:  # a driver refusing a number its column cannot hold
+                    row = None
     except SQLAlchemyError as exc:
         raise UserError(f"cannot read the feature table: {str(exc).splitlines()[0]}") from None
     if row is None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.serve.http.routing import HTTPError
+from modelport.serve.http.routing import HTTPError, loads
 
 
 def columns_from_records(records: list, names: list[str]) -> dict[str, list]:
@@ -58,9 +58,16 @@ def columns_from_any(data: Any, names: list[str]) -> dict[str, Any]:
 
 
 def decode(data: Any, names: list[str]) -> dict[str, Any]:
+    """Columns from a parsed body: records, one record, ``{"records": [...]}``, a dict of
+    columns or positional rows."""
     if isinstance(data, dict) and set(data) == {"records"}:
         data = data["records"]
     return columns_from_any(data, names)
+
+
+def decode_body(body: bytes, names: list[str]) -> dict[str, Any]:
+    """Columns from a ``/predict`` body (bytes): :func:`decode` after parsing the JSON."""
+    return decode(loads(body), names)
 
 
 def encode(out: dict[str, np.ndarray], signature, model: str, version: int) -> dict[str, Any]:

@@ -12,13 +12,19 @@ import numpy as np
 
 from modelport.predictor import PRIMARY_OUTPUT
 from modelport.serve.http.protocol_json import columns_from_any
-from modelport.serve.http.routing import HTTPError
+from modelport.serve.http.routing import HTTPError, loads
 
 
 def decode(data: Any, names: list[str]) -> dict[str, Any]:
+    """Columns from a parsed ``{"instances": [...]}`` body."""
     if not isinstance(data, dict) or not isinstance(data.get("instances"), list):
         raise HTTPError(400, 'send {"instances": [...]} with records or rows')
     return columns_from_any(data["instances"], names)
+
+
+def decode_body(body: bytes, names: list[str]) -> dict[str, Any]:
+    """Columns from a ``:predict`` body (bytes): :func:`decode` after parsing the JSON."""
+    return decode(loads(body), names)
 
 
 def encode(out: dict[str, np.ndarray], signature) -> dict[str, Any]:

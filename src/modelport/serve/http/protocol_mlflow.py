@@ -37,8 +37,9 @@ def decode(body: bytes, content_type: str, names: list[str]) -> tuple[dict[str, 
     given = [k for k in KEYS if k in data]
     extra = [k for k in data if k not in KEYS and k != "params"]
     if len(given) != 1 or extra:
+        got = ", ".join(list(map(str, data))[:10]) + (", ..." if len(data) > 10 else "")
         raise HTTPError(400, f"send exactly one of {', '.join(KEYS)} (and optionally params); "
-                             f"got: {', '.join(map(str, data)) or 'nothing'}")
+                             f"got: {got or 'nothing'}")
     params = data.get("params") or {}
     if not isinstance(params, dict):
         raise HTTPError(400, "params must be a JSON object")
@@ -63,7 +64,14 @@ def _csv(body: bytes) -> dict[str, list]:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise HTTPError(400, "CSV body is not UTF-8") from None
-    rows = list(csv.reader(io.StringIO(text)))
+    reader = csv.reader(io.StringIO(text))
+    try:
+        rows = list(reader)
+    except csv.Error as exc:
+        # e.g. a field over csv.field_size_limit() (128 KiB): no model input is that long
+        raise HTTPError(400, f"CSV body cannot be read at line {reader.line_num}: {exc}; send "
+                             "one header row, then one row per record, each field under "
+                             "128 KiB") from None
     if len(rows) < 2:
         raise HTTPError(422, "CSV body needs a header row and at least one data row")
     header = rows[0]

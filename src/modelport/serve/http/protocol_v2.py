@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.serve.http.routing import HTTPError, loads
+from modelport.serve.http.routing import HTTPError, loads, parse_length
 
 _BINARY = {"BOOL": "?", "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
            "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
@@ -30,50 +30,94 @@ def datatype(kind_or_dtype: str) -> str:
 
 
 def parse_body(body: bytes, headers: dict[str, str]) -> tuple[dict, dict[str, bytes]]:
-    """(JSON header, binary data by input name) of an infer request."""
+    """(JSON header, binary data by input name) of an infer request; a 400 naming the part
+    for anything that is not an infer request."""
     size = headers.get("inference-header-content-length")
     if size is None:
         head, rest = body, b""
     else:
-        if not size.isdigit() or int(size) > len(body):
-            raise HTTPError(400, "Inference-Header-Content-Length is larger than the body")
-        head, rest = body[:int(size)], body[int(size):]
+        n = parse_length(size)
+        if n is None or n > len(body):
+            raise HTTPError(400, "Inference-Header-Content-Length must be the byte length of "
+                                 "the JSON header, a whole number no larger than the body "
+                                 f"({len(body)} bytes); got {size[:40]!r}")
+        head, rest = body[:n], body[n:]
     request = loads(head)
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) \
             or not request["inputs"]:
         raise HTTPError(400, 'send {"inputs": [{"name", "shape", "datatype", "data"}, ...]}')
+    if request.get("parameters") is not None and not isinstance(request["parameters"], dict):
+        raise HTTPError(400, 'parameters must be a JSON object, e.g. {"content_type": "pd"}')
+    _check_outputs(request.get("outputs"))
+    rid = request.get("id")
+    if rid is not None and (isinstance(rid, bool) or not isinstance(rid, str | int)):
+        raise HTTPError(400, f"id must be a string, got a {type(rid).__name__}")
     blobs: dict[str, bytes] = {}
+    seen: set[str] = set()
     offset = 0
     for item in request["inputs"]:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise HTTPError(400, "every input needs a name, a shape, a datatype and data")
-        n = (item.get("parameters") or {}).get("binary_data_size") \
-            if isinstance(item.get("parameters"), dict) else None
+        name = item["name"]
+        if name in seen:
+            raise HTTPError(400, f"input {name!r} is given twice; send each input once", name)
+        seen.add(name)
+        params = item.get("parameters")
+        if params is not None and not isinstance(params, dict):
+            raise HTTPError(400, f"input {name!r}: parameters must be a JSON object", name)
+        n = (params or {}).get("binary_data_size")
         if n is not None:
-            if not isinstance(n, int) or n < 0 or offset + n > len(rest):
-                raise HTTPError(400, f"input {item['name']!r}: binary_data_size runs past "
-                                     "the end of the body")
-            blobs[item["name"]] = rest[offset:offset + n]
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0 \
+                    or offset + n > len(rest):
+                raise HTTPError(400, f"input {name!r}: binary_data_size must be a byte count "
+                                     "within the binary part of the body", name)
+            blobs[name] = rest[offset:offset + n]
             offset += n
     return request, blobs
+
+
+def _check_outputs(outputs: Any) -> None:
+    if outputs is None:
+        return
+    if not isinstance(outputs, list) or not all(
+            isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
+        raise HTTPError(400, 'outputs must be a list like [{"name": "proba"}]: an object with '
+                             "a string name per output wanted")
+
+
+def _strings(blob: bytes, name: str) -> list[str]:
+    """The elements of a binary BYTES tensor: each a 4-byte little-endian length, then
+    that many bytes."""
+    values, pos, end = [], 0, len(blob)
+    while pos < end:
+        if pos + 4 > end:
+            raise HTTPError(400, f"input {name!r}: binary BYTES data ends inside an element's "
+                                 "4-byte length prefix", name)
+        (n,) = struct.unpack_from("<I", blob, pos)
+        if pos + 4 + n > end:
+            raise HTTPError(400, f"input {name!r}: a binary BYTES element's length prefix "
+                                 f"({n}) runs past the end of its data", name)
+        values.append(blob[pos + 4:pos + 4 + n].decode("utf-8", "replace"))
+        pos += 4 + n
+    return values
 
 
 def _values(item: dict, blob: bytes | None) -> tuple[Any, list[int]]:
     name = item["name"]
     shape = item.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
+    if not isinstance(shape, list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
         raise HTTPError(422, f"input {name!r} needs a shape: a list of sizes", name)
     dtype = item.get("datatype")
+    if dtype is not None and not isinstance(dtype, str):
+        raise HTTPError(422, f"input {name!r}: datatype must be a name such as FP64, INT64 or "
+                             "BYTES", name)
     if blob is not None:
         if dtype == "BYTES":
-            values, pos = [], 0
-            while pos < len(blob):
-                (n,) = struct.unpack_from("<I", blob, pos)
-                values.append(blob[pos + 4:pos + 4 + n].decode("utf-8", "replace"))
-                pos += 4 + n
-            return values, shape
+            return _strings(blob, name), shape
         if dtype not in _BINARY:
-            raise HTTPError(422, f"input {name!r}: unknown datatype {dtype!r}", name)
+            raise HTTPError(422, f"input {name!r}: unknown datatype {dtype!r}; binary data "
+                                 f"takes BYTES or one of {', '.join(_BINARY)}", name)
         try:
             return np.frombuffer(blob, dtype=_BINARY[dtype]), shape
         except ValueError:
@@ -104,7 +148,7 @@ def _flatten(data: list, name: str) -> list:
 def decode(request: dict, blobs: dict[str, bytes], names: list[str]) -> dict[str, Any]:
     """Columns from a v2 infer request (one input per column, or one [n, k] tensor)."""
     inputs = request["inputs"]
-    params = request.get("parameters") if isinstance(request.get("parameters"), dict) else {}
+    params = request.get("parameters") or {}
     per_column = params.get("content_type") == "pd" or all(
         isinstance(i, dict) and i.get("name") in names for i in inputs)
     if per_column:
@@ -133,11 +177,19 @@ def decode(request: dict, blobs: dict[str, bytes], names: list[str]) -> dict[str
     return {n: values[j::k] for j, n in enumerate(names)}
 
 
+def decode_body(body: bytes, headers: dict[str, str],
+                names: list[str]) -> tuple[dict, dict[str, Any]]:
+    """(the request's JSON header, its columns) from an infer request's body."""
+    request, blobs = parse_body(body, headers)
+    return request, decode(request, blobs, names)
+
+
 def encode(out: dict[str, np.ndarray], signature, model: str, version: int,
            request: dict, request_id: str) -> dict[str, Any]:
     wanted = None
     if isinstance(request.get("outputs"), list):
-        wanted = {o.get("name") for o in request["outputs"] if isinstance(o, dict)}
+        wanted = {o.get("name") for o in request["outputs"]
+                  if isinstance(o, dict) and isinstance(o.get("name"), str)}
     outputs = []
     for name, arr in out.items():
         if wanted is not None and name not in wanted:
