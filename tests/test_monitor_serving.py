@@ -60,7 +60,8 @@ def test_the_web_service_logs_answers_and_refusals_by_request_id(churn, tmp_path
     url = f"sqlite:///{tmp_path / 'log.db'}#predictions"
     app = create_app(["churn@production"], registry=registry, poll_seconds=0, log_url=url)
     one, three = records(data, 1), records(data, 3, start=10)
-    bad = dict(one[0], plan="platinum")  # a category the model never saw: 422
+    bad = dict(one[0], age="forty")  # not a number: 422
+    odd = dict(one[0], plan="platinum")  # a category the model never saw: scored, flagged
 
     async def go():
         transport = httpx.ASGITransport(app=app)
@@ -70,16 +71,19 @@ def test_the_web_service_logs_answers_and_refusals_by_request_id(churn, tmp_path
                        await client.post("/invocations", json={"dataframe_records": three},
                                          headers={"x-request-id": "batch-7"}),
                        await client.post("/predict/churn", json=[bad],
-                                         headers={"x-request-id": "c-bad"})]
+                                         headers={"x-request-id": "c-bad"}),
+                       await client.post("/predict/churn", json=[odd],
+                                         headers={"x-request-id": "c-odd"})]
             metrics = await client.get("/metrics")
             return answers, metrics
 
     answers, metrics = asyncio.run(go())
-    assert [a.status_code for a in answers] == [200, 200, 422]
+    assert [a.status_code for a in answers] == [200, 200, 422, 200]
     assert "modelport_prediction_log_dropped_total 0.0" in metrics.text
     app.server.prediction_log.close()
     rows = read_predictions(url, "churn")
-    assert rows["id"].tolist() == ["c-100", "batch-7/0", "batch-7/1", "batch-7/2", "c-bad"]
+    assert rows["id"].tolist() == ["c-100", "batch-7/0", "batch-7/1", "batch-7/2", "c-bad",
+                                   "c-odd"]
     assert set(rows["source"]) == {"http"} and set(rows["role"]) == {"champion"}
     import pandas as pd
 
@@ -88,7 +92,13 @@ def test_the_web_service_logs_answers_and_refusals_by_request_id(churn, tmp_path
     assert rows["inputs"].iloc[1] == three[0]
     assert (rows["latency_ms"] > 0).all()
     assert rows["error"].iloc[:4].isna().all()
-    assert rows["error"].iloc[4].startswith("422: ") and "platinum" in rows["error"].iloc[4]
+    assert rows["error"].iloc[4].startswith("422: ") and "forty" in rows["error"].iloc[4]
+    assert rows["warnings"].iloc[:4].isna().all()
+    assert rows["warnings"].iloc[5] == "plan: unseen category"
+    from modelport.monitor.analysis import analyse
+
+    window = analyse("churn@production", url, window="1d", registry=registry)["windows"][-1]
+    assert (window["flagged"], window["flagged_by"]) == (1, {"plan: unseen category": 1})
 
 
 def test_serve_refuses_a_bad_log_url_once_with_exit_code_2(churn):

@@ -24,7 +24,8 @@ A rule is ``[prediction] STATISTIC [drop|rise] OP NUMBER [on FEATURE, ...]`` wit
 unless ``on`` names some, in the current window; metrics (``roc_auc`` or ``auc``,
 ``accuracy``, ``f1``, ``log_loss``, ``rmse``, ``mae``, ``r2``) at the latest window with
 enough labels, ``drop`` meaning reference minus current and ``rise`` current minus
-reference; ``error_rate``, ``latency_p50/p95/p99`` and ``rows`` at the current window;
+reference; ``error_rate``, ``flagged_rate`` (rows scored with a value outside what training
+saw), ``latency_p50/p95/p99`` and ``rows`` at the current window;
 ``drifted_features`` counts the features called drifted. A rule with nothing to judge
 (no labels yet) does not fire and says so.
 
@@ -61,8 +62,8 @@ _RULE = re.compile(
 DRIFT = ("psi", "ks", "chi2_p")
 METRICS = ("roc_auc", "accuracy", "f1", "log_loss", "rmse", "mae", "r2")
 ALIASES = {"auc": "roc_auc", "p99": "latency_p99", "p95": "latency_p95", "p50": "latency_p50"}
-OPERATIONAL = ("error_rate", "latency_p50", "latency_p95", "latency_p99", "rows", "volume",
-               "dropped", "drifted_features", "score_changes", "error_changes")
+OPERATIONAL = ("error_rate", "flagged_rate", "latency_p50", "latency_p95", "latency_p99", "rows",
+               "volume", "dropped", "drifted_features", "score_changes", "error_changes")
 
 
 @dataclass

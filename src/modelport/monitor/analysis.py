@@ -147,6 +147,7 @@ def analyse(model_uri: str, log_url: str, *, window: str = "1d", since=None, unt
             "errors": int(rows["error"].notna().sum()),
         }
         entry["error_rate"] = round(entry["errors"] / len(rows), 6) if len(rows) else 0.0
+        entry.update(_flagged(rows))
         lat = rows["latency_ms"].dropna().to_numpy()
         entry["latency_ms"] = {f"p{q}": round(float(np.percentile(lat, q)), 3)
                                for q in (50, 95, 99)} if lat.size else {}
@@ -202,6 +203,21 @@ def analyse(model_uri: str, log_url: str, *, window: str = "1d", since=None, unt
                                          "yet (modelport feedback stores labels)")
     report["changes"] = _changes(logged[ok], task, classes, detector)
     return report
+
+
+def _flagged(rows) -> dict[str, Any]:
+    """Rows scored with a value outside what training saw: how many, their share, and how
+    many by field and kind (``tenure: out of range``), from the log's ``warnings``."""
+    warned = rows["warnings"].dropna() if "warnings" in rows else []
+    by: dict[str, int] = {}
+    for text in warned:
+        for part in str(text).split("; "):
+            if part:
+                by[part] = by.get(part, 0) + 1
+    flagged = len(warned)
+    return {"flagged": flagged,
+            "flagged_rate": round(flagged / len(rows), 6) if len(rows) else 0.0,
+            "flagged_by": dict(sorted(by.items(), key=lambda kv: -kv[1]))}
 
 
 def _reference_version(registry, monitored, reference: str):

@@ -112,6 +112,8 @@ class LogTables:
             Column("latency_ms", Float(53)),
             Column("error", Text),
             Column("sample_rate", Float(53)),
+            # the row was scored with a value outside what training saw (field: kind; ...)
+            Column("warnings", Text),
             # the one index monitoring reads by; every index costs each insert
             Index(f"ix_{name}_model_at", "model", "at"),
         )
@@ -171,6 +173,23 @@ def open_log(url: str, *, create: bool = True):
     return engine, tables
 
 
+def _add_warnings(engine, table: str) -> None:
+    """Give a log table made before rows carried warnings its ``warnings`` column."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if any(c["name"] == "warnings" for c in inspect(engine).get_columns(table)):
+        return
+    quote = engine.dialect.identifier_preparer.quote
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE {quote(table)} ADD COLUMN warnings TEXT")
+    except SQLAlchemyError:
+        # another process added it first
+        if not any(c["name"] == "warnings" for c in inspect(engine).get_columns(table)):
+            raise
+
+
 def check_options(url: str, sample: float = 1.0) -> None:
     """Fail early on a bad ``--log``/``--log-sample``: parse, connect, create the tables."""
     _check_sample(sample)
@@ -191,6 +210,7 @@ def _create(engine, tables: LogTables) -> None:
     for attempt in range(3):
         try:
             tables.metadata.create_all(engine, checkfirst=True)
+            _add_warnings(engine, tables.predictions.name)
             return
         except SQLAlchemyError:
             # several server workers creating the tables at once: one wins, the others
@@ -215,10 +235,17 @@ def _json_encoder() -> Callable[[Any], str]:
             return json.dumps(_finite(obj), default=_plain)
 
         return dumps
+    import json
+
     option = orjson.OPT_SERIALIZE_NUMPY
 
     def dumps(obj) -> str:
-        return orjson.dumps(obj, option=option, default=_plain).decode()
+        try:
+            return orjson.dumps(obj, option=option, default=_plain).decode()
+        except orjson.JSONEncodeError:
+            # text orjson refuses (a lone surrogate, an integer beyond 64 bits): the
+            # standard library escapes it instead of dropping the row
+            return json.dumps(_finite(obj), default=_plain)
 
     return dumps
 
@@ -244,7 +271,7 @@ def _finite(obj):
 
 #: the columns a row is written with, in this order
 COLUMNS = ("at", "model", "version", "role", "source", "id", "request_id", "inputs",
-           "outputs", "label", "score", "latency_ms", "error", "sample_rate")
+           "outputs", "label", "score", "latency_ms", "error", "sample_rate", "warnings")
 
 
 def _concat(parts: list) -> list:
@@ -313,21 +340,23 @@ def _encode_one(record: dict[str, Any], stamp, dumps) -> tuple:
     many = get("request_ids")
     rid = many[0] if many is not None else get("request_id")
     if rid is not None:
-        rid = str(rid)[:255]
+        rid = _text(rid, 255)
     many = get("ids")
     key = many[0] if many is not None else rid
     many = get("errors")
     error = many[0] if many is not None else get("error")
     many = get("latencies")
     latency = many[0] if many is not None else get("latency_ms")
+    many = get("warnings")
+    warned = many[0] if many else None
     version = get("version")
     return (stamp, record["model"], None if version is None else int(version), get("role"),
-            get("source"), None if key is None else str(key)[:255], rid,
+            get("source"), _text(key, 255), rid,
             dumps({k: v[0] for k, v in inputs.items()}) if inputs else None,
             dumps(outs) if _beyond_columns(outs) else None,
             None if label is None else _label(label), score,
             None if latency is None else float(latency),
-            None if error is None else str(error)[:2000], get("sample_rate"))
+            _text(error, 2000), get("sample_rate"), _text(warned, 2000))
 
 
 def _encode(record: dict[str, Any], stamp, dumps) -> list[tuple]:
@@ -362,21 +391,22 @@ def _encode(record: dict[str, Any], stamp, dumps) -> list[tuple]:
     labels = outputs.get("label", outputs.get("cluster"))
 
     rid = record.get("request_id")
-    rid = None if rid is None else str(rid)[:255]
+    rid = _text(rid, 255)
     rids = record.get("request_ids")
-    rids = [rid] * n if rids is None else [None if x is None else str(x)[:255]
-                                           for x in _concat([rids])]
+    rids = [rid] * n if rids is None else [_text(x, 255) for x in _concat([rids])]
     ids = record.get("ids")
     if ids is None:
         ids = [rid] if n == 1 else [None if rid is None else f"{rid}/{j}" for j in range(n)]
     else:
-        ids = [None if x is None else str(x)[:255] for x in _concat([ids])]
+        ids = [_text(x, 255) for x in _concat([ids])]
     errors = record.get("errors")
     if errors is not None:
-        errors = [None if e is None else str(e)[:2000] for e in _concat([errors])]
+        errors = [_text(e, 2000) for e in _concat([errors])]
     else:
         e = record.get("error")
-        errors = [None if e is None else str(e)[:2000]] * n
+        errors = [_text(e, 2000)] * n
+    warned = record.get("warnings")
+    warned = repeat(None, n) if not warned else [_text(w, 2000) for w in _concat([warned])]
     v, lat = record.get("version"), record.get("latency_ms")
     latencies = record.get("latencies")
     latencies = repeat(None if lat is None else float(lat), n) if latencies is None else \
@@ -386,14 +416,14 @@ def _encode(record: dict[str, Any], stamp, dumps) -> list[tuple]:
         repeat(record.get("role"), n), repeat(record.get("source"), n), ids, rids, in_json,
         out_json, repeat(None, n) if labels is None else _labels(labels),
         repeat(None, n) if scores is None else scores, latencies, errors,
-        repeat(record.get("sample_rate"), n), strict=False))
+        repeat(record.get("sample_rate"), n), warned, strict=False))
 
 
 def _labels(values) -> list:
     """Label texts of a column at once where NumPy can (integers, strings)."""
     arr = np.asarray(values)
     if arr.dtype.kind in "iuU":
-        return [s[:255] for s in arr.astype(str).tolist()]
+        return [_text(s, 255) for s in arr.astype(str).tolist()]
     return [_label(v) for v in arr.tolist()]
 
 
@@ -424,14 +454,31 @@ def _finite_list(values: np.ndarray) -> list:
     return [float(v) if good else None for v, good in zip(values.tolist(), ok, strict=True)]
 
 
+def _text(value, limit: int) -> str | None:
+    """``value`` as text any database can hold, at most ``limit`` characters: NUL (which
+    PostgreSQL refuses) and lone surrogates (which no UTF-8 driver can send) become
+    U+FFFD."""
+    if value is None:
+        return None
+    text = value if type(value) is str else str(value)
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+    return text[:limit]
+
+
 def _label(v) -> str | None:
     if type(v) is str:
-        return v[:255]
+        return _text(v, 255)
     if v is None or (isinstance(v, float) and v != v):
         return None
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
-    return str(v)[:255]
+    return _text(v, 255)
 
 
 # -- the writer --------------------------------------------------------------------------
@@ -445,7 +492,10 @@ class PredictionLogger:
     ``at``; :meth:`log` takes a batch of rows as keyword arguments and samples row by row.
     Neither ever blocks or raises. At most ``capacity`` rows wait to be written; beyond,
     rows are dropped and ``on_drop(rows)`` is called (the web service counts them in its
-    metrics). The writing thread uses at most ``cpu_budget`` of one core on average (None:
+    metrics). A row the log table refuses is dropped alone, the others of its batch written,
+    and ``on_refuse(rows)`` called; a database that is away keeps the rows for a retry.
+    Text a database cannot hold (NUL characters, lone surrogates) is written with U+FFFD in
+    its place. The writing thread uses at most ``cpu_budget`` of one core on average (None:
     no limit, for batch jobs).
     """
 
@@ -455,7 +505,8 @@ class PredictionLogger:
     def __init__(self, url: str, *, sample: float = 1.0, source: str | None = None,
                  capacity: int = 100_000, flush_seconds: float = 0.5,
                  cpu_budget: float | None = CPU_BUDGET,
-                 on_drop: Callable[[int], Any] | None = None) -> None:
+                 on_drop: Callable[[int], Any] | None = None,
+                 on_refuse: Callable[[int], Any] | None = None) -> None:
         _check_sample(sample)
         self.cpu_budget = cpu_budget
         self.url = url
@@ -464,6 +515,7 @@ class PredictionLogger:
         self.capacity = int(capacity)
         self.flush_seconds = float(flush_seconds)
         self.on_drop = on_drop
+        self.on_refuse = on_refuse
         self.engine, self.tables = open_log(url)
         self.dropped = 0
         self.written = 0
@@ -524,12 +576,14 @@ class PredictionLogger:
             request_id: str | None = None, request_ids: Sequence | None = None,
             role: str | None = None, latency_ms: float | Sequence | None = None,
             error: str | None = None, errors: Sequence[str | None] | None = None,
+            warnings: Sequence[str | None] | None = None,
             at: float | datetime | None = None, sampled: bool = False) -> None:
         """Log a batch of scored rows, keeping each with probability ``sample``.
 
         ``inputs`` and ``outputs`` are columns (name -> sequence, proba as rows);
         ``ids``, ``request_ids``, ``errors`` and ``latency_ms`` may give one value per row
-        (``error``, ``request_id`` and a number for ``latency_ms`` hold for all). ``at`` is
+        (``error``, ``request_id`` and a number for ``latency_ms`` hold for all);
+        ``warnings`` gives each row's flags as text (``field: kind; ...``) or None. ``at`` is
         a UNIX time or a datetime (default: now), for loading predictions made earlier.
         ``sampled`` says the rows were already chosen with :meth:`choose`.
         """
@@ -543,7 +597,7 @@ class PredictionLogger:
                 "error": error, "rows": n, "inputs": inputs, "outputs": outputs, "ids": ids,
                 "at": time.time() if at is None else at,
             }
-            per_row = {"request_ids": request_ids, "errors": errors}
+            per_row = {"request_ids": request_ids, "errors": errors, "warnings": warnings}
             if latency_ms is not None and not isinstance(latency_ms, int | float):
                 per_row["latencies"] = latency_ms
             else:
@@ -613,8 +667,7 @@ class PredictionLogger:
             if not rows:
                 return self._write_drops()
             try:
-                with self.engine.begin() as conn:
-                    conn.exec_driver_sql(self._insert, rows)
+                written = self._insert_rows(rows)
             except Exception as exc:  # noqa: BLE001 - the database may be away for a while
                 log.warning("could not write %d predictions to the log %s (%s); will retry",
                             len(rows), _redact(self.url), str(exc).splitlines()[0][:200])
@@ -623,10 +676,35 @@ class PredictionLogger:
                     self._count_drop(row[1], "write failed")
                 self._rows_out += max(len(rows) - self.capacity, 0)
                 return False
-            self.written += len(rows)
+            self.written += written
             self._rows_out += len(rows)
             if not self._buffer or budget == 0:
                 return self._write_drops()
+
+    def _insert_rows(self, rows: list[tuple]) -> int:
+        """Insert ``rows``; return how many the table took. A table that refuses some rows
+        (a constraint, a trigger, text its database cannot hold) has them found by
+        splitting the batch: those are dropped and counted (reason ``refused by the log
+        table``), the others written. A failure of the database itself is raised, for the
+        whole batch to be retried later."""
+        from modelport.scoring.isolation import isolate, reason
+
+        def insert(positions) -> None:
+            part = rows if len(positions) == len(rows) else [rows[i] for i in positions]
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(self._insert, part)
+
+        _, refused = isolate(insert, len(rows))
+        for i, exc in refused.items():
+            log.warning("the prediction log %s refused a row of %s (id %r): %s",
+                        _redact(self.url), rows[i][1], rows[i][5], reason(exc, 200))
+            self._count_drop(rows[i][1], "refused by the log table")
+            if self.on_refuse is not None:
+                try:
+                    self.on_refuse(1)
+                except Exception:  # noqa: BLE001 - a metrics failure is not the caller's
+                    pass
+        return len(rows) - len(refused)
 
     def _unencodable(self, record: dict[str, Any]) -> None:
         # a malformed record is dropped alone; the others in its batch are written
@@ -727,7 +805,7 @@ def _take(record: dict[str, Any], keep: np.ndarray) -> dict[str, Any]:
     for key in ("inputs", "outputs"):
         if record.get(key):
             out[key] = {k: take(v) for k, v in record[key].items()}
-    for key in ("ids", "errors", "request_ids", "latencies"):
+    for key in ("ids", "errors", "request_ids", "latencies", "warnings"):
         if record.get(key) is not None:
             out[key] = take(record[key])
     return out
@@ -741,11 +819,11 @@ def read_predictions(url: str, model: str, *, versions: Sequence[int] | None = N
     """Logged rows of ``model`` as a DataFrame, oldest first.
 
     Columns: ``at`` (UTC), ``version``, ``role``, ``source``, ``id``, ``request_id``,
-    ``label``, ``score``, ``latency_ms``, ``error``, ``sample_rate`` and the parsed
+    ``label``, ``score``, ``latency_ms``, ``error``, ``sample_rate``, ``warnings`` and the parsed
     ``inputs`` and ``outputs`` (dicts). Shadow answers are left out unless asked for.
     """
     import pandas as pd
-    from sqlalchemy import select
+    from sqlalchemy import null, select
 
     engine, tables = open_log(url, create=False)
     t = tables.predictions
@@ -755,8 +833,10 @@ def read_predictions(url: str, model: str, *, versions: Sequence[int] | None = N
         if t.name not in inspect(engine).get_table_names():
             raise UserError(f"no prediction log at {_redact(url)}: the table {t.name!r} does "
                             "not exist (start serving with --log URL first)")
+        present = {c["name"] for c in inspect(engine).get_columns(t.name)}
+        warned = t.c.warnings if "warnings" in present else null().label("warnings")
         q = select(t.c.at, t.c.version, t.c.role, t.c.source, t.c.id, t.c.request_id,
-                   t.c.label, t.c.score, t.c.latency_ms, t.c.error, t.c.sample_rate,
+                   t.c.label, t.c.score, t.c.latency_ms, t.c.error, t.c.sample_rate, warned,
                    t.c.inputs, t.c.outputs).where(t.c.model == model)
         if versions:
             q = q.where(t.c.version.in_(list(versions)))
@@ -774,11 +854,11 @@ def read_predictions(url: str, model: str, *, versions: Sequence[int] | None = N
         engine.dispose()
     loads = _json_decoder()
     columns = ["at", "version", "role", "source", "id", "request_id", "label", "score",
-               "latency_ms", "error", "sample_rate"]
-    frame = pd.DataFrame.from_records([r[:11] for r in rows], columns=columns)
+               "latency_ms", "error", "sample_rate", "warnings"]
+    frame = pd.DataFrame.from_records([r[:12] for r in rows], columns=columns)
     frame["at"] = pd.to_datetime(frame["at"], utc=True)
-    frame["inputs"] = [loads(r[11]) if r[11] else {} for r in rows]
-    frame["outputs"] = [loads(r[12]) if r[12] else {} for r in rows]
+    frame["inputs"] = [loads(r[12]) if r[12] else {} for r in rows]
+    frame["outputs"] = [loads(r[13]) if r[13] else {} for r in rows]
     for name in ("score", "latency_ms", "sample_rate"):
         frame[name] = pd.to_numeric(frame[name], errors="coerce")
     return frame

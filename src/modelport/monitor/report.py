@@ -94,17 +94,21 @@ def print_terminal(report: dict[str, Any], console=None,
         console.print(table)
     elif perf.get("note"):
         console.print(f"performance: {perf['note']}")
-    table = Table("window", "rows", "errors", "p99 ms", "drifted features", "score PSI",
-                  "labelled", _main_metric(report) or "metric", title="over time")
+    table = Table("window", "rows", "errors", "flagged", "p99 ms", "drifted features",
+                  "score PSI", "labelled", _main_metric(report) or "metric", title="over time")
     metric = _main_metric(report)
     for w in report["windows"]:
         score = (w.get("prediction") or {}).get("score", {})
         perf_w = w.get("performance") or {}
         table.add_row(_day(w["start"]), f"{w['rows']:,}", f"{w['errors']:,}",
-                      _num(w["latency_ms"].get("p99")),
+                      f"{w.get('flagged', 0):,}", _num(w["latency_ms"].get("p99")),
                       ", ".join(w.get("drifted_features", [])) or "-", _num(score.get("psi")),
                       f"{w.get('labelled', 0):,}", _num(perf_w.get(metric)) if metric else "-")
     console.print(table)
+    flagged = report["windows"][-1].get("flagged_by") if report["windows"] else None
+    if flagged:
+        console.print("flagged in the current window (scored with a value outside what "
+                      "training saw): " + ", ".join(f"{k} {n:,}" for k, n in flagged.items()))
     changes = report.get("changes") or {}
     if changes.get("available") is False:
         console.print(f"change points: {changes['reason']}")
