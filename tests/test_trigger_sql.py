@@ -163,6 +163,12 @@ def test_attach_scores_an_apps_inserts_and_leaves_other_connections_working(tmp_
     ids = rows.customer_id.tolist()
     assert np.max(np.abs(np.array([got[i] for i in ids[:20]]) - want[:20])) < 1e-5
     assert all(got[i] is None for i in ids[20:])
+    # text in a numeric column (SQLite keeps it) is rejected by the checks: NULL, and the
+    # application's insert goes through
+    app.execute("INSERT INTO customers (customer_id, tenure_months) VALUES (9, 'forty')")
+    app.commit()
+    assert app.execute("SELECT churn FROM customers WHERE customer_id = 9").fetchall() == [
+        (None,)]
     app.close()
     other.close()
 
@@ -188,6 +194,16 @@ def test_command_line_installs_runs_reports_and_uninstalls(tmp_path, models):
     done = cli("status", "--db", url, "--json")
     status = json.loads(done.stdout)[0]
     assert (status["scored"], status["queued"], status["errors"]) == (25, 0, 0)
+    insert(url, data.iloc[25:30].assign(plan="platinum"))  # a plan training never saw
+    bad = cli("run", "--db", url, "--once", "--out-of-range", "sometimes")
+    assert bad.returncode == 2 and "--out-of-range 'sometimes'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    done = cli("run", "--db", url, "--once", "--strict", "--out-of-range", "warn")
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stderr.split("stopped; ", 1)[1])
+    assert (stats["scored"], stats["errors"]) == (0, 5)
+    status = json.loads(cli("status", "--db", url, "--json").stdout)[0]
+    assert (status["scored"], status["queued"], status["errors"]) == (25, 0, 5)
     bad = cli("install", "churn", "--db", url, "--table", "customers", "--key",
               "customer_id", "--output-column", "churn", "--mode", "magic")
     assert bad.returncode == 2 and "unknown trigger mode 'magic'" in bad.stderr

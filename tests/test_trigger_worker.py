@@ -286,6 +286,231 @@ def test_worker_follows_the_alias_to_a_new_version(db_url, churn):
     registry.set_alias("churn", 1, "production")
 
 
+def test_flagged_rows_are_scored_and_counted_and_strict_gives_them_an_error_status(
+        tmp_path, churn):
+    need_module("prometheus_client", "http")
+    from modelport.scoring.checks import InputPolicy
+    from modelport.scoring.metrics import TriggerMetrics
+
+    registry, data, model, _ = churn
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    create_customers(url)
+    install(url, churn)
+    rows = data.head(40).copy()
+    odd = rows.index[[2, 5, 22, 25]]
+    rows.loc[odd[[0, 2]], "plan"] = "platinum"  # a plan training never saw
+    rows.loc[odd[[1, 3]], "tenure_months"] = 5000.0  # far outside the training range
+    insert(url, rows.head(20))
+    metrics = TriggerMetrics()
+    log = f"sqlite:///{tmp_path / 'log.db'}#predictions"
+    stats = trigger.run(url, once=True, registry=registry, metrics=metrics, log_url=log)
+    assert (stats.scored, stats.errors, stats.flagged) == (20, 0, 2)
+    from modelport.monitor.log import read_predictions
+
+    logged = read_predictions(log, "churn").set_index("id")["warnings"]
+    assert logged[str(rows.customer_id[odd[0]])] == "plan: unseen category"
+    assert logged[str(rows.customer_id[odd[1]])] == "tenure_months: out of range"
+    assert logged.isna().sum() == 18
+    got = scores(url)
+    assert {v[2] for v in got.values()} == {"ok"}
+    assert np.allclose([got[int(k)][0] for k in rows.customer_id.head(20)],
+                       expected(model, rows.head(20)), atol=1e-5)
+    warned = metrics.registry.get_sample_value
+    labels = {"surface": "trigger", "model": "churn"}
+    assert warned("modelport_warnings_total",
+                  {**labels, "field": "plan", "kind": "unseen_category"}) == 1
+    assert warned("modelport_warnings_total",
+                  {**labels, "field": "tenure_months", "kind": "out_of_range"}) == 1
+
+    insert(url, rows.iloc[20:])
+    stats = trigger.run(url, once=True, registry=registry, policy=InputPolicy.of(strict=True))
+    assert (stats.scored, stats.errors) == (18, 2)
+    got = scores(url)
+    plan, tenure = (got[int(rows.customer_id[i])] for i in odd[2:])
+    assert plan[0] is None and plan[2].startswith("error: field 'plan' value 'platinum'")
+    assert tenure[0] is None and "'tenure_months' value 5000" in tenure[2]
+    assert "strict" in plan[2] and "strict" in tenure[2]
+
+
+def _transient(dialect: str) -> Exception:
+    """A driver's own error for a failure that is no row's fault."""
+    if dialect == "sqlite":
+        import sqlite3
+
+        return sqlite3.OperationalError("database is locked")
+    if dialect == "postgresql":
+        import psycopg
+
+        return psycopg.errors.DeadlockDetected("deadlock detected")
+    import pymysql
+
+    return pymysql.err.OperationalError(1205, "Lock wait timeout exceeded; try restarting "
+                                              "transaction")
+
+
+def test_a_failure_not_tied_to_rows_rolls_the_batch_back_and_is_retried(db_url, churn,
+                                                                       monkeypatch):
+    registry, data, _, _ = churn
+    create_customers(db_url)
+    install(db_url, churn)
+    insert(db_url, data.head(500))
+    with connect(db_url) as db:
+        cls, dialect = type(db), db.dialect
+    real = cls.write_scores
+    failures = [_transient(dialect) for _ in range(3)]
+
+    def flaky(self, *args):
+        real(self, *args)  # the scores are written, then the transaction fails
+        if failures:
+            raise failures.pop()
+
+    monkeypatch.setattr(cls, "write_scores", flaky)
+    stats = trigger.run(db_url, once=True, batch=200, registry=registry)
+    assert (stats.scored, stats.errors, stats.retries) == (500, 0, 3)
+    got = scores(db_url)
+    assert len(got) == 500 and {(v[1], v[2]) for v in got.values()} == {(1, "ok")}
+    assert trigger.status(db_url)[0]["queued"] == 0
+
+
+class _Background:
+    """A worker in a thread, stopped by :meth:`close`; ``error`` holds what ended it."""
+
+    def __init__(self, url: str, registry, **kwargs) -> None:
+        self.stop = threading.Event()
+        self.stats = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._work, args=(url, registry, kwargs),
+                                       daemon=True)
+        self.thread.start()
+
+    def _work(self, url, registry, kwargs) -> None:
+        try:
+            self.stats = trigger.run(url, registry=registry, stop=self.stop, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            self.error = exc
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(30)
+        assert self.error is None, self.error
+
+
+def _wait_count(url: str, n: int, worker: _Background, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    with connect(url) as db:
+        while True:
+            done = db.execute("SELECT COUNT(churn_status) FROM customers")[0][0]
+            db.commit()
+            if done >= n:
+                return
+            assert worker.error is None, worker.error
+            assert time.monotonic() < deadline, f"{done} of {n} rows scored in time"
+            time.sleep(0.02)
+
+
+@pytest.mark.services
+def test_a_worker_whose_connection_is_killed_reconnects_and_scores_every_row_once(
+        server_url, churn):
+    registry, data, _, _ = churn
+    create_customers(server_url)
+    install(server_url, churn)
+    worker = _Background(server_url, registry, poll_ms=10, reload_seconds=0)
+    try:
+        insert(server_url, data.head(100))
+        _wait_count(server_url, 100, worker)
+        with connect(server_url) as db:
+            if db.dialect == "postgresql":
+                killed = db.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                    "current_database() AND pid <> pg_backend_pid()")
+            else:
+                killed = db.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE "
+                                    "DB = DATABASE() AND ID <> CONNECTION_ID()")
+                for (session,) in killed:
+                    db.execute(f"KILL CONNECTION {int(session)}")
+            db.commit()
+        assert killed, "the worker's session was not found"
+        insert(server_url, data.iloc[100:400])
+        _wait_count(server_url, 400, worker)
+    finally:
+        worker.close()
+    assert worker.stats.scored == 400 and worker.stats.retries >= 1
+    got = scores(server_url)
+    assert len(got) == 400 and {(v[1], v[2]) for v in got.values()} == {(1, "ok")}
+
+
+@pytest.mark.services
+def test_a_lock_timeout_is_retried_until_the_lock_is_released(postgres_url, churn):
+    registry, data, _, _ = churn
+    name = postgres_url.rsplit("/", 1)[1]
+    with connect(postgres_url) as db:
+        db.conn.autocommit = True
+        db.execute(f'ALTER DATABASE "{name}" SET lock_timeout = \'100ms\'')
+    create_customers(postgres_url)
+    install(postgres_url, churn)
+    insert(postgres_url, data.head(50))
+    first = int(data.customer_id.iloc[0])
+    with connect(postgres_url) as holder:
+        # an application transaction holding one row: the worker's write times out
+        holder.execute(f"SELECT 1 FROM customers WHERE customer_id = {first} FOR UPDATE")
+        worker = _Background(postgres_url, registry, once=True)
+        time.sleep(1.0)
+        assert worker.thread.is_alive() and scores(postgres_url)[first][2] is None
+        holder.rollback()
+    worker.thread.join(60)
+    assert worker.error is None, worker.error
+    assert worker.stats.scored == 50 and worker.stats.retries >= 1
+    assert {(v[1], v[2]) for v in scores(postgres_url).values()} == {(1, "ok")}
+
+
+def test_the_worker_serves_the_shared_metric_names(tmp_path, churn):
+    need_module("prometheus_client", "http")
+    import socket
+    import urllib.request
+
+    from modelport.serve.trigger.worker import serve_metrics
+
+    registry, data, _, _ = churn
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    create_customers(url)
+    install(url, churn)
+    insert(url, data.head(19))
+    with connect(url) as db:  # SQLite keeps text written into a REAL column
+        db.execute("INSERT INTO customers (customer_id, tenure_months) VALUES (7, 'forty')")
+        db.commit()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    worker = _Background(url, registry, poll_ms=10, metrics_port=port)
+    try:
+        _wait_count(url, 20, worker)
+        time.sleep(0.1)  # the counters move right after the commit
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+    finally:
+        worker.close()
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text.decode())
+               for s in family.samples}
+    labels = {"surface": "trigger", "model": "churn"}
+
+    def value(name: str, **more) -> float | None:
+        return samples.get((name, tuple(sorted({**labels, **more}.items()))))
+
+    assert value("modelport_scored_rows_total", version="1") == 19
+    assert value("modelport_rejected_rows_total", reason="wrong_type") == 1
+    assert value("modelport_serving_version", role="champion") == 1
+    assert value("modelport_scoring_seconds_count") >= 1
+    assert samples[("modelport_trigger_batches_total", (("table", "customers"),))] >= 1
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        with pytest.raises(UserError, match=f"--metrics-port {taken}.*free port"):
+            serve_metrics(taken)
+
+
 def test_install_names_what_is_wrong(tmp_path, churn):
     url = f"sqlite:///{tmp_path / 'app.db'}"
     with pytest.raises(UserError, match="no table 'customers'"):

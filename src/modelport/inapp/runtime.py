@@ -234,6 +234,7 @@ class Coded:
 _SCALARS = (str, int, float, bool, type(None), np.generic)
 _ABSENT = object()
 _PLAIN_TEXT = frozenset({str, type(None)})
+_INFINITY = frozenset({"inf", "infinity"})
 
 
 def _is_missing(v) -> bool:
@@ -532,7 +533,8 @@ class Inputs:
                 return arr
         try:
             arr = np.asarray(values, dtype=np.float64)
-            if arr.ndim == 1 and len(arr) == n:
+            # an infinity may be text too large for a float: the loop below tells them apart
+            if arr.ndim == 1 and len(arr) == n and not np.isinf(arr).any():
                 return arr
         except (TypeError, ValueError, OverflowError):
             pass
@@ -553,7 +555,10 @@ class Inputs:
                     continue
                 try:
                     arr[i] = float(text)
-                    continue
+                    if not math.isinf(arr[i]) or text.lstrip("+-").lower() in _INFINITY:
+                        continue
+                    why = (f"field {name!r} holds a number too large for a float "
+                           f"({text[:20]}...); send a number or null")
                 except ValueError:
                     why = f"field {name!r} must be numeric, got {_shown(v)}; send a number or null"
             elif isinstance(v, numbers.Real):

@@ -4,7 +4,8 @@ Two modes, on PostgreSQL, MariaDB/MySQL and SQLite:
 
 - **worker** (:func:`install` with ``mode="worker"``, then :func:`run`): a trigger puts the
   key of each new or changed row in a queue table (and NOTIFYs on PostgreSQL); a worker
-  process claims batches, scores them in one model call and writes the score back in the
+  process claims batches, scores them through the scoring core (one model call for a clean
+  batch; a bad row gets an error status alone) and writes the scores back in the
   transaction that deletes the queue entries. Any model any format loads works.
 - **sql** (``mode="sql"``): the model compiled to one SQL expression, proven in the target
   database against the native model, installed as a function plus a trigger, so the

@@ -8,32 +8,40 @@ they lack, so their inserts keep working — they are simply not scored by this 
 
 from __future__ import annotations
 
-import math
+import logging
 import sqlite3
 
 from modelport.errors import UserError
+from modelport.scoring import choice
+from modelport.scoring.checks import FLAG, InputPolicy, check
+from modelport.scoring.isolation import score
 from modelport.serve.trigger.spec import EVENTS, object_name
+
+log = logging.getLogger("modelport.trigger")
 
 
 def attach(connection: sqlite3.Connection, uri: str, *, table: str, key: str,
            output_column: str, columns: dict[str, str] | None = None,
-           on: tuple[str, ...] = EVENTS, registry=None) -> None:
+           on: tuple[str, ...] = EVENTS, registry=None,
+           policy: InputPolicy | None = None) -> None:
     """Score rows that ``connection`` inserts into (or updates in) ``table`` with ``uri``.
 
     The score (positive-class probability of a binary classifier, else the value, cluster
     or label) is written into ``output_column``, added to the table when missing, in the
     same statement as the insert. ``columns`` maps model inputs to table columns where
-    the names differ. A row the model cannot score gets NULL.
+    the names differ. Rows are checked and scored by the scoring core, as a worker does:
+    a row it rejects (a value of the wrong type, one the model raises on) gets NULL, and
+    ``policy`` says whether a number outside the training range or an unseen category is
+    scored (the default) or gets NULL too.
     """
     from modelport.registry import Registry
-    from modelport.serve.trigger.install import _fastest, _worker_kind
-    from modelport.serve.trigger.spec import Installation
-    from modelport.serve.trigger.worker import _scores
-    from modelport.signature import Signature
+    from modelport.serve.trigger.install import score_kind
+    from modelport.serve.trigger.worker import column_values
 
     registry = registry or Registry()
     version = registry.get(uri)
-    signature = Signature.from_dict(version.signature)
+    predictor, _ = choice.load(registry, version, "row")
+    signature = predictor.signature
     mapping = {n: n for n in signature.names} | dict(columns or {})
     have = [r[1] for r in connection.execute(f'PRAGMA table_info("{table}")')]
     if not have:
@@ -42,21 +50,22 @@ def attach(connection: sqlite3.Connection, uri: str, *, table: str, key: str,
     if missing:
         raise UserError(f"table {table!r} lacks column(s) {', '.join(missing)}: add them or "
                         "map model inputs with columns={'input': 'column'}")
-    kind = _worker_kind(registry, version, signature)
-    inst = Installation(table=table, key=key, output=output_column, model=uri, mode="worker",
-                        columns=mapping, score_kind=kind)
-    predictor = registry.load(version, format=_fastest(version))
+    kind = score_kind(signature, predictor)
     names = list(mapping)
+    rules = policy or FLAG
 
-    def score(*values):
+    def score_one(*values):
         try:
-            v = _scores(predictor, inst, {n: [x] for n, x in zip(names, values, strict=True)})[0]
-        except Exception:  # noqa: BLE001 - an unscorable row gets NULL, the insert goes on
+            checked = check(dict(zip(names, values, strict=True)), signature, rules,
+                            unknown="ignore")
+            outcome = score(predictor.run_checked, checked, predictor._empty)
+            return column_values(outcome.outputs, kind)[0] if outcome.scored else None
+        except Exception:  # noqa: BLE001 - an exception here would fail the app's insert
+            log.exception("could not score a row inserted into %s", table)
             return None
-        return None if isinstance(v, float) and not math.isfinite(v) else v
 
     fn = object_name("modelport_score", table)
-    connection.create_function(fn, len(names), score, deterministic=True)
+    connection.create_function(fn, len(names), score_one, deterministic=True)
     if output_column not in have:
         sql_type = "TEXT" if kind == "label" else "REAL"
         connection.execute(f'ALTER TABLE "{table}" ADD COLUMN "{output_column}" {sql_type}')

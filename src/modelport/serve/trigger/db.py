@@ -238,9 +238,39 @@ class Database:
     def listen(self, channels: list[str]) -> None:
         """Subscribe to enqueue notifications where the dialect has them."""
 
-    def retryable(self, exc: Exception) -> bool:
-        """Whether ``exc`` is a lock conflict the worker should retry after a rollback."""
-        return False
+    def recover(self) -> bool:
+        """After a failure: roll back, and open the connection afresh when it was lost (a
+        server restart, a killed session, a network cut); True when it was. Raises while
+        the database is still away."""
+        try:
+            self.rollback()
+            self.execute("SELECT 1")
+            self.commit()
+            return False
+        except Exception:  # noqa: BLE001 - whatever broke, a new connection is the cure
+            self.reopen()
+            return True
+
+    def reopen(self) -> None:
+        """Close the connection and open a new one; raises while the database is away."""
+        self.close()
+        self.conn = self._open(self.url)
+
+    # -- savepoints: one statement that fails rolls back alone ---------------------------
+
+    def savepoint(self) -> None:
+        self.execute("SAVEPOINT modelport_part")
+
+    def release(self) -> None:
+        self.execute("RELEASE SAVEPOINT modelport_part")
+
+    def rollback_savepoint(self) -> None:
+        self.execute("ROLLBACK TO SAVEPOINT modelport_part")
+
+
+class ClaimConflict(Exception):
+    """Another worker holds some of the queue entries just read: the batch is rolled back
+    and claimed afresh, as after a lock conflict."""
 
 
 def sql_literal(value: Any) -> str:

@@ -76,7 +76,7 @@ def install(uri: str, db: str, *, table: str, key: str, output: str,
             sqlmode.check_in_database(conn, model_ir, proof, version.uri)
             inst.score_kind = _sql_kind(sql_backend.result_kind(model_ir), signature)
         else:
-            inst.score_kind = _worker_kind(registry, version, signature)
+            inst.score_kind = worker_kind(registry, version, signature)
         statements: list[str] = []
         if old is not None:
             statements += old.drops
@@ -231,16 +231,27 @@ def _mapping(columns, names: list[str], have: dict[str, str], table: str) -> dic
     return mapping
 
 
-def _worker_kind(registry, version, signature) -> str:
-    """What the worker writes: the positive-class probability of a binary classifier that
-    gives probabilities, the value, the cluster, else the label."""
+def worker_kind(registry, version, signature) -> str:
+    """What a worker writes: the positive-class probability of a binary classifier whose
+    served artefact (the scoring core's choice for row-at-a-time surfaces) gives
+    probabilities, the value, the cluster, else the label."""
+    if signature.task == "classification" and len(signature.classes or []) == 2:
+        from modelport.scoring import choice
+
+        predictor, _ = choice.load(registry, version, "row")
+        return score_kind(signature, predictor)
+    return score_kind(signature, None)
+
+
+def score_kind(signature, predictor) -> str:
+    """What the score column of ``predictor`` (of ``signature``) holds: see
+    :data:`~modelport.serve.trigger.spec.SCORE_TYPES`."""
     if signature.task == "regression":
         return "value"
     if signature.task == "clustering":
         return "cluster"
     classes = signature.classes or []
-    predictor = registry.load(version, format=_fastest(version))
-    if len(classes) == 2 and predictor.has_proba:
+    if len(classes) == 2 and predictor is not None and predictor.has_proba:
         return "probability"
     return _label_kind(classes)
 
@@ -255,12 +266,6 @@ def _label_kind(classes: list) -> str:
     if classes and all(isinstance(c, int | float) and not isinstance(c, bool) for c in classes):
         return "label_float"
     return "label"
-
-
-def _fastest(version) -> str | None:
-    """onnx when it passed parity at registration, else joblib, else the registry default."""
-    accepted = version.accepted_formats()
-    return next((f for f in ("onnx", "joblib") if f in accepted), None)
 
 
 def _masked(url: str) -> str:

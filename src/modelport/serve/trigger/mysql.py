@@ -11,7 +11,7 @@ enqueues nothing.
 from __future__ import annotations
 
 from modelport.errors import UserError, require
-from modelport.serve.trigger.db import Database, sql_literal
+from modelport.serve.trigger.db import ClaimConflict, Database, sql_literal
 from modelport.serve.trigger.spec import SCORE_TYPES, Installation
 
 _TYPES = {"text": "TEXT", "int": "BIGINT", "float": "DOUBLE", "time": "DATETIME(6)"}
@@ -136,16 +136,6 @@ class MariaDB(Database):
             cur.close()
         if removed != len(ids):
             raise ClaimConflict(f"{len(ids) - removed} queue entries were claimed twice")
-
-    def retryable(self, exc: Exception) -> bool:
-        if isinstance(exc, ClaimConflict):
-            return True
-        code = exc.args[0] if getattr(exc, "args", None) else None
-        return code in (1205, 1213)  # lock wait timeout, deadlock
-
-
-class ClaimConflict(Exception):
-    """Another worker holds some of the queue entries just read."""
 
 
 def _has_skip_locked(version: str) -> bool:

@@ -164,9 +164,6 @@ class PostgreSQL(Database):
             break
         self.conn.commit()
 
-    def retryable(self, exc: Exception) -> bool:
-        return getattr(exc, "sqlstate", None) in ("40001", "40P01", "55P03")
-
 
 
 def _array(values: list):

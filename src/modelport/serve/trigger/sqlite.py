@@ -120,9 +120,6 @@ class SQLite(Database):
             [(s, version, st, k) for k, s, st in zip(keys, scores, statuses, strict=True)])
         cur.close()
 
-    def retryable(self, exc: Exception) -> bool:
-        return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
-
 
 def _renamed(model_ir, columns: dict[str, str]):
     """The IR, if the table names its columns as the model's inputs (the expression
