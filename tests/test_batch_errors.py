@@ -121,3 +121,88 @@ def test_command_line_error_is_one_line_with_exit_code_2_and_no_output(churn_mod
     assert run.returncode == 0, run.stderr
     assert f"scored {len(customers):,} rows, 0 rejected" in run.stdout
     assert str(tmp_path / "scores.csv") in run.stdout
+
+
+def _odd_rows(customers):
+    """Rows of the training sample (every value seen in training), but for row 8, whose
+    age is out of the training range, and row 10, whose plan training never saw."""
+    rows = customers.head(300).copy()
+    rows.loc[7, "age"] = 150
+    rows.loc[9, "plan"] = "platinum"
+    return rows
+
+
+def test_values_outside_training_are_scored_and_listed_in_a_warnings_file(churn_model,
+                                                                          tmp_path):
+    registry, customers, _ = churn_model
+    src = tmp_path / "in.csv"
+    rows = _odd_rows(customers)
+    rows.to_csv(src, index=False)
+    out = tmp_path / "scores.parquet"
+    result = predict("churn", src, out, id="customer_id", workers=1, chunk_rows=100,
+                     registry=registry)
+    assert (result.rows, result.rejects, result.warnings) == (300, 0, 2)
+    assert result.warnings_output == str(tmp_path / "scores.warnings.jsonl")
+    assert "2 with warnings" in result.summary() and "warnings -> " in result.summary()
+    lines = [json.loads(x) for x in (tmp_path / "scores.warnings.jsonl").read_text()
+             .splitlines()]
+    assert [(r["_row"], r["customer_id"]) for r in lines] == [
+        (8, int(rows.loc[7, "customer_id"])), (10, int(rows.loc[9, "customer_id"]))]
+    assert lines[0]["_warnings"] == [
+        "field 'age' value 150 is outside the range seen in training [18, 85]"]
+    assert lines[1]["_warnings"] == ["field 'plan' value 'platinum' is a category unseen in "
+                                     "training"]
+    expected = registry.load("churn", format="joblib").predict_proba(rows)[:, 1]
+    np.testing.assert_allclose(pd.read_parquet(out)["score"], expected, atol=1e-5)
+    # no warnings, no file
+    clean = tmp_path / "clean.parquet"
+    customers.head(300).to_parquet(tmp_path / "clean_in.parquet")
+    result = predict("churn", tmp_path / "clean_in.parquet", clean, workers=1,
+                     registry=registry)
+    assert result.warnings == 0 and result.warnings_output is None
+    assert not (tmp_path / "clean.warnings.jsonl").exists()
+
+
+def test_strict_refuses_values_outside_training(churn_model, tmp_path):
+    registry, customers, _ = churn_model
+    src = tmp_path / "in.parquet"
+    _odd_rows(customers).to_parquet(src)
+    out = tmp_path / "scores.parquet"
+    result = predict("churn", src, out, id="customer_id", workers=1, strict=True,
+                     on_error="reject", registry=registry)
+    assert (result.rows, result.rejects, result.warnings) == (298, 2, 0)
+    lines = [json.loads(x) for x in (tmp_path / "scores.rejects.jsonl").read_text()
+             .splitlines()]
+    assert [(r["_row"], r["_code"]) for r in lines] == [(8, "out_of_range"),
+                                                        (10, "unseen_category")]
+    assert "strict checking refuses it" in lines[0]["_reason"]
+    # each rule on its own; warn is the older spelling of flag
+    result = predict("churn", src, out, id="customer_id", workers=1, on_error="reject",
+                     unseen_categories="reject", out_of_range="warn", registry=registry)
+    assert (result.rows, result.rejects, result.warnings) == (299, 1, 1)
+    with pytest.raises(UserError, match=r"row 8: field 'age' value 150 is outside the range.*"
+                                        r"--on-error reject"):
+        predict("churn", src, tmp_path / "failed.parquet", workers=1, strict=True,
+                registry=registry)
+    with pytest.raises(UserError, match="--out-of-range 'sometimes' is not known"):
+        predict("churn", src, out, out_of_range="sometimes", registry=registry)
+
+
+def test_strict_on_the_command_line_fails_with_exit_code_2_naming_the_row(churn_model,
+                                                                         tmp_path):
+    registry, customers, home = churn_model
+    src = tmp_path / "in.csv"
+    _odd_rows(customers).to_csv(src, index=False)
+    env = {**os.environ, "MODELPORT_HOME": str(home), "MODELPORT_REGISTRY": registry.url,
+           "MODELPORT_ARTIFACTS": str(home / "artefacts")}
+    cmd = [sys.executable, "-m", "modelport", "predict", "churn", "--input", str(src),
+           "--output", str(tmp_path / "scores.csv"), "--workers", "1"]
+    run = subprocess.run([*cmd, "--unseen-categories", "reject"], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert "row 10: field 'plan' value 'platinum' is a category unseen" in run.stderr
+    assert _nothing_written(tmp_path)
+    run = subprocess.run([*cmd, "--on-error", "reject", "--strict"], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "scored 298 rows, 2 rejected, 0 with warnings" in run.stdout

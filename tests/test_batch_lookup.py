@@ -45,6 +45,12 @@ def churn_model(tmp_path_factory):
     return registry, src, data, expected, home
 
 
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path, monkeypatch):
+    """A lookup-table job writes its warnings file in the working folder."""
+    monkeypatch.chdir(tmp_path)
+
+
 def _check_upserts(registry, src, data, expected, store: str) -> None:
     first = predict("churn/1", src, store, id="customer_id", workers=1, chunk_rows=700,
                     registry=registry)
@@ -116,3 +122,37 @@ def test_lookup_command_prints_json_and_fails_on_unknown_id(churn_model, tmp_pat
                           "--store", store], env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "no scores for id '999'" in run.stderr
     assert modelport.lookup("churn", cid, store=store)["customer_id"] == int(cid)
+
+
+def test_a_row_the_lookup_table_cannot_hold_is_rejected_alone(churn_model, postgres_url,
+                                                              tmp_path):
+    """A text id longer than the key column holds (255 characters) is refused by
+    PostgreSQL: under --on-error reject that row goes to the rejects file and every other
+    row is written; under fail the job stops naming it and the table is as it was."""
+    import pandas as pd
+
+    from modelport.errors import UserError
+
+    registry, _, data, _, _ = churn_model
+    frame = data.drop(columns=["churned"]).head(1000).astype({"customer_id": str})
+    frame.loc[777, "customer_id"] = "x" * 300
+    src = tmp_path / "customers.parquet"
+    frame.to_parquet(src, index=False)
+    store = f"{postgres_url}#churn_scores"
+    with pytest.raises(UserError, match=r"row 778: the lookup table cannot hold this row "
+                                        r"\(.*value too long"):
+        predict("churn/1", src, store, id="customer_id", workers=1, chunk_rows=100,
+                registry=registry)
+    from modelport.io.sinks import lookup_engine
+
+    engine = lookup_engine(postgres_url)
+    assert not pd.read_sql("SELECT to_regclass('churn_scores') AS t", engine)["t"].iloc[0]
+    result = predict("churn/1", src, store, id="customer_id", workers=1, chunk_rows=100,
+                     on_error="reject", registry=registry)
+    assert (result.rows, result.rejects) == (999, 1)
+    ids = pd.read_sql("SELECT customer_id FROM churn_scores", engine)["customer_id"]
+    engine.dispose()
+    assert sorted(ids) == sorted(frame["customer_id"].drop(index=777))
+    [line] = (tmp_path / "churn_scores.rejects.jsonl").read_text().splitlines()
+    rejected = json.loads(line)
+    assert (rejected["_row"], rejected["_code"]) == (778, "lookup_store")

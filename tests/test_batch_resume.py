@@ -54,8 +54,9 @@ def _cmd(src: Path, output: str, *extra: str) -> list[str]:
 
 def _kill_when(cmd: list[str], env: dict, ready, timeout: float = 60.0) -> None:
     """Start the job in its own process group and SIGKILL the group once ``ready()``."""
+    # in the job's home: a lookup-table job writes its warnings file in the working folder
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            start_new_session=True, cwd=env["MODELPORT_HOME"])
     deadline = time.monotonic() + timeout
     try:
         while not ready():
@@ -69,7 +70,8 @@ def _kill_when(cmd: list[str], env: dict, ready, timeout: float = 60.0) -> None:
 
 
 def _run(cmd: list[str], env: dict) -> str:
-    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120,
+                         cwd=env["MODELPORT_HOME"])
     assert run.returncode == 0, run.stderr
     return run.stdout
 
@@ -112,15 +114,26 @@ def test_killed_postgres_job_resumes_to_the_same_table(job, postgres_url):
     time.sleep(0.2)
     done = committed_chunks()
     with engine.connect() as conn:
-        partial = conn.execute(text("SELECT count(*) FROM scores")).scalar_one()
-    # every committed chunk is whole: rows and progress were written in one transaction
-    assert partial == done * CHUNK and done < ROWS // CHUNK
+        stages = conn.execute(text(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_name LIKE 'modelport_stage_%'")).scalars().all()
+        staged = conn.execute(text(f"SELECT count(*) FROM {stages[0]}")).scalar_one()
+        lookup = conn.execute(text("SELECT to_regclass('scores')")).scalar_one()
+    # every committed chunk is whole: rows and progress were staged in one transaction,
+    # and the lookup table is only made when the job ends
+    assert len(stages) == 1 and staged == done * CHUNK and done < ROWS // CHUNK
+    assert lookup is None
     stdout = _run(_cmd(src, f"{postgres_url}#scores", "--resume"), env)
     assert f"resumed after {done} chunk(s)" in stdout
     _run(_cmd(src, f"{postgres_url}#clean"), env)
     columns = "customer_id, label, score, proba_0, proba_1, model, model_version"
     resumed = pd.read_sql(f"SELECT {columns} FROM scores ORDER BY customer_id", engine)
     clean = pd.read_sql(f"SELECT {columns} FROM clean ORDER BY customer_id", engine)
+    with engine.connect() as conn:  # a finished job leaves no staging table, no progress
+        assert conn.execute(text(
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_name LIKE 'modelport_stage_%'")).scalar_one() == 0
+        assert committed_chunks() == 0
     engine.dispose()
     assert len(resumed) == ROWS and resumed["customer_id"].is_unique
     pd.testing.assert_frame_equal(resumed, clean)

@@ -12,6 +12,11 @@ the chunks it already committed: Parquet skips whole row groups without reading 
 table is read in the order of its id column with an offset, other sources read and drop the
 rows they skip. Nothing reads a whole file: Parquet goes row group by row group, CSV through
 pyarrow's streaming reader, JSONL line by line, SQL through a server-side cursor.
+
+Sources of records (JSONL, SQL) can hold what no Arrow column can: a list or an object
+among numbers and strings, a record that lacks a field, text that is not Unicode (a lone
+surrogate, which JSON can escape). Such a value is kept as text and the row is named in
+the chunk's :func:`reader_rejects`, for the job to reject that row alone.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ _CSV_BLOCK = 8 << 20
 
 #: rows a Parquet source reads for the signature check before a job starts
 _HEAD_ROWS = 2048
+#: where a chunk carries the rows its reader found unusable (see :func:`reader_rejects`)
+_REJECTS_KEY = b"modelport.rejects"
+#: records a JSONL source reads to learn its field names
+_NAMES_FROM = 1000
 
 
 class ChunkSource:
@@ -416,9 +425,15 @@ class JsonlSource(ChunkSource):
         self._names: list[str] | None = None
 
     def column_names(self) -> list[str]:
+        """The fields of the first records, in the order they first appear: one record
+        that lacks a field does not hide it."""
         if self._names is None:
-            first = next(self._records(0), None)
-            self._names = list(first[1]) if first else []
+            names: dict[str, None] = {}
+            for count, (_, record) in enumerate(self._records(0)):
+                names.update(dict.fromkeys(record))
+                if count + 1 >= _NAMES_FROM:
+                    break
+            self._names = list(names)
         return self._names
 
     def _records(self, skip: int) -> Iterator[tuple[int, dict]]:
@@ -446,10 +461,10 @@ class JsonlSource(ChunkSource):
         for _, record in self._records(skip * self.chunk_rows):
             rows.append(record)
             if len(rows) == self.chunk_rows:
-                yield _table_from_rows(names, [[r.get(n) for r in rows] for n in names])
+                yield _table_from_records(names, rows)
                 rows = []
         if rows:
-            yield _table_from_rows(names, [[r.get(n) for r in rows] for n in names])
+            yield _table_from_records(names, rows)
 
 
 # -- SQL -----------------------------------------------------------------------------------
@@ -550,16 +565,76 @@ class SqlSource(ChunkSource):
         self._engine.dispose()
 
 
-def _table_from_rows(names: Sequence[str], columns: Sequence[list]):
-    """An Arrow table from Python values; a column of mixed types is kept as text."""
+def _table_from_records(names: Sequence[str], records: list[dict]):
+    """An Arrow table from JSON objects; a record without one of ``names`` is a reader
+    reject (a missing value is sent as null)."""
+    wanted = set(names)
+    rejects: dict[int, tuple[str, str, str]] = {}
+    for i, record in enumerate(records):
+        if not record.keys() >= wanted:
+            absent = next(n for n in names if n not in record)
+            rejects[i] = (absent, "missing_field",
+                          f"record is missing field {absent!r}; send null for a missing value")
+    return _table_from_rows(names, [[r.get(n) for r in records] for n in names], rejects)
+
+
+def _table_from_rows(names: Sequence[str], columns: Sequence[list],
+                     rejects: dict[int, tuple[str, str, str]] | None = None):
+    """An Arrow table from Python values. A column Arrow cannot type as it is (mixed types,
+    lists or objects, text that is not Unicode) is kept as text; a list or an object in it
+    is a reader reject (see :func:`reader_rejects`)."""
     import pyarrow as pa
 
+    rejects = dict(rejects or {})
     arrays = []
-    for values in columns:
+    for name, values in zip(names, columns, strict=True):
         try:
-            arrays.append(pa.array(values))
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            arrays.append(pa.array([None if v is None else
-                                    (json.dumps(v) if isinstance(v, dict | list) else str(v))
-                                    for v in values], type=pa.string()))
-    return pa.Table.from_arrays(arrays, names=list(names))
+            array = pa.array(values)
+            if not pa.types.is_nested(array.type):
+                arrays.append(array)
+                continue
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeEncodeError):
+            pass
+        arrays.append(pa.array([_as_text(v, name, i, rejects) for i, v in enumerate(values)],
+                               type=pa.string()))
+    table = pa.Table.from_arrays(arrays, names=list(names))
+    if rejects:
+        table = table.replace_schema_metadata({_REJECTS_KEY: json.dumps(
+            {str(i): list(why) for i, why in sorted(rejects.items())}).encode()})
+    return table
+
+
+def _as_text(value, name: str, row: int, rejects: dict[int, tuple[str, str, str]]):
+    """One value of a column kept as text: None for a missing one (NaN included)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, dict | list):
+        kind = "a list" if isinstance(value, list) else "an object"
+        rejects.setdefault(row, (name, "wrong_type",
+                                 f"field {name!r} must be a number, a string or null, got "
+                                 f"{kind}"))
+        return json.dumps(value)  # escapes what is not ASCII: always valid text
+    text = value if isinstance(value, str) else str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # a lone surrogate (JSON can escape one) is no character: no column, file or model
+        # holds it as it is, and spelling it otherwise would score another value
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        rejects.setdefault(row, (name, "not_text",
+                                 f"field {name!r} holds text that is not Unicode ({shown!r}: "
+                                 "a lone surrogate); send UTF-8 text"))
+    return text
+
+
+def reader_rejects(table) -> dict[int, tuple[str, str, str]]:
+    """The rows of a chunk its reader found unusable, by position: ``(field, code,
+    message)`` for a record that lacks a field, holds a list or an object where a number or
+    a string belongs, or text that is not Unicode. Empty for columnar sources (Parquet,
+    CSV), which cannot hold them."""
+    metadata = table.schema.metadata
+    found = metadata.get(_REJECTS_KEY) if metadata else None
+    if not found:
+        return {}
+    return {int(i): tuple(why) for i, why in json.loads(found).items()}

@@ -7,10 +7,13 @@ Every sink takes chunks in input order and commits each one on its own:
   temporary name and renamed, so a part is either whole or absent. At the end the parts are
   joined into a temporary file that is renamed onto the output: a reader sees no file or
   the whole file, never half of one.
-- :class:`SqlSink` upserts the chunk into a lookup table keyed by the id column (one row per
-  entity: the scores, the model name and version, and ``scored_at``) and records the chunk
-  in a progress table, in one transaction. SQLite, PostgreSQL and MariaDB/MySQL are
-  supported.
+- :class:`SqlSink` fills a lookup table keyed by the id column (one row per entity: the
+  scores, the model name and version, and ``scored_at``). A batch job's sink is *staged*:
+  each chunk goes into a staging table of the job and is recorded in a progress table, in
+  one transaction; :meth:`~SqlSink.finish` moves the staged rows into the lookup table in
+  one transaction, so a job that fails half-way leaves the lookup table exactly as it was.
+  Without staging (a stream's lookup store) each :meth:`~SqlSink.upsert` goes straight in.
+  SQLite, PostgreSQL and MariaDB/MySQL are supported.
 
 :meth:`Sink.start` says how many leading chunks a resumed job may skip: the parts already
 renamed into place, or the chunks the progress table holds for the same job.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,11 @@ from modelport.errors import UserError
 from modelport.io.tables import _URL, _first_line, _kind, redact
 
 PROGRESS_TABLE = "modelport_batch_progress"
+#: the staging table of a job is this prefix and the start of the job's key
+STAGE_PREFIX = "modelport_stage_"
+#: seconds to wait before each retry of a chunk the database could not take (it was away
+#: or busy); then the job stops, for ``--resume`` to finish it
+RETRY_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0)
 #: staged part per output kind: Parquet outputs stage Arrow IPC parts, written and read back
 #: many times faster than Parquet; the one Parquet encoding happens when the parts are joined
 _EXT = {"parquet": "arrow", "csv": "csv", "jsonl": "jsonl"}
@@ -59,9 +68,19 @@ class Sink:
         """The job failed: drop what :meth:`finish` would have made visible."""
 
 
+class Refused(Exception):
+    """Rows of a chunk the table would not take, by position, with the error of each; none
+    of the chunk was written. Write the others again without them."""
+
+    def __init__(self, rows: dict[int, BaseException]) -> None:
+        super().__init__(f"{len(rows)} row(s) refused")
+        self.rows = rows
+
+
 def open_sink(dest: str | Path, job: str, *, id_column: str | None = None,
               model: str | None = None, version: int | None = None) -> Sink:
-    """The sink for ``dest``: a file path or a SQL URL with the table after ``#``.
+    """The sink for ``dest``: a file path or a SQL URL with the table after ``#`` (a
+    staged lookup table: see :class:`SqlSink`).
 
     ``job`` identifies the job (model version, input, chunking): a resumed run only skips
     chunks committed by the same job.
@@ -76,7 +95,7 @@ def open_sink(dest: str | Path, job: str, *, id_column: str | None = None,
         if not id_column:
             raise UserError(f"writing to the table {redact(text)} upserts one row per id: "
                             "name the id column with --id")
-        return SqlSink(url, table, id_column, model or "", version or 0, job)
+        return SqlSink(url, table, id_column, model or "", version or 0, job, staged=True)
     return FileSink(Path(text.removeprefix("file://")).expanduser(), job)
 
 
@@ -258,6 +277,8 @@ class PartWriter:
 
 def jsonl_bytes(table) -> bytes:
     """``table`` as JSON lines (missing values as null)."""
+    if not table.num_rows:
+        return b""  # no pandas to load for nothing
     frame = table.to_pandas()
     if not len(frame):
         return b""
@@ -278,10 +299,19 @@ def _atomic_write_bytes(path: Path, data: bytes, rename: bool = True) -> None:
 # -- SQL lookup tables ---------------------------------------------------------------------
 
 class SqlSink(Sink):
-    """Upserts each chunk into a lookup table and records it in the progress table."""
+    """A lookup table keyed by ``id_column``, filled chunk by chunk.
+
+    ``staged`` (a batch job): each chunk is inserted into the job's staging table
+    (:data:`STAGE_PREFIX` and the job key, beside the lookup table) with its row in the
+    progress table, in one transaction, and :meth:`finish` moves the staged rows into the
+    lookup table (the last row of each id wins) and forgets the job's progress, in one
+    transaction: the lookup table changes once, at the end, or not at all. A job that
+    stops keeps its staging table for ``--resume``; a new run of the same job replaces it.
+    Not staged (a stream's lookup store): :meth:`upsert` writes straight into the table.
+    """
 
     def __init__(self, url: str, table: str, id_column: str, model: str, version: int,
-                 job: str) -> None:
+                 job: str, *, staged: bool = False) -> None:
         self.url = url
         self.location = redact(f"{url}#{table}")
         self.schema_name, _, self.table_name = table.rpartition(".")
@@ -289,30 +319,46 @@ class SqlSink(Sink):
         self.model = model
         self.version = version
         self.job = job
+        self.staged = staged
         self.engine = lookup_engine(url, create=True)
         self._table = None
         self._progress = None
+        self._stage = None
 
     def start(self, schema, resume: bool) -> int:
-        from sqlalchemy import delete, select
+        from sqlalchemy import delete, inspect, select
         from sqlalchemy.exc import SQLAlchemyError
 
         try:
             self._table, self._progress = self._ensure_tables(schema)
+            if self.staged:
+                self._stage = self._stage_table()
             with self.engine.begin() as conn:
-                if not resume:
+                done = set() if not resume else {r[0] for r in conn.execute(
+                    select(self._progress.c.chunk).where(self._progress.c.job == self.job))}
+                if self._stage is not None and done and not inspect(conn).has_table(
+                        self._stage.name, schema=self.schema_name or None):
+                    done = set()  # the staged rows are gone: start over
+                if not done:
                     conn.execute(delete(self._progress).where(self._progress.c.job == self.job))
-                    return 0
-                done = {r[0] for r in conn.execute(select(self._progress.c.chunk).where(
-                    self._progress.c.job == self.job))}
+            count = 0
+            while count in done:
+                count += 1
+            if self._stage is not None:
+                if count == 0:
+                    self._stage.drop(self.engine, checkfirst=True)
+                    self._stage.create(self.engine)
+                else:  # rows of chunks after the resume point, should a crash have left any
+                    with self.engine.begin() as conn:
+                        conn.execute(delete(self._stage).where(
+                            self._stage.c["_seq"] >= count << 32))
         except SQLAlchemyError as exc:
             raise UserError(f"cannot write to {self.location}: {_first_line(exc)}") from None
-        count = 0
-        while count in done:
-            count += 1
         return count
 
     def _ensure_tables(self, schema):
+        """The lookup and progress tables; a lookup table that exists must have the columns
+        of these scores. A staged sink leaves a missing lookup table to :meth:`finish`."""
         from sqlalchemy import (
             Column,
             DateTime,
@@ -350,15 +396,96 @@ class SqlSink(Sink):
                     "that these scores need (another model's lookup table?): write to a new "
                     "table, or drop this one"
                 )
-        meta.create_all(self.engine, checkfirst=True)
+        progress.create(self.engine, checkfirst=True)
+        if not self.staged:
+            table.create(self.engine, checkfirst=True)
         return table, progress
 
+    def _stage_table(self):
+        """The job's staging table: the lookup table's columns with the types the lookup
+        table has (so a value it cannot hold is refused with its chunk, not at the end),
+        and ``_seq``, each row's place in the input (chunk number, then position)."""
+        from sqlalchemy import BigInteger, Column, MetaData, Table, inspect
+
+        types = {c.name: c.type for c in self._table.columns}
+        insp = inspect(self.engine)
+        if insp.has_table(self.table_name, schema=self.schema_name or None):
+            for c in insp.get_columns(self.table_name, schema=self.schema_name or None):
+                if c["name"] in types:
+                    types[c["name"]] = c["type"]
+        cols = [Column(name, t, nullable=name != self.id_column) for name, t in types.items()]
+        return Table(STAGE_PREFIX + self.job[:24], MetaData(schema=self.schema_name or None),
+                     Column("_seq", BigInteger, primary_key=True, autoincrement=False), *cols)
+
     def write(self, index: int, table) -> None:
-        self.upsert(table, progress={"job": self.job, "chunk": index})
+        """Commit chunk ``index`` (staged) with its progress row. A chunk the database could
+        not take (away or busy) is tried again after :data:`RETRY_SECONDS`; rows it refuses
+        (a value its columns cannot hold) raise :class:`Refused`, nothing written."""
+        if not self.staged:
+            self.upsert(table, progress={"job": self.job, "chunk": index})
+            return
+        from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+
+        from modelport.scoring.isolation import is_transient, isolate
+
+        rows = self._rows(table)
+        for i, row in enumerate(rows):
+            row["_seq"] = (index << 32) | i
+        progress = {"job": self.job, "chunk": index, "rows": len(rows)}
+        for wait in (*RETRY_SECONDS, None):
+            try:
+                self._commit(rows, progress)
+                return
+            except SQLAlchemyError as exc:
+                if isinstance(exc, DataError | IntegrityError):
+                    break
+                if wait is None or not is_transient(exc):
+                    raise self._failed(exc) from None
+                time.sleep(wait)
+
+        def probe(positions) -> None:
+            with self.engine.connect() as conn:
+                with conn.begin() as tx:
+                    conn.execute(self._stage.insert(), [rows[i] for i in positions])
+                    tx.rollback()
+
+        try:
+            # only values can be refused row by row; anything else is the table's problem
+            _, refused = isolate(probe, len(rows), transient=lambda exc: not isinstance(
+                exc, DataError | IntegrityError))
+        except SQLAlchemyError as exc:
+            raise self._failed(exc) from None
+        if refused:
+            raise Refused(refused)
+        try:  # no row is refused alone: whatever failed has passed
+            self._commit(rows, progress)
+        except SQLAlchemyError as exc:
+            raise self._failed(exc) from None
+
+    def _rows(self, table) -> list[dict]:
+        now = datetime.now(UTC)
+        rows = table.to_pylist()
+        for row in rows:
+            row["model"] = self.model
+            row["model_version"] = self.version
+            row["scored_at"] = now
+        return rows
+
+    def _commit(self, rows: list[dict], progress: dict) -> None:
+        with self.engine.begin() as conn:
+            if rows:
+                conn.execute(self._stage.insert(), rows)
+            conn.execute(self._progress.insert(), [{**progress,
+                                                    "committed_at": datetime.now(UTC)}])
+
+    def _failed(self, exc: BaseException) -> UserError:
+        return UserError(f"cannot write to {self.location}: {_first_line(exc)}; when it is "
+                         "fixed, run the job again with --resume to finish it")
 
     def upsert(self, table, *, version: int | None = None, progress: dict | None = None) -> None:
-        """Upsert the scores in ``table`` (scored by ``version``, default the sink's) in one
-        transaction, with the ``progress`` row when given. :meth:`start` first."""
+        """Upsert the scores in ``table`` (scored by ``version``, default the sink's) into the
+        lookup table in one transaction, with the ``progress`` row when given. :meth:`start`
+        first."""
         from sqlalchemy.exc import SQLAlchemyError
 
         now = datetime.now(UTC)
@@ -377,15 +504,19 @@ class SqlSink(Sink):
         except SQLAlchemyError as exc:
             raise UserError(f"cannot write to {self.location}: {_first_line(exc)}") from None
 
-    def _upsert(self):
+    def _upsert(self, rows_from=None):
+        """The upsert into the lookup table, of parameters or of the select ``rows_from``."""
         dialect = self.engine.dialect.name
-        updated = [c.name for c in self._table.columns if c.name != self.id_column]
+        names = [c.name for c in self._table.columns]
+        updated = [n for n in names if n != self.id_column]
         if dialect in ("postgresql", "sqlite"):
             if dialect == "postgresql":
                 from sqlalchemy.dialects.postgresql import insert
             else:
                 from sqlalchemy.dialects.sqlite import insert
             stmt = insert(self._table)
+            if rows_from is not None:
+                stmt = stmt.from_select(names, rows_from)
             return stmt.on_conflict_do_update(
                 index_elements=[self.id_column],
                 set_={c: stmt.excluded[c] for c in updated})
@@ -393,13 +524,55 @@ class SqlSink(Sink):
             from sqlalchemy.dialects.mysql import insert
 
             stmt = insert(self._table)
+            if rows_from is not None:
+                stmt = stmt.from_select(names, rows_from)
             return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in updated})
         raise UserError(f"cannot upsert into {self.location}: {dialect} is not supported; use "
                         "SQLite, PostgreSQL or MariaDB/MySQL")
 
     def finish(self) -> str:
+        """Staged: move the job's rows into the lookup table (created if missing) and forget
+        its progress, in one transaction; then drop the staging table."""
+        if self._stage is not None:
+            self._move()
         self.engine.dispose()
         return self.location
+
+    def _move(self) -> None:
+        from sqlalchemy import delete, func, select
+        from sqlalchemy.exc import SQLAlchemyError
+
+        stage, key = self._stage, self.id_column
+        names = [c.name for c in self._table.columns]
+        latest = select(func.max(stage.c["_seq"])).group_by(stage.c[key])
+        rows = select(*[stage.c[n] for n in names]).where(stage.c["_seq"].in_(latest))
+        try:
+            self._table.create(self.engine, checkfirst=True)
+            with self.engine.begin() as conn:
+                if self.engine.dialect.name in ("mysql", "mariadb"):
+                    # MySQL names the inserted row differently in INSERT ... SELECT: replace
+                    # the rows instead, in the same transaction
+                    conn.execute(delete(self._table).where(
+                        self._table.c[key].in_(select(stage.c[key]))))
+                    conn.execute(self._table.insert().from_select(names, rows))
+                else:
+                    conn.execute(self._upsert(rows))
+                conn.execute(delete(self._progress).where(self._progress.c.job == self.job))
+        except SQLAlchemyError as exc:
+            raise UserError(f"cannot move the scores into {self.location}: {_first_line(exc)}; "
+                            "the table is as it was before the job: fix it and run the job "
+                            "again with --resume") from None
+        try:
+            # after the commit, since MySQL commits on DDL; a staging table a crash leaves
+            # here is replaced by the next run of the job
+            stage.drop(self.engine, checkfirst=True)
+        except SQLAlchemyError:
+            pass
+
+    def abandon(self) -> None:
+        """The job stopped: the lookup table is untouched; the staged chunks stay for
+        ``--resume``."""
+        self.engine.dispose()
 
 
 def lookup_engine(url: str, create: bool = False):

@@ -1,27 +1,34 @@
 """Batch scoring: a file or table in, scores out, in bounded memory, in parallel, resumable.
 
-The job is ``Source -> Predictor -> Sink``: :mod:`modelport.io.chunks` reads the input in
+The job is ``Source -> scoring core -> Sink``: :mod:`modelport.io.chunks` reads the input in
 chunks of ``chunk_rows`` rows, worker processes (each holding one Predictor, loaded once)
-score them, and :mod:`modelport.io.sinks` commits each chunk in input order. A Parquet
-input scored into a file is cut at its row groups instead, and each worker reads its own
-pieces and stages its own part of the output. At most two chunks per worker are in
-flight, so memory depends on the chunk size and the worker count, never on the size of
-the input.
+check and score them through :mod:`modelport.scoring`, and :mod:`modelport.io.sinks`
+commits each chunk in input order. A Parquet input scored into a file is cut at its row
+groups instead, and each worker reads its own pieces and stages its own part of the
+output. At most two chunks per worker are in flight, so memory depends on the chunk size
+and the worker count, never on the size of the input.
 
-The runtime is the version's fastest kind of artefact that passed the parity check at
-registration: compiled, else ONNX, else joblib (``format=`` forces one). Input columns go
-from Arrow to NumPy without pandas; categorical columns stay dictionary-encoded, so each
-distinct string becomes a Python object once per chunk rather than once per row.
+The runtime is the one :func:`~modelport.scoring.choice.choose` picks for ``batch`` (the
+best measured throughput, else compiled, then ONNX, then joblib; ``format=`` forces one).
+Input columns go from Arrow to NumPy without pandas
+(:func:`~modelport.scoring.checks.arrow_columns`); categorical columns stay
+dictionary-encoded, so each distinct string becomes a Python object once per chunk rather
+than once per row, and the checks of ranges and categories run on whole columns.
 
 Outputs, by task: classification gives ``label`` and one ``proba_<class>`` column per
 class (a binary classifier also gets ``score``, the probability of the second class, the
 positive one in scikit-learn's order); regression gives ``value``; clustering ``cluster``.
 The id column (``id=``) comes first; without one the rows keep the input order.
 
-A row that cannot be scored (a value that is not a number in a numeric column, a model
-error, a score that is not finite) stops the job with ``on_error="fail"``; with
-``on_error="reject"`` it goes to a rejects file (JSON lines: the row, its number ``_row``
-and the ``_reason``) and the job goes on. A score is never written as NaN.
+Every row comes out once: scored into the output, or rejected. A row that cannot be scored
+(a missing field, a value of the wrong type, a row the model raises on, a score that is not
+finite, a missing id for a lookup table, a row the lookup table refuses) stops the job with
+``on_error="fail"``, naming the row; with ``on_error="reject"`` it goes to a rejects file
+(JSON lines: the row, its number ``_row``, the ``_reason`` and its ``_code``) and the other
+rows are scored as they would be alone. A row scored although a value lies outside what
+training saw (a number out of range, an unseen category) is listed in a warnings file
+(``_row``, the id, ``_warnings``); ``strict`` refuses such rows instead. A score is never
+written as NaN.
 """
 
 from __future__ import annotations
@@ -32,25 +39,24 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelport.errors import UserError
-from modelport.io.tables import _URL as _URL_OUTPUT
+from modelport.scoring.checks import FLAG, InputPolicy, Reject, check
 
-#: runtimes in the order a batch job prefers them (fastest first); only accepted ones count
-PREFERRED_FORMATS = ("compiled", "onnx", "joblib")
 ON_ERROR = ("fail", "reject")
 #: environment that keeps every worker to one thread, and idle OpenMP threads asleep
 _ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "OMP_WAIT_POLICY": "PASSIVE"}
+_FIX = "fix the row, or use --on-error reject to set rows that cannot be scored aside"
 
 
 @dataclass
 class BatchResult:
-    """What a batch job did."""
+    """What a batch job did: rows scored, rejected and scored with warnings, and where each
+    went."""
 
     rows: int
     rejects: int
@@ -62,53 +68,72 @@ class BatchResult:
     model: str
     format: str
     workers: int
+    warnings: int = 0
+    warnings_output: str | None = None
 
     def summary(self) -> str:
-        """One line: rows, rejects, time and where the output is."""
+        """One line: rows, rejects, warnings, time and where each went."""
         rate = self.rows / self.seconds if self.seconds > 0 else 0.0
         resumed = f", resumed after {self.skipped_chunks} chunk(s)" if self.skipped_chunks else ""
-        line = (f"scored {self.rows:,} rows, {self.rejects:,} rejected, in {self.seconds:.1f} s "
-                f"({rate:,.0f} rows/s{resumed}) with {self.model} ({self.format}, "
-                f"{self.workers} worker{'s' if self.workers != 1 else ''}) -> {self.output}")
+        line = (f"scored {self.rows:,} rows, {self.rejects:,} rejected, {self.warnings:,} with "
+                f"warnings, in {self.seconds:.1f} s ({rate:,.0f} rows/s{resumed}) with "
+                f"{self.model} ({self.format}, {self.workers} "
+                f"worker{'s' if self.workers != 1 else ''}) -> {self.output}")
         if self.rejects_output:
             line += f"; rejects -> {self.rejects_output}"
+        if self.warnings_output:
+            line += f"; warnings -> {self.warnings_output}"
         return line
 
 
 def predict(model: str, input: Any, output: str | Path, *, id: str | None = None,
             workers: int | None = None, chunk_rows: int = 50_000, resume: bool = False,
             on_error: str = "fail", engine: str = "local", format: str | None = None,
-            rejects: str | Path | None = None, progress: bool | None = None,
+            rejects: str | Path | None = None, warnings: str | Path | None = None,
+            strict: bool = False, out_of_range: str | None = None,
+            unseen_categories: str | None = None, progress: bool | None = None,
             registry=None, log_url: str | None = None, log_sample: float = 1.0) -> BatchResult:
     """Score ``input`` with ``model`` (``churn``, ``churn/3``, ``churn@production``) into ``output``.
 
     ``input`` is a file, a folder of Parquet files, a SQL URL with the table (or a query)
     after ``#``, or ``{"url": ..., "query": ...}``; ``output`` a ``.parquet``, ``.csv`` or
-    ``.jsonl`` file, or a SQL URL with the lookup table after ``#`` (needs ``id``).
-    ``workers`` processes (default: one per core; 0 or 1 scores in this process) score
-    chunks of ``chunk_rows`` rows. ``resume`` skips the chunks an interrupted run of the
-    same job committed. ``progress`` shows a progress bar (default: when stderr is a
-    terminal). ``log_url`` (a SQLAlchemy URL with ``#table``) keeps a ``log_sample`` share
-    of the scored rows, by ``id``, in a prediction log for ``modelport monitor``. Returns a
-    :class:`BatchResult`; :meth:`BatchResult.summary` is the line the command line prints.
+    ``.jsonl`` file, or a SQL URL with the lookup table after ``#`` (needs ``id``), which
+    changes once, when the job succeeds. ``workers`` processes (default: one per core; 0
+    or 1 scores in this process) score chunks of ``chunk_rows`` rows. ``on_error`` is
+    ``fail`` (the first row that cannot be scored stops the job, naming it) or ``reject``
+    (such rows go to ``rejects``, default beside the output). Rows scored with a value
+    outside what training saw are listed in ``warnings`` (default beside the output);
+    ``strict``, or ``out_of_range`` / ``unseen_categories`` set to ``reject``, refuses
+    them instead (``flag``, or the older ``warn``, scores them). ``resume`` skips the
+    chunks an interrupted run of the same job committed. ``progress`` shows a progress bar
+    (default: when stderr is a terminal). ``log_url`` (a SQLAlchemy URL with ``#table``)
+    keeps a ``log_sample`` share of the scored rows, by ``id``, in a prediction log for
+    ``modelport monitor``. Returns a :class:`BatchResult`; :meth:`BatchResult.summary` is
+    the line the command line prints.
     """
     from modelport.registry import Registry
+    from modelport.scoring.choice import choose
 
     if on_error not in ON_ERROR:
         raise UserError(f"--on-error {on_error!r} is not known: use fail or reject")
     if engine not in ("local", "spark"):
         raise UserError(f"--engine {engine!r} is not known: use local or spark")
+    policy = InputPolicy.of(strict, unseen_categories, out_of_range)
     registry = registry or Registry()
     version = registry.get(model)
-    fmt = choose_format(version, format)
+    fmt = choose(version, "batch", format).format
     data = registry.read_artefact(version, fmt)
     if engine == "spark":
         if log_url:
             raise UserError("--log is not available with --engine spark; score with the "
                             "local engine to log predictions")
+        if resume:
+            raise UserError("--resume is not available with --engine spark, which writes its "
+                            "output whole or not at all: run the job again without it")
         from modelport.serve.spark import predict_spark
 
-        return predict_spark(version, fmt, data, input, output, id=id, on_error=on_error)
+        return predict_spark(version, fmt, data, input, output, id=id, on_error=on_error,
+                             policy=policy, rejects=rejects, warnings=warnings)
     started = time.perf_counter()
     n_workers = (os.cpu_count() or 1) if workers is None else max(int(workers), 0)
     init = (fmt, data, version.signature, version.name, version.version)
@@ -125,7 +150,8 @@ def predict(model: str, input: Any, output: str | Path, *, id: str | None = None
                                     cpu_budget=None, capacity=1_000_000)
         return _run_job(version, fmt, input, output, pool, init, started, id=id,
                         n_workers=n_workers, chunk_rows=chunk_rows, resume=resume,
-                        on_error=on_error, rejects=rejects, progress=progress, plog=plog)
+                        on_error=on_error, policy=policy, rejects=rejects, warnings=warnings,
+                        progress=progress, plog=plog)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -133,114 +159,117 @@ def predict(model: str, input: Any, output: str | Path, *, id: str | None = None
             plog.close(timeout=120)
 
 
-def choose_format(version, format: str | None = None) -> str:
-    """The runtime for a batch job: ``format`` if given and accepted, else the fastest accepted."""
-    accepted = version.accepted_formats()
-    if format:
-        if format not in accepted:
-            raise UserError(
-                f"{version.uri} has no accepted {format} artefact; it has: "
-                f"{', '.join(accepted) or 'none'} (use --format with one of them)"
-            )
-        return format
-    for fmt in PREFERRED_FORMATS:
-        if fmt in accepted:
-            return fmt
-    if accepted:
-        return accepted[0]
-    raise UserError(f"{version.uri} has no accepted artefact to score with")
-
-
 # -- the local engine ----------------------------------------------------------------------
 
 def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers, chunk_rows,
-             resume, on_error, rejects, progress, plog=None) -> BatchResult:
-    from modelport.io.chunks import open_source
-    from modelport.io.sinks import FileSink, open_sink
+             resume, on_error, policy, rejects, warnings, progress, plog=None) -> BatchResult:
+    import pyarrow as pa
+
+    from modelport.io.chunks import ParquetSource, open_source
+    from modelport.io.sinks import FileSink, Refused, open_sink
+    from modelport.scoring.isolation import reason
     from modelport.signature import Signature
 
     signature = Signature.from_dict(version.signature)
     names = signature.names
     wanted = names + ([id] if id and id not in names else [])
-    source = open_source(
-        input, chunk_rows, wanted, order_by=id,
-        numbers=signature.numeric if on_error == "fail" else (),
-        text_columns=signature.numeric + signature.categorical if on_error == "reject"
-        else signature.categorical, dictionaries=signature.categorical)
+    # CSV numbers are read as text and parsed by the checks, so that a bad one is its
+    # row's fault, named with the row, rather than the whole file's
+    source = open_source(input, chunk_rows, wanted, order_by=id, numbers=signature.numeric,
+                         text_columns=signature.numeric + signature.categorical,
+                         dictionaries=signature.categorical)
     source.check_columns(wanted)
+    keyed = bool(id) and is_table(output)
 
     # Check the signature on the first rows before anything is written: a missing column
-    # or a value of the wrong type fails here, with no output touched.
+    # or a column of the wrong type fails here, and with on_error="fail" a bad row too,
+    # with no output touched.
     first = source.head(signature.numeric)
-    if first is not None:
-        to_columns(first, signature, on_error, 0, source.name)
-    id_type = None
-    if id:
-        import pyarrow as pa
-
-        id_type = first.schema.field(id).type if first is not None else pa.string()
+    id_type = _id_type(first, id)
+    _check_head(first, signature, policy, on_error, source.name, id, id_type, keyed)
     out_schema = output_schema(signature, id_type, id)
     del first
 
-    from modelport.io.chunks import ParquetSource
-
     # Parquet into a file: each worker reads its own row groups and writes its own part,
     # so nothing but a few numbers passes through this process
-    direct = (isinstance(source, ParquetSource) and plog is None
-              and not _URL_OUTPUT.match(str(output)))
-    job = _job_key(version, fmt, input, id, chunk_rows, on_error, output,
+    direct = isinstance(source, ParquetSource) and plog is None and not is_table(output)
+    job = _job_key(version, fmt, input, id, chunk_rows, on_error, policy, output,
                    "pieces" if direct else "chunks")
     sink = open_sink(output, job, id_column=id, model=version.name, version=version.version)
-    rejects_path = Path(rejects) if rejects else default_rejects_path(output)
-    if not rejects_path.name.endswith(".jsonl"):
-        raise UserError(f"--rejects {rejects_path}: the rejects file is JSON lines; give a "
-                        "path ending in .jsonl")
+    rejects_path = _side_path(rejects, output, "rejects", "--rejects")
+    warnings_path = _side_path(warnings, output, "warnings", "--warnings")
     reject_sink = FileSink(rejects_path, job) if on_error == "reject" else None
+    warn_sink = FileSink(warnings_path, job)
+    sides = [s for s in (reject_sink, warn_sink) if s is not None]
     skip = sink.start(out_schema, resume)
-    if reject_sink is not None:
-        reject_sink.start(None, resume and skip > 0)
+    for side in sides:
+        side.start(None, resume and skip > 0)
 
     total = source.total_rows()
-    counts = {"rows": 0, "rejects": 0, "chunks": 0}
+    counts = {"rows": 0, "rejects": 0, "warnings": 0, "chunks": 0}
     bar = _Progress(total, source.rows_before(skip) if direct else skip * chunk_rows, progress)
 
-    def commit(index: int, chunk, outcome) -> None:
-        outputs, bad = outcome
-        if reject_sink is not None:
-            reject_sink.write(index, rejects_table(chunk, bad, index * chunk_rows))
-        good = _keep(chunk, bad)
-        table = output_table(signature, outputs, good.column(id) if id else None, id, out_schema)
-        sink.write(index, table)
+    def commit(index: int, chunk, scored) -> None:
+        outcome, warned = scored
+        first_row = index * chunk_rows
+        ids = None
+        if id:
+            ids, bad = id_column(chunk.column(id), id_type, id, required=keyed)
+            reject_later(outcome, warned, bad)
+        while True:
+            if on_error == "fail" and outcome.rejects:
+                raise _failure(source.name, first_row, outcome.rejects)
+            # the rejects and warnings of a chunk are staged before its scores commit
+            if reject_sink is not None:
+                reject_sink.write(index, rejects_table(chunk, outcome.rejects, first_row))
+            warn_sink.write(index, warnings_table(chunk.column(id) if id else None, warned,
+                                                  first_row, id))
+            positions = pa.array(outcome.positions, type=pa.int64())
+            table = output_table(signature, outcome.outputs,
+                                 ids.take(positions) if ids is not None else None, id,
+                                 out_schema)
+            try:
+                sink.write(index, table)
+                break
+            except Refused as refused:
+                reject_later(outcome, warned, {
+                    int(outcome.positions[i]): Reject(
+                        id, "lookup_store",
+                        f"the lookup table cannot hold this row ({reason(exc)})")
+                    for i, exc in refused.rows.items()})
         if plog is not None:
-            _log_chunk(plog, version, names, good, outputs, id, chunk, bad)
-        counts["rows"] += table.num_rows
-        counts["rejects"] += len(bad)
+            _log_chunk(plog, version, signature, chunk, outcome, id)
+        counts["rows"] += outcome.scored
+        counts["rejects"] += len(outcome.rejects)
+        counts["warnings"] += len(warned)
         counts["chunks"] += 1
         bar.advance(chunk.num_rows)
         joined(index)
 
     def committed(index: int, piece, outcome) -> None:
-        rows, scored, rejected = outcome
+        rows, scored, rejected, warned = outcome
         counts["rows"] += scored
         counts["rejects"] += rejected
+        counts["warnings"] += warned
         counts["chunks"] += 1
         bar.advance(rows)
         joined(index)
 
     def joined(index: int) -> None:
         sink.committed(index)
-        if reject_sink is not None:
-            reject_sink.committed(index)
+        for side in sides:
+            side.committed(index)
 
     if direct:
         tasks = ((p.index, p, (_score_piece, p, str(sink.part_path(p.index)),
                                str(reject_sink.part_path(p.index)) if reject_sink else None,
-                               sink.kind, on_error, source.name, id, out_schema))
+                               str(warn_sink.part_path(p.index)), sink.kind, policy, on_error,
+                               source.name, id, id_type, out_schema))
                  for p in source.pieces(skip))
         done = committed
     else:
-        tasks = ((index, chunk, (_score_chunk, chunk.select(names), on_error,
-                                 index * chunk_rows, source.name))
+        tasks = ((index, chunk, (_score_chunk, chunk.select(names), policy,
+                                 index * chunk_rows, source.name, on_error))
                  for index, chunk in enumerate(source.chunks(skip), start=skip))
         done = commit
     try:
@@ -252,52 +281,101 @@ def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers,
             _run_pool(pool, tasks, n_workers, done)
     except BaseException:
         sink.abandon()
-        if reject_sink is not None:
-            reject_sink.abandon()
+        for side in sides:
+            side.abandon()
         raise
     finally:
         bar.close()
         if hasattr(source, "close"):
             source.close()
     location = sink.finish()
-    rejects_output = None
-    if reject_sink is not None:
-        if counts["rejects"] or skip:
-            rejects_output = reject_sink.finish()
-        else:
-            reject_sink.discard()
+    rejects_output = _finish_side(reject_sink, counts["rejects"] or skip)
+    warnings_output = _finish_side(warn_sink, counts["warnings"] or skip)
     return BatchResult(
         rows=counts["rows"], rejects=counts["rejects"], seconds=time.perf_counter() - started,
         output=location, rejects_output=rejects_output, chunks=counts["chunks"],
-        skipped_chunks=skip, model=version.uri, format=fmt, workers=max(n_workers, 1))
+        skipped_chunks=skip, model=version.uri, format=fmt, workers=max(n_workers, 1),
+        warnings=counts["warnings"], warnings_output=warnings_output)
 
 
-def _log_chunk(plog, version, names, good, outputs, id, chunk, bad) -> None:
+def _check_head(first, signature, policy, on_error, where, id, id_type, keyed) -> None:
+    """The first rows against the signature: a column of the wrong type is a UserError, and
+    with ``on_error="fail"`` so is the first row that cannot be scored."""
+    if first is None:
+        return
+    try:
+        checked = check(first, signature, policy, unknown="ignore")
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}") from None
+    if on_error != "fail":
+        return
+    from modelport.io.chunks import reader_rejects
+
+    rejects = {i: Reject(*why) for i, why in reader_rejects(first).items()}
+    for i, why in checked.rejects.items():
+        rejects.setdefault(i, why)
+    if id:
+        for i, why in id_column(first.column(id), id_type, id, required=keyed)[1].items():
+            rejects.setdefault(i, why)
+    if rejects:
+        raise _failure(where, 0, rejects)
+
+
+def _id_type(first, id: str | None):
+    """The type of the id column in the output: the first rows' (text when they hold no
+    id at all)."""
+    import pyarrow as pa
+
+    if not id:
+        return None
+    if first is None:
+        return pa.string()
+    t = first.schema.field(id).type
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return pa.string() if pa.types.is_null(t) else t
+
+
+def _finish_side(side, needed) -> str | None:
+    """Make a rejects or warnings file whole, when it has rows; else leave none."""
+    if side is None:
+        return None
+    if not needed:
+        side.discard()
+        return None
+    location = side.finish()
+    path = Path(location)
+    if path.is_file() and path.stat().st_size == 0:
+        path.unlink()  # a resumed job whose rows all scored cleanly
+        return None
+    return location
+
+
+def _log_chunk(plog, version, signature, chunk, outcome, id) -> None:
     """Hand a committed chunk's sampled rows (and its rejects, as errors) to the log."""
     import numpy as np
     import pyarrow as pa
 
-    keep = plog.choose(good.num_rows)
+    from modelport.predictor import Coded
+    from modelport.scoring.checks import arrow_columns
+
+    keep = plog.choose(outcome.scored)
     if keep is None or keep.size:
-        rows = good if keep is None else good.take(pa.array(keep, type=pa.int64()))
-        outs = outputs if keep is None else {k: np.asarray(v)[keep] for k, v in outputs.items()}
-        inputs = {n: _plain(rows.column(n)).to_numpy(zero_copy_only=False) for n in names}
+        positions = outcome.positions if keep is None else outcome.positions[keep]
+        rows = chunk.take(pa.array(positions, type=pa.int64()))
+        outs = outcome.outputs if keep is None else {k: np.asarray(v)[keep]
+                                                      for k, v in outcome.outputs.items()}
+        # the values as the model took them: numbers parsed, categories decoded
+        cols, _ = arrow_columns(rows, signature)
+        inputs = {k: v.decode() if isinstance(v, Coded) else v for k, v in cols.items()}
         plog.log(version.name, version.version, inputs, outs, role="batch", sampled=True,
                  ids=rows.column(id).to_pylist() if id else None)
-    if bad:
-        rejected = chunk.take(pa.array([p for p, _ in bad], type=pa.int64()))
+    if outcome.rejects:
+        bad = sorted(outcome.rejects)
+        rejected = chunk.take(pa.array(bad, type=pa.int64()))
         plog.log(version.name, version.version, None, None, role="batch",
                  ids=rejected.column(id).to_pylist() if id else [None] * len(bad),
-                 errors=[reason for _, reason in bad])
-
-
-def _plain(column):
-    """A column with its dictionary decoded: NumPy conversion of a dictionary-encoded
-    chunked array turns its nulls into one of the words."""
-    import pyarrow as pa
-
-    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    return column.dictionary_decode() if pa.types.is_dictionary(column.type) else column
+                 errors=[outcome.rejects[i].message for i in bad])
 
 
 def _start_pool(n_workers: int, init: tuple):
@@ -401,41 +479,55 @@ def _limit_threads() -> None:
         _LIMITS = threadpool_limits(limits=1)
 
 
-def _score_chunk(table, on_error: str, first_row: int, where: str):
-    """Score one chunk: (outputs of the good rows, [(position, reason)] of the bad ones)."""
-    return score_table(_PREDICTOR, table, on_error, first_row, where)
+def _score_chunk(table, policy: InputPolicy, first_row: int, where: str, on_error: str):
+    """Score one chunk in a worker: see :func:`score_chunk`."""
+    return score_chunk(_PREDICTOR, table, policy, first_row=first_row, where=where,
+                       on_error=on_error)
 
 
-def _score_piece(piece, part: str, rejects_part: str | None, kind: str, on_error: str,
-                 where: str, id: str | None, schema) -> tuple[int, int, int]:
-    """Read, score and stage one Parquet piece: (rows read, rows scored, rows rejected).
+def _score_piece(piece, part: str, rejects_part: str | None, warnings_part: str, kind: str,
+                 policy: InputPolicy, on_error: str, where: str, id: str | None, id_type,
+                 schema) -> tuple[int, int, int, int]:
+    """Read, score and stage one Parquet piece: (rows read, scored, rejected, with warnings).
 
-    The rejects part is renamed into place before the scores' part, so a piece whose
-    scores are staged always has its rejects staged too.
+    The rejects and warnings parts are renamed into place before the scores' part, so a
+    piece whose scores are staged always has them staged too.
     """
+    import pyarrow as pa
+
     from modelport.io.sinks import PartWriter
 
     signature = _PREDICTOR.signature
-    names = signature.names
-    rows = scored = rejected = 0
+    rows = scored = rejected = warned = 0
     with PartWriter(Path(part), kind) as out:
-        with (PartWriter(Path(rejects_part), "jsonl") if rejects_part
-              else _NoPart()) as bad_out:
+        with (PartWriter(Path(rejects_part), "jsonl") if rejects_part else _NoPart()) as bad_out, \
+                PartWriter(Path(warnings_part), "jsonl") as warn_out:
             for table in piece.tables():
                 first = piece.first_row + rows
-                outputs, bad = score_table(_PREDICTOR, table.select(names), on_error, first,
-                                           where)
-                if bad:  # a piece without rejects stages an empty rejects part
-                    bad_out.write(rejects_table(table, bad, first))
-                good = _keep(table, bad)
-                out.write(output_table(signature, outputs, good.column(id) if id else None, id,
+                outcome, warnings = score_chunk(_PREDICTOR, table, policy, first_row=first,
+                                                where=where, on_error=on_error)
+                ids = None
+                if id:
+                    ids, bad = id_column(table.column(id), id_type, id, required=False)
+                    reject_later(outcome, warnings, bad)
+                    if on_error == "fail" and outcome.rejects:
+                        raise _failure(where, first, outcome.rejects)
+                if outcome.rejects:  # a piece without any stages an empty part
+                    bad_out.write(rejects_table(table, outcome.rejects, first))
+                if warnings:
+                    warn_out.write(warnings_table(table.column(id) if id else None, warnings,
+                                                  first, id))
+                positions = pa.array(outcome.positions, type=pa.int64())
+                out.write(output_table(signature, outcome.outputs,
+                                       ids.take(positions) if ids is not None else None, id,
                                        schema))
                 rows += table.num_rows
-                scored += good.num_rows
-                rejected += len(bad)
+                scored += outcome.scored
+                rejected += len(outcome.rejects)
+                warned += len(warnings)
         if not rows:
             out.write(schema.empty_table())
-    return rows, scored, rejected
+    return rows, scored, rejected, warned
 
 
 class _NoPart:
@@ -451,211 +543,135 @@ class _NoPart:
         pass
 
 
-def score_table(predictor, table, on_error: str = "fail", first_row: int = 0,
-                where: str = "input"):
-    """Score an Arrow table with ``predictor``; return (outputs, bad rows).
+# -- the scoring core, for one chunk -------------------------------------------------------
 
-    ``outputs`` are the Predictor's outputs for the rows that could be scored, in order;
-    bad rows are ``(position in table, reason)``. With ``on_error="fail"`` a bad row
-    raises a :class:`UserError` naming the row instead.
+def score_chunk(predictor, table, policy: InputPolicy = FLAG, *, first_row: int = 0,
+                where: str = "input", on_error: str = "reject"):
+    """Check and score one Arrow table with ``predictor``: the
+    :class:`~modelport.scoring.isolation.Outcome` (the outputs of the rows scored, a
+    :class:`Reject` per row that was not) and the warnings of each row scored with a value
+    outside what training saw (``{position: [message, ...]}``).
+
+    The table holds the model's columns (others, such as an id, are passed over); the rows
+    its reader found unusable (:func:`~modelport.io.chunks.reader_rejects`) are rejected
+    with the reader's reason. With ``on_error="fail"`` the first row that cannot be scored
+    is a :class:`UserError` naming it (``first_row`` numbers the table's rows in the input,
+    ``where`` names the input).
     """
+    from modelport.io.chunks import reader_rejects
+    from modelport.scoring.isolation import score
+
+    checked = check(table, predictor.signature, policy, unknown="ignore")
+    for i, why in reader_rejects(table).items():
+        checked.rejects[i] = Reject(*why)
+    if on_error == "fail" and checked.rejects:
+        raise _failure(where, first_row, checked.rejects)
+    outcome = score(predictor.run_checked, checked, predictor._empty)
+    if on_error == "fail" and outcome.rejects:
+        raise _failure(where, first_row, outcome.rejects)
+    warnings = warning_messages(checked, outcome.flags, predictor.signature) \
+        if outcome.flags else {}
+    outcome.flags = {}  # said in the warnings: no need to carry them back from a worker
+    return outcome, warnings
+
+
+def warning_messages(checked, flagged: dict, signature) -> dict[int, list[str]]:
+    """One message per value outside what training saw, for each row of ``flagged`` (the
+    positions of the scored rows that have flags), naming the field and the row's value."""
     import numpy as np
 
-    cols, bad = to_columns(table, predictor.signature, on_error, first_row, where)
-    n = table.num_rows
-    if bad:
-        keep = np.ones(n, dtype=bool)
-        keep[[p for p, _ in bad]] = False
-        cols = {k: v[keep] for k, v in cols.items()}
-        positions = np.flatnonzero(keep)
-    else:
-        positions = None
-    outputs, more = _run(predictor, cols, on_error, first_row, where, positions)
-    if more:
-        bad = sorted(bad + more)
-    return outputs, bad
+    from modelport.inapp.runtime import Coded, _shown
+
+    bounds = {c.name: (c.min, c.max) for c in signature.inputs if c.kind == "numeric"}
+    out: dict[int, list[str]] = {}
+    for flag in checked.flags:  # in the order of the signature's fields
+        rows = [i for i in flag.rows.tolist() if i in flagged]
+        if not rows:
+            continue
+        column = checked.columns[flag.field]
+        values = column[rows]
+        if flag.kind == "out_of_range":
+            lo, hi = bounds[flag.field]
+            texts = [f"field {flag.field!r} value {v:g} is outside the range seen in training "
+                     f"[{lo:g}, {hi:g}]" for v in np.asarray(values, dtype=np.float64).tolist()]
+        else:
+            words = values.decode() if isinstance(values, Coded) else values
+            texts = [f"field {flag.field!r} value {_shown(w)} is a category unseen in training"
+                     for w in words.tolist()]
+        for i, text in zip(rows, texts, strict=True):
+            out.setdefault(i, []).append(text)
+    return out
 
 
-def _run(predictor, cols, on_error, first_row, where, positions):
-    """Run the model; a chunk that fails is retried row by row to find the bad rows."""
+def reject_later(outcome, warnings: dict[int, list[str]], rejects: dict[int, Reject]) -> None:
+    """Take rows out of a scored chunk's ``outcome`` (and ``warnings``) that a step after
+    scoring failed on: an id, the lookup table."""
+    if not rejects:
+        return
+    by_reason: dict[int, tuple[Reject, list[int]]] = {}
+    for i, why in rejects.items():
+        by_reason.setdefault(id(why), (why, []))[1].append(i)
+        warnings.pop(i, None)
+    for why, rows in by_reason.values():
+        outcome.reject(rows, why)
+
+
+def id_column(values, id_type, name: str, required: bool):
+    """The ids of a chunk as ``id_type`` (the output's id type), and a :class:`Reject` for
+    each row whose id is unusable: one that is not of that type, or, when ``required`` (a
+    lookup table keeps one row per id), a missing one (null or NaN)."""
     import numpy as np
+    import pyarrow as pa
 
-    n = len(next(iter(cols.values()))) if cols else 0
-    if n == 0:
-        return predictor._empty(), []
-    pos = positions if positions is not None else np.arange(n)
-    try:
-        outputs = predictor._run_batch(cols)
-    except Exception as exc:
-        if on_error == "fail":
-            raise UserError(
-                f"{where}: scoring rows {first_row + int(pos[0]) + 1:,} to "
-                f"{first_row + int(pos[-1]) + 1:,} failed ({type(exc).__name__}: {exc}); "
-                "use --on-error reject to set rows that cannot be scored aside") from None
-        return _run_row_by_row(predictor, cols, pos)
-    bad_rows = _not_finite(outputs)
-    if not bad_rows.size:
-        return outputs, []
-    if on_error == "fail":
-        row = first_row + int(pos[bad_rows[0]]) + 1
-        raise UserError(f"{where} row {row:,}: the model gave a score that is not a number "
-                        "(NaN or infinite); use --on-error reject to set such rows aside")
-    keep = np.ones(n, dtype=bool)
-    keep[bad_rows] = False
-    reason = "the model gave a score that is not a number (NaN or infinite)"
-    return ({k: v[keep] for k, v in outputs.items()},
-            [(int(pos[i]), reason) for i in bad_rows])
+    from modelport.inapp.runtime import _shown
+    from modelport.scoring.checks import float64
 
-
-def _run_row_by_row(predictor, cols, pos):
-    import numpy as np
-
-    parts, bad = [], []
-    for i in range(len(pos)):
-        row = {k: v[i:i + 1] for k, v in cols.items()}
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    bad: dict[int, Reject] = {}
+    if id_type is not None and values.type != id_type:
         try:
-            out = predictor._run_batch(row)
-        except Exception as exc:
-            bad.append((int(pos[i]), f"{type(exc).__name__}: {exc}"))
-            continue
-        if _not_finite(out).size:
-            bad.append((int(pos[i]), "the model gave a score that is not a number (NaN or "
-                                     "infinite)"))
-            continue
-        parts.append(out)
-    if not parts:
-        return predictor._empty(), bad
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, bad
+            values = values.cast(id_type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            kept = []
+            for i, v in enumerate(values.to_pylist()):
+                try:
+                    kept.append(pa.array([v]).cast(id_type)[0].as_py())
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                    kept.append(None)
+                    bad[i] = Reject(name, "wrong_type",
+                                    f"the id {_shown(v)} is not of the id column's type "
+                                    f"({id_type}, from the first rows): give every row an id "
+                                    "of one type")
+            values = pa.array(kept, type=id_type)
+    if required:
+        if pa.types.is_null(values.type):
+            missing = np.ones(len(values), dtype=bool)
+        elif pa.types.is_floating(values.type):
+            missing = np.isnan(float64(values))
+        elif values.null_count:
+            bits = np.unpackbits(np.frombuffer(values.buffers()[0], dtype=np.uint8),
+                                 bitorder="little")[values.offset:values.offset + len(values)]
+            missing = bits == 0
+        else:
+            missing = None
+        if missing is not None and missing.any():
+            why = Reject(name, "missing_id", f"the id {name!r} is missing: a lookup table keeps "
+                                             "one row per id; give the row an id")
+            for i in np.flatnonzero(missing).tolist():
+                bad.setdefault(i, why)
+    return values, bad
 
 
-def _not_finite(outputs) -> Any:
-    import numpy as np
-
-    bad = np.zeros(0, dtype=np.int64)
-    for key in ("proba", "value"):
-        if key in outputs:
-            values = np.asarray(outputs[key], dtype=np.float64)
-            rows = ~np.isfinite(values)
-            if rows.ndim == 2:
-                rows = rows.any(axis=1)
-            bad = np.union1d(bad, np.flatnonzero(rows))
-    return bad
+def _failure(where: str, first_row: int, rejects: dict[int, Reject]) -> UserError:
+    """The error of ``on_error="fail"``: the first row that cannot be scored, and why."""
+    row = min(rejects)
+    return UserError(f"{where} row {first_row + row + 1:,}: {rejects[row].message}; {_FIX}")
 
 
 # -- Arrow in, Arrow out -------------------------------------------------------------------
-
-def to_columns(table, signature, on_error: str = "fail", first_row: int = 0,
-               where: str = "input"):
-    """The signature's columns of an Arrow table as NumPy arrays, and the rows that are bad.
-
-    Numbers become float64 (missing: NaN), as :meth:`Signature.columns` makes them but
-    column at a time from Arrow; string categories become :class:`~modelport.predictor.Coded`
-    columns (each distinct word once, and integer codes). A value that is
-    not a number in a numeric column is a bad row: with ``on_error="fail"`` a
-    :class:`UserError` naming the row, the column and the value.
-    """
-    import pyarrow as pa
-
-    cols: dict[str, Any] = {}
-    bad: dict[int, str] = {}
-    for col in signature.inputs:
-        values = table.column(col.name)
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
-        if col.kind == "numeric":
-            cols[col.name] = _numbers(values, col.name, bad, on_error, first_row, where)
-        else:
-            cols[col.name] = _categories(values, signature)
-    return cols, sorted(bad.items())
-
-
-def _numbers(values, name, bad, on_error, first_row, where):
-    import numpy as np
-    import pyarrow as pa
-
-    t = values.type
-    if pa.types.is_dictionary(t):
-        values = values.dictionary_decode()
-        t = values.type
-    if pa.types.is_integer(t) or pa.types.is_floating(t):
-        return _float64(values)
-    import pyarrow.compute as pc
-
-    if pa.types.is_boolean(t) or pa.types.is_decimal(t) or pa.types.is_null(t):
-        return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
-    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
-        raise UserError(f"{where}: column {name!r} must be numeric, but it holds {t} values; "
-                        "convert it to numbers")
-    stripped = pc.utf8_trim_whitespace(values)
-    stripped = pc.if_else(pc.equal(stripped, ""), pa.scalar(None, stripped.type), stripped)
-    try:
-        return pc.cast(stripped, pa.float64()).to_numpy(zero_copy_only=False)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    out = np.empty(len(values), dtype=np.float64)
-    for i, v in enumerate(stripped.to_pylist()):
-        if v is None:
-            out[i] = np.nan
-            continue
-        try:
-            out[i] = float(v)
-        except ValueError:
-            out[i] = np.nan
-            if on_error == "fail":
-                raise UserError(
-                    f"{where} row {first_row + i + 1:,}: column {name!r} must be numeric, got "
-                    f"{v!r}; fix the value, or use --on-error reject to set such rows aside"
-                ) from None
-            bad.setdefault(i, f"column {name!r} must be numeric, got {v!r}")
-    return out
-
-
-def _float64(values):
-    """An Arrow array of numbers as float64, NaN where null, read from its buffers.
-
-    Arrow's own conversion of an array with nulls goes through pandas, and its compute
-    functions take half a second to load on their first call: a worker needs neither.
-    """
-    import numpy as np
-
-    name = str(values.type)
-    dtype = np.dtype({"halffloat": "float16", "float": "float32", "double": "float64"}.get(
-        name, name))
-    out = np.frombuffer(values.buffers()[1], dtype=dtype,
-                        count=len(values) + values.offset)[values.offset:].astype(np.float64)
-    if values.null_count:
-        bits = np.unpackbits(np.frombuffer(values.buffers()[0], dtype=np.uint8),
-                             bitorder="little")[values.offset:values.offset + len(values)]
-        out[bits == 0] = np.nan
-    return out
-
-
-def _categories(values, signature):
-    """A :class:`~modelport.predictor.Coded` column: each distinct string once, and codes.
-
-    Dictionary-encoded Arrow columns (Parquet's own encoding of strings) are taken as they
-    are; plain strings are encoded first. A predictor then looks each word up once.
-    """
-    import numpy as np
-    import pyarrow as pa
-
-    from modelport.predictor import Coded
-    from modelport.signature import _strings
-
-    t = values.type
-    if pa.types.is_dictionary(t):
-        encoded = values
-    elif pa.types.is_string(t) or pa.types.is_large_string(t):
-        encoded = values.dictionary_encode()
-    else:
-        # numbers as categories follow the signature's own rule (2.0 -> "2")
-        return _strings(values.to_numpy(zero_copy_only=False))
-    # the words are few: a list of them, since Arrow's own conversion goes through pandas
-    words = _strings(np.array(encoded.dictionary.to_pylist() + [None], dtype=object)[:-1])
-    codes = _float64(encoded.indices)
-    return Coded(words, np.where(np.isnan(codes), -1, codes).astype(np.int64)
-                 if encoded.null_count else codes.astype(np.int64))
-
 
 def output_schema(signature, id_type=None, id: str | None = None):
     """The Arrow schema of the scores: the id column, then the outputs of the task."""
@@ -750,45 +766,76 @@ def _typed(values, type):
     return values if values.type == type else values.cast(type)
 
 
-def rejects_table(chunk, bad: Sequence[tuple[int, str]], first_row: int):
-    """The rejected rows of ``chunk`` with their row number ``_row`` (from 1) and ``_reason``."""
+def rejects_table(chunk, rejects: dict[int, Reject], first_row: int):
+    """The rejected rows of ``chunk`` with their row number ``_row`` (from 1), the
+    ``_reason`` and its ``_code``."""
     import pyarrow as pa
 
-    positions = [p for p, _ in bad]
-    table = chunk.take(pa.array(positions, type=pa.int64()))
+    positions = sorted(rejects)
+    table = chunk.take(pa.array(positions, type=pa.int64())).replace_schema_metadata(None)
     table = table.append_column("_row", pa.array([first_row + p + 1 for p in positions],
                                                  type=pa.int64()))
-    return table.append_column("_reason", pa.array([r for _, r in bad], type=pa.string()))
+    table = table.append_column("_reason", pa.array([rejects[p].message for p in positions],
+                                                    type=pa.string()))
+    return table.append_column("_code", pa.array([rejects[p].code for p in positions],
+                                                  type=pa.string()))
 
 
-def _keep(chunk, bad):
-    import numpy as np
+def warnings_table(ids, warnings: dict[int, list[str]], first_row: int, id: str | None):
+    """The rows scored with warnings: their number ``_row`` (from 1), the id, and
+    ``_warnings``, one message per value outside what training saw."""
+    import pyarrow as pa
 
-    if not bad:
-        return chunk
-    keep = np.ones(chunk.num_rows, dtype=bool)
-    keep[[p for p, _ in bad]] = False
-    return chunk.filter(keep)
+    positions = sorted(warnings)
+    columns = {"_row": pa.array([first_row + p + 1 for p in positions], type=pa.int64())}
+    if id and ids is not None:
+        columns[id] = ids.take(pa.array(positions, type=pa.int64()))
+    columns["_warnings"] = pa.array([warnings[p] for p in positions],
+                                    type=pa.list_(pa.string()))
+    return pa.table(columns)
+
+
+def is_table(output) -> bool:
+    """Whether ``output`` names a SQL table (a lookup table) rather than a file."""
+    from modelport.io.tables import _URL
+
+    text = str(output)
+    return bool(_URL.match(text)) and not text.startswith("file://")
 
 
 def default_rejects_path(output) -> Path:
     """Beside a file output (``scores.rejects.jsonl``); in the working folder for a table."""
-    from modelport.io.tables import _URL
+    return _beside(output, "rejects")
 
+
+def default_warnings_path(output) -> Path:
+    """Beside a file output (``scores.warnings.jsonl``); in the working folder for a table."""
+    return _beside(output, "warnings")
+
+
+def _beside(output, what: str) -> Path:
     text = str(output)
-    if _URL.match(text) and not text.startswith("file://"):
+    if is_table(output):
         table = text.partition("#")[2] or "scores"
-        return Path(f"{table}.rejects.jsonl")
+        return Path(f"{table}.{what}.jsonl")
     path = Path(text.removeprefix("file://"))
     name = path.name
     for suffix in (".csv.gz", ".parquet", ".csv", ".jsonl", ".ndjson", ".pq"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
             break
-    return path.with_name(f"{name}.rejects.jsonl")
+    return path.with_name(f"{name}.{what}.jsonl")
 
 
-def _job_key(version, fmt, input, id, chunk_rows, on_error, output, cut: str) -> str:
+def _side_path(given, output, what: str, option: str) -> Path:
+    path = Path(given) if given else _beside(output, what)
+    if not path.name.endswith(".jsonl"):
+        raise UserError(f"{option} {path}: the {what} file is JSON lines; give a path ending "
+                        "in .jsonl")
+    return path
+
+
+def _job_key(version, fmt, input, id, chunk_rows, on_error, policy, output, cut: str) -> str:
     """What makes two runs the same job (resume skips only chunks of the same job)."""
     from modelport.io.tables import describe
 
@@ -798,7 +845,8 @@ def _job_key(version, fmt, input, id, chunk_rows, on_error, output, cut: str) ->
         st = Path(text).stat()
         stamp = [st.st_size, st.st_mtime_ns] if Path(text).is_file() else None
     key = json.dumps([version.name, version.version, fmt, describe(input), stamp, id,
-                      chunk_rows, on_error, str(output), cut], default=str)
+                      chunk_rows, on_error, policy.unseen_categories, policy.out_of_range,
+                      str(output), cut], default=str)
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 

@@ -1,21 +1,32 @@
-"""The batch job on Apache Spark: the same scores as the local engine, on a cluster.
+"""The batch job on Apache Spark: the same scores, rejects and warnings as the local engine,
+on a cluster.
 
-Spark reads the input, ``mapInPandas`` hands each executor Arrow batches, and each Python
+Spark reads the input, ``mapInArrow`` hands each executor Arrow batches, and each Python
 worker loads the Predictor once from the artefact bytes, which travel as a broadcast
-variable (executors need no registry connection). Scoring goes through the same
-:func:`~modelport.serve.batch.score_table` and :func:`~modelport.serve.batch.output_table`
-as the local engine, so the columns and the numbers are the same.
+variable (executors need no registry connection). Every batch is checked and scored by
+the same :func:`~modelport.serve.batch.score_chunk` as the local engine, through the
+scoring core, so the columns, the numbers, the rejects and the warnings are the same.
+
+Each input row comes back as one row: its scores, or its reason for being rejected (with
+its values), and its warnings. The driver keeps them (memory, then disk), writes the
+scores as Spark writes files (a folder of part files under a temporary name, renamed into
+place when done) and the rejects and warnings as one JSON-lines file each, which it
+streams from the executors; ``_row`` numbers the rows in the order Spark read them (for a
+folder of files, Spark's order of the files).
 
 The master is ``local[*]`` unless ``MODELPORT_SPARK_MASTER`` (or ``spark.master`` in the
 usual Spark configuration) names another, such as ``spark://host:7077`` or ``yarn``.
-Inputs: Parquet (file or folder), CSV, JSONL. Outputs: Parquet, CSV or JSONL, written by
-Spark as a folder of part files under a temporary name and renamed into place when done.
+Inputs: Parquet (file or folder), CSV, JSONL. The model's columns of CSV and JSONL are read
+as text and parsed by the checks, as the local engine parses them, so a value that is not a
+number is its row's fault. Outputs: Parquet, CSV or JSONL.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -23,28 +34,39 @@ from pathlib import Path
 from typing import Any
 
 from modelport.errors import UserError, require
+from modelport.scoring.checks import InputPolicy
 
 #: loaded Predictors per Python worker, by artefact identity (a worker runs many tasks)
 _LOADED: dict[tuple, Any] = {}
+#: a row's place in the input, as ``monotonically_increasing_id`` gives it: the partition
+#: number above this many bits, the position in the partition below
+_PART_BITS = 33
+#: what each input row becomes, beside the scores
+_STATUS = ("_mid", "_code", "_reason", "_warnings")
+#: input columns travel beside the scores under this prefix (a rejected row keeps them)
+_IN = "_in_"
 
 
 def predict_spark(version, fmt: str, data: bytes, input: Any, output, *, id: str | None,
-                  on_error: str = "fail"):
-    """Score ``input`` into ``output`` on Spark; return a :class:`BatchResult`."""
+                  on_error: str = "fail", policy: InputPolicy | None = None,
+                  rejects=None, warnings=None):
+    """Score ``input`` into ``output`` on Spark; return a
+    :class:`~modelport.serve.batch.BatchResult`. ``on_error``, ``policy``, ``rejects`` and
+    ``warnings`` mean what they mean for :func:`~modelport.serve.batch.predict`; with
+    ``on_error="fail"`` nothing is written when a row cannot be scored."""
+    import pyarrow as pa
+
     from modelport.io.tables import _URL, _kind
-    from modelport.serve.batch import BatchResult, output_schema
+    from modelport.serve.batch import BatchResult, _side_path, is_table, output_schema
     from modelport.signature import Signature
 
     require("pyspark", "spark", "--engine spark")
-    if on_error != "fail":
-        raise UserError("--engine spark supports --on-error fail only; use the local engine "
-                        "to set bad rows aside in a rejects file")
+    policy = policy or InputPolicy()
     text = str(input)
     if isinstance(input, dict) or (_URL.match(text) and not text.startswith("file://")):
         raise UserError("--engine spark reads files (Parquet, CSV, JSONL); for a SQL table use "
                         "the local engine or export the table to Parquet first")
-    out_text = str(output)
-    if _URL.match(out_text) and not out_text.startswith("file://"):
+    if is_table(output):
         raise UserError("--engine spark writes files (Parquet, CSV, JSONL); for a lookup table "
                         "use the local engine")
     started = time.perf_counter()
@@ -52,59 +74,78 @@ def predict_spark(version, fmt: str, data: bytes, input: Any, output, *, id: str
     if not src.exists():
         raise UserError(f"cannot read {src.absolute()}: no such file or folder; check the path")
     in_kind = "parquet" if src.is_dir() else _kind(src)
-    dest = Path(out_text.removeprefix("file://")).expanduser()
+    dest = Path(str(output).removeprefix("file://")).expanduser()
     out_kind = _kind(dest)
+    rejects_path = _side_path(rejects, output, "rejects", "--rejects")
+    warnings_path = _side_path(warnings, output, "warnings", "--warnings")
 
     signature = Signature.from_dict(version.signature)
     spark = _session()
-    reader = spark.read
-    if in_kind == "parquet":
-        frame = reader.parquet(str(src))
-    elif in_kind == "csv":
-        frame = reader.option("header", True).option("inferSchema", True).csv(str(src))
-    else:
-        frame = reader.json(str(src))
-    wanted = signature.names + ([id] if id and id not in signature.names else [])
+    names = signature.names
+    frame = _read(spark, src, in_kind, names)
+    wanted = names + ([id] if id and id not in names else [])
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         raise UserError(f"{src} has no column(s) {', '.join(map(repr, missing))} that the "
                         f"model needs; its columns are: {', '.join(frame.columns)}")
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
-
-    cols = []
-    for col in signature.inputs:
-        kind = "double" if col.kind == "numeric" else "string"
-        cols.append(F.col(col.name).cast(kind).alias(col.name))
-    if id and id not in signature.names:
-        cols.append(F.col(id))
-    frame = frame.select(*cols)
-
-    import pyarrow as pa
     from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_type
 
-    id_type = to_arrow_type(frame.schema[id].dataType) if id else None
-    schema = output_schema(signature, id_type if id else pa.string(), id)
+    frame = frame.select(*[F.col(c) for c in wanted],
+                         F.monotonically_increasing_id().alias("_mid"))
+    in_schema = pa.schema([pa.field(c, to_arrow_type(frame.schema[c].dataType))
+                           for c in wanted])
+    id_type = in_schema.field(id).type if id else None
+    if id_type is not None and pa.types.is_null(id_type):
+        id_type = pa.string()
+    schema = output_schema(signature, id_type, id)
+    status = pa.schema([*schema, *[pa.field(_IN + c, in_schema.field(c).type)
+                                   for c in wanted if c != id],
+                        pa.field("_mid", pa.int64()), pa.field("_code", pa.string()),
+                        pa.field("_reason", pa.string()), pa.field("_warnings", pa.string())])
     blob = spark.sparkContext.broadcast(data)
     key = (fmt, hashlib.sha256(data).hexdigest())  # the bytes: names repeat across registries
-    scorer = _scorer(blob, key, fmt, version.signature, id, schema, str(src))
-    scores = frame.mapInPandas(scorer, schema=from_arrow_schema(schema))
-
-    tmp = dest.with_name(f".{dest.name}.spark-tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    writer = scores.write.mode("overwrite")
-    if out_kind == "parquet":
-        writer.parquet(str(tmp))
-    elif out_kind == "csv":
-        writer.option("header", True).csv(str(tmp))
-    else:
-        writer.json(str(tmp))
-    rows = spark.read.parquet(str(tmp)).count() if out_kind == "parquet" else scores.count()
-    blob.unpersist()
-    _replace(tmp, dest)
-    return BatchResult(rows=rows, rejects=0, seconds=time.perf_counter() - started,
-                       output=str(dest), rejects_output=None, chunks=0, skipped_chunks=0,
-                       model=version.uri, format=fmt,
-                       workers=spark.sparkContext.defaultParallelism)
+    scorer = _scorer(blob, key, fmt, version.signature, policy, id, id_type, schema, status,
+                     wanted)
+    rows = frame.mapInArrow(scorer, schema=from_arrow_schema(status)) \
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        scored = rows.where(F.col("_code").isNull())
+        refused = rows.where(F.col("_code").isNotNull())
+        flagged = scored.where(F.col("_warnings").isNotNull())
+        total, n_rejects, n_warnings = _counted(rows, src)
+        offsets = _offsets(rows) if n_rejects or n_warnings else {}
+        if on_error == "fail" and n_rejects:
+            first = refused.orderBy("_mid").first()
+            raise UserError(f"{src} row {_row(first['_mid'], offsets):,}: {first['_reason']}; "
+                            "fix the row, or use --on-error reject to set rows that cannot be "
+                            "scored aside")
+        tmp = dest.with_name(f".{dest.name}.spark-tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        writer = scored.select(*schema.names).write.mode("overwrite")
+        if out_kind == "parquet":
+            writer.parquet(str(tmp))
+        elif out_kind == "csv":
+            writer.option("header", True).csv(str(tmp))
+        else:
+            writer.json(str(tmp))
+        n_scored = total - n_rejects
+        rejects_output = _side(refused, rejects_path, offsets, [
+            *[(_IN + c if c != id else c, c) for c in wanted], ("_row", "_row"),
+            ("_reason", "_reason"), ("_code", "_code")]) if n_rejects else None
+        warnings_output = _side(flagged, warnings_path, offsets, [
+            ("_row", "_row"), *([(id, id)] if id else []), ("_warnings", "_warnings")]) \
+            if n_warnings else None
+        _replace(tmp, dest)
+    finally:
+        rows.unpersist()
+        blob.unpersist()
+    return BatchResult(rows=n_scored, rejects=n_rejects, seconds=time.perf_counter() - started,
+                       output=str(dest), rejects_output=rejects_output, chunks=0,
+                       skipped_chunks=0, model=version.uri, format=fmt,
+                       workers=spark.sparkContext.defaultParallelism, warnings=n_warnings,
+                       warnings_output=warnings_output)
 
 
 def _session():
@@ -124,14 +165,112 @@ def _session():
             .getOrCreate())
 
 
-def _scorer(blob, key, fmt, signature_dict, id, schema, where):
-    """The function ``mapInPandas`` runs on each partition (pickled to the executors)."""
+def _read(spark, src: Path, kind: str, names: list[str]):
+    """The input as Spark reads it. CSV and JSON are read with the types Spark infers,
+    except the model's columns, read as text as the local engine reads them, so that the
+    checks parse each value and a bad one rejects its row (an id keeps its type). A line of
+    JSONL that is no JSON object stops the job, as it does locally."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    if kind == "parquet":
+        return spark.read.parquet(str(src))
+
+    def reader():
+        if kind == "csv":
+            return spark.read.option("header", True).option("escape", '"')
+        return spark.read.option("mode", "FAILFAST")
+
+    try:
+        if kind == "csv":
+            inferred = reader().option("inferSchema", True).csv(str(src)).schema
+        else:
+            inferred = reader().json(str(src)).schema
+        schema = StructType([StructField(f.name, StringType() if f.name in names
+                                         else f.dataType, True) for f in inferred.fields])
+        typed = reader().schema(schema)
+        return typed.csv(str(src)) if kind == "csv" else typed.json(str(src))
+    except Exception as exc:  # noqa: BLE001 - Spark's own exception classes, via Py4J
+        raise _user_error(exc, src) from None
+
+
+def _user_error(exc: BaseException, src: Path) -> BaseException:
+    """The UserError a Spark failure stands for (a malformed JSON line, a UserError raised
+    in an executor, such as a column of the wrong type), else ``exc`` itself."""
+    text = str(exc)
+    if "Malformed" in text:
+        return UserError(f"{src} holds a line that is not a JSON object; each line must hold "
+                         "one object such as {\"id\": 1, ...}")
+    found = re.search(r"modelport\.errors\.UserError: (.+)", text)
+    if found:
+        return UserError(f"{src}: {found[1].strip()}")
+    return exc
+
+
+def _counted(rows, src: Path) -> tuple[int, int, int]:
+    """The rows, the rejected ones and those with warnings, in one pass: the first action,
+    which reads the input and scores it."""
+    from pyspark.sql import functions as F
+
+    try:
+        found = rows.agg(F.count(F.lit(1)), F.count("_code"), F.count("_warnings")).first()
+    except Exception as exc:  # noqa: BLE001 - Spark's own exception classes, via Py4J
+        raise _user_error(exc, src) from None
+    return int(found[0]), int(found[1]), int(found[2])
+
+
+def _offsets(rows) -> dict[int, int]:
+    """The number of input rows before each partition, from the rows each one gave."""
+    from pyspark.sql import functions as F
+
+    counts = sorted((r[0], r[1]) for r in rows.groupBy(
+        F.shiftright("_mid", _PART_BITS).alias("p")).count().collect())
+    offsets, seen = {}, 0
+    for partition, n in counts:
+        offsets[partition] = seen
+        seen += n
+    return offsets
+
+
+def _row(mid: int, offsets: dict[int, int]) -> int:
+    """A row's number in the input (from 1) from its ``monotonically_increasing_id``."""
+    return offsets.get(mid >> _PART_BITS, 0) + (mid & ((1 << _PART_BITS) - 1)) + 1
+
+
+def _side(frame, path: Path, offsets: dict[int, int], columns: list[tuple[str, str]]) -> str:
+    """Stream the rows of ``frame`` (rejects or warnings, in input order) into the JSON-lines
+    file ``path``, written to a temporary name and renamed into place."""
+    import pyarrow as pa
+
+    from modelport.io.sinks import jsonl_bytes
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        batch: list[dict] = []
+        for r in frame.orderBy("_mid").toLocalIterator():
+            record = r.asDict()
+            record["_row"] = _row(record["_mid"], offsets)
+            if record.get("_warnings") is not None:
+                record["_warnings"] = json.loads(record["_warnings"])
+            batch.append({name: record[column] for column, name in columns})
+            if len(batch) >= 10_000:
+                fh.write(jsonl_bytes(pa.Table.from_pylist(batch)))
+                batch = []
+        if batch:
+            fh.write(jsonl_bytes(pa.Table.from_pylist(batch)))
+    os.replace(tmp, path)
+    return str(path)
+
+
+def _scorer(blob, key, fmt, signature_dict, policy, id, id_type, schema, status, wanted):
+    """The function ``mapInArrow`` runs on each partition (pickled to the executors)."""
 
     def score(batches):
+        import numpy as np
         import pyarrow as pa
 
         from modelport import formats
-        from modelport.serve.batch import output_table, score_table
+        from modelport.serve.batch import id_column, output_table, reject_later, score_chunk
         from modelport.signature import Signature
 
         predictor = _LOADED.get(key)
@@ -139,11 +278,46 @@ def _scorer(blob, key, fmt, signature_dict, id, schema, where):
             predictor = formats.get(fmt).load(blob.value, Signature.from_dict(signature_dict))
             predictor.prepare_batch()  # trees in C where the executor has a compiler
             _LOADED[key] = predictor
-        for pdf in batches:
-            table = pa.Table.from_pandas(pdf, preserve_index=False)
-            outputs, _ = score_table(predictor, table, "fail", 0, where)
-            yield output_table(predictor.signature, outputs,
-                               table.column(id) if id else None, id, schema).to_pandas()
+        for batch in batches:
+            table = pa.Table.from_batches([batch])
+            n = table.num_rows
+            outcome, warnings = score_chunk(predictor, table, policy)
+            ids = None
+            if id:
+                ids, bad = id_column(table.column(id), id_type, id, required=False)
+                reject_later(outcome, warnings, bad)
+            positions = pa.array(outcome.positions, type=pa.int64())
+            scores = output_table(predictor.signature, outcome.outputs,
+                                  ids.take(positions) if ids is not None else None, id, schema)
+            mids = table.column("_mid")
+            refused = sorted(outcome.rejects)
+            at = pa.array(refused, type=pa.int64())
+            columns = {}
+            for f in schema:
+                part = scores.column(f.name)
+                if f.name == id:
+                    rest = ids.take(at)
+                else:
+                    rest = pa.nulls(len(refused), f.type)
+                columns[f.name] = pa.concat_arrays([part.combine_chunks(), rest]) \
+                    if len(refused) else part.combine_chunks()
+            for c in wanted:
+                if c != id:
+                    columns[_IN + c] = pa.concat_arrays([
+                        pa.nulls(outcome.scored, status.field(_IN + c).type),
+                        table.column(c).take(at).combine_chunks()])
+            order = np.concatenate([outcome.positions, np.asarray(refused, dtype=np.int64)])
+            columns["_mid"] = mids.take(pa.array(order, type=pa.int64())).combine_chunks()
+            for name, values in (("_code", [outcome.rejects[i].code for i in refused]),
+                                 ("_reason", [outcome.rejects[i].message for i in refused])):
+                columns[name] = pa.concat_arrays([pa.nulls(outcome.scored, pa.string()),
+                                                  pa.array(values, type=pa.string())])
+            # a clean batch builds no Python object per row
+            columns["_warnings"] = pa.nulls(n, pa.string()) if not warnings else pa.array(
+                [json.dumps(warnings[i]) if i in warnings else None
+                 for i in outcome.positions.tolist()] + [None] * len(refused),
+                type=pa.string())
+            yield from pa.Table.from_pydict(columns, schema=status).to_batches()
 
     return score
 
