@@ -1,6 +1,8 @@
 """Exactly-once learning across a real crash: a `modelport learn` process is killed with
 SIGKILL after its first checkpoints, restarted, and ends with the very weights (and event
-counts) of a run that was never interrupted, reading a replayed file and Redis Streams."""
+counts) of a run that was never interrupted, reading a replayed file and Redis Streams. The
+file holds bad events too: every one of them is in the rejects file after the crash (at
+least once: those after the last checkpoint may be written twice)."""
 
 from __future__ import annotations
 
@@ -37,14 +39,15 @@ def events(n: int) -> list[dict]:
             for r in frame.to_dict("records")]
 
 
-def spec(name: str, source, every: int = 10**9) -> dict:
+def spec(name: str, source, every: int = 10**9, **extra) -> dict:
     """Checkpoints every ``every`` events (and at the end): how often does not change what
     is learnt, since a checkpoint ends a batch the uninterrupted run ends too."""
     return {"name": name, "source": source, "target": "churned", "id": "customer_id",
             "learner": {"estimator": "sklearn.linear_model.SGDClassifier",
                         "params": {"loss": "log_loss"}},
             "batch": {"size": 500, "max_wait_ms": 60_000},
-            "checkpoint": {"every_events": every, "formats": ["joblib"]}, "promotion": False}
+            "checkpoint": {"every_events": every, "formats": ["joblib"]}, "promotion": False,
+            **extra}
 
 
 def final_state(name: str):
@@ -93,12 +96,14 @@ def kill_after_checkpoints(path: Path, name: str, total: int) -> int:
     return covered
 
 
-def check_exactly_once(name: str, reference: str, covered: int, total: int, result) -> None:
+def check_exactly_once(name: str, reference: str, covered: int, total: int, result,
+                       bad: int = 0) -> None:
     assert result.resumed_from is not None
     assert result.events == total - covered  # nothing skipped, nothing read twice
     _, state = final_state(name)
     _, expected = final_state(reference)
-    assert state.counts["learned"] == expected.counts["learned"] == total
+    assert state.counts["learned"] == expected.counts["learned"] == total - bad
+    assert state.counts["rejected"] == expected.counts["rejected"] == bad
     assert state.counts["events"] == total
     assert np.array_equal(weights(state), weights(expected))
     assert state.window.values() == expected.window.values()
@@ -106,17 +111,27 @@ def check_exactly_once(name: str, reference: str, covered: int, total: int, resu
 
 def test_a_replayed_file_learns_every_event_once_across_a_kill(tmp_path):
     rows = events(EVENTS)
+    for i in range(700, EVENTS, 1000):  # text where a number belongs: rejected
+        rows[i] = {**rows[i], "tenure_months": "unknown"}
+    bad = len(range(700, EVENTS, 1000))
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
-    reference = learn(spec("whole", str(path)))
-    assert reference.learned == EVENTS
+    whole, crashed = tmp_path / "whole.rejects.jsonl", tmp_path / "crashed.rejects.jsonl"
+    reference = learn(spec("whole", str(path), rejects=str(whole)))
+    assert (reference.learned, reference.rejected) == (EVENTS - bad, bad)
     # replayed at a pace, so that the kill finds it mid-stream
-    paced = spec("crashed", {"url": str(path), "rate": 6000}, every=2000)
+    paced = spec("crashed", {"url": str(path), "rate": 6000}, every=2000,
+                 rejects=str(crashed))
     spec_path = tmp_path / "crashed.yaml"
     spec_path.write_text(yaml.safe_dump(paced))
     covered = kill_after_checkpoints(spec_path, "crashed", EVENTS)
-    result = learn(spec("crashed", str(path)))  # the same spec, at full speed
-    check_exactly_once("crashed", "whole", covered, EVENTS, result)
+    # the same spec, at full speed
+    result = learn(spec("crashed", str(path), rejects=str(crashed)))
+    check_exactly_once("crashed", "whole", covered, EVENTS, result, bad)
+    expected = [orjson.loads(x) for x in whole.read_bytes().splitlines()]
+    found = [orjson.loads(x) for x in crashed.read_bytes().splitlines() if x.strip()]
+    assert len(expected) == bad
+    assert {r["seq"]: r["event"] for r in found} == {r["seq"]: r["event"] for r in expected}
 
 
 @pytest.fixture

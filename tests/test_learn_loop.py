@@ -346,6 +346,10 @@ def test_follow_a_growing_file_at_a_rate_with_prometheus_metrics(tmp_path):
 
     frame = churn_events(2000, seed=7)
     write_jsonl(frame.iloc[:500], tmp_path / "e.jsonl")
+    bad = {k: (None if isinstance(v, float) and v != v else v)
+           for k, v in frame.iloc[0].to_dict().items()}
+    with open(tmp_path / "e.jsonl", "ab") as fh:  # rejected, and counted by its reason
+        fh.write(orjson.dumps({**bad, "tenure_months": [1, 2]}) + b"\n")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -371,6 +375,9 @@ def test_follow_a_growing_file_at_a_rate_with_prometheus_metrics(tmp_path):
     result, text, elapsed = asyncio.run(scenario())
     assert result.learned == 2000 and elapsed >= 0.9  # 2,000 events at 2,000 a second
     assert 'modelport_learn_prequential{metric="accuracy",model="ol"}' in text
+    assert result.rejected_by_reason == {"wrong_type": 1}
+    assert 'modelport_rejected_rows_total{model="ol",reason="wrong_type",surface="learn"} 1.0' \
+        in text
     assert result.checkpoints  # the final one, on stop
 
 

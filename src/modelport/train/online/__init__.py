@@ -12,7 +12,8 @@ One module per part: :mod:`~.spec` (the YAML spec), :mod:`~.sources` (files, SQL
 brokers, with positions), :mod:`~.schema` and :mod:`~.preprocess` (fields and incremental
 preprocessing), :mod:`~.learners` (scikit-learn ``partial_fit`` and River), :mod:`~.evaluate`
 (prequential scores over a rolling window), :mod:`~.drift`, :mod:`~.checkpoint` (registry
-versions, the promotion gate) and :mod:`~.loop`, which drives them. The command line is
+versions, the promotion gate), :mod:`~.rejects` (the events not learnt, with their reasons)
+and :mod:`~.loop`, which drives them. The command line is
 ``modelport learn SPEC.yaml [--json] [--follow]``.
 """
 

@@ -9,6 +9,12 @@ so after a crash (even ``kill -9``) every event is learnt exactly once, and with
 batches as an uninterrupted run wherever the source delivers them the same way (a file,
 a stream that already holds the events).
 
+Events are checked by the scoring core's row checker, one call a batch; an event it
+rejects, one that cannot be decoded, one whose label is not a class or one holding a
+number the learner cannot learn is not learnt: it is counted by the code of its reason and
+written, with the reason, to the spec's ``rejects`` destination
+(:mod:`~modelport.train.online.rejects`) before any checkpoint covers it.
+
 With ``label_delay`` events without a label are predicted as they arrive and wait, by id,
 for their label; a later event carrying the id and the target joins them, is scored
 against the prediction made at arrival, and is learnt with the features that arrived
@@ -35,7 +41,9 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import UserError
-from modelport.serve.stream import stop_on_signals
+from modelport.io.tables import redact as describe
+from modelport.scoring.checks import Reject, check
+from modelport.serve.stream import _for_event, _shown, stop_on_signals
 from modelport.train.online import checkpoint as ckpt
 from modelport.train.online.evaluate import (
     Window,
@@ -45,6 +53,7 @@ from modelport.train.online.evaluate import (
     terms,
 )
 from modelport.train.online.learners import Prediction, effective_params, make_learner
+from modelport.train.online.rejects import open_rejects, record
 from modelport.train.online.schema import Features, Schema
 from modelport.train.online.spec import LOWER_IS_BETTER, OnlineSpec
 
@@ -81,11 +90,14 @@ class Result:
     drifts: int = 0
     position: Any = None
     resumed_from: int | None = None
+    #: the events of this run rejected, by the code of their reason
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"events": self.events, "events_per_s": round(self.events_per_s, 1),
                 "prequential": self.prequential, "checkpoints": self.checkpoints,
                 "name": self.name, "learned": self.learned, "rejected": self.rejected,
+                "rejected_by_reason": self.rejected_by_reason,
                 "unlabelled": self.unlabelled, "duplicates": self.duplicates,
                 "expired": self.expired, "unmatched_labels": self.unmatched,
                 "seconds": round(self.seconds, 3), "overall": self.overall,
@@ -179,6 +191,7 @@ class State:
         self.tags = 0
         self.counts = {k: 0 for k in ("events", "learned", "rejected", "unlabelled",
                                       "duplicates", "expired", "unmatched")}
+        self.reasons: dict[str, int] = {}  # rejected events by the code of their reason
         self.drifts = 0
         self.position: Any = None
         # brokers without positions: ids of learnt messages not acknowledged yet (what a
@@ -206,20 +219,22 @@ class Learning:
         self.registry = registry
         self.on_drift = None
         self._warned: set[str] = set()
+        self._sig = None
+        #: records of rejected events not yet taken for the spec's rejects destination
+        self.rejects: list[dict] = []
 
     # -- one batch -----------------------------------------------------------------------
 
     def process(self, batch) -> list:
         """Learn a batch; returns broker messages to acknowledge at once (duplicates of
-        events a checkpoint already covers)."""
+        events a checkpoint already covers). The events it rejects are counted by reason
+        and, when the spec names a rejects destination, wait in :attr:`rejects` as records
+        until the caller takes them (:meth:`take_rejects`) and writes them."""
         st, spec = self.state, self.spec
-        unreadable = len(batch.unreadable)
-        st.counts["events"] += batch.n + unreadable
-        st.counts["rejected"] += unreadable
-        if unreadable:
-            self._warn("unreadable", f"events that cannot be decoded are skipped, e.g.: "
-                       f"{batch.unreadable[0]}")
-        st.seq += unreadable
+        st.counts["events"] += batch.n + len(batch.unreadable)
+        for j, (why, payload) in enumerate(batch.unreadable):
+            self._reject(st.seq + j, why, payload=payload)
+        st.seq += len(batch.unreadable)
         if batch.n == 0:
             return []
         ack_now: list = []
@@ -230,29 +245,128 @@ class Learning:
         if st.schema is None:
             self._start(batch)
         n = batch.n
-        features, bad = st.schema.extract(batch.column, n)
-        if features.num.shape[1]:
-            # an infinity would spoil the weights; so would a gap nothing imputes
-            spoilt = np.isnan(features.num) if spec.numeric == "none" and not spec.river \
-                else np.zeros_like(features.num, dtype=bool)
-            bad |= (spoilt | np.isinf(features.num)).any(1)
-        y, has = _target(batch.column(spec.target) if spec.target else None, n, spec.task)
+        y, has, rejects = _target(batch.column(spec.target) if spec.target else None, n,
+                                  spec.task, spec.target)
+        features, blank = self._check(batch, has, rejects)
         seq = st.seq + np.arange(n)
         st.seq += n
-        if bad.any():
-            st.counts["rejected"] += int(bad.sum())
-            self._warn("bad", "events with a value of the wrong kind (text in a numeric field, "
-                       "a list or an object, an infinite number, a missing number when "
-                       "preprocess.numeric is none) are skipped")
-        ok = ~bad
+        ok = np.ones(n, dtype=bool)
+        if rejects:
+            for i in sorted(rejects):
+                self._reject(seq[i], rejects[i], event=batch.event(i))
+            ok[list(rejects)] = False
         if spec.label_delay is None:
             learn = np.flatnonzero(ok & has)
             st.counts["unlabelled"] += int((ok & ~has).sum())
             if len(learn):
-                self._learn(seq[learn], _take(features, learn, n), y[learn])
+                self._learn(seq[learn], _take(features, learn, n), y[learn], batch, learn)
         else:
-            self._delayed(batch, features, y, has, ok, seq)
+            self._delayed(batch, features, y, has, ok, seq, blank)
         return ack_now
+
+    def _check(self, batch, has: np.ndarray,
+               rejects: dict[int, Reject]) -> tuple[Features, np.ndarray | None]:
+        """The features of a batch, adding to ``rejects`` (by position) the events they keep
+        from being learnt; with ``label_delay``, also which events are labels on their own.
+
+        One call of the scoring core's row checker checks the whole batch as columns. Only
+        events with a missing value can lack a field: those that do are checked again as
+        records, for the checker to name the field. With ``label_delay`` an event that
+        carries a label and no feature at all is a label arriving on its own, not an event
+        missing its fields. Then the learner's own rules: text that is not Unicode (which
+        no checkpoint can hold) and a number it cannot learn (an infinite one, or a missing
+        one that nothing imputes) reject their event.
+        """
+        st, spec = self.state, self.spec
+        schema, n = st.schema, batch.n
+        columns = {name: batch.column(name) if batch.has(name) else [None] * n
+                   for name in schema.order}
+        checked = check(columns, self._signature(), unknown="ignore")
+        for i, why in checked.rejects.items():
+            rejects.setdefault(i, why)
+        for i, names in batch.not_text.items():
+            name = next((f for f in names if f in schema.order or f == spec.target), None)
+            if name is not None:
+                rejects.setdefault(i, _not_text(name, batch.event(i)[name]))
+        features = schema.features(checked.columns, n)
+        num = features.num
+        gaps = np.isnan(num)
+        # which categories are missing costs a pass over each column: only asked when needed
+        rows = batch.columns is None
+        cat_gaps = [_missing(c) for c in features.cat] \
+            if rows or spec.label_delay is not None else []
+        blank = None
+        if spec.label_delay is not None:
+            blank = gaps.all(1)
+            for c in cat_gaps:
+                blank &= c
+        lacking = self._lacking(batch, gaps, cat_gaps)
+        if lacking:
+            fields = frozenset(schema.order)
+            events = [batch.event(i) for i in lacking]
+            if blank is not None:  # labels on their own are no events missing fields
+                alone = [fields.isdisjoint(e) and has[i] for e, i in zip(events, lacking,
+                                                                          strict=True)]
+                events = [e for e, a in zip(events, alone, strict=True) if not a]
+                lacking = [i for i, a in zip(lacking, alone, strict=True) if not a]
+            found = check(events, self._signature(), unknown="ignore").rejects
+            for j, why in found.items():
+                rejects[lacking[j]] = _for_event(why, j)
+        if num.shape[1]:
+            spoilt = np.isinf(num)
+            if spec.numeric == "none" and not spec.river:
+                spoilt |= gaps
+                if blank is not None:
+                    spoilt[blank & has] = False
+            if spoilt.any():
+                for i in np.flatnonzero(spoilt.any(1)).tolist():
+                    if i not in rejects:
+                        j = int(spoilt[i].argmax())
+                        rejects[i] = _not_learnable(schema.numeric[j], num[i, j])
+        return features, blank
+
+    def _lacking(self, batch, gaps: np.ndarray, cat_gaps: list[np.ndarray]) -> list[int]:
+        """The positions of the events that lack a field (not merely hold null in it): for
+        columns, every event or none; for rows, only events with a missing value can."""
+        names = self.state.schema.order
+        if batch.columns is not None:
+            return [] if all(batch.has(name) for name in names) else list(range(batch.n))
+        some = gaps.any(1) if gaps.shape[1] else np.zeros(batch.n, dtype=bool)
+        for c in cat_gaps:
+            some |= c
+        if not some.any():
+            return []
+        fields, rows = frozenset(names), batch.rows
+        return [i for i in np.flatnonzero(some).tolist() if not rows[i].keys() >= fields]
+
+    def _signature(self):
+        """The signature the checker checks events against (built once per schema)."""
+        st = self.state
+        if self._sig is None or self._sig[0] is not st.schema:
+            self._sig = (st.schema, st.schema.signature(self.spec.task))
+        return self._sig[1]
+
+    def _reject(self, seq, why: Reject, *, event: dict | None = None,
+                payload: bytes | None = None) -> None:
+        """Count a rejected event by its reason and, when the spec names a rejects
+        destination, keep its record for it."""
+        st = self.state
+        st.counts["rejected"] += 1
+        st.reasons[why.code] = st.reasons.get(why.code, 0) + 1
+        if why.code not in self._warned:
+            self._warned.add(why.code)
+            where = (f"they go to {describe(self.spec.rejects)}" if self.spec.rejects else
+                     "name a rejects: destination in the spec to keep them")
+            log.warning("events are rejected (%s), e.g.: %s; %s", why.code, why.message, where)
+        if self.spec.rejects is not None:
+            self.rejects.append(record(self.spec.name, int(seq), why, event, payload))
+
+    def take_rejects(self) -> list[dict]:
+        """The records of the events rejected since the last call, in the order of the
+        events."""
+        out, self.rejects = self.rejects, []
+        out.sort(key=lambda r: r["seq"])
+        return out
 
     def _start(self, batch) -> None:
         st, spec = self.state, self.spec
@@ -286,13 +400,15 @@ class Learning:
         st = self.state
         return [st.learner] + ([st.challenger] if st.challenger is not None else [])
 
-    def _learn(self, seq: np.ndarray, features: Features, y: np.ndarray) -> None:
+    def _learn(self, seq: np.ndarray, features: Features, y: np.ndarray, batch,
+               at: np.ndarray) -> None:
+        """Predict then learn events (``at``: their positions in ``batch``); a label
+        outside the classes rejects its event."""
         st = self.state
         accepted = st.learner.accepts(y)
         if not accepted.all():
-            st.counts["rejected"] += int((~accepted).sum())
-            self._warn("class", f"labels outside the classes {_classes(st.learner)} are "
-                       "skipped; list every class in the spec's classes:")
+            for j in np.flatnonzero(~accepted).tolist():
+                self._reject(seq[j], self._unknown_class(y[j]), event=batch.event(int(at[j])))
             keep = np.flatnonzero(accepted)
             seq, features, y = seq[keep], features.take(keep), y[keep]
             if not len(seq):
@@ -323,7 +439,7 @@ class Learning:
 
     # -- delayed labels ------------------------------------------------------------------
 
-    def _delayed(self, batch, features: Features, y, has, ok, seq) -> None:
+    def _delayed(self, batch, features: Features, y, has, ok, seq, blank) -> None:
         st, spec = self.state, self.spec
         ids = batch.column(spec.id)
         ids = [None] * batch.n if ids is None else list(ids.tolist()
@@ -341,9 +457,6 @@ class Learning:
                                    {tag: _row(p, j) for tag, p in made.items()})
         labelled = np.flatnonzero(ok & has)
         joined, direct = [], []
-        blank = np.isnan(features.num).all(1)
-        for c in features.cat:
-            blank &= np.fromiter((v is None for v in c), dtype=bool, count=len(c))
         for i in labelled.tolist():
             entry = st.pending.pop(ids[i], None) if _present(ids[i]) else None
             if entry is not None:
@@ -353,10 +466,10 @@ class Learning:
             else:
                 direct.append(i)
         if joined:
-            self._join(joined, y)
+            self._join(joined, y, batch, seq)
         if direct:
             index = np.asarray(direct)
-            self._learn(seq[index], features.take(index), y[index])
+            self._learn(seq[index], features.take(index), y[index], batch, index)
         limit = st.seq - spec.label_delay
         while st.pending:
             key, entry = next(iter(st.pending.items()))
@@ -365,13 +478,15 @@ class Learning:
             st.pending.popitem(last=False)
             st.counts["expired"] += 1
 
-    def _join(self, joined: list, y: np.ndarray) -> None:
+    def _join(self, joined: list, y: np.ndarray, batch, seq: np.ndarray) -> None:
         st = self.state
         index = np.array([i for _, i in joined])
         labels = y[index]
         accepted = st.learner.accepts(labels)
         if not accepted.all():
-            st.counts["rejected"] += int((~accepted).sum())
+            for j in np.flatnonzero(~accepted).tolist():
+                i = int(index[j])
+                self._reject(seq[i], self._unknown_class(labels[j]), event=batch.event(i))
             joined = [j for j, a in zip(joined, accepted, strict=True) if a]
             labels = labels[accepted]
             if not joined:
@@ -456,10 +571,13 @@ class Learning:
         except Exception as exc:  # noqa: BLE001 - an event that cannot be recorded is logged
             log.warning("could not record %s in the registry: %s", kind, exc)
 
-    def _warn(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            log.warning(message)
+    def _unknown_class(self, label) -> Reject:
+        classes = _classes(self.state.learner)
+        label = label.item() if isinstance(label, np.generic) else label
+        shown = _shown(label) if isinstance(label, str) else repr(label)[:40]
+        return Reject(self.spec.target, "unknown_class",
+                      f"label {shown} is not one of the classes {classes}; list every class "
+                      "under classes: in the spec")
 
     # -- checkpoints ---------------------------------------------------------------------
 
@@ -499,40 +617,93 @@ def _classes(learner):
     return list(classes.tolist() if isinstance(classes, np.ndarray) else classes)
 
 
-def _target(raw, n: int, task: str) -> tuple[np.ndarray, np.ndarray]:
-    """The labels of a batch (aligned with its events) and which events have one."""
+def _target(raw, n: int, task: str,
+            name: str | None) -> tuple[np.ndarray, np.ndarray, dict[int, Reject]]:
+    """The labels of a batch (aligned with its events), which events have one, and the
+    events whose label cannot be learnt, by position: a list or an object for a class, a
+    regression target that is not a number or is infinite."""
+    bad: dict[int, Reject] = {}
     if task == "clustering":
-        return np.zeros(n), np.ones(n, dtype=bool)
+        return np.zeros(n), np.ones(n, dtype=bool), bad
     if raw is None:
-        return np.zeros(n), np.zeros(n, dtype=bool)
+        return np.zeros(n), np.zeros(n, dtype=bool), bad
     if isinstance(raw, np.ndarray) and raw.dtype.kind in "biuf":
         if raw.dtype.kind == "f":
-            return raw, np.isfinite(raw)
-        return raw, np.ones(n, dtype=bool)
+            if task == "regression":
+                _infinite(raw, name, bad)
+            return raw, np.isfinite(raw), bad
+        return raw, np.ones(n, dtype=bool), bad
     values = raw.tolist() if isinstance(raw, np.ndarray) else list(raw)
     has = np.fromiter((_present(v) for v in values), dtype=bool, count=n)
-    present = [v for v, h in zip(values, has, strict=True) if h]
     if task == "regression":
         y = np.full(n, np.nan)
         try:
-            y[has] = np.asarray(present, dtype=np.float64)
-        except (TypeError, ValueError):
-            y[has] = [_float(v) for v in present]
-        has &= np.isfinite(y)
-        return y, has
-    typed = np.asarray(present) if present else np.empty(0)
+            y[has] = np.asarray([v for v, h in zip(values, has, strict=True) if h],
+                                dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            for i in np.flatnonzero(has).tolist():
+                y[i] = _float(values[i])
+                if y[i] != y[i]:
+                    bad[i] = Reject(name, "wrong_type", f"label {name!r} must be a number, got "
+                                    f"{_shown(values[i])}; send a number or null")
+        _infinite(y, name, bad)
+        return y, has & np.isfinite(y), bad
+    present = [v for v, h in zip(values, has, strict=True) if h]
+    try:
+        typed = np.asarray(present) if present else np.empty(0)
+    except ValueError:  # lists of unequal length among the labels
+        typed = None
+    if typed is None or typed.dtype == object or typed.ndim != 1:
+        for i in np.flatnonzero(has).tolist():
+            if not isinstance(values[i], str | int | float | np.generic):
+                bad[i] = Reject(name, "wrong_type", f"label {name!r} must be one value (a "
+                                f"class), got a {type(values[i]).__name__}")
+                has[i] = False
+        present = [v for v, h in zip(values, has, strict=True) if h]
+        typed = np.asarray(present) if present else np.empty(0)
     y = np.empty(n, dtype=typed.dtype if typed.dtype.kind in "biufU" else object)
     if y.dtype.kind in "biuf":
         y[:] = 0
     y[has] = typed
-    return y, has
+    return y, has, bad
+
+
+def _infinite(y: np.ndarray, name: str | None, bad: dict[int, Reject]) -> None:
+    for i in np.flatnonzero(np.isinf(y)).tolist():
+        bad.setdefault(i, Reject(name, "not_learnable", f"label {name!r} is {y[i]}, which "
+                                 "cannot be learnt; send a finite number"))
 
 
 def _float(v) -> float:
     try:
         return float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return np.nan
+
+
+def _missing(values: np.ndarray) -> np.ndarray:
+    """Which values of a checked categorical column are missing: the checker gives them as
+    NaN, the one value not equal to itself (a comparison five times faster than isna)."""
+    return np.asarray(values != values, dtype=bool)
+
+
+def _not_text(name: str, value: str) -> Reject:
+    """Text that is not Unicode (a lone surrogate) cannot be learnt: no checkpoint, file or
+    model holds it as it is, and spelling it otherwise would learn another value."""
+    shown = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    shown = shown if len(shown) <= 40 else shown[:40] + "..."
+    return Reject(name, "not_text", f"field {name!r} holds text that is not Unicode "
+                  f"({shown!r}: a lone surrogate); send UTF-8 text")
+
+
+def _not_learnable(name: str, value: float) -> Reject:
+    """The learner's own rule: a number it cannot learn rejects its event."""
+    if value != value:
+        return Reject(name, "not_learnable",
+                      f"field {name!r} is missing and preprocess.numeric is none, so nothing "
+                      "fills it in; send a number, or set preprocess.numeric to impute")
+    return Reject(name, "not_learnable", f"field {name!r} is {value}, which cannot be learnt; "
+                  "send a finite number")
 
 
 def _row(prediction: Prediction | None, j: int):
@@ -584,6 +755,8 @@ def resume(spec: OnlineSpec, registry, fresh: bool = False) -> tuple[State, Any]
             "(its source, target, features, id, classes, learner or preprocess differ); pass "
             "--fresh to learn from scratch, or give the model another name")
     state.last_version = version.version
+    if not hasattr(state, "reasons"):  # learnt before rejects were counted by reason
+        state.reasons = {}
     state.covered, state.recent_ids = set(state.recent_ids) - {None}, []
     if state.window is not None and (state.window.size != spec.window
                                      or state.window.metrics != spec.metrics):
@@ -628,16 +801,20 @@ async def _run(spec: OnlineSpec, *, follow: bool, fresh: bool, registry,
     source = open_source(spec, follow)
     state, resumed = resume(spec, registry, fresh)
     learning = Learning(spec, state, registry)
+    channel = open_rejects(spec)
     writer = ckpt.Checkpointer(spec, registry)
     prom = None
     if metrics_port:
-        from modelport.train.online.prometheus import Prometheus
+        from modelport.scoring.metrics import LearnMetrics
 
-        prom = Prometheus(metrics_port, spec.name)
+        prom = LearnMetrics(spec.name)
+        prom.serve(metrics_port)
         learning.on_drift = prom.drift
     stop = stop_on_signals(stop)
     result = Result(spec.name, resumed_from=resumed.version if resumed else None)
-    start_counts = dict(state.counts)
+    start_counts, start_reasons = dict(state.counts), dict(state.reasons)
+    if channel is not None:
+        await channel.connect()
     await source.open(state.position)
     window = getattr(source, "window", None)
     unacked: list = []
@@ -664,8 +841,10 @@ async def _run(spec: OnlineSpec, *, follow: bool, fresh: bool, registry,
         if prom is not None:
             prom.checkpoint(written.version, written.promoted)
 
-    def submit() -> None:
+    async def submit() -> None:
         nonlocal last_seq, last_time
+        if channel is not None:  # the rejects the checkpoint covers are safe first
+            await channel.sync()
         formats = ckpt.formats_for(spec, state.learner.convertible())
         writer.submit(learning.payload(formats, len(unacked)))
         last_seq, last_time = state.seq, time.monotonic()
@@ -678,6 +857,9 @@ async def _run(spec: OnlineSpec, *, follow: bool, fresh: bool, registry,
                 break
             if batch.n or batch.unreadable:
                 ack_now = learning.process(batch)
+                rejected = learning.take_rejects()
+                if rejected and channel is not None:
+                    await channel.write(rejected)
                 if batch.messages:
                     again = {id(m) for m in ack_now}
                     held = [m for m in batch.messages if id(m) not in again]
@@ -704,12 +886,12 @@ async def _run(spec: OnlineSpec, *, follow: bool, fresh: bool, registry,
                 if writer.busy and forced:
                     await settle(await asyncio.to_thread(writer.poll, True))
                 if not writer.busy:
-                    submit()
+                    await submit()
             if prom is not None and now >= next_report:
                 next_report = now + 1.0
                 prom.update(_run_counts(state.counts, start_counts),
                             state.window.values() if state.window else {}, len(state.pending),
-                            state.seq)
+                            state.seq, _run_counts(state.reasons, start_reasons))
     except BaseException:
         failed = True
         raise
@@ -717,11 +899,15 @@ async def _run(spec: OnlineSpec, *, follow: bool, fresh: bool, registry,
         try:
             await settle(await asyncio.to_thread(writer.poll, True))
             if not failed and state.learner is not None and state.seq > last_seq:
-                submit()
+                await submit()
                 await settle(await asyncio.to_thread(writer.poll, True))
         finally:
             writer.close()
-            await source.close()
+            try:
+                await source.close()
+            finally:
+                if channel is not None:
+                    await channel.close()
     counts = _run_counts(state.counts, start_counts)
     result.events = counts["events"]
     result.learned = counts["learned"]
@@ -738,8 +924,11 @@ async def _run(spec: OnlineSpec, *, follow: bool, fresh: bool, registry,
     result.scored = state.window.scored_total() if state.window else 0
     result.drifts = state.drifts
     result.position = state.position
+    result.rejected_by_reason = {k: v for k, v in _run_counts(state.reasons,
+                                                              start_reasons).items() if v}
     if prom is not None:
-        prom.update(counts, result.prequential, len(state.pending), state.seq)
+        prom.update(counts, result.prequential, len(state.pending), state.seq,
+                    result.rejected_by_reason)
     return result
 
 

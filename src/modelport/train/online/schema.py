@@ -1,19 +1,23 @@
 """The fields a learner reads, and turning a batch of raw events into its feature columns.
 
 A :class:`Schema` is fixed by the first batch (or by the spec's ``features``): each field is
-numeric or categorical from the values it holds then, and stays so. :meth:`Schema.extract`
-turns a batch's columns into :class:`Features` (a float matrix of the numeric fields, an
-object array of text per categorical field) and marks the events that cannot be read:
-text in a numeric field, a list or an object where a value belongs.
+numeric or categorical from the values it holds then, and stays so. Events are checked by
+the scoring core against :meth:`Schema.signature` (the one row checker every surface
+uses), and :meth:`Schema.features` turns the checked columns into :class:`Features` (a
+float matrix of the numeric fields, an object array of text per categorical field).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from modelport.errors import UserError
+
+if TYPE_CHECKING:
+    from modelport.signature import Signature
 
 
 @dataclass
@@ -59,15 +63,25 @@ class Schema:
             (categorical if _is_text(values) else numeric).append(name)
         return cls(numeric, categorical, list(names))
 
-    def extract(self, column, n: int) -> tuple[Features, np.ndarray]:
-        """The features of a batch (``column(name)`` gives a field's values, or None when
-        no event has it) and a mask of the events that could not be read."""
-        bad = np.zeros(n, dtype=bool)
+    def signature(self, task: str) -> Signature:
+        """The fields as a :class:`~modelport.signature.Signature` for the scoring core's
+        row checker: numeric fields numeric, categorical ones categorical, every one
+        nullable, and no ranges or vocabularies (a learner has no training ranges: every
+        value it has not seen yet is one to learn)."""
+        from modelport.signature import Column, Signature
+
+        numeric = set(self.numeric)
+        return Signature([Column(name, "float64", "numeric", nullable=True) if name in numeric
+                          else Column(name, "object", "categorical", nullable=True)
+                          for name in self.order], task)
+
+    def features(self, columns: dict[str, np.ndarray], n: int) -> Features:
+        """The :class:`Features` of ``n`` events from the columns the checker gave (numbers
+        as float64 with NaN for missing, categories as text with NaN for missing)."""
         num = np.empty((n, len(self.numeric)))
         for j, name in enumerate(self.numeric):
-            num[:, j] = _numbers(column(name), n, bad)
-        cat = [_texts(column(name), n, bad) for name in self.categorical]
-        return Features(num, cat), bad
+            num[:, j] = columns[name]
+        return Features(num, [columns[name] for name in self.categorical])
 
     def frame(self, features: Features):
         """The features as a DataFrame of the raw fields, in the schema's order."""
@@ -78,7 +92,8 @@ class Schema:
         return pd.DataFrame({name: data[name] for name in self.order})
 
     def rows(self, features: Features) -> list[dict]:
-        """One dict per event without its missing values, as River learners take them."""
+        """One dict per event without its missing values (None or NaN), as River learners
+        take them."""
         names = self.numeric + self.categorical
         columns = [features.num[:, j].tolist() for j in range(len(self.numeric))]
         columns += [c.tolist() for c in features.cat]
@@ -104,50 +119,3 @@ def _is_text(values) -> bool:
             except ValueError:
                 return True
     return False
-
-
-def _numbers(values, n: int, bad: np.ndarray) -> np.ndarray:
-    if values is None:
-        return np.full(n, np.nan)
-    if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":
-        return values.astype(np.float64, copy=False)
-    try:
-        out = np.asarray(values, dtype=np.float64)
-        if out.shape == (n,):
-            return out
-    except (TypeError, ValueError):
-        pass
-    out = np.empty(n)
-    for i, v in enumerate(values):
-        if v is None:
-            out[i] = np.nan
-        elif isinstance(v, bool | int | float | np.number):
-            out[i] = float(v)
-        else:
-            try:
-                out[i] = float(v) if not isinstance(v, str) or v.strip() else np.nan
-            except (TypeError, ValueError):
-                out[i] = np.nan
-                bad[i] = True
-    return out
-
-
-def _texts(values, n: int, bad: np.ndarray) -> np.ndarray:
-    out = np.empty(n, dtype=object)
-    if values is None:
-        return out  # every value missing: None
-    if isinstance(values, np.ndarray) and values.dtype == object:
-        from pandas.api.types import infer_dtype
-
-        if infer_dtype(values, skipna=True) == "string":
-            return values  # text and missing values only: nothing to check
-    for i, v in enumerate(values):
-        if v is None or isinstance(v, str):
-            out[i] = v
-        elif isinstance(v, float | np.floating):
-            out[i] = None if v != v else str(v)
-        elif isinstance(v, bool | int | np.integer | np.bool_):
-            out[i] = str(v)
-        else:
-            bad[i] = True
-    return out

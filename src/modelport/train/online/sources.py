@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import UserError
+from modelport.scoring.checks import Reject
 from modelport.train.online.spec import SourceSpec
 
 #: bytes read from a file at a time
@@ -45,23 +46,37 @@ _IDLE_END_S = 2.0
 class Batch:
     """Events read at once: as rows (dicts) or as columns, with the position after them.
 
-    ``unreadable`` holds the reason for each event that could not be decoded (those are
-    counted, covered by the position, and not learnt). ``messages`` and ``ids`` are the
-    broker messages to acknowledge once a checkpoint covers them, and their ids.
+    ``unreadable`` holds each event that could not be decoded, as the :class:`Reject`
+    saying why and its raw bytes (those go to the reject channel, are covered by the
+    position, and are not learnt). ``not_text`` names, by position, the fields of events
+    whose text is not Unicode (a lone surrogate: JSON can escape one). ``messages`` and
+    ``ids`` are the broker messages to acknowledge once a checkpoint covers them, and their
+    ids.
     """
 
     n: int = 0
     position: Any = None
     rows: list[dict] | None = None
     columns: dict[str, Any] | None = None
-    unreadable: list[str] = field(default_factory=list)
+    unreadable: list[tuple[Reject, bytes]] = field(default_factory=list)
     messages: list | None = None
     ids: list | None = None
+    not_text: dict[int, list[str]] = field(default_factory=dict)
 
     def column(self, name: str):
         if self.columns is not None:
             return self.columns.get(name)
         return [r.get(name) for r in self.rows] if self.rows else None
+
+    def has(self, name: str) -> bool:
+        """Whether columnar events carry the field ``name`` (rows: always, event by event)."""
+        return self.columns is None or name in self.columns
+
+    def event(self, i: int) -> dict[str, Any]:
+        """Event ``i`` as a dict of its fields."""
+        if self.columns is not None:
+            return {k: v[i] for k, v in self.columns.items()}
+        return self.rows[i]
 
     def sample(self) -> dict[str, Any]:
         """Every field of the batch with its values, for working out a schema."""
@@ -79,7 +94,9 @@ class Batch:
             cols = {k: (v[index] if isinstance(v, np.ndarray) else [v[i] for i in index])
                     for k, v in self.columns.items()}
             return Batch(len(index), self.position, columns=cols)
-        return Batch(len(index), self.position, rows=[self.rows[i] for i in index])
+        odd = {j: self.not_text[i] for j, i in enumerate(index.tolist()) if i in self.not_text}
+        return Batch(len(index), self.position, rows=[self.rows[i] for i in index],
+                     not_text=odd)
 
 
 def open_source(spec, follow: bool = False):
@@ -251,8 +268,36 @@ def _json_loads():
         return json.loads
 
 
+def undecodable(fmt: str, detail: str) -> Reject:
+    """Why an event could not be decoded, coded as the stream worker codes it."""
+    return Reject(None, f"not_{fmt}", f"not {fmt}: {detail[:200]}")
+
+
+def fields_not_text(event: dict) -> list[str]:
+    """The fields of an event whose text is not Unicode (a lone surrogate). Only JSON that
+    escapes one (which orjson refuses) can hold it, so only such events are looked at."""
+    out = []
+    for k, v in event.items():
+        if isinstance(v, str) and not v.isascii():
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                out.append(str(k))
+    return out
+
+
+def not_a_record(fmt: str, event) -> Reject:
+    """Why a decoded event is not an event: it is not an object of fields."""
+    return Reject(None, "not_a_record",
+                  f"not a {fmt} object of fields, but a {type(event).__name__}")
+
+
 class JsonlFile(_FileSource):
-    """One JSON object per line; the position is the byte offset after the last line."""
+    """One JSON object per line; the position is the byte offset after the last line.
+
+    A line orjson refuses although it is JSON (an integer beyond 64 bits, an escaped lone
+    surrogate) is read as the stream worker reads it, so that the checks say what is wrong
+    with the event rather than the parser."""
 
     async def open(self, position) -> None:
         self.lines = _Lines(self.path, int((position or {}).get("offset", 0)))
@@ -265,18 +310,25 @@ class JsonlFile(_FileSource):
                 return Batch(0, {"offset": offset})
             return None
         loads = _json_loads()
-        rows, unreadable = [], []
+        rows, bad, odd = [], [], {}
         for line in lines:
             try:
                 row = loads(line)
-            except ValueError as exc:  # both parsers' decode errors are ValueErrors
-                unreadable.append(f"not JSON: {exc}")
-                continue
+            except ValueError:  # both parsers' decode errors are ValueErrors
+                from modelport.serve.stream import decode
+
+                try:
+                    row = decode(line, "json")
+                except ValueError as exc:
+                    bad.append((undecodable("json", str(exc)), line))
+                    continue
+                if isinstance(row, dict) and (found := fields_not_text(row)):
+                    odd[len(rows)] = found
             if isinstance(row, dict):
                 rows.append(row)
             else:
-                unreadable.append("not a JSON object")
-        return Batch(len(rows), {"offset": offset}, rows=rows, unreadable=unreadable)
+                bad.append((not_a_record("json", row), line))
+        return Batch(len(rows), {"offset": offset}, rows=rows, unreadable=bad, not_text=odd)
 
     async def close(self) -> None:
         if getattr(self, "lines", None) is not None:
@@ -474,24 +526,29 @@ class SqlTable:
 
 # -- brokers -----------------------------------------------------------------------------
 
-def _decode(messages: list, fmt: str) -> tuple[list[dict], list[str], list[int]]:
-    """Events decoded from message payloads, the reasons the others could not be, and the
-    index of each decoded event's message."""
+def _decode(messages: list, fmt: str) -> tuple[list[dict], list[tuple[Reject, bytes]],
+                                                list[int], dict[int, list[str]]]:
+    """Events decoded from message payloads, the others with the reason they could not be,
+    the index of each decoded event's message, and the fields of events holding text that
+    is not Unicode, by position."""
     from modelport.serve.stream import decode
 
-    rows, unreadable, index = [], [], []
+    rows, bad, index, odd = [], [], [], {}
     for i, m in enumerate(messages):
         try:
             event = decode(m.payload, fmt)
         except Exception as exc:  # noqa: BLE001 - any undecodable payload is one bad event
-            unreadable.append(f"not {fmt}: {str(exc)[:200]}")
+            bad.append((undecodable(fmt, str(exc)), bytes(m.payload)))
             continue
         if not isinstance(event, dict):
-            unreadable.append(f"not a {fmt} object")
+            bad.append((not_a_record(fmt, event), bytes(m.payload)))
             continue
+        # only a \u escape in JSON spells a lone surrogate (msgpack text is UTF-8)
+        if fmt == "json" and b"\\u" in m.payload and (found := fields_not_text(event)):
+            odd[len(rows)] = found
         rows.append(event)
         index.append(i)
-    return rows, unreadable, index
+    return rows, bad, index, odd
 
 
 class PositionedBroker:
@@ -531,9 +588,9 @@ class PositionedBroker:
                 self.reader.position = type(self.reader.position)(messages[-1].id)
         if not messages:
             return None if self._done() else Batch(0, {"after": self.reader.position})
-        rows, unreadable, _ = _decode(messages, self.src.format)
+        rows, bad, _, odd = _decode(messages, self.src.format)
         return Batch(len(rows), {"after": self.reader.position}, rows=rows,
-                     unreadable=unreadable)
+                     unreadable=bad, not_text=odd)
 
     async def acknowledge(self, messages: list) -> None:
         pass
@@ -586,10 +643,10 @@ class AcknowledgedBroker:
                 return None
             return Batch(0, None)
         self.last_event = now
-        rows, unreadable, index = _decode(messages, self.src.format)
+        rows, bad, index, odd = _decode(messages, self.src.format)
         # MQTT messages carry no id: such events cannot be recognised when delivered again
-        return Batch(len(rows), None, rows=rows, unreadable=unreadable, messages=messages,
-                     ids=[messages[i].id for i in index])
+        return Batch(len(rows), None, rows=rows, unreadable=bad, messages=messages,
+                     ids=[messages[i].id for i in index], not_text=odd)
 
     async def acknowledge(self, messages: list) -> None:
         if messages:

@@ -19,6 +19,7 @@ often to checkpoint into the registry.
     promotion: {alias: production, threshold: 0.01, min_events: 1000}
     evaluation: {window: 10000, metrics: [accuracy, log_loss]}
     drift: {detector: ADWIN, params: {delta: 0.002}, action: challenger}
+    rejects: rejects.jsonl             # optional; or a broker URL: every event not learnt, why
 
 ``source`` may also be a mapping: ``{url: events.csv, rate: 5000}`` replays a file at 5,000
 events a second (any source takes a ``rate``: the most events a second it is read at); ``{url: 'postgresql://127.0.0.1/test#events', key: event_id}`` tails a table
@@ -46,7 +47,7 @@ from modelport.signature import TASKS
 KEYS: dict[str, tuple[str, ...]] = {
     "": ("name", "task", "source", "target", "features", "id", "label_delay", "classes",
          "learner", "preprocess", "batch", "checkpoint", "promotion", "evaluation", "drift",
-         "description"),
+         "description", "rejects"),
     "source": ("url", "rate", "key", "format", "poll_ms", "group"),
     "learner": ("estimator", "params", "pipeline"),
     "preprocess": ("numeric", "categorical", "max_categories", "hash_buckets"),
@@ -135,6 +136,8 @@ class OnlineSpec:
     description: str | None
     label: str = "spec"
     raw: dict[str, Any] = field(default_factory=dict)
+    #: where rejected events go: a .jsonl file or a broker URL (None: counted only)
+    rejects: str | None = None
 
     @property
     def river(self) -> bool:
@@ -318,6 +321,7 @@ def _check(raw: dict[str, Any], base: Path, label: str) -> OnlineSpec:
         drift_max = _int(drift, "max_events", 50_000, drift_min, fail, "drift.")
 
     description = raw.get("description")
+    rejects = _rejects(raw.get("rejects"), source, base, fail)
     spec = OnlineSpec(
         name=str(name), task=task, source=source, target=target,
         features=list(features) if features else None, id=id_column, label_delay=label_delay,
@@ -332,7 +336,7 @@ def _check(raw: dict[str, Any], base: Path, label: str) -> OnlineSpec:
         drift_params=dict(drift_params), drift_action=drift_action, drift_min_events=drift_min,
         drift_max_events=drift_max,
         description=str(description) if description is not None else None, label=label,
-        raw=raw,
+        raw=raw, rejects=rejects,
     )
     from modelport.train.online.learners import check_estimator
 
@@ -404,6 +408,44 @@ def _source(value, base: Path, fail) -> SourceSpec:
     if key is not None:
         raise fail("source.key", "a file is replayed in its own order; key applies to SQL tables")
     return SourceSpec("file", str(path), rate=float(rate) if rate else None, poll_ms=poll_ms)
+
+
+def _rejects(value, source: SourceSpec, base: Path, fail) -> str | None:
+    """Where rejected events go: a broker URL as it is, a .jsonl path made absolute; never
+    the source itself, which would feed the learner its own rejects."""
+    if value is None:
+        return None
+    example = ("e.g. rejects: rejects.jsonl, or rejects: "
+               "redis://127.0.0.1:6379/0?stream=rejects")
+    if not isinstance(value, str | Path) or not str(value):
+        raise fail("rejects", f"expected a .jsonl file or a broker URL, {example}; "
+                   f"got {value!r}")
+    url = str(value)
+    if _BROKER.match(url):
+        from modelport.io import brokers
+
+        brokers.parse(url, "rejects:")
+        if url == source.url:
+            raise fail("rejects", "is the source: the learner would read its own rejects; "
+                       "name another stream, queue or topic")
+        return url
+    if "://" in url and not url.startswith("file://"):
+        raise fail("rejects", f"unknown destination {url!r}; {example}")
+    path = Path(url.removeprefix("file://")).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    if not path.name.lower().endswith((".jsonl", ".ndjson")):
+        raise fail("rejects", f"cannot write rejects to {path.name}: name a .jsonl file (one "
+                   f"rejected event a line) or a broker URL, {example}")
+    if source.kind == "file" and path.resolve() == Path(source.url).resolve():
+        raise fail("rejects", "is the source file: the learner would read its own rejects; "
+                   "name another file")
+    if not path.parent.is_dir():
+        raise fail("rejects", f"cannot write {path}: its folder does not exist; create it or "
+                   "name another file")
+    if path.is_dir():
+        raise fail("rejects", f"{path} is a folder; name a .jsonl file")
+    return str(path)
 
 
 def _pipeline(value, estimator: str, fail) -> list[tuple[str, dict[str, Any]]]:
