@@ -1,5 +1,7 @@
-"""Scoring a micro-batch of events: one model call, outputs tagged with id and version,
-bad events split off to the dead letters with their payload and the reason."""
+"""Scoring a micro-batch of events through the scoring core: one check call and one model
+call, outputs tagged with id and version, flagged values scored with warnings, and every
+event that cannot be scored split off to the dead letters with its payload, reason and
+reason code, the others scored as if alone."""
 
 from __future__ import annotations
 
@@ -12,81 +14,208 @@ from modelport.errors import UserError
 from modelport.io import brokers
 from modelport.io.brokers import Message
 from modelport.registry import Registry
-from modelport.serve.stream import _Model, score_batch
-from modelport.uri import ModelURI
+from modelport.scoring.checks import InputPolicy
+from modelport.serve.stream import Steps, follow, score_batch
 
 
-@pytest.fixture
-def model():
-    from sklearn.linear_model import LogisticRegression
-
-    from modelport.register import log_model
-
+def churn_frame():
     rng = np.random.default_rng(1)
     X = pd.DataFrame({"tenure": rng.normal(size=300).round(2),
                       "plan": rng.choice(["basic", "pro"], 300)})
     X["spend"] = rng.normal(size=300).round(2)
-    y = (X.tenure + X.spend > 0).astype(int)
+    return X, (X.tenure + X.spend > 0).astype(int)
+
+
+def churn_pipeline():
     from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder
 
-    pipe = make_pipeline(make_column_transformer((OneHotEncoder(), ["plan"]),
-                                                 remainder="passthrough"),
-                         LogisticRegression())
-    log_model(pipe.fit(X, y), "churn", sample=X, formats=["onnx"], alias="production")
-    reg = Registry()
-    return _Model(reg, ModelURI.parse("churn@production"), 1, None)
+    X, y = churn_frame()
+    return make_pipeline(make_column_transformer((OneHotEncoder(handle_unknown="ignore"),
+                                                  ["plan"]), remainder="passthrough"),
+                         LogisticRegression()).fit(X, y)
+
+
+@pytest.fixture
+def model():
+    from modelport.register import log_model
+
+    X, _ = churn_frame()
+    log_model(churn_pipeline(), "churn", sample=X, formats=["onnx"], alias="production")
+    scorer = follow("churn@production", Registry(), poll_seconds=0).current
+    assert scorer.format == "onnx"
+    return scorer
 
 
 def msg(i, body: bytes, mid: str | None = None) -> Message:
     return Message(id=mid if mid is not None else f"m{i}", payload=body)
 
 
+def letters(scored) -> dict:
+    return {orjson.loads(p)["id"]: orjson.loads(p) for _, p in scored.dead}
+
+
 def test_outputs_carry_the_input_id_the_event_key_and_the_model_version(model):
     events = [{"id": f"c{i}", "tenure": i / 10, "plan": "pro", "spend": -0.5} for i in range(20)]
-    outputs, dead = score_batch(model, [msg(i, orjson.dumps(e)) for i, e in enumerate(events)],
-                                "json")
-    assert dead == []
-    rows = [orjson.loads(p) for _, p in outputs]
+    scored = score_batch(model, [msg(i, orjson.dumps(e)) for i, e in enumerate(events)])
+    assert scored.dead == [] and scored.flags == []
+    rows = [orjson.loads(p) for _, p in scored.outputs]
     assert [r["id"] for r in rows] == [f"m{i}" for i in range(20)]
     assert [r["key"] for r in rows] == [f"c{i}" for i in range(20)]
     assert {r["version"] for r in rows} == {1} and {r["model"] for r in rows} == {"churn"}
+    assert not any("warnings" in r for r in rows)
     expected = model.predictor.run(events)
     assert [r["label"] for r in rows] == expected["label"].tolist()
     assert np.allclose([r["proba"] for r in rows], expected["proba"])
-    assert [k for k, _ in outputs] == [f"m{i}@1" for i in range(20)]
+    assert [k for k, _ in scored.outputs] == [f"m{i}@1" for i in range(20)]
 
 
-def test_bad_events_go_to_the_dead_letters_with_payload_and_reason(model):
+def test_a_clean_batch_takes_one_check_call_and_one_model_call(model, monkeypatch):
+    import modelport.serve.stream as stream
+
+    calls = {"check": 0, "model": 0}
+    real_check, real_run = stream.check, model.predictor.run_checked
+
+    def counted_check(*args, **kwargs):
+        calls["check"] += 1
+        return real_check(*args, **kwargs)
+
+    def counted_run(cols):
+        calls["model"] += 1
+        return real_run(cols)
+
+    monkeypatch.setattr(stream, "check", counted_check)
+    monkeypatch.setattr(model.predictor, "run_checked", counted_run)
+    events = [{"id": i, "tenure": 0.1, "plan": "pro", "spend": 0.2} for i in range(500)]
+    scored = score_batch(model, [msg(i, orjson.dumps(e)) for i, e in enumerate(events)])
+    assert len(scored.outputs) == 500 and calls == {"check": 1, "model": 1}
+
+
+def test_bad_events_go_to_the_dead_letters_with_payload_reason_and_code(model):
     good = {"id": 1, "tenure": 1.0, "plan": "basic", "spend": 2.0}
     batch = [msg(0, orjson.dumps(good)), msg(1, b"\xff\xfe not json"),
              msg(2, b'{"tenure": "long", "plan": "pro", "spend": 1}'),
              msg(3, b'{"tenure": 1.0}'), msg(4, b"[1, 2]"), msg(5, orjson.dumps(good))]
-    outputs, dead = score_batch(model, batch, "json")
-    assert [orjson.loads(p)["id"] for _, p in outputs] == ["m0", "m5"]
-    letters = {orjson.loads(p)["id"]: orjson.loads(p) for _, p in dead}
-    assert set(letters) == {"m1", "m2", "m3", "m4"}
-    assert letters["m1"]["reason"].startswith("not json") and "payload_base64" in letters["m1"]
-    assert "'tenure' must be numeric" in letters["m2"]["reason"]
-    assert letters["m2"]["payload"] == '{"tenure": "long", "plan": "pro", "spend": 1}'
-    assert "missing column(s) 'plan', 'spend'" in letters["m3"]["reason"]
-    assert "not a json object" in letters["m4"]["reason"]
+    scored = score_batch(model, batch)
+    assert [orjson.loads(p)["id"] for _, p in scored.outputs] == ["m0", "m5"]
+    dead = letters(scored)
+    assert set(dead) == {"m1", "m2", "m3", "m4"}
+    assert dead["m1"]["reason"].startswith("not json") and "payload_base64" in dead["m1"]
+    assert dead["m1"]["reason_code"] == "not_json"
+    assert "'tenure' must be numeric" in dead["m2"]["reason"]
+    assert dead["m2"]["reason_code"] == "wrong_type" and dead["m2"]["field"] == "tenure"
+    assert dead["m2"]["payload"] == '{"tenure": "long", "plan": "pro", "spend": 1}'
+    assert dead["m3"]["reason"] == ("the event is missing field 'plan'; send null for a "
+                                    "missing value")
+    assert dead["m3"]["reason_code"] == "missing_field"
+    assert "not a json object" in dead["m4"]["reason"]
+    assert dead["m4"]["reason_code"] == "not_a_record"
+    assert [k for k, _ in scored.dead] == ["m1@dead", "m2@dead", "m3@dead", "m4@dead"]
+
+
+def test_a_list_in_a_numeric_field_is_dead_lettered_and_the_rest_scored_as_alone(model):
+    """A list once passed the stream's own check and made onnxruntime raise: the worker
+    exited, and read the same batch again on restart."""
+    events = [{"id": i, "tenure": i / 7, "plan": "pro", "spend": 0.3} for i in range(9)]
+    payloads = [orjson.dumps(e) for e in events]
+    payloads[4] = orjson.dumps({"id": 4, "tenure": [1, 2], "plan": "pro", "spend": 0.3})
+    scored = score_batch(model, [msg(i, p) for i, p in enumerate(payloads)])
+    (letter,) = letters(scored).values()
+    assert letter["id"] == "m4" and letter["reason_code"] == "wrong_type"
+    assert "'tenure' must be a number or null, got a list" in letter["reason"]
+    rows = [orjson.loads(p) for _, p in scored.outputs]
+    kept = [e for e in events if e["id"] != 4]
+    assert [r["key"] for r in rows] == [e["id"] for e in kept]
+    for r, e in zip(rows, kept, strict=True):
+        alone = model.predictor.run(e)
+        assert r["proba"] == pytest.approx(alone["proba"][0].tolist(), abs=1e-6)  # float32
+
+
+def test_a_value_outside_training_is_scored_with_warnings_or_dead_lettered_when_strict(model):
+    events = [{"id": "a", "tenure": 0.5, "plan": "pro", "spend": 0.1},
+              {"id": "b", "tenure": 40.0, "plan": "enterprise", "spend": 0.1},
+              {"id": "c", "tenure": -25.0, "plan": "basic", "spend": 0.1}]
+    batch = [msg(i, orjson.dumps(e)) for i, e in enumerate(events)]
+    scored = score_batch(model, batch)
+    assert scored.dead == []
+    rows = {r["key"]: r for r in (orjson.loads(p) for _, p in scored.outputs)}
+    assert "warnings" not in rows["a"]
+    assert rows["b"]["warnings"] == [
+        {"field": "tenure", "kind": "out_of_range",
+         "message": rows["b"]["warnings"][0]["message"]},
+        {"field": "plan", "kind": "unseen_category",
+         "message": "'plan' value 'enterprise' is a category unseen in training"}]
+    assert rows["b"]["warnings"][0]["message"].startswith("'tenure' value 40 is outside the "
+                                                          "range seen in training [")
+    # each event's warning names its own value
+    assert rows["c"]["warnings"][0]["message"].startswith("'tenure' value -25 is outside")
+    assert len(scored.flags) == 2
+
+    strict = score_batch(model, batch, Steps(policy=InputPolicy.of(strict=True)))
+    assert [orjson.loads(p)["key"] for _, p in strict.outputs] == ["a"]
+    dead = letters(strict)
+    assert dead["m1"]["reason_code"] == "out_of_range" and "strict" in dead["m1"]["reason"]
+    only_words = score_batch(model, batch, Steps(policy=InputPolicy.of(
+        unseen_categories="reject")))
+    assert [orjson.loads(p)["key"] for _, p in only_words.outputs] == ["a", "c"]
+    assert letters(only_words)["m1"]["reason_code"] == "unseen_category"
+
+
+def test_json_orjson_refuses_is_read_so_the_checks_and_the_model_decide(model):
+    """An integer beyond 64 bits and an escaped lone surrogate are JSON, which orjson does
+    not read: the standard library reads them, and the row checks and the model decide
+    (neither runtime here takes a lone surrogate). NaN is not JSON and stays refused."""
+    good = orjson.dumps({"id": 0, "tenure": 0.5, "plan": "pro", "spend": 0})
+    big = b'{"id": 1, "tenure": 1' + b"0" * 400 + b', "plan": "pro", "spend": 0}'
+    lone = b'{"id": 2, "tenure": 0.5, "plan": "\\ud800", "spend": 0}'
+    nan = b'{"id": 3, "tenure": NaN, "plan": "pro", "spend": 0}'
+    scored = score_batch(model, [msg(0, good), msg(1, big), msg(2, lone), msg(3, nan)])
+    dead = letters(scored)
+    assert dead["m1"]["reason_code"] == "wrong_type" and "too large" in dead["m1"]["reason"]
+    assert dead["m2"]["reason_code"] == "model_error" and "surrogate" in dead["m2"]["reason"]
+    assert dead["m3"]["reason_code"] == "not_json"
+    assert [orjson.loads(p)["key"] for _, p in scored.outputs] == [0]
+
+
+def test_a_model_raising_on_one_value_costs_that_event_only():
+    from modelport.register import log_model
+    from modelport.testing import Tripwire
+
+    X, _ = churn_frame()
+    log_model(Tripwire(churn_pipeline(), "spend", 0.255), "trip", sample=X,
+              formats=["joblib"])
+    scorer = follow("trip", Registry(), poll_seconds=0).current
+    events = [{"id": i, "tenure": 0.1 * i, "plan": "pro", "spend": 0.255 if i == 6 else 0.5}
+              for i in range(10)]
+    scored = score_batch(scorer, [msg(i, orjson.dumps(e)) for i, e in enumerate(events)])
+    (letter,) = letters(scored).values()
+    assert letter["id"] == "m6" and letter["reason_code"] == "model_error"
+    assert "trips the wire" in letter["reason"]
+    assert [orjson.loads(p)["key"] for _, p in scored.outputs] == [0, 1, 2, 3, 4, 5, 7, 8, 9]
 
 
 def test_msgpack_events_score_like_json(model):
     import msgpack
 
     e = {"id": 7, "tenure": 0.3, "plan": "pro", "spend": 0.1}
-    out_j, _ = score_batch(model, [msg(0, orjson.dumps(e))], "json")
-    out_m, _ = score_batch(model, [msg(0, msgpack.packb(e))], "msgpack")
+    out_j = score_batch(model, [msg(0, orjson.dumps(e))]).outputs
+    out_m = score_batch(model, [msg(0, msgpack.packb(e))], Steps(fmt="msgpack")).outputs
     assert orjson.loads(out_j[0][1]) == msgpack.unpackb(out_m[0][1])
 
 
 def test_without_a_broker_id_the_event_id_names_the_message(model):
     e = {"id": "cust-9", "tenure": 0.3, "plan": "pro", "spend": 0.1}
-    outputs, _ = score_batch(model, [Message(id=None, payload=orjson.dumps(e))], "json")
+    outputs = score_batch(model, [Message(id=None, payload=orjson.dumps(e))]).outputs
     assert orjson.loads(outputs[0][1])["id"] == "cust-9"
+
+
+def test_an_id_no_header_can_carry_is_published_under_a_hash_but_kept_in_the_output(model):
+    e = {"id": "line\nbreak\x00" + "x" * 300, "tenure": 0.3, "plan": "pro", "spend": 0.1}
+    (key, payload), = score_batch(model, [Message(id=None, payload=orjson.dumps(e))]).outputs
+    assert len(key) < 60 and key.isprintable() and key.endswith("@1")
+    assert orjson.loads(payload)["id"] == e["id"] == orjson.loads(payload)["key"]
 
 
 @pytest.mark.parametrize("url, hint", [
@@ -118,10 +247,24 @@ def test_an_event_missing_fields_is_dead_lettered_even_among_good_ones(model):
     good = {"id": 1, "tenure": 1.0, "plan": "basic", "spend": 2.0}
     batch = [msg(0, orjson.dumps(good)), msg(1, b'{"id": 2, "tenure": 1.0}'),
              msg(2, orjson.dumps(good))]
-    outputs, dead = score_batch(model, batch, "json")
-    assert [orjson.loads(p)["id"] for _, p in outputs] == ["m0", "m2"]
-    (letter,) = [orjson.loads(p) for _, p in dead]
-    assert letter["id"] == "m1" and "missing column(s) 'plan', 'spend'" in letter["reason"]
+    scored = score_batch(model, batch)
+    assert [orjson.loads(p)["id"] for _, p in scored.outputs] == ["m0", "m2"]
+    (letter,) = letters(scored).values()
+    assert letter["id"] == "m1" and "missing field 'plan'" in letter["reason"]
+
+
+@pytest.mark.parametrize("option, value", [("--out-of-range", "ignore"),
+                                           ("--unseen-categories", "maybe")])
+def test_the_command_refuses_an_unknown_input_policy_with_exit_code_2(option, value):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "modelport", "stream", "churn", "--source",
+                           "redis://127.0.0.1?stream=a", "--sink", "redis://127.0.0.1?stream=b",
+                           option, value], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert f"{option} {value!r} is not known: use flag or reject" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("reply", [

@@ -93,11 +93,17 @@ def models_show(uri: Annotated[str, typer.Argument(help="churn, churn/3 or churn
             return
         _show_model(data)
         return
+    from modelport.scoring.choice import describe
+
     version = reg.get(u)
+    data = version.to_dict()
+    # what the surfaces will score with: the scoring core's own choice, not a guess
+    data["serving"] = describe(version)
+    data["serving_format"] = data["serving"]["row"]["format"]
     if as_json:
-        _print_json(version.to_dict())
+        _print_json(data)
         return
-    _show_version(version.to_dict())
+    _show_version(data)
 
 
 def _show_model(data: dict) -> None:
@@ -153,8 +159,11 @@ def _show_version(v: dict) -> None:
                      str(a.get("size") or "-"), _num(p.get("single_row_us")),
                      (a.get("reason") or "")[:80])
     console.print(fmts)
-    if v.get("serving_format"):
-        console.print(f"serving runtime: {v['serving_format']} (fastest accepted format)")
+    for purpose, surfaces in (("row", "HTTP, streams, triggers"), ("batch", "batch jobs")):
+        chosen = (v.get("serving") or {}).get(purpose)
+        if chosen:
+            console.print(f"scores with ({surfaces}): {chosen['format'] or 'nothing'}: "
+                          f"{chosen['why']}")
     lineage = {k: v["lineage"].get(k) for k in ("estimator", "source", "rows") if k in v["lineage"]}
     console.print(f"data fingerprint: {v['data_fingerprint']}  parent: {v['parent_version']}"
                   + (f"  lineage: {lineage}" if lineage else ""))
@@ -237,7 +246,9 @@ def import_cmd(
     name: Annotated[str, typer.Option("--name", help="the model's registry name")],
     format: Annotated[str | None, typer.Option(
         help="onnx, pmml or mojo (default: from extension)")] = None,
-    sample: Annotated[str | None, typer.Option(help="rows to record as sample (file or URL)")] = None,
+    sample: Annotated[str | None, typer.Option(
+        help="the model's training rows (file or URL): the signature's ranges and "
+             "vocabularies come from all of them")] = None,
     alias: Annotated[str | None, typer.Option(help="point this alias at the new version")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -312,6 +323,19 @@ def predict_cmd(
     rejects: Annotated[str | None, typer.Option(
         "--rejects", help="rejects file (default: beside the output, NAME.rejects.jsonl)")
     ] = None,
+    warnings: Annotated[str | None, typer.Option(
+        "--warnings", help="file listing rows scored with a value outside what training saw "
+        "(default: beside the output, NAME.warnings.jsonl; made only when there are some)")
+    ] = None,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="refuse values outside what training saw (numbers out of range, "
+        "unseen categories) instead of scoring them with a warning")] = False,
+    out_of_range: Annotated[str | None, typer.Option(
+        "--out-of-range", help="flag (score with a warning; default) or reject a number "
+        "outside the training range")] = None,
+    unseen_categories: Annotated[str | None, typer.Option(
+        "--unseen-categories", help="flag (score with a warning; default) or reject a "
+        "category unseen in training")] = None,
     log: LogOpt = None,
     log_sample: LogSampleOpt = 1.0,
 ) -> None:
@@ -320,7 +344,9 @@ def predict_cmd(
 
     result = predict(model, input, output, id=id, workers=workers, chunk_rows=chunk_rows,
                      resume=resume, on_error=on_error, engine=engine, format=format,
-                     rejects=rejects, log_url=log, log_sample=log_sample)
+                     rejects=rejects, warnings=warnings, strict=strict,
+                     out_of_range=out_of_range, unseen_categories=unseen_categories,
+                     log_url=log, log_sample=log_sample)
     typer.echo(result.summary())
 
 
@@ -363,10 +389,18 @@ def serve_cmd(
     poll_seconds: Annotated[float, typer.Option(
         help="how often to look for alias moves and new versions (0: never)")] = 2.0,
     max_body_bytes: Annotated[int, typer.Option(help="larger request bodies get 413")] = 10 * 2**20,
-    unseen_categories: Annotated[str, typer.Option(help="reject (422) or warn")] = "reject",
-    out_of_range: Annotated[str, typer.Option(help="reject (422) or warn")] = "reject",
+    body_timeout: Annotated[float, typer.Option(
+        help="seconds a request body may take to arrive in full; slower ones get 408")] = 30.0,
+    strict: Annotated[bool, typer.Option(
+        help="answer 422 for an unseen category or a number outside the training range "
+             "(default: score it and flag it in the modelport-warnings header)")] = False,
+    unseen_categories: Annotated[str | None, typer.Option(
+        help="flag (score and warn; 'warn' is the same) or reject (422)")] = None,
+    out_of_range: Annotated[str | None, typer.Option(
+        help="flag (score and warn; 'warn' is the same) or reject (422)")] = None,
     format: Annotated[str | None, typer.Option(
-        help="artefact to serve (default: onnx if accepted, else joblib)")] = None,
+        help="artefact to serve (default: the accepted one that scored a row fastest at "
+             "registration; see 'modelport models show')")] = None,
     prediction_log: Annotated[str | None, typer.Option(
         help="module:function called with every prediction, off the request path")] = None,
     lookup_store: Annotated[str | None, typer.Option(help="where batch scores are stored")] = None,
@@ -381,15 +415,18 @@ def serve_cmd(
     from modelport.serve.http.auth import read_token
     from modelport.serve.http.server import run
 
+    if not body_timeout > 0:
+        from modelport.errors import UserError
+
+        raise UserError(f"--body-timeout must be a number of seconds above 0, not {body_timeout:g}")
     reg = Registry()
     for uri in [*uris, *(c.rpartition(":")[0] or c for c in canary or []), *(shadow or [])]:
         reg.get(uri)  # an unknown model fails here, once, not in every worker
     if token_file is not None:
         read_token(token_file)
-    if unseen_categories not in ("reject", "warn") or out_of_range not in ("reject", "warn"):
-        from modelport.errors import UserError
+    from modelport.scoring.checks import InputPolicy
 
-        raise UserError("--unseen-categories and --out-of-range take reject or warn")
+    InputPolicy.of(strict, unseen_categories, out_of_range)  # a bad spelling fails here, once
     if log:
         from modelport.monitor.log import check_options
 
@@ -400,9 +437,9 @@ def serve_cmd(
         max_latency_ms=max_latency_ms, token_file=str(token_file) if token_file else None,
         canary=canary or [], shadow=shadow or [], poll_seconds=poll_seconds,
         max_body_bytes=max_body_bytes, unseen_categories=unseen_categories,
-        out_of_range=out_of_range, format=format, prediction_log=prediction_log,
+        out_of_range=out_of_range, strict=strict, format=format, prediction_log=prediction_log,
         lookup_store=lookup_store, feature_table=feature_table, access_log=access_log,
-        log_url=log, log_sample=log_sample)
+        log_url=log, log_sample=log_sample, body_timeout_s=body_timeout)
 
 
 @app.command("stream")
@@ -432,6 +469,13 @@ def stream_cmd(
         help="how often to look for alias moves and new versions (0: never)")] = 2.0,
     metrics_port: Annotated[int | None, typer.Option(
         help="serve Prometheus metrics on 127.0.0.1:PORT")] = None,
+    strict: Annotated[bool, typer.Option(
+        help="dead-letter an event with an unseen category or a number outside the training "
+             "range (default: score it and list it in the output's warnings)")] = False,
+    unseen_categories: Annotated[str | None, typer.Option(
+        help="flag (score and warn; 'warn' is the same) or reject (dead-letter)")] = None,
+    out_of_range: Annotated[str | None, typer.Option(
+        help="flag (score and warn; 'warn' is the same) or reject (dead-letter)")] = None,
     log: LogOpt = None,
     log_sample: LogSampleOpt = 1.0,
 ) -> None:
@@ -439,13 +483,15 @@ def stream_cmd(
     at least once, acknowledging each event only after its score is published."""
     import logging
 
+    from modelport.scoring.checks import InputPolicy
     from modelport.serve.stream import serve
 
+    policy = InputPolicy.of(strict, unseen_categories, out_of_range)
     logging.basicConfig(level=logging.INFO, format="modelport: %(message)s")
     stats = serve(uri, source, sink, dead_letter_url=dead_letter, group=group, batch=batch,
                   max_wait_ms=max_wait_ms, fmt=format, enrich=enrich, poll_seconds=poll_seconds,
                   metrics_port=metrics_port, log_url=log, log_sample=log_sample,
-                  lookup_store=lookup_store, inflight=inflight)
+                  lookup_store=lookup_store, inflight=inflight, policy=policy)
     typer.echo(f"modelport: stopped; {json.dumps(stats.as_dict())}", err=True)
 
 
@@ -537,6 +583,15 @@ def trigger_run(
     reload_seconds: Annotated[float, typer.Option(
         help="how often to check whether the model URI points at a new version")] = 2.0,
     once: Annotated[bool, typer.Option(help="drain the queues, then exit")] = False,
+    strict: Annotated[bool, typer.Option(
+        help="give an unseen category or a number outside the training range an error "
+             "status (default: score it, status ok, counted as a warning)")] = False,
+    unseen_categories: Annotated[str | None, typer.Option(
+        help="flag (score and count; 'warn' is the same) or reject (error status)")] = None,
+    out_of_range: Annotated[str | None, typer.Option(
+        help="flag (score and count; 'warn' is the same) or reject (error status)")] = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="serve Prometheus metrics on 127.0.0.1:PORT")] = None,
     log: LogOpt = None,
     log_sample: LogSampleOpt = 1.0,
 ) -> None:
@@ -544,12 +599,14 @@ def trigger_run(
     its queue entries in one transaction. Several workers may share one database."""
     import logging
 
+    from modelport.scoring.checks import InputPolicy
     from modelport.serve.trigger import run
 
+    policy = InputPolicy.of(strict, unseen_categories, out_of_range)
     logging.basicConfig(level=logging.INFO, format="modelport: %(message)s")
     stats = run(db, tables=table or None, batch=batch, poll_ms=poll_ms,
                 reload_seconds=reload_seconds, once=once, registry=_registry(), log_url=log,
-                log_sample=log_sample)
+                log_sample=log_sample, policy=policy, metrics_port=metrics_port)
     typer.echo(f"modelport: stopped; {json.dumps(stats.as_dict())}", err=True)
 
 

@@ -37,7 +37,7 @@ TOLERANCE = 1e-9
 
 def write_bundle(reg, version, out: str | Path) -> list[Path]:
     """Write the bundle of ``version`` (of registry ``reg``) into folder ``out``; return the files."""
-    from modelport.compile.exporter import _proven_ir
+    from modelport.compile.exporter import proven_ir
 
     name = version.name
     signature = version.signature
@@ -45,7 +45,7 @@ def write_bundle(reg, version, out: str | Path) -> list[Path]:
     roles: dict[str, str] = {}
     targets: dict[str, dict] = {}
     try:
-        model_ir, proof = _proven_ir(reg, version)
+        model_ir, proof = proven_ir(reg, version)
         compile_error = None
     except UserError as exc:
         model_ir, proof, compile_error = None, None, str(exc)

@@ -50,7 +50,7 @@ def export(uri: str, format: str, out: str | Path, *, dialect: str = "postgresql
         files = {f"{name}{_STORED[format]}": reg.read_artefact(version, format)}
         note = _stored_note(format, name, version)
     else:
-        model_ir, proof = _proven_ir(reg, version)
+        model_ir, proof = proven_ir(reg, version)
         try:
             files, note = _compile(model_ir, proof, format, name, dialect)
         except ConversionError as exc:
@@ -64,7 +64,7 @@ def export(uri: str, format: str, out: str | Path, *, dialect: str = "postgresql
     return written
 
 
-def _proven_ir(reg, version):
+def proven_ir(reg, version):
     """The version's intermediate form checked against the native model, and the proof.
 
     The proof is ``(sample frame, native outputs)``, or ``None`` for a version registered

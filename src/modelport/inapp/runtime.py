@@ -503,7 +503,7 @@ class Inputs:
             for k in record:
                 if k not in self.name_set:
                     return Reject(str(k), "unknown_field",
-                                  f"{where} has unknown field {_shown(k)}; the model takes: "
+                                  f"{where} has unknown field {shown(k)}; the model takes: "
                                   f"{', '.join(self.names)}")
         for name in self.names:
             if name not in record:
@@ -516,7 +516,7 @@ class Inputs:
         if self.unknown == "reject":
             for k in keys:
                 if k not in self.name_set:
-                    raise InputError(f"{where} has unknown field {_shown(k)}; the model takes: "
+                    raise InputError(f"{where} has unknown field {shown(k)}; the model takes: "
                                      f"{', '.join(self.names)}", str(k))
         present = set(keys)
         absent = [n for n in self.names if n not in present]
@@ -560,7 +560,7 @@ class Inputs:
                     why = (f"field {name!r} holds a number too large for a float "
                            f"({text[:20]}...); send a number or null")
                 except ValueError:
-                    why = f"field {name!r} must be numeric, got {_shown(v)}; send a number or null"
+                    why = f"field {name!r} must be numeric, got {shown(v)}; send a number or null"
             elif isinstance(v, numbers.Real):
                 try:
                     arr[i] = float(v)
@@ -645,9 +645,9 @@ class Inputs:
                 return
             at = np.asarray(rows, dtype=np.int64)
             first = arr[at[0]]
-        shown = ", ".join(sorted(known)[:10])
-        message = (f"field {name!r} value {_shown(first)} is a category unseen in training "
-                   f"(known: {shown})")
+        some = ", ".join(sorted(known)[:10])
+        message = (f"field {name!r} value {shown(first)} is a category unseen in training "
+                   f"(known: {some})")
         self._found(name, "unseen_category", at, message, self._strict[1], rejects, flags)
 
     @staticmethod
@@ -679,7 +679,7 @@ def _length(cols: dict, names: list[str]) -> int:
     return len(cols[names[0]]) if names else 0
 
 
-def _shown(value) -> str:
+def shown(value) -> str:
     """A value for a message: quoted, at most 40 characters, with no text that could not
     be written out (lone surrogates, control characters)."""
     text = repr(value if isinstance(value, str) else str(value))

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.errors import UserError
-from modelport.io.tables import _URL, _connect, _first_line, _kind, describe, redact
+from modelport.io.tables import URL_SCHEME, connect, describe, file_kind, first_line, redact
 
 #: a ``#fragment`` that starts like this is a query, not a table name
 _QUERY = re.compile(r"^\s*(select|with)\s", re.IGNORECASE)
@@ -149,7 +149,7 @@ def open_source(source, chunk_rows: int = 100_000, columns: Sequence[str] | None
             )
         return SqlSource(str(url), None, str(query), chunk_rows, columns, None)
     text = str(source)
-    match = _URL.match(text)
+    match = URL_SCHEME.match(text)
     if match and match["scheme"].lower() != "file":
         url, _, fragment = text.partition("#")
         if not fragment:
@@ -165,7 +165,7 @@ def open_source(source, chunk_rows: int = 100_000, columns: Sequence[str] | None
         return ParquetSource(path, chunk_rows, columns, dictionaries)
     if not path.exists():
         raise UserError(f"cannot read {path.absolute()}: no such file or folder; check the path")
-    kind = _kind(path)
+    kind = file_kind(path)
     if kind == "parquet":
         return ParquetSource(path, chunk_rows, columns, dictionaries)
     if kind == "csv":
@@ -200,7 +200,7 @@ class ParquetSource(ChunkSource):
             self._files = [pq.ParquetFile(f, pre_buffer=False, read_dictionary=d)
                            for f, d in zip(files, self._dictionaries, strict=True)]
         except (pa.ArrowInvalid, OSError) as exc:
-            raise UserError(f"cannot read {path} as Parquet: {_first_line(exc)}; check it is a "
+            raise UserError(f"cannot read {path} as Parquet: {first_line(exc)}; check it is a "
                             "Parquet file (or a folder of them)") from None
         self._paths = files
 
@@ -289,7 +289,7 @@ class ParquetSource(ChunkSource):
                                      skip_rows)
                 skip_rows = 0  # the groups read held more rows than were left to skip
             except (pa.ArrowInvalid, OSError) as exc:
-                raise UserError(f"cannot read {path} as Parquet: {_first_line(exc)}") from None
+                raise UserError(f"cannot read {path} as Parquet: {first_line(exc)}") from None
 
 
 @dataclass(frozen=True)
@@ -324,7 +324,7 @@ class Piece:
                                         use_threads=False):
                 yield pa.Table.from_batches([batch])
         except (pa.ArrowInvalid, OSError) as exc:
-            raise UserError(f"cannot read {self.path} as Parquet: {_first_line(exc)}") from None
+            raise UserError(f"cannot read {self.path} as Parquet: {first_line(exc)}") from None
 
 
 def _strings_of(path: Path, names: Sequence[str]) -> list[str] | None:
@@ -367,7 +367,7 @@ class CsvSource(ChunkSource):
                 self._header = list(reader.schema.names)
                 reader.close()
             except (pa.ArrowInvalid, OSError) as exc:
-                raise UserError(f"cannot read {self.name} as CSV: {_first_line(exc)}; check "
+                raise UserError(f"cannot read {self.name} as CSV: {first_line(exc)}; check "
                                 "the file is well-formed") from None
         return self._header
 
@@ -389,7 +389,7 @@ class CsvSource(ChunkSource):
         except pa.ArrowInvalid as exc:
             raise self._error(exc) from None
         except OSError as exc:
-            raise UserError(f"cannot read {self.name} as CSV: {_first_line(exc)}") from None
+            raise UserError(f"cannot read {self.name} as CSV: {first_line(exc)}") from None
         return self._cut(self._guarded(reader), skip * self.chunk_rows)
 
     def _guarded(self, reader) -> Iterator[Any]:
@@ -402,7 +402,7 @@ class CsvSource(ChunkSource):
 
     def _error(self, exc: BaseException) -> UserError:
         """pyarrow's message, with the column named rather than numbered."""
-        text = _first_line(exc)
+        text = first_line(exc)
         names = self.column_names()
         found = re.search(r"CSV column #(\d+)", text)
         if found and int(found[1]) < len(names):
@@ -482,7 +482,7 @@ class SqlSource(ChunkSource):
         self._query = query
         self._order_by = order_by
         self.name = redact(f"{url}#{table}") if table else describe({"url": url, "query": query})
-        self._engine = _connect(url, None)
+        self._engine = connect(url, None)
         self._names: list[str] | None = None
 
     def column_names(self) -> list[str]:
@@ -510,7 +510,7 @@ class SqlSource(ChunkSource):
                         self._names = list(result.keys())
                         result.close()
             except SQLAlchemyError as exc:
-                raise UserError(f"cannot read {self.name}: {_first_line(exc)}") from None
+                raise UserError(f"cannot read {self.name}: {first_line(exc)}") from None
         return self._names
 
     def total_rows(self) -> int | None:
@@ -559,7 +559,7 @@ class SqlSource(ChunkSource):
                         drop = 0
                     yield _table_from_rows(wanted, [[r[i] for r in part] for i in index])
         except SQLAlchemyError as exc:
-            raise UserError(f"cannot read {self.name}: {_first_line(exc)}") from None
+            raise UserError(f"cannot read {self.name}: {first_line(exc)}") from None
 
     def close(self) -> None:
         self._engine.dispose()

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.errors import UserError
-from modelport.io.tables import _URL, _first_line, _kind, redact
+from modelport.io.tables import URL_SCHEME, file_kind, first_line, redact
 
 PROGRESS_TABLE = "modelport_batch_progress"
 #: the staging table of a job is this prefix and the start of the job's key
@@ -86,7 +86,7 @@ def open_sink(dest: str | Path, job: str, *, id_column: str | None = None,
     chunks committed by the same job.
     """
     text = str(dest)
-    match = _URL.match(text)
+    match = URL_SCHEME.match(text)
     if match and match["scheme"].lower() != "file":
         url, _, table = text.partition("#")
         if not table:
@@ -105,7 +105,7 @@ class FileSink(Sink):
     """Per-chunk part files in a staging folder, joined into one file at the end."""
 
     def __init__(self, path: Path, job: str) -> None:
-        self.kind = _kind(path)
+        self.kind = file_kind(path)
         self.path = path
         self.location = str(path)
         self.job = job
@@ -353,7 +353,7 @@ class SqlSink(Sink):
                         conn.execute(delete(self._stage).where(
                             self._stage.c["_seq"] >= count << 32))
         except SQLAlchemyError as exc:
-            raise UserError(f"cannot write to {self.location}: {_first_line(exc)}") from None
+            raise UserError(f"cannot write to {self.location}: {first_line(exc)}") from None
         return count
 
     def _ensure_tables(self, schema):
@@ -479,7 +479,7 @@ class SqlSink(Sink):
                                                     "committed_at": datetime.now(UTC)}])
 
     def _failed(self, exc: BaseException) -> UserError:
-        return UserError(f"cannot write to {self.location}: {_first_line(exc)}; when it is "
+        return UserError(f"cannot write to {self.location}: {first_line(exc)}; when it is "
                          "fixed, run the job again with --resume to finish it")
 
     def upsert(self, table, *, version: int | None = None, progress: dict | None = None) -> None:
@@ -502,7 +502,7 @@ class SqlSink(Sink):
                     conn.execute(self._progress.insert(), [{
                         **progress, "rows": len(rows), "committed_at": now}])
         except SQLAlchemyError as exc:
-            raise UserError(f"cannot write to {self.location}: {_first_line(exc)}") from None
+            raise UserError(f"cannot write to {self.location}: {first_line(exc)}") from None
 
     def _upsert(self, rows_from=None):
         """The upsert into the lookup table, of parameters or of the select ``rows_from``."""
@@ -559,7 +559,7 @@ class SqlSink(Sink):
                     conn.execute(self._upsert(rows))
                 conn.execute(delete(self._progress).where(self._progress.c.job == self.job))
         except SQLAlchemyError as exc:
-            raise UserError(f"cannot move the scores into {self.location}: {_first_line(exc)}; "
+            raise UserError(f"cannot move the scores into {self.location}: {first_line(exc)}; "
                             "the table is as it was before the job: fix it and run the job "
                             "again with --resume") from None
         try:

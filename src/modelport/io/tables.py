@@ -33,7 +33,8 @@ FILE_KINDS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
 }
-_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://")
+#: a URL's scheme (``sqlite://``, ``postgresql+psycopg://``...): what tells a URL from a path
+URL_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://")
 _SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle",
                 "duckdb")
 _STREAM_SCHEMES = ("redis", "nats", "amqp", "amqps", "mqtt", "mqtts", "kafka")
@@ -52,7 +53,7 @@ def read_table(source: Source, columns: Sequence[str] | None = None, *,
     if isinstance(source, Mapping):
         return _read_query(source, columns)
     text = str(source)
-    match = _URL.match(text)
+    match = URL_SCHEME.match(text)
     if match and match["scheme"].lower() != "file":
         return _read_sql_table(text, match["scheme"].lower(), columns, base)
     if match:
@@ -67,13 +68,13 @@ def write_table(frame, dest: str | Path) -> Path:
     place, so a reader never sees half a file. Missing folders are created.
     """
     text = str(dest)
-    if _URL.match(text) and not text.startswith("file://"):
+    if URL_SCHEME.match(text) and not text.startswith("file://"):
         raise UserError(
             f"cannot write a table to {redact(text)}: write_table writes files; give a path "
             f"ending in {', '.join(sorted(FILE_KINDS))}"
         )
     path = Path(text.removeprefix("file://"))
-    kind = _kind(path)
+    kind = file_kind(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -113,7 +114,8 @@ def _resolve(path: Path, base: str | Path | None) -> Path:
     return path
 
 
-def _kind(path: Path) -> str:
+def file_kind(path: Path) -> str:
+    """``csv``, ``parquet`` or ``jsonl`` for a file name; a UserError for any other."""
     name = path.name.lower()
     for suffix in sorted(FILE_KINDS, key=len, reverse=True):
         if name.endswith(suffix):
@@ -138,7 +140,7 @@ def _read_file(path: Path, columns: Sequence[str] | None):
         return _read_parquet(path, columns)
     if not path.exists():
         raise UserError(f"cannot read {path.absolute()}: no such file or folder; check the path")
-    kind = _kind(path)
+    kind = file_kind(path)
     if kind == "parquet":
         return _read_parquet(path, columns)
     try:
@@ -149,7 +151,7 @@ def _read_file(path: Path, columns: Sequence[str] | None):
     except pd.errors.EmptyDataError:
         raise UserError(f"cannot read {path}: the file is empty") from None
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path} as {kind}: {_first_line(exc)}; check the file "
+        raise UserError(f"cannot read {path} as {kind}: {first_line(exc)}; check the file "
                         "is well-formed") from None
     return _select(frame, columns, str(path))
 
@@ -161,14 +163,14 @@ def _read_parquet(path: Path, columns: Sequence[str] | None):
     try:
         dataset = ds.dataset(path, format="parquet")
     except (pa.ArrowInvalid, OSError) as exc:
-        raise UserError(f"cannot read {path} as Parquet: {_first_line(exc)}; check it is a "
+        raise UserError(f"cannot read {path} as Parquet: {first_line(exc)}; check it is a "
                         "Parquet file (or a folder of them)") from None
     if columns is not None:
         _check_columns(list(columns), dataset.schema.names, str(path))
     try:
         table = dataset.to_table(columns=list(columns) if columns is not None else None)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise UserError(f"cannot read {path} as Parquet: {_first_line(exc)}") from None
+        raise UserError(f"cannot read {path} as Parquet: {first_line(exc)}") from None
     return table.to_pandas()
 
 
@@ -203,7 +205,9 @@ def _engine_url(url: str, base: str | Path | None):
     return parsed
 
 
-def _connect(url: str, base: str | Path | None):
+def connect(url: str, base: str | Path | None):
+    """A SQLAlchemy engine for ``url`` (a relative SQLite file taken from ``base``); a
+    missing driver is a UserError naming the extra to install."""
     from sqlalchemy import create_engine
     from sqlalchemy.exc import NoSuchModuleError
 
@@ -245,7 +249,7 @@ def _read_sql_table(text: str, scheme: str, columns: Sequence[str] | None,
             "or pass {url, query} to read a query"
         )
     schema, _, table_name = name.rpartition(".")
-    engine = _connect(url, base)
+    engine = connect(url, base)
     where = redact(text)
     try:
         with engine.connect() as conn:
@@ -264,7 +268,7 @@ def _read_sql_table(text: str, scheme: str, columns: Sequence[str] | None,
                 table(table_name, schema=schema or None))
             frame = pd.read_sql(query, conn)
     except (SQLAlchemyError, pd.errors.DatabaseError) as exc:
-        raise UserError(f"cannot read {where}: {_first_line(exc)}") from None
+        raise UserError(f"cannot read {where}: {first_line(exc)}") from None
     finally:
         engine.dispose()
     return frame
@@ -283,12 +287,12 @@ def _read_query(source: Mapping[str, Any], columns: Sequence[str] | None):
             "{url: 'postgresql://127.0.0.1/test', query: 'SELECT * FROM customers'}"
         )
     where = describe(source)
-    engine = _connect(str(url), None)
+    engine = connect(str(url), None)
     try:
         with engine.connect() as conn:
             frame = pd.read_sql(sql_text(str(query)), conn)
     except (SQLAlchemyError, pd.errors.DatabaseError) as exc:
-        raise UserError(f"the query failed on {where}: {_first_line(exc)}; check the SQL") from None
+        raise UserError(f"the query failed on {where}: {first_line(exc)}; check the SQL") from None
     finally:
         engine.dispose()
     return _select(frame, columns, where)
@@ -312,6 +316,8 @@ def _select(frame, columns: Sequence[str] | None, where: str):
     return frame[list(columns)]
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none), for errors
+    that quote a driver's."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__

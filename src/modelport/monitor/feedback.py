@@ -128,7 +128,7 @@ async def _from_stream(model: str, source: str, log_url: str, id: str, label: st
     import signal
 
     from modelport.io import brokers
-    from modelport.serve.stream import decode
+    from modelport.io.events import decode
 
     engine, tables = open_log(log_url)
     stream = brokers.open_source(source, group=group, batch=batch)

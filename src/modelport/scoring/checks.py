@@ -34,10 +34,11 @@ from modelport.inapp.runtime import (
     Inputs,
     Reject,
     policy,
+    shown,
 )
 
 __all__ = ["Checked", "Coded", "Flag", "InputPolicy", "Reject", "Unreadable", "arrow_columns",
-           "check", "checker"]
+           "as_event", "check", "checker", "shown"]
 
 
 class Unreadable(UserError):
@@ -143,6 +144,15 @@ def raise_first(checked: Checked, where: str = "input") -> None:
         raise UserError(at + why.message)
 
 
+def as_event(why: Reject, position: int) -> Reject:
+    """A reject the checker made for record ``position`` of a batch, reworded to name "the
+    event": a position in a batch means nothing to whoever reads a dead letter."""
+    prefix = f"record {position} "
+    if why.message.startswith(prefix):
+        return Reject(why.field, why.code, "the event " + why.message[len(prefix):])
+    return why
+
+
 def warning_text(flags: list[Flag]) -> str:
     """The flags of one row as one line: ``field: what`` joined by ``; ``."""
     return "; ".join(f"{f.field}: {f.kind.replace('_', ' ')}" for f in flags)
@@ -206,9 +216,8 @@ def _arrow_numbers(values, name: str, bad: dict[int, Reject]) -> np.ndarray:
             out[i] = float(v)
         except ValueError:
             out[i] = np.nan
-            shown = repr(v if len(v) <= 40 else v[:40] + "...")
             bad.setdefault(i, Reject(name, "wrong_type",
-                                     f"field {name!r} must be numeric, got {shown}; send a "
+                                     f"field {name!r} must be numeric, got {shown(v)}; send a "
                                      "number or null"))
     return _overflowed(out, stripped, name, bad)
 

@@ -580,7 +580,7 @@ def warning_messages(checked, flagged: dict, signature) -> dict[int, list[str]]:
     positions of the scored rows that have flags), naming the field and the row's value."""
     import numpy as np
 
-    from modelport.inapp.runtime import Coded, _shown
+    from modelport.inapp.runtime import Coded, shown
 
     bounds = {c.name: (c.min, c.max) for c in signature.inputs if c.kind == "numeric"}
     out: dict[int, list[str]] = {}
@@ -596,7 +596,7 @@ def warning_messages(checked, flagged: dict, signature) -> dict[int, list[str]]:
                      f"[{lo:g}, {hi:g}]" for v in np.asarray(values, dtype=np.float64).tolist()]
         else:
             words = values.decode() if isinstance(values, Coded) else values
-            texts = [f"field {flag.field!r} value {_shown(w)} is a category unseen in training"
+            texts = [f"field {flag.field!r} value {shown(w)} is a category unseen in training"
                      for w in words.tolist()]
         for i, text in zip(rows, texts, strict=True):
             out.setdefault(i, []).append(text)
@@ -623,7 +623,7 @@ def id_column(values, id_type, name: str, required: bool):
     import numpy as np
     import pyarrow as pa
 
-    from modelport.inapp.runtime import _shown
+    from modelport.inapp.runtime import shown
     from modelport.scoring.checks import float64
 
     if isinstance(values, pa.ChunkedArray):
@@ -642,7 +642,7 @@ def id_column(values, id_type, name: str, required: bool):
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
                     kept.append(None)
                     bad[i] = Reject(name, "wrong_type",
-                                    f"the id {_shown(v)} is not of the id column's type "
+                                    f"the id {shown(v)} is not of the id column's type "
                                     f"({id_type}, from the first rows): give every row an id "
                                     "of one type")
             values = pa.array(kept, type=id_type)
@@ -797,10 +797,10 @@ def warnings_table(ids, warnings: dict[int, list[str]], first_row: int, id: str 
 
 def is_table(output) -> bool:
     """Whether ``output`` names a SQL table (a lookup table) rather than a file."""
-    from modelport.io.tables import _URL
+    from modelport.io.tables import URL_SCHEME
 
     text = str(output)
-    return bool(_URL.match(text)) and not text.startswith("file://")
+    return bool(URL_SCHEME.match(text)) and not text.startswith("file://")
 
 
 def default_rejects_path(output) -> Path:

@@ -34,7 +34,7 @@ def lookup(model: str, id: Any, store: str | None = None) -> dict[str, Any] | No
     from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 
     from modelport.io.sinks import lookup_engine
-    from modelport.io.tables import _first_line, redact
+    from modelport.io.tables import first_line, redact
     from modelport.uri import ModelURI
 
     store = store or os.environ.get(STORE_ENV)
@@ -69,7 +69,7 @@ def lookup(model: str, id: Any, store: str | None = None) -> dict[str, Any] | No
         raise UserError(f"no table {name!r} in {redact(url)}: score into it first with "
                         f"modelport predict ... --output '{redact(str(store))}' --id ID") from None
     except SQLAlchemyError as exc:
-        raise UserError(f"cannot read {redact(str(store))}: {_first_line(exc)}") from None
+        raise UserError(f"cannot read {redact(str(store))}: {first_line(exc)}") from None
     finally:
         engine.dispose()
     if row is None:

@@ -56,14 +56,14 @@ def predict_spark(version, fmt: str, data: bytes, input: Any, output, *, id: str
     ``on_error="fail"`` nothing is written when a row cannot be scored."""
     import pyarrow as pa
 
-    from modelport.io.tables import _URL, _kind
+    from modelport.io.tables import URL_SCHEME, file_kind
     from modelport.serve.batch import BatchResult, _side_path, is_table, output_schema
     from modelport.signature import Signature
 
     require("pyspark", "spark", "--engine spark")
     policy = policy or InputPolicy()
     text = str(input)
-    if isinstance(input, dict) or (_URL.match(text) and not text.startswith("file://")):
+    if isinstance(input, dict) or (URL_SCHEME.match(text) and not text.startswith("file://")):
         raise UserError("--engine spark reads files (Parquet, CSV, JSONL); for a SQL table use "
                         "the local engine or export the table to Parquet first")
     if is_table(output):
@@ -73,9 +73,9 @@ def predict_spark(version, fmt: str, data: bytes, input: Any, output, *, id: str
     src = Path(text.removeprefix("file://")).expanduser()
     if not src.exists():
         raise UserError(f"cannot read {src.absolute()}: no such file or folder; check the path")
-    in_kind = "parquet" if src.is_dir() else _kind(src)
+    in_kind = "parquet" if src.is_dir() else file_kind(src)
     dest = Path(str(output).removeprefix("file://")).expanduser()
-    out_kind = _kind(dest)
+    out_kind = file_kind(dest)
     rejects_path = _side_path(rejects, output, "rejects", "--rejects")
     warnings_path = _side_path(warnings, output, "warnings", "--warnings")
 

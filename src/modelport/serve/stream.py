@@ -1,5 +1,18 @@
-"""Score event streams: read a micro-batch from a broker, score it in one vectorised
-predictor call, publish the outputs, and only then acknowledge the inputs.
+"""Score event streams: read a micro-batch from a broker, score it through the scoring core,
+publish the outputs and the dead letters, and only then acknowledge the inputs.
+
+A batch goes: decode each message -> merge the stored features of its entity
+(``--enrich``) -> check every event against the signature
+(:func:`modelport.scoring.checks.check`) -> score the events that passed in one model call
+(:func:`modelport.scoring.isolation.score`) -> upsert the new scores (``--lookup-store``)
+-> publish outputs and dead letters -> acknowledge. A step that fails because of some
+events (a key no row can have, a value the model raises on, a score the lookup table
+refuses) is split by :func:`~modelport.scoring.isolation.isolate` until they are found:
+each goes to the dead-letter destination with its reason and every other event is scored
+as if alone, so no event stops the worker. A value outside what training saw is scored and
+flagged in the output's ``warnings`` (or refused under ``--strict``). A failure not tied
+to events (a database or a broker that is down) is retried with back-off while the batch
+stays unacknowledged.
 
 Delivery is at-least-once: a worker killed anywhere in that cycle leaves its unacknowledged
 messages to the broker, which delivers them again. Every output carries the input's
@@ -9,11 +22,9 @@ acknowledged, the next batches are read and scored. Work in flight is bounded by
 ``inflight`` batches being settled plus the one being read, and the broker is asked to
 deliver no more than that ahead of the acks; acknowledgements go out in the order the
 batches were read, and never for a batch whose outputs (or an earlier batch's) failed.
-Messages that are not JSON (or msgpack), or lack or mistype a field the model needs, go to
-the dead-letter destination with their payload and the reason, and the stream keeps
-flowing. SIGTERM or SIGINT finishes the batches in hand (publish and ack) and stops. Every
-``poll_seconds`` the worker asks the registry which version the model URI names now and,
-when it moved, loads the new version beside the old one and swaps it in between batches.
+SIGTERM or SIGINT finishes the batches in hand (publish and ack) and stops. The model URI
+is followed by the scoring core's :class:`~modelport.scoring.following.Follower`: a new
+version loads in the background and is swapped in between batches.
 """
 
 from __future__ import annotations
@@ -24,7 +35,6 @@ import collections
 import gc
 import hashlib
 import logging
-import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,237 +42,246 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import UserError
+from modelport.io.events import decode, encode, encoder, fast_json, stop_on_signals
+from modelport.scoring import choice
+from modelport.scoring.checks import FLAG, Flag, InputPolicy, Reject, as_event, check, shown
+from modelport.scoring.following import Follower
+from modelport.scoring.isolation import Outcome, is_transient, isolate, reason, score
+from modelport.serve.lookup import key_value
+from modelport.uri import ModelURI
 
 log = logging.getLogger("modelport.stream")
 
-_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
-_SIZES = (1, 8, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+#: the first and the longest pause between two tries of a step that failed for a reason
+#: not tied to events (a database or a broker that is away)
+BACKOFF_S = (0.1, 5.0)
+#: how long a broker may keep failing before the worker stops with the error (for its
+#: supervisor to start it afresh: a lost RabbitMQ channel does not come back by itself)
+BROKER_PATIENCE_S = 120.0
 
 
 @dataclass
 class Stats:
-    """What the worker did so far; exported as Prometheus metrics when asked."""
+    """What the worker did so far; printed when it stops."""
 
     consumed: int = 0
     scored: int = 0
     dead_lettered: int = 0
+    flagged: int = 0
     batches: int = 0
     reloads: int = 0
+    retries: int = 0
     lag: int | None = None
-    batch_sizes: list[int] = field(default_factory=list)
-    latencies: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"consumed": self.consumed, "scored": self.scored,
-                "dead_lettered": self.dead_lettered, "batches": self.batches,
-                "reloads": self.reloads, "lag": self.lag}
+                "dead_lettered": self.dead_lettered, "flagged": self.flagged,
+                "batches": self.batches, "reloads": self.reloads, "retries": self.retries,
+                "lag": self.lag}
 
 
-class _Prometheus:
-    """Counters and histograms in their own registry, served on ``port``."""
+# -- the model ---------------------------------------------------------------------------
 
-    def __init__(self, port: int, model: str) -> None:
-        from prometheus_client import (
-            CollectorRegistry,
-            Counter,
-            Gauge,
-            Histogram,
-            start_http_server,
-        )
+@dataclass
+class Scorer:
+    """One loaded version: the predictor of the artefact the scoring core chose, warmed up."""
 
-        r = self.registry = CollectorRegistry()
-        self.consumed = Counter("modelport_stream_consumed", "Messages read", registry=r)
-        self.scored = Counter("modelport_stream_scored", "Messages scored and published",
-                              ["version"], registry=r)
-        self.dead = Counter("modelport_stream_dead_lettered",
-                            "Messages sent to the dead-letter destination", registry=r)
-        self.lag = Gauge("modelport_stream_lag", "Messages waiting in the source", registry=r)
-        self.batch = Histogram("modelport_stream_batch_messages", "Messages per batch",
-                               buckets=_SIZES, registry=r)
-        self.latency = Histogram("modelport_stream_latency_seconds",
-                                 "Time from receipt to acknowledgement", buckets=_LATENCY,
-                                 registry=r)
-        self.reloads = Counter("modelport_stream_reloads", "Hot reloads", registry=r)
-        self.log_dropped = Counter("modelport_prediction_log_dropped",
-                                   "Prediction-log rows dropped because the log lagged",
-                                   registry=r)
-        start_http_server(port, addr="127.0.0.1", registry=r)
+    name: str
+    version: int
+    format: str
+    predictor: Any
+    why: str = ""
+
+    @property
+    def signature(self):
+        return self.predictor.signature
 
 
-class _Model:
-    """One loaded version: the predictor plus what encoding its outputs needs."""
+def follow(uri: str | ModelURI, registry, *, poll_seconds: float = 2.0,
+           forced: str | None = None, on_reload=None) -> Follower[Scorer]:
+    """A follower of ``uri`` whose versions load as :class:`Scorer` s (the artefact that
+    scores a row fastest, or ``forced``); the first version loads now."""
+    muri = uri if isinstance(uri, ModelURI) else ModelURI.parse(str(uri))
 
-    def __init__(self, registry, uri, version_number: int, fmt: str | None) -> None:
-        from modelport.serve.http.models import _warm_up, serving_format
-        from modelport.uri import ModelURI
+    def load(version) -> Scorer:
+        predictor, chosen = choice.load(registry, version, "row", forced)
+        return Scorer(muri.name, version.version, chosen.format, predictor, chosen.why)
 
-        version = registry.get(ModelURI(uri.name, version_number))
-        self.version = version.version
-        self.name = uri.name
-        self.predictor = registry.load(version, format=serving_format(version, fmt))
-        _warm_up(self.predictor)
-        sig = self.predictor.signature
-        self.signature = sig
-        self.names = sig.names
-        self.task = sig.task
-        self.classes = [c.item() if isinstance(c, np.generic) else c
-                        for c in (sig.classes or [])]
+    return Follower(muri, registry, load, poll_seconds=poll_seconds, on_reload=on_reload)
 
 
-def decode(payload: bytes, fmt: str):
-    """One event from its wire form (``json`` via orjson, or ``msgpack``)."""
-    if fmt == "msgpack":
-        import msgpack
+# -- the wire ----------------------------------------------------------------------------
 
-        return msgpack.unpackb(payload, raw=False)
-    import orjson
-
-    return orjson.loads(payload)
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
-def encode(obj: dict, fmt: str) -> bytes:
-    if fmt == "msgpack":
-        import msgpack
+def _text(value) -> str:
+    """``value`` as text every wire format can carry (lone surrogates become U+FFFD)."""
+    text = value if type(value) is str else str(value)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+    return text
 
-        return msgpack.packb(obj, use_bin_type=True)
-    import orjson
 
-    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+#: the whole numbers orjson and msgpack write as numbers
+_INT64_MIN, _UINT64_MAX = -2**63, 2**64 - 1
+
+
+def _plain_id(value):
+    """An event's own ``id`` as an output can carry it: numbers and booleans as they are,
+    anything else (text beyond UTF-8, an integer beyond 64 bits, a list) as text."""
+    if type(value) is str:
+        return _text(value)
+    if type(value) in (bool, float) or (type(value) is int and
+                                        _INT64_MIN <= value <= _UINT64_MAX):
+        return value
+    return _text(value)
 
 
 def _message_id(msg, event) -> str:
     """The broker's stable id, else the event's ``id`` field, else a hash of the payload."""
     if msg.id is not None:
         return msg.id
-    if isinstance(event, dict) and event.get("id") is not None:
-        return str(event["id"])
+    if isinstance(event, dict) and not _missing(event.get("id")):
+        return _text(event["id"])
     return hashlib.sha1(msg.payload).hexdigest()[:20]
 
 
-def _dead_record(msg, mid: str, reason: str, fmt: str) -> tuple[str, bytes]:
+def _wire_key(mid: str, suffix) -> str:
+    """The key an output is published under (NATS ``Nats-Msg-Id``, AMQP ``message_id``,
+    Kafka key): ``<message id>@<suffix>``, hashed when the message id is long or holds
+    characters a header cannot (an AMQP message id is at most 255 bytes)."""
+    key = f"{mid}@{suffix}"
+    if len(key) <= 200 and key.isascii() and key.isprintable():
+        return key
+    return hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest() + f"@{suffix}"
+
+
+def _dead_record(msg, mid: str, why: Reject, fmt: str) -> tuple[str, bytes]:
+    record: dict[str, Any] = {"id": mid, "reason": why.message, "reason_code": why.code}
+    if why.field is not None:
+        record["field"] = _text(why.field)
     try:
-        payload: Any = msg.payload.decode()
-        key = "payload"
+        record["payload"] = msg.payload.decode()
     except UnicodeDecodeError:
-        payload, key = base64.b64encode(msg.payload).decode(), "payload_base64"
-    return f"{mid}@dead", encode({"id": mid, "reason": reason, key: payload}, fmt)
+        record["payload_base64"] = base64.b64encode(msg.payload).decode()
+    return _wire_key(mid, "dead"), encode(record, fmt)
 
 
-def score_batch(model: _Model, messages: list, fmt: str, enrich=None, plog=None,
-                store=None):
-    """Score ``messages``: returns (outputs, dead letters), each a list of (key, payload).
+# -- keys of stored rows -----------------------------------------------------------------
 
-    The whole batch goes through one predictor call; a batch holding a bad event is split
-    so that only the bad events are dead-lettered. ``plog`` (a
-    :class:`~modelport.monitor.log.PredictionLogger`) records the scored events and the
-    dead letters' reasons; ``store`` (a :class:`LookupStore`) upserts the new scores.
-    """
-    outputs, dead = _score_batch(model, messages, fmt, enrich, plog, store)
-    if plog is not None and dead:
-        reasons = [decode(payload, fmt) for _, payload in dead]
-        ids = [r.get("id") for r in reasons]
-        plog.log(model.name, model.version, None, None, ids=ids, request_ids=ids,
-                errors=[r.get("reason") for r in reasons])
-    return outputs, dead
-
-
-def _score_batch(model: _Model, messages: list, fmt: str, enrich, plog, store=None):
-    good, events, ids, dead = [], [], [], []
-    for msg in messages:
-        try:
-            event = decode(msg.payload, fmt)
-        except Exception as exc:
-            dead.append(_dead_record(msg, _message_id(msg, None),
-                                     f"not {fmt}: {str(exc)[:200]}", fmt))
-            continue
-        mid = _message_id(msg, event)
-        if not isinstance(event, dict):
-            dead.append(_dead_record(msg, mid, f"not a {fmt} object", fmt))
-            continue
-        good.append(msg)
-        events.append(event)
-        ids.append(mid)
-    if enrich is not None and events:
-        events = enrich.merge(events)
-    if not events:
-        return [], dead
+def _whole(column) -> bool:
+    """Whether a table column holds whole numbers (False for None)."""
     try:
-        cols = model.signature.columns(events)
+        return column is not None and column.type.python_type is int
+    except NotImplementedError:
+        return False
+
+
+def _key(column, value, option: str):
+    """``value`` in the type of the key ``column`` of a table, or a ValueError naming the
+    value and the fix when no row of the table can have it (text for a column of whole
+    numbers, a list, a number beyond 64 bits)."""
+    name, sent = column.name, value
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"{option} key {name!r} must be one value (text or a whole number), "
+                         f"got a {type(value).__name__}: send the entity's key alone")
+    if isinstance(value, float) and _whole(column):
+        if not value.is_integer():
+            raise ValueError(f"{option} key {name!r} is {shown(sent)}, but the key column "
+                             "holds whole numbers: send a whole number")
+        value = int(value)
+    try:
+        found = key_value(column, value)
     except UserError:
-        keep = []
-        for i, event in enumerate(events):
-            try:
-                model.signature.columns([event])
-                keep.append(i)
-            except UserError as exc:
-                dead.append(_dead_record(good[i], ids[i], str(exc), fmt))
-        events = [events[i] for i in keep]
-        ids = [ids[i] for i in keep]
-        good = [good[i] for i in keep]
-        if not events:
-            return [], dead
-        cols = model.signature.columns(events)
-    outputs = model.predictor.run(cols)
-    if store is not None:
-        store.write(model, events, outputs)
-    if plog is not None:
-        now = time.time()
-        plog.log(model.name, model.version, cols, outputs, request_ids=ids,
-                ids=[e.get("id", i) for e, i in zip(events, ids, strict=True)],
-                latency_ms=[(now - m.received) * 1000 for m in good])
-    return _encode_outputs(model, ids, events, outputs, fmt), dead
-
-
-def _encode_outputs(model: _Model, ids, events, outputs, fmt) -> list[tuple[str, bytes]]:
-    base = {"model": model.name, "version": model.version}
-    columns = {k: np.asarray(v).tolist() for k, v in outputs.items()}
-    records = []
-    for i, mid in enumerate(ids):
-        row = {"id": mid, **base}
-        key = events[i].get("id")
-        if key is not None:
-            row["key"] = key
-        for k, values in columns.items():
-            row[k] = values[i]
-        records.append((f"{mid}@{model.version}", encode(row, fmt)))
-    return records
+        raise ValueError(f"{option} key {name!r} is {shown(sent)}, but the key column "
+                         "holds whole numbers: send a whole number") from None
+    if found is None:
+        raise ValueError(f"{option} key {name!r} is {shown(sent)}, beyond what the key "
+                         "column holds (64-bit whole numbers): send the entity's key")
+    return found
 
 
 class Enrich:
     """Merges each event over its entity's stored features from a SQL table.
 
     ``URL#table?key=column``: rows are looked up by the event's ``key`` field (default
-    ``id``) in one query per batch; the event's own fields win.
+    ``id``) in one query per batch; the event's own fields win. A key is first put in the
+    key column's type (``"42"`` for a column of whole numbers is 42); an event whose key
+    cannot be (``"abc"`` or a list there, a number beyond 64 bits), or whose lookup the
+    database refuses, is rejected with the code ``enrich``. A database that is away raises,
+    for the worker to try the batch again.
     """
 
     def __init__(self, spec: str) -> None:
         from urllib.parse import parse_qs
 
+        from modelport.io.sinks import lookup_engine
+        from modelport.io.tables import redact
+
         url, _, rest = spec.partition("#")
         table, _, query = rest.partition("?")
         if not url or not table:
-            raise UserError(f"--enrich {spec!r}: use a SQLAlchemy URL with the table after '#', "
-                            "e.g. sqlite:///app.db#customers?key=customer_id")
+            raise UserError(f"--enrich {redact(spec)!r}: use a SQLAlchemy URL with the table "
+                            "after '#', e.g. sqlite:///app.db#customers?key=customer_id")
         self.key = parse_qs(query).get("key", ["id"])[-1]
         import sqlalchemy as sa
 
-        self.engine = sa.create_engine(url)
-        self.table = sa.Table(table, sa.MetaData(), autoload_with=self.engine)
+        self.engine = lookup_engine(url)
+        try:
+            self.table = sa.Table(table, sa.MetaData(), autoload_with=self.engine)
+        except sa.exc.NoSuchTableError:
+            raise UserError(f"--enrich: no table {table!r} in {redact(url)}: name the table "
+                            "of stored features after '#'") from None
+        except sa.exc.SQLAlchemyError as exc:
+            first = str(getattr(exc, "orig", exc)).strip().splitlines()
+            raise UserError(f"--enrich: cannot read {redact(url)}#{table}: "
+                            f"{first[0] if first else type(exc).__name__}") from None
         if self.key not in self.table.c:
             raise UserError(f"--enrich: table {table!r} has no column {self.key!r}; "
                             "name the key column with ?key=COLUMN")
+        self.column = self.table.c[self.key]
 
-    def merge(self, events: list[dict]) -> list[dict]:
+    def merge(self, events: list[dict]) -> tuple[list[dict], dict[int, Reject]]:
+        """``events`` merged over their stored rows, and the events rejected, by position."""
         import sqlalchemy as sa
 
-        keys = {e.get(self.key) for e in events if e.get(self.key) is not None}
-        if not keys:
-            return events
-        col = self.table.c[self.key]
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(self.table).where(col.in_(list(keys)))).mappings()
-            stored = {r[self.key]: dict(r) for r in rows}
-        return [{**stored.get(e.get(self.key), {}), **e} for e in events]
+        keys: list = [None] * len(events)
+        bad: dict[int, Reject] = {}
+        for i, e in enumerate(events):
+            value = e.get(self.key)
+            if _missing(value):
+                continue
+            try:
+                keys[i] = _key(self.column, value, "--enrich")
+            except ValueError as exc:
+                bad[i] = Reject(self.key, "enrich", str(exc))
+        distinct = list(dict.fromkeys(k for k in keys if k is not None))
+        if not distinct:
+            return events, bad
+        col = self.column
+
+        def query(positions: np.ndarray) -> list:
+            wanted = [distinct[p] for p in positions.tolist()]
+            with self.engine.connect() as conn:
+                return conn.execute(sa.select(self.table).where(col.in_(wanted))).mappings().all()
+
+        done, failed = isolate(query, len(distinct))
+        stored = {r[self.key]: r for _, rows in done for r in rows}
+        refused = {distinct[p]: exc for p, exc in failed.items()}
+        merged = []
+        for i, e in enumerate(events):
+            k = keys[i]
+            if k is not None and k in refused:
+                bad[i] = Reject(self.key, "enrich", f"the stored features of {self.key}="
+                                f"{shown(k)} could not be read ({reason(refused[k], 300)})")
+            row = stored.get(k) if k is not None else None
+            merged.append({**row, **e} if row is not None else e)
+        return merged, bad
 
 
 class LookupStore:
@@ -271,9 +290,13 @@ class LookupStore:
     ``URL#table``: one row per entity, keyed by the event's ``key`` field (the ``--enrich``
     key, else ``id``), with the same columns ``modelport predict`` writes (the scores,
     ``model``, ``model_version``, ``scored_at``), so ``modelport lookup`` and the web
-    service's ``/lookup`` read the score of the latest event. Events without the key are
-    scored and published but not stored. The upsert is committed before the batch is
-    acknowledged: a redelivered event writes the same row again.
+    service's ``/lookup`` read the score of the latest event (of several events of one
+    entity in a batch, the last). A new table's key column takes the type of the
+    ``--enrich`` key column, else text. Each key is put in the key column's type; an event
+    whose key cannot be, or whose row the table refuses, is rejected with the code
+    ``lookup_store``. Events without the key are scored and published but not stored. The
+    upsert is committed before the batch is acknowledged: a redelivered event writes the
+    same row again.
     """
 
     def __init__(self, spec: str, key: str) -> None:
@@ -285,44 +308,341 @@ class LookupStore:
                             "table after '#', e.g. sqlite:///scores.db#churn_scores")
         self.url, self.table, self.key = url, table, key
         self._sink = None
+        self.column = None
+        self.location = redact(spec)
 
-    def write(self, model: _Model, events: list[dict], outputs: dict) -> None:
+    def start(self, scorer: Scorer, key_column=None) -> None:
+        """Create the table if needed (its key typed like ``key_column``, else text) and
+        learn the type of its key column."""
         import pyarrow as pa
+        import sqlalchemy as sa
 
         from modelport.io.sinks import SqlSink
+        from modelport.serve.batch import output_schema
+
+        sink = SqlSink(self.url, self.table, self.key, scorer.name, scorer.version, "stream")
+        where = {"schema": sink.schema_name or None}
+
+        def key_of_table():
+            table = sa.Table(sink.table_name, sa.MetaData(**where), autoload_with=sink.engine)
+            return table.c[self.key]
+
+        try:
+            if sa.inspect(sink.engine).has_table(sink.table_name, **where):
+                key_column = key_of_table()
+        except (sa.exc.SQLAlchemyError, KeyError) as exc:
+            raise UserError(f"--lookup-store {self.location}: cannot read the table's key "
+                            f"column {self.key!r}: {reason(exc, 300)}") from None
+        self._id_type = pa.int64() if _whole(key_column) else pa.string()
+        sink.start(output_schema(scorer.signature, self._id_type, self.key), resume=True)
+        try:
+            self.column = key_of_table()
+        except sa.exc.SQLAlchemyError as exc:
+            raise UserError(f"--lookup-store {self.location}: cannot read the table: "
+                            f"{reason(exc, 300)}") from None
+        self._sink = sink
+
+    def write(self, scorer: Scorer, events: list[dict], outcome: Outcome) -> None:
+        """Upsert the scores of the scored ``events`` that have a key; take the events whose
+        score cannot be stored out of ``outcome``, with their reason."""
+        import pyarrow as pa
+
         from modelport.serve.batch import output_schema, output_table
 
-        rows = [i for i, e in enumerate(events) if e.get(self.key) is not None]
-        if not rows:
+        holders: dict[Any, list[int]] = {}  # key -> the events (batch positions) holding it
+        for p in outcome.positions.tolist():
+            value = events[p].get(self.key)
+            if _missing(value):
+                continue
+            try:
+                k = _key(self.column, value, "--lookup-store")
+            except ValueError as exc:
+                outcome.reject([p], Reject(self.key, "lookup_store", str(exc)))
+                continue
+            holders.setdefault(k, []).append(p)
+        if not holders:
             return
-        ids = pa.array([events[i].get(self.key) for i in rows])
-        signature = model.predictor.signature
-        schema = output_schema(signature, ids.type, self.key)
-        picked = {k: np.asarray(v)[rows] for k, v in outputs.items()}
-        table = output_table(signature, picked, ids, self.key, schema)
-        if self._sink is None:
-            self._sink = SqlSink(self.url, self.table, self.key, model.name, model.version,
-                                 "stream")
-            self._sink.start(schema, resume=True)
-        self._sink.upsert(table, version=model.version)
+        # one row per key, from its last event; positions in the outputs are read after the
+        # rejects above took rows out
+        at = {p: j for j, p in enumerate(outcome.positions.tolist())}
+        entries = [(k, at[held[-1]]) for k, held in holders.items()]
+        signature = scorer.signature
+        schema = output_schema(signature, self._id_type, self.key)
+
+        def upsert(positions: np.ndarray) -> None:
+            part = [entries[i] for i in positions.tolist()]
+            rows = np.asarray([j for _, j in part], dtype=np.int64)
+            ids = pa.array([k for k, _ in part], type=self._id_type)
+            picked = {name: np.asarray(v)[rows] for name, v in outcome.outputs.items()}
+            self._sink.upsert(output_table(signature, picked, ids, self.key, schema),
+                              version=scorer.version)
+
+        _, failed = isolate(upsert, len(entries))
+        for i, exc in failed.items():
+            k = entries[i][0]
+            outcome.reject(holders[k], Reject(
+                self.key, "lookup_store", f"the score could not be stored in "
+                f"{self.location} under {self.key}={shown(k)} ({reason(exc, 300)})"))
 
     def close(self) -> None:
         if self._sink is not None:
             self._sink.finish()
 
 
-def stop_on_signals(stop: asyncio.Event | None = None) -> asyncio.Event:
-    """``stop`` (a new event if None), set by SIGTERM or SIGINT so a running loop drains
-    and exits cleanly; outside the main thread signals stay as they are."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread
-            pass
-    return stop
+# -- one batch ---------------------------------------------------------------------------
 
+@dataclass
+class Steps:
+    """What the worker does to every batch besides scoring it: the wire format, the input
+    policy, and the optional enrichment, lookup store and prediction log."""
+
+    fmt: str = "json"
+    policy: InputPolicy = FLAG
+    enrich: Enrich | None = None
+    store: LookupStore | None = None
+    plog: Any = None
+
+
+@dataclass
+class Scored:
+    """A scored batch: outputs and dead letters as ``(key, payload)`` pairs to publish, the
+    reasons of the rejected events and the flags of the scored ones (for the metrics)."""
+
+    version: int
+    outputs: list[tuple[str, bytes]] = field(default_factory=list)
+    dead: list[tuple[str, bytes]] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    flags: list[list[Flag]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def score_batch(scorer: Scorer, messages: list, steps: Steps | None = None) -> Scored:
+    """Score ``messages`` through the scoring core: one check call and one model call for
+    a clean batch; every event that cannot be scored becomes a dead letter with its reason.
+
+    Raises only for a failure not tied to events (a database that is away), for the caller
+    to try the whole batch again.
+    """
+    start = time.perf_counter()
+    steps = steps or Steps()
+    fmt = steps.fmt
+    n = len(messages)
+    mids: list[str] = [""] * n
+    rejects: dict[int, Reject] = {}  # by message position
+    events: list[dict] = []
+    at: list[int] = []  # the message position of each event
+    # the common case (orjson) without a call per message: decode() reads the rest
+    fast = fast_json() if fmt == "json" else None
+    for i, msg in enumerate(messages):
+        try:
+            try:
+                event = fast(msg.payload) if fast is not None else decode(msg.payload, fmt)
+            except ValueError:
+                if fast is None:
+                    raise
+                event = decode(msg.payload, fmt)
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is this message's
+            mids[i] = _message_id(msg, None)
+            rejects[i] = Reject(None, f"not_{fmt}", f"not {fmt}: {_text(str(exc))[:200]}")
+            continue
+        if event.__class__ is not dict:
+            mids[i] = _message_id(msg, event)
+            rejects[i] = Reject(None, "not_a_record", f"not a {fmt} object of fields, but a "
+                                                      f"{type(event).__name__}")
+            continue
+        mids[i] = msg.id if msg.id is not None else _message_id(msg, event)
+        events.append(event)
+        at.append(i)
+    if steps.enrich is not None and events:
+        events, bad = steps.enrich.merge(events)
+        if bad:
+            for j, why in bad.items():
+                rejects[at[j]] = why
+            keep = [j for j in range(len(events)) if j not in bad]
+            events, at = [events[j] for j in keep], [at[j] for j in keep]
+    scored = Scored(scorer.version)
+    checked = outcome = None
+    if events:
+        checked = check(events, scorer.signature, steps.policy, unknown="ignore")
+        outcome = score(scorer.predictor.run_checked, checked, scorer.predictor._empty)
+        if steps.store is not None and outcome.scored:
+            steps.store.write(scorer, events, outcome)
+        for p, why in outcome.rejects.items():
+            rejects[at[p]] = as_event(why, p)
+    if steps.plog is not None:
+        _log(steps.plog, scorer, messages, mids, events, at, checked, outcome, rejects)
+    if outcome is not None and outcome.scored:
+        scored.outputs = _outputs(scorer, events, at, mids, outcome, checked, fmt)
+        scored.flags = list(outcome.flags.values())
+    for i in sorted(rejects):
+        scored.dead.append(_dead_record(messages[i], mids[i], rejects[i], fmt))
+    scored.rejects = list(rejects.values())
+    scored.seconds = time.perf_counter() - start
+    return scored
+
+
+def _outputs(scorer: Scorer, events, at, mids, outcome: Outcome, checked,
+             fmt: str) -> list[tuple[str, bytes]]:
+    base = {"model": scorer.name, "version": scorer.version}
+    columns = {k: np.asarray(v).tolist() for k, v in outcome.outputs.items()}
+    flags = outcome.flags
+    warnings = _Warnings(scorer.signature, checked) if flags else None
+    suffix = f"@{scorer.version}"
+    dumps = encoder(fmt)
+    records = []
+    for j, p in enumerate(outcome.positions.tolist()):
+        mid = mids[at[p]]
+        row = {"id": mid, **base}
+        key = events[p].get("id")
+        if key is not None:
+            # ids are mostly plain text or whole numbers: only others need a look
+            kind = key.__class__
+            if (kind is str and key.isascii()) or (kind is int and _INT64_MIN <= key <= _UINT64_MAX):
+                row["key"] = key
+            elif not _missing(key):
+                row["key"] = _plain_id(key)
+        for k, values in columns.items():
+            row[k] = values[j]
+        if flags and p in flags:
+            row["warnings"] = warnings(flags[p], p)
+        wire = mid + suffix
+        if not (len(wire) <= 200 and wire.isascii() and wire.isprintable()):
+            wire = _wire_key(mid, scorer.version)
+        records.append((wire, dumps(row)))
+    return records
+
+
+class _Warnings:
+    """The ``warnings`` of flagged outputs, each message naming the event's own value (a
+    flag's own message names only the first); what does not depend on the value is worked
+    out once per flag."""
+
+    def __init__(self, signature, checked) -> None:
+        self.columns = {c.name: c for c in signature.inputs}
+        self.checked = checked
+        self.parts: dict[int, tuple] = {}
+
+    def __call__(self, flags: list[Flag], p: int) -> list[dict[str, str]]:
+        out = []
+        for f in flags:
+            parts = self.parts.get(id(f))
+            if parts is None:
+                parts = self.parts[id(f)] = self._parts(f)
+            field, kind, head, tail, show = parts
+            message = f.message if show is None else \
+                head + show(self.checked.columns[f.field][p]) + tail
+            out.append({"field": field, "kind": kind, "message": message})
+        return out
+
+    def _parts(self, f: Flag) -> tuple:
+        column = self.columns.get(f.field)
+        head = f"{f.field!r} value "
+        if f.kind == "out_of_range" and column is not None and column.min is not None:
+            tail = f" is outside the range seen in training [{column.min:g}, {column.max:g}]"
+            return _text(f.field), f.kind, head, tail, lambda v: format(v, "g")
+        if f.kind == "unseen_category":
+            return _text(f.field), f.kind, head, " is a category unseen in training", shown
+        return _text(f.field), f.kind, "", "", None
+
+
+def _log(plog, scorer: Scorer, messages, mids, events, at, checked, outcome, rejects) -> None:
+    """The scored events and the reasons of the rejected ones into the prediction log."""
+    if outcome is not None and outcome.scored:
+        positions = outcome.positions
+        cols = checked.columns if len(positions) == checked.rows else \
+            {k: v[positions] for k, v in checked.columns.items()}
+        now = time.time()
+        scored = positions.tolist()
+        ids = []
+        for p in scored:
+            key = events[p].get("id")
+            ids.append(mids[at[p]] if _missing(key) else key)
+        plog.log(scorer.name, scorer.version, cols, outcome.outputs,
+                 request_ids=[mids[at[p]] for p in scored], ids=ids,
+                 latency_ms=[(now - messages[at[p]].received) * 1000 for p in scored])
+    if rejects:
+        rows = sorted(rejects)
+        plog.log(scorer.name, scorer.version, None, None, ids=[mids[i] for i in rows],
+                 request_ids=[mids[i] for i in rows],
+                 errors=[rejects[i].message for i in rows])
+
+
+def _score_alone(scorer: Scorer, messages: list, steps: Steps) -> Scored:
+    """Score ``messages`` one at a time, after a batch failed in a way no step isolated:
+    what fails alone is dead-lettered with the error (code ``internal``), the rest scored."""
+    out = Scored(scorer.version)
+    for msg in messages:
+        try:
+            one = score_batch(scorer, [msg], steps)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.exception("could not score message %s", msg.id)
+            why = Reject(None, "internal", f"the worker could not score this event "
+                                           f"({reason(exc, 300)})")
+            one = Scored(scorer.version, dead=[_dead_record(msg, _message_id(msg, None), why,
+                                                            steps.fmt)], rejects=[why])
+        out.outputs += one.outputs
+        out.dead += one.dead
+        out.rejects += one.rejects
+        out.flags += one.flags
+        out.seconds += one.seconds
+    return out
+
+
+# -- retrying what is not tied to events -------------------------------------------------
+
+class _Backoff:
+    """Pauses between tries of a step that failed for a reason not tied to events, doubling
+    from ``BACKOFF_S[0]`` to ``BACKOFF_S[1]``; after ``patience`` seconds of failures in a
+    row (None: never) the failure is raised."""
+
+    def __init__(self, what: str, stats: Stats, patience: float | None = None) -> None:
+        self.what, self.stats, self.patience = what, stats, patience
+        self.delay = BACKOFF_S[0]
+        self.since: float | None = None
+
+    def ok(self) -> None:
+        if self.since is not None:
+            log.info("%s works again", self.what)
+            self.since, self.delay = None, BACKOFF_S[0]
+
+    async def wait(self, exc: BaseException, stop: asyncio.Event) -> bool:
+        """Pause after ``exc``; True if ``stop`` was set meanwhile. A failure tied to the
+        input, or one that outlasted the patience, is raised."""
+        if not is_transient(exc):
+            raise exc
+        now = time.monotonic()
+        self.since = self.since or now
+        if self.patience is not None and now - self.since > self.patience:
+            raise exc
+        self.stats.retries += 1
+        log.warning("%s failed (%s); trying again in %.1f s", self.what, reason(exc, 300),
+                    self.delay)
+        try:
+            await asyncio.wait_for(stop.wait(), self.delay)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self.delay = min(self.delay * 2, BACKOFF_S[1])
+
+
+async def _retried(what: str, call, stats: Stats, stop: asyncio.Event) -> None:
+    """``await call()`` until it works, pausing after failures not tied to events; gives up
+    (raising) after :data:`BROKER_PATIENCE_S` or once the worker is told to stop."""
+    backoff = _Backoff(what, stats, BROKER_PATIENCE_S)
+    while True:
+        try:
+            await call()
+            backoff.ok()
+            return
+        except Exception as exc:
+            if await backoff.wait(exc, stop) or stop.is_set():
+                raise
+
+
+# -- the worker --------------------------------------------------------------------------
 
 async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str | None = None,
               group: str = "modelport", batch: int = 500, max_wait_ms: float = 20.0,
@@ -330,19 +650,19 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
               metrics_port: int | None = None, registry=None,
               stop: asyncio.Event | None = None, log_url: str | None = None,
               log_sample: float = 1.0, lookup_store: str | None = None,
-              inflight: int = 3) -> Stats:
+              inflight: int = 3, policy: InputPolicy = FLAG) -> Stats:
     """Run one stream worker until SIGTERM/SIGINT (or ``stop``); return what it did.
 
     Reads up to ``batch`` messages (waiting at most ``max_wait_ms`` for them to gather),
     scores them in one call, publishes outputs and dead letters, then acknowledges.
-    ``log_url`` (a SQLAlchemy URL with ``#table``) keeps a ``log_sample`` share of the scored
-    events in a prediction log for ``modelport monitor``. ``lookup_store`` (``URL#table``)
-    upserts each event's new score into a lookup table (see :class:`LookupStore`).
+    ``policy`` says whether an unseen category or a number outside the training range is
+    scored and flagged (the default) or rejected. ``log_url`` (a SQLAlchemy URL with
+    ``#table``) keeps a ``log_sample`` share of the scored events in a prediction log for
+    ``modelport monitor``. ``lookup_store`` (``URL#table``) upserts each event's new score
+    into a lookup table (see :class:`LookupStore`).
     """
     from modelport.io import brokers
     from modelport.registry import Registry
-    from modelport.serve.http.models import current_version
-    from modelport.uri import ModelURI
 
     if fmt not in ("json", "msgpack"):
         raise UserError(f"--format {fmt!r}: use json or msgpack")
@@ -357,19 +677,39 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
     sink = brokers.open_sink(sink_url)
     dead = brokers.open_sink(dead_letter_url, "--dead-letter") if dead_letter_url else None
     registry = registry or Registry()
-    muri = ModelURI.parse(uri)
-    model = _Model(registry, muri, current_version(registry, muri), None)
-    enricher = Enrich(enrich) if enrich else None
-    store = (LookupStore(lookup_store, enricher.key if enricher else "id")
-             if lookup_store else None)
-    prom = _Prometheus(metrics_port, muri.name) if metrics_port else None
-    plog = None
+    metrics = None
+    if metrics_port:
+        from modelport.scoring.metrics import StreamMetrics
+
+        metrics = StreamMetrics()
+    stats = Stats()
+
+    def reloaded(follower, outcome: str) -> None:
+        if outcome == "loaded":
+            stats.reloads += 1
+        if metrics is not None:
+            metrics.follower_hook("champion")(follower, outcome)
+            if outcome == "loaded":
+                metrics.stream_reloads.inc()
+
+    follower = follow(uri, registry, poll_seconds=poll_seconds, on_reload=reloaded)
+    name = follower.name
+    steps = Steps(fmt=fmt, policy=policy)
+    steps.enrich = Enrich(enrich) if enrich else None
+    if lookup_store:
+        steps.store = LookupStore(lookup_store, steps.enrich.key if steps.enrich else "id")
+        steps.store.start(follower.current,
+                          steps.enrich.column if steps.enrich is not None else None)
     if log_url:
         from modelport.monitor.log import PredictionLogger
 
-        plog = PredictionLogger(log_url, sample=log_sample, source="stream",
-                                on_drop=prom.log_dropped.inc if prom else None)
-    stats = Stats()
+        steps.plog = PredictionLogger(
+            log_url, sample=log_sample, source="stream",
+            on_drop=metrics.log_dropped.inc if metrics else None,
+            on_refuse=metrics.log_refused.inc if metrics else None)
+    if metrics is not None:
+        metrics.set_serving(name, "champion", follower.version)
+        metrics.serve(metrics_port)
     stop = stop_on_signals(stop)
     for part in (source, sink, dead):
         if part is not None:
@@ -380,89 +720,86 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
     # the collector's full passes, which otherwise stall a batch for tens of milliseconds
     gc.collect()
     gc.freeze()
-    log.info("streaming %s version %s from %s to %s", muri, model.version, source_url, sink_url)
-    next_poll = time.monotonic() + poll_seconds
+    log.info("streaming %s version %s (%s) from %s to %s", follower.uri, follower.version,
+             follower.current.format, source_url, sink_url)
     next_lag = 0.0
-    reloading: asyncio.Task | None = None
     wait_s = max_wait_ms / 1000
+    reading = _Backoff("reading from the source", stats, BROKER_PATIENCE_S)
     # a batch is published and acknowledged while the next ones are read and scored; at
     # most ``inflight`` batches are between their scoring and their ack at once, and their
     # acks go out in the order the batches were read (each settle waits for the one before)
     settling: collections.deque[asyncio.Task] = collections.deque()
 
-    async def settle(before: asyncio.Task | None, current: _Model, msgs, outputs, bad):
+    async def settle(before: asyncio.Task | None, msgs, scored: Scored) -> None:
         if together:
-            parts = [(sink, outputs)] + ([(dead, bad)] if dead is not None else [])
-            await source.publish_and_ack(parts, msgs)  # atomic: needs no order
+            parts = [(sink, scored.outputs)] + ([(dead, scored.dead)] if dead is not None
+                                                else [])
+            # atomic: needs no order
+            await _retried("publishing and acknowledging",
+                           lambda: source.publish_and_ack(parts, msgs), stats, stop)
         else:
-            await sink.publish(outputs)
+            await _retried("publishing the outputs", lambda: sink.publish(scored.outputs),
+                           stats, stop)
             if dead is not None:
-                await dead.publish(bad)
+                await _retried("publishing the dead letters",
+                               lambda: dead.publish(scored.dead), stats, stop)
             if before is not None:
                 await before  # an earlier batch that failed is never acknowledged past
-            await source.ack(msgs)
+            await _retried("acknowledging", lambda: source.ack(msgs), stats, stop)
         done = time.time()
         stats.consumed += len(msgs)
-        stats.scored += len(outputs)
-        stats.dead_lettered += len(bad)
+        stats.scored += len(scored.outputs)
+        stats.dead_lettered += len(scored.dead)
+        stats.flagged += len(scored.flags)
         stats.batches += 1
-        if prom is not None:
-            prom.consumed.inc(len(msgs))
-            prom.scored.labels(str(current.version)).inc(len(outputs))
-            prom.dead.inc(len(bad))
-            prom.batch.observe(len(msgs))
-            prom.latency.observe(done - msgs[0].received)
+        if metrics is not None:
+            metrics.consumed.inc(len(msgs))
+            metrics.scored.labels(str(scored.version)).inc(len(scored.outputs))
+            metrics.dead.inc(len(scored.dead))
+            metrics.batch.observe(len(msgs))
+            metrics.latency.observe(done - msgs[0].received)
+            metrics.count(name, scored.version, scored=len(scored.outputs),
+                          rejects=scored.rejects, flags=scored.flags, seconds=scored.seconds)
 
     try:
         while not stop.is_set():
             while settling and settling[0].done():
-                settling.popleft().result()  # a failed publish or ack stops the worker
+                settling.popleft().result()  # a publish or ack that could not be done
             if len(settling) >= inflight:
                 await asyncio.wait([settling[0]])
                 continue
-            msgs = await source.read(batch, wait_s)
-            if msgs:
+            try:
+                msgs = await source.read(batch, wait_s)
                 # what keeps arriving while the batch is young joins it: a trickle
                 # gathers into a batch worth one model call. Only what is at hand is
                 # asked for (a wait of 0): a server may time a short wait out late
-                while len(msgs) < batch and time.time() - msgs[0].received < wait_s:
+                while msgs and len(msgs) < batch and time.time() - msgs[0].received < wait_s:
                     more = await source.read(batch - len(msgs), 0)
                     if not more:
                         break
                     msgs.extend(more)
-                current = model
-                outputs, bad = score_batch(current, msgs, fmt, enricher, plog, store)
-                if bad and dead is None:
+                reading.ok()
+            except Exception as exc:
+                await reading.wait(exc, stop)
+                continue
+            if msgs:
+                scored = await _score(follower, msgs, steps, stats, stop)
+                if scored is None:
+                    break  # stopped while a database was away: the batch stays unacknowledged
+                if scored.dead and dead is None:
                     log.warning("dropping %d bad message(s) (no --dead-letter): %s",
-                                len(bad), bad[0][1][:200])
+                                len(scored.dead), scored.dead[0][1][:200])
                 before = settling[-1] if settling else None
-                settling.append(asyncio.create_task(
-                    settle(before, current, msgs, outputs, bad)))
+                settling.append(asyncio.create_task(settle(before, msgs, scored)))
+            follower.tick()
             now = time.monotonic()
-            if poll_seconds > 0 and now >= next_poll and reloading is None:
-                next_poll = now + poll_seconds
-                target = current_version(registry, muri)
-                if target != model.version:
-                    reloading = asyncio.create_task(
-                        asyncio.to_thread(_Model, registry, muri, target, None))
-            if reloading is not None and reloading.done():
-                try:
-                    model = reloading.result()  # swapped between batches, never inside one
-                    stats.reloads += 1
-                    if prom is not None:
-                        prom.reloads.inc()
-                    log.info("now scoring with %s version %s", muri.name, model.version)
-                except Exception as exc:
-                    log.error("could not load the new version; still on %s: %s",
-                              model.version, exc)
-                reloading = None
-            if prom is not None and now >= next_lag and hasattr(source, "lag"):
+            if metrics is not None and now >= next_lag and hasattr(source, "lag"):
                 next_lag = now + 5
                 try:
                     stats.lag = await source.lag()
                     if stats.lag is not None:
-                        prom.lag.set(stats.lag)
-                except Exception:  # lag is informative only
+                        metrics.lag.set(stats.lag)
+                except Exception:  # noqa: BLE001 - lag is informative only
                     pass
         while settling:  # SIGTERM: what was scored is published and acknowledged
             await asyncio.wait([settling[0]])
@@ -475,13 +812,37 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
             if part is not None:
                 try:
                     await part.close()
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - closing is best effort
                     log.warning("closing %s: %s", type(part).__module__, exc)
-        if plog is not None:
-            await asyncio.to_thread(plog.close)
-        if store is not None:
-            store.close()
+        if steps.plog is not None:
+            await asyncio.to_thread(steps.plog.close)
+        if steps.store is not None:
+            steps.store.close()
     return stats
+
+
+async def _score(follower: Follower[Scorer], msgs: list, steps: Steps, stats: Stats,
+                 stop: asyncio.Event) -> Scored | None:
+    """The batch scored by the version served now; after a failure not tied to events (a
+    database that is away) the whole batch again, after a pause, until it works or the
+    worker is told to stop (None)."""
+    backoff = _Backoff("scoring a batch", stats)
+    while True:
+        scorer = follower.current
+        try:
+            try:
+                scored = score_batch(scorer, msgs, steps)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                log.exception("scoring a batch of %d failed; scoring its messages one by one",
+                              len(msgs))
+                scored = _score_alone(scorer, msgs, steps)
+            backoff.ok()
+            return scored
+        except Exception as exc:
+            if await backoff.wait(exc, stop):
+                return None
 
 
 def serve(uri: str, source_url: str, sink_url: str, **options) -> Stats:

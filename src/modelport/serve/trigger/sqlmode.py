@@ -19,9 +19,9 @@ TOLERANCE = 1e-9
 
 def compile_model(registry, version):
     """The version's proven IR and proof ``(sample frame, native outputs)`` (or None)."""
-    from modelport.compile.exporter import _proven_ir
+    from modelport.compile.exporter import proven_ir
 
-    return _proven_ir(registry, version)
+    return proven_ir(registry, version)
 
 
 def check_in_database(db, model_ir, proof, uri: str) -> float | None:

@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import UserError
+from modelport.io.events import stop_on_signals
 from modelport.io.tables import redact as describe
-from modelport.scoring.checks import Reject, check
-from modelport.serve.stream import _for_event, _shown, stop_on_signals
+from modelport.scoring.checks import Reject, as_event, check, shown
 from modelport.train.online import checkpoint as ckpt
 from modelport.train.online.evaluate import (
     Window,
@@ -311,7 +311,7 @@ class Learning:
                 lacking = [i for i, a in zip(lacking, alone, strict=True) if not a]
             found = check(events, self._signature(), unknown="ignore").rejects
             for j, why in found.items():
-                rejects[lacking[j]] = _for_event(why, j)
+                rejects[lacking[j]] = as_event(why, j)
         if num.shape[1]:
             spoilt = np.isinf(num)
             if spec.numeric == "none" and not spec.river:
@@ -574,9 +574,9 @@ class Learning:
     def _unknown_class(self, label) -> Reject:
         classes = _classes(self.state.learner)
         label = label.item() if isinstance(label, np.generic) else label
-        shown = _shown(label) if isinstance(label, str) else repr(label)[:40]
+        text = shown(label) if isinstance(label, str) else repr(label)[:40]
         return Reject(self.spec.target, "unknown_class",
-                      f"label {shown} is not one of the classes {classes}; list every class "
+                      f"label {text} is not one of the classes {classes}; list every class "
                       "under classes: in the spec")
 
     # -- checkpoints ---------------------------------------------------------------------
@@ -645,7 +645,7 @@ def _target(raw, n: int, task: str,
                 y[i] = _float(values[i])
                 if y[i] != y[i]:
                     bad[i] = Reject(name, "wrong_type", f"label {name!r} must be a number, got "
-                                    f"{_shown(values[i])}; send a number or null")
+                                    f"{shown(values[i])}; send a number or null")
         _infinite(y, name, bad)
         return y, has & np.isfinite(y), bad
     present = [v for v, h in zip(values, has, strict=True) if h]
@@ -690,10 +690,8 @@ def _missing(values: np.ndarray) -> np.ndarray:
 def _not_text(name: str, value: str) -> Reject:
     """Text that is not Unicode (a lone surrogate) cannot be learnt: no checkpoint, file or
     model holds it as it is, and spelling it otherwise would learn another value."""
-    shown = value.encode("utf-8", "backslashreplace").decode("utf-8")
-    shown = shown if len(shown) <= 40 else shown[:40] + "..."
     return Reject(name, "not_text", f"field {name!r} holds text that is not Unicode "
-                  f"({shown!r}: a lone surrogate); send UTF-8 text")
+                  f"({shown(value)}: a lone surrogate); send UTF-8 text")
 
 
 def _not_learnable(name: str, value: float) -> Reject:

@@ -315,7 +315,7 @@ class JsonlFile(_FileSource):
             try:
                 row = loads(line)
             except ValueError:  # both parsers' decode errors are ValueErrors
-                from modelport.serve.stream import decode
+                from modelport.io.events import decode
 
                 try:
                     row = decode(line, "json")
@@ -446,10 +446,10 @@ class SqlTable:
     def _open(self, position) -> None:
         import sqlalchemy as sa
 
-        from modelport.io.tables import _connect
+        from modelport.io.tables import connect
 
         url, _, table = self.src.url.partition("#")
-        self.engine = _connect(url, self.src.base)
+        self.engine = connect(url, self.src.base)
         schema, _, name = table.rpartition(".")
         try:
             self.table = sa.Table(name, sa.MetaData(), schema=schema or None,
@@ -531,7 +531,7 @@ def _decode(messages: list, fmt: str) -> tuple[list[dict], list[tuple[Reject, by
     """Events decoded from message payloads, the others with the reason they could not be,
     the index of each decoded event's message, and the fields of events holding text that
     is not Unicode, by position."""
-    from modelport.serve.stream import decode
+    from modelport.io.events import decode
 
     rows, bad, index, odd = [], [], [], {}
     for i, m in enumerate(messages):
