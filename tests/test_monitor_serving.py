@@ -138,6 +138,18 @@ def test_batch_scoring_logs_rows_by_id_and_rejects_as_errors(churn, tmp_path):
     out = pd.read_parquet(tmp_path / "out.parquet").set_index("customer_id")["score"]
     logged = scored.set_index(scored["id"].astype(int))["score"]
     np.testing.assert_allclose(logged, out.loc[logged.index], atol=1e-12)
+    # the rows the warnings file lists carry their flags in the log, and only they
+    import json
+
+    listed = {json.loads(line)["customer_id"]: json.loads(line)["_warnings"]
+              for line in (tmp_path / "out.warnings.jsonl").read_text().splitlines()}
+    assert listed
+    flagged = scored[scored["warnings"].notna()]
+    assert set(flagged["id"].astype(int)) == set(listed)
+    some = next(iter(listed))
+    fields = {w.split("'")[1] for w in listed[some]}
+    text = flagged.set_index(flagged["id"].astype(int))["warnings"].loc[some]
+    assert {part.split(":")[0] for part in text.split("; ")} == fields
 
     sampled = f"sqlite:///{tmp_path / 'log.db'}#sampled"
     score(sampled, 0.5)
@@ -197,6 +209,7 @@ def test_a_stream_logs_events_by_id_and_dead_letters_as_errors(churn):
     urls = [f"redis://127.0.0.1:6379/0?stream={n}" for n in names]
     url = f"sqlite:///{tempfile.mkdtemp()}/log.db#predictions"
     events = [{"id": f"cust-{i}", **rec} for i, rec in enumerate(records(data, 20))]
+    events[3]["plan"] = "platinum"  # scored, flagged
 
     async def scenario():
         stop = asyncio.Event()
@@ -223,3 +236,4 @@ def test_a_stream_logs_events_by_id_and_dead_letters_as_errors(churn):
     assert (scored["latency_ms"] >= 0).all() and set(scored["source"]) == {"stream"}
     dead = rows[rows["error"].notna()]
     assert len(dead) == 1 and dead["error"].iloc[0].startswith("not json")
+    assert scored.set_index("id")["warnings"].get("cust-3") == "plan: unseen category"

@@ -238,7 +238,7 @@ def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers,
                         f"the lookup table cannot hold this row ({reason(exc)})")
                     for i, exc in refused.rows.items()})
         if plog is not None:
-            _log_chunk(plog, version, signature, chunk, outcome, id)
+            _log_chunk(plog, version, signature, chunk, outcome, id, warned)
         counts["rows"] += outcome.scored
         counts["rejects"] += len(outcome.rejects)
         counts["warnings"] += len(warned)
@@ -351,8 +351,9 @@ def _finish_side(side, needed) -> str | None:
     return location
 
 
-def _log_chunk(plog, version, signature, chunk, outcome, id) -> None:
-    """Hand a committed chunk's sampled rows (and its rejects, as errors) to the log."""
+def _log_chunk(plog, version, signature, chunk, outcome, id, warned: dict) -> None:
+    """Hand a committed chunk's sampled rows (and its rejects, as errors) to the log, each
+    scored row with its flags (``field: kind; ...``)."""
     import numpy as np
     import pyarrow as pa
 
@@ -368,8 +369,12 @@ def _log_chunk(plog, version, signature, chunk, outcome, id) -> None:
         # the values as the model took them: numbers parsed, categories decoded
         cols, _ = arrow_columns(rows, signature)
         inputs = {k: v.decode() if isinstance(v, Coded) else v for k, v in cols.items()}
+        flags = [warned.get(int(p)) for p in positions.tolist()] if warned else None
         plog.log(version.name, version.version, inputs, outs, role="batch", sampled=True,
-                 ids=rows.column(id).to_pylist() if id else None)
+                 ids=rows.column(id).to_pylist() if id else None,
+                 warnings=None if flags is None else [
+                     "; ".join(f"{f}: {k.replace('_', ' ')}" for f, k, _ in row) if row else None
+                     for row in flags])
     if outcome.rejects:
         bad = sorted(outcome.rejects)
         rejected = chunk.take(pa.array(bad, type=pa.int64()))
@@ -575,15 +580,16 @@ def score_chunk(predictor, table, policy: InputPolicy = FLAG, *, first_row: int 
     return outcome, warnings
 
 
-def warning_messages(checked, flagged: dict, signature) -> dict[int, list[str]]:
-    """One message per value outside what training saw, for each row of ``flagged`` (the
-    positions of the scored rows that have flags), naming the field and the row's value."""
+def warning_messages(checked, flagged: dict, signature) -> dict[int, list[tuple[str, str, str]]]:
+    """One ``(field, kind, message)`` per value outside what training saw, for each row of
+    ``flagged`` (the positions of the scored rows that have flags); the message names the
+    field and the row's value."""
     import numpy as np
 
     from modelport.inapp.runtime import Coded, shown
 
     bounds = {c.name: (c.min, c.max) for c in signature.inputs if c.kind == "numeric"}
-    out: dict[int, list[str]] = {}
+    out: dict[int, list[tuple[str, str, str]]] = {}
     for flag in checked.flags:  # in the order of the signature's fields
         rows = [i for i in flag.rows.tolist() if i in flagged]
         if not rows:
@@ -599,11 +605,11 @@ def warning_messages(checked, flagged: dict, signature) -> dict[int, list[str]]:
             texts = [f"field {flag.field!r} value {shown(w)} is a category unseen in training"
                      for w in words.tolist()]
         for i, text in zip(rows, texts, strict=True):
-            out.setdefault(i, []).append(text)
+            out.setdefault(i, []).append((flag.field, flag.kind, text))
     return out
 
 
-def reject_later(outcome, warnings: dict[int, list[str]], rejects: dict[int, Reject]) -> None:
+def reject_later(outcome, warnings: dict[int, list], rejects: dict[int, Reject]) -> None:
     """Take rows out of a scored chunk's ``outcome`` (and ``warnings``) that a step after
     scoring failed on: an id, the lookup table."""
     if not rejects:
@@ -781,7 +787,8 @@ def rejects_table(chunk, rejects: dict[int, Reject], first_row: int):
                                                   type=pa.string()))
 
 
-def warnings_table(ids, warnings: dict[int, list[str]], first_row: int, id: str | None):
+def warnings_table(ids, warnings: dict[int, list[tuple[str, str, str]]], first_row: int,
+                   id: str | None):
     """The rows scored with warnings: their number ``_row`` (from 1), the id, and
     ``_warnings``, one message per value outside what training saw."""
     import pyarrow as pa
@@ -790,7 +797,7 @@ def warnings_table(ids, warnings: dict[int, list[str]], first_row: int, id: str 
     columns = {"_row": pa.array([first_row + p + 1 for p in positions], type=pa.int64())}
     if id and ids is not None:
         columns[id] = ids.take(pa.array(positions, type=pa.int64()))
-    columns["_warnings"] = pa.array([warnings[p] for p in positions],
+    columns["_warnings"] = pa.array([[m for _, _, m in warnings[p]] for p in positions],
                                     type=pa.list_(pa.string()))
     return pa.table(columns)
 

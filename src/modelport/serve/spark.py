@@ -314,7 +314,7 @@ def _scorer(blob, key, fmt, signature_dict, policy, id, id_type, schema, status,
                                                   pa.array(values, type=pa.string())])
             # a clean batch builds no Python object per row
             columns["_warnings"] = pa.nulls(n, pa.string()) if not warnings else pa.array(
-                [json.dumps(warnings[i]) if i in warnings else None
+                [json.dumps([m for _, _, m in warnings[i]]) if i in warnings else None
                  for i in outcome.positions.tolist()] + [None] * len(refused),
                 type=pa.string())
             yield from pa.Table.from_pydict(columns, schema=status).to_batches()

@@ -44,7 +44,16 @@ import numpy as np
 from modelport.errors import UserError
 from modelport.io.events import decode, encode, encoder, fast_json, stop_on_signals
 from modelport.scoring import choice
-from modelport.scoring.checks import FLAG, Flag, InputPolicy, Reject, as_event, check, shown
+from modelport.scoring.checks import (
+    FLAG,
+    Flag,
+    InputPolicy,
+    Reject,
+    as_event,
+    check,
+    shown,
+    warning_text,
+)
 from modelport.scoring.following import Follower
 from modelport.scoring.isolation import Outcome, is_transient, isolate, reason, score
 from modelport.serve.lookup import key_value
@@ -557,9 +566,12 @@ def _log(plog, scorer: Scorer, messages, mids, events, at, checked, outcome, rej
         for p in scored:
             key = events[p].get("id")
             ids.append(mids[at[p]] if _missing(key) else key)
+        flags = outcome.flags
         plog.log(scorer.name, scorer.version, cols, outcome.outputs,
                  request_ids=[mids[at[p]] for p in scored], ids=ids,
-                 latency_ms=[(now - messages[at[p]].received) * 1000 for p in scored])
+                 latency_ms=[(now - messages[at[p]].received) * 1000 for p in scored],
+                 warnings=[warning_text(flags.get(p, [])) or None for p in scored]
+                 if flags else None)
     if rejects:
         rows = sorted(rejects)
         plog.log(scorer.name, scorer.version, None, None, ids=[mids[i] for i in rows],
