@@ -195,7 +195,7 @@ def prepare(workdir: Path, sizes: list[int], models: list[str], with_mlflow: boo
                   "gbm": HistGradientBoostingClassifier(max_iter=100, random_state=0)}
     for name in models:
         pipeline = build_pipeline(estimators[name], X, NUMERIC, CATEGORICAL).fit(X, y)
-        version = modelport.log_model(pipeline, name, sample=X.head(1000),
+        version = modelport.log_model(pipeline, name, sample=X,
                                       formats=["joblib", "onnx", "compiled"])
         print(f"registered {version.uri}: formats {version.accepted_formats()}", flush=True)
         _build_trees(version)

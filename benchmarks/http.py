@@ -87,7 +87,7 @@ def fit_and_register(home: Path):
                           ("onehot", OneHotEncoder(handle_unknown="ignore"))]), CATEGORICAL),
     ])
     model = Pipeline([("pre", pre), ("model", LogisticRegression(max_iter=1000))]).fit(X, y)
-    modelport.log_model(model, "churn", sample=X.head(1000), formats=["joblib", "onnx"],
+    modelport.log_model(model, "churn", sample=X, formats=["joblib", "onnx"],
                         alias="production")
     joblib.dump(model, home / "model.joblib")
     # rows whose values all lie in the signature's ranges and vocabularies

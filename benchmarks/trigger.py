@@ -64,9 +64,9 @@ def register(home: Path) -> None:
     boosted = build_pipeline(HistGradientBoostingClassifier(max_iter=300, early_stopping=False,
                                                             random_state=0),
                              X, NUMERIC, CATEGORICAL)
-    modelport.log_model(logistic.fit(X, y), "churn_logistic", sample=X.head(500),
+    modelport.log_model(logistic.fit(X, y), "churn_logistic", sample=X,
                         formats=["joblib", "onnx"])
-    modelport.log_model(boosted.fit(X, y), "churn_gb300", sample=X.head(500),
+    modelport.log_model(boosted.fit(X, y), "churn_gb300", sample=X,
                         formats=["joblib", "onnx"])
 
 

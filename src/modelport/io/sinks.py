@@ -276,7 +276,10 @@ class PartWriter:
 
 
 def jsonl_bytes(table) -> bytes:
-    """``table`` as JSON lines (missing values as null)."""
+    """``table`` (an Arrow table, or a list of plain records) as JSON lines (missing values
+    as null)."""
+    if isinstance(table, list):
+        return _records_jsonl(table)
     if not table.num_rows:
         return b""  # no pandas to load for nothing
     frame = table.to_pandas()
@@ -284,6 +287,28 @@ def jsonl_bytes(table) -> bytes:
         return b""
     text = frame.to_json(orient="records", lines=True, date_format="iso")
     return (text if text.endswith("\n") else text + "\n").encode()
+
+
+def _records_jsonl(records: list[dict]) -> bytes:
+    """Flat records (values: numbers, text, lists of text) as JSON lines, NaN as null; with
+    orjson when it is installed (a warnings file may hold tens of thousands of rows), and
+    the standard library for what orjson refuses (lone surrogates, integers beyond 64
+    bits), which it writes escaped."""
+    def plain(r: dict) -> bytes:
+        return json.dumps({k: None if type(v) is float and v - v != 0.0 else v
+                           for k, v in r.items()}, default=str).encode()
+
+    try:
+        import orjson
+    except ImportError:
+        return b"".join(plain(r) + b"\n" for r in records)
+    out = []
+    for r in records:
+        try:
+            out.append(orjson.dumps(r, default=str))
+        except TypeError:
+            out.append(plain(r))
+    return b"".join(line + b"\n" for line in out)
 
 
 def _atomic_write_bytes(path: Path, data: bytes, rename: bool = True) -> None:

@@ -163,7 +163,6 @@ def predict(model: str, input: Any, output: str | Path, *, id: str | None = None
 
 def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers, chunk_rows,
              resume, on_error, policy, rejects, warnings, progress, plog=None) -> BatchResult:
-    import pyarrow as pa
 
     from modelport.io.chunks import ParquetSource, open_source
     from modelport.io.sinks import FileSink, Refused, open_sink
@@ -222,11 +221,8 @@ def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers,
             # the rejects and warnings of a chunk are staged before its scores commit
             if reject_sink is not None:
                 reject_sink.write(index, rejects_table(chunk, outcome.rejects, first_row))
-            warn_sink.write(index, warnings_table(chunk.column(id) if id else None, warned,
-                                                  first_row, id))
-            positions = pa.array(outcome.positions, type=pa.int64())
-            table = output_table(signature, outcome.outputs,
-                                 ids.take(positions) if ids is not None else None, id,
+            warn_sink.write(index, warnings_records(ids, warned, first_row, id))
+            table = output_table(signature, outcome.outputs, scored_ids(ids, outcome), id,
                                  out_schema)
             try:
                 sink.write(index, table)
@@ -498,7 +494,6 @@ def _score_piece(piece, part: str, rejects_part: str | None, warnings_part: str,
     The rejects and warnings parts are renamed into place before the scores' part, so a
     piece whose scores are staged always has them staged too.
     """
-    import pyarrow as pa
 
     from modelport.io.sinks import PartWriter
 
@@ -520,11 +515,8 @@ def _score_piece(piece, part: str, rejects_part: str | None, warnings_part: str,
                 if outcome.rejects:  # a piece without any stages an empty part
                     bad_out.write(rejects_table(table, outcome.rejects, first))
                 if warnings:
-                    warn_out.write(warnings_table(table.column(id) if id else None, warnings,
-                                                  first, id))
-                positions = pa.array(outcome.positions, type=pa.int64())
-                out.write(output_table(signature, outcome.outputs,
-                                       ids.take(positions) if ids is not None else None, id,
+                    warn_out.write(warnings_records(ids, warnings, first, id))
+                out.write(output_table(signature, outcome.outputs, scored_ids(ids, outcome), id,
                                        schema))
                 rows += table.num_rows
                 scored += outcome.scored
@@ -787,19 +779,33 @@ def rejects_table(chunk, rejects: dict[int, Reject], first_row: int):
                                                   type=pa.string()))
 
 
-def warnings_table(ids, warnings: dict[int, list[tuple[str, str, str]]], first_row: int,
-                   id: str | None):
-    """The rows scored with warnings: their number ``_row`` (from 1), the id, and
-    ``_warnings``, one message per value outside what training saw."""
+def warnings_records(ids, warnings: dict[int, list[tuple[str, str, str]]], first_row: int,
+                     id: str | None) -> list[dict]:
+    """The rows scored with warnings, as records for a JSON-lines file: their number
+    ``_row`` (from 1), the id, and ``_warnings``, one message per value outside what
+    training saw. Plain records, not an Arrow table: building one from Python values loads
+    pandas, which would cost every worker a second on the first chunk with a warning."""
+    out = []
+    for p in sorted(warnings):
+        record: dict = {"_row": first_row + p + 1}
+        if id and ids is not None:
+            record[id] = ids[p].as_py()
+        record["_warnings"] = [m for _, _, m in warnings[p]]
+        out.append(record)
+    return out
+
+
+def scored_ids(ids, outcome):
+    """The ids of the rows ``outcome`` scored: all of ``ids`` when every row was scored
+    (nothing to compute), else the ones at its positions."""
+    if ids is None or outcome.scored == len(ids):
+        return ids
+    import numpy as np
     import pyarrow as pa
 
-    positions = sorted(warnings)
-    columns = {"_row": pa.array([first_row + p + 1 for p in positions], type=pa.int64())}
-    if id and ids is not None:
-        columns[id] = ids.take(pa.array(positions, type=pa.int64()))
-    columns["_warnings"] = pa.array([[m for _, _, m in warnings[p]] for p in positions],
-                                    type=pa.list_(pa.string()))
-    return pa.table(columns)
+    positions = np.ascontiguousarray(outcome.positions, dtype=np.int64)
+    return ids.take(pa.Array.from_buffers(pa.int64(), len(positions),
+                                          [None, pa.py_buffer(positions)]))
 
 
 def is_table(output) -> bool:

@@ -270,7 +270,13 @@ def _scorer(blob, key, fmt, signature_dict, policy, id, id_type, schema, status,
         import pyarrow as pa
 
         from modelport import formats
-        from modelport.serve.batch import id_column, output_table, reject_later, score_chunk
+        from modelport.serve.batch import (
+            id_column,
+            output_table,
+            reject_later,
+            score_chunk,
+            scored_ids,
+        )
         from modelport.signature import Signature
 
         predictor = _LOADED.get(key)
@@ -286,9 +292,8 @@ def _scorer(blob, key, fmt, signature_dict, policy, id, id_type, schema, status,
             if id:
                 ids, bad = id_column(table.column(id), id_type, id, required=False)
                 reject_later(outcome, warnings, bad)
-            positions = pa.array(outcome.positions, type=pa.int64())
             scores = output_table(predictor.signature, outcome.outputs,
-                                  ids.take(positions) if ids is not None else None, id, schema)
+                                  scored_ids(ids, outcome), id, schema)
             mids = table.column("_mid")
             refused = sorted(outcome.rejects)
             at = pa.array(refused, type=pa.int64())
