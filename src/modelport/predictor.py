@@ -91,7 +91,10 @@ class Predictor(ABC):
     def run_checked(self, cols: dict) -> dict[str, np.ndarray]:
         """Score columns the scoring core already checked (numbers as float64, categories as
         strings or :class:`Coded`), as surfaces do; no checks run again."""
-        return self._run_batch(cols)
+        for values in cols.values():
+            if values.__class__ is Coded:
+                return self._run_batch(cols)
+        return self._run_columns(cols)
 
     def _run_columns(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Score checked columns; formats that need no DataFrame override this."""

@@ -353,13 +353,21 @@ class Inputs:
 
     def one(self, row: dict) -> dict | None:
         """One clean row as plain scalars (float with NaN for missing; str or None), in a few
-        microseconds; None sends anything unusual (a flag included) down :meth:`check`."""
+        microseconds; None sends anything unusual (a flag included) down :meth:`check`. The
+        row may also come as columns of one value each (``{"tenure": [3], ...}``)."""
         if len(row) != len(self._plan):
             return None
         out = {}
         for name, numeric, known, lo, hi, required in self._plan:
             v = row.get(name, _ABSENT)
             t = type(v)
+            if t is list:
+                if len(v) != 1:
+                    return None
+                v = v[0]
+                t = type(v)
+                if t is list:
+                    return None
             if numeric:
                 if t is float or t is int:
                     try:

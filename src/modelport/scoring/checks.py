@@ -111,10 +111,7 @@ def check(rows, signature, policy: InputPolicy = FLAG, *, unknown: str = "reject
     inputs = checker(signature, policy, unknown=unknown)
     if type(rows) is dict:
         # one clean row (as a record, or as columns of one value) in a few microseconds
-        one = rows
-        if all(type(v) is list and len(v) == 1 for v in rows.values()):
-            one = {k: v[0] for k, v in rows.items()}
-        found = inputs.check_one(one)
+        found = inputs.check_one(rows)
         if found is not None:
             return found
     arrow_rejects: dict[int, Reject] = {}

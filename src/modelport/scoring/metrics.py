@@ -164,25 +164,27 @@ class HttpMetrics(Metrics):
         if children is None:
             children = (self.requests.labels(model, version, role, protocol, str(status)),
                         self.latency.labels(model, version, role),
-                        self.rows.labels(model, version, role))
+                        self.rows.labels(model, version, role),
+                        self.scored_rows.labels(self.surface, model, version))
             self._http[key] = children
         children[0].inc()
         children[1].observe(seconds)
         if rows:
             children[2].inc(rows)
-            self._child(self.scored_rows, model, version).inc(rows)
+            children[3].inc(rows)
 
     def batch(self, labels: tuple[str, str], requests: int, rows: int, seconds: float) -> None:
         """Count one micro-batch: how many requests and rows it held, how long it took."""
         children = self._http.get(labels)
         if children is None:
             children = (self.batch_size.labels(*labels), self.batch_rows.labels(*labels),
-                        self.batch_seconds.labels(*labels))
+                        self.batch_seconds.labels(*labels),
+                        self.scoring_seconds.labels(self.surface, labels[0]))
             self._http[labels] = children
         children[0].observe(requests)
         children[1].observe(rows)
         children[2].observe(seconds)
-        self._child(self.scoring_seconds, labels[0]).observe(seconds)
+        children[3].observe(seconds)
 
 
 class StreamMetrics(Metrics):

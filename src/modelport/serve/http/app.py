@@ -11,6 +11,7 @@ header. A background task polls the registry and hot-swaps new versions; see
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -29,10 +30,12 @@ from modelport.serve.http.batching import RowsRejected
 from modelport.serve.http.models import Loaded, ServedModel, follow, parse_rollout
 from modelport.serve.http.openapi import DOCS_HTML, document
 from modelport.serve.http.prediction_log import PredictionLog, resolve_hook
-from modelport.serve.http.routing import HTTPError, Request, Response, Router
+from modelport.serve.http.routing import OFFLOAD_BYTES, HTTPError, Request, Response, Router
 
 log = logging.getLogger("modelport.serve")
 VERSION_HEADER = b"modelport-model-version"
+#: answers of more rows than this are encoded in a worker thread, off the event loop
+OFFLOAD_ROWS = 4096
 
 
 class ModelServer:
@@ -95,6 +98,11 @@ class ModelServer:
         """Start polling the registry for new versions (needs a running event loop)."""
         if self._poller is None and self.poll_seconds > 0:
             self._poller = asyncio.get_running_loop().create_task(self._poll_forever())
+        # what start-up built (libraries, the models) lives as long as the server: keep it
+        # out of the collector's full passes, which otherwise stall requests for tens of
+        # milliseconds now and then
+        gc.collect()
+        gc.freeze()
 
     async def stop(self) -> None:
         """Stop polling, let shadow calls finish, flush the prediction log."""
@@ -241,7 +249,7 @@ class ModelServer:
         start = time.perf_counter()
         served = self.served[name]
         try:
-            checked = await self._check(raw, loaded)
+            checked = await self._check(raw, loaded, req.size > OFFLOAD_BYTES)
             try:
                 out = await loaded.batcher.submit(checked.columns, checked.rows)
             except RowsRejected as exc:
@@ -280,14 +288,12 @@ class ModelServer:
             task.add_done_callback(self._background.discard)
         return out, checked
 
-    async def _check(self, raw: dict, loaded: Loaded):
+    async def _check(self, raw: dict, loaded: Loaded, large: bool):
         """The request's rows checked by the scoring core; a 422 naming the first row that
         cannot be scored. Many rows are checked in a worker thread, off the event loop."""
         signature = loaded.signature
-        many = sum(len(v) if isinstance(v, list) else 1 for v in raw.values()) > 4096 \
-            if isinstance(raw, dict) else False
         try:
-            if many:
+            if large:
                 checked = await asyncio.to_thread(check, raw, signature, self.policy)
             else:
                 checked = check(raw, signature, self.policy)
@@ -321,7 +327,7 @@ class ModelServer:
     async def _answer(self, encode: Callable[[], Any], loaded: Loaded, checked) -> Response:
         """The response of a scored request: ``encode()`` gives its body; many rows are
         encoded in a worker thread, off the event loop."""
-        if checked.rows > 4096:
+        if checked.rows > OFFLOAD_ROWS:
             response = await asyncio.to_thread(lambda: Response.json(encode()))
         else:
             response = Response.json(encode())

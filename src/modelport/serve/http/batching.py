@@ -130,8 +130,10 @@ class MicroBatcher:
         try:
             if len(batch) == 1:
                 columns = batch[0][0]
-            else:
+            elif any(v.__class__ is Coded for b in batch for v in b[0].values()):
                 columns = {k: _concat([b[0][k] for b in batch]) for k in batch[0][0]}
+            else:
+                columns = {k: np.concatenate([b[0][k] for b in batch]) for k in batch[0][0]}
             out, error = score(self._run, Checked(columns, rows), self._no_rows), None
         except Exception as exc:  # delivered to the requests, which decide what it means
             out, error = None, exc
@@ -156,6 +158,8 @@ class MicroBatcher:
                 future.set_exception(error)
             elif len(batch) == 1 and not out.rejects:
                 future.set_result(out.outputs)
+            elif not out.rejects:
+                future.set_result({k: v[start:start + rows] for k, v in out.outputs.items()})
             else:
                 bad = {i - start: why for i, why in out.rejects.items()
                        if start <= i < start + rows}
