@@ -363,3 +363,198 @@ def test_inspect_reads_back_the_columns_of_a_modelport_artefact():
     assert found.names == signature.names
     assert found.categorical == ["plan", "contract"]
     assert (found.task, found.classes) == ("classification", [0, 1])
+
+
+# ------------------------------------------------- task, classes, external data, bad files
+
+
+def _softmax_graph(width: int = 4, classes: int = 3, softmax: bool = True):
+    """A graph shaped like PyTorch's export of a classifier: one [batch, k] input and, as
+    its only output, the probabilities (or, without softmax, the logits)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.random.default_rng(3).normal(size=(width, classes)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["logits" if softmax else "probs"])]
+    if softmax:
+        nodes.append(helper.make_node("Softmax", ["logits"], ["probs"], axis=1))
+    graph = helper.make_graph(
+        nodes, "net", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", classes])],
+        initializer=[numpy_helper.from_array(weights, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="pytorch")
+    model.ir_version = 8
+    return model, weights
+
+
+def _softmax(logits):
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_a_probability_only_graph_is_a_classifier_when_the_task_or_classes_say_so(tmp_path):
+    import warnings
+
+    model, weights = _softmax_graph()
+    data = model.SerializeToString()
+    fmt = _onnx()
+    assert fmt.inspect(data).task == "regression"  # nothing in the graph says otherwise
+    with pytest.warns(UserWarning, match=r"classes 0\.\.2"):
+        assert fmt.inspect(data, task="classification").classes == [0, 1, 2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        named = fmt.inspect(data, classes=["low", "mid", "high"])
+    assert (named.task, named.classes) == ("classification", ["low", "mid", "high"])
+
+    path = tmp_path / "net.onnx"
+    path.write_bytes(data)
+    modelport.import_model(path, "net", classes=["low", "mid", "high"])
+    predictor = modelport.load("net")
+    X = np.random.default_rng(4).normal(size=(20, 4))
+    expected = _softmax(X.astype(np.float32) @ weights)
+    np.testing.assert_allclose(predictor.predict_proba(X), expected, atol=1e-6)
+    np.testing.assert_array_equal(predictor.predict(X),
+                                  np.array(["low", "mid", "high"])[expected.argmax(axis=1)])
+    # three rows give three labels and a 3 x 3 matrix, not nine values
+    assert predictor.predict(X[:3]).shape == (3,)
+    assert predictor.predict_proba(X[:3]).shape == (3, 3)
+
+    with pytest.warns(UserWarning, match=r"0\.\.2"):
+        v = modelport.import_model(path, "net", task="classification")
+    assert v.signature["classes"] == [0, 1, 2]
+    assert v.artefact("onnx").parity["notes"]
+
+
+def test_classes_that_contradict_the_graph_are_refused(tmp_path):
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.linear_model import LogisticRegression
+
+    _, numeric, y, _ = zoo.data()
+    X = numeric.to_numpy()
+    labelled = _write_onnx(LogisticRegression(max_iter=500).fit(X, y),
+                           [("X", FloatTensorType([None, 4]))], tmp_path / "lr.onnx")
+    fmt = _onnx()
+    # the same classes, as the command line reads them, keep the graph's own values
+    assert fmt.inspect(labelled.read_bytes(), classes=["0", "1"]).classes == [0, 1]
+    with pytest.raises(UserError, match="differ from the classes the ONNX graph names"):
+        fmt.inspect(labelled.read_bytes(), classes=["no", "yes"])
+
+    probs = _softmax_graph()[0].SerializeToString()
+    with pytest.raises(UserError, match="names 2 classes but .* gives 3"):
+        fmt.inspect(probs, classes=["a", "b"])
+    with pytest.raises(UserError, match="task is regression"):
+        fmt.inspect(probs, task="regression", classes=["a", "b", "c"])
+    one_column = _softmax_graph(classes=1, softmax=False)[0].SerializeToString()
+    with pytest.raises(UserError, match="has 1 column"):
+        fmt.inspect(one_column, task="classification")
+
+
+def test_logits_imported_as_probabilities_are_refused_on_the_sample(tmp_path):
+    model, _ = _softmax_graph(softmax=False)
+    path = tmp_path / "logits.onnx"
+    path.write_bytes(model.SerializeToString())
+    sample = pd.DataFrame(np.random.default_rng(5).normal(size=(30, 4)) * 3,
+                          columns=["x0", "x1", "x2", "x3"])
+    with pytest.raises(UserError, match="not probabilities"):
+        modelport.import_model(path, "logits", classes=["a", "b", "c"], sample=sample)
+    assert modelport.Registry().list_models() == []
+
+
+def _save_split(model, folder):
+    """The model as PyTorch's exporter writes it: net.onnx plus net.onnx.data."""
+    import onnx
+
+    folder.mkdir()
+    onnx.save_model(model, str(folder / "net.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="net.onnx.data", size_threshold=0)
+    assert (folder / "net.onnx.data").is_file()
+    return folder / "net.onnx"
+
+
+def test_external_data_is_folded_into_a_self_contained_artefact(tmp_path):
+    import shutil
+
+    import onnx
+
+    model, weights = _softmax_graph()
+    path = _save_split(model, tmp_path / "export")
+    with pytest.raises(UserError, match="external data|keeps its weights"):
+        _onnx().inspect(path.read_bytes())  # bytes alone cannot reach their data
+
+    by_file = modelport.import_model(path, "net", classes=["a", "b", "c"])
+    by_folder = modelport.import_model(path.parent, "net", classes=["a", "b", "c"])
+    registry = modelport.Registry()
+    stored = registry.read_artefact(by_folder, "onnx")
+    assert stored == registry.read_artefact(by_file, "onnx")
+    proto = onnx.load_from_string(stored)
+    assert [t.data_location for t in proto.graph.initializer] == [onnx.TensorProto.DEFAULT]
+
+    shutil.rmtree(path.parent)  # nothing beside the registry is needed to serve it
+    X = np.random.default_rng(6).normal(size=(5, 4))
+    np.testing.assert_allclose(modelport.load("net/2").predict_proba(X),
+                               _softmax(X.astype(np.float32) @ weights), atol=1e-6)
+
+
+def test_a_missing_data_file_or_an_oversized_model_is_a_user_error(tmp_path, monkeypatch):
+    model, _ = _softmax_graph()
+    path = _save_split(model, tmp_path / "export")
+    (path.parent / "net.onnx.data").rename(tmp_path / "elsewhere.data")
+    with pytest.raises(UserError, match=r"net\.onnx\.data.*put the data file"):
+        modelport.import_model(path, "net", task="classification")
+
+    (tmp_path / "elsewhere.data").rename(path.parent / "net.onnx.data")
+    monkeypatch.setattr(_onnx(), "_PROTOBUF_LIMIT", 16)
+    with pytest.raises(UserError, match="cannot exceed 2 GiB"):
+        modelport.import_model(path, "net", task="classification")
+
+    (tmp_path / "two").mkdir()
+    for name in ("a.onnx", "b.onnx"):
+        (tmp_path / "two" / name).write_bytes(model.SerializeToString())
+    with pytest.raises(UserError, match="holds 2 .onnx files"):
+        modelport.import_model(tmp_path / "two", "net")
+
+
+def _cli(*args: str):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "modelport", *args], capture_output=True,
+                          text=True, env=os.environ.copy(), timeout=120)
+
+
+def test_import_command_takes_task_and_classes_and_says_what_it_assumed(tmp_path):
+    path = tmp_path / "net.onnx"
+    path.write_bytes(_softmax_graph()[0].SerializeToString())
+    named = _cli("import", str(path), "--name", "net", "--classes", "0,1,2")
+    assert named.returncode == 0, named.stderr
+    assumed = _cli("import", str(path), "--name", "net", "--task", "classification")
+    assert assumed.returncode == 0, assumed.stderr
+    assert "note:" in assumed.stderr and "0..2" in assumed.stderr
+    for version in ("net/1", "net/2"):
+        predictor = modelport.load(version)
+        assert (predictor.task, predictor.classes) == ("classification", [0, 1, 2])
+
+
+def test_graphs_that_cannot_be_read_give_one_line_and_exit_code_2(tmp_path):
+    import onnx
+
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(_softmax_graph()[0].SerializeToString()[:40])
+    future = _softmax_graph()[0]
+    future.opset_import[0].version = 99
+    onnx.save_model(future, str(tmp_path / "future.onnx"))
+    unknown = _softmax_graph()[0]
+    unknown.graph.node[0].op_type = "NoSuchOperator"
+    onnx.save_model(unknown, str(tmp_path / "unknown.onnx"))
+    split = _save_split(_softmax_graph()[0], tmp_path / "split")
+    (split.parent / "net.onnx.data").unlink()
+    cases = {"corrupt.onnx": "is not an ONNX model", "future.onnx": "opset 99",
+             "unknown.onnx": "NoSuchOperator", "split/net.onnx": "net.onnx.data"}
+    for name, reason in cases.items():
+        out = _cli("import", str(tmp_path / name), "--name", "bad", "--task", "classification")
+        assert out.returncode == 2, (name, out.stderr)
+        assert "Traceback" not in out.stderr, out.stderr
+        lines = [line for line in out.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("modelport: error:"), out.stderr
+        assert reason in lines[0], (name, lines[0])

@@ -28,7 +28,8 @@ from modelport.uri import check_name
 #: training rows kept with a version, and replayed through every format to prove it
 SAMPLE_ROWS = 1000
 _LIBRARIES = ("sklearn", "numpy", "pandas", "scipy", "lightgbm", "xgboost", "skl2onnx",
-              "onnxruntime", "onnxmltools", "skops", "pypmml", "river", "flaml")
+              "onnxruntime", "onnxmltools", "skops", "pypmml", "river", "flaml", "torch",
+              "onnxscript")
 
 
 def log_model(model, name: str, sample=None, *, task: str | None = None,
@@ -37,7 +38,8 @@ def log_model(model, name: str, sample=None, *, task: str | None = None,
               formats: tuple[str, ...] | list[str] | None = None,
               description: str | None = None, data_fingerprint: str | None = None,
               lineage: dict[str, Any] | None = None, alias: str | None = None,
-              registry: Registry | None = None) -> Version:
+              registry: Registry | None = None, classes: list | None = None,
+              output: str | None = None) -> Version:
     """Register a fitted scikit-learn-compatible model and return the new version.
 
     ``sample`` is the training set (a DataFrame, or an array for estimators fitted on
@@ -45,13 +47,24 @@ def log_model(model, name: str, sample=None, *, task: str | None = None,
     monitoring reference and the data fingerprint come from every row, read in chunks of
     ``CHUNK_ROWS``; a sub-sample of at most ``SAMPLE_ROWS`` rows (the same rows for the
     same data) proves every conversion and is stored with the version. ``alias`` (e.g.
-    ``"production"``) points that alias at the new version.
+    ``"production"``) points that alias at the new version. A PyTorch ``nn.Module`` is
+    registered as its ONNX export (:mod:`modelport.formats.pytorch`): it needs ``task``,
+    and a classifier takes ``classes`` and ``output`` (``"logits"`` or ``"proba"``).
     """
     from modelport.formats.mojo import is_h2o_model
+    from modelport.formats.pytorch import is_module
 
     if is_h2o_model(model):
         return _log_h2o_model(model, name, sample, metrics=metrics, params=params, tags=tags,
                               description=description, alias=alias, registry=registry)
+    if is_module(model):
+        return _log_torch_module(
+            model, name, sample, task=task, classes=classes, output=output, formats=formats,
+            metrics=metrics, params=params, tags=tags, parent=parent, description=description,
+            data_fingerprint=data_fingerprint, lineage=lineage, alias=alias, registry=registry)
+    if classes is not None or output is not None:
+        raise UserError(f"classes= and output= are for PyTorch modules: a "
+                        f"{type(model).__name__} names its own classes; drop them")
     from modelport.formats.native import NativePredictor, classes_of, infer_task
 
     check_name(name)
@@ -99,7 +112,8 @@ def log_model(model, name: str, sample=None, *, task: str | None = None,
 
 
 def import_model(path: str | Path, name: str, format: str | None = None, sample=None, *,
-                 task: str | None = None, metrics: dict | None = None, tags: dict | None = None,
+                 task: str | None = None, classes: list | None = None,
+                 metrics: dict | None = None, tags: dict | None = None,
                  description: str | None = None, alias: str | None = None,
                  registry: Registry | None = None, params: dict | None = None,
                  formats: tuple[str, ...] | list[str] | None = None) -> Version:
@@ -111,14 +125,18 @@ def import_model(path: str | Path, name: str, format: str | None = None, sample=
     row, and a sub-sample of at most ``SAMPLE_ROWS`` rows is scored, used in the proofs
     and stored. A MOJO also gets the formats read from it (``compiled``, and ``pmml`` when
     installed; ``formats=`` limits them), proven against h2o-genmodel when its jar is at
-    hand.
+    hand. An ONNX model may be a folder holding the ``.onnx`` file and its external data;
+    ``task`` and ``classes`` say what its graph does not (a single probability output is a
+    classifier's when either is given).
     """
     check_name(name)
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"cannot read {path}: no such file")
-    fmt = format or {".onnx": "onnx", ".pmml": "pmml", ".xml": "pmml",
-                     ".zip": "mojo"}.get(path.suffix.lower())
+    if path.is_dir() and format not in (None, "onnx"):
+        raise UserError(f"{path} is a folder: pass the {format} file itself")
+    fmt = format or ("onnx" if path.is_dir() else {
+        ".onnx": "onnx", ".pmml": "pmml", ".xml": "pmml", ".zip": "mojo"}.get(path.suffix.lower()))
     if fmt not in ("onnx", "pmml", "mojo"):
         raise UserError(
             f"cannot tell the format of {path.name}: pass --format onnx, pmml or mojo"
@@ -126,21 +144,39 @@ def import_model(path: str | Path, name: str, format: str | None = None, sample=
     module = F.get(fmt)
     if not module.available():
         raise MissingExtra(module.EXTRA, fmt, f"{fmt} models")
-    data = path.read_bytes()
-    signature: Signature = module.inspect(data)
-    if task:
-        signature = Signature(inputs=signature.inputs, task=task, classes=signature.classes)
-    predictor = module.load(data, signature)
+    notes: list[str] = []
+    if fmt == "onnx":
+        data = module.read(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            try:
+                signature: Signature = module.inspect(data, task=task, classes=classes)
+                predictor = module.load(data, signature)
+            except UserError as exc:
+                raise UserError(f"cannot import {path.name}: {exc}") from None
+        notes = [str(w.message) for w in caught]
+        for note in notes:
+            warnings.warn(note, UserWarning, stacklevel=3)
+    else:
+        if classes is not None:
+            raise UserError(f"{path.name} names its own classes: drop --classes (classes=)")
+        data = path.read_bytes()
+        signature = module.inspect(data)
+        if task:
+            signature = Signature(inputs=signature.inputs, task=task, classes=signature.classes)
+        predictor = module.load(data, signature)
     frame = rows = None
     if sample is not None:
         frame = to_frame(sample)
         signature = _enrich(signature, frame)
         rows = _limit(frame)
         predictor = module.load(data, signature)
-        predictor.run(rows)  # proves the imported model scores its sample
+        # proves the imported model scores its sample, and reads its outputs as meant
+        _check_probabilities(predictor.run(rows), path.name)
     del predictor
     art = Artefact(format=fmt, status="accepted", size=len(data),
-                   parity={"imported": True, "source": path.name})
+                   parity={"imported": True, "source": path.name,
+                           **({"notes": notes} if notes else {})})
     artefacts, blobs, params = [art], {fmt: data}, _plain_dict(params)
     derive = getattr(module, "derived_artefacts", None)
     if derive is not None:
@@ -172,6 +208,22 @@ def import_model(path: str | Path, name: str, format: str | None = None, sample=
     if alias:
         version = reg.set_alias(name, version.version, alias, reason="imported with alias")
     return version
+
+
+def _check_probabilities(outputs: dict, source: str) -> None:
+    """Refuse an import whose probabilities on the sample are not probabilities (a graph
+    giving logits, imported as a classifier), rather than serve them."""
+    proba = outputs.get("proba")
+    if proba is None or not len(proba):
+        return
+    proba = np.asarray(proba, dtype=np.float64)
+    proba = proba[~np.isnan(proba).any(axis=1)]
+    sums = proba.sum(axis=1)
+    if len(proba) and (proba.min() < -1e-6 or proba.max() > 1 + 1e-6
+                       or np.abs(sums - 1).max() > 1e-3):
+        raise UserError(f"the probabilities {source} gives on the sample are not probabilities "
+                        f"(row sums {sums.min():.4g} to {sums.max():.4g}): export the model "
+                        "with its softmax, or import it with --task regression")
 
 
 def _record_reference(registry: Registry, version: Version, frame, load_predictor) -> None:
@@ -211,6 +263,52 @@ def _log_h2o_model(model, name: str, sample, **kwargs) -> Version:
                         "prove the MOJO's reading on them")
     with exported_mojo(model) as path:
         return import_model(path, name, "mojo", sample=h2o_sample(sample), **kwargs)
+
+
+def _log_torch_module(module, name: str, sample, *, task, classes, output, formats,
+                      metrics, params, tags, parent, description, data_fingerprint, lineage,
+                      alias, registry) -> Version:
+    """A PyTorch module is registered as its ONNX export, proven against the module on the
+    sample; the module itself is not stored (serving needs only the graph)."""
+    from modelport.formats import onnx as onnx_format
+    from modelport.formats import pytorch
+
+    check_name(name)
+    if sample is None:
+        raise UserError("log_model needs sample=: pass the training rows (a DataFrame of "
+                        "numeric columns or a 2-D array) so modelport can record the signature "
+                        "and prove the ONNX export against the module")
+    if formats and list(formats) != ["onnx"]:
+        raise UserError(f"a PyTorch module is stored as ONNX only, not {', '.join(formats)}: "
+                        "drop formats= or pass formats=['onnx']")
+    if not onnx_format.available():
+        raise MissingExtra(onnx_format.EXTRA, "onnxruntime", "PyTorch modules")
+    frame, signature, output = pytorch.describe(module, sample, task, classes, output)
+    rows = _limit(frame)
+    data = pytorch.convert(module, signature, rows, output)
+    reference = pytorch.TorchPredictor(module, signature, output).run(rows)
+    predictor = onnx_format.load(data, signature)
+    parity = compare(reference, predictor.run(rows), signature.task, onnx_format.TOLERANCE)
+    if not parity["passed"]:
+        raise UserError(f"the ONNX export of {type(module).__name__} differs from the module on "
+                        f"the sample ({parity['reason']}); nothing was registered")
+    parity["single_row_us"] = _single_row_us(predictor, rows)
+    new = NewVersion(
+        task=signature.task, signature=signature.to_dict(), native_format="onnx",
+        artefacts=[Artefact(format="onnx", status="accepted", size=len(data), parity=parity)],
+        blobs={"onnx": data}, sample=_parquet(rows), metrics=_plain_dict(metrics),
+        params=_plain_dict(params) or ({"output": output} if output else {}),
+        tags=_plain_dict(tags), data_fingerprint=data_fingerprint or fingerprint(frame),
+        library_versions=library_versions(), parent_version=parent, description=description,
+        lineage=_plain_dict(lineage) or {"estimator": _estimator_name(module),
+                                         "exported_with": "torch.onnx.export"},
+    )
+    reg = registry or Registry()
+    version = reg.create_version(name, new)
+    _record_reference(reg, version, frame, lambda: predictor)
+    if alias:
+        version = reg.set_alias(name, version.version, alias, reason="registered with alias")
+    return version
 
 
 def _convert_all(model, signature: Signature, frame, reference, wanted):

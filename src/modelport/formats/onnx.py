@@ -12,8 +12,11 @@ The graph computes in float32, where a value can round onto a tree threshold and
 other branch; the parity check at registration rejects such conversions. HistGradientBoosting
 (which compares in float64) is converted with float64 inputs and float64 thresholds instead.
 
-Graphs made elsewhere are imported with :func:`inspect`, which reads the input columns and
-the task from the graph itself.
+Graphs made elsewhere are read with :func:`read` (which folds weights kept in external data
+files into the model, so the stored artefact is one self-contained file) and imported with
+:func:`inspect`, which reads the input columns and the task from the graph itself, or takes
+the task and classes the user names when the graph does not say (a PyTorch classifier whose
+only output is its softmax).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import copy
 import json
 import warnings
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -42,6 +46,8 @@ _META_KEY = "modelport"
 _TARGET_OPSET = {"": 15, "ai.onnx.ml": 3}
 _LABEL_ATTRS = ("classlabels_int64s", "classlabels_ints", "classlabels_strings")
 _ELEM_FLOAT, _ELEM_STRING, _ELEM_INT64, _ELEM_DOUBLE = 1, 8, 7, 11
+#: protobuf refuses to serialise a message of 2 GiB or more
+_PROTOBUF_LIMIT = 2**31 - 1
 _NUMPY = {"tensor(float)": np.float32, "tensor(double)": np.float64,
           "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(string)": None}
 
@@ -359,6 +365,15 @@ def _imputers_to_double(proto, steps) -> None:
             name=name + "_where"))
 
 
+def with_layout(data: bytes, layout: Layout) -> bytes:
+    """The serialized model ``data`` with ``layout`` in its metadata, so that :func:`load`
+    feeds and reads it as the layout says (a graph exported by another library)."""
+    onnx = require("onnx", EXTRA, "ONNX models")
+    proto = _parse(onnx, data)
+    _set_layout(proto, layout)
+    return proto.SerializeToString()
+
+
 def _set_layout(proto, layout: Layout) -> None:
     kept = [p for p in proto.metadata_props if p.key != _META_KEY]
     del proto.metadata_props[:]
@@ -444,16 +459,26 @@ class OnnxPredictor(Predictor):
 
 
 def load(data: bytes, signature: Signature) -> OnnxPredictor:
-    """An :class:`OnnxPredictor` over the serialized graph ``data``."""
+    """An :class:`OnnxPredictor` over the serialized graph ``data``.
+
+    A graph onnxruntime cannot run (an operator or opset it does not know, a malformed
+    node) is a :class:`UserError` quoting onnxruntime's reason.
+    """
     require("onnxruntime", EXTRA, "ONNX models")
     onnx = require("onnx", EXTRA, "ONNX models")
-    proto = onnx.load_from_string(data)
+    proto = _parse(onnx, data)
     layout = _stored_layout(proto)
     if layout is None:
         if _drop_zipmap(proto):
             data = proto.SerializeToString()
         layout = _graph_layout(proto, signature)
-    return OnnxPredictor(_session(data), layout, signature)
+    try:
+        session = _session(data)
+    except Exception as exc:
+        raise UserError(f"onnxruntime cannot run the ONNX graph ({_one_line(exc)}); re-export "
+                        "it with an opset and operators onnxruntime supports, or upgrade "
+                        "onnxruntime") from None
+    return OnnxPredictor(session, layout, signature)
 
 
 def _session(data: bytes):
@@ -479,22 +504,67 @@ def _stored_layout(proto) -> Layout | None:
 # --------------------------------------------------------------------------- importing
 
 
-def inspect(data: bytes) -> Signature:
+def read(path: str | Path) -> bytes:
+    """The bytes of the ONNX model at ``path``, self-contained.
+
+    ``path`` is a ``.onnx`` file, or a folder holding exactly one. Weights the exporter kept
+    in external data files (PyTorch writes ``model.onnx.data`` by default) are read from
+    beside the model and folded into it, so the artefact needs no side files; a missing
+    data file, or a model too big for one protobuf message (2 GB), is a :class:`UserError`.
+    """
+    onnx = require("onnx", EXTRA, "ONNX models")
+    from onnx.external_data_helper import load_external_data_for_model
+
+    path = Path(path)
+    if path.is_dir():
+        found = sorted(path.glob("*.onnx"))
+        if len(found) != 1:
+            what = "no .onnx file" if not found else f"{len(found)} .onnx files"
+            raise UserError(f"the folder {path} holds {what}: pass the .onnx file itself, or a "
+                            "folder holding one model and its data files")
+        path = found[0]
+    data = path.read_bytes()
+    proto = _parse(onnx, data, path.name)
+    external = sorted({_external_location(t) for t in _tensors(proto.graph)} - {None})
+    if not external:
+        return data
+    try:
+        load_external_data_for_model(proto, str(path.parent))
+    except Exception as exc:
+        missing = [loc for loc in external if not (path.parent / loc).is_file()]
+        named = ", ".join(missing or external)
+        raise UserError(f"{path.name} keeps its weights in {named}, which cannot be read "
+                        f"beside it ({_one_line(exc)}): put the data file(s) in {path.parent} "
+                        "or import the folder that holds the model and its data") from None
+    size = proto.ByteSize()
+    if size > _PROTOBUF_LIMIT:
+        raise UserError(f"{path.name} with its external data is {size / 2**30:.1f} GiB: a "
+                        "self-contained ONNX model is one protobuf message, which cannot exceed "
+                        "2 GiB; export a smaller model (e.g. with float16 weights)")
+    return proto.SerializeToString()
+
+
+def inspect(data: bytes, *, task: str | None = None, classes: list | None = None) -> Signature:
     """The signature of a graph made elsewhere, read from its inputs and outputs.
 
     One ``[None, 1]`` input per column (float: numeric, string: categorical), or one
     ``[None, k]`` float input read as numeric columns ``x0``..``x{k-1}`` (or the names in
     a ``feature_names`` metadata entry). A label and a probabilities output make a
     classifier (classes from the graph's ``classlabels_*`` attributes, else ``0..k-1``),
-    a label computed by ArgMin a clustering, a single float output a regressor.
+    a label computed by ArgMin a clustering, a single float output a regressor. ``task``
+    and ``classes`` say what the graph cannot: a single ``[None, k]`` float output is read
+    as the probabilities of a classifier when either is given (``classes`` must then be
+    the graph's own when it names them). Classes assumed to be ``0..k-1`` are said so with
+    a ``UserWarning``.
     """
     onnx = require("onnx", EXTRA, "ONNX models")
-    try:
-        proto = onnx.load_from_string(data)
-    except Exception as exc:
-        raise UserError(f"not an ONNX model ({type(exc).__name__}: {exc})") from None
+    proto = _parse(onnx, data)
+    external = sorted({_external_location(t) for t in _tensors(proto.graph)} - {None})
+    if external:
+        raise UserError(f"the ONNX model keeps its weights in {', '.join(external)}: import the "
+                        ".onnx file from the folder that holds them, so they are folded in")
     stored = _stored_layout(proto)
-    classes = _graph_classes(proto)
+    named = _graph_classes(proto)
     _drop_zipmap(proto)
     inputs = _graph_inputs(proto)
     if stored is not None:
@@ -519,12 +589,101 @@ def inspect(data: bytes) -> Signature:
                 "column"
             )
         columns = [_column(name, elem) for name, elem, _ in inputs]
-    task, width = _graph_task(proto)
+    found, width, scores = _graph_task(proto)
+    if task is None and classes is not None:
+        task = "classification"
+    task = task or found
+    if found == "regression" and task == "classification":
+        # the graph's float output is read as probabilities: one column per class
+        if width is None and classes is None:
+            raise UserError(f"the ONNX output {scores!r} has no fixed number of columns: pass "
+                            "--classes (classes=) naming one class per column")
+        if width is not None and width < 2:
+            raise UserError(f"the ONNX output {scores!r} has {width} column: a classifier's "
+                            "probabilities need one column per class; import it with --task "
+                            "regression, or export [n, k] probabilities")
+    return Signature(inputs=columns, task=task,
+                     classes=_classes(task, classes, named, width, scores))
+
+
+def _classes(task: str, given: list | None, named: list | None, width: int | None,
+             scores: str | None) -> list | None:
+    """The classes of an imported classifier: given, named by the graph, else 0..k-1."""
     if task != "classification":
-        classes = None
-    elif classes is None or (width is not None and len(classes) != width):
-        classes = list(range(width)) if width else None
-    return Signature(inputs=columns, task=task, classes=classes)
+        if given is not None:
+            raise UserError(f"classes are given but the task is {task}: pass --task "
+                            "classification, or drop --classes")
+        return None
+    if named is not None and width is not None and len(named) != width:
+        named = None
+    if given is not None:
+        given = list(given)
+        if named is not None:
+            if [str(c) for c in given] != [str(c) for c in named]:
+                raise UserError(f"--classes {','.join(map(str, given))} differ from the classes "
+                                f"the ONNX graph names ({','.join(map(str, named))}): drop "
+                                "--classes, or list the graph's classes in its order")
+            return named
+        if width is not None and len(given) != width:
+            raise UserError(f"--classes names {len(given)} classes but the ONNX output "
+                            f"{scores!r} gives {width} probabilities a row: name one class per "
+                            "column, in column order")
+        return given
+    if named is not None:
+        return named
+    if width:
+        warnings.warn(f"the ONNX graph names no classes: the columns of its output {scores!r} "
+                      f"are read as classes 0..{width - 1} (pass --classes, or classes=, to "
+                      "name them)", UserWarning, stacklevel=3)
+        return list(range(width))
+    return None
+
+
+def _parse(onnx, data: bytes, source: str = "the file"):
+    """The ModelProto in ``data``, or a :class:`UserError` saying it is not one."""
+    try:
+        return onnx.load_from_string(data)
+    except Exception as exc:
+        raise UserError(f"{source} is not an ONNX model ({_one_line(exc)}): pass a .onnx file "
+                        "written by an ONNX exporter") from None
+
+
+def _one_line(exc: Exception, limit: int = 300) -> str:
+    """An exception as one line, without onnxruntime's source locations and C++ signatures
+    (which push the reason past any sensible length)."""
+    import re
+
+    text = " ".join(str(exc).split()) or "no reason given"
+    text = re.sub(r"\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    text = re.sub(r"\S*/onnxruntime\S*:\d+ .*?\)\s(?=[A-Z])", "", text)
+    opset = re.search(r"Opset (\d+) is under development.*support for domain (\S+) is till "
+                      r"opset (\d+)", text)
+    if opset:
+        text = (f"the graph's opset {opset[1]} of {opset[2]} is newer than this onnxruntime "
+                f"runs: up to {opset[3]}")
+    return f"{type(exc).__name__}: {text}"[:limit]
+
+
+def _tensors(graph):
+    """Every tensor a graph holds: initializers and node attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _tensors(sub)
+
+
+def _external_location(tensor) -> str | None:
+    from onnx import TensorProto
+
+    if tensor.data_location != TensorProto.EXTERNAL:
+        return None
+    return next((e.value for e in tensor.external_data if e.key == "location"), "?")
 
 
 def _column(name: str, elem: int) -> Column:
@@ -597,8 +756,8 @@ def _drop_zipmap(proto) -> bool:
     return True
 
 
-def _graph_task(proto) -> tuple[str, int | None]:
-    """The task a graph's outputs describe, and the width of its score output."""
+def _graph_task(proto) -> tuple[str, int | None, str | None]:
+    """The task a graph's outputs describe, and the width and name of its score output."""
     producers = {o: n for n in proto.graph.node for o in n.output}
     outs = []
     for value in proto.graph.output:
@@ -607,16 +766,17 @@ def _graph_task(proto) -> tuple[str, int | None]:
         outs.append((value.name, tensor.elem_type, dims))
     floats = [o for o in outs if o[1] in (_ELEM_FLOAT, _ELEM_DOUBLE)]
     labels = [o for o in outs if o[1] in (_ELEM_INT64, _ELEM_STRING)]
+    width = floats[0][2][1] if floats and len(floats[0][2]) > 1 else None
+    scores = floats[0][0] if floats else None
     if labels and floats:
-        width = floats[0][2][1] if len(floats[0][2]) > 1 else None
         node = producers.get(labels[0][0])
         if node is not None and node.op_type == "ArgMin":
-            return "clustering", width
-        return "classification", width
+            return "clustering", width, scores
+        return "classification", width, scores
     if labels:
-        return "clustering" if labels[0][1] == _ELEM_INT64 else "classification", None
+        return "clustering" if labels[0][1] == _ELEM_INT64 else "classification", None, None
     if floats:
-        return "regression", None
+        return "regression", width, scores
     raise UserError("the ONNX graph has no tensor output modelport can read "
                     "(expected labels and probabilities, or one float output)")
 
