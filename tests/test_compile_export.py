@@ -130,3 +130,36 @@ def test_export_compiled_copies_the_stored_artefact(pipeline_version, tmp_path):
     export("churn", "compiled", tmp_path / "out")
     assert (tmp_path / "out" / "churn.compiled.json").read_bytes() == Registry().read_artefact(
         Registry().get("churn/1"), "compiled")
+
+
+@pytest.mark.parametrize("task", ["regression", "multiclass"])
+def test_export_sql_of_a_regressor_or_a_label_model_says_what_it_returns(tmp_path, task):
+    import sqlite3
+
+    from sklearn.linear_model import LinearRegression
+    from sklearn.tree import DecisionTreeClassifier
+
+    _, numeric, y, value = zoo.data()
+    train, held = numeric.iloc[:500], numeric.iloc[500:]
+    if task == "regression":
+        model = LinearRegression().fit(train, value[:500])
+        expected, said = model.predict(held), "returns the predicted value"
+    else:
+        target = np.digitize(value[:500], [30, 90])  # three classes
+        model = DecisionTreeClassifier(max_depth=4, random_state=0).fit(train, target)
+        expected, said = model.predict(held), "returns the predicted label"
+    modelport.log_model(model, "amount", sample=train, formats=["joblib"])
+    out = tmp_path / "out"
+    run_cli("export", "amount", "--format", "sql", "--dialect", "sqlite", "--out", str(out))
+    assert said in " ".join((out / "README.md").read_text().split())
+    expr = (out / "amount_score.expr.sql").read_text()
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, tenure REAL, charges REAL, "
+                 "calls REAL, usage REAL)")
+    conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?)",
+                     [(i, *map(float, r)) for i, r in enumerate(held.itertuples(index=False))])
+    got = [r[0] for r in conn.execute(f"SELECT {expr} FROM t ORDER BY id")]
+    if task == "regression":
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    else:
+        assert [int(g) for g in got] == [int(e) for e in expected]

@@ -242,7 +242,9 @@ def models_delete(
 
 @app.command("import")
 def import_cmd(
-    file: Annotated[Path, typer.Argument(help="a .onnx, .pmml or H2O MOJO .zip file")],
+    file: Annotated[Path, typer.Argument(
+        help="a .onnx, .pmml or H2O MOJO .zip file, or a folder holding a .onnx file and its "
+             "external data")],
     name: Annotated[str, typer.Option("--name", help="the model's registry name")],
     format: Annotated[str | None, typer.Option(
         help="onnx, pmml or mojo (default: from extension)")] = None,
@@ -250,9 +252,17 @@ def import_cmd(
         help="the model's training rows (file or URL): the signature's ranges and "
              "vocabularies come from all of them")] = None,
     alias: Annotated[str | None, typer.Option(help="point this alias at the new version")] = None,
+    task: Annotated[str | None, typer.Option(
+        help="classification, regression or clustering, when the file does not say (an ONNX "
+             "graph whose only output is probabilities)")] = None,
+    classes: Annotated[str | None, typer.Option(
+        help="an ONNX classifier's classes in output column order, comma-separated "
+             "(0,1,2 or no,yes; default: the graph's, else 0..k-1)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a model made elsewhere (ONNX, PMML or H2O MOJO) so it serves like any other."""
+    import warnings
+
     from modelport.register import import_model
 
     frame = None
@@ -260,7 +270,17 @@ def import_cmd(
         from modelport.io.tables import read_table
 
         frame = read_table(sample)
-    v = import_model(file, name, format, sample=frame, alias=alias)
+    labels = None
+    if classes is not None:
+        labels = [c.strip() for c in classes.split(",") if c.strip()]
+        if all(c.lstrip("-").isdigit() for c in labels):
+            labels = [int(c) for c in labels]
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always", UserWarning)
+        v = import_model(file, name, format, sample=frame, alias=alias, task=task,
+                         classes=labels)
+    for note in dict.fromkeys(str(n.message) for n in notes):
+        typer.echo(f"modelport: note: {note}", err=True)
     if as_json:
         _print_json(v.to_dict())
     else:
@@ -504,6 +524,10 @@ def export_cmd(
     out: Annotated[Path, typer.Option(help="folder to write the artefact and its README into")],
     dialect: Annotated[str, typer.Option(help="SQL dialect: postgresql, mysql or sqlite")]
     = "postgresql",
+    check_url: Annotated[str | None, typer.Option(
+        help="also run the SQL on the sample in this PostgreSQL or MariaDB/MySQL database "
+             "of the dialect (postgresql://user@host/db, mysql://root@host:3306/db); "
+             "nothing is left in it")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write a model as a self-contained artefact (SQL, PMML, source code, ONNX, an in-app
@@ -511,7 +535,8 @@ def export_cmd(
     sample."""
     from modelport.compile import export
 
-    files = export(uri, format, out, dialect=dialect, registry=_registry())
+    files = export(uri, format, out, dialect=dialect, check_url=check_url,
+                   registry=_registry())
     if as_json:
         _print_json({"uri": uri, "format": format, "files": [str(f) for f in files]})
     else:
@@ -567,7 +592,10 @@ def trigger_install(
     typer.echo(f"installed {inst.model} (version {inst.version}) on {table} in {inst.mode} "
                f"mode: scores in {', '.join([inst.output] + [c for c in inst.added_columns if c != inst.output])}")
     if inst.mode == "worker":
-        typer.echo(f"start a worker: modelport trigger run --db '{db}'")
+        from modelport.io.tables import redact
+
+        # the password stays out of terminals and logs: the reader supplies it again
+        typer.echo(f"start a worker: modelport trigger run --db '{redact(db)}'")
 
 
 @trigger_app.command("run")

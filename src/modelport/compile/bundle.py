@@ -5,7 +5,8 @@
 - ``<name>.compiled.json``, the model's intermediate form, and ``modelport_inapp.py``, the
   NumPy-only runtime that scores it (:mod:`modelport.inapp.runtime`, copied);
 - ``<name>.onnx`` when the version has an accepted ONNX artefact;
-- dependency-free source from the model compiler: ``<name>.py``, ``<name>.mjs``
+- dependency-free source from the model compiler: ``<name>.py`` (the name as a Python
+  module name: ``churn-v2`` gives ``churn_v2.py``), ``<name>.mjs``
   (JavaScript, browser or Node), ``<Name>.java``, ``<name>.c`` with ``<name>.h``, ``<name>.go``;
 - ``signature.json`` (input names, kinds, categories, ranges; task and classes),
   ``parity.json`` (how each artefact was checked against the native model, and by how much
@@ -14,7 +15,8 @@
 
 Every compiled target comes from one intermediate form, checked against the native model
 on the version's registered sample to 1e-9 before anything is written; the runtime and the
-generated Python are then run on that sample themselves. Nothing is written when the model
+generated Python (in a separate interpreter: nothing generated runs in this process) are
+then run on that sample themselves. Nothing is written when the model
 can be neither compiled nor loaded from ONNX.
 """
 
@@ -145,18 +147,22 @@ def _check_runtime(ir_json: str, signature: dict, proof) -> dict:
 def _generate(model_ir, name: str, proof, files: dict, roles: dict) -> tuple[str, dict]:
     from modelport.compile import codegen
     from modelport.compile.codegen.lowering import usage_returns
-    from modelport.compile.exporter import _check_python
+    from modelport.compile.exporter import check_python
 
     targets = {}
     for language in LANGUAGES:
-        source = codegen.generate(model_ir, language, name)
+        try:
+            source = codegen.generate(model_ir, language, name)
+        except UserError as exc:  # a name or category the language cannot hold
+            raise ConversionError(str(exc)) from None
         fname = codegen.file_name(language, name)
         files[fname] = source
         roles[language] = fname
         if language == "python" and proof is not None:
-            targets[language] = {"file": fname, "checked": "run on the registered sample",
+            targets[language] = {"file": fname, "checked": "run on the registered sample "
+                                 "in a separate interpreter",
                                  "rows": len(proof[0]), "tolerance": TOLERANCE,
-                                 "max_abs_diff": _check_python(source, proof)}
+                                 "max_abs_diff": check_python(source, proof)}
         else:
             targets[language] = {"file": fname, "checked": "generated from the intermediate "
                                  "form checked on the sample; computes in float64 in the same "
@@ -169,17 +175,21 @@ def _generate(model_ir, name: str, proof, files: dict, roles: dict) -> tuple[str
 
 def c_header(model_ir, name: str) -> str:
     """Declarations for the generated C file, with the input names in the order it reads them."""
-    from modelport.compile.codegen import identifier
+    from modelport.compile.codegen import file_name, identifier
     from modelport.compile.codegen.c import CLowering
+    from modelport.compile.codegen.lowering import shown
+    from modelport.quoting.code import c_literal, comment, comment_text
 
     sym = identifier(name)
     up = sym.upper()
     sig = model_ir.signature
 
     def names(cols: list[str]) -> str:
-        return "{" + ", ".join([json.dumps(c) for c in cols] + ["NULL"]) + "}"
+        return "{" + ", ".join([c_literal(c) for c in cols] + ["NULL"]) + "}"
 
-    return (f"/* Declarations for {sym}.c, the model {name!r} compiled to C by modelport. */\n"
+    title = (f"Declarations for {comment_text(file_name('c', name))}, the model {shown(name)} "
+             "compiled to C by modelport.")
+    return (f"{comment('c', title)}\n"
             f"#ifndef {up}_H\n#define {up}_H\n\n#include <stddef.h>\n\n"
             f"#define {up}_N_OUTPUTS {CLowering(model_ir).n_out()}\n"
             f"#define {up}_N_NUMERIC {len(sig.numeric)}\n"
@@ -247,9 +257,18 @@ def _example_score(files: dict, roles: dict, signature: dict, example: dict):
 
 
 def readme(manifest: dict, signature: dict, parity: dict, example: dict, score) -> str:
-    """Copy-paste usage of every target in the bundle."""
+    """Copy-paste usage of every target in the bundle.
+
+    Names and categories come from the model: in prose they appear in the display form of
+    :func:`~modelport.quoting.code.comment_text`, in snippets as the target's literals, and
+    the Node command line is quoted for the shell as one word.
+    """
+    import shlex
+
+    from modelport.quoting.code import comment_text, java_literal, javascript_literal
+
     name, files = manifest["model"], manifest["files"]
-    js_row = json.dumps(example)
+    js_row = _js(example)
     lines = [
         f"# {manifest['uri']}: in-app bundle",
         "",
@@ -288,12 +307,18 @@ def readme(manifest: dict, signature: dict, parity: dict, example: dict, score) 
     for c in signature["inputs"]:
         if c["kind"] == "categorical":
             cats = c.get("categories") or []
-            shown = ", ".join(f"`{v}`" for v in cats[:12]) + (", ..." if len(cats) > 12 else "")
-            lines.append(f"- `{c['name']}`: category ({shown})")
+            shown = (", ".join(f"`{comment_text(str(v))}`" for v in cats[:12])
+                     + (", ..." if len(cats) > 12 else ""))
+            lines.append(f"- `{comment_text(c['name'])}`: category ({shown})")
         else:
             rng = (f", seen in training: {c['min']:g} to {c['max']:g}"
                    if c.get("min") is not None and c.get("max") is not None else "")
-            lines.append(f"- `{c['name']}`: number{rng}")
+            lines.append(f"- `{comment_text(c['name'])}`: number{rng}")
+    if any(comment_text(str(v)) != str(v) for c in signature["inputs"]
+           for v in [c["name"], *(c.get("categories") or [])[:12]]):
+        lines += ["", "Characters outside letters, digits and simple punctuation are shown "
+                  "above as %XX escapes (UTF-8 bytes); the generated code and `signature.json` "
+                  "hold the exact text."]
     returns = manifest.get("returns") or "the model's outputs"
     shown_score = ""
     if score is not None:
@@ -336,13 +361,18 @@ def readme(manifest: dict, signature: dict, parity: dict, example: dict, score) 
             "",
             "```html",
             "<script type=\"module\">",
-            f"  import {{ score }} from \"./{files['javascript']}\";",
+            f"  import {{ score }} from {javascript_literal('./' + files['javascript'])};",
             f"  const out = score({js_row});",
             "</script>",
             "```",
             "",
-            f"Node: `node --input-type=module -e 'import {{score}} from \"./{files['javascript']}\"; "
-            f"console.log(score({js_row}))'`",
+            "Node:",
+            "",
+            "```sh",
+            "node --input-type=module -e " + shlex.quote(
+                f"import {{score}} from {javascript_literal('./' + files['javascript'])}; "
+                f"console.log(score({js_row}))"),
+            "```",
         ]
     if "java" in files:
         cls = files["java"][:-5]
@@ -352,7 +382,7 @@ def readme(manifest: dict, signature: dict, parity: dict, example: dict, score) 
             "",
             "```java",
             "Map<String, Object> row = new HashMap<>();",
-            *[f"row.put({json.dumps(k)}, {_java(v)});" for k, v in example.items()],
+            *[f"row.put({java_literal(k)}, {_java(v)});" for k, v in example.items()],
             f"double{'' if signature['task'] == 'regression' else '[]'} out = {cls}.score(row);",
             "```",
             "",
@@ -382,7 +412,10 @@ def readme(manifest: dict, signature: dict, parity: dict, example: dict, score) 
             f"`cc -O2 -std=c99 your_app.c {files['c']} -lm`",
         ]
     if "go" in files:
-        sym = files["go"][:-3]
+        from modelport.compile.codegen import identifier
+        from modelport.quoting.code import go_literal
+
+        sym = identifier(name)
         lines += [
             "",
             "## Go",
@@ -390,7 +423,8 @@ def readme(manifest: dict, signature: dict, parity: dict, example: dict, score) 
             f"Put `{files['go']}` in a package folder `{sym}/` of your module, then:",
             "",
             "```go",
-            f"out := {sym}.Score(map[string]any{{{', '.join(f'{json.dumps(k)}: {_go(v)}' for k, v in example.items())}}})",
+            f"out := {sym}.Score(map[string]any{{"
+            f"{', '.join(f'{go_literal(k)}: {_go(v)}' for k, v in example.items())}}})",
             "```",
         ]
     if "python" in files:
@@ -430,23 +464,46 @@ def readme(manifest: dict, signature: dict, parity: dict, example: dict, score) 
     return "\n".join(lines) + "\n"
 
 
+# values of the example row in each language: text through modelport.quoting.code
+
+
 def _py(row: dict) -> str:
-    return "{" + ", ".join(f"{k!r}: {v!r}" for k, v in row.items()) + "}"
+    from modelport.quoting.code import python_literal
+
+    def value(v) -> str:
+        return python_literal(v) if isinstance(v, str) else repr(v)
+
+    return "{" + ", ".join(f"{python_literal(k)}: {value(v)}" for k, v in row.items()) + "}"
+
+
+def _js(row: dict) -> str:
+    from modelport.quoting.code import javascript_literal
+
+    def value(v) -> str:
+        if v is None:
+            return "null"
+        return javascript_literal(v) if isinstance(v, str) else repr(float(v))
+
+    return "{" + ", ".join(f"{javascript_literal(k)}: {value(v)}" for k, v in row.items()) + "}"
 
 
 def _java(v) -> str:
+    from modelport.quoting.code import java_literal
+
     if v is None:
         return "null"
     if isinstance(v, str):
-        return json.dumps(v)
+        return java_literal(v)
     return repr(float(v))
 
 
 def _go(v) -> str:
+    from modelport.quoting.code import go_literal
+
     if v is None:
         return "nil"
     if isinstance(v, str):
-        return json.dumps(v)
+        return go_literal(v)
     return repr(float(v))
 
 
@@ -455,4 +512,9 @@ def _c_num(v) -> str:
 
 
 def _c_str(v) -> str:
-    return "NULL" if v is None else json.dumps(v)
+    from modelport.quoting.code import c_literal
+
+    if v is None:
+        return "NULL"
+    # an example category C cannot hold is shown as missing rather than cut at its NUL
+    return "NULL" if "\0" in v else c_literal(v)

@@ -9,8 +9,10 @@ linear models as sums of products, each tree as nested ``CASE`` (a missing value
 or the cluster index (k-means). Long sums are parenthesised as balanced trees, so a
 300-tree ensemble nests only as deep as its deepest tree plus ~10 levels, well within
 SQLite's expression depth limit of 1000; SQLite's parser stack is smaller still (about 100
-entries), so there deep trees are written flat, one ``WHEN`` per leaf. Numbers are written as float64 literals with all
-17 significant digits, so the database computes in the same arithmetic as NumPy.
+entries), so there deep trees are written flat, one ``WHEN`` per leaf. Numbers are written
+as float64 literals with all 17 significant digits, so the database computes in the same
+arithmetic as NumPy. Column names, categories and labels come from data: they are written
+only through :mod:`modelport.quoting.sql`, which refuses what a dialect cannot hold.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import math
 
 from modelport.compile import ir
 from modelport.errors import ConversionError, UserError
+from modelport.quoting.sql import DIALECTS, dollar_quoted, fit, identifier, literal
 
-DIALECTS = ("postgresql", "mysql", "sqlite")
+__all__ = ["DIALECTS", "create_function", "function_name", "result_kind", "to_sql",
+           "to_sql_parts", "to_sql_subquery"]
 
 #: the sigmoid and exp arguments are clamped here: beyond it the result is 0, 1 or overflow
 _EXP_LIMIT = 700.0
@@ -60,44 +64,48 @@ def to_sql_subquery(model_ir: ir.ModelIR, dialect: str, prefix: str = "") -> str
     lets, expr = to_sql_parts(model_ir, dialect, prefix)
     if not lets:
         return expr
-    features = ", ".join(f"{e} AS {quote(n, dialect)}" for n, e in lets)
+    features = ", ".join(f"{e} AS {identifier(n, dialect)}" for n, e in lets)
     return f"(SELECT {expr} FROM (SELECT DISTINCT {features}) AS mp_features)"
+
+
+def function_name(name: str) -> str:
+    """The name :func:`create_function` gives the function of model ``name``:
+    ``<name>_score``, with a hashed suffix when that is over 63 bytes."""
+    return fit(name, "_score")
 
 
 def create_function(model_ir: ir.ModelIR, dialect: str, name: str) -> str:
     """``CREATE FUNCTION <name>_score(col, ...)`` for PostgreSQL or MariaDB/MySQL.
 
     Parameters are the input columns in signature order, so a caller writes
-    ``SELECT churn_score(tenure, plan, ...) FROM customers``. SQLite has no stored
-    functions: use :func:`to_sql` there.
+    ``SELECT churn_score(tenure, plan, ...) FROM customers``; the function's name is
+    :func:`function_name`. SQLite has no stored functions: use :func:`to_sql` there.
     """
     if dialect == "sqlite":
         raise UserError("SQLite has no stored functions: use the expression (--dialect sqlite "
                         "writes <name>_score.expr.sql)")
     w = _Writer(model_ir, dialect, "", share=True)
     expr = w.expression()
-    fn = w.ident(f"{name}_score")
+    fn = identifier(function_name(name), dialect, "function name")
     params = ", ".join(f"{w.ident(c.name)} {w.column_type(c.kind)}"
                        for c in model_ir.signature.inputs)
     returns = w.result_type()
     real = w.column_type("numeric")
+    head = f"CREATE OR REPLACE FUNCTION {fn}({params})\nRETURNS {returns}\n"
     if dialect == "postgresql":
+        # the body's tag is chosen so that no category or name inside can close it
         if not w.lets:
             # a one-statement SQL function is inlined into the calling query
-            return (f"CREATE OR REPLACE FUNCTION {fn}({params})\nRETURNS {returns}\n"
-                    f"LANGUAGE sql IMMUTABLE PARALLEL SAFE\nAS $modelport$\nSELECT {expr}\n"
-                    "$modelport$;\n")
+            body = f"\nSELECT {expr}\n"
+            return f"{head}LANGUAGE sql IMMUTABLE PARALLEL SAFE\nAS {dollar_quoted(body)};\n"
         # PL/pgSQL variables hold each feature once; the plan of the score is cached
         declare = "".join(f"  {w.ident(n)} {real} := {e};\n" for n, e in w.lets)
-        return (f"CREATE OR REPLACE FUNCTION {fn}({params})\nRETURNS {returns}\n"
-                f"LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE\nAS $modelport$\nDECLARE\n"
-                f"{declare}BEGIN\n  RETURN {expr};\nEND\n$modelport$;\n")
+        body = f"\nDECLARE\n{declare}BEGIN\n  RETURN {expr};\nEND\n"
+        return f"{head}LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE\nAS {dollar_quoted(body)};\n"
     if not w.lets:
-        return (f"CREATE OR REPLACE FUNCTION {fn}({params})\nRETURNS {returns}\n"
-                f"DETERMINISTIC NO SQL\nRETURN {expr};\n")
+        return f"{head}DETERMINISTIC NO SQL\nRETURN {expr};\n"
     declare = "".join(f"  DECLARE {w.ident(n)} {real} DEFAULT {e};\n" for n, e in w.lets)
-    return (f"CREATE OR REPLACE FUNCTION {fn}({params})\nRETURNS {returns}\n"
-            f"DETERMINISTIC NO SQL\nBEGIN\n{declare}  RETURN {expr};\nEND\n")
+    return f"{head}DETERMINISTIC NO SQL\nBEGIN\n{declare}  RETURN {expr};\nEND\n"
 
 
 def result_kind(model_ir: ir.ModelIR) -> str:
@@ -122,6 +130,8 @@ class _Writer:
                                   "in float64 and would not match it exactly")
         self.ir = model_ir
         self.dialect = dialect
+        #: the longest text literal written, in characters: MySQL's VARCHAR must hold it
+        self.longest_text = 0
         self.kinds = model_ir.field_kinds
         self.expr: dict[str, str] = {c.name: prefix + self.ident(c.name)
                                      for c in model_ir.signature.inputs}
@@ -135,17 +145,18 @@ class _Writer:
         node = model_ir.model
         if share and isinstance(node, ir.TreeEnsemble):
             seen = {c.name for c in model_ir.signature.inputs}
+            stem = _variable_stem(seen)
             for i, f in enumerate(node.features):
                 if f not in seen:
                     seen.add(f)
-                    name = f"mp_f{i}"
+                    name = f"{stem}{i}"
                     self.lets.append((name, self.expr[f]))
                     self.expr[f] = self.ident(name)
 
     # --- literals and names ---------------------------------------------------------------
 
     def ident(self, name: str) -> str:
-        return quote(name, self.dialect)
+        return identifier(name, self.dialect, "column name")
 
     def num(self, v: float) -> str:
         v = float(v)
@@ -158,8 +169,9 @@ class _Writer:
             return f"{text}::float8" if v >= 0 else f"({text}::float8)"
         return text if v >= 0 else f"({text})"
 
-    def text(self, v: str) -> str:
-        return "'" + str(v).replace("'", "''") + "'"
+    def text(self, v: str, what: str = "category") -> str:
+        self.longest_text = max(self.longest_text, len(str(v)))
+        return literal(v, self.dialect, what)
 
     def value(self, v, kind: str) -> str:
         return self.text(v) if kind == "categorical" else self.num(v)
@@ -171,11 +183,16 @@ class _Writer:
             return str(c)
         if isinstance(c, float):
             return self.num(c)
-        return self.text(c)
+        return self.text(c, "class label")
+
+    def varchar(self) -> str:
+        # longer than every literal: a longer value cut to fit could equal a category
+        n = max(255, self.longest_text + 1)
+        return f"VARCHAR({n})" if n <= 16000 else "LONGTEXT"
 
     def column_type(self, kind: str) -> str:
         if kind == "categorical":
-            return "text" if self.dialect == "postgresql" else "VARCHAR(255)"
+            return "text" if self.dialect == "postgresql" else self.varchar()
         return "double precision" if self.dialect == "postgresql" else "DOUBLE"
 
     def result_type(self) -> str:
@@ -183,7 +200,7 @@ class _Writer:
         if kind == "cluster":
             return "bigint" if self.dialect == "postgresql" else "BIGINT"
         if kind == "label" and not all(isinstance(c, int | float) for c in self.ir.output.classes):
-            return "text" if self.dialect == "postgresql" else "VARCHAR(255)"
+            return "text" if self.dialect == "postgresql" else self.varchar()
         if kind == "label" and all(isinstance(c, int) for c in self.ir.output.classes):
             return "bigint" if self.dialect == "postgresql" else "BIGINT"
         return "double precision" if self.dialect == "postgresql" else "DOUBLE"
@@ -377,11 +394,14 @@ def _nullable(step, source_nullable: bool) -> bool:
     return source_nullable  # arithmetic on the source
 
 
-def quote(name: str, dialect: str) -> str:
-    """``name`` as a quoted identifier of the dialect."""
-    if dialect == "mysql":
-        return "`" + name.replace("`", "``") + "`"
-    return '"' + name.replace('"', '""') + '"'
+def _variable_stem(inputs: set[str]) -> str:
+    """A prefix for feature variables that no input (a function parameter) can be
+    mistaken for, case-insensitively as MariaDB compares names."""
+    taken = {n.lower() for n in inputs}
+    stem = "mp_f"
+    while any(t.startswith(stem) and t[len(stem):].isdigit() for t in taken):
+        stem += "_"
+    return stem
 
 
 def balanced_sum(terms: list[str]) -> str:

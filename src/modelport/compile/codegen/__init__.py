@@ -5,6 +5,10 @@ Every language gets the same calling convention, so nobody reads generated code 
 ``Map<String, Object>``, a Go ``map[string]any``; C takes arrays in signature order) with
 missing values as ``None``/``null``/``NaN``, and returns the class probabilities in class
 order (classifiers), the value (regressors) or the distance to each centre (k-means).
+
+Names, categories and labels are written only through :mod:`modelport.quoting.code`; a
+text a language cannot hold (a NUL in C) is refused with a
+:class:`~modelport.errors.UserError` naming it.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ import importlib
 
 from modelport.compile import ir
 from modelport.errors import UserError
+from modelport.quoting import code as quoting
 
 #: language -> (module, file name pattern)
 LANGUAGES = {
-    "python": ("modelport.compile.codegen.python", "{name}.py"),
+    # a module name Python can import
+    "python": ("modelport.compile.codegen.python", "{sym}.py"),
     "javascript": ("modelport.compile.codegen.javascript", "{name}.mjs"),
     "c": ("modelport.compile.codegen.c", "{name}.c"),
     "java": ("modelport.compile.codegen.java", "{Name}.java"),
@@ -32,18 +38,19 @@ def generate(model_ir: ir.ModelIR, language: str, name: str = "model") -> str:
 
 
 def file_name(language: str, name: str) -> str:
-    """The file the source of model ``name`` goes in (Java wants the class name)."""
-    return LANGUAGES[language][1].format(name=name, Name=class_name(name))
+    """The file the source of model ``name`` goes in (Java wants the class name, Python a
+    module name it can import)."""
+    return LANGUAGES[language][1].format(name=name, Name=class_name(name),
+                                         sym=identifier(name))
 
 
 def class_name(name: str) -> str:
-    """``churn-model`` -> ``ChurnModel``: a name usable as a Java class."""
-    parts = "".join(ch if ch.isalnum() else " " for ch in name).split()
-    text = "".join(p[:1].upper() + p[1:] for p in parts) or "Model"
-    return text if text[0].isalpha() else "M" + text
+    """``churn-model`` -> ``ChurnModel``: a name usable as a Java class (see
+    :func:`modelport.quoting.code.class_name`)."""
+    return quoting.class_name(name)
 
 
 def identifier(name: str) -> str:
-    """``churn-model`` -> ``churn_model``: a name usable as a C symbol or Go package."""
-    text = "".join(ch if ch.isalnum() else "_" for ch in name).lower() or "model"
-    return text if text[0].isalpha() else "m_" + text
+    """``churn-model`` -> ``churn_model``: a name usable as a C symbol, Go package or Python
+    module (see :func:`modelport.quoting.code.symbol_name`)."""
+    return quoting.symbol_name(name)

@@ -8,13 +8,15 @@ missing). ``<name>_score(num, cat, out)`` writes ``<NAME>_N_OUTPUTS`` numbers to
 from __future__ import annotations
 
 from modelport.compile import ir
-from modelport.compile.codegen import identifier
-from modelport.compile.codegen.lowering import Lowering, usage_returns
+from modelport.compile.codegen.lowering import Lowering, shown, shown_names, usage_returns
+from modelport.quoting.code import comment, symbol_name
 
 
 class CLowering(Lowering):
+    language = "c"
     true_literal = "1"
     false_literal = "0"
+
     def isnan(self, x):
         return f"isnan({x})"
 
@@ -36,18 +38,27 @@ class CLowering(Lowering):
     def declare_str(self, var, expr):
         return f"const char *{var} = {expr};"
 
-    def text(self, s):
-        body = str(s).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'"{body}"'
+    def equals(self, x, c, kind):
+        # a C string ends at its first NUL, so no input equals a category holding one
+        if kind == "categorical" and "\0" in str(c):
+            return self.false_literal
+        return super().equals(x, c, kind)
 
-    def read_num(self, name):
+    def read_num(self, i, name):
         return f"num[{self.numeric.index(name)}]"
 
-    def read_str(self, name):
+    def read_str(self, i, name):
         return f"cat[{self.categorical.index(name)}]"
 
     def no_op(self):
         return ";"
+
+
+_DOC = """The model {name}, compiled to C by modelport (C99; link with -lm).
+void {sym}_score(const double *num, const char *const *cat, double *out):
+  num: the numeric inputs in this order (NAN for missing): {numeric}
+  cat: the categorical inputs in this order (NULL for missing): {categorical}
+  out: {up}_N_OUTPUTS doubles receiving {returns}."""
 
 
 def generate(model_ir: ir.ModelIR, name: str = "model") -> str:
@@ -55,20 +66,19 @@ def generate(model_ir: ir.ModelIR, name: str = "model") -> str:
     lo = CLowering(model_ir)
     lo.numeric = model_ir.signature.numeric
     lo.categorical = model_ir.signature.categorical
-    sym = identifier(name)
+    sym = symbol_name(name)
     pre = lo.preprocessing()
     model = lo.model()
     result, kind = lo.result()
     n_raw = max(model_ir.model.n_outputs, 1)
     ind = "    "
+    tables = {"numeric": f"{sym}_numeric_inputs", "categorical": f"{sym}_categorical_inputs"}
     out = [
-        f"/* The model {name!r}, compiled to C by modelport (C99; link with -lm).",
-        f" * void {sym}_score(const double *num, const char *const *cat, double *out):",
-        f" *   num: the numeric inputs in this order (NAN for missing): "
-        f"{', '.join(lo.numeric) or '(none)'}",
-        f" *   cat: the categorical inputs in this order (NULL for missing): "
-        f"{', '.join(lo.categorical) or '(none)'}",
-        f" *   out: {sym.upper()}_N_OUTPUTS doubles receiving {usage_returns(model_ir)}. */",
+        comment("c", _DOC.format(name=shown(name), sym=sym, up=sym.upper(),
+                                 numeric=shown_names(lo.numeric, tables["numeric"]),
+                                 categorical=shown_names(lo.categorical,
+                                                         tables["categorical"]),
+                                 returns=usage_returns(model_ir))),
         "#include <math.h>",
         "#include <stddef.h>",
         "#include <string.h>",
@@ -76,6 +86,11 @@ def generate(model_ir: ir.ModelIR, name: str = "model") -> str:
         f"#define {sym.upper()}_N_OUTPUTS {lo.n_out()}",
         "",
     ]
+    for group, names in (("numeric", lo.numeric), ("categorical", lo.categorical)):
+        out += [f"// the {group} inputs' names in the order score takes them (NULL ends the "
+                "list), each beside the variable it is read into",
+                f"const char *const {tables[group]}[] = {{",
+                *[ind + line for line in lo.table_entries(names)], ind + "NULL", "};", ""]
     out += function_lines(lo, sym)
     out.append(f"void {sym}_score(const double *num, const char *const *cat, double *out) {{")
     out.append(ind + "(void) num; (void) cat;")

@@ -7,11 +7,14 @@ or ``math.NaN()``. Categorical values are held as ``*string`` (``nil`` when miss
 from __future__ import annotations
 
 from modelport.compile import ir
-from modelport.compile.codegen import identifier
-from modelport.compile.codegen.lowering import Lowering, usage_returns
+from modelport.compile.codegen.lowering import Lowering, shown, shown_names, usage_returns
+from modelport.quoting.code import comment, symbol_name
 
 
 class GoLowering(Lowering):
+    language = "go"
+    indent_unit = "\t"
+    table = "columns"
     nan_literal = "math.NaN()"
     inf_literal = "math.Inf(1)"
 
@@ -42,11 +45,11 @@ class GoLowering(Lowering):
     def assign_str(self, var, literal):
         return f"{var} = strPtr({literal})"
 
-    def read_num(self, name):
-        return f"num(row[{self.text(name)}])"
+    def read_num(self, i, name):
+        return f"num(row[{self.key(i)}])"
 
-    def read_str(self, name):
-        return f"str(row[{self.text(name)}])"
+    def read_str(self, i, name):
+        return f"str(row[{self.key(i)}])"
 
     def add_raw(self, k, expr):
         return f"raw[{k}] += {expr}"
@@ -57,6 +60,11 @@ class GoLowering(Lowering):
     def no_op(self):
         return "// nothing to add"
 
+
+_DOC = """Package {pkg} is the model {name}, compiled to Go by modelport (standard
+library only). Score(row) takes a map keyed by input column name
+({columns});
+a missing value is nil or NaN. It returns {returns}."""
 
 _HELPERS = """
 func num(v any) float64 {
@@ -113,20 +121,24 @@ func strPtr(s string) *string { return &s }
 def generate(model_ir: ir.ModelIR, name: str = "model") -> str:
     """A Go source file of package ``<name>`` with ``func Score(row map[string]any)``."""
     lo = GoLowering(model_ir)
-    lo.indent_unit = "\t"
-    pkg = identifier(name)
+    pkg = symbol_name(name)
     pre = lo.preprocessing()
     model = lo.model()
     result, kind = lo.result()
     returns = "float64" if kind == "value" else "[]float64"
+    names = model_ir.signature.names
     out = [
-        f"// Package {pkg} is the model {name!r}, compiled to Go by modelport (standard "
-        "library only).",
-        f"// Score(row) takes a map keyed by input column name ({', '.join(model_ir.signature.names)});",
-        f"// a missing value is nil or NaN. It returns {usage_returns(model_ir)}.",
+        comment("go", _DOC.format(pkg=pkg, name=shown(name),
+                                  columns=shown_names(names, lo.table),
+                                  returns=usage_returns(model_ir))),
         f"package {pkg}",
         "",
         'import (\n\t"fmt"\n\t"math"\n\t"strconv"\n\t"strings"\n)',
+        "",
+        "// the input columns: Score reads row[columns[i]] into the variable named beside it",
+        "var columns = [...]string{",
+        *["\t" + line for line in lo.table_entries(names)],
+        "}",
         _HELPERS,
     ]
     for fn, body in lo.functions:

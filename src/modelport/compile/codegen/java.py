@@ -8,14 +8,15 @@ many trees the model has.
 from __future__ import annotations
 
 from modelport.compile import ir
-from modelport.compile.codegen import class_name
-from modelport.compile.codegen.lowering import Lowering, usage_returns
+from modelport.compile.codegen.lowering import Lowering, shown, shown_names, usage_returns
+from modelport.quoting.code import class_name, comment
 
 #: tree nodes per nested class (each number costs two constant-pool entries)
 NODES_PER_CLASS = 6000
 
 
 class JavaLowering(Lowering):
+    language = "java"
     nan_literal = "Double.NaN"
     inf_literal = "Double.POSITIVE_INFINITY"
 
@@ -40,11 +41,17 @@ class JavaLowering(Lowering):
     def declare_str(self, var, expr):
         return f"String {var} = {expr};"
 
-    def read_num(self, name):
-        return f"num(row.get({self.text(name)}))"
+    def read_num(self, i, name):
+        return f"num(row.get({self.key(i)}))"
 
-    def read_str(self, name):
-        return f"str(row.get({self.text(name)}))"
+    def read_str(self, i, name):
+        return f"str(row.get({self.key(i)}))"
+
+
+_DOC = """The model {name}, compiled to Java by modelport; no dependencies.
+{cls}.score(row) takes a Map<String, Object> keyed by input column name
+({columns}); a missing value is null or NaN.
+It returns {returns}."""
 
 
 _HELPERS = """
@@ -85,15 +92,21 @@ def generate(model_ir: ir.ModelIR, name: str = "model") -> str:
         count += len(body)
     ind = "    "
     returns = "double" if kind == "value" else "double[]"
+    names = model_ir.signature.names
     out = [
-        f"// The model {name!r}, compiled to Java by modelport; no dependencies.",
-        f"// {cls}.score(row) takes a Map<String, Object> keyed by input column name",
-        f"// ({', '.join(model_ir.signature.names)}); a missing value is null or NaN.",
-        f"// It returns {usage_returns(model_ir)}.",
+        comment("java", _DOC.format(name=shown(name), cls=cls,
+                                    columns=shown_names(names, lo.table),
+                                    returns=usage_returns(model_ir))),
         "import java.util.Map;",
         "",
         f"public final class {cls} {{",
         f"    private {cls}() {{}}",
+        "",
+        "    // the input columns: score reads row.get(COLUMNS[i]) into the variable named "
+        "beside it",
+        "    private static final String[] COLUMNS = {",
+        *[ind * 2 + line for line in lo.table_entries(names)],
+        "    };",
         _HELPERS,
     ]
     for g, group in enumerate(groups):

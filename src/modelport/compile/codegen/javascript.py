@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from modelport.compile import ir
-from modelport.compile.codegen.lowering import Lowering, usage_returns
+from modelport.compile.codegen.lowering import Lowering, shown, shown_names, usage_returns
+from modelport.quoting.code import comment
 
 
 class JavaScriptLowering(Lowering):
+    language = "javascript"
+    indent_unit = "  "
     nan_literal = "NaN"
     inf_literal = "Infinity"
 
@@ -30,27 +33,28 @@ class JavaScriptLowering(Lowering):
 
     declare_str = declare_num
 
-    def read_num(self, name):
-        return f"num(row[{self.text(name)}])"
+    def read_num(self, i, name):
+        return f"num(row[{self.key(i)}])"
 
-    def read_str(self, name):
-        return f"str(row[{self.text(name)}])"
+    def read_str(self, i, name):
+        return f"str(row[{self.key(i)}])"
 
 
-_HEADER = """// The model {name!r}, compiled to JavaScript (an ES module) by modelport.
-// score(row) takes an object keyed by input column name ({columns}); a missing value is
-// null, undefined or NaN. It returns {returns}.
+_DOC = """The model {name}, compiled to JavaScript (an ES module) by modelport.
+score(row) takes an object keyed by input column name ({columns}); a missing value is
+null, undefined or NaN. It returns {returns}."""
 
-function num(v) {{
+_HEADER = """
+function num(v) {
   if (v === null || v === undefined) return NaN;
   if (typeof v === "string") return v.trim() === "" ? NaN : Number(v);
   return Number(v);
-}}
+}
 
-function str(v) {{
+function str(v) {
   if (v === null || v === undefined || (typeof v === "number" && Number.isNaN(v))) return null;
   return String(v);
-}}
+}
 """
 
 
@@ -61,11 +65,18 @@ def generate(model_ir: ir.ModelIR, name: str = "model") -> str:
     model = lo.model()
     result, kind = lo.result()
     ind = "  "
-    out = [_HEADER.format(name=name, columns=", ".join(model_ir.signature.names),
-                          returns=usage_returns(model_ir))]
+    names = model_ir.signature.names
+    out = [comment("javascript", _DOC.format(name=shown(name),
+                                             columns=shown_names(names, lo.table),
+                                             returns=usage_returns(model_ir))),
+           "",
+           "// the input columns: score reads row[COLUMNS[i]] into the variable named beside it",
+           "export const COLUMNS = Object.freeze([",
+           *[ind + line for line in lo.table_entries(names)], "]);",
+           _HEADER]
     for fn, body in lo.functions:
         out.append(f"function {fn}(x, raw) {{")
-        out += [ind + line.replace(lo.indent_unit, ind) for line in body]
+        out += [ind + line for line in body]
         out.append("}\n")
     out.append("export function score(row) {")
     out += [ind + line for line in pre]

@@ -8,17 +8,23 @@ missing, categories as strings with null for missing), runs the preprocessing st
 local variables, fills a ``raw`` score array (trees in functions of their own, big trees
 split across several so no function outgrows a compiler's limits, such as the JVM's 64 KB
 per method) and turns it into the outputs.
+
+Text from the model (column names, categories, labels) reaches the source only through
+:mod:`modelport.quoting.code`: as string literals, as identifiers from one
+:class:`~modelport.quoting.code.Identifiers` per file (each input is read into a variable
+named after its column, ``in_<name>``), and in comments only in its display form. The
+original names stay in a lookup table, ``COLUMNS``, from which ``score`` reads the row.
 """
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 
 from modelport.compile import ir
 from modelport.errors import ConversionError
+from modelport.quoting.code import Identifiers, comment, comment_text, string_literal
 
 #: the most tree nodes one generated function holds inline (about 2x this in the worst case)
 NODES_PER_FUNCTION = 400
@@ -29,8 +35,12 @@ DEPTH_PER_FUNCTION = 24
 class Lowering:
     """Turn a ModelIR into source text; subclasses supply the syntax."""
 
+    #: the target, as :mod:`modelport.quoting.code` names it (each language sets it)
+    language: str
     #: the string that indents one block
     indent_unit = "    "
+    #: the lookup table of input names in the generated code
+    table = "COLUMNS"
 
     def __init__(self, model_ir: ir.ModelIR) -> None:
         if model_ir.precision != "float64":
@@ -40,6 +50,7 @@ class Lowering:
         self.kinds = model_ir.field_kinds
         self.var: dict[str, str] = {}
         self.functions: list[tuple[str, list[str]]] = []  # (name, body lines)
+        self.names = Identifiers(self.language, prefix="in_")
 
     # --- syntax a language must supply --------------------------------------------------
 
@@ -57,8 +68,8 @@ class Lowering:
     true_literal = "true"
     false_literal = "false"
 
-    def text(self, s: str) -> str:
-        return json.dumps(str(s), ensure_ascii=False)
+    def text(self, s) -> str:
+        return string_literal(self.language, str(s))
 
     def isnan(self, x: str) -> str:
         raise NotImplementedError
@@ -105,10 +116,14 @@ class Lowering:
     def assign_str(self, var: str, literal: str) -> str:
         return self.assign(var, literal)
 
-    def read_num(self, name: str) -> str:
+    def key(self, i: int) -> str:
+        """The row key of input ``i``: its original name, from the lookup table."""
+        return f"{self.table}[{i}]"
+
+    def read_num(self, i: int, name: str) -> str:
         raise NotImplementedError
 
-    def read_str(self, name: str) -> str:
+    def read_str(self, i: int, name: str) -> str:
         raise NotImplementedError
 
     def add_raw(self, k: int, expr: str) -> str:
@@ -126,12 +141,12 @@ class Lowering:
         """Statements that read the inputs and compute every step into a local variable."""
         lines = []
         for i, c in enumerate(self.ir.signature.inputs):
-            v = f"in{i}"
+            v = self.names(c.name)
             self.var[c.name] = v
             if c.kind == "numeric":
-                lines.append(self.declare_num(v, self.read_num(c.name)))
+                lines.append(self.declare_num(v, self.read_num(i, c.name)))
             else:
-                lines.append(self.declare_str(v, self.read_str(c.name)))
+                lines.append(self.declare_str(v, self.read_str(i, c.name)))
         for i, s in enumerate(self.ir.steps):
             v = f"f{i}"
             lines += self.step(s, v, self.var[s.source], self.kinds[s.source])
@@ -183,6 +198,11 @@ class Lowering:
     def _end(self) -> list[str]:
         e = self.end()
         return [e] if e is not None else []
+
+    def table_entries(self, names: list[str]) -> list[str]:
+        """One line per name for a lookup table: its literal, then a comment naming the
+        variable it is read into."""
+        return [f"{self.text(n)},  {comment(self.language, self.names(n))}" for n in names]
 
     def features(self) -> list[str]:
         """The model node's inputs, in order, as variable names."""
@@ -363,16 +383,36 @@ def _subtree_sizes(tree: ir.Tree) -> list[int]:
     return size
 
 
+def shown(value) -> str:
+    """A name or label as comments and usage notes show it: text in quotes, in the display
+    form of :func:`~modelport.quoting.code.comment_text`; numbers as they are."""
+    if isinstance(value, str):
+        return f"'{comment_text(value)}'"
+    return comment_text(str(value))
+
+
+def shown_names(names: list[str], table: str) -> str:
+    """Input names for comments: each in its display form, with a note pointing to the
+    lookup table ``table`` when one of them needed escapes."""
+    text = ", ".join(comment_text(n) for n in names) or "none"
+    if any(comment_text(n) != n for n in names):
+        text += (" (shown with %XX escapes for characters outside letters, digits and simple "
+                 f"punctuation; {table} holds them exactly)")
+    return text
+
+
 def usage_returns(model_ir: ir.ModelIR) -> str:
-    """One sentence saying what ``score`` returns, for usage notes."""
+    """One sentence saying what ``score`` returns, for comments and usage notes (class labels
+    in their display form, see :func:`shown`)."""
     out = model_ir.output
     if out.task == "regression":
         return "the predicted value (a number)"
     if out.task == "clustering":
         return ("the Euclidean distance to each cluster centre, in cluster order (the nearest "
                 "is the cluster)")
+    classes = "[" + ", ".join(shown(c) for c in out.classes) + "]"
     if out.transform == "margin":
         return (f"the decision scores (the model gives no probabilities; classes "
-                f"{out.classes}: binary score > 0 means {out.classes[-1]!r}, otherwise the "
+                f"{classes}: binary score > 0 means {shown(out.classes[-1])}, otherwise the "
                 "largest score wins)")
-    return f"the probability of each class, in the order {out.classes}"
+    return f"the probability of each class, in the order {classes}"

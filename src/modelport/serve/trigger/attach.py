@@ -3,7 +3,9 @@
 :func:`attach` registers the model as an application-defined function on one connection and
 creates a TEMP trigger that calls it. Both live only on that connection: other connections
 (the sqlite3 shell, migrations, other processes) never see a trigger calling a function
-they lack, so their inserts keep working — they are simply not scored by this one.
+they lack, so their inserts keep working — they are simply not scored by this one. Table
+and column names are quoted by :mod:`modelport.quoting.sql`; the function and triggers are
+named after the table by :func:`~modelport.quoting.sql.derived_name`.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import logging
 import sqlite3
 
 from modelport.errors import UserError
+from modelport.quoting.sql import derived_name, identifier
 from modelport.scoring import choice
 from modelport.scoring.checks import FLAG, InputPolicy, check
 from modelport.scoring.isolation import score
-from modelport.serve.trigger.spec import EVENTS, object_name
+from modelport.serve.trigger.spec import EVENTS
 
 log = logging.getLogger("modelport.trigger")
 
@@ -43,7 +46,12 @@ def attach(connection: sqlite3.Connection, uri: str, *, table: str, key: str,
     predictor, _ = choice.load(registry, version, "row")
     signature = predictor.signature
     mapping = {n: n for n in signature.names} | dict(columns or {})
-    have = [r[1] for r in connection.execute(f'PRAGMA table_info("{table}")')]
+
+    def q(name: str, what: str = "column name") -> str:
+        return identifier(name, "sqlite", what)
+
+    t = q(table, "table name")
+    have = [r[1] for r in connection.execute(f"PRAGMA main.table_info({t})")]
     if not have:
         raise UserError(f"no table {table!r} on this SQLite connection")
     missing = [c for c in [key, *mapping.values()] if c not in have]
@@ -64,18 +72,20 @@ def attach(connection: sqlite3.Connection, uri: str, *, table: str, key: str,
             log.exception("could not score a row inserted into %s", table)
             return None
 
-    fn = object_name("modelport_score", table)
+    out, k = q(output_column, "output_column"), q(key, "key")
+    fn = derived_name("modelport_score", table)
     connection.create_function(fn, len(names), score_one, deterministic=True)
     if output_column not in have:
         sql_type = "TEXT" if kind == "label" else "REAL"
-        connection.execute(f'ALTER TABLE "{table}" ADD COLUMN "{output_column}" {sql_type}')
-    args = ", ".join(f'NEW."{c}"' for c in mapping.values())
-    body = (f'UPDATE "{table}" SET "{output_column}" = {fn}({args}) '
-            f'WHERE "{key}" = NEW."{key}";')
+        connection.execute(f"ALTER TABLE main.{t} ADD COLUMN {out} {sql_type}")
+    args = ", ".join(f"NEW.{q(c)}" for c in mapping.values())
+    body = f"UPDATE {t} SET {out} = {q(fn)}({args}) WHERE {k} = NEW.{k};"
     for event in on:
-        trig = object_name(f"modelport_attach_{event}", table)
-        connection.execute(f'DROP TRIGGER IF EXISTS temp."{trig}"')
+        if event not in EVENTS:
+            raise UserError(f"on= takes {' and '.join(EVENTS)}; got {event!r}")
+        trig = q(derived_name(f"modelport_attach_{event}", table))
+        connection.execute(f"DROP TRIGGER IF EXISTS temp.{trig}")
         when = "INSERT" if event == "insert" else (
-            "UPDATE OF " + ", ".join(f'"{c}"' for c in mapping.values()))
-        connection.execute(f'CREATE TEMP TRIGGER "{trig}" AFTER {when} ON main."{table}" '
+            "UPDATE OF " + ", ".join(q(c) for c in mapping.values()))
+        connection.execute(f"CREATE TEMP TRIGGER {trig} AFTER {when} ON main.{t} "
                            f"BEGIN {body} END")

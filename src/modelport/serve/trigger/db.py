@@ -5,15 +5,17 @@ SQLite.
 ``mariadb://...``, ``mysql+pymysql://...``, ``sqlite:///app.db``) and returns a
 :class:`Database` for its dialect. The driver connection underneath (psycopg, PyMySQL or
 sqlite3) is used directly: the worker's claim-score-write loop and PostgreSQL's LISTEN
-need the driver, not an ORM.
+need the driver, not an ORM. Every name is quoted by :mod:`modelport.quoting.sql`, and no
+message repeats the URL's password.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from modelport.errors import UserError
+from modelport.io.tables import first_line, redact
+from modelport.quoting.sql import identifier
 from modelport.serve.trigger.spec import META_TABLE, Installation
 
 
@@ -25,7 +27,7 @@ def normalise_url(url: str):
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
-        raise UserError(f"cannot parse the database URL {url!r}: write it like "
+        raise UserError(f"cannot parse the database URL {redact(url)!r}: write it like "
                         "postgresql://user@host:5432/db, mysql://root@host:3306/db or "
                         "sqlite:///app.db") from None
     backend = parsed.get_backend_name()
@@ -35,9 +37,10 @@ def normalise_url(url: str):
         return parsed.set(drivername="mysql+pymysql")
     if backend == "sqlite":
         if parsed.database in (None, "", ":memory:"):
-            raise UserError(f"{url!r} names no database file: write sqlite:///path/to/app.db")
+            raise UserError(f"{redact(url)!r} names no database file: write "
+                            "sqlite:///path/to/app.db")
         return parsed
-    raise UserError(f"database {url!r} is not supported for triggers: use PostgreSQL "
+    raise UserError(f"database {redact(url)!r} is not supported for triggers: use PostgreSQL "
                     "(postgresql://), MariaDB/MySQL (mysql://) or SQLite (sqlite:///)")
 
 
@@ -51,7 +54,24 @@ def connect(url: str) -> Database:
         from modelport.serve.trigger.mysql import MariaDB as cls
     else:
         from modelport.serve.trigger.sqlite import SQLite as cls
-    return cls(parsed)
+    try:
+        return cls(parsed)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any driver's failure to connect
+        raise UserError(f"cannot connect to {masked(parsed)}: "
+                        f"{scrubbed(first_line(exc), parsed)}; check the URL and that the "
+                        "database is running") from None
+
+
+def masked(url) -> str:
+    """A parsed database URL as text with its password hidden, for messages."""
+    return url.render_as_string(hide_password=True)
+
+
+def scrubbed(text: str, url) -> str:
+    """``text`` (a driver's message) with the URL's password, should it quote it, hidden."""
+    return text.replace(url.password, "***") if url.password else text
 
 
 class Database:
@@ -86,7 +106,15 @@ class Database:
     # -- plain SQL ----------------------------------------------------------------------
 
     def q(self, name: str) -> str:
-        return '"' + name.replace('"', '""') + '"'
+        """``name`` quoted as an identifier of this database."""
+        return identifier(name, self.dialect)
+
+    def qp(self, name: str) -> str:
+        """``name`` quoted for a statement sent with driver parameters: psycopg and PyMySQL
+        take every ``%`` in such a statement for the start of a placeholder, so a ``%`` in
+        the name is doubled."""
+        quoted = self.q(name)
+        return quoted if self.param == "?" else quoted.replace("%", "%%")
 
     def execute(self, sql: str, params: tuple | list = ()) -> list[tuple]:
         cur = self.conn.cursor()
@@ -144,11 +172,13 @@ class Database:
                 "PRIMARY KEY, spec TEXT NOT NULL)")
 
     def installations(self) -> list[Installation]:
+        """Every installation recorded here, each row checked as it is read."""
         if not self.columns(META_TABLE):
             return []
-        rows = self.execute(f"SELECT spec FROM {self.q(META_TABLE)} ORDER BY table_name")
+        rows = self.execute(f"SELECT table_name, spec FROM {self.q(META_TABLE)} "
+                            "ORDER BY table_name")
         self.commit()
-        return [Installation.from_json(r[0]) for r in rows]
+        return [Installation.from_json(r[1], r[0]) for r in rows]
 
     def installation(self, table: str) -> Installation | None:
         return next((i for i in self.installations() if i.table == table), None)
@@ -161,12 +191,17 @@ class Database:
 
     # -- worker mode --------------------------------------------------------------------
 
-    def worker_ddl(self, inst: Installation, key_type: str) -> tuple[list[str], list[str]]:
-        """(statements creating the queue and enqueue triggers, statements dropping them)."""
+    def worker_ddl(self, inst: Installation, queue: bool = True) -> list[str]:
+        """Statements creating the queue (unless ``queue`` is false) and enqueue triggers."""
         raise NotImplementedError
 
-    def sql_ddl(self, inst: Installation, model_ir) -> tuple[list[str], list[str]]:
-        """(statements creating the scoring function and trigger, statements dropping them)."""
+    def sql_ddl(self, inst: Installation, model_ir) -> list[str]:
+        """Statements creating the scoring function and trigger."""
+        raise NotImplementedError
+
+    def drops(self, inst: Installation, queue: bool = True) -> list[str]:
+        """Statements removing the objects ``inst`` made (the queue only if ``queue``),
+        built from its recorded names: nothing stored is run as SQL."""
         raise NotImplementedError
 
     def sql_backfill(self, inst: Installation, model_ir) -> str:
@@ -180,7 +215,7 @@ class Database:
     def sql_score(self, inst: Installation, model_ir) -> str:
         """The SQL that scores one row: a call of the installed scoring function."""
         args = ", ".join(self.q(c) for c in inst.columns.values())
-        return f"{self.q(inst.name('model') + '_score')}({args})"
+        return f"{self.q(inst.name('model_function'))}({args})"
 
     def claim_sql(self, inst: Installation) -> str:
         # without SKIP LOCKED, workers wait for each other's claims instead of sharing them
@@ -213,10 +248,11 @@ class Database:
         self.begin()
 
     def read_rows(self, inst: Installation, keys: list) -> list[tuple]:
-        cols = ", ".join(self.q(c) for c in inst.columns.values())
+        q = self.qp
+        cols = ", ".join(q(c) for c in inst.columns.values())
         marks = self.params(len(keys))
-        return self.execute(f"SELECT {self.q(inst.key)}, {cols} FROM {self.q(inst.table)} "
-                            f"WHERE {self.q(inst.key)} IN ({marks})", keys)
+        return self.execute(f"SELECT {q(inst.key)}, {cols} FROM {q(inst.table)} "
+                            f"WHERE {q(inst.key)} IN ({marks})", keys)
 
     def write_scores(self, inst: Installation, keys: list, scores: list, statuses: list,
                      version: int) -> None:
@@ -271,12 +307,3 @@ class Database:
 class ClaimConflict(Exception):
     """Another worker holds some of the queue entries just read: the batch is rolled back
     and claimed afresh, as after a lock conflict."""
-
-
-def sql_literal(value: Any) -> str:
-    """A literal for DDL, where drivers cannot bind parameters (trigger bodies)."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, int | float):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"

@@ -2,7 +2,8 @@
 
 :func:`install` adds the score columns, creates the queue and enqueue triggers (worker
 mode) or the compiled scoring function and trigger (SQL mode), and records what it created
-in the database's ``modelport_triggers`` table; :func:`uninstall` removes exactly that;
+in the database's ``modelport_triggers`` table, as data; :func:`uninstall` removes exactly
+that, with statements rebuilt from the record (never statements read back from it);
 :func:`status` reports each installation with its queue length and error count.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelport.errors import UserError
+from modelport.quoting.sql import identifier
 from modelport.serve.trigger.db import Database, connect
 from modelport.serve.trigger.spec import (
     EVENTS,
@@ -19,6 +21,7 @@ from modelport.serve.trigger.spec import (
     SCORE_TYPES,
     SUFFIXES,
     Installation,
+    check_key_type,
 )
 
 
@@ -51,6 +54,8 @@ def install(uri: str, db: str, *, table: str, key: str, output: str,
 
     signature = Signature.from_dict(version.signature)
     with connect(db) as conn:
+        for what, name in (("--table", table), ("--key", key), ("--output-column", output)):
+            identifier(name, conn.dialect, what)  # a name the database could not hold
         have = conn.columns(table)
         if not have:
             raise UserError(f"no table {table!r} in {_masked(db)}: create it first, or check "
@@ -66,7 +71,7 @@ def install(uri: str, db: str, *, table: str, key: str, output: str,
                             "it first")
         inst = Installation(table=table, key=key, output=output, model=uri, mode=mode,
                             columns=mapping, events=events, version=version.version,
-                            key_type=have[key])
+                            key_type=check_key_type(have[key], table, key))
         model_ir = None
         if mode == "sql":
             from modelport.compile import sql as sql_backend
@@ -77,9 +82,11 @@ def install(uri: str, db: str, *, table: str, key: str, output: str,
             inst.score_kind = _sql_kind(sql_backend.result_kind(model_ir), signature)
         else:
             inst.score_kind = worker_kind(registry, version, signature)
+        # a worker's queue survives an upgrade: keys waiting in it are still to be scored
+        keep_queue = old is not None and old.mode == "worker" and mode == "worker"
         statements: list[str] = []
         if old is not None:
-            statements += old.drops
+            statements += conn.drops(old, queue=not keep_queue)
         inst.added_columns = [c for c in (old.added_columns if old else []) if c in have]
         wanted = [(output, SCORE_TYPES[inst.score_kind])] + [
             (inst.out(s), {"version": "int", "scored_at": "time", "status": "text",
@@ -92,19 +99,18 @@ def install(uri: str, db: str, *, table: str, key: str, output: str,
                 statements.append(conn.add_column(table, col, kind))
                 inst.added_columns.append(col)
         if mode == "worker":
-            create, inst.drops = conn.worker_ddl(inst, have[key])
-            if old is not None and old.mode == "worker":
-                # the queue survives an upgrade: keys waiting in it are still to be scored
-                create = [s for s in create if not s.startswith("CREATE TABLE")]
-                statements = [s for s in statements if not s.startswith("DROP TABLE")]
-            statements += create
+            moved = keep_queue and old.queue != inst.queue  # named by an earlier version
+            statements += conn.worker_ddl(inst, queue=not keep_queue or moved)
+            if moved:
+                statements += [f"INSERT INTO {conn.q(inst.queue)} (k) SELECT k FROM "
+                               f"{conn.q(old.queue)} ORDER BY id",
+                               f"DROP TABLE {conn.q(old.queue)}"]
             if backfill:
                 statements.append(
                     f"INSERT INTO {conn.q(inst.queue)} (k) SELECT {conn.q(key)} FROM "
                     f"{conn.q(table)} WHERE {conn.q(output)} IS NULL")
         else:
-            create, inst.drops = conn.sql_ddl(inst, model_ir)
-            statements += create
+            statements += conn.sql_ddl(inst, model_ir)
             if backfill:
                 statements.append(conn.sql_backfill(inst, model_ir))
         _apply(conn, statements, inst, fresh=old is None)
@@ -126,7 +132,7 @@ def uninstall(db: str, table: str | None = None, *, keep_scores: bool = False) -
                             + (f"; installed: {', '.join(i.table for i in found)}"
                                if found else ""))
         for inst in chosen:
-            statements = list(inst.drops)
+            statements = conn.drops(inst)
             if not keep_scores:
                 have = conn.columns(inst.table)
                 statements += [conn.drop_column(inst.table, c)
@@ -190,8 +196,8 @@ def _apply(conn: Database, statements: list[str], inst: Installation, fresh: boo
 
 def _undo(conn: Database, inst: Installation) -> None:
     have = conn.columns(inst.table)
-    for stmt in inst.drops + [conn.drop_column(inst.table, c) for c in inst.added_columns
-                              if c in have]:
+    for stmt in conn.drops(inst) + [conn.drop_column(inst.table, c) for c in inst.added_columns
+                                    if c in have]:
         try:
             conn.execute(stmt)
         except Exception:  # noqa: BLE001 - best effort; the original error is what matters
@@ -269,6 +275,6 @@ def _label_kind(classes: list) -> str:
 
 
 def _masked(url: str) -> str:
-    from modelport.serve.trigger.db import normalise_url
+    from modelport.serve.trigger.db import masked, normalise_url
 
-    return normalise_url(url).render_as_string(hide_password=True)
+    return masked(normalise_url(url))

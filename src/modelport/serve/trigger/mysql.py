@@ -5,13 +5,14 @@ its key to the queue table and the worker polls it. Claims use ``FOR UPDATE SKIP
 (MariaDB 10.6+, MySQL 8) so several workers share the queue, and the worker reads at READ
 COMMITTED so a claimed key always sees the row change that enqueued it. The update
 trigger compares the feature columns (``<=>``, NULL-safe), so writing the score back
-enqueues nothing.
+enqueues nothing. Names are quoted with backticks and text literals written so that they
+read the same under every ``sql_mode`` (see :mod:`modelport.quoting.sql`).
 """
 
 from __future__ import annotations
 
 from modelport.errors import UserError, require
-from modelport.serve.trigger.db import ClaimConflict, Database, sql_literal
+from modelport.serve.trigger.db import ClaimConflict, Database, masked
 from modelport.serve.trigger.spec import SCORE_TYPES, Installation
 
 _TYPES = {"text": "TEXT", "int": "BIGINT", "float": "DOUBLE", "time": "DATETIME(6)"}
@@ -24,7 +25,7 @@ class MariaDB(Database):
     def _open(self, url):
         pymysql = require("pymysql", "mysql", "MariaDB/MySQL triggers")
         if not url.database:
-            raise UserError(f"{url.render_as_string()} names no database: add it after the "
+            raise UserError(f"{masked(url)} names no database: add it after the "
                             "port, e.g. mysql://root@127.0.0.1:3306/test")
         conn = pymysql.connect(host=url.host or "127.0.0.1", port=url.port or 3306,
                                user=url.username or "root", password=url.password or "",
@@ -37,9 +38,6 @@ class MariaDB(Database):
         cur.close()
         self.skip_locked = _has_skip_locked(version)
         return conn
-
-    def q(self, name: str) -> str:
-        return "`" + name.replace("`", "``") + "`"
 
     def begin(self) -> None:
         self.conn.begin()
@@ -60,57 +58,57 @@ class MariaDB(Database):
             self.execute(stmt)
         self.commit()
 
-    def worker_ddl(self, inst: Installation, key_type: str) -> tuple[list[str], list[str]]:
+    def worker_ddl(self, inst: Installation, queue: bool = True) -> list[str]:
         q, t, key = self.q, self.q(inst.table), self.q(inst.key)
-        queue = q(inst.queue)
-        create = [f"CREATE TABLE {queue} (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
-                  f"k {key_type} NOT NULL, enqueued_at DATETIME(6) NOT NULL "
-                  "DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB"]
-        drops = [f"DROP TABLE IF EXISTS {queue}"]
+        table = q(inst.queue)
+        create = [f"CREATE TABLE {table} (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                  f"k {inst.key_type} NOT NULL, enqueued_at DATETIME(6) NOT NULL "
+                  "DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB"] if queue else []
         if "insert" in inst.events:
-            trig = q(inst.name("ins"))
-            create.append(f"CREATE TRIGGER {trig} AFTER INSERT ON {t} FOR EACH ROW "
-                          f"INSERT INTO {queue} (k) VALUES (NEW.{key})")
-            drops.insert(0, f"DROP TRIGGER IF EXISTS {trig}")
+            create.append(f"CREATE TRIGGER {q(inst.name('ins'))} AFTER INSERT ON {t} FOR EACH "
+                          f"ROW INSERT INTO {table} (k) VALUES (NEW.{key})")
         if "update" in inst.events:
-            trig = q(inst.name("upd"))
             same = " AND ".join(f"NEW.{q(c)} <=> OLD.{q(c)}" for c in inst.columns.values())
-            create.append(f"CREATE TRIGGER {trig} AFTER UPDATE ON {t} FOR EACH ROW "
-                          f"IF NOT ({same}) THEN INSERT INTO {queue} (k) VALUES (NEW.{key}); "
-                          "END IF")
-            drops.insert(0, f"DROP TRIGGER IF EXISTS {trig}")
-        return create, drops
+            create.append(f"CREATE TRIGGER {q(inst.name('upd'))} AFTER UPDATE ON {t} FOR EACH "
+                          f"ROW IF NOT ({same}) THEN INSERT INTO {table} (k) VALUES "
+                          f"(NEW.{key}); END IF")
+        return create
 
-    def sql_ddl(self, inst: Installation, model_ir) -> tuple[list[str], list[str]]:
+    def sql_ddl(self, inst: Installation, model_ir) -> list[str]:
         from modelport.compile import sql
 
         q, t = self.q, self.q(inst.table)
-        base = inst.name("model")
-        score_fn = q(f"{base}_score")
+        score_fn = q(inst.name("model_function"))
         args = ", ".join(f"NEW.{q(c)}" for c in inst.columns.values())
         assign = (f"SET NEW.{q(inst.output)} = {score_fn}({args}), "
-                  f"NEW.{q(inst.out('version'))} = {sql_literal(int(inst.version))}, "
+                  f"NEW.{q(inst.out('version'))} = {int(inst.version)}, "
                   f"NEW.{q(inst.out('scored_at'))} = UTC_TIMESTAMP(6)")
-        create = [sql.create_function(model_ir, "mysql", base)]
-        drops = []
+        create = [sql.create_function(model_ir, "mysql", inst.model_base)]
         if "insert" in inst.events:
             trig = q(inst.name("sql_ins"))
             create += [f"DROP TRIGGER IF EXISTS {trig}",
                        f"CREATE TRIGGER {trig} BEFORE INSERT ON {t} FOR EACH ROW {assign}"]
-            drops.append(f"DROP TRIGGER IF EXISTS {trig}")
         if "update" in inst.events:
             trig = q(inst.name("sql_upd"))
             same = " AND ".join(f"NEW.{q(c)} <=> OLD.{q(c)}" for c in inst.columns.values())
             create += [f"DROP TRIGGER IF EXISTS {trig}",
                        f"CREATE TRIGGER {trig} BEFORE UPDATE ON {t} FOR EACH ROW "
                        f"IF NOT ({same}) THEN {assign}; END IF"]
-            drops.append(f"DROP TRIGGER IF EXISTS {trig}")
-        drops.append(f"DROP FUNCTION IF EXISTS {score_fn}")
-        return create, drops
+        return create
+
+    def drops(self, inst: Installation, queue: bool = True) -> list[str]:
+        q, names = self.q, inst.objects
+        if inst.mode == "sql":
+            return [f"DROP TRIGGER IF EXISTS {q(names['sql_ins'])}",
+                    f"DROP TRIGGER IF EXISTS {q(names['sql_upd'])}",
+                    f"DROP FUNCTION IF EXISTS {q(names['model_function'])}"]
+        return [f"DROP TRIGGER IF EXISTS {q(names['ins'])}",
+                f"DROP TRIGGER IF EXISTS {q(names['upd'])}"] + (
+            [f"DROP TABLE IF EXISTS {q(inst.queue)}"] if queue else [])
 
     def write_scores(self, inst: Installation, keys: list, scores: list, statuses: list,
                      version: int) -> None:
-        q = self.q
+        q = self.qp  # the statement carries parameters
         kind = SCORE_TYPES[inst.score_kind]
         cast = {"float": "CAST({} AS DOUBLE)", "int": "CAST({} AS SIGNED)"}.get(kind, "{}")
         # one UPDATE joined to the batch as a derived table: a round trip per batch, not per row

@@ -4,13 +4,17 @@ A statement-level trigger sees every row a bulk insert wrote in one transition t
 enqueues them with one ``INSERT ... SELECT``; a row-level trigger would run once per row and
 costs the insert path far more. The trigger NOTIFYs once per statement so a listening worker
 wakes at once. The worker marks its own transaction (``SET LOCAL modelport.scoring``) so
-writing scores back never enqueues the row again.
+writing scores back never enqueues the row again. Trigger function bodies are dollar-quoted
+with a tag that occurs nowhere in them, so no table or column name can end one; the NOTIFY
+channel is a name modelport derives (ASCII, at most 63 bytes, which is what ``pg_notify``
+takes).
 """
 
 from __future__ import annotations
 
 from modelport.errors import require
-from modelport.serve.trigger.db import Database, sql_literal
+from modelport.quoting.sql import dollar_quoted, literal
+from modelport.serve.trigger.db import Database
 from modelport.serve.trigger.spec import SCORE_TYPES, Installation
 
 _TYPES = {"text": "text", "int": "bigint", "float": "double precision",
@@ -40,67 +44,73 @@ class PostgreSQL(Database):
     def score_type(self, kind: str) -> str:
         return _TYPES[kind]
 
-    def worker_ddl(self, inst: Installation, key_type: str) -> tuple[list[str], list[str]]:
+    def worker_ddl(self, inst: Installation, queue: bool = True) -> list[str]:
         q, t, key = self.q, self.q(inst.table), self.q(inst.key)
-        queue = q(inst.queue)
+        table = q(inst.queue)
         skip = "IF current_setting('modelport.scoring', true) = 'on' THEN RETURN NULL; END IF;"
-        notify = (f"IF FOUND THEN PERFORM pg_notify({sql_literal(inst.channel)}, ''); END IF;")
-        create = [f"CREATE TABLE {queue} (id bigserial PRIMARY KEY, k {key_type} NOT NULL, "
-                  "enqueued_at timestamptz NOT NULL DEFAULT now())"]
-        drops = [f"DROP TABLE IF EXISTS {queue}"]
+        notify = (f"IF FOUND THEN PERFORM pg_notify({literal(inst.channel, 'postgresql')}, "
+                  "''); END IF;")
+        create = [f"CREATE TABLE {table} (id bigserial PRIMARY KEY, k {inst.key_type} NOT NULL, "
+                  "enqueued_at timestamptz NOT NULL DEFAULT now())"] if queue else []
         if "insert" in inst.events:
             fn, trig = q(inst.name("enqueue_ins")), q(inst.name("ins"))
+            body = (f"\nBEGIN\n{skip}\nINSERT INTO {table} (k) SELECT {key} FROM "
+                    f"modelport_new;\n{notify}\nRETURN NULL;\nEND\n")
             create += [
-                f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $modelport$\n"
-                f"BEGIN\n{skip}\nINSERT INTO {queue} (k) SELECT {key} FROM modelport_new;\n"
-                f"{notify}\nRETURN NULL;\nEND\n$modelport$",
+                f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS "
+                f"{dollar_quoted(body)}",
                 f"CREATE TRIGGER {trig} AFTER INSERT ON {t} REFERENCING NEW TABLE AS "
                 f"modelport_new FOR EACH STATEMENT EXECUTE FUNCTION {fn}()"]
-            drops = [f"DROP TRIGGER IF EXISTS {trig} ON {t}",
-                     f"DROP FUNCTION IF EXISTS {fn}()"] + drops
         if "update" in inst.events:
             fn, trig = q(inst.name("enqueue_upd")), q(inst.name("upd"))
             feats = list(inst.columns.values())
             new = ", ".join(f"n.{q(c)}" for c in feats)
             old = ", ".join(f"o.{q(c)}" for c in feats)
+            body = (f"\nBEGIN\n{skip}\nINSERT INTO {table} (k) SELECT n.{key} FROM "
+                    f"modelport_new n JOIN modelport_old o ON o.{key} = n.{key} "
+                    f"WHERE ROW({new}) IS DISTINCT FROM ROW({old});\n{notify}\n"
+                    "RETURN NULL;\nEND\n")
             create += [
-                f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $modelport$\n"
-                f"BEGIN\n{skip}\nINSERT INTO {queue} (k) SELECT n.{key} FROM modelport_new n "
-                f"JOIN modelport_old o ON o.{key} = n.{key} "
-                f"WHERE ROW({new}) IS DISTINCT FROM ROW({old});\n{notify}\nRETURN NULL;\n"
-                "END\n$modelport$",
+                f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS "
+                f"{dollar_quoted(body)}",
                 f"CREATE TRIGGER {trig} AFTER UPDATE ON {t} REFERENCING NEW TABLE AS "
                 f"modelport_new OLD TABLE AS modelport_old FOR EACH STATEMENT "
                 f"EXECUTE FUNCTION {fn}()"]
-            drops = [f"DROP TRIGGER IF EXISTS {trig} ON {t}",
-                     f"DROP FUNCTION IF EXISTS {fn}()"] + drops
-        return create, drops
+        return create
 
-    def sql_ddl(self, inst: Installation, model_ir) -> tuple[list[str], list[str]]:
+    def sql_ddl(self, inst: Installation, model_ir) -> list[str]:
         from modelport.compile import sql
 
         q, t = self.q, self.q(inst.table)
-        base = inst.name("model")
-        score_fn = q(f"{base}_score")
+        score_fn = q(inst.name("model_function"))
         fn, trig = q(inst.name("score")), q(inst.name("sql"))
         args = ", ".join(f"NEW.{q(c)}" for c in inst.columns.values())
         on = " OR ".join(
             ["INSERT"] * ("insert" in inst.events)
             + [f"UPDATE OF {', '.join(q(c) for c in inst.columns.values())}"]
             * ("update" in inst.events))
-        create = [
-            sql.create_function(model_ir, "postgresql", base),
+        body = (f"\nBEGIN\nNEW.{q(inst.output)} := {score_fn}({args});\n"
+                f"NEW.{q(inst.out('version'))} := {int(inst.version)};\n"
+                f"NEW.{q(inst.out('scored_at'))} := now();\nRETURN NEW;\nEND\n")
+        return [
+            sql.create_function(model_ir, "postgresql", inst.model_base),
             f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS "
-            f"$modelport$\nBEGIN\nNEW.{q(inst.output)} := {score_fn}({args});\n"
-            f"NEW.{q(inst.out('version'))} := {int(inst.version)};\n"
-            f"NEW.{q(inst.out('scored_at'))} := now();\nRETURN NEW;\nEND\n$modelport$",
+            f"{dollar_quoted(body)}",
             f"DROP TRIGGER IF EXISTS {trig} ON {t}",
             f"CREATE TRIGGER {trig} BEFORE {on} ON {t} FOR EACH ROW EXECUTE FUNCTION {fn}()"]
-        types = ", ".join(self.score_type("text" if c.kind == "categorical" else "float")
-                          for c in model_ir.signature.inputs)
-        drops = [f"DROP TRIGGER IF EXISTS {trig} ON {t}", f"DROP FUNCTION IF EXISTS {fn}()",
-                 f"DROP FUNCTION IF EXISTS {score_fn}({types})"]
-        return create, drops
+
+    def drops(self, inst: Installation, queue: bool = True) -> list[str]:
+        q, t, names = self.q, self.q(inst.table), inst.objects
+        if inst.mode == "sql":
+            # the scoring function's name is modelport's own: no argument list is needed
+            return [f"DROP TRIGGER IF EXISTS {q(names['sql'])} ON {t}",
+                    f"DROP FUNCTION IF EXISTS {q(names['score'])}",
+                    f"DROP FUNCTION IF EXISTS {q(names['model_function'])}"]
+        out = []
+        for event in ("ins", "upd"):
+            out += [f"DROP TRIGGER IF EXISTS {q(names[event])} ON {t}",
+                    f"DROP FUNCTION IF EXISTS {q(names['enqueue_' + event])}"]
+        return out + ([f"DROP TABLE IF EXISTS {q(inst.queue)}"] if queue else [])
 
     def has_work(self, inst: Installation) -> bool:
         return True  # claiming costs one round trip already; NOTIFY says when to look
@@ -133,7 +143,7 @@ class PostgreSQL(Database):
 
     def write_scores(self, inst: Installation, keys: list, scores: list, statuses: list,
                      version: int) -> None:
-        q = self.q
+        q = self.qp  # the statement carries parameters
         score_type = self.score_type(SCORE_TYPES[inst.score_kind])
         params: list = [version, _array(keys), _array(scores)]
         if all(s == "ok" for s in statuses):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from modelport.serve.trigger.db import Database, sql_literal
+from modelport.serve.trigger.db import Database
 from modelport.serve.trigger.spec import Installation
 
 _TYPES = {"text": "TEXT", "int": "INTEGER", "float": "REAL", "time": "TEXT"}
@@ -50,29 +50,24 @@ class SQLite(Database):
     def drop_column(self, table: str, column: str) -> str:
         return f"ALTER TABLE {self.q(table)} DROP COLUMN {self.q(column)}"
 
-    def worker_ddl(self, inst: Installation, key_type: str) -> tuple[list[str], list[str]]:
+    def worker_ddl(self, inst: Installation, queue: bool = True) -> list[str]:
         q, t, key = self.q, self.q(inst.table), self.q(inst.key)
-        queue = q(inst.queue)
-        create = [f"CREATE TABLE {queue} (id INTEGER PRIMARY KEY, "
-                  f"k {key_type or ''} NOT NULL, enqueued_at TEXT NOT NULL DEFAULT "
-                  f"({_NOW}))"]
-        drops = [f"DROP TABLE IF EXISTS {queue}"]
+        table = q(inst.queue)
+        create = [f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, "
+                  f"k {inst.key_type} NOT NULL, enqueued_at TEXT NOT NULL DEFAULT "
+                  f"({_NOW}))"] if queue else []
         if "insert" in inst.events:
-            trig = q(inst.name("ins"))
-            create.append(f"CREATE TRIGGER {trig} AFTER INSERT ON {t} BEGIN "
-                          f"INSERT INTO {queue} (k) VALUES (NEW.{key}); END")
-            drops.insert(0, f"DROP TRIGGER IF EXISTS {trig}")
+            create.append(f"CREATE TRIGGER {q(inst.name('ins'))} AFTER INSERT ON {t} BEGIN "
+                          f"INSERT INTO {table} (k) VALUES (NEW.{key}); END")
         if "update" in inst.events:
-            trig = q(inst.name("upd"))
             feats = list(inst.columns.values())
             same = " AND ".join(f"NEW.{q(c)} IS OLD.{q(c)}" for c in feats)
-            create.append(f"CREATE TRIGGER {trig} AFTER UPDATE OF "
+            create.append(f"CREATE TRIGGER {q(inst.name('upd'))} AFTER UPDATE OF "
                           f"{', '.join(q(c) for c in feats)} ON {t} WHEN NOT ({same}) BEGIN "
-                          f"INSERT INTO {queue} (k) VALUES (NEW.{key}); END")
-            drops.insert(0, f"DROP TRIGGER IF EXISTS {trig}")
-        return create, drops
+                          f"INSERT INTO {table} (k) VALUES (NEW.{key}); END")
+        return create
 
-    def sql_ddl(self, inst: Installation, model_ir) -> tuple[list[str], list[str]]:
+    def sql_ddl(self, inst: Installation, model_ir) -> list[str]:
         from modelport.compile import sql
 
         q, t, key = self.q, self.q(inst.table), self.q(inst.key)
@@ -80,22 +75,29 @@ class SQLite(Database):
         expr = sql.to_sql_subquery(_renamed(model_ir, inst.columns), "sqlite", prefix="NEW.")
         feats = list(inst.columns.values())
         assign = (f"UPDATE {t} SET {q(inst.output)} = {expr}, "
-                  f"{q(inst.out('version'))} = {sql_literal(int(inst.version))}, "
+                  f"{q(inst.out('version'))} = {int(inst.version)}, "
                   f"{q(inst.out('scored_at'))} = {_NOW} WHERE {key} = NEW.{key};")
-        create, drops = [], []
+        create = []
         if "insert" in inst.events:
             trig = q(inst.name("sql_ins"))
             create += [f"DROP TRIGGER IF EXISTS {trig}",
                        f"CREATE TRIGGER {trig} AFTER INSERT ON {t} BEGIN {assign} END"]
-            drops.append(f"DROP TRIGGER IF EXISTS {trig}")
         if "update" in inst.events:
             trig = q(inst.name("sql_upd"))
             same = " AND ".join(f"NEW.{q(c)} IS OLD.{q(c)}" for c in feats)
             create += [f"DROP TRIGGER IF EXISTS {trig}",
                        f"CREATE TRIGGER {trig} AFTER UPDATE OF {', '.join(q(c) for c in feats)} "
                        f"ON {t} WHEN NOT ({same}) BEGIN {assign} END"]
-            drops.append(f"DROP TRIGGER IF EXISTS {trig}")
-        return create, drops
+        return create
+
+    def drops(self, inst: Installation, queue: bool = True) -> list[str]:
+        q, names = self.q, inst.objects
+        if inst.mode == "sql":
+            return [f"DROP TRIGGER IF EXISTS {q(names['sql_ins'])}",
+                    f"DROP TRIGGER IF EXISTS {q(names['sql_upd'])}"]
+        return [f"DROP TRIGGER IF EXISTS {q(names['ins'])}",
+                f"DROP TRIGGER IF EXISTS {q(names['upd'])}"] + (
+            [f"DROP TABLE IF EXISTS {q(inst.queue)}"] if queue else [])
 
     def sql_score(self, inst: Installation, model_ir) -> str:
         from modelport.compile import sql
