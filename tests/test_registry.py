@@ -308,6 +308,15 @@ def test_an_alias_to_a_version_that_is_not_a_number_is_a_user_error(version):
         Registry().set_alias("churn", version, "production")
 
 
+def test_a_name_or_alias_with_a_trailing_newline_is_refused():
+    from modelport.uri import check_alias, check_name
+
+    with pytest.raises(UserError, match="bad model name"):
+        check_name("churn\n")
+    with pytest.raises(UserError, match="bad alias"):
+        check_alias("production\n")
+
+
 def test_a_bad_alias_name_is_a_user_error():
     _register()
     with pytest.raises(UserError, match="bad alias '1st'"):
@@ -502,3 +511,18 @@ def test_a_missing_postgresql_database_is_a_user_error(postgres_url):
     missing = postgres_url.rsplit("/", 1)[0] + "/mp_no_such_database"
     with pytest.raises(UserError, match='database "mp_no_such_database" does not exist'):
         Registry(url=missing)
+
+
+def test_training_text_that_is_not_unicode_is_refused_naming_the_column():
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    X = pd.DataFrame({"a": np.arange(20.0),
+                      "b": pd.Series(["x", "\ud800"] * 10, dtype=object)})
+    y = np.arange(20) % 2
+    model = make_pipeline(make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["b"]),
+                                                  remainder="passthrough"),
+                          LogisticRegression()).fit(X, y)
+    with pytest.raises(UserError, match="column 'b' holds text that is not Unicode"):
+        modelport.log_model(model, "odd", sample=X)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from modelport.errors import UserError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+ALIAS_RE = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class ModelURI:
         name, version, alias = text, None, None
         if "@" in text:
             name, alias = text.split("@", 1)
-            if not ALIAS_RE.match(alias):
+            if not ALIAS_RE.fullmatch(alias):
                 raise UserError(
                     f"bad alias in model URI {text!r}: use letters, digits, '_' or '-' "
                     "(e.g. churn@production)"
@@ -54,7 +54,7 @@ class ModelURI:
 
 def check_name(name: str, context: str | None = None) -> str:
     """Return ``name`` if it is a valid model name, else raise a :class:`UserError`."""
-    if not NAME_RE.match(name or ""):
+    if not NAME_RE.fullmatch(name or ""):
         where = f" in {context!r}" if context and context != name else ""
         raise UserError(
             f"bad model name {name!r}{where}: use letters, digits, '_', '.' or '-', "
@@ -64,7 +64,7 @@ def check_name(name: str, context: str | None = None) -> str:
 
 
 def check_alias(alias: str) -> str:
-    if not ALIAS_RE.match(alias or ""):
+    if not ALIAS_RE.fullmatch(alias or ""):
         raise UserError(
             f"bad alias {alias!r}: use letters, digits, '_' or '-', starting with a letter"
         )

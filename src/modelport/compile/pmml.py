@@ -9,6 +9,13 @@ logit/softmax RegressionModel for boosting). Numbers are written with ``repr`` s
 evaluator reads back the exact doubles. A tree node whose missing values go left tests
 ``isMissing(x) or x <= t``: pypmml 1.5.8 ignores ``defaultChild`` (a missing value falls
 through to the ``True`` sibling), and explicit predicates mean the same in every evaluator.
+
+Column names, categories and class labels come from data: the tree is built with
+ElementTree and written by :func:`modelport.quoting.xml.document`, which escapes every
+attribute value and text and refuses what XML cannot carry (a NUL in a column name, say)
+with a one-line error naming it. The names modelport gives its own fields (``target``,
+``label``, ``probability(1)``...) yield to the data's: a column called ``target`` keeps its
+name and the target field becomes ``target#2``, so every input keeps its name exactly.
 """
 
 from __future__ import annotations
@@ -17,9 +24,11 @@ import math
 import xml.etree.ElementTree as ET
 
 from modelport.compile import ir
+from modelport.quoting import xml
 
 NS = "http://www.dmg.org/PMML-4_4"
-#: output field names the PMML format module reads back
+#: the names of the output fields, unless an input already has one (see the module docstring);
+#: the PMML format module finds them by their ``feature``, not by name
 LABEL, VALUE, CLUSTER = "label", "value", "cluster"
 TARGET = "target"
 
@@ -29,19 +38,39 @@ def probability_field(cls) -> str:
 
 
 def to_pmml(model_ir: ir.ModelIR) -> str:
-    """The PMML 4.4 document, as a string, computing what ``model_ir`` computes."""
+    """The PMML 4.4 document, as a string, computing what ``model_ir`` computes.
+
+    A column name, category or class label that XML cannot carry (a NUL or another
+    control character, a lone surrogate) raises a :class:`~modelport.errors.UserError`
+    naming it: PMML reads inputs by name, so it cannot be written differently.
+    """
+    _check_text(model_ir)
+    writer = _Writer(model_ir)
     root = ET.Element("PMML", {"xmlns": NS, "version": "4.4"})
     header = ET.SubElement(root, "Header", {"description": "written by modelport"})
     ET.SubElement(header, "Application", {"name": "modelport"})
-    _data_dictionary(root, model_ir)
-    writer = _Writer(model_ir)
+    _data_dictionary(root, model_ir, writer.target)
     if model_ir.steps:
         td = ET.SubElement(root, "TransformationDictionary")
         for step in model_ir.steps:
             td.append(writer.derived_field(step))
     root.append(writer.model())
     ET.indent(root)
-    return ET.tostring(root, encoding="unicode", xml_declaration=True)
+    return xml.document(root)
+
+
+def _check_text(model_ir: ir.ModelIR) -> None:
+    """Refuse, naming it, data text XML cannot carry, before any of it is written."""
+    rename = "rename the column"
+    for col in model_ir.signature.inputs:
+        xml.check(col.name, "PMML: column name", rename)
+        for c in col.categories or []:
+            xml.check(str(c), f"PMML: category of column {col.name!r}",
+                      "replace the value in the training data")
+    for c in model_ir.output.classes or []:
+        xml.check(str(c), "PMML: class label", "relabel the target")
+    for step in model_ir.steps:
+        xml.check(step.name, "PMML: derived field", rename)
 
 
 def _num(value: float) -> str:
@@ -52,7 +81,7 @@ def _num(value: float) -> str:
     return repr(value)
 
 
-def _data_dictionary(root, model_ir: ir.ModelIR) -> None:
+def _data_dictionary(root, model_ir: ir.ModelIR, target: str) -> None:
     dd = ET.SubElement(root, "DataDictionary")
     for col in model_ir.signature.inputs:
         if col.kind == "numeric":
@@ -65,12 +94,12 @@ def _data_dictionary(root, model_ir: ir.ModelIR) -> None:
                 ET.SubElement(df, "Value", {"value": str(c)})
     out = model_ir.output
     if out.task == "classification":
-        df = ET.SubElement(dd, "DataField", {"name": TARGET, "optype": "categorical",
+        df = ET.SubElement(dd, "DataField", {"name": target, "optype": "categorical",
                                              "dataType": _class_type(out.classes)})
         for c in out.classes:
             ET.SubElement(df, "Value", {"value": str(c)})
     elif out.task == "regression":
-        ET.SubElement(dd, "DataField", {"name": TARGET, "optype": "continuous",
+        ET.SubElement(dd, "DataField", {"name": target, "optype": "continuous",
                                         "dataType": "double"})
     dd.set("numberOfFields", str(len(dd)))
 
@@ -86,10 +115,14 @@ def _field_ref(name: str) -> ET.Element:
     return ET.Element("FieldRef", {"field": name})
 
 
-def _const(value, data_type: str = "double") -> ET.Element:
-    e = ET.Element("Constant", {"dataType": data_type})
-    e.text = _num(value) if data_type == "double" else str(value)
+def _const(value: float) -> ET.Element:
+    e = ET.Element("Constant", {"dataType": "double"})
+    e.text = _num(value)
     return e
+
+
+def _norm_discrete(field: str, value) -> ET.Element:
+    return ET.Element("NormDiscrete", {"field": field, "value": str(value), "mapMissingTo": "0"})
 
 
 def _set_predicate(field: str, operator: str, values: list) -> ET.Element:
@@ -109,13 +142,35 @@ class _Writer:
     def __init__(self, model_ir: ir.ModelIR) -> None:
         self.ir = model_ir
         self.kinds = model_ir.field_kinds
+        self.taken = set(self.kinds)
+        self.target = self.fresh(TARGET)
+        self.label, self.value, self.cluster = (self.fresh(n) for n in (LABEL, VALUE, CLUSTER))
+        self.proba = {str(c): self.fresh(probability_field(c))
+                      for c in model_ir.output.classes or []}
+
+    def fresh(self, name: str) -> str:
+        """``name``, or ``name#2``, ``name#3``... if a field already has it."""
+        base, n = name, 1
+        while name in self.taken:
+            n += 1
+            name = f"{base}#{n}"
+        self.taken.add(name)
+        return name
 
     # --- preprocessing ------------------------------------------------------------------
 
-    def _category_const(self, source: str, value) -> ET.Element:
+    def _is_any(self, source: str, categories: list) -> ET.Element:
+        """1.0 when ``source`` is one of ``categories``, else 0.0 (not for missing values).
+
+        Categories of text are compared by NormDiscrete, which holds them in an attribute:
+        pypmml reads only the first piece of an element's text, so a category written with
+        a reference (``&amp;``, ``&#13;``) would never match as Constant text.
+        """
         if self.kinds[source] == "numeric":
-            return _const(float(value))
-        return _const(value, "string")
+            test = _apply("isIn", _field_ref(source), *(_const(float(c)) for c in categories))
+            return _apply("if", test, _const(1.0), _const(0.0))
+        hits = [_norm_discrete(source, c) for c in categories]
+        return hits[0] if len(hits) == 1 else _apply("sum", *hits)
 
     def derived_field(self, step) -> ET.Element:
         categorical = self.kinds[step.name] == "categorical"
@@ -139,8 +194,9 @@ class _Writer:
             on_missing = hit if None in step.categories else miss
             known = [c for c in step.categories if c is not None]
             if known:
-                test = _apply("isIn", x, *(self._category_const(step.source, c) for c in known))
-                value = _apply("if", test, _const(hit), _const(miss))
+                value = self._is_any(step.source, known)
+                if step.negate:
+                    value = _apply("-", _const(1.0), value)
             else:
                 value = _const(miss)
             df.append(_apply("if", _apply("isMissing", _field_ref(step.source)),
@@ -152,6 +208,9 @@ class _Writer:
         return df
 
     def _ordinal(self, step: ir.Ordinal) -> ET.Element:
+        if self.kinds[step.source] != "numeric" and not all(
+                xml.is_plain_text(str(c)) for c in step.categories):
+            return self._ordinal_by_attributes(step)
         mv = ET.Element("MapValues", {"outputColumn": "code", "dataType": "double"})
         if step.missing is not None:
             mv.set("mapMissingTo", _num(step.missing))
@@ -165,6 +224,23 @@ class _Writer:
                 _num(c) if self.kinds[step.source] == "numeric" else str(c))
             ET.SubElement(row, "code").text = _num(i)
         return mv
+
+    def _ordinal_by_attributes(self, step: ir.Ordinal) -> ET.Element:
+        """The position of a category as a sum of NormDiscretes, for categories an
+        InlineTable could only hold as text with references (see :meth:`_is_any`). An
+        ``if`` without an ``else`` gives a missing value, where ``unknown`` or ``missing``
+        is None."""
+        x = step.source
+        found = self._is_any(x, list(step.categories))
+        codes = [_apply("*", _const(float(i)), _norm_discrete(x, c))
+                 for i, c in enumerate(step.categories) if i]
+        code = (codes[0] if len(codes) == 1 else _apply("sum", *codes)) if codes else _const(0.0)
+        known = _apply("greaterThan", found, _const(0.5))
+        value = (_apply("if", known, code) if step.unknown is None
+                 else _apply("if", known, code, _const(step.unknown)))
+        if step.missing is None:
+            return _apply("if", _apply("isNotMissing", _field_ref(x)), value)
+        return _apply("if", _apply("isMissing", _field_ref(x)), _const(step.missing), value)
 
     def _log_likelihood(self, node: ir.GaussianNB, i: int) -> ET.Element:
         """Class ``i``'s joint log-likelihood, as scikit-learn's GaussianNB computes it."""
@@ -182,7 +258,7 @@ class _Writer:
     def mining_schema(self, target: bool = True, extra: list[str] = ()) -> ET.Element:
         ms = ET.Element("MiningSchema")
         if target and self.ir.output.task != "clustering":
-            ET.SubElement(ms, "MiningField", {"name": TARGET, "usageType": "target"})
+            ET.SubElement(ms, "MiningField", {"name": self.target, "usageType": "target"})
         for col in self.ir.signature.inputs:
             # unknown categories flow on (one-hot 'ignore'); they are not invalid input
             ET.SubElement(ms, "MiningField", {"name": col.name, "invalidValueTreatment": "asIs"})
@@ -194,18 +270,18 @@ class _Writer:
         out = self.ir.output
         o = ET.Element("Output")
         if out.task == "classification":
-            ET.SubElement(o, "OutputField", {"name": LABEL, "optype": "categorical",
+            ET.SubElement(o, "OutputField", {"name": self.label, "optype": "categorical",
                                              "dataType": "string", "feature": "predictedValue"})
             if out.gives_proba:
                 for c in out.classes:
                     ET.SubElement(o, "OutputField", {
-                        "name": probability_field(c), "optype": "continuous",
+                        "name": self.proba[str(c)], "optype": "continuous",
                         "dataType": "double", "feature": "probability", "value": str(c)})
         elif out.task == "regression":
-            ET.SubElement(o, "OutputField", {"name": VALUE, "optype": "continuous",
+            ET.SubElement(o, "OutputField", {"name": self.value, "optype": "continuous",
                                              "dataType": "double", "feature": "predictedValue"})
         else:
-            ET.SubElement(o, "OutputField", {"name": CLUSTER, "optype": "categorical",
+            ET.SubElement(o, "OutputField", {"name": self.cluster, "optype": "categorical",
                                              "dataType": "string", "feature": "predictedValue"})
         return o
 
@@ -271,16 +347,17 @@ class _Writer:
         m.append(self.mining_schema())
         m.append(self.output())
         lt = ET.SubElement(m, "LocalTransformations")
-        for k, c in enumerate(classes):
+        names = [self.fresh(f"ovr({c})") for c in classes]
+        for k, name in enumerate(names):
             margin = self._margin(node, k)
             sigmoid = _apply("/", _const(1.0), _apply("+", _const(1.0),
                                                       _apply("exp", _apply("*", _const(-1.0), margin))))
-            df = ET.SubElement(lt, "DerivedField", {"name": f"ovr({c})", "optype": "continuous",
+            df = ET.SubElement(lt, "DerivedField", {"name": name, "optype": "continuous",
                                                      "dataType": "double"})
             df.append(sigmoid)
-        for c in classes:
+        for c, name in zip(classes, names, strict=True):
             t = ET.SubElement(m, "RegressionTable", {"intercept": "0.0", "targetCategory": str(c)})
-            ET.SubElement(t, "NumericPredictor", {"name": f"ovr({c})", "coefficient": "1.0"})
+            ET.SubElement(t, "NumericPredictor", {"name": name, "coefficient": "1.0"})
         return m
 
     def _naive_bayes(self, node: ir.GaussianNB) -> ET.Element:
@@ -300,20 +377,20 @@ class _Writer:
         if output:
             m.append(self.output())
         lt = ET.SubElement(m, "LocalTransformations")
-        names = [f"score({c})" for c in classes]
+        names = [self.fresh(f"score({c})") for c in classes]
+        shifted = [self.fresh(f"shifted_score({c})") for c in classes]
         for name, expr in zip(names, scores, strict=True):
             df = ET.SubElement(lt, "DerivedField", {"name": name, "optype": "continuous",
                                                     "dataType": "double"})
             df.append(expr)
-        for name in names:
-            df = ET.SubElement(lt, "DerivedField", {"name": f"shifted_{name}",
+        for name, moved in zip(names, shifted, strict=True):
+            df = ET.SubElement(lt, "DerivedField", {"name": moved,
                                                     "optype": "continuous", "dataType": "double"})
             df.append(_apply("-", _field_ref(name), _apply("max", *map(_field_ref, names))))
-        for c, name in zip(classes, names, strict=True):
+        for c, moved in zip(classes, shifted, strict=True):
             t = ET.SubElement(m, "RegressionTable", {"intercept": "0.0",
                                                      "targetCategory": str(c)})
-            ET.SubElement(t, "NumericPredictor", {"name": f"shifted_{name}",
-                                                  "coefficient": "1.0"})
+            ET.SubElement(t, "NumericPredictor", {"name": moved, "coefficient": "1.0"})
         return m
 
     def _clustering(self, node: ir.Centroids) -> ET.Element:
@@ -346,7 +423,7 @@ class _Writer:
         raw_names = []
         for k in range(node.n_outputs):
             m = self._sum_model(node, k, top=False)
-            name = f"raw({k})"
+            name = self.fresh(f"raw({k})")
             o = ET.Element("Output")
             ET.SubElement(o, "OutputField", {"name": name, "optype": "continuous",
                                              "dataType": "double", "feature": "predictedValue"})

@@ -3,11 +3,24 @@
 Metadata lives in a SQL database (SQLite by default, PostgreSQL) and artefacts in a
 content-addressed store (a local folder by default, S3). A version becomes visible in one
 transaction, after all its artefacts are stored, so a crash never leaves half a version.
+
+Every read re-hashes a blob against the sha256 the database records, so a changed file is
+refused; but whoever can write the database could record the hash of a file of their own.
+With ``MODELPORT_SIGNING_KEY`` set, each artefact's row also holds an HMAC-SHA256 of what
+it is -- model, version, format and sha256 (:func:`artefact_signature`) -- and every read
+checks it before the blob is fetched: a row whose hash was changed, or whose signature was
+copied from another row, or removed, is refused (:class:`SignatureRefused`) unless
+``MODELPORT_ALLOW_UNSIGNED=1`` lets versions without a signature load. See
+``docs/security.md``.
 """
 
 from __future__ import annotations
 
 import getpass
+import hashlib
+import hmac
+import json
+import logging
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,7 +29,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 
 from modelport.config import Settings
-from modelport.errors import NotFound, UserError
+from modelport.errors import ArtefactTampered, NotFound, UserError
 from modelport.registry import schema as S
 from modelport.registry.aliases import rollback_target
 from modelport.registry.store import open_store
@@ -35,6 +48,43 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat()
 
 
+log = logging.getLogger(__name__)
+
+#: the secret artefact signatures are made with; unset, nothing is signed or checked
+SIGNING_KEY_ENV = "MODELPORT_SIGNING_KEY"
+#: ``1`` lets artefacts without a signature load while a key is set (a registry signed
+#: from some day on); a signature that is present and wrong is refused all the same
+ALLOW_UNSIGNED_ENV = "MODELPORT_ALLOW_UNSIGNED"
+_MIN_KEY_CHARS = 32
+_GENERATE = "python -c 'import secrets; print(secrets.token_hex(32))'"
+
+
+class SignatureRefused(ArtefactTampered):
+    """An artefact's signature is missing or does not match what its row says it is."""
+
+
+def signing_key() -> bytes | None:
+    """The key in ``MODELPORT_SIGNING_KEY`` (None when unset); a key too short to be secret
+    is a :class:`~modelport.errors.UserError`."""
+    text = os.environ.get(SIGNING_KEY_ENV, "")
+    if not text:
+        return None
+    if len(text) < _MIN_KEY_CHARS:
+        raise UserError(f"{SIGNING_KEY_ENV} holds {len(text)} characters; use a random "
+                        f"secret of at least {_MIN_KEY_CHARS}, e.g. the output of {_GENERATE}")
+    return text.encode("utf-8")
+
+
+def artefact_signature(key: bytes, name: str, version: int, fmt: str, sha256: str) -> str:
+    """The signature of the blob ``sha256`` as format ``fmt`` of version ``name/version``:
+    HMAC-SHA256 under ``key`` of the four as one JSON array, so a signature is valid for
+    that row alone. Version 0, which no version has, signs a blob of the model that is not
+    a version's format (:meth:`Registry.put_signed`)."""
+    message = json.dumps(["modelport-artefact", 1, name, int(version), fmt, sha256],
+                         separators=(",", ":")).encode("utf-8")
+    return "hmac-sha256:" + hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
 def current_user() -> str:
     try:
         return os.environ.get("MODELPORT_USER") or getpass.getuser()
@@ -50,11 +100,13 @@ class Artefact:
     size: int | None = None
     parity: dict | None = None
     reason: str | None = None
+    signature: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": self.format, "status": self.status, "sha256": self.sha256,
             "size": self.size, "parity": self.parity, "reason": self.reason,
+            "signed": self.signature is not None,
         }
 
 
@@ -137,6 +189,7 @@ class Registry:
     def __init__(self, url: str | None = None, artefacts: str | None = None) -> None:
         settings = Settings.from_env()
         self.url = url or settings.registry_url
+        self.signing_key = signing_key()
         self.store = open_store(artefacts or settings.artefacts)
         self.engine = S.open_engine(self.url)
 
@@ -274,14 +327,84 @@ class Registry:
         return [{"kind": r["kind"], "at": _iso(r["at"]), **(r["data"] or {})} for r in rows]
 
     def read_artefact(self, version: Version, fmt: str) -> bytes:
-        """The verified bytes of one format of a version."""
+        """The verified bytes of one format of a version: its signature checked first (with
+        ``MODELPORT_SIGNING_KEY`` set), then the bytes against the recorded sha256."""
         art = version.artefact(fmt)
         if art is None or art.sha256 is None:
             raise NotFound(
                 f"{version.uri} has no {fmt} artefact; it has: "
                 f"{', '.join(version.accepted_formats()) or 'none'}"
             )
+        self._check_signature(version.name, version.version, fmt, art.sha256, art.signature)
         return self.store.get(art.sha256)
+
+    def put_signed(self, data: bytes, name: str, purpose: str) -> tuple[str, str | None]:
+        """Store a blob that is not one of a version's formats (an online learner's state),
+        returning its sha256 and its signature as ``purpose`` of model ``name`` (None
+        without a key), for the caller to record beside the hash."""
+        sha = self.store.put(data)
+        key = self.signing_key
+        return sha, artefact_signature(key, name, 0, purpose, sha) if key else None
+
+    def get_signed(self, sha256: str, signature: str | None, name: str, purpose: str) -> bytes:
+        """The bytes :meth:`put_signed` stored, checked as :meth:`read_artefact` checks an
+        artefact's."""
+        self._check_signature(name, 0, purpose, sha256, signature)
+        return self.store.get(sha256)
+
+    def sign_unsigned(self, name: str | None = None) -> int:
+        """Sign every stored artefact (of model ``name``, or of all) that has no signature,
+        after re-hashing its blob; returns how many were signed. What this signs is trusted
+        as it stands: run it once, when a key is first set, on a registry you trust."""
+        key = self.signing_key
+        if key is None:
+            raise UserError(f"set {SIGNING_KEY_ENV} to the key to sign with (e.g. the output "
+                            f"of {_GENERATE})")
+        q = select(S.artefacts).where(S.artefacts.c.signature.is_(None),
+                                      S.artefacts.c.sha256.is_not(None))
+        if name is not None:
+            q = q.where(S.artefacts.c.model == name)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).mappings().all()
+        for r in rows:
+            self.store.get(r["sha256"])  # a blob changed since registration stops it here
+        with S.write_txn(self.engine) as conn:
+            for r in rows:
+                conn.execute(update(S.artefacts).where(
+                    S.artefacts.c.model == r["model"], S.artefacts.c.version == r["version"],
+                    S.artefacts.c.format == r["format"], S.artefacts.c.sha256 == r["sha256"],
+                    S.artefacts.c.signature.is_(None),
+                ).values(signature=artefact_signature(key, r["model"], r["version"],
+                                                      r["format"], r["sha256"])))
+        return len(rows)
+
+    def _check_signature(self, name: str, version: int, fmt: str, sha: str,
+                         signature: str | None) -> None:
+        key = self.signing_key
+        if key is None:
+            return
+        what = (f"the {fmt} artefact of {name}/{version}" if version
+                else f"the {fmt} of {name}")
+        what += f" (sha256 {sha[:12]}...)"
+        if signature is None:
+            if os.environ.get(ALLOW_UNSIGNED_ENV) == "1":
+                log.warning("loading %s without a signature (%s=1)", what, ALLOW_UNSIGNED_ENV)
+                return
+            redo = ("register the model again with the key set, sign the versions you trust "
+                    "with Registry().sign_unsigned()" if version
+                    else "start afresh (modelport learn --fresh)")
+            raise SignatureRefused(
+                f"{what} has no signature and {SIGNING_KEY_ENV} is set: it was stored "
+                "without the key, or its signature was removed from the registry database; "
+                f"refusing to load it. To fix it, {redo}, or set {ALLOW_UNSIGNED_ENV}=1 to "
+                "load unsigned versions")
+        expected = artefact_signature(key, name, version, fmt, sha)
+        if not hmac.compare_digest(signature.encode("utf-8"), expected.encode("utf-8")):
+            raise SignatureRefused(
+                f"{what} does not carry a valid signature under {SIGNING_KEY_ENV}: the "
+                "registry database was changed after it was registered, or it was signed "
+                "with another key; refusing to load it. Register the model again from a "
+                f"trusted copy, or set {SIGNING_KEY_ENV} to the key it was registered with")
 
     def sample(self, uri: str | ModelURI | Version):
         """The sample of training rows stored with a version, as a DataFrame."""
@@ -361,12 +484,15 @@ class Registry:
                 parent_version=new.parent_version, sample_sha256=sample_sha,
                 description=new.description, lineage=new.lineage or {},
             ))
+            key = self.signing_key
             for art in new.artefacts:
                 sha = shas.get(art.format)
                 conn.execute(insert(S.artefacts).values(
                     model=name, version=number, format=art.format, sha256=sha,
                     size=len(new.blobs[art.format]) if art.format in new.blobs else None,
                     status=art.status, parity=art.parity, reason=art.reason,
+                    signature=(artefact_signature(key, name, number, art.format, sha)
+                               if key and sha else None),
                 ))
             _fault("register:before-commit")
         return self.get(ModelURI(name, number))
@@ -528,7 +654,8 @@ class Registry:
             parent_version=row["parent_version"], sample_sha256=row["sample_sha256"],
             description=row["description"], lineage=row["lineage"] or {},
             artefacts=[Artefact(format=a["format"], status=a["status"], sha256=a["sha256"],
-                                size=a["size"], parity=a["parity"], reason=a["reason"])
+                                size=a["size"], parity=a["parity"], reason=a["reason"],
+                                signature=a["signature"])
                        for a in arts],
             aliases=list(names),
         )

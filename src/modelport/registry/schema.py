@@ -2,7 +2,8 @@
 
 SQLite (default) and PostgreSQL. Writes that must not interleave (allocating a version
 number, moving an alias) run in :func:`write_txn`: ``BEGIN IMMEDIATE`` on SQLite, a row
-lock on PostgreSQL.
+lock on PostgreSQL. Tables are created on first use, and a registry made by an earlier
+release gets the columns added since (:data:`ADDED_COLUMNS`) the first time it is opened.
 """
 
 from __future__ import annotations
@@ -73,7 +74,13 @@ artefacts = Table(
     Column("status", String(16), nullable=False),  # accepted | rejected
     Column("parity", JSON),
     Column("reason", Text),
+    # HMAC-SHA256 of (model, version, format, sha256) under MODELPORT_SIGNING_KEY, when set
+    Column("signature", String(96)),
 )
+
+#: columns added to a table after it was first released: a registry created before gets
+#: them on first use (see :func:`add_missing_columns`)
+ADDED_COLUMNS = (("mp_artefacts", "signature"),)
 
 aliases = Table(
     "mp_aliases", metadata,
@@ -182,12 +189,14 @@ def open_engine(url: str) -> Engine:
         # must not wait behind a registration that holds it.
         with engine.connect() as conn:
             present = set(inspect(conn).get_table_names())
-        if not present.issuperset(metadata.tables):
+            missing = _missing_columns(conn) if present.issuperset(metadata.tables) else []
+        if not present.issuperset(metadata.tables) or missing:
             with write_txn(engine) as conn:
                 if engine.dialect.name == "postgresql":
                     # concurrent first use from several processes must not race on CREATE TABLE
                     conn.execute(text("SELECT pg_advisory_xact_lock(7316254)"))
                 metadata.create_all(conn)
+                add_missing_columns(conn)
     except Exception as exc:
         if isinstance(exc, UserError):
             raise
@@ -200,6 +209,21 @@ def open_engine(url: str) -> Engine:
             ) from None
         raise
     return engine
+
+
+def _missing_columns(conn: Connection) -> list[tuple[str, str]]:
+    inspector = inspect(conn)
+    have = {t: {c["name"] for c in inspector.get_columns(t)} for t, _ in ADDED_COLUMNS}
+    return [(t, c) for t, c in ADDED_COLUMNS if c not in have[t]]
+
+
+def add_missing_columns(conn: Connection) -> None:
+    """Add the :data:`ADDED_COLUMNS` a registry created by an earlier release lacks, inside
+    the caller's write transaction (so two processes opening it at once add each once).
+    Rows written before get NULL there, which each column's reader takes as "absent"."""
+    for table, column in _missing_columns(conn):
+        kind = metadata.tables[table].c[column].type.compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
 
 
 def _create(url: str, **kwargs) -> Engine:

@@ -1,8 +1,11 @@
 """The OpenAPI document of a server, with request schemas derived from each model's signature,
-and the ``/docs`` page that renders it."""
+and the ``/docs`` page that renders it: self-contained, so it works on a machine with no
+internet access."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from typing import Any
 
 import modelport
@@ -104,10 +107,146 @@ def document(models: dict[str, Any]) -> dict[str, Any]:
             "paths": paths, "components": {"schemas": schemas}}
 
 
-DOCS_HTML = """<!doctype html>
-<html><head><meta charset="utf-8"><title>modelport API</title>
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
-</head><body><div id="ui"></div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "openapi.json", dom_id: "#ui"});</script>
-</body></html>"""
+#: the /docs page's style and script, inline: the page loads nothing from anywhere else
+_DOCS_STYLE = """
+body{font:15px/1.45 system-ui,sans-serif;margin:0 auto;max-width:60rem;padding:1rem 1.5rem;
+color:#1d2330;background:#fff}
+h1{font-size:1.5rem;margin:.2rem 0}h2{font-size:1.2rem;margin:1.6rem 0 .4rem;
+border-bottom:1px solid #d5d9e0}h3{font-size:1rem;margin:1rem 0 .3rem}
+table{border-collapse:collapse;width:100%}th,td{text-align:left;vertical-align:top;
+padding:.25rem .5rem;border-bottom:1px solid #eceef2}th{font-weight:600}
+code,pre{font:13px/1.4 ui-monospace,monospace}pre{background:#f4f5f7;padding:.6rem;
+overflow-x:auto;white-space:pre-wrap;word-break:break-all}
+.method{display:inline-block;min-width:3.2rem;font-weight:600}.muted{color:#5b6475}
+"""
+_DOCS_SCRIPT = r"""
+"use strict";
+function el(tag, text, cls) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = String(text);
+  if (cls) node.className = cls;
+  return node;
+}
+function resolve(doc, schema) {
+  for (let i = 0; schema && schema.$ref && i < 20; i++) {
+    schema = schema.$ref.split("/").slice(1).reduce(
+      (at, key) => at && at[key.replace(/~1/g, "/").replace(/~0/g, "~")], doc);
+  }
+  return schema || {};
+}
+function kinds(s) { return [].concat(s.type || []).filter(t => t !== "null"); }
+function describe(s) {
+  if (Array.isArray(s.enum)) {
+    const known = s.enum.filter(v => v !== null);
+    const shown = known.slice(0, 8).map(v => JSON.stringify(v)).join(", ");
+    return "one of " + known.length + " categories: " + shown + (known.length > 8 ? ", ..." : "");
+  }
+  if (typeof s.minimum === "number" && typeof s.maximum === "number") {
+    return "number, " + s.minimum + " to " + s.maximum + " in training";
+  }
+  return kinds(s).join(" or ") || "any";
+}
+function example(record) {
+  const row = {};
+  for (const [name, s] of Object.entries(record.properties || {})) {
+    const known = Array.isArray(s.enum) ? s.enum.filter(v => v !== null) : [];
+    if (known.length) row[name] = known[0];
+    else if (typeof s.minimum === "number" && typeof s.maximum === "number")
+      row[name] = Number(((s.minimum + s.maximum) / 2).toPrecision(6));
+    else row[name] = kinds(s).includes("number") ? 0 : "";
+  }
+  return row;
+}
+function shell(text) { return "'" + text.replace(/'/g, "'\\''") + "'"; }
+function routes(paths, list) {
+  const table = el("table");
+  for (const path of list) {
+    for (const [method, op] of Object.entries(paths[path] || {})) {
+      const row = el("tr");
+      const cell = el("td");
+      cell.append(el("span", method.toUpperCase(), "method"), el("code", path));
+      row.append(cell, el("td", op.summary || "", "muted"));
+      table.append(row);
+    }
+  }
+  return table;
+}
+function model(doc, name, own) {
+  const section = el("section");
+  section.className = "model";
+  section.append(el("h2", name), el("h3", "Routes"), routes(doc.paths, own));
+  const body = ((doc.paths["/predict/" + name].post || {}).requestBody || {}).content || {};
+  const schema = resolve(doc, ((body["application/json"] || {}).schema || {}).oneOf?.[0]);
+  const inputs = el("table");
+  const head = el("tr");
+  head.append(el("th", "input"), el("th", "values"));
+  inputs.append(head);
+  for (const [column, s] of Object.entries(schema.properties || {})) {
+    const row = el("tr");
+    const cell = el("td");
+    cell.append(el("code", column));
+    row.append(cell, el("td", describe(s)));
+    inputs.append(row);
+  }
+  const request = JSON.stringify(example(schema));
+  const url = location.origin + "/predict/" + encodeURIComponent(name);
+  section.append(el("h3", "Inputs"), inputs, el("h3", "Example request"),
+    el("pre", "curl -X POST " + shell(url) + " -H 'Content-Type: application/json' -d " +
+              shell(request)));
+  return section;
+}
+async function main() {
+  const status = document.getElementById("status");
+  let doc;
+  try {
+    const answer = await fetch("openapi.json", {headers: {accept: "application/json"}});
+    if (!answer.ok) throw new Error("the server answered " + answer.status);
+    doc = await answer.json();
+  } catch (error) {
+    status.textContent = "Could not read openapi.json: " + error.message;
+    return;
+  }
+  const paths = doc.paths || {};
+  const names = Object.keys(paths).filter(p => p.startsWith("/predict/")).map(p => p.slice(9));
+  const owned = new Set();
+  const models = document.getElementById("models");
+  for (const name of names) {
+    const own = ["/predict/" + name, "/v1/models/" + name + ":predict", "/v1/models/" + name,
+                 "/v2/models/" + name + "/infer", "/v2/models/" + name,
+                 "/v2/models/" + name + "/ready"].filter(p => p in paths);
+    own.forEach(p => owned.add(p));
+    models.append(model(doc, name, own));
+  }
+  const rest = Object.keys(paths).filter(p => !owned.has(p));
+  models.append(el("h2", "Other routes"), routes(paths, rest));
+  const info = doc.info || {};
+  status.textContent = (info.description || "") + " (modelport " + (info.version || "?") +
+    "; the full OpenAPI document is at /openapi.json)";
+}
+main();
+"""
+
+
+def _csp_hash(text: str) -> str:
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
+
+
+#: ``/docs``: a page of its own (no Swagger UI, no CDN, nothing fetched but
+#: ``openapi.json`` from the same server) listing each model's routes, inputs and an example
+#: request. Text from the document (column names, categories) is set as text, never as
+#: markup, and the Content-Security-Policy admits only this page's own script and style.
+DOCS_HTML = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; \
+script-src {_csp_hash(_DOCS_SCRIPT)}; style-src {_csp_hash(_DOCS_STYLE)}; connect-src 'self'; \
+base-uri 'none'; form-action 'none'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>modelport API</title>
+<style>{_DOCS_STYLE}</style>
+</head><body>
+<header><h1>modelport API</h1><p id="status" class="muted">Reading openapi.json...</p></header>
+<main id="models"></main>
+<script>{_DOCS_SCRIPT}</script>
+</body></html>
+"""

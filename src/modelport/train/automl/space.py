@@ -22,7 +22,6 @@ family         classification                              regression
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,9 +85,11 @@ class Family:
             is not None else self.space
 
     def cls(self, task: str) -> type:
-        """The estimator class for ``task`` (imported)."""
-        module, _, name = self.classes[task].rpartition(".")
-        return getattr(importlib.import_module(module), name)
+        """The estimator class for ``task`` (imported through the one checker of spec imports,
+        :func:`modelport.train.spec.import_class`)."""
+        from modelport.train.spec import import_class
+
+        return import_class(self.classes[task], f"automl family {self.name}", task)
 
     def make(self, task: str, params: dict[str, Any] | None = None, seed: int = 0):
         """A fresh estimator of this family for ``task`` with ``params`` over the fixed ones."""

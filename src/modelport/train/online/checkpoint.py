@@ -6,7 +6,8 @@ and ONNX, or joblib and the compiled form; PMML starts a Java runtime per conver
 its lineage records, under ``online``, the position in the source after the last event it
 learnt, how many events that was, and the sha256 of the pickled learning state (learner,
 preprocessing, prequential window, drift detector, labels still waiting) in the artefact
-store. The state blob is stored before the version is created, and a version becomes
+store, with its signature when ``MODELPORT_SIGNING_KEY`` is set (checked before the state
+is unpickled, as every artefact's is). The state blob is stored before the version is created, and a version becomes
 visible in one transaction, so a learner killed at any point leaves either a complete
 checkpoint or none: :func:`latest` finds the last complete one to resume from, and the
 source is read again from its position, so no event is learnt twice or skipped.
@@ -83,7 +84,9 @@ def latest(registry, name: str) -> tuple[Any, bytes] | None:
         online = (lineage or {}).get(LINEAGE) or {}
         if online.get("state_sha256"):
             version = registry.get(ModelURI(name, number))
-            return version, registry.store.get(online["state_sha256"])
+            return version, registry.get_signed(online["state_sha256"],
+                                                online.get("state_signature"), name,
+                                                "online-state")
     return None
 
 
@@ -138,11 +141,12 @@ class Checkpointer:
         from modelport.register import log_model
 
         spec, reg = self.spec, self.registry
-        sha = reg.store.put(p.state)
+        sha, signature = reg.put_signed(p.state, spec.name, "online-state")
         lineage = {
             "estimator": spec.estimator,
             "source": spec.source.describe(),
-            LINEAGE: {"position": p.position, "seq": p.seq, "state_sha256": sha, "run": p.run,
+            LINEAGE: {"position": p.position, "seq": p.seq, "state_sha256": sha,
+                      "state_signature": signature, "run": p.run,
                       "fingerprint": p.fingerprint, "counts": p.counts, "spec": spec.raw},
         }
         version = log_model(

@@ -13,7 +13,8 @@ event to its centre. What happens when the detector fires is the spec's ``drift.
 
 Detectors are named as in River (``ADWIN``, ``PageHinkley``, ``KSWIN``; the binary ones
 ``DDM``, ``EDDM``, ``HDDM_A``, ``HDDM_W``, ``FHDDM`` take only classification errors) or by a
-dotted path; ``drift.params`` are passed to them.
+dotted path, imported only from the modules specs may import from
+(:func:`modelport.train.spec.import_class`); ``drift.params`` are passed to them.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ def make_detector(spec):
     drift = require("river.drift", "online", "drift detection")
     name = spec.drift_detector
     if "." in name:
-        from modelport.train.spec import _import_estimator
+        from modelport.train.spec import import_class
 
-        cls = _import_estimator(name, spec.label)
+        cls = import_class(name, spec.label, "drift.detector")
     else:
-        cls = getattr(drift, name, None) or getattr(drift.binary, name, None)
+        cls = next((c for c in (getattr(drift, name, None), getattr(drift.binary, name, None))
+                    if isinstance(c, type)), None)
         if cls is None:
             known = [n for n in dir(drift) if n[:1].isupper() and n not in
                      ("DriftRetrainingClassifier", "DummyDriftDetector", "NoDrift")]

@@ -83,9 +83,9 @@ def check_estimator(spec) -> None:
             raise spec.fail("learner.estimator", f"{spec.estimator} is not a River "
                             f"{_KINDS[spec.task]} but the task is {spec.task}")
         return
-    from modelport.train.spec import _import_estimator
+    from modelport.train.spec import import_class
 
-    cls = _import_estimator(spec.estimator, spec.label)
+    cls = import_class(spec.estimator, spec.label, "learner.estimator")
     if not hasattr(cls, "partial_fit"):
         raise spec.fail("learner.estimator", f"{cls.__name__} cannot learn incrementally (it "
                         f"has no partial_fit); use one that does, e.g. {_EXAMPLES}, or a "
@@ -107,9 +107,9 @@ def check_estimator(spec) -> None:
 
 def build_sklearn(spec):
     """A fresh scikit-learn estimator with the stream defaults under the spec's params."""
-    from modelport.train.spec import _import_estimator
+    from modelport.train.spec import import_class
 
-    cls = _import_estimator(spec.estimator, spec.label)
+    cls = import_class(spec.estimator, spec.label, "learner.estimator")
     params = {**STREAM_DEFAULTS.get(cls.__name__, {}), **spec.params}
     try:
         return cls(**params)
@@ -151,18 +151,19 @@ def _sklearn_kind(estimator) -> str | None:
 
 
 def _river_model(spec):
-    from modelport.train.spec import _import_estimator
+    from modelport.train.spec import import_class
 
     require("river", "online", "River learners")
 
     def build(path: str, params: dict, key: str):
-        cls = _import_estimator(path, spec.label)
+        cls = import_class(path, spec.label, key)
         try:
             return cls(**params)
         except TypeError as exc:
-            raise spec.fail(key, f"{path} does not accept these parameters ({exc})") from None
+            where = "learner.params" if key == "learner.estimator" else key
+            raise spec.fail(where, f"{path} does not accept these parameters ({exc})") from None
 
-    model = build(spec.estimator, spec.params, "learner.params")
+    model = build(spec.estimator, spec.params, "learner.estimator")
     if not hasattr(model, "learn_one"):
         raise spec.fail("learner.estimator", f"{spec.estimator} is not a River estimator "
                         "(it has no learn_one)")
