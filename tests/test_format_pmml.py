@@ -177,6 +177,23 @@ FOREIGN_TREE = textwrap.dedent("""\
     """).encode()
 
 
+def test_foreign_files_are_scored_by_their_read_form_and_own_files_by_pypmml():
+    foreign = pmml.load(FOREIGN, pmml.inspect(FOREIGN))
+    assert foreign.runtime == "compiled"
+    model, sig, X = fitted("logistic_binary_strings")
+    own = pmml.load(pmml.convert(model, sig, X), sig)
+    assert own.runtime == "pypmml"
+    assert "modelport" in own.reader_refusal
+
+
+def test_an_extension_in_the_mining_schema_is_not_a_field():
+    text = FOREIGN.decode().replace(
+        "<MiningSchema>", '<MiningSchema><Extension name="X-FeatureImportances" value="1"/>')
+    sig = pmml.inspect(text.encode())
+    assert sig.names == ["age", "colour", "n"]
+    assert pmml.load(text.encode(), sig).predict({"age": 40.0, "colour": "red", "n": 2}) == [1]
+
+
 def test_classes_of_a_foreign_file_come_from_its_output_when_the_target_lists_none():
     sig = pmml.inspect(FOREIGN_TREE)
     assert sig.classes == ["no", "yes"]
@@ -234,7 +251,9 @@ def test_java_process_ends_with_the_python_process():
         print(" ".join(children))
     """)
     tests = os.path.dirname(__file__)
-    env = {**os.environ, "PYTHONPATH": tests + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    # a file made elsewhere is scored by its read form, with no JVM: force pypmml here
+    env = {**os.environ, "PYTHONPATH": tests + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           pmml.RUNTIME_ENV: "pypmml"}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env=env, timeout=120, check=True)
     children = done.stdout.split()

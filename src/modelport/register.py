@@ -78,7 +78,10 @@ def log_model(model, name: str, sample=None, *, task: str | None = None,
     frame = _frame(model, sample)
     task = task or infer_task(model)
     classes = classes_of(model) if task == "classification" else None
-    signature = Signature.infer(frame, task, classes, chunk_rows=CHUNK_ROWS)
+    try:
+        signature = Signature.infer(frame, task, classes, chunk_rows=CHUNK_ROWS)
+    except UnicodeEncodeError:
+        raise UserError(_not_unicode(frame)) from None
     rows = _limit(frame)
     native = NativePredictor(model, signature)
     try:
@@ -172,7 +175,8 @@ def import_model(path: str | Path, name: str, format: str | None = None, sample=
         rows = _limit(frame)
         predictor = module.load(data, signature)
         # proves the imported model scores its sample, and reads its outputs as meant
-        _check_probabilities(predictor.run(rows), path.name)
+        _check_probabilities(predictor.run(rows), path.name,
+                             getattr(predictor, "proba_hint", None))
     del predictor
     art = Artefact(format=fmt, status="accepted", size=len(data),
                    parity={"imported": True, "source": path.name,
@@ -210,9 +214,10 @@ def import_model(path: str | Path, name: str, format: str | None = None, sample=
     return version
 
 
-def _check_probabilities(outputs: dict, source: str) -> None:
+def _check_probabilities(outputs: dict, source: str, hint: str | None = None) -> None:
     """Refuse an import whose probabilities on the sample are not probabilities (a graph
-    giving logits, imported as a classifier), rather than serve them."""
+    giving logits, imported as a classifier), rather than serve them; ``hint`` says what
+    to do instead when the format knows better."""
     proba = outputs.get("proba")
     if proba is None or not len(proba):
         return
@@ -222,8 +227,9 @@ def _check_probabilities(outputs: dict, source: str) -> None:
     if len(proba) and (proba.min() < -1e-6 or proba.max() > 1 + 1e-6
                        or np.abs(sums - 1).max() > 1e-3):
         raise UserError(f"the probabilities {source} gives on the sample are not probabilities "
-                        f"(row sums {sums.min():.4g} to {sums.max():.4g}): export the model "
-                        "with its softmax, or import it with --task regression")
+                        f"(row sums {sums.min():.4g} to {sums.max():.4g}): "
+                        + (hint or "export the model with its softmax, or import it with "
+                                   "--task regression"))
 
 
 def _record_reference(registry: Registry, version: Version, frame, load_predictor) -> None:
@@ -413,8 +419,31 @@ def _parquet(frame) -> bytes | None:
     if frame is None:
         return None
     buf = io.BytesIO()
-    frame.to_parquet(buf, index=False)
+    try:
+        frame.to_parquet(buf, index=False)
+    except UnicodeEncodeError:
+        raise UserError(_not_unicode(frame)) from None
     return buf.getvalue()
+
+
+def _not_unicode(frame) -> str:
+    """The message for training rows holding text that is not Unicode (a lone surrogate,
+    which no file or database can store), naming the column."""
+    def bad(text) -> bool:
+        try:
+            str(text).encode("utf-8")
+            return False
+        except UnicodeEncodeError:
+            return True
+
+    where = next((f"the column name {str(c).encode('utf-8', 'backslashreplace').decode()!r}"
+                  for c in frame.columns if bad(c)), None)
+    if where is None:
+        where = next((f"column {str(c)!r}" for c in frame.columns
+                      if frame[c].dtype == object and frame[c].dropna().map(bad).any()),
+                     "the rows")
+    return (f"{where} holds text that is not Unicode (a lone surrogate, such as \\ud800): "
+            "no artefact can store it; fix the text, or drop it before registering")
 
 
 def fingerprint(frame) -> str:

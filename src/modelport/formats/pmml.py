@@ -1,22 +1,33 @@
-"""PMML artefacts, written by modelport's own compiler and scored by pypmml.
+"""PMML artefacts: written by modelport's own compiler, or made elsewhere and imported.
 
-A model is read into the intermediate form (:mod:`modelport.compile`), the form is proven
-equal to the native model on the registration sample in NumPy, and only then written as
-PMML 4.4. Scoring goes through pypmml, which runs the PMML in a Java process: one gateway
-per Python process, started on first use and shut down at exit. PMML files made elsewhere
-can be imported: :func:`inspect` reads their signature.
+A fitted model is read into the intermediate form (:mod:`modelport.compile`), the form is
+proven equal to the native model on the registration sample in NumPy, and only then
+written as PMML 4.4; such a file is scored by pypmml, which runs the PMML in a Java
+process (one gateway per Python process, started on first use and shut down at exit), as
+the independent check of the writer.
+
+A PMML file made elsewhere (:func:`inspect` reads its signature) is read into the form by
+:mod:`modelport.compile.from_pmml` when the form can say exactly what it computes, and then
+scored by that form, with no JVM; the import stores the form as the version's ``compiled``
+artefact (:func:`derived_artefacts`). The form is proven against the file's own
+ModelVerification records when it has them. A file the reader cannot read is scored by
+pypmml, with the reason kept; one whose records neither reproduces is refused.
 """
 
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
+import os
+import re
 import shutil
 import threading
-import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 
+from modelport.compile.from_pmml import MODEL_TAGS, canonical, read_pmml, top_model
 from modelport.errors import ConversionError, UserError, require
 from modelport.predictor import Predictor
 from modelport.signature import Column, Signature
@@ -27,6 +38,10 @@ TOLERANCE = 1e-6
 
 #: how far the compiled form may be from the native model before it is refused
 IR_TOLERANCE = {"float64": 1e-9, "float32": 1e-6}
+#: how far the read form of a file made elsewhere may be from its ModelVerification records
+VERIFY_TOLERANCE = 1e-9
+#: ``auto`` (the read form when the file can be read, else pypmml), ``compiled`` or ``pypmml``
+RUNTIME_ENV = "MODELPORT_PMML_RUNTIME"
 
 _gateway_lock = threading.Lock()
 _gateway_started = False
@@ -68,7 +83,8 @@ def convert(model, signature: Signature, sample) -> bytes:
 
 
 def load(data: bytes, signature: Signature) -> PmmlPredictor:
-    """A Predictor scoring PMML ``data`` with pypmml."""
+    """A Predictor scoring PMML ``data``: with its read form when the file was made
+    elsewhere and the reader can read it, else with pypmml."""
     return PmmlPredictor(data, signature)
 
 
@@ -78,12 +94,13 @@ def inspect(data: bytes) -> Signature:
     Inputs are the active fields of the top model's MiningSchema, numeric when their
     DataField is continuous and not a string, categorical otherwise (with the DataField's
     Values as categories); the task comes from ``functionName`` and the classes from the
-    target field's Values.
+    target field's Values, else from the Output's probabilities, else from the classes the
+    model itself names (score distributions, node scores, regression tables). Classes are
+    integers when every one is a whole number (``1.0`` is the class ``1``).
     """
-    root = _parse(data)
-    ns = _namespace(root)
-    fields = {f.get("name"): f for f in root.iter(f"{ns}DataField")}
-    model = _top_model(root, ns)
+    root = read_pmml(data)
+    fields = {f.get("name"): f for f in root.iter("DataField")}
+    model = top_model(root)
     function = model.get("functionName")
     task = {"classification": "classification", "regression": "regression",
             "clustering": "clustering"}.get(function)
@@ -91,7 +108,8 @@ def inspect(data: bytes) -> Signature:
         raise UserError(f"PMML model function {function!r} is not supported: "
                         "use a classification, regression or clustering model")
     inputs, target = [], None
-    for mf in model.find(f"{ns}MiningSchema"):
+    schema = model.find("MiningSchema")
+    for mf in [] if schema is None else schema.findall("MiningField"):
         name = mf.get("name")
         usage = mf.get("usageType", "active")
         if usage in ("target", "predicted"):
@@ -102,7 +120,7 @@ def inspect(data: bytes) -> Signature:
         df = fields.get(name)
         if df is None:
             raise UserError(f"PMML MiningField {name!r} has no DataField: the file is invalid")
-        values = [v.get("value") for v in df.findall(f"{ns}Value")
+        values = [v.get("value") for v in df.findall("Value")
                   if v.get("property", "valid") == "valid"]
         numeric = df.get("optype") == "continuous" and df.get("dataType") not in ("string",
                                                                                  "boolean")
@@ -110,85 +128,443 @@ def inspect(data: bytes) -> Signature:
             inputs.append(Column(name=name, dtype="float64", kind="numeric", nullable=True))
         else:
             inputs.append(Column(name=name, dtype="string", kind="categorical", nullable=True,
-                                 categories=values or None))
+                                 categories=[canonical(v, df.get("dataType")) for v in values]
+                                 or None))
     classes = None
     if task == "classification":
         df = fields.get(target)
         data_type = df.get("dataType") if df is not None else None
-        values = [] if df is None else [v.get("value") for v in df.findall(f"{ns}Value")
+        values = [] if df is None else [v.get("value") for v in df.findall("Value")
                                         if v.get("property", "valid") == "valid"]
         if not values:
             # no declared target values: the classes the Output gives probabilities for
-            values = [o.get("value") for o in model.iter(f"{ns}OutputField")
+            values = [o.get("value") for o in model.iter("OutputField")
                       if o.get("feature") == "probability" and o.get("value") is not None]
-        classes = [_typed(v, data_type) for v in values] or None
+        if not values:
+            values = _model_classes(model)
+        classes = _typed_classes(values, data_type) or None
     return Signature(inputs=inputs, task=task, classes=classes)
 
 
+def _model_classes(model) -> list[str]:
+    """The classes a classifier names itself, in the order met."""
+    seen: dict[str, None] = {}
+    for tag, attr in (("ScoreDistribution", "value"), ("RegressionTable", "targetCategory"),
+                      ("TargetValueCount", "value"), ("Node", "score")):
+        for el in model.iter(tag):
+            seen.setdefault(el.get(attr), None)
+        seen.pop(None, None)
+        if seen:
+            # the first kind of element that names classes names them all
+            return list(seen)
+    return []
+
+
+def _typed_classes(values: list[str], data_type: str | None) -> list:
+    """Class labels: integers when the target is numeric and every class a whole number,
+    floats for other numbers, text otherwise."""
+    if data_type not in ("integer", "double", "float"):
+        return list(values)
+    try:
+        numbers = [float(v) for v in values]
+    except ValueError:
+        return list(values)
+    if all(n.is_integer() for n in numbers):
+        return [int(n) for n in numbers]
+    return numbers
+
+
+# --- the read form: the runtime of PMML made elsewhere ----------------------------------------
+
+
+def is_own(root) -> bool:
+    """Whether modelport's own writer made this document (its Header says so)."""
+    header = root.find("Header")
+    app = header.find("Application") if header is not None else None
+    return app is not None and app.get("name") == "modelport"
+
+
+def read_form(data: bytes, signature: Signature):
+    """``(form, verification, refusal)``: the read form of a PMML file made elsewhere and
+    its proof against the file's own ModelVerification records, or ``None`` and why not.
+
+    A form that differs from the records by more than 1e-9 is not used. Files written by
+    modelport are never read: pypmml scoring them is the independent check of the writer.
+    """
+    key = (hashlib.sha256(data).hexdigest(), json.dumps(signature.to_dict(), sort_keys=True))
+    with _forms_lock:
+        if key not in _forms:
+            _forms[key] = _read_form(data, signature)
+            while len(_forms) > 16:
+                _forms.pop(next(iter(_forms)))
+        return _forms[key]
+
+
+_forms: dict = {}
+_forms_lock = threading.Lock()
+
+
+def _read_form(data: bytes, signature: Signature):
+    from modelport.compile import evaluate
+    from modelport.compile.from_pmml import to_ir
+
+    root = read_pmml(data)
+    if is_own(root):
+        return None, None, "written by modelport: scored by pypmml, the independent check " \
+                           "of modelport's PMML writer"
+    try:
+        model_ir = to_ir(root, signature)
+    except ConversionError as exc:
+        return None, None, str(exc)
+    records = verification(root, signature)
+    if records is None:
+        return model_ir, None, None
+    frame, expected, _ = records
+    result = check_records(expected, evaluate(model_ir, frame), signature)
+    if not result["passed"]:
+        return None, result, (f"the read form differs from the file's ModelVerification "
+                              f"({result['reason']})")
+    return model_ir, result, None
+
+
+def verification(root, signature: Signature):
+    """The file's ModelVerification as ``(inputs frame, expected outputs, precision)``, or
+    ``None``.
+
+    Expected outputs map ``proba`` (when every class has a probability field), ``label``,
+    ``value`` or ``cluster`` to arrays; a record without the field holds no answer there
+    (NaN, or None for labels). ``precision`` maps ``proba`` and ``value`` to the
+    ``(precision, zeroThreshold)`` the file states for them.
+    """
+    import pandas as pd
+
+    from modelport.compile.from_pmml import verification_records
+
+    rows, vfields = verification_records(root)
+    if not rows:
+        return None
+    model = top_model(root)
+    data_types = {f.get("name"): f.get("dataType") for f in root.iter("DataField")}
+    columns = {}
+    for col in signature.inputs:
+        texts = [r.get(col.name) for r in rows]
+        if col.kind == "numeric":
+            columns[col.name] = [float(t) if t is not None else np.nan for t in texts]
+        else:
+            columns[col.name] = [canonical(t, data_types.get(col.name)) if t is not None
+                                 else None for t in texts]
+    frame = signature.coerce(pd.DataFrame(columns))
+    outputs = {o.get("name"): o for o in root.iter("OutputField")}
+    targets = {mf.get("name") for mf in model.iter("MiningField")
+               if mf.get("usageType") in ("target", "predicted")}
+    predicted, proba = None, {}
+    classes = signature.classes or []
+    for name in vfields:
+        if name in signature.names:
+            continue
+        of = outputs.get(name)
+        feature = of.get("feature", "predictedValue") if of is not None else (
+            "predictedValue" if name in targets else None)
+        if feature == "predictedValue" and predicted is None:
+            predicted = name
+        elif feature == "probability" and of.get("value") is not None and classes:
+            try:
+                proba[_class_position(of.get("value"), classes)] = name
+            except ValueError:
+                continue
+    expected: dict[str, np.ndarray] = {}
+    task = signature.task
+    if task == "classification":
+        if proba and sorted(proba) == list(range(len(classes))):
+            expected["proba"] = np.array([[_float(r.get(proba[k])) for k in range(len(classes))]
+                                          for r in rows], dtype=np.float64)
+        if predicted is not None:
+            expected["label"] = np.array([_class_of(r.get(predicted), classes) for r in rows],
+                                         dtype=object)
+    elif predicted is not None and task == "regression":
+        expected["value"] = np.array([_float(r.get(predicted)) for r in rows])
+    elif predicted is not None:
+        ids = cluster_ids(root)
+        expected["cluster"] = np.array([ids.get(r.get(predicted), -1) if r.get(predicted)
+                                        is not None else -1 for r in rows], dtype=np.int64)
+    if not expected:
+        return None
+    precision = {}
+    if "proba" in expected:
+        stated = [vfields[n] for n in proba.values()]
+        precision["proba"] = (max(f["precision"] for f in stated), max(f["zero"] for f in stated))
+    if "value" in expected:
+        precision["value"] = (vfields[predicted]["precision"], vfields[predicted]["zero"])
+    return frame, expected, precision
+
+
+def check_records(expected: dict, got: dict, signature: Signature,
+                  tolerance: float = VERIFY_TOLERANCE, precision: dict | None = None) -> dict:
+    """Compare outputs with the expected ones of ModelVerification records.
+
+    Probabilities within ``tolerance``, values within ``tolerance`` relative to their size,
+    labels and clusters exactly; a record with no answer matches a row with none (NaN).
+    With ``precision`` (see :func:`verification`) numbers are compared as the file states
+    instead: within ``precision`` relative to the expected one, or both under the zero
+    threshold.
+    """
+    rows = len(next(iter(expected.values())))
+    worst, wrong, why = 0.0, np.zeros(rows, dtype=bool), []
+    for key, want in expected.items():
+        have = got.get(key)
+        if have is None:
+            return {"rows": rows, "passed": False, "max_abs_diff": None, "label_flips": None,
+                    "reason": f"gives no {key}, which the records hold"}
+        if key in ("proba", "value"):
+            a = np.asarray(want, dtype=np.float64).reshape(rows, -1)
+            b = np.asarray(have, dtype=np.float64).reshape(rows, -1)
+            both_nan = np.isnan(a) & np.isnan(b)
+            delta = np.where(both_nan, 0.0, np.abs(a - b))
+            delta[np.isnan(delta)] = np.inf
+            size = np.abs(np.nan_to_num(a))
+            if precision is not None and key in precision:
+                relative, zero = precision[key]
+                near_zero = (size <= zero) & (np.abs(np.nan_to_num(b)) <= zero)
+                bad = ((delta > relative * size) & ~near_zero).any(axis=1)
+            elif key == "value":
+                bad = (delta / np.maximum(1.0, size) > tolerance).any(axis=1)
+            else:
+                bad = (delta > tolerance).any(axis=1)
+            worst = max(worst, float(delta.max()) if rows else 0.0)
+            if bad.any():
+                why.append(f"{key} differs on {int(bad.sum())} of {rows} records, by up to "
+                           f"{float(delta[bad].max()):.3g}")
+        else:
+            answered = np.array([w is not None and w != -1 for w in want])
+            bad = answered & (np.asarray([str(v) for v in want])
+                              != np.asarray([str(v) for v in have]))
+            if key == "label" and "proba" in expected:
+                # where the probabilities agree the label follows them (ties aside)
+                continue
+            if bad.any():
+                why.append(f"{key} differs on {int(bad.sum())} of {rows} records")
+        wrong |= bad
+    out = {"rows": rows, "max_abs_diff": worst, "label_flips": int(wrong.sum()),
+           "tolerance": tolerance, "passed": not wrong.any()}
+    if why:
+        out["reason"] = "; ".join(why)
+    return out
+
+
+def cluster_ids(root) -> dict[str, int]:
+    """A clustering model's cluster ids and names, each to the cluster's position."""
+    clusters = list(root.iter("Cluster"))
+    ids: dict[str, int] = {}
+    for i, c in enumerate(clusters):
+        for key in (c.get("id"), c.get("name")):
+            if key is not None:
+                ids.setdefault(key, i)
+    for i in range(len(clusters)):  # unnamed clusters are numbered from 1
+        ids.setdefault(str(i + 1), i)
+    return ids
+
+
+def _float(text) -> float:
+    return float(text) if text is not None else np.nan
+
+
+def _class_position(text: str, classes: list) -> int:
+    from modelport.compile.from_pmml import _class_index
+
+    try:
+        return _class_index(text, classes)
+    except ConversionError:
+        raise ValueError(text) from None
+
+
+def _class_of(text, classes: list):
+    if text is None:
+        return None
+    try:
+        return classes[_class_position(text, classes)]
+    except ValueError:
+        return text
+
+
+# --- import ----------------------------------------------------------------------------------
+
+
+def derived_artefacts(data: bytes, signature: Signature, frame=None, *, source=None,
+                      formats=None):
+    """What importing PMML ``data`` adds to its own artefact.
+
+    Returns ``(pmml_parity, artefacts, blobs, params)``: the figures of the PMML artefact
+    (which runtime scores it and the proofs), the derived ``compiled`` artefact (accepted
+    when the file's form was read and reproduces its ModelVerification, else rejected with
+    the reason) and no parameters. Raises :class:`UserError` when neither the read form
+    nor pypmml reproduces the file's own ModelVerification records.
+    """
+    from modelport.compile import evaluate
+    from modelport.parity import compare
+    from modelport.registry import Artefact
+
+    wanted = ("compiled",) if formats is None else tuple(formats)
+    forced = os.environ.get(RUNTIME_ENV) or "auto"
+    model_ir, proof, refusal = read_form(data, signature)
+    if forced == "pypmml":
+        model_ir, refusal = None, refusal or f"not read: {RUNTIME_ENV}=pypmml"
+    parity: dict = {"runtime": "compiled" if model_ir is not None else "pypmml"}
+    if proof is not None:
+        parity["verification"] = {k: proof[k] for k in ("rows", "max_abs_diff", "label_flips")
+                                  if k in proof}
+    if model_ir is None:
+        parity["reader"] = refusal
+        records = verification(read_pmml(data), signature)
+        if records is not None:
+            evaluator = _Pypmml(data, signature)
+            try:
+                # pypmml computes as the file's producer did: proven as the file says
+                check = check_records(records[1], evaluator.run(records[0]), signature,
+                                      precision=records[2])
+            except Exception as exc:  # an evaluator's failure is its disagreement
+                check = {"passed": False, "reason": f"pypmml failed: {type(exc).__name__}: "
+                                                    f"{str(exc)[:200]}"}
+            parity["pypmml_verification"] = {k: check[k] for k in
+                                             ("rows", "max_abs_diff", "label_flips")
+                                             if k in check}
+            if not check["passed"]:
+                what = Path(source).name if source else "the PMML file"
+                raise UserError(
+                    f"cannot import {what}: neither modelport's reading nor pypmml reproduces "
+                    f"its own ModelVerification records (the reader: {refusal}; pypmml: "
+                    f"{check['reason']}); nothing was registered")
+        artefacts = []
+        if "compiled" in wanted:
+            artefacts.append(Artefact(format="compiled", status="rejected",
+                                      reason=f"the file cannot be read into the form: {refusal}"))
+        return parity, artefacts, {}, {}
+    rows = signature.coerce(frame) if frame is not None and len(frame) else None
+    if rows is not None:
+        # pypmml on the sample, for the record: where it differs, the form follows the PMML
+        # specification (and the file's own records when it has them)
+        try:
+            ours = evaluate(model_ir, rows)
+            theirs = _Pypmml(data, signature).run(rows)
+            figures = compare(ours, theirs, signature.task, TOLERANCE)
+            parity["pypmml"] = {k: figures[k] for k in ("rows", "max_abs_diff", "label_flips")
+                                if k in figures}
+            if not figures["passed"]:
+                parity["notes"] = [f"pypmml differs from the read form on the sample "
+                                   f"({figures['reason']})"]
+        except Exception as exc:  # noqa: BLE001 - pypmml's trouble is only noted
+            parity["notes"] = [f"pypmml could not score the sample: {type(exc).__name__}"]
+    artefacts, blobs = [], {}
+    if "compiled" in wanted:
+        compiled = json.dumps(model_ir.to_dict(), allow_nan=True).encode("utf-8")
+        figures = {"derived_from": NAME,
+                   "reference": "ModelVerification" if proof is not None else None}
+        if proof is not None:
+            figures.update({k: proof[k] for k in ("rows", "max_abs_diff", "label_flips",
+                                                  "tolerance")})
+        artefacts.append(Artefact(format="compiled", status="accepted", size=len(compiled),
+                                  parity=figures))
+        blobs["compiled"] = compiled
+    return parity, artefacts, blobs, {}
+
+
+# --- scoring -----------------------------------------------------------------------------------
+
+
 class PmmlPredictor(Predictor):
-    """Scores a PMML document with pypmml, a batch (one JSON document) per call."""
+    """Scores a PMML document: its read form (``runtime == "compiled"``) or pypmml."""
 
     format = NAME
 
-    def __init__(self, data: bytes, signature: Signature) -> None:
+    def __init__(self, data: bytes, signature: Signature, runtime: str | None = None) -> None:
         super().__init__(signature)
+        choice = runtime or os.environ.get(RUNTIME_ENV) or "auto"
+        if choice not in ("auto", "compiled", "pypmml"):
+            raise UserError(f"{RUNTIME_ENV}={choice!r} is not a PMML runtime: use auto, "
+                            "compiled or pypmml")
+        self._prepared = None
+        self._pypmml = None
+        self.reader_refusal: str | None = None
+        if choice != "pypmml":
+            from modelport.compile.fast import Prepared
+
+            model_ir, _, refusal = read_form(data, signature)
+            if model_ir is not None:
+                self._prepared = Prepared(model_ir)
+                self._proba = model_ir.output.gives_proba
+                self.runtime = "compiled"
+            elif choice == "compiled":
+                raise UserError(f"{RUNTIME_ENV}=compiled, but this PMML file cannot be read "
+                                f"into the form: {refusal}")
+            else:
+                self.reader_refusal = refusal
+        if self._prepared is None:
+            self._pypmml = _Pypmml(data, signature)
+            self.runtime = "pypmml"
+
+    def describe(self) -> str:
+        return f"{super().describe()} [{self.runtime}]"
+
+    @property
+    def proba_hint(self) -> str | None:
+        """What to tell a user whose import is refused for the probabilities it gives."""
+        if self.runtime != "pypmml" or self.reader_refusal is None:
+            return None
+        return (f"pypmml scores this file, since modelport cannot read it "
+                f"({self.reader_refusal}); nothing was registered")
+
+    def _gives_proba(self) -> bool:
+        if self._prepared is not None:
+            return self._proba
+        return self._pypmml.gives_proba
+
+    def _run_columns(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._prepared is not None:
+            return self._prepared.run(cols)
+        return super()._run_columns(cols)
+
+    def _run(self, frame) -> dict[str, np.ndarray]:
+        if self._prepared is not None:
+            return self._prepared.run({c: frame[c].to_numpy() for c in frame.columns})
+        return self._pypmml.run(frame)
+
+
+class _Pypmml:
+    """A PMML document scored by pypmml, a batch (one JSON document) per call."""
+
+    def __init__(self, data: bytes, signature: Signature) -> None:
         _start_gateway()
         from pypmml import Model
 
-        self._model = Model.fromString(data.decode("utf-8") if isinstance(data, bytes)
-                                       else str(data))
-        self._primary_column, self._proba_columns = self._output_columns(data)
-        # a clustering model may name its clusters: cluster ids are their positions
-        root = _parse(data)
-        clusters = list(root.iter(f"{_namespace(root)}Cluster"))
-        self._cluster_ids = {}
-        for i, c in enumerate(clusters):
-            for key in (c.get("id"), c.get("name")):
-                if key is not None:
-                    self._cluster_ids.setdefault(key, i)
-        for i in range(len(clusters)):  # unnamed clusters are numbered from 1
-            self._cluster_ids.setdefault(str(i + 1), i)
+        self.signature = signature
+        root = read_pmml(data)
+        text, self._primary_column, by_class = _for_pypmml(data, root, signature)
+        self._model = Model.fromString(text)
+        names = set(self._model.outputNames)
+        self._proba_columns = None
+        if signature.task == "classification" and signature.classes and by_class:
+            columns = [by_class.get(k) for k in range(len(signature.classes))]
+            if all(c is not None and c in names for c in columns):
+                self._proba_columns = columns
+        if self._primary_column not in names:
+            self._primary_column = next((n for n in self._model.outputNames
+                                         if n.startswith("predicted_")), None)
+        self._cluster_ids = cluster_ids(root)
+        # scoring reads a boolean column as 0 and 1, which pypmml does not take for booleans
+        self._booleans = {f.get("name") for f in root.iter("DataField")
+                          if f.get("dataType") == "boolean"}
 
-    def _gives_proba(self) -> bool:
+    @property
+    def gives_proba(self) -> bool:
         return self._proba_columns is not None
 
-    def _output_columns(self, data: bytes) -> tuple[str | None, list[str] | None]:
-        """The result column of the prediction and those of each class's probability.
-
-        Named by the top model's Output element when it has one; else pypmml's own names
-        (``predicted_<target>``, ``probability_<class>``).
-        """
-        root = _parse(data)
-        ns = _namespace(root)
-        primary, by_class = None, {}
-        output = _top_model(root, ns).find(f"{ns}Output")
-        for field in [] if output is None else output.findall(f"{ns}OutputField"):
-            feature = field.get("feature", "predictedValue")
-            if feature == "predictedValue" and primary is None:
-                primary = field.get("name")
-            elif feature == "probability" and field.get("value") is not None:
-                by_class.setdefault(field.get("value"), field.get("name"))
-        names = set(self._model.outputNames)
-        if primary is None:
-            primary = next((n for n in self._model.outputNames if n.startswith("predicted_")),
-                           None)
-        if self.signature.task != "classification" or not self.signature.classes:
-            return primary, None
-        columns = []
-        for c in self.signature.classes:
-            name = by_class.get(str(c), f"probability_{c}")
-            if name not in names:
-                return primary, None
-            columns.append(name)
-        return primary, columns
-
-    def _run(self, frame) -> dict[str, np.ndarray]:
+    def run(self, frame) -> dict[str, np.ndarray]:
         result = self._score(frame)
         task = self.signature.task
         if task == "classification":
             if self._proba_columns is not None:
                 proba = np.column_stack([_floats(result[c]) for c in self._proba_columns])
-                return {"label": self._labels_from_proba(proba), "proba": proba}
+                classes = np.asarray(self.signature.classes)
+                return {"label": classes[np.argmax(proba, axis=1)], "proba": proba}
             return {"label": self._labels(result[self._primary(result)])}
         if task == "regression":
             return {"value": _floats(result[self._primary(result)])}
@@ -202,13 +578,23 @@ class PmmlPredictor(Predictor):
         return next(iter(result))
 
     def _labels(self, values) -> np.ndarray:
-        by_text = {str(c): c for c in self.signature.classes or []}
-        return np.asarray([by_text.get(_text(v), v) for v in values])
+        classes = self.signature.classes or []
+        out = []
+        for v in values:
+            try:
+                out.append(classes[_class_position(_text(v), classes)])
+            except ValueError:
+                out.append(v)
+        return np.asarray(out)
 
     def _score(self, frame) -> dict[str, list]:
         # pypmml's own DataFrame path writes numbers with 10 decimals; JSON written here
         # keeps every double exact and sends missing values as null
         columns = [_json_column(frame[c].to_numpy()) for c in frame.columns]
+        for j, name in enumerate(frame.columns):
+            if name in self._booleans:
+                columns[j] = [v if v is None else canonical(str(v), "boolean")
+                              for v in columns[j]]
         payload = json.dumps({"columns": list(frame.columns), "data": list(zip(*columns, strict=True))},
                              allow_nan=False)
         with _gateway_lock:
@@ -217,6 +603,73 @@ class PmmlPredictor(Predictor):
         names = out["columns"]
         rows = out["data"]
         return {n: [r[j] for r in rows] for j, n in enumerate(names)}
+
+
+#: the output field modelport adds for pypmml when a file's Output names no prediction
+_PREDICTED = "modelport-predicted-value"
+
+
+def _for_pypmml(data: bytes, root, signature: Signature):
+    """``(document, predicted column, probability column by class position)``.
+
+    The result fields are the top model's Output fields, or, in a model chain, those of
+    its last model (where a boosting converter puts the probabilities). When they name no
+    predicted value (a nearest-neighbour model listing only its neighbours' ids), one is
+    added to a copy of the document, so the prediction is never a neighbour's id.
+    """
+    model = top_model(root)
+    fields = []
+    node = model
+    while node is not None:
+        output = node.find("Output")
+        fields += [] if output is None else output.findall("OutputField")
+        seg = node.find("Segmentation")
+        if seg is None or seg.get("multipleModelMethod") != "modelChain":
+            break
+        segments = seg.findall("Segment")
+        node = next((c for c in segments[-1] if c.tag in MODEL_TAGS), None) if segments else None
+    primary, by_class = None, {}
+    classes = signature.classes or []
+    for f in fields:
+        feature = f.get("feature", "predictedValue")
+        if feature == "predictedValue" and primary is None:
+            primary = f.get("name")
+        elif feature == "probability" and f.get("value") is not None and classes:
+            try:
+                by_class.setdefault(_class_position(f.get("value"), classes), f.get("name"))
+            except ValueError:
+                continue
+    text = data.decode("utf-8") if isinstance(data, bytes) else str(data)
+    if primary is None and model.find("Output") is not None:
+        text = _add_predicted(text)
+        primary = _PREDICTED
+    if not fields and classes:
+        # no Output: pypmml names the probabilities after the classes as the model writes them
+        for k, c in enumerate(classes):
+            by_class[k] = f"probability_{c}"
+        for name in _model_classes(model):
+            try:
+                by_class[_class_position(name, classes)] = f"probability_{name}"
+            except ValueError:
+                continue
+    return text, primary, by_class
+
+
+def _add_predicted(text: str) -> str:
+    """``text`` with a predicted-value OutputField added to the top model's Output.
+
+    The text is edited in place rather than re-serialised, so the document keeps its
+    namespace prefixes (inline tables name their columns by prefix).
+    """
+    tags = "|".join(MODEL_TAGS)
+    top = re.search(rf"<(\w+:)?({tags})[\s>]", text)
+    output = re.compile(r"<((?:\w+:)?)Output(\s[^>]*?)?(/?)>").search(text, top.start())
+    prefix, closed = output.group(1), output.group(3) == "/"
+    field = f'<{prefix}OutputField name="{_PREDICTED}" feature="predictedValue"/>'
+    if closed:
+        return (text[:output.start()] + f"<{prefix}Output{output.group(2) or ''}>{field}"
+                f"</{prefix}Output>" + text[output.end():])
+    return text[:output.end()] + field + text[output.end():]
 
 
 def _json_column(values: np.ndarray) -> list:
@@ -264,41 +717,3 @@ def _stop_gateway() -> None:
     with _gateway_lock:
         PMMLContext.shutdown()
         _gateway_started = False
-
-
-def _parse(data: bytes) -> ET.Element:
-    try:
-        return ET.fromstring(data)
-    except ET.ParseError as exc:
-        raise UserError(f"the file is not valid PMML (XML error: {exc})") from None
-
-
-def _namespace(root: ET.Element) -> str:
-    return root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
-
-
-_MODEL_TAGS = ("RegressionModel", "TreeModel", "MiningModel", "ClusteringModel",
-               "GeneralRegressionModel", "NaiveBayesModel", "NeuralNetwork",
-               "SupportVectorMachineModel", "NearestNeighborModel", "Scorecard",
-               "RuleSetModel", "BayesianNetworkModel", "GaussianProcessModel")
-
-
-def _top_model(root: ET.Element, ns: str) -> ET.Element:
-    for child in root:
-        if child.tag.removeprefix(ns) in _MODEL_TAGS:
-            return child
-    raise UserError("the PMML file holds no model element this format can score")
-
-
-def _typed(value: str, data_type: str | None):
-    if data_type == "integer":
-        try:
-            return int(value)
-        except ValueError:
-            return value
-    if data_type in ("double", "float"):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value

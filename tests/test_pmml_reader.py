@@ -1,0 +1,415 @@
+"""PMML files read into the compiled form score exactly as JPMML-Evaluator scores them.
+
+``tests/fixtures/pmml/`` holds small hand-written files after the DMG's examples: tree
+missing-value strategies, segmentation methods, regression links, transformations,
+clustering and naive Bayes. Each is scored on rows built from its own split points (each
+point and the doubles and float32 values beside it), categories and missing values, by
+JPMML-Evaluator (the reference evaluator, run here in a child process: its Java library is
+AGPL-3.0, a test-only dependency) and by modelport: the reader's form must equal the
+reference to 1e-9, and so must the file imported through the registry, which must get an
+accepted ``compiled`` artefact. Files the form cannot express are scored by pypmml instead,
+and a file whose own ModelVerification records no evaluator reproduces is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import modelport
+from modelport.compile import evaluate
+from modelport.compile.from_pmml import read_pmml, to_ir, top_model
+from modelport.errors import ConversionError, UserError
+from modelport.formats import pmml
+
+from conftest import need_module, unavailable
+
+FIXTURES = Path(__file__).parent / "fixtures" / "pmml"
+READ = sorted(p.name for p in FIXTURES.glob("*.pmml")
+              if p.name not in ("neural_network.pmml", "nearest_neighbors.pmml",
+                                "verification_wrong.pmml"))
+#: files the form cannot express, with the element the reason names
+UNREAD = {"neural_network.pmml": "the form has no NeuralNetwork",
+          "nearest_neighbors.pmml": "the form has no NearestNeighborModel"}
+ROWS = 400
+TOLERANCE = 1e-9
+
+pytestmark = [pytest.mark.filterwarnings("ignore::modelport.inapp.runtime.InputWarning")]
+
+
+@pytest.fixture(autouse=True)
+def _runtimes():
+    need_module("pypmml", "pmml")
+    if not pmml.available():
+        unavailable("java is not on PATH (pypmml and JPMML-Evaluator run PMML in a JVM)")
+
+
+# --- rows and the reference ------------------------------------------------------------------
+
+
+def _rows(name: str) -> pd.DataFrame:
+    """Rows for a file: every split point and LinearNorm point of each number with the
+    doubles and float32 values beside it, uniform numbers around them, every category of
+    each categorical field, and missing values (about one cell in eight)."""
+    data = (FIXTURES / name).read_bytes()
+    root = read_pmml(data)
+    signature = pmml.inspect(data)
+    rng = np.random.default_rng(sum(map(ord, name)))
+    points: dict[str, set] = {}
+    for el in root.iter():
+        field = el.get("field")
+        for attr in ("value", "orig"):
+            text = el.get(attr) if el.tag in ("SimplePredicate", "LinearNorm") else None
+            if el.tag == "LinearNorm":
+                field = _parent_field(root, el)
+            if text is not None and field is not None:
+                try:
+                    points.setdefault(field, set()).add(float(text))
+                except ValueError:
+                    pass
+    columns = {}
+    for col in signature.inputs:
+        if col.kind == "categorical":
+            values = list(col.categories or []) or _categories_named(root, col.name)
+            column = [values[i] for i in rng.integers(0, len(values), ROWS)]
+        else:
+            near = set()
+            for t in points.get(col.name, {0.0}):
+                f = float(np.float32(t))
+                near |= {t, float(np.nextafter(t, -np.inf)), float(np.nextafter(t, np.inf)), f,
+                         float(np.nextafter(np.float32(t), np.float32(-np.inf))),
+                         float(np.nextafter(np.float32(t), np.float32(np.inf)))}
+            near = sorted(near)
+            lo, hi = min(near) - 2.0, max(near) + 2.0
+            column = [near[rng.integers(len(near))] if rng.random() < 0.5
+                      else float(rng.uniform(lo, hi)) for _ in range(ROWS)]
+        for i in np.nonzero(rng.random(ROWS) < 0.125)[0]:
+            column[i] = None
+        columns[col.name] = column
+    return pd.DataFrame(columns)
+
+
+def _parent_field(root, norm) -> str | None:
+    for el in root.iter("NormContinuous"):
+        if norm in list(el):
+            return el.get("field")
+    return None
+
+
+def _categories_named(root, name: str) -> list[str]:
+    values = []
+    for el in root.iter():
+        if el.get("field") == name and el.tag == "SimplePredicate" and el.get("value"):
+            values.append(el.get("value"))
+    return sorted(set(values)) or ["a"]
+
+
+_JPMML = r"""
+import json, math, sys
+import pandas as pd
+from jpmml_evaluator import make_evaluator
+out = {}
+for key, spec in json.load(sys.stdin).items():
+    frame = pd.DataFrame(spec["rows"], columns=spec["columns"])
+    try:
+        result = make_evaluator(spec["pmml"]).evaluateAll(frame)
+    except Exception as exc:
+        out[key] = {"error": str(exc)}
+        continue
+    out[key] = {c: [None if isinstance(v, float) and math.isnan(v) else
+                    (v if v is None or isinstance(v, (int, float, str)) else str(v))
+                    for v in result[c].tolist()] for c in result.columns}
+json.dump(out, sys.stdout)
+"""
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict:
+    """JPMML-Evaluator's results for every fixture on its rows, by file name."""
+    need_module("jpmml_evaluator", "dev")
+    specs = {}
+    for name in [*READ, *UNREAD]:
+        rows = _rows(name)
+        text = (FIXTURES / name).read_text()
+        signature = pmml.inspect(text.encode())
+        specs[name] = {"pmml": _with_probabilities(text, signature),
+                       "columns": list(rows.columns),
+                       "rows": rows.astype(object).where(rows.notna(), None).values.tolist()}
+    done = subprocess.run([sys.executable, "-c", _JPMML], input=json.dumps(specs),
+                          capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        pytest.fail(f"JPMML-Evaluator failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout)
+
+
+def _with_probabilities(text: str, signature) -> str:
+    """The document with an Output of class probabilities when it has none, so the
+    reference reports them (the file itself is scored as it is)."""
+    if signature.task != "classification" or "<Output" in text:
+        return text
+    tags = "|".join(("TreeModel", "MiningModel", "RegressionModel", "NaiveBayesModel"))
+    match = re.search(rf"<({tags})[^>]*>\s*<MiningSchema>.*?</MiningSchema>", text, re.S)
+    fields = "".join(f'<OutputField name="p({c})" feature="probability" value="{c}"/>'
+                     for c in signature.classes)
+    return text[:match.end()] + f"<Output>{fields}</Output>" + text[match.end():]
+
+
+def _expected(name: str, result: dict, signature) -> dict[str, np.ndarray]:
+    """The reference's results as modelport outputs (NaN, or None labels, for no answer)."""
+    assert "error" not in result, result.get("error")
+    text = (FIXTURES / name).read_text()
+    root = read_pmml(_with_probabilities(text, signature).encode())
+    model = top_model(root)
+    outputs = {o.get("name"): o for o in root.iter("OutputField")}
+    target = next((mf.get("name") for mf in model.iter("MiningField")
+                   if mf.get("usageType") in ("target", "predicted")), None)
+    task = signature.task
+    if task == "classification":
+        proba = np.full((ROWS, len(signature.classes)), np.nan)
+        for column, values in result.items():
+            of = outputs.get(column)
+            if of is not None and of.get("feature") == "probability":
+                k = pmml._class_position(of.get("value"), signature.classes)
+                proba[:, k] = [np.nan if v is None else float(v) for v in values]
+        return {"proba": proba, "label": np.array(result[target], dtype=object),
+                "classes": list(signature.classes)}
+    if task == "regression":
+        return {"value": np.array([np.nan if v is None else float(v) for v in result[target]])}
+    column = next(c for c in result if c in outputs)
+    ids = pmml.cluster_ids(root)
+    return {"cluster": np.array([-1 if v is None else ids[str(v)] for v in result[column]])}
+
+
+def _assert_same(expected: dict, got: dict, task: str, refused: np.ndarray | None = None):
+    """Equal to ``TOLERANCE`` (relative for values); no answer where the reference has none."""
+    refused = np.zeros(ROWS, dtype=bool) if refused is None else refused
+    if task == "classification":
+        want, have = expected["proba"], np.asarray(got["proba"], dtype=np.float64)
+        none = np.isnan(want).any(axis=1)
+        answered = ~none & ~refused
+        np.testing.assert_allclose(have[answered], want[answered], rtol=0, atol=TOLERANCE)
+        assert np.isnan(have[none & ~refused]).all(), "answers rows the reference does not"
+        # the label is the likeliest class, as for every modelport model (a node's score
+        # that names another class, or a tied vote, is not the label here)
+        likeliest = np.asarray(expected["classes"], dtype=object)[np.argmax(want[answered], 1)]
+        assert [str(v) for v in got["label"][answered]] == [str(v) for v in likeliest]
+    elif task == "regression":
+        want, have = expected["value"], np.asarray(got["value"], dtype=np.float64)
+        none = np.isnan(want)
+        answered = ~none & ~refused
+        scale = np.maximum(1.0, np.abs(np.nan_to_num(want)))
+        assert (np.abs(have - want)[answered] / scale[answered] <= TOLERANCE).all(), \
+            np.abs(have - want)[answered].max()
+        assert np.isnan(have[none & ~refused]).all(), "answers rows the reference does not"
+    else:
+        want = expected["cluster"]
+        answered = (want >= 0) & ~refused
+        np.testing.assert_array_equal(np.asarray(got["cluster"])[answered], want[answered])
+    # a refused row is one the reference gives no answer for
+    assert not (refused & _answered(expected, task)).any()
+
+
+def _answered(expected: dict, task: str) -> np.ndarray:
+    if task == "classification":
+        return ~np.isnan(expected["proba"]).any(axis=1)
+    if task == "regression":
+        return ~np.isnan(expected["value"])
+    return expected["cluster"] >= 0
+
+
+def _score(predictor, rows: pd.DataFrame) -> tuple[dict, np.ndarray]:
+    """Outputs for every row; rows the predictor refuses are scored alone and marked."""
+    try:
+        return predictor.run(rows), np.zeros(len(rows), dtype=bool)
+    except UserError:
+        pass
+    outs, refused = [], np.zeros(len(rows), dtype=bool)
+    for i in range(len(rows)):
+        try:
+            outs.append(predictor.run(rows.iloc[[i]]))
+        except UserError:
+            refused[i] = True
+            outs.append(None)
+    template = next(o for o in outs if o is not None)
+    merged = {}
+    for key, value in template.items():
+        if value.dtype.kind == "f":
+            blank = np.full(value.shape[1:], np.nan)
+            merged[key] = np.array([o[key][0] if o is not None else blank for o in outs])
+        else:
+            merged[key] = np.array([o[key][0] if o is not None else None for o in outs],
+                                   dtype=object)
+    return merged, refused
+
+
+# --- the reader ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", READ)
+def test_the_form_scores_like_jpmml_evaluator(name, reference):
+    data = (FIXTURES / name).read_bytes()
+    signature = pmml.inspect(data)
+    model_ir = to_ir(data, signature)
+    rows = _rows(name)
+    expected = _expected(name, reference[name], signature)
+    got = evaluate(model_ir, signature.coerce(rows))
+    _assert_same(expected, got, signature.task)
+    # the form is plain JSON and reads back the same
+    again = type(model_ir).from_dict(json.loads(json.dumps(model_ir.to_dict())))
+    _assert_same(expected, evaluate(again, signature.coerce(rows)), signature.task)
+
+
+@pytest.mark.parametrize("name", READ)
+def test_an_imported_file_gets_a_compiled_artefact_scoring_like_jpmml(name, reference):
+    rows = _rows(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        version = modelport.import_model(FIXTURES / name, "fixture", sample=rows)
+    compiled = version.artefact("compiled")
+    assert compiled.status == "accepted", compiled.reason
+    assert compiled.parity["derived_from"] == "pmml"
+    assert version.artefact("pmml").parity["runtime"] == "compiled"
+    predictor = modelport.load(version.uri)
+    assert predictor.runtime == "compiled"
+    signature = predictor.signature
+    expected = _expected(name, reference[name], signature)
+    got, refused = _score(predictor, rows)
+    _assert_same(expected, got, signature.task, refused)
+    got, refused = _score(modelport.load(version.uri, format="compiled"), rows)
+    _assert_same(expected, got, signature.task, refused)
+
+
+@pytest.mark.parametrize("name", sorted(UNREAD))
+def test_a_file_the_form_cannot_express_is_scored_by_pypmml(name, reference):
+    rows = _rows(name)
+    with pytest.raises(ConversionError, match=UNREAD[name]):
+        to_ir((FIXTURES / name).read_bytes(), pmml.inspect((FIXTURES / name).read_bytes()))
+    version = modelport.import_model(FIXTURES / name, "fixture", sample=rows)
+    compiled = version.artefact("compiled")
+    assert compiled.status == "rejected" and UNREAD[name] in compiled.reason
+    assert version.artefact("pmml").parity["reader"].startswith(UNREAD[name])
+    predictor = modelport.load(version.uri)
+    assert predictor.runtime == "pypmml"
+    expected = _expected(name, reference[name], predictor.signature)
+    got, refused = _score(predictor, rows)
+    task = predictor.signature.task
+    if task == "classification" and "proba" not in got:
+        # a model with no probabilities in its Output: its labels, never a neighbour's id
+        # (on complete rows: pypmml gives no answer where a value is missing)
+        answered = ~refused & rows.notna().all(axis=1).to_numpy()
+        assert [str(v) for v in got["label"][answered]] == \
+            [str(v) for v in expected["label"][answered]]
+        assert set(map(str, got["label"][answered])) <= set(map(str, predictor.classes))
+    else:
+        _assert_same(expected, got, task, refused)
+
+
+def test_a_file_with_its_own_records_is_proven_against_them():
+    version = modelport.import_model(FIXTURES / "verified_regression.pmml", "verified")
+    compiled = version.artefact("compiled")
+    assert compiled.status == "accepted"
+    assert compiled.parity["reference"] == "ModelVerification"
+    assert compiled.parity["rows"] == 4 and compiled.parity["label_flips"] == 0
+    assert compiled.parity["max_abs_diff"] < 1e-8
+    assert version.artefact("pmml").parity["verification"]["rows"] == 4
+
+
+def test_a_file_whose_own_records_no_evaluator_reproduces_is_refused():
+    with pytest.raises(UserError) as info:
+        modelport.import_model(FIXTURES / "verification_wrong.pmml", "wrong")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "verification_wrong.pmml" in message and "ModelVerification" in message
+    assert "value differs on 2 of 2 records" in message
+    with pytest.raises(UserError):
+        modelport.load("wrong")
+
+
+def test_a_file_the_form_reads_scores_without_pypmml_at_load(monkeypatch):
+    """The read form is the runtime: a Java-free load when modelport can read the file."""
+    data = (FIXTURES / "mining_model_chain_logit.pmml").read_bytes()
+    signature = pmml.inspect(data)
+    monkeypatch.setattr(pmml, "_start_gateway", _no_java)
+    predictor = pmml.load(data, signature)
+    assert predictor.runtime == "compiled"
+    out = predictor.run({"age": [25.0, 50.0], "plan": ["basic", "premium"]})
+    assert out["proba"].shape == (2, 2) and list(out["label"]) == [0, 0]
+
+
+def _no_java():
+    raise AssertionError("pypmml was started")
+
+
+def test_the_runtime_can_be_forced_to_pypmml(monkeypatch):
+    data = (FIXTURES / "mining_model_chain_logit.pmml").read_bytes()
+    signature = pmml.inspect(data)
+    monkeypatch.setenv(pmml.RUNTIME_ENV, "pypmml")
+    predictor = pmml.load(data, signature)
+    assert predictor.runtime == "pypmml"
+    # the chain's probabilities are its last model's: found, and the label is a class
+    rows = {"age": [25.0, 50.0], "plan": ["basic", "premium"]}
+    assert predictor.has_proba
+    monkeypatch.delenv(pmml.RUNTIME_ENV)
+    np.testing.assert_allclose(predictor.predict_proba(rows),
+                               pmml.load(data, signature).predict_proba(rows), atol=1e-12)
+    assert list(predictor.predict(rows)) == [0, 0]
+
+
+def test_an_unknown_runtime_is_refused_naming_the_choices(monkeypatch):
+    data = (FIXTURES / "clustering.pmml").read_bytes()
+    monkeypatch.setenv(pmml.RUNTIME_ENV, "fastest")
+    with pytest.raises(UserError, match="auto, compiled or pypmml"):
+        pmml.load(data, pmml.inspect(data))
+
+
+def test_classes_written_as_doubles_or_only_in_the_model_keep_their_probabilities():
+    float_tree = (FIXTURES / "tree_float_fields.pmml").read_bytes()
+    assert pmml.inspect(float_tree).classes == [0, 1, 2]
+    in_model = (FIXTURES / "tree_classes_in_model.pmml").read_bytes()
+    signature = pmml.inspect(in_model)
+    assert signature.classes == ["A", "B", "C"]
+    for runtime in ("compiled", "pypmml"):
+        predictor = pmml.PmmlPredictor(in_model, signature, runtime=runtime)
+        assert predictor.has_proba, runtime
+        np.testing.assert_allclose(predictor.predict_proba({"x": [-1.0]}), [[0.8, 0.2, 0.0]])
+
+
+def test_no_answer_where_pmml_gives_none():
+    """A RegressionModel gives no answer for a missing number (NaN here, as the reference
+    gives null); a missing category matches no predictor and adds nothing."""
+    data = (FIXTURES / "regression_softmax.pmml").read_bytes()
+    predictor = pmml.load(data, pmml.inspect(data))
+    assert predictor.runtime == "compiled"
+    assert np.isnan(predictor.run({"age": [None], "work": [3.0], "sex": ["1"]})["proba"]).all()
+    assert not np.isnan(predictor.run({"age": [30.0], "work": [3.0], "sex": [None]})
+                        ["proba"]).any()
+
+
+def test_a_distance_over_a_field_that_may_be_missing_is_not_read():
+    """Evaluators leave a missing value out of a cluster distance; the form's centroids do
+    not, so a ClusteringModel is read only when its inputs are replaced where missing."""
+    text = (FIXTURES / "clustering.pmml").read_text().replace(' missingValueReplacement="14.8"',
+                                                              "")
+    data = text.encode()
+    with pytest.raises(ConversionError, match="ClusteringModel over a field that may be "
+                                              "missing"):
+        to_ir(data, pmml.inspect(data))
+
+
+def test_pmml_evaluator_stays_out_of_the_default_install():
+    """JPMML-Evaluator (AGPL-3.0) is a test dependency: never in the pmml extra."""
+    text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    pmml_extra = re.search(r"^pmml = \[(.*?)\]", text, re.M).group(1)
+    assert "jpmml" not in pmml_extra
+    dev = re.search(r"^dev = \[(.*?)^\]", text, re.M | re.S).group(1)
+    assert "jpmml-evaluator" in dev
+    sources = (Path(__file__).parents[1] / "src").rglob("*.py")
+    assert not any("import jpmml_evaluator" in p.read_text() for p in sources)
