@@ -82,7 +82,7 @@ def preprocessed(X_train, X_test):
 
 
 def score(name: str, model, X, y) -> float:
-    from modelport.train.automl.problem import metric_value
+    from modelport.train.metrics import metric_value
 
     task, metric = DATASETS[name]
     return metric_value(metric, task, y, model, X)

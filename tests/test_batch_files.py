@@ -223,7 +223,7 @@ def test_gradient_boosting_scores_with_trees_compiled_to_c_as_the_native_model(
                      registry=registry)
     assert result.format == "compiled"
     # in this process: the trees run in the compiled library, built into the cache
-    assert getattr(batch._PREDICTOR._prepared._program._score.native, "library", None)
+    assert getattr(batch._PREDICTOR._prepared._program.model_node.native, "library", None)
     assert list((tmp_path / "cache" / "trees").glob("*.so"))
     monkeypatch.setenv("MODELPORT_BATCH_START", start)
     predict("gbm", path, two, id="customer_id", workers=2, chunk_rows=1000, registry=registry)

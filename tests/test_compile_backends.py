@@ -167,11 +167,11 @@ def test_native_tree_walk_matches_the_numpy_walk(name, monkeypatch):
     native = compiled.load(data, sig)
     monkeypatch.setenv("MODELPORT_NUMPY_TREES", "1")
     walked = compiled.load(data, sig)
-    forest = native._prepared._program._score
+    forest = native._prepared._program.model_node
     has_categorical = any(t.categories and any(c is not None for c in t.categories)
                           for t in model_ir.model.trees)
     assert (forest.native is None) == has_categorical
-    assert walked._prepared._program._score.native is None
+    assert walked._prepared._program.model_node.native is None
     assert_same_outputs(native.run(frame), walked.run(frame))
 
 

@@ -57,7 +57,7 @@ def test_compiled_trees_score_what_the_walk_and_the_native_model_score(family, t
     model, sig, frame, model_ir, prepared, cols = _prepared(family)
     walked = prepared.run(cols)
     assert prepared.compile_trees()
-    assert getattr(prepared._program._score.native, "library", None) is not None
+    assert getattr(prepared._program.model_node.native, "library", None) is not None
     compiled = prepared.run(cols)
     assert walked.keys() == compiled.keys()
     for key, want in walked.items():
@@ -80,7 +80,7 @@ def test_compiled_trees_score_what_the_walk_and_the_native_model_score(family, t
 
 def test_a_library_that_disagrees_with_the_walk_is_not_used():
     *_, model_ir, prepared, cols = _prepared("hgb_binary_nan")
-    forest = prepared._program._score
+    forest = prepared._program.model_node
     assert ctrees.build(model_ir, lambda X: forest.walk(X) + 1e-6) is None
     assert ctrees.build(model_ir, forest.walk) is not None
 
@@ -88,13 +88,13 @@ def test_a_library_that_disagrees_with_the_walk_is_not_used():
 def test_without_a_compiler_or_when_turned_off_the_runtime_is_unchanged(monkeypatch, caplog):
     *_, prepared, cols = _prepared("random_forest_nan")
     before = prepared.run(cols)
-    native = prepared._program._score.native
+    native = prepared._program.model_node.native
     monkeypatch.setenv("MODELPORT_TREES", "onnx")
     assert not prepared.compile_trees()
     monkeypatch.setenv("MODELPORT_TREES", "c")
     monkeypatch.setenv("CC", "/nonexistent/cc")
     assert not prepared.compile_trees()
-    assert prepared._program._score.native is native
+    assert prepared._program.model_node.native is native
     np.testing.assert_array_equal(prepared.run(cols)["proba"], before["proba"])
 
 

@@ -471,7 +471,7 @@ def test_bundle_export_runs_no_payload_from_a_column_name(tmp_path):
 
 
 def test_proof_of_generated_python_runs_in_another_process(tmp_path):
-    from modelport.compile.exporter import check_python
+    from modelport.compile.proof import check_python
 
     marker = tmp_path / "pid"
     source = (f"import os\nopen({str(marker)!r}, 'w').write(str(os.getpid()))\n"

@@ -180,7 +180,7 @@ def test_a_model_raising_on_one_row_costs_that_row_only():
     frame = sample.head(20).copy()
     frame.loc[[3, 11], "tenure"] = trip
     checked = check(frame, predictor.signature, unknown="ignore")
-    outcome = score(predictor.run_checked, checked, predictor._empty)
+    outcome = score(predictor.run_checked, checked, predictor.empty_outputs)
     assert set(outcome.rejects) == {3, 11}
     assert all(r.code == "model_error" and "trips the wire" in r.message
                for r in outcome.rejects.values())

@@ -38,11 +38,13 @@ def _registry():
     return Registry()
 
 
-def _print_json(data) -> None:
+def print_json(data) -> None:
+    """Write ``data`` to standard output as indented JSON: what ``--json`` prints."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def _console():
+def rich_console():
+    """A Rich console for the tables a command prints (Rich is imported only then)."""
     from rich.console import Console
 
     return Console()
@@ -55,7 +57,7 @@ def models_list(as_json: JsonOpt = False) -> None:
     """List registered models with their latest version and aliases."""
     rows = _registry().list_models()
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     if not rows:
         typer.echo("no models registered yet (try: modelport quickstart)")
@@ -67,7 +69,7 @@ def models_list(as_json: JsonOpt = False) -> None:
         aliases = ", ".join(f"@{a}={v}" for a, v in sorted(r["aliases"].items()))
         table.add_row(r["name"], str(r["versions"]), str(r["latest_version"] or "-"), aliases,
                       (r["created_at"] or "")[:19])
-    _console().print(table)
+    rich_console().print(table)
 
 
 @models_app.command("show")
@@ -89,7 +91,7 @@ def models_show(uri: Annotated[str, typer.Argument(help="churn, churn/3 or churn
             "events": reg.events(u.name),
         }
         if as_json:
-            _print_json(data)
+            print_json(data)
             return
         _show_model(data)
         return
@@ -101,7 +103,7 @@ def models_show(uri: Annotated[str, typer.Argument(help="churn, churn/3 or churn
     data["serving"] = describe(version)
     data["serving_format"] = data["serving"]["row"]["format"]
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     _show_version(data)
 
@@ -109,7 +111,7 @@ def models_show(uri: Annotated[str, typer.Argument(help="churn, churn/3 or churn
 def _show_model(data: dict) -> None:
     from rich.table import Table
 
-    console = _console()
+    console = rich_console()
     aliases = ", ".join(f"@{a} -> {v}" for a, v in sorted(data["aliases"].items())) or "none"
     console.print(f"[bold]{data['name']}[/]  aliases: {aliases}")
     table = Table("version", "created", "task", "metrics", "formats", "aliases")
@@ -131,7 +133,7 @@ def _show_model(data: dict) -> None:
 def _show_version(v: dict) -> None:
     from rich.table import Table
 
-    console = _console()
+    console = rich_console()
     aliases = " ".join(f"@{a}" for a in v["aliases"])
     console.print(f"[bold]{v['uri']}[/] {aliases}  task={v['task']}  created {v['created_at'][:19]}"
                   f" by {v['created_by']}")
@@ -188,7 +190,7 @@ def models_alias(
     """Point NAME@ALIAS at VERSION."""
     v = _registry().set_alias(name, version, alias, reason=reason)
     if as_json:
-        _print_json({"name": name, "alias": alias, "version": v.version})
+        print_json({"name": name, "alias": alias, "version": v.version})
     else:
         typer.echo(f"{name}@{alias} -> {v.version}")
 
@@ -210,7 +212,7 @@ def models_rollback(
         raise UserError("say which alias to roll back: modelport models rollback churn@production")
     v = _registry().rollback(name, alias, reason=reason)
     if as_json:
-        _print_json({"name": name, "alias": alias, "version": v.version})
+        print_json({"name": name, "alias": alias, "version": v.version})
     else:
         typer.echo(f"{name}@{alias} rolled back -> {v.version}")
 
@@ -233,7 +235,7 @@ def models_delete(
         raise UserError(f"deleting every version of {u.name!r} needs --yes")
     deleted = _registry().delete(u.name, u.version, force=force)
     if as_json:
-        _print_json({"name": u.name, "deleted_versions": deleted})
+        print_json({"name": u.name, "deleted_versions": deleted})
     else:
         typer.echo(f"deleted {u.name} version(s) {', '.join(map(str, deleted)) or '-'}")
 
@@ -243,11 +245,11 @@ def models_delete(
 @app.command("import")
 def import_cmd(
     file: Annotated[Path, typer.Argument(
-        help="a .onnx, .pmml or H2O MOJO .zip file, or a folder holding a .onnx file and its "
-             "external data")],
+        help="a .onnx, .pmml, H2O MOJO .zip or H2O POJO .java file, or a folder holding a "
+             ".onnx file and its external data")],
     name: Annotated[str, typer.Option("--name", help="the model's registry name")],
     format: Annotated[str | None, typer.Option(
-        help="onnx, pmml or mojo (default: from extension)")] = None,
+        help="onnx, pmml, mojo or pojo (default: from extension)")] = None,
     sample: Annotated[str | None, typer.Option(
         help="the model's training rows (file or URL): the signature's ranges and "
              "vocabularies come from all of them")] = None,
@@ -260,7 +262,8 @@ def import_cmd(
              "(0,1,2 or no,yes; default: the graph's, else 0..k-1)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Register a model made elsewhere (ONNX, PMML or H2O MOJO) so it serves like any other."""
+    """Register a model made elsewhere (ONNX, PMML, H2O MOJO or POJO) so it serves like any
+    other."""
     import warnings
 
     from modelport.register import import_model
@@ -282,7 +285,7 @@ def import_cmd(
     for note in dict.fromkeys(str(n.message) for n in notes):
         typer.echo(f"modelport: note: {note}", err=True)
     if as_json:
-        _print_json(v.to_dict())
+        print_json(v.to_dict())
     else:
         typer.echo(f"registered {v.uri} ({', '.join(v.accepted_formats())}) from {file}")
 
@@ -298,7 +301,7 @@ def train_cmd(
 
     result = train(spec, alias=alias)
     if as_json:
-        _print_json({"version": result.version.to_dict(), "metrics": result.metrics,
+        print_json({"version": result.version.to_dict(), "metrics": result.metrics,
                      "seconds": result.seconds})
     else:
         typer.echo(result.report)
@@ -348,8 +351,8 @@ def predict_cmd(
         "(default: beside the output, NAME.warnings.jsonl; made only when there are some)")
     ] = None,
     strict: Annotated[bool, typer.Option(
-        "--strict", help="refuse values outside what training saw (numbers out of range, "
-        "unseen categories) instead of scoring them with a warning")] = False,
+        "--strict/--no-strict", help="refuse values outside what training saw (numbers out of "
+        "range, unseen categories) instead of scoring them with a warning")] = False,
     out_of_range: Annotated[str | None, typer.Option(
         "--out-of-range", help="flag (score with a warning; default) or reject a number "
         "outside the training range")] = None,
@@ -386,7 +389,7 @@ def lookup_cmd(
     if row is None:
         raise NotFound(f"no scores for id {id!r} of {model} in the lookup store; score it "
                        "first with modelport predict")
-    _print_json(row)
+    print_json(row)
 
 
 # -- web service -------------------------------------------------------------------------
@@ -538,7 +541,7 @@ def export_cmd(
     files = export(uri, format, out, dialect=dialect, check_url=check_url,
                    registry=_registry())
     if as_json:
-        _print_json({"uri": uri, "format": format, "files": [str(f) for f in files]})
+        print_json({"uri": uri, "format": format, "files": [str(f) for f in files]})
     else:
         for f in files:
             typer.echo(str(f))
@@ -587,7 +590,7 @@ def trigger_install(
                    columns=columns, mode=mode, upgrade=upgrade, backfill=backfill,
                    registry=_registry())
     if as_json:
-        _print_json({k: v for k, v in asdict(inst).items() if k != "drops"})
+        print_json({k: v for k, v in asdict(inst).items() if k != "drops"})
         return
     typer.echo(f"installed {inst.model} (version {inst.version}) on {table} in {inst.mode} "
                f"mode: scores in {', '.join([inst.output] + [c for c in inst.added_columns if c != inst.output])}")
@@ -645,7 +648,7 @@ def trigger_status(db: DbOpt, as_json: JsonOpt = False) -> None:
 
     rows = status(db)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     if not rows:
         typer.echo("no trigger scoring installed in this database")
@@ -656,7 +659,7 @@ def trigger_status(db: DbOpt, as_json: JsonOpt = False) -> None:
     for r in rows:
         out.add_row(r["table"], r["model"], r["mode"], str(r["version"]), str(r["rows"]),
                     str(r["scored"]), str(r.get("queued", "-")), str(r.get("errors", "-")))
-    _console().print(out)
+    rich_console().print(out)
 
 
 @trigger_app.command("uninstall")

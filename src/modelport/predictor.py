@@ -85,7 +85,7 @@ class Predictor(ABC):
         for flag in checked.flags:
             warnings.warn(flag.message, InputWarning, stacklevel=2)
         if checked.rows == 0:
-            return self._empty()
+            return self.empty_outputs()
         return self._run_batch(checked.columns)
 
     def run_checked(self, cols: dict) -> dict[str, np.ndarray]:
@@ -130,7 +130,9 @@ class Predictor(ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()} task={self.task}>"
 
-    def _empty(self) -> dict[str, np.ndarray]:
+    def empty_outputs(self) -> dict[str, np.ndarray]:
+        """The outputs for no rows: each output present, with its type and width, and empty
+        (what a surface answers for a batch with no row left to score)."""
         out: dict[str, Any] = {}
         if self.task == "classification":
             out["label"] = np.asarray(self.classes or [])[:0]

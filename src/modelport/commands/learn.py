@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from modelport.cli import JsonOpt, _print_json, app
+from modelport.cli import JsonOpt, app, print_json
 
 
 @app.command("learn")
@@ -36,7 +36,7 @@ def learn_cmd(
     logging.basicConfig(level=logging.INFO, format="modelport: %(message)s")
     result = learn(spec, follow=follow, fresh=fresh, metrics_port=metrics_port)
     if as_json:
-        _print_json(result.as_dict())
+        print_json(result.as_dict())
         return
     metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.prequential.items()) or "-"
     typer.echo(f"learnt {result.learned} of {result.events} events "

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from modelport.cli import JsonOpt, _print_json, app
+from modelport.cli import JsonOpt, app, print_json
 
 LOG_ENV = "MODELPORT_LOG"
 LogOpt = Annotated[str | None, typer.Option(
@@ -140,7 +140,7 @@ def feedback_cmd(
     result = ingest(name, input, log_url=_log_url(log), id=id, label=label, follow=follow,
                     idle_seconds=idle_seconds)
     if as_json:
-        _print_json({"model": name, "stored": result.rows, "skipped": result.skipped,
+        print_json({"model": name, "stored": result.rows, "skipped": result.skipped,
                      "source": result.source, "seconds": result.seconds})
     else:
         typer.echo(result.summary())

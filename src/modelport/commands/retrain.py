@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from modelport.cli import JsonOpt, _console, _print_json, app
+from modelport.cli import JsonOpt, app, print_json, rich_console
 
 schedule_app = typer.Typer(help="Run retrain specs and monitoring checks on cron schedules "
                            "kept in the registry database.", no_args_is_help=True)
@@ -42,7 +42,7 @@ def retrain_cmd(
     _logging()
     result = retrain(spec, engine=engine, time_budget_s=budget)
     if as_json:
-        _print_json(result)
+        print_json(result)
     else:
         typer.echo(summary_line(result))
     raise typer.Exit(exit_code(result))
@@ -69,7 +69,7 @@ def schedule_add(
     s = schedule.add(name, spec=spec, check=check, cron=cron, missed=missed, grace_s=grace,
                      timeout_s=timeout, replace=replace)
     if as_json:
-        _print_json(s.to_dict())
+        print_json(s.to_dict())
         return
     typer.echo(f"scheduled {s.name}: {s.kind} {s.path} on '{s.cron}' (UTC); next run "
                f"{s.next_run_at.isoformat(timespec='seconds')}; start a scheduler with "
@@ -83,7 +83,7 @@ def schedule_list(as_json: JsonOpt = False) -> None:
 
     rows = schedule.list_schedules()
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     if not rows:
         typer.echo("no schedules (add one with: modelport schedule add NAME --spec SPEC.yaml "
@@ -97,7 +97,7 @@ def schedule_list(as_json: JsonOpt = False) -> None:
         table.add_row(r["name"], r["kind"], r["cron"], r["missed"], r["next_run_at"][:19],
                       f"{last['status']} {(last['due_at'] or '')[:19]}" if last else "-",
                       r["path"])
-    _console().print(table)
+    rich_console().print(table)
 
 
 @schedule_app.command("remove")
@@ -121,7 +121,7 @@ def schedule_history(
 
     runs = schedule.history(name, limit=limit, with_log=log)
     if as_json:
-        _print_json(runs)
+        print_json(runs)
         return
     if not runs:
         typer.echo("no runs yet")
@@ -135,7 +135,7 @@ def schedule_history(
         table.add_row(str(r["id"]), r["schedule"], (r["due_at"] or "")[:19], r["status"],
                       "" if r["exit_code"] is None else str(r["exit_code"]), str(what)[:60],
                       r["owner"] or "")
-    _console().print(table)
+    rich_console().print(table)
     if log:
         for r in runs:
             typer.echo(f"--- run {r['id']} ({r['schedule']}, due {r['due_at']}) ---")

@@ -39,7 +39,7 @@ TOLERANCE = 1e-9
 
 def write_bundle(reg, version, out: str | Path) -> list[Path]:
     """Write the bundle of ``version`` (of registry ``reg``) into folder ``out``; return the files."""
-    from modelport.compile.exporter import proven_ir
+    from modelport.compile.proof import proven_ir
 
     name = version.name
     signature = version.signature
@@ -147,7 +147,7 @@ def _check_runtime(ir_json: str, signature: dict, proof) -> dict:
 def _generate(model_ir, name: str, proof, files: dict, roles: dict) -> tuple[str, dict]:
     from modelport.compile import codegen
     from modelport.compile.codegen.lowering import usage_returns
-    from modelport.compile.exporter import check_python
+    from modelport.compile.proof import check_python
 
     targets = {}
     for language in LANGUAGES:

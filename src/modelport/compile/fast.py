@@ -37,7 +37,7 @@ class Prepared:
         from modelport.compile import ctrees
         from modelport.inapp.runtime import Forest
 
-        forest = self._program._score
+        forest = self._program.model_node
         if not isinstance(forest, Forest):
             return False
         compiled = ctrees.build(self.ir, forest.walk)

@@ -45,7 +45,7 @@ def convert(model, signature: Signature, sample) -> bytes:
         )
     frame = signature.coerce(sample)
     if len(frame):
-        reference = NativePredictor(model, signature)._run(frame)
+        reference = NativePredictor(model, signature).score_coerced(frame)
         result = compare(reference, evaluate(model_ir, frame), signature.task, TOLERANCE)
         if not result["passed"]:
             raise ConversionError(

@@ -37,6 +37,11 @@ class NativePredictor(Predictor):
         return frame.to_numpy(dtype=np.float64)
 
     def _run(self, frame) -> dict[str, np.ndarray]:
+        return self.score_coerced(frame)
+
+    def score_coerced(self, frame) -> dict[str, np.ndarray]:
+        """The estimator's outputs for ``frame``, already coerced to the signature, with no
+        row checks: the reference every conversion and compiled form is proven against."""
         X = self._features(frame)
         task = self.signature.task
         if task == "classification":

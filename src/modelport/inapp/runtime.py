@@ -759,7 +759,9 @@ class Program:
         node = ir["model"]
         self._features = list(node["features"])
         self._native_trees = native_trees
-        self._score = self._compile_node(node)
+        #: the model node compiled: feature matrix in, raw outputs out (a :class:`Forest`
+        #: for tree ensembles, whose walk the C tree compiler may replace)
+        self.model_node = self._compile_node(node)
         self.no_default = _no_default(ir, kinds)
         self._folded = self._fold_linear(node, kinds) if node["kind"] == "linear" else None
 
@@ -973,7 +975,7 @@ class Program:
         X = np.empty((n, len(self._features)), dtype=np.float64)
         for j, f in enumerate(self._features):
             X[:, j] = values[f]
-        return outputs(self.output, self._score(X))
+        return outputs(self.output, self.model_node(X))
 
     __call__ = run
 
@@ -986,7 +988,7 @@ class Program:
         for name, source, fn in self._one_program:
             values[name] = fn(values[source])
         X = np.array([[values[f] for f in self._features]], dtype=np.float64)
-        return outputs(self.output, self._score(X))
+        return outputs(self.output, self.model_node(X))
 
 
 def _or_nan(value) -> float:

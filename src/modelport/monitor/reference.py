@@ -2,7 +2,7 @@
 
 At registration (:func:`modelport.log_model`, :func:`modelport.import_model` with a
 sample) every training row given and the model's outputs on it are summed up per feature,
-chunk by chunk, and stored in the registry (table ``mp_references``):
+chunk by chunk, and stored in the registry (:meth:`~modelport.registry.Registry.set_reference`):
 
 - a number: the share missing, decile bin edges and the count in each bin (the bins PSI
   is computed over), the exact value counts when it takes at most 100 distinct values
@@ -26,7 +26,6 @@ sample the first time it is monitored.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -356,16 +355,8 @@ def _identity(version) -> dict[str, Any]:
 
 def record(registry, version, statistics: dict[str, Any]) -> None:
     """Store ``statistics`` as the reference of ``version`` (replacing any older row)."""
-    from sqlalchemy import delete, insert
-
-    from modelport.registry import schema as S
-
-    stats = {**statistics, "version": _identity(version)}
-    t = S.references
-    with S.write_txn(registry.engine) as conn:
-        conn.execute(delete(t).where(t.c.model == version.name, t.c.version == version.version))
-        conn.execute(insert(t).values(model=version.name, version=version.version,
-                                      statistics=stats, created_at=datetime.now(UTC)))
+    registry.set_reference(version.name, version.version,
+                           {**statistics, "version": _identity(version)})
 
 
 def record_training(registry, version, frame, score: Callable[[Any], dict[str, Any]],
@@ -379,14 +370,7 @@ def record_training(registry, version, frame, score: Callable[[Any], dict[str, A
 def load(registry, version) -> dict[str, Any]:
     """The reference statistics of ``version``: stored, or computed from its sample (and
     stored) for versions registered without them."""
-    from sqlalchemy import select
-
-    from modelport.registry import schema as S
-
-    t = S.references
-    with registry.engine.connect() as conn:
-        stored = conn.execute(select(t.c.statistics).where(
-            t.c.model == version.name, t.c.version == version.version)).scalar()
+    stored = registry.reference(version.name, version.version)
     if stored and stored.get("version") == _identity(version):
         return stored
     if not version.sample_sha256:

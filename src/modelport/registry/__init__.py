@@ -32,6 +32,7 @@ from modelport.config import Settings
 from modelport.errors import ArtefactTampered, NotFound, UserError
 from modelport.registry import schema as S
 from modelport.registry.aliases import rollback_target
+from modelport.registry.schedules import ScheduleRecords
 from modelport.registry.store import open_store
 from modelport.uri import ModelURI, check_alias, check_name
 
@@ -183,8 +184,13 @@ class NewVersion:
     lineage: dict | None = None
 
 
-class Registry:
-    """Models, versions and aliases. ``Registry()`` opens the one configured by environment."""
+class Registry(ScheduleRecords):
+    """Models, versions and aliases. ``Registry()`` opens the one configured by environment.
+
+    All the SQL on the registry's tables is here: schedules and their runs come from
+    :class:`~modelport.registry.schedules.ScheduleRecords`; the monitoring reference of a
+    version is :meth:`reference` / :meth:`set_reference`.
+    """
 
     def __init__(self, url: str | None = None, artefacts: str | None = None) -> None:
         settings = Settings.from_env()
@@ -299,6 +305,23 @@ class Registry:
         if found is None:
             return self.get(u).version  # raises NotFound naming what is missing
         return int(found)
+
+    def lineages(self, name: str) -> list[tuple[int, dict]]:
+        """Every version number of model ``name`` with its lineage, newest first, in one
+        query (no artefacts or aliases read); empty for a model with no versions."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(S.versions.c.version, S.versions.c.lineage)
+                                .where(S.versions.c.model == name)
+                                .order_by(S.versions.c.version.desc())).all()
+        return [(number, lineage or {}) for number, lineage in rows]
+
+    def reference(self, name: str, version: int) -> dict | None:
+        """The monitoring reference statistics stored for version ``name/version``
+        (:mod:`modelport.monitor.reference`), or None."""
+        t = S.references
+        with self.engine.connect() as conn:
+            return conn.execute(select(t.c.statistics).where(
+                t.c.model == name, t.c.version == version)).scalar()
 
     def aliases(self, name: str) -> dict[str, int]:
         with self.engine.connect() as conn:
@@ -587,6 +610,15 @@ class Registry:
                 conn.execute(delete(S.alias_events).where(S.alias_events.c.model == name))
                 conn.execute(delete(S.events).where(S.events.c.model == name))
         return doomed
+
+    def set_reference(self, name: str, version: int, statistics: dict[str, Any]) -> None:
+        """Store ``statistics`` as the monitoring reference of version ``name/version``,
+        replacing the one stored before (see :meth:`reference`)."""
+        t = S.references
+        with S.write_txn(self.engine) as conn:
+            conn.execute(delete(t).where(t.c.model == name, t.c.version == version))
+            conn.execute(insert(t).values(model=name, version=version, statistics=statistics,
+                                          created_at=_now()))
 
     def record_event(self, name: str, kind: str, data: dict[str, Any]) -> None:
         with S.write_txn(self.engine) as conn:

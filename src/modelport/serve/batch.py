@@ -563,7 +563,7 @@ def score_chunk(predictor, table, policy: InputPolicy = FLAG, *, first_row: int 
         checked.rejects[i] = Reject(*why)
     if on_error == "fail" and checked.rejects:
         raise _failure(where, first_row, checked.rejects)
-    outcome = score(predictor.run_checked, checked, predictor._empty)
+    outcome = score(predictor.run_checked, checked, predictor.empty_outputs)
     if on_error == "fail" and outcome.rejects:
         raise _failure(where, first_row, outcome.rejects)
     warnings = warning_messages(checked, outcome.flags, predictor.signature) \

@@ -473,7 +473,7 @@ def score_batch(scorer: Scorer, messages: list, steps: Steps | None = None) -> S
     checked = outcome = None
     if events:
         checked = check(events, scorer.signature, steps.policy, unknown="ignore")
-        outcome = score(scorer.predictor.run_checked, checked, scorer.predictor._empty)
+        outcome = score(scorer.predictor.run_checked, checked, scorer.predictor.empty_outputs)
         if steps.store is not None and outcome.scored:
             steps.store.write(scorer, events, outcome)
         for p, why in outcome.rejects.items():

@@ -13,21 +13,19 @@ fingerprint of the data it learnt from.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelport.io.tables import describe, read_table
+from modelport.train.metrics import evaluate
 from modelport.train.preprocess import build_pipeline, column_kinds
-from modelport.train.spec import PROBA_METRICS, Spec, load_spec
+from modelport.train.spec import Spec, load_spec
 from modelport.uri import check_alias
 
 if TYPE_CHECKING:
     from modelport.registry import Registry, Version
-
-SILHOUETTE_ROWS = 5000
-
 
 @dataclass
 class TrainResult:
@@ -100,69 +98,6 @@ def train(spec: str | Path | Mapping[str, Any] | Spec, registry: Registry | None
     return TrainResult(version=version, metrics=metrics, rows_train=len(X_train),
                        rows_test=len(X_test), seconds=seconds, report=report, model=model,
                        skipped_metrics=skipped)
-
-
-def evaluate(task: str, model, X, y, metrics: Sequence[str],
-             seed: int = 0) -> tuple[dict[str, float], dict[str, str]]:
-    """Measure a fitted model on held-out rows; return (metrics, skipped with reasons).
-
-    Classification: ``roc_auc`` (one-vs-rest for several classes), ``accuracy``, ``f1``,
-    ``precision``, ``recall`` (for the second class when there are two, else
-    macro-averaged), ``log_loss``. Regression: ``rmse``, ``mae``, ``r2``. Clustering:
-    ``silhouette`` on the preprocessed features of up to 5,000 rows. A metric the data
-    cannot support (one class only in the test rows, one cluster) is skipped with a reason.
-    """
-    import numpy as np
-    from sklearn import metrics as M
-
-    out: dict[str, float] = {}
-    skipped: dict[str, str] = {}
-    if task == "classification":
-        classes = list(model.classes_)
-        predicted = model.predict(X)
-        proba = model.predict_proba(X) if any(m in PROBA_METRICS for m in metrics) else None
-        binary = len(classes) == 2
-        averaging = {"average": "binary", "pos_label": classes[-1]} if binary else \
-            {"average": "macro"}
-        scorers = {
-            "roc_auc": lambda: (M.roc_auc_score(np.asarray(y) == classes[1], proba[:, 1])
-                                if binary else
-                                M.roc_auc_score(y, proba, multi_class="ovr", labels=classes)),
-            "accuracy": lambda: M.accuracy_score(y, predicted),
-            "f1": lambda: M.f1_score(y, predicted, zero_division=0, **averaging),
-            "precision": lambda: M.precision_score(y, predicted, zero_division=0, **averaging),
-            "recall": lambda: M.recall_score(y, predicted, zero_division=0, **averaging),
-            "log_loss": lambda: M.log_loss(y, proba, labels=classes),
-        }
-    elif task == "regression":
-        predicted = np.asarray(model.predict(X), dtype=np.float64)
-        scorers = {
-            "rmse": lambda: float(np.sqrt(M.mean_squared_error(y, predicted))),
-            "mae": lambda: M.mean_absolute_error(y, predicted),
-            "r2": lambda: M.r2_score(y, predicted),
-        }
-    else:
-        scorers = {"silhouette": lambda: _silhouette(model, X, seed)}
-    for name in metrics:
-        try:
-            out[name] = float(scorers[name]())
-        except ValueError as exc:
-            skipped[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return out, skipped
-
-
-def _silhouette(model, X, seed: int) -> float:
-    import numpy as np
-    from sklearn.metrics import silhouette_score
-
-    labels = np.asarray(model.predict(X))
-    if len(np.unique(labels)) < 2 or len(labels) < 3:
-        raise ValueError("the test rows fall in fewer than two clusters")
-    steps = getattr(model, "steps", None)
-    features = model[:-1].transform(X) if steps and len(steps) > 1 \
-        else X.to_numpy(dtype=np.float64)
-    return silhouette_score(features, labels, sample_size=min(len(labels), SILHOUETTE_ROWS),
-                            random_state=seed)
 
 
 def _categoricals_as_strings(frame, categorical: list[str]):

@@ -118,12 +118,11 @@ def _fmt(value) -> str:
 def _run(spec: Spec, reg: Registry, result: dict[str, Any]) -> None:
     from modelport.io.tables import describe, read_table
     from modelport.register import fingerprint, log_model
-    from modelport.train.automl.problem import higher_is_better
+    from modelport.train.metrics import evaluate, higher_is_better
     from modelport.train.oneoff import (
         _categoricals_as_strings,
         _check_target,
         _split,
-        evaluate,
         feature_kinds,
     )
     from modelport.train.preprocess import build_pipeline, column_kinds
@@ -247,7 +246,7 @@ def _champion(reg: Registry, name: str, alias: str):
 def _score_champion(reg: Registry, version, task: str, X, y, metrics: list[str],
                     metric: str) -> dict[str, Any]:
     """The champion's scores on the hold-out rows, through the model it serves with."""
-    from modelport.train.oneoff import evaluate
+    from modelport.train.metrics import evaluate
 
     out: dict[str, Any] = {"version": version.version, "uri": version.uri, "score": None}
     try:

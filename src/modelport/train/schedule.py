@@ -1,9 +1,9 @@
 """An embedded scheduler: retrain specs and monitoring checks on cron schedules.
 
 Schedules, their run history and the leases that keep two schedulers from running one
-job twice live in the registry database (tables ``mp_schedules`` and
-``mp_schedule_runs``), so any number of ``modelport scheduler run`` processes, on one
-machine or several sharing a PostgreSQL registry, share the work and survive restarts.
+job twice live in the registry database (:mod:`modelport.registry.schedules`), so any
+number of ``modelport scheduler run`` processes, on one machine or several sharing a
+PostgreSQL registry, share the work and survive restarts.
 
 Two kinds of job: ``retrain`` runs ``modelport retrain SPEC --json``; ``check`` runs
 :func:`modelport.monitor.alerts.run_check_file` on a rules file. Each run is a child
@@ -45,11 +45,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
-
 from modelport.errors import NotFound, UserError
-from modelport.registry import schema as S
 
 if TYPE_CHECKING:
     from modelport.registry import Registry
@@ -186,67 +182,43 @@ def add(name: str, *, spec: str | Path | None = None, check: str | Path | None =
     values = dict(kind=kind, path=str(path), cron=cron, missed=missed, grace_s=float(grace_s),
                   timeout_s=float(timeout_s), next_run_at=next_after(cron, now))
     reg = _registry(registry)
-    with S.write_txn(reg.engine) as conn:
-        exists = conn.execute(select(S.schedules.c.name).where(S.schedules.c.name == name)
-                              ).first()
-        if exists and not replace:
-            raise UserError(f"a schedule named {name!r} exists; remove it first or pass "
-                            "--replace")
-        if exists:
-            conn.execute(update(S.schedules).where(S.schedules.c.name == name).values(
-                claims=S.schedules.c.claims + 1, **values))
-        else:
-            conn.execute(insert(S.schedules).values(name=name, claims=0, created_at=now,
-                                                    created_by=current_user(), **values))
+    if not reg.save_schedule(name, values, replace=replace, created_by=current_user(), now=now):
+        raise UserError(f"a schedule named {name!r} exists; remove it first or pass "
+                        "--replace")
     return get(name, registry=reg)
 
 
 def get(name: str, *, registry: Registry | None = None) -> Schedule:
     reg = _registry(registry)
-    with reg.engine.connect() as conn:
-        row = conn.execute(select(S.schedules).where(S.schedules.c.name == name)
-                           ).mappings().first()
-        if row is None:
-            names = conn.execute(select(S.schedules.c.name)).scalars().all()
-            known = f" (known: {', '.join(names)})" if names else " (there are none)"
-            raise NotFound(f"no schedule named {name!r}{known}")
+    row = reg.schedule(name)
+    if row is None:
+        names = reg.schedule_names()
+        known = f" (known: {', '.join(names)})" if names else " (there are none)"
+        raise NotFound(f"no schedule named {name!r}{known}")
     return Schedule.from_row(row)
 
 
 def list_schedules(*, registry: Registry | None = None) -> list[dict[str, Any]]:
     """Every schedule with its last run's status."""
-    reg = _registry(registry)
-    with reg.engine.connect() as conn:
-        rows = conn.execute(select(S.schedules).order_by(S.schedules.c.name)).mappings().all()
-        out = []
-        for row in rows:
-            d = Schedule.from_row(row).to_dict()
-            last = conn.execute(select(S.schedule_runs).where(
-                S.schedule_runs.c.schedule == row["name"])
-                .order_by(S.schedule_runs.c.id.desc()).limit(1)).mappings().first()
-            d["last_run"] = _run_dict(last, with_log=False) if last else None
-            out.append(d)
+    out = []
+    for row, last in _registry(registry).schedules_with_last_run():
+        d = Schedule.from_row(row).to_dict()
+        d["last_run"] = _run_dict(last, with_log=False) if last else None
+        out.append(d)
     return out
 
 
 def remove(name: str, *, registry: Registry | None = None) -> None:
     """Delete a schedule (its run history stays)."""
     reg = _registry(registry)
-    with S.write_txn(reg.engine) as conn:
-        gone = conn.execute(delete(S.schedules).where(S.schedules.c.name == name)).rowcount
-    if not gone:
+    if not reg.delete_schedule(name):
         get(name, registry=reg)  # raises NotFound with the known names
 
 
 def history(name: str | None = None, *, limit: int = 20, with_log: bool = False,
             registry: Registry | None = None) -> list[dict[str, Any]]:
     """The latest runs (of one schedule, or all), newest first."""
-    reg = _registry(registry)
-    q = select(S.schedule_runs).order_by(S.schedule_runs.c.id.desc()).limit(limit)
-    if name:
-        q = q.where(S.schedule_runs.c.schedule == name)
-    with reg.engine.connect() as conn:
-        rows = conn.execute(q).mappings().all()
+    rows = _registry(registry).schedule_runs(name, limit)
     return [_run_dict(r, with_log) for r in rows]
 
 
@@ -285,7 +257,6 @@ class Scheduler:
         if max_jobs < 1 or poll_s <= 0 or lease_s <= 0:
             raise UserError("--max-jobs must be >= 1 and --poll a positive number of seconds")
         self.registry = _registry(registry)
-        self.engine = self.registry.engine
         self.max_jobs, self.poll_s, self.lease_s = max_jobs, poll_s, lease_s
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.jobs: dict[int, _Job] = {}
@@ -336,9 +307,7 @@ class Scheduler:
         self.stopping = signal.Signals(signum).name
 
     def _until_next(self, now: datetime) -> float:
-        with self.engine.connect() as conn:
-            soonest = conn.execute(select(S.schedules.c.next_run_at)
-                                   .order_by(S.schedules.c.next_run_at).limit(1)).scalar()
+        soonest = self.registry.next_schedule_due()
         if soonest is None:
             return self.poll_s
         return (_utc(soonest) - now).total_seconds()
@@ -352,25 +321,15 @@ class Scheduler:
             mine = list(self.jobs)
         renew = mine and (self.renewed is None or
                           (now - self.renewed).total_seconds() >= self.lease_s / 3)
-        with self.engine.connect() as conn:
-            stale = conn.execute(select(S.schedule_runs.c.id).where(
-                S.schedule_runs.c.status == "running", S.schedule_runs.c.lease_until < now
-            ).limit(1)).first() is not None
+        stale = self.registry.expired_schedule_runs(now)
         if not renew and not stale:
             return
-        lost = 0
-        with S.write_txn(self.engine) as conn:
-            if renew:
-                conn.execute(update(S.schedule_runs).where(
-                    S.schedule_runs.c.id.in_(mine), S.schedule_runs.c.status == "running"
-                ).values(lease_until=now + timedelta(seconds=self.lease_s)))
-                self.renewed = now
-            if stale:
-                lost = conn.execute(update(S.schedule_runs).where(
-                    S.schedule_runs.c.status == "running", S.schedule_runs.c.lease_until < now
-                ).values(status="lost", finished_at=now,
-                         result={"error": "the scheduler running it stopped renewing its lease"}
-                         )).rowcount
+        lost = self.registry.renew_schedule_runs(
+            mine if renew else (), now + timedelta(seconds=self.lease_s),
+            expire_before=now if stale else None,
+            expired_result={"error": "the scheduler running it stopped renewing its lease"})
+        if renew:
+            self.renewed = now
         if lost:
             self.stats["lost"] += lost
             log.warning("marked %d run(s) of a stopped scheduler as lost", lost)
@@ -378,10 +337,7 @@ class Scheduler:
     # claiming ------------------------------------------------------------------------------
 
     def _claim_due(self, now: datetime) -> None:
-        with self.engine.connect() as conn:
-            due = conn.execute(select(S.schedules).where(S.schedules.c.next_run_at <= now)
-                               .order_by(S.schedules.c.next_run_at)).mappings().all()
-        for row in due:
+        for row in self.registry.due_schedules(now):
             with self.lock:
                 if len(self.jobs) >= self.max_jobs:
                     return
@@ -392,33 +348,13 @@ class Scheduler:
     def _claim(self, seen: Schedule, now: datetime) -> _Job | None:
         """Claim ``seen``'s due occurrence: move ``next_run_at`` on and insert the run row in
         one transaction, or do nothing if another scheduler got there first."""
-        try:
-            with S.write_txn(self.engine) as conn:
-                q = select(S.schedules).where(S.schedules.c.name == seen.name)
-                if conn.dialect.name == "postgresql":
-                    q = q.with_for_update()
-                row = conn.execute(q).mappings().first()
-                if row is None or (row["claims"] or 0) != seen.claims:
-                    return None  # removed, replaced or claimed meanwhile
-                s = Schedule.from_row(row)
-                busy = conn.execute(select(S.schedule_runs.c.id).where(
-                    S.schedule_runs.c.schedule == s.name,
-                    S.schedule_runs.c.status == "running")).first() is not None
-                due, nxt, status, note = plan(s, now, busy)
-                if due is None:
-                    return None
-                conn.execute(update(S.schedules).where(S.schedules.c.name == s.name)
-                             .values(next_run_at=nxt, claims=S.schedules.c.claims + 1))
-                run_id = conn.execute(insert(S.schedule_runs).values(
-                    schedule=s.name, due_at=due, status=status, owner=self.owner,
-                    lease_until=now + timedelta(seconds=self.lease_s) if status == "running"
-                    else None,
-                    started_at=now if status == "running" else None,
-                    finished_at=None if status == "running" else now,
-                    result=note or None,
-                )).inserted_primary_key[0]
-        except IntegrityError:
-            return None  # the occurrence already has its run row
+        claimed = self.registry.claim_schedule_run(
+            seen.name, seen.claims, lambda row, busy: plan(Schedule.from_row(row), now, busy),
+            owner=self.owner, now=now, lease_until=now + timedelta(seconds=self.lease_s))
+        if claimed is None:  # removed, replaced or claimed meanwhile, or not yet due
+            return None
+        run_id, row, (due, _, status, note) = claimed
+        s = Schedule.from_row(row)
         if status == "skipped":
             self.stats["skipped"] += 1
             log.info("%s: skipped the run due %s (%s)", s.name, _iso(due), note.get("reason"))
@@ -474,11 +410,8 @@ class Scheduler:
                 output: str) -> None:
         if job.note:
             result = {**job.note, **(result or {})}
-        with S.write_txn(self.engine) as conn:
-            conn.execute(update(S.schedule_runs).where(S.schedule_runs.c.id == job.run_id)
-                         .values(status=status, exit_code=code, result=result,
-                                 finished_at=_now(), lease_until=None,
-                                 log=output[-LOG_CHARS:]))
+        self.registry.finish_schedule_run(job.run_id, status, code, result,
+                                          output[-LOG_CHARS:])
         self.stats["succeeded" if status == "succeeded" else "failed"] += 1
         log.info("%s: run %d %s (exit %s)", job.schedule.name, job.run_id, status, code)
         with self.lock:

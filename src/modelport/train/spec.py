@@ -60,19 +60,8 @@ from typing import Any
 
 from modelport.errors import UserError
 from modelport.signature import TASKS
+from modelport.train.metrics import DEFAULT_METRICS, METRICS, PROBA_METRICS
 
-METRICS = {
-    "classification": ("roc_auc", "accuracy", "f1", "log_loss", "precision", "recall"),
-    "regression": ("rmse", "mae", "r2"),
-    "clustering": ("silhouette",),
-}
-DEFAULT_METRICS = {
-    "classification": ("roc_auc", "accuracy", "f1", "log_loss"),
-    "regression": ("rmse", "mae", "r2"),
-    "clustering": ("silhouette",),
-}
-#: metrics computed from class probabilities, so the estimator needs ``predict_proba``
-PROBA_METRICS = ("roc_auc", "log_loss")
 DEFAULT_ESTIMATORS = {
     "classification": "sklearn.ensemble.HistGradientBoostingClassifier",
     "regression": "sklearn.ensemble.HistGradientBoostingRegressor",

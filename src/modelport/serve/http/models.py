@@ -53,7 +53,7 @@ def follow(uri: str | ModelURI, registry, *, batching: dict[str, Any], fmt: str 
         predictor, chosen = choice.load(registry, version, "row", fmt)
         labels = (muri.name, str(version.version))
         report = (lambda n, rows, secs: on_batch(labels, n, rows, secs)) if on_batch else None
-        batcher = MicroBatcher(predictor.run_checked, empty=predictor._empty, on_batch=report,
+        batcher = MicroBatcher(predictor.run_checked, empty=predictor.empty_outputs, on_batch=report,
                                **batching)
         return Loaded(muri, version.version, chosen.format, predictor, batcher, chosen.why)
 

@@ -66,7 +66,7 @@ def attach(connection: sqlite3.Connection, uri: str, *, table: str, key: str,
         try:
             checked = check(dict(zip(names, values, strict=True)), signature, rules,
                             unknown="ignore")
-            outcome = score(predictor.run_checked, checked, predictor._empty)
+            outcome = score(predictor.run_checked, checked, predictor.empty_outputs)
             return column_values(outcome.outputs, kind)[0] if outcome.scored else None
         except Exception:  # noqa: BLE001 - an exception here would fail the app's insert
             log.exception("could not score a row inserted into %s", table)

@@ -14,7 +14,7 @@ from modelport.errors import ConversionError, UserError
 
 def compile_model(registry, version):
     """The version's proven IR and proof ``(sample frame, native outputs)`` (or None)."""
-    from modelport.compile.exporter import proven_ir
+    from modelport.compile.proof import proven_ir
 
     return proven_ir(registry, version)
 
@@ -28,7 +28,7 @@ def check_in_database(db, model_ir, proof, uri: str) -> float | None:
     difference when it exceeds 1e-9 (probabilities, values) or changes a label or cluster,
     or the database's reason when it cannot evaluate the SQL.
     """
-    from modelport.compile.exporter import check_sql
+    from modelport.compile.proof import check_sql
 
     forms = ("subquery",) if db.dialect == "sqlite" else ("function",)
     try:

@@ -312,7 +312,7 @@ class _Worker:
         start = time.perf_counter()
         # the columns read are the model's own; other columns of the table are not read
         checked = check(data, predictor.signature, self.policy, unknown="ignore")
-        outcome = score(predictor.run_checked, checked, predictor._empty)
+        outcome = score(predictor.run_checked, checked, predictor.empty_outputs)
         seconds = time.perf_counter() - start
         scores = column_values(outcome.outputs, inst.score_kind)
         keys = [r[0] for r in rows]

@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelport.errors import UserError, require
-from modelport.train.automl.problem import Candidate, Problem, higher_is_better
+from modelport.train.automl.problem import Candidate, Problem
 from modelport.train.automl.space import FAMILIES, families_for
+from modelport.train.metrics import higher_is_better
 
 ENGINES = ("flaml", "optuna", "tpot")
 log = logging.getLogger("modelport.automl")

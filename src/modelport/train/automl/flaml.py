@@ -17,8 +17,9 @@ import logging
 import math
 import time
 
-from modelport.train.automl.problem import Candidate, Problem, higher_is_better, metric_value
+from modelport.train.automl.problem import Candidate, Problem
 from modelport.train.automl.space import Family, Param
+from modelport.train.metrics import higher_is_better, metric_value
 
 EXTRA = "automl"
 MODULE = "flaml"

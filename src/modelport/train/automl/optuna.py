@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import time
 
-from modelport.train.automl.problem import Candidate, Problem, higher_is_better
+from modelport.train.automl.problem import Candidate, Problem
 from modelport.train.automl.space import FAMILIES, Family, Param
+from modelport.train.metrics import higher_is_better
 
 EXTRA = "automl"
 MODULE = "optuna"

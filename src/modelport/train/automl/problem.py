@@ -8,8 +8,8 @@ that same fitted preprocessor in front, so what serves is what was searched.
 
 Validation: five stratified folds up to :data:`CV_ROWS` rows (drawn several times over up
 to :data:`REPEAT_ROWS`, see :func:`repeats`), one 20 % hold-out split above. Every engine
-scores candidates on these same splits with the same metric function, so their scores
-compare.
+scores candidates on these same splits with the same metric function
+(:func:`modelport.train.metrics.metric_value`), so their scores compare.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from modelport.train.metrics import higher_is_better, metric_value
+
 CV_ROWS = 10_000
 FOLDS = 5
 #: up to this many rows the folds are drawn several times over (:func:`repeats`)
@@ -29,9 +31,6 @@ REPEAT_ROWS = 1_000
 VALIDATION_ROWS = 3_000
 MAX_REPEATS = 10
 HOLDOUT = 0.2
-
-#: metrics where a smaller value is better; every other metric is better larger
-SMALLER_IS_BETTER = ("log_loss", "rmse", "mae")
 
 
 def repeats(rows: int) -> int:
@@ -48,21 +47,6 @@ def repeats(rows: int) -> int:
     if rows > REPEAT_ROWS:
         return 1
     return max(1, min(MAX_REPEATS, math.ceil(VALIDATION_ROWS / max(rows, 1))))
-
-
-def higher_is_better(metric: str) -> bool:
-    return metric not in SMALLER_IS_BETTER
-
-
-def metric_value(metric: str, task: str, y_true, model, X, classes=None) -> float:
-    """``metric`` of a fitted ``model`` on ``X``, ``y_true`` — the one definition every
-    engine and the promotion gate use (:func:`modelport.train.oneoff.evaluate`)."""
-    from modelport.train.oneoff import evaluate
-
-    values, skipped = evaluate(task, model, X, y_true, [metric])
-    if metric in skipped:
-        raise ValueError(f"{metric} cannot be computed: {skipped[metric]}")
-    return values[metric]
 
 
 @dataclass

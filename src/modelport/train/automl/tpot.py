@@ -19,8 +19,9 @@ import multiprocessing
 import time
 
 from modelport.errors import UserError
-from modelport.train.automl.problem import Candidate, Problem, higher_is_better, metric_value
+from modelport.train.automl.problem import Candidate, Problem
 from modelport.train.automl.space import FAMILIES, Family
+from modelport.train.metrics import higher_is_better, metric_value
 
 EXTRA = "tpot"
 MODULE = "tpot"

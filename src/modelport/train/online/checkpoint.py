@@ -71,17 +71,10 @@ class Written:
 
 def latest(registry, name: str) -> tuple[Any, bytes] | None:
     """The newest complete checkpoint of model ``name`` and its state, or None."""
-    from sqlalchemy import select
-
-    from modelport.registry import schema as S
     from modelport.uri import ModelURI
 
-    with registry.engine.connect() as conn:
-        rows = conn.execute(select(S.versions.c.version, S.versions.c.lineage)
-                            .where(S.versions.c.model == name)
-                            .order_by(S.versions.c.version.desc())).all()
-    for number, lineage in rows:
-        online = (lineage or {}).get(LINEAGE) or {}
+    for number, lineage in registry.lineages(name):
+        online = lineage.get(LINEAGE) or {}
         if online.get("state_sha256"):
             version = registry.get(ModelURI(name, number))
             return version, registry.get_signed(online["state_sha256"],

@@ -1,0 +1,259 @@
+"""The proof of a compiled form: it scores the registered sample as the native model does.
+
+Everything the model compiler writes is checked before it is accepted. :func:`proven_ir`
+reads a registered version into its intermediate form and compares that form with the
+native model on the version's registered sample (to :data:`TOLERANCE`); the proof it
+returns, ``(sample frame, native outputs)``, is what every backend written from the form is
+then held to: :func:`check_python` runs generated Python on it in a separate interpreter,
+:func:`check_sql` evaluates the SQL on it inside a database. The exporter
+(:mod:`modelport.compile.exporter`), the in-app bundle (:mod:`modelport.compile.bundle`)
+and the SQL-mode trigger (:mod:`modelport.serve.trigger.sqlmode`) all prove through here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from modelport.errors import ConversionError, UserError
+
+#: the largest difference from the native model a compiled form may show
+TOLERANCE = 1e-9
+
+
+def proven_ir(reg, version):
+    """The version's intermediate form checked against the native model, and the proof.
+
+    The proof is ``(sample frame, native outputs)``, or ``None`` for a version registered
+    without a sample; the generated Python and SQLite forms are checked on it too.
+    """
+    from modelport.compile.from_sklearn import to_ir
+    from modelport.compile.numpy_eval import evaluate
+    from modelport.formats.native import NativePredictor
+    from modelport.parity import compare
+    from modelport.signature import Signature
+
+    if "joblib" not in version.accepted_formats():
+        if "compiled" in version.accepted_formats():
+            return _stored_ir(reg, version)
+        raise UserError(f"{version.uri} has no native (joblib) artefact to compile from")
+    predictor = reg.load(version, format="joblib")
+    signature = Signature.from_dict(version.signature)
+    try:
+        model_ir = to_ir(predictor.model, signature)
+    except ConversionError as exc:
+        raise UserError(f"{version.uri} cannot be compiled: {exc}") from None
+    if model_ir.precision != "float64":
+        raise UserError(f"{version.uri} cannot be compiled: the model computes in "
+                        f"{model_ir.precision}; compiled targets compute in float64")
+    proof = None
+    if version.sample_sha256:
+        frame = signature.coerce(reg.sample(version))
+        reference = NativePredictor(predictor.model, signature).score_coerced(frame)
+        result = compare(reference, evaluate(model_ir, frame), signature.task, TOLERANCE)
+        if not result["passed"]:
+            raise UserError(f"{version.uri} cannot be compiled exactly: {result['reason']}")
+        proof = (frame, reference)
+    return model_ir, proof
+
+
+def _stored_ir(reg, version):
+    """The stored compiled form of a version with no Python model (an imported H2O MOJO):
+    it was proven against its native scorer at registration; the proof here is its own
+    outputs on the registered sample, which every backend written from it must match."""
+    import json
+
+    from modelport.compile.ir import ModelIR
+    from modelport.compile.numpy_eval import evaluate
+    from modelport.signature import Signature
+
+    signature = Signature.from_dict(version.signature)
+    model_ir = ModelIR.from_dict(json.loads(reg.read_artefact(version, "compiled")))
+    model_ir.signature = signature
+    proof = None
+    if version.sample_sha256:
+        frame = signature.coerce(reg.sample(version))
+        proof = (frame, evaluate(model_ir, frame))
+    return model_ir, proof
+
+
+#: what the separate interpreter runs: import the generated module from the path in
+#: argv[1], score the JSON rows on stdin, write the scores as JSON
+_PYTHON_RUNNER = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("generated_model", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+sys.stdout.write(json.dumps([module.score(row) for row in json.load(sys.stdin)]))
+"""
+#: how long the generated Python may take to score the sample (at most 1,000 rows)
+_PROOF_SECONDS = 600
+
+
+def check_python(source: str, proof) -> float | None:
+    """Score the registered sample with generated Python ``source`` in a separate
+    interpreter and return its largest difference from the native model (``None`` without
+    a sample or for outputs that are not numbers).
+
+    The module is never run in this process: ``python -I`` (no user site, no ``PYTHON*``
+    variables, no working folder on the path) imports it from a temporary folder, reads the
+    rows as JSON on stdin and writes the scores as JSON on stdout. Raises
+    :class:`~modelport.errors.ConversionError` when it fails, takes over 600 s or differs
+    by more than 1e-9.
+    """
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    if proof is None:
+        return None
+    frame, ref = proof
+    rows = [{k: (None if v != v else v) for k, v in r.items()} for r in frame.to_dict("records")]
+    payload = json.dumps(rows, default=lambda v: v.item()).encode("ascii")
+    with tempfile.TemporaryDirectory(prefix="modelport-proof-") as tmp:
+        module = Path(tmp) / "generated_model.py"
+        module.write_text(source, encoding="utf-8")
+        try:
+            done = subprocess.run([sys.executable, "-I", "-c", _PYTHON_RUNNER, str(module)],
+                                  input=payload, capture_output=True, cwd=tmp,
+                                  timeout=_PROOF_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise ConversionError(f"the generated Python did not score the sample within "
+                                  f"{_PROOF_SECONDS} s") from None
+    if done.returncode != 0:
+        last = (done.stderr.decode("utf-8", "replace").strip().splitlines() or [""])[-1]
+        raise ConversionError(f"the generated Python failed on the sample (exit code "
+                              f"{done.returncode}): {last}")
+    got = json.loads(done.stdout)
+    expected = ref.get("proba", ref.get("value"))
+    if expected is not None:
+        diff = largest_difference(np.asarray(got, dtype=np.float64).reshape(expected.shape),
+                                  expected)
+        if not diff <= TOLERANCE:
+            raise ConversionError(f"the generated Python differs by {diff:.3g}")
+        return float(diff)
+    return None
+
+
+def largest_difference(got: np.ndarray, expected: np.ndarray) -> float:
+    """The largest absolute difference between two arrays of scores, where a missing score
+    (NaN: a model that gives no answer for the row) equals only a missing score: infinite
+    when one side answers and the other does not, 0 for two empty arrays."""
+    got, expected = np.asarray(got, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    if not got.size:
+        return 0.0
+    delta = np.abs(got - expected)
+    delta[np.isnan(got) & np.isnan(expected)] = 0.0
+    delta[np.isnan(delta)] = np.inf
+    return float(delta.max())
+
+
+def check_sql(conn, dialect: str, model_ir, proof,
+              forms: tuple[str, ...] = ("expression",)) -> float | None:
+    """Evaluate the model's SQL over the registered sample in the database behind the
+    DB-API connection ``conn`` and return the largest difference from the native model.
+
+    ``forms`` says what is evaluated: ``expression`` (:func:`~modelport.compile.sql.to_sql`),
+    ``subquery`` (:func:`~modelport.compile.sql.to_sql_subquery`, what a SQLite trigger
+    runs) and ``function`` (:func:`~modelport.compile.sql.create_function`, created under a
+    scratch name). Nothing is left behind: PostgreSQL's work is rolled back, MariaDB's
+    scratch function and SQLite's temporary table dropped. Raises
+    :class:`~modelport.errors.ConversionError` naming the form when the database cannot
+    evaluate it, or when it differs by more than 1e-9 or changes a label or cluster.
+    """
+    import uuid
+
+    from modelport.compile import sql
+    from modelport.io.tables import first_line
+    from modelport.quoting.sql import identifier
+
+    if proof is None:
+        return None
+    frame, ref = proof
+    sig = model_ir.signature
+
+    def q(name: str) -> str:
+        return identifier(name, dialect, "column name")
+
+    scratch = f"modelport_parity_{uuid.uuid4().hex[:12]}"
+    selects, function = [], None
+    for form in forms:
+        if form == "expression":
+            selects.append(sql.to_sql(model_ir, dialect))
+        elif form == "subquery":
+            selects.append(sql.to_sql_subquery(model_ir, dialect))
+        else:
+            function = sql.create_function(model_ir, dialect, scratch)
+            selects.append(f"{q(sql.function_name(scratch))}("
+                           f"{', '.join(q(c) for c in sig.names)})")
+    text, real, temp = {
+        "postgresql": ("text", "double precision", "TEMP"),
+        "mysql": ("LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", "DOUBLE", "TEMPORARY"),
+        "sqlite": ("TEXT", "REAL", "TEMP")}[dialect]
+    table = q(scratch)
+    typed = ", ".join(f"{q(c.name)} {text if c.kind == 'categorical' else real}"
+                      for c in sig.inputs)
+    rows = [(i, *[None if (v is None or v != v) else v for v in r])
+            for i, r in enumerate(frame.itertuples(index=False))]
+    if not rows:
+        return 0.0
+    # psycopg and PyMySQL read a % in a statement with parameters as a placeholder
+    names = ", ".join(q(c) for c in sig.names)
+    insert = f"INSERT INTO {table} (row_id, {names}) VALUES "
+    cur = conn.cursor()
+    try:
+        if function is not None:
+            cur.execute(function)  # MariaDB commits around DDL: it is dropped in finally
+        cur.execute(f"CREATE {temp} TABLE {table} (row_id INTEGER PRIMARY KEY, {typed})")
+        if dialect == "sqlite":
+            cur.executemany(f"{insert}({', '.join('?' * len(rows[0]))})", rows)
+        else:
+            row = f"({', '.join(['%s'] * (len(sig.names) + 1))})"
+            for at in range(0, len(rows), 200):
+                part = rows[at:at + 200]
+                cur.execute(insert.replace("%", "%%") + ", ".join([row] * len(part)),
+                            [v for r in part for v in r])
+        cur.execute(f"SELECT {', '.join(selects)} FROM {table} ORDER BY row_id")
+        got = [list(r) for r in cur.fetchall()]
+    except Exception as exc:  # noqa: BLE001 - any driver's error is the database's answer
+        raise ConversionError(f"{dialect} could not evaluate the SQL: "
+                              f"{first_line(exc)}") from None
+    finally:
+        _clean_up(conn, cur, dialect, table, function and q(sql.function_name(scratch)))
+    kind = sql.result_kind(model_ir)
+    worst = 0.0
+    for at, form in enumerate(forms):
+        what = {"expression": "the SQL expression", "subquery": "the SQL expression",
+                "function": "the SQL function"}[form]
+        values = [r[at] for r in got]
+        if kind in ("probability", "value"):
+            expected = ref["proba"][:, 1] if kind == "probability" else ref["value"]
+            floats = np.asarray([np.nan if v is None else float(v) for v in values])
+            diff = largest_difference(floats, expected)
+            if not diff <= TOLERANCE:
+                raise ConversionError(f"in {dialect}, {what} differs from the native model by "
+                                      f"{diff:.3g} on the sample (allowed {TOLERANCE:g})")
+            worst = max(worst, diff)
+        else:
+            expected = ref["cluster"] if kind == "cluster" else ref["label"]
+            flips = sum(str(a) != str(b) for a, b in zip(values, expected, strict=True))
+            if flips:
+                raise ConversionError(f"in {dialect}, {what} changes {flips} label(s) of the "
+                                      "native model on the sample")
+    return worst
+
+
+def _clean_up(conn, cur, dialect: str, table: str, function: str | None) -> None:
+    """Leave the database as it was: roll back, drop the scratch table and function."""
+    try:
+        conn.rollback()
+        if dialect != "postgresql":  # PostgreSQL's rollback took both away
+            cur.execute(f"DROP {'TEMPORARY ' if dialect == 'mysql' else ''}TABLE IF EXISTS "
+                        f"{table}")
+            if function:
+                cur.execute(f"DROP FUNCTION IF EXISTS {function}")
+            conn.commit()
+    finally:
+        cur.close()
