@@ -8,10 +8,11 @@ reference) give (see its ``SOURCES.md``). Each file is imported the way a user w
 (``modelport.import_model(file, sample=inputs)``), loaded through the registry and scored on
 the inputs; every output must equal the expected one to the case's tolerance (relative on
 regression values, no changed label). A row the reference gives no answer for must get none
-(NaN, or the row refused with its reason). An import refused with a reason is counted as
-such. A file scored by pypmml (modelport cannot read it) whose outputs are wrong is an
-expected failure, with pypmml's mistakes as the reason; a file scored by modelport's read
-form must match. The corpus is test data read where it lies, never copied here.
+(NaN, or the row refused with its reason). An import may instead be refused, with one
+line naming the file and what modelport does not read (and, for a file pypmml would get
+wrong, the construct pypmml mishandles). Whichever runtime scores a file, its read form or
+pypmml, a wrong output fails: there is no third outcome. The corpus is test data read where
+it lies, never copied here.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from conftest import need_module, unavailable
 CORPUS = Path(os.environ.get("MODELPORT_CORPUS")
               or Path(__file__).resolve().parents[2] / "shared" / "corpus") / "pmml"
 
-#: what became of each file: "matched (compiled)", "matched (pypmml)", "refused: ...",
-#: "wrong (runtime): ..."
+#: what became of each file: "matched (compiled)", "matched (pypmml)", "refused: ...", or
+#: "wrong (runtime): ..." for a file that fails
 OUTCOMES: dict[str, str] = {}
 
 
@@ -183,17 +184,12 @@ def test_corpus_file_scores_as_its_producer_meant_or_is_refused_naming_why(case,
     got, refused = _score(predictor, rows)
     problems = _mismatches(expected, got, refused, signature.task, signature.classes,
                            float(case["tolerance"]))
+    record = version.artefact("pmml").parity
     if problems:
-        record = version.artefact("pmml").parity
         OUTCOMES[name] = f"wrong ({runtime}): {'; '.join(problems)}; reader: {record.get('reader')}"
-        if runtime == "pypmml":
-            # modelport vouches for its read form; a file it cannot read is pypmml's, whose
-            # known mistakes this records without failing on them
-            pytest.xfail(f"scored by pypmml, which gets it wrong: {'; '.join(problems)} "
-                         f"(modelport cannot read it: {record.get('reader')})")
     else:
         OUTCOMES[name] = f"matched ({runtime})"
-    assert not problems, (name, runtime, problems)
+    assert not problems, (name, runtime, problems, record.get("reader"))
     compiled = version.artefact("compiled")
     if runtime == "compiled":
         # the form that scores is the derived artefact, and it is served too

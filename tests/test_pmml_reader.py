@@ -2,13 +2,16 @@
 
 ``tests/fixtures/pmml/`` holds small hand-written files after the DMG's examples: tree
 missing-value strategies, segmentation methods, regression links, transformations,
-clustering and naive Bayes. Each is scored on rows built from its own split points (each
+clustering, naive Bayes and scorecards (read); a neural network and a support vector
+machine (scored by pypmml); nearest neighbours and a rule set (refused). Each is scored on rows built from its own split points (each
 point and the doubles and float32 values beside it), categories and missing values, by
 JPMML-Evaluator (the reference evaluator, run here in a child process: its Java library is
 AGPL-3.0, a test-only dependency) and by modelport: the reader's form must equal the
 reference to 1e-9, and so must the file imported through the registry, which must get an
 accepted ``compiled`` artefact. Files the form cannot express are scored by pypmml instead,
-and a file whose own ModelVerification records no evaluator reproduces is refused.
+unless pypmml is known to get their construct wrong (then the import is refused, naming
+it, and the test shows pypmml does differ from the reference); a file whose own
+ModelVerification records no evaluator reproduces is refused.
 """
 
 from __future__ import annotations
@@ -33,12 +36,17 @@ from modelport.formats import pmml
 from conftest import need_module, unavailable
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pmml"
-READ = sorted(p.name for p in FIXTURES.glob("*.pmml")
-              if p.name not in ("neural_network.pmml", "nearest_neighbors.pmml",
-                                "verification_wrong.pmml"))
-#: files the form cannot express, with the element the reason names
+#: files the form cannot express and pypmml scores right, with the element the reason names
 UNREAD = {"neural_network.pmml": "the form has no NeuralNetwork",
-          "nearest_neighbors.pmml": "the form has no NearestNeighborModel"}
+          "support_vector_machine.pmml": "the form has no SupportVectorMachineModel"}
+#: files the form cannot express and pypmml scores wrongly: refused, naming the element the
+#: reader lacks and the construct pypmml mishandles
+REFUSED = {"nearest_neighbors.pmml": ("the form has no NearestNeighborModel",
+                                      "NearestNeighborModel: pypmml gives no answer"),
+           "rule_set.pmml": ("the form has no RuleSetModel",
+                             'RuleSetModel over a dataType="integer" field: pypmml reads a missing')}
+READ = sorted(p.name for p in FIXTURES.glob("*.pmml")
+              if p.name not in {*UNREAD, *REFUSED, "verification_wrong.pmml"})
 ROWS = 400
 TOLERANCE = 1e-9
 
@@ -136,7 +144,7 @@ def reference() -> dict:
     """JPMML-Evaluator's results for every fixture on its rows, by file name."""
     need_module("jpmml_evaluator", "dev")
     specs = {}
-    for name in [*READ, *UNREAD]:
+    for name in [*READ, *UNREAD, *REFUSED]:
         rows = _rows(name)
         text = (FIXTURES / name).read_text()
         signature = pmml.inspect(text.encode())
@@ -312,6 +320,27 @@ def test_a_file_the_form_cannot_express_is_scored_by_pypmml(name, reference):
         _assert_same(expected, got, task, refused)
 
 
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_a_file_pypmml_would_score_wrongly_is_refused_naming_the_element(name, reference):
+    data = (FIXTURES / name).read_bytes()
+    signature = pmml.inspect(data)
+    unread, mistake = REFUSED[name]
+    with pytest.raises(ConversionError, match=unread):
+        to_ir(data, signature)
+    rows = _rows(name)
+    with pytest.raises(UserError) as info:
+        modelport.import_model(FIXTURES / name, "refused", sample=rows)
+    message = str(info.value)
+    assert "\n" not in message and name in message
+    assert f"reader: {unread}" in message and mistake in message
+    with pytest.raises(UserError):
+        modelport.load("refused")
+    # the refusal is deserved: pypmml's labels differ from the reference on these rows
+    expected = _expected(name, reference[name], signature)
+    got = pmml.PmmlPredictor(data, signature, runtime="pypmml").run(rows)
+    assert [str(v) for v in got["label"]] != [str(v) for v in expected["label"]]
+
+
 def test_a_file_with_its_own_records_is_proven_against_them():
     version = modelport.import_model(FIXTURES / "verified_regression.pmml", "verified")
     compiled = version.artefact("compiled")
@@ -413,3 +442,88 @@ def test_pmml_evaluator_stays_out_of_the_default_install():
     assert "jpmml-evaluator" in dev
     sources = (Path(__file__).parents[1] / "src").rglob("*.py")
     assert not any("import jpmml_evaluator" in p.read_text() for p in sources)
+
+
+# --- exports of what was read ------------------------------------------------------------------
+
+
+_RUN_PYTHON = r"""
+import importlib.util, json, math, sys
+spec = importlib.util.spec_from_file_location("exported", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+out = []
+for row in json.load(sys.stdin):
+    score = module.score(row)
+    out.append(None if isinstance(score, float) and math.isnan(score) else score)
+json.dump(out, sys.stdout)
+"""
+
+
+@pytest.mark.parametrize("name", READ)
+def test_a_file_read_into_the_form_exports_sql_and_python_that_score_like_jpmml(
+        name, reference, postgres_url, tmp_path):
+    """What was read gets the exports modelport's own models get, each proven at export
+    (SQLite always, PostgreSQL too with --check-url), and each scores the fixture's rows as
+    the reference does, rows it gives no answer for included."""
+    import sqlite3
+
+    from modelport.compile import export
+    from modelport.compile.sql import result_kind
+
+    rows = _rows(name)
+    # PostgreSQL refuses a float8 product that underflows ("value out of range"), which a
+    # subnormal input such as 5e-324 times a coefficient does (docs/compile.md): those rows
+    # are scored in SQLite and Python, not in PostgreSQL
+    tiny = rows.apply(lambda c: c.map(lambda v: isinstance(v, float) and 0 < abs(v) < 1e-300))
+    expected = _expected(name, reference[name], pmml.inspect((FIXTURES / name).read_bytes()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        version = modelport.import_model(FIXTURES / name, "fixture", sample=rows[~tiny.any(axis=1)])
+    signature = modelport.load(version.uri).signature
+    export(version.uri, "sql", tmp_path / "pg", dialect="postgresql", check_url=postgres_url)
+    assert "(run in SQLite and in PostgreSQL" in (tmp_path / "pg" / "README.md").read_text()
+    export(version.uri, "sql", tmp_path / "sqlite", dialect="sqlite")
+    export(version.uri, "python", tmp_path / "py")
+
+    from modelport.compile.proof import proven_ir
+    from modelport.registry import Registry
+
+    kind = result_kind(proven_ir(Registry(), version)[0])
+    expr = (tmp_path / "sqlite" / "fixture_score.expr.sql").read_text()
+    conn = sqlite3.connect(":memory:")
+    q = [f'"{c}"' for c in rows.columns]  # plain fixture names
+    conn.execute(f"CREATE TABLE t (row_id INTEGER PRIMARY KEY, {', '.join(q)})")
+    records = rows.astype(object).where(rows.notna(), None).values.tolist()
+    conn.executemany(f"INSERT INTO t VALUES (?, {', '.join('?' * len(q))})",
+                     [(i, *r) for i, r in enumerate(records)])
+    got_sql = [r[0] for r in conn.execute(f"SELECT {expr} FROM t ORDER BY row_id")]
+    python = next((tmp_path / "py").glob("*.py"))
+    done = subprocess.run([sys.executable, "-I", "-c", _RUN_PYTHON, str(python)],
+                          input=json.dumps([dict(zip(rows.columns, r, strict=True))
+                                            for r in records]),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got_py = json.loads(done.stdout)
+    task = signature.task
+    if kind == "probability":
+        want = expected["proba"][:, -1]
+        for got in (got_sql, [None if p is None else p[-1] for p in got_py]):
+            have = np.array([np.nan if g is None else g for g in got], dtype=np.float64)
+            assert np.array_equal(np.isnan(have), np.isnan(want))
+            np.testing.assert_allclose(have[~np.isnan(want)], want[~np.isnan(want)],
+                                       rtol=0, atol=TOLERANCE)
+    elif kind == "value":
+        _assert_same(expected, {"value": np.array([np.nan if g is None else g
+                                                   for g in got_sql], dtype=np.float64)}, task)
+        _assert_same(expected, {"value": np.array([np.nan if g is None else g
+                                                   for g in got_py], dtype=np.float64)}, task)
+    else:
+        answered = _answered(expected, task)
+        if kind == "cluster":
+            want = expected["cluster"]
+        else:  # the likeliest class, as modelport labels every classifier
+            want = np.asarray(expected["classes"], dtype=object)[
+                np.argmax(np.nan_to_num(expected["proba"], nan=-1.0), axis=1)]
+        assert [str(g) for g in np.asarray(got_sql, dtype=object)[answered]] == \
+            [str(w) for w in np.asarray(want, dtype=object)[answered]]

@@ -23,6 +23,8 @@ what it cannot say is not read (the file is then scored by an evaluator, with th
   or log link, multinomial logistic classifiers; one covariate or factor level per
   parameter), **ClusteringModel** (centre-based, squared or plain Euclidean distance) and
   **NaiveBayesModel** with Gaussian inputs, these two over inputs replaced where missing.
+- **Scorecard** with numeric partial scores: a sum of trees, one per Characteristic,
+  each giving the score of its first Attribute whose predicate is true.
 - **Transformations** (``TransformationDictionary``, ``LocalTransformations``, a
   MiningField's ``missingValueReplacement``): ``NormContinuous`` with two points,
   ``NormDiscrete``, ``MapValues`` over one categorical field, ``Apply`` with ``+ - * /``
@@ -280,7 +282,7 @@ class _Reader:
     def read(self) -> ir.ModelIR:
         model = top_model(self.root)
         if model.tag not in ("TreeModel", "MiningModel", "RegressionModel", "ClusteringModel",
-                             "NaiveBayesModel", "GeneralRegressionModel"):
+                             "NaiveBayesModel", "GeneralRegressionModel", "Scorecard"):
             raise ConversionError(f"the form has no {model.tag}")
         scope = _Scope(self)
         for col in self.signature.inputs:
@@ -310,6 +312,8 @@ class _Reader:
             node, output = self.naive_bayes(model, self.model_scope(model, scope))
         elif model.tag == "GeneralRegressionModel":
             node, output = self.general_regression(model, self.model_scope(model, scope))
+        elif model.tag == "Scorecard":
+            node, output = self.scorecard(model, self.model_scope(model, scope))
         else:
             node, output = self.trees(model, scope)
         self._finish_codes()
@@ -942,6 +946,27 @@ class _Reader:
                                             list(self.signature.classes))
         return linear.node(), ir.Output("regression", transform)
 
+    def scorecard(self, model: ET.Element, scope: _Scope):
+        """A Scorecard whose partial scores are numbers, as a sum of trees: each
+        Characteristic is a tree giving the ``partialScore`` of its first Attribute whose
+        predicate is true (an unknown one is passed over) and no answer when none is, as
+        JPMML-Evaluator has it. Reason codes rank the characteristics; they change no
+        score."""
+        if self.signature.task != "regression":
+            raise ConversionError(f"the form has no {model.get('functionName')} Scorecard")
+        if model.find("Targets") is not None:
+            raise ConversionError("the form has no Targets of a Scorecard")
+        builder = _Ensemble(self, 1)
+        builder.base[0] = float(model.get("initialScore", "0"))
+        characteristics = model.find("Characteristics")
+        for ch in [] if characteristics is None else characteristics.findall("Characteristic"):
+            tree = _TreeBuild(builder, single=True)
+            tree.first_true(ch.findall("Attribute"), scope, _partial_score)
+            builder.trees.append(tree.finish())
+        if not builder.trees:
+            raise ConversionError("a Scorecard has no Characteristic")
+        return builder.node("sum"), ir.Output("regression", "identity")
+
     def clustering(self, model: ET.Element, scope: _Scope):
         if model.get("modelClass", "centerBased") != "centerBased":
             raise ConversionError(f"the form has no ClusteringModel modelClass "
@@ -1389,6 +1414,19 @@ class _TreeBuild:
 
         return after(0, known)
 
+    def first_true(self, items: list, scope: _Scope, values: Callable) -> int:
+        """The IR subtree giving ``values(item)`` of the first of ``items`` whose predicate
+        is true (one whose predicate is unknown is passed over), no answer when none is."""
+        def after(i: int, k: _Known) -> int:
+            if i == len(items):
+                return self.leaf(None)
+            item = items[i]
+            taken = _Cont(("item", id(item)), lambda kk: self.leaf(values(item)))
+            skipped = _Cont(("after", id(items), i + 1), lambda kk: after(i + 1, kk))
+            return self.decide(_predicate(item), scope, k, taken, skipped, skipped)
+
+        return after(0, _Known())
+
     def values(self, node: ET.Element, settings) -> list | None:
         """A node's leaf values: its score (regression), or its class probabilities."""
         if settings[2]:
@@ -1720,6 +1758,16 @@ def _boolean(cat: _Cat, values: set, negate: bool, sources) -> _CatNum:
     unlisted = cat.value_of(_UNLISTED_TEXT) if cat.table is not None else _UNLISTED_TEXT
     return _CatNum(_Cat(cat.source, cat.data_type), out, flag(unlisted),
                    flag(cat.value_of(None)))
+
+
+def _partial_score(attribute: ET.Element) -> list[float]:
+    if attribute.find("ComplexPartialScore") is not None:
+        raise ConversionError("the form has no Scorecard ComplexPartialScore (an expression "
+                              "as an Attribute's score; numbers are read)")
+    score = attribute.get("partialScore")
+    if score is None:
+        raise ConversionError("a Scorecard Attribute has no partialScore")
+    return [float(score)]
 
 
 def _rescale(value: _TreeSum, model: ET.Element) -> _TreeSum:

@@ -414,7 +414,15 @@ def derived_artefacts(data: bytes, signature: Signature, frame=None, *, source=N
                                   if k in proof}
     if model_ir is None:
         parity["reader"] = refusal
-        records = verification(read_pmml(data), signature)
+        what = Path(source).name if source else "the PMML file"
+        root = read_pmml(data)
+        mistakes = pypmml_mistakes(root)
+        if mistakes:
+            raise UserError(
+                f"cannot import {what}: modelport does not read it (reader: {refusal}) and "
+                f"pypmml, which would score it, gets it wrong: {'; '.join(mistakes)}; nothing "
+                "was registered")
+        records = verification(root, signature)
         if records is not None:
             evaluator = _Pypmml(data, signature)
             try:
@@ -428,7 +436,6 @@ def derived_artefacts(data: bytes, signature: Signature, frame=None, *, source=N
                                              ("rows", "max_abs_diff", "label_flips")
                                              if k in check}
             if not check["passed"]:
-                what = Path(source).name if source else "the PMML file"
                 raise UserError(
                     f"cannot import {what}: neither modelport's reading nor pypmml reproduces "
                     f"its own ModelVerification records (the reader: {refusal}; pypmml: "
@@ -465,6 +472,67 @@ def derived_artefacts(data: bytes, signature: Signature, frame=None, *, source=N
                                   parity=figures))
         blobs["compiled"] = compiled
     return parity, artefacts, blobs, {}
+
+
+def pypmml_mistakes(root) -> list[str]:
+    """What pypmml is known to score wrongly in this document, one line per PMML construct.
+
+    Each rule names an element or attribute and what pypmml does with it where
+    JPMML-Evaluator, the reference, follows the specification (found on files made by
+    other tools); a file holding one is refused at import rather than scored wrongly,
+    unless modelport reads it itself. Empty when the document holds none of them.
+    """
+    found: dict[str, None] = {}
+    doubles = {f.get("name") for f in root.iter("DataField") if f.get("dataType") == "double"}
+    derived = {df.get("name") for df in root.iter("DerivedField")}
+    integers = [f.get("name") for f in root.iter("DataField") if f.get("dataType") == "integer"]
+    for el in root.iter():
+        tag = el.tag
+        if tag in MODEL_TAGS and (el.get("x-mathContext") or el.get("mathContext")) == "float" \
+                and _reads(el, doubles):
+            found["x-mathContext=\"float\" over double fields: pypmml compares and sums the "
+                  "double values, where the file's float arithmetic rounds them to float32 "
+                  "first"] = None
+        if tag in ("Scorecard", "RuleSetModel") and _may_be_missing(el, integers):
+            found[f"{tag} over a dataType=\"integer\" field: pypmml reads a missing value of "
+                  "it as 0 (a Scorecard takes another Attribute, a rule fires), where PMML "
+                  "has it missing"] = None
+        if tag == "NearestNeighborModel" and _may_be_missing(
+                el, [k.get("field") for k in el.iter("KNNInput")]):
+            found["NearestNeighborModel: pypmml gives no answer for a row with a missing "
+                  "input, which PMML leaves out of the distance"] = None
+        elif tag == "GeneralRegressionModel" and _may_be_missing(el):
+            found["GeneralRegressionModel: pypmml answers a row whose predictor is missing, "
+                  "which PMML gives no answer for"] = None
+        elif tag == "TextIndex" and el.get("x-wordRE") is not None:
+            found["TextIndex x-wordRE: pypmml ignores the word pattern, so it counts other "
+                  "terms than the file's"] = None
+        elif tag == "Apply" and el.get("function") == "*" and sum(
+                a.tag == "FieldRef" and a.get("field") in derived for a in el) == 2:
+            found["Apply '*' of two derived fields (an interaction): pypmml gives 0 for some "
+                  "such products where PMML gives 1 or -1"] = None
+    return list(found)
+
+
+def _reads(model, names: set) -> bool:
+    """Whether the model's MiningSchema takes one of ``names`` as an active field."""
+    schema = model.find("MiningSchema")
+    return any(mf.get("name") in names and mf.get("usageType", "active") == "active"
+               for mf in ([] if schema is None else schema.findall("MiningField")))
+
+
+def _may_be_missing(model, names: list[str] | None = None) -> bool:
+    """Whether one of the model's active fields (of ``names``, when given) can reach it
+    missing: it has no ``missingValueReplacement``."""
+    schema = model.find("MiningSchema")
+    for mf in [] if schema is None else schema.findall("MiningField"):
+        if mf.get("usageType", "active") != "active":
+            continue
+        if names is not None and mf.get("name") not in names:
+            continue
+        if mf.get("missingValueReplacement") is None:
+            return True
+    return False
 
 
 # --- scoring -----------------------------------------------------------------------------------
