@@ -132,6 +132,9 @@ class _Writer:
         self.dialect = dialect
         #: the longest text literal written, in characters: MySQL's VARCHAR must hold it
         self.longest_text = 0
+        #: whether a number of the model is missing (NaN, written NULL): a PMML tree's leaf
+        #: or segment that gives no answer
+        self.null_numbers = False
         self.kinds = model_ir.field_kinds
         self.expr: dict[str, str] = {c.name: prefix + self.ident(c.name)
                                      for c in model_ir.signature.inputs}
@@ -160,6 +163,10 @@ class _Writer:
 
     def num(self, v: float) -> str:
         v = float(v)
+        if math.isnan(v):
+            # no answer: NULL, which arithmetic carries through as NumPy carries NaN
+            self.null_numbers = True
+            return "NULL::float8" if self.dialect == "postgresql" else "NULL"
         if not math.isfinite(v):
             raise ConversionError(f"the model holds the number {v}, which SQL cannot write")
         text = repr(v)
@@ -205,13 +212,28 @@ class _Writer:
             return "bigint" if self.dialect == "postgresql" else "BIGINT"
         return "double precision" if self.dialect == "postgresql" else "DOUBLE"
 
+    def may_be_null(self) -> bool:
+        """Whether a raw score can be NULL (NaN in NumPy): the model holds a missing number,
+        or a field that can be NULL reaches arithmetic (trees test for NULL instead)."""
+        node = self.ir.model
+        if self.null_numbers:
+            return True
+        if isinstance(node, ir.TreeEnsemble):
+            return False
+        return any(self.nullable.get(f, True) for f in node.features)
+
     def clamp(self, x: str, low: float | None, high: float | None) -> str:
         lo, hi = ("MAX", "MIN") if self.dialect == "sqlite" else ("GREATEST", "LEAST")
+        clamped = x
         if high is not None:
-            x = f"{hi}({x}, {self.num(high)})"
+            clamped = f"{hi}({clamped}, {self.num(high)})"
         if low is not None:
-            x = f"{lo}({x}, {self.num(low)})"
-        return x
+            clamped = f"{lo}({clamped}, {self.num(low)})"
+        if self.dialect == "postgresql" and self.may_be_null():
+            # PostgreSQL's GREATEST and LEAST pass over a NULL argument: a missing score
+            # would become the bound (a probability of 0 or 1) instead of staying missing
+            return f"(CASE WHEN ({x}) IS NULL THEN NULL ELSE {clamped} END)"
+        return clamped
 
     def strings(self, x: str) -> str:
         # MariaDB compares text case- and trailing-space-insensitively by default
@@ -352,7 +374,8 @@ class _Writer:
         kind = result_kind(self.ir)
         if kind == "value":
             if out.transform == "exp":
-                return f"EXP({self.clamp(raw[0], None, _EXP_LIMIT)})"
+                # below -700 the result is under 1e-304 (PostgreSQL refuses an underflow)
+                return f"EXP({self.clamp(raw[0], -_EXP_LIMIT, _EXP_LIMIT)})"
             return raw[0]
         if kind == "cluster":
             return self.argbest(raw, list(range(len(raw))), "<=")
@@ -378,7 +401,10 @@ class _Writer:
 
     def argbest(self, raw: list[str], labels: list, op: str) -> str:
         """The label of the first largest (``>=``) or smallest (``<=``) raw score."""
-        whens = []
+        # NumPy's argmax and argmin pick the first NaN: so does the SQL, for NULL scores
+        whens = ([f"WHEN ({r}) IS NULL THEN {self.label(lab)}" for r, lab in zip(raw, labels,
+                                                                               strict=True)]
+                 if self.may_be_null() else [])
         for k in range(len(raw) - 1):
             cond = " AND ".join(f"({raw[k]}) {op} ({raw[m]})" for m in range(k + 1, len(raw)))
             whens.append(f"WHEN {cond} THEN {self.label(labels[k])}")
