@@ -120,8 +120,8 @@ def import_model(path: str | Path, name: str, format: str | None = None, sample=
                  description: str | None = None, alias: str | None = None,
                  registry: Registry | None = None, params: dict | None = None,
                  formats: tuple[str, ...] | list[str] | None = None) -> Version:
-    """Register a model made elsewhere (``.onnx``, ``.pmml`` or H2O MOJO ``.zip`` file) and
-    return the version.
+    """Register a model made elsewhere (``.onnx``, ``.pmml``, H2O MOJO ``.zip`` or H2O POJO
+    ``.java`` file) and return the version.
 
     ``sample`` (optional) is the training set, all of it: the ranges, vocabularies and
     nullable flags recorded for the inputs and the monitoring reference come from every
@@ -139,10 +139,11 @@ def import_model(path: str | Path, name: str, format: str | None = None, sample=
     if path.is_dir() and format not in (None, "onnx"):
         raise UserError(f"{path} is a folder: pass the {format} file itself")
     fmt = format or ("onnx" if path.is_dir() else {
-        ".onnx": "onnx", ".pmml": "pmml", ".xml": "pmml", ".zip": "mojo"}.get(path.suffix.lower()))
-    if fmt not in ("onnx", "pmml", "mojo"):
+        ".onnx": "onnx", ".pmml": "pmml", ".xml": "pmml", ".zip": "mojo",
+        ".java": "pojo"}.get(path.suffix.lower()))
+    if fmt not in ("onnx", "pmml", "mojo", "pojo"):
         raise UserError(
-            f"cannot tell the format of {path.name}: pass --format onnx, pmml or mojo"
+            f"cannot tell the format of {path.name}: pass --format onnx, pmml, mojo or pojo"
         )
     module = F.get(fmt)
     if not module.available():
@@ -164,7 +165,8 @@ def import_model(path: str | Path, name: str, format: str | None = None, sample=
         if classes is not None:
             raise UserError(f"{path.name} names its own classes: drop --classes (classes=)")
         data = path.read_bytes()
-        signature = module.inspect(data)
+        # a POJO is compiled against the genmodel jar found beside it
+        signature = module.inspect(data, source=path) if fmt == "pojo" else module.inspect(data)
         if task:
             signature = Signature(inputs=signature.inputs, task=task, classes=signature.classes)
         predictor = module.load(data, signature)

@@ -10,9 +10,10 @@ A format module has:
   raising :class:`~modelport.errors.ConversionError` naming the step it cannot represent;
 - ``load(data, signature) -> Predictor``.
 
-Formats that can be imported from a file made elsewhere (``onnx``, ``pmml``, ``mojo``) also
-have ``inspect(data) -> Signature``; one whose file can be read into other formats (``mojo``)
-also has ``derived_artefacts``, which :func:`modelport.register.import_model` calls. No
+Formats that can be imported from a file made elsewhere (``onnx``, ``pmml``, ``mojo``,
+``pojo``) also have ``inspect(data) -> Signature`` (a POJO's takes ``source=``, the file, to
+find the genmodel jar beside it); one whose file can be read into other formats (``mojo``)
+or says why not (``pojo``) also has ``derived_artefacts``, which :func:`modelport.register.import_model` calls. No
 format knows a surface; surfaces only see Predictors.
 """
 
@@ -30,6 +31,7 @@ FORMATS = {
     "compiled": "modelport.formats.compiled",
     "pmml": "modelport.formats.pmml",
     "mojo": "modelport.formats.mojo",
+    "pojo": "modelport.formats.pojo",
 }
 
 #: the formats a scikit-learn-compatible model is converted to at registration, in load order

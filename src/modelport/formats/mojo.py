@@ -11,7 +11,9 @@ and category domains (:func:`inspect`), and scores it one of two ways:
   other model;
 - **h2o-genmodel** (any other MOJO): H2O's own scorer, ``EasyPredictModelWrapper``, in one
   long-lived JVM per process (JPype, ``pip install 'modelport[mojo]'``), a batch per call;
-  it needs ``h2o-genmodel.jar``, named by ``MODELPORT_H2O_GENMODEL_JAR``.
+  it needs ``h2o-genmodel.jar``, named by ``MODELPORT_H2O_GENMODEL_JAR``. The JVM and the
+  scorer are :mod:`modelport.formats.h2o_jvm`'s, shared with H2O POJOs
+  (:mod:`modelport.formats.pojo`).
 
 At import the read form is proven against h2o-genmodel itself (``PredictCsv``, run once over
 the sample and probe rows built from the model's own split points and levels) when a
@@ -29,19 +31,18 @@ F1 in training (kept in the version's params as ``h2o_default_threshold``).
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
 import os
 import shutil
-import subprocess
 import tempfile
-import threading
 from pathlib import Path
 
 import numpy as np
 
-from modelport.errors import ConversionError, UserError, require
+from modelport.errors import ConversionError, UserError
+from modelport.formats import h2o_jvm
+from modelport.formats.h2o_jvm import GENMODEL_ENV, GENMODEL_JAR, genmodel_jar
 from modelport.predictor import Predictor
 from modelport.signature import Signature
 
@@ -49,10 +50,8 @@ NAME = "mojo"
 #: the extra for the h2o-genmodel runtime (JPype); reading GBM, DRF and GLM needs nothing
 EXTRA = "mojo"
 TOLERANCE = 1e-9
-GENMODEL_ENV = "MODELPORT_H2O_GENMODEL_JAR"
 #: ``auto`` (read when possible, else h2o-genmodel), ``compiled`` or ``jvm``
 RUNTIME_ENV = "MODELPORT_MOJO_RUNTIME"
-GENMODEL_JAR = "h2o-genmodel.jar"
 #: rows built from the model's split points and levels, added to the proof at import
 PROBE_ROWS = 256
 _PMML_TOLERANCE = 1e-6
@@ -294,21 +293,7 @@ def _split_points(model_ir) -> dict[str, list[float]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
-# --- h2o-genmodel, the reference scorer ------------------------------------------------------
-
-
-def genmodel_jar(near: Path | None = None) -> Path | None:
-    """``h2o-genmodel.jar``: the one ``MODELPORT_H2O_GENMODEL_JAR`` names, else one in ``near``."""
-    named = os.environ.get(GENMODEL_ENV)
-    if named:
-        path = Path(named).expanduser()
-        if not path.is_file():
-            raise UserError(f"{GENMODEL_ENV}={named} is not a file: point it at "
-                            "h2o-genmodel.jar (download_mojo(get_genmodel_jar=True) writes one)")
-        return path
-    if near is not None and (Path(near) / GENMODEL_JAR).is_file():
-        return Path(near) / GENMODEL_JAR
-    return None
+# --- h2o-genmodel, the reference scorer and the runtime of MOJOs the reader cannot read ----------
 
 
 def genmodel_outputs(data: bytes, frame, signature: Signature, jar: Path) -> dict[str, np.ndarray]:
@@ -319,90 +304,14 @@ def genmodel_outputs(data: bytes, frame, signature: Signature, jar: Path) -> dic
     classifiers ``label`` is H2O's ``predict`` column (thresholded for binomial models)
     and ``proba`` the class probabilities in the signature's class order.
     """
-    java = shutil.which("java")
-    if java is None:
-        raise UserError("h2o-genmodel runs in Java but no 'java' is on PATH: install a Java "
-                        "runtime (8-17)")
-    with tempfile.TemporaryDirectory(prefix="modelport-genmodel-") as tmp:
-        tmp = Path(tmp)
-        (tmp / "model.zip").write_bytes(data)
-        _write_csv(tmp / "in.csv", signature.coerce(frame), signature)
-        done = subprocess.run(
-            [java, "-cp", str(jar), "hex.genmodel.tools.PredictCsv", "--mojo",
-             str(tmp / "model.zip"), "--input", str(tmp / "in.csv"), "--output",
-             str(tmp / "out.csv")], capture_output=True, text=True, timeout=600)
-        if done.returncode != 0 or not (tmp / "out.csv").is_file():
-            raise UserError(f"h2o-genmodel could not score the sample: "
-                            f"{(done.stdout + done.stderr).strip()[-500:]}")
-        with open(tmp / "out.csv", newline="") as fh:
-            rows = list(csv.reader(fh))
-    header, body = rows[0], rows[1:]
-    values = np.array([[_hex(v) for v in r[1:]] if len(r) > 1 else [_hex(r[0])] for r in body],
-                      dtype=np.float64).reshape(len(body), -1)
-    if signature.task == "classification":
-        by_text = {str(c): c for c in signature.classes}
-        labels = np.asarray([by_text.get(r[0], r[0]) for r in body], dtype=object)
-        # one probability column per class in domain order, named by its level (binomial
-        # models name them p0, p1)
-        names, wanted = header[1:], [str(c) for c in signature.classes]
-        if set(wanted) <= set(names):
-            values = values[:, [names.index(w) for w in wanted]]
-        return {"label": labels, "proba": values}
-    if signature.task == "clustering":
-        return {"cluster": values[:, 0].astype(np.int64)}
-    return {"value": values[:, 0]}
+    with tempfile.TemporaryDirectory(prefix="modelport-mojo-") as tmp:
+        path = Path(tmp) / "model.zip"
+        path.write_bytes(data)
+        return h2o_jvm.predict_csv(["--mojo", str(path)], [jar], frame, signature)
 
 
-def _write_csv(path: Path, frame, signature: Signature) -> None:
-    with open(path, "w", newline="") as fh:
-        out = csv.writer(fh)
-        out.writerow(signature.names)
-        for row in frame.itertuples(index=False):
-            out.writerow(["" if _missing(v) else _csv_number(v) if isinstance(v, float) else v
-                          for v in row])
-
-
-def _csv_number(v: float) -> str:
-    if math.isinf(v):
-        return "Infinity" if v > 0 else "-Infinity"
-    return repr(float(v))
-
-
-def _hex(text: str) -> float:
-    return math.nan if text in ("NA", "") else float.fromhex(text)
-
-
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
-
-# --- h2o-genmodel in this process: the runtime for MOJOs the reader cannot read ---------------
-
-_JVM_LOCK = threading.Lock()
-_LOADERS: dict[str, object] = {}
-
-
-def _genmodel_class(name: str, jar: Path):
-    """A class of h2o-genmodel, starting this process's JVM with the jar on first use."""
-    jpype = require("jpype", EXTRA, "scoring MOJOs through h2o-genmodel")
-    with _JVM_LOCK:
-        if not jpype.isJVMStarted():
-            jpype.startJVM(classpath=[str(jar)], convertStrings=False)
-        key = str(jar)
-        if key not in _LOADERS:
-            try:
-                jpype.JClass("hex.genmodel.MojoModel")
-                _LOADERS[key] = None  # on the JVM's own class path
-            except Exception:
-                # a JVM started by something else: load the jar through its own class loader
-                url = jpype.JClass("java.io.File")(key).toURI().toURL()
-                _LOADERS[key] = jpype.JClass("java.net.URLClassLoader")([url])
-        loader = _LOADERS[key]
-    return jpype.JClass(name, loader=loader) if loader is not None else jpype.JClass(name)
-
-
-class _Genmodel:
-    """``EasyPredictModelWrapper`` over a MOJO, scored a batch at a time under one lock."""
+class _Genmodel(h2o_jvm.Scorer):
+    """h2o-genmodel's scorer over MOJO ``data``, loaded from memory in this process's JVM."""
 
     def __init__(self, data: bytes, signature: Signature, category: str) -> None:
         jar = genmodel_jar()
@@ -410,51 +319,16 @@ class _Genmodel:
             raise UserError(f"this MOJO is scored by h2o-genmodel, which needs its jar: set "
                             f"{GENMODEL_ENV} to h2o-genmodel.jar (download_mojo("
                             "get_genmodel_jar=True) writes it next to the MOJO)")
+        h2o_jvm.jpype_module("scoring MOJOs through h2o-genmodel")
         import jpype
 
-        factory = _genmodel_class("hex.genmodel.MojoReaderBackendFactory", jar)
-        caching = _genmodel_class("hex.genmodel.MojoReaderBackendFactory$CachingStrategy", jar)
-        mojo_model = _genmodel_class("hex.genmodel.MojoModel", jar)
-        wrapper = _genmodel_class("hex.genmodel.easy.EasyPredictModelWrapper", jar)
-        config = _genmodel_class("hex.genmodel.easy.EasyPredictModelWrapper$Config", jar)
+        factory = h2o_jvm.genmodel_class("hex.genmodel.MojoReaderBackendFactory", jar)
+        caching = h2o_jvm.genmodel_class(
+            "hex.genmodel.MojoReaderBackendFactory$CachingStrategy", jar)
+        mojo_model = h2o_jvm.genmodel_class("hex.genmodel.MojoModel", jar)
         stream = jpype.JClass("java.io.ByteArrayInputStream")(jpype.JArray(jpype.JByte)(data))
         model = mojo_model.load(factory.createReaderBackend(stream, caching.MEMORY))
-        self._wrapper = wrapper(config().setModel(model).setConvertUnknownCategoricalLevelsToNa(True))
-        self._row = _genmodel_class("hex.genmodel.easy.RowData", jar)
-        self._names = [jpype.JString(n) for n in signature.names]
-        self._numeric = [c.kind == "numeric" for c in signature.inputs]
-        self._category = category
-        self._signature = signature
-        self._lock = threading.Lock()
-
-    def run(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        sig = self._signature
-        columns = [cols[n] for n in sig.names]
-        n = len(columns[0])
-        probs = self._category in ("Binomial", "Multinomial", "Ordinal")
-        out = np.empty((n, len(sig.classes) if probs else 1), dtype=np.float64)
-        with self._lock:
-            for i in range(n):
-                row = self._row()
-                for name, numeric, values in zip(self._names, self._numeric, columns, strict=True):
-                    v = values[i]
-                    if numeric:
-                        if v == v:
-                            row.put(name, float(v))
-                    elif v.__class__ is str:
-                        row.put(name, v)
-                p = self._wrapper.predict(row)
-                if probs:
-                    out[i] = np.asarray(p.classProbabilities, dtype=np.float64)
-                elif self._category == "Clustering":
-                    out[i, 0] = int(p.cluster)
-                else:
-                    out[i, 0] = float(p.value)
-        if probs:
-            return {"label": np.asarray(sig.classes)[np.argmax(out, axis=1)], "proba": out}
-        if sig.task == "clustering":
-            return {"cluster": out[:, 0].astype(np.int64)}
-        return {"value": out[:, 0]}
+        super().__init__(model, signature, category, jar)
 
 
 # --- H2O model objects -------------------------------------------------------------------------
