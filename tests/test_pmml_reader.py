@@ -2,8 +2,9 @@
 
 ``tests/fixtures/pmml/`` holds small hand-written files after the DMG's examples: tree
 missing-value strategies, segmentation methods, regression links, transformations,
-clustering, naive Bayes and scorecards (read); a neural network and a support vector
-machine (scored by pypmml); nearest neighbours and a rule set (refused). Each is scored on rows built from its own split points (each
+clustering, naive Bayes and scorecards (read); a neural network, a support vector
+machine (scored by pypmml); nearest neighbours, a rule set and a Discretize
+transformation with a default bin (refused). Each is scored on rows built from its own split points (each
 point and the doubles and float32 values beside it), categories and missing values, by
 JPMML-Evaluator (the reference evaluator, run here in a child process: its Java library is
 AGPL-3.0, a test-only dependency) and by modelport: the reader's form must equal the
@@ -41,7 +42,9 @@ UNREAD = {"neural_network.pmml": "the form has no NeuralNetwork",
           "support_vector_machine.pmml": "the form has no SupportVectorMachineModel"}
 #: files the form cannot express and pypmml scores wrongly: refused, naming the element the
 #: reader lacks and the construct pypmml mishandles
-REFUSED = {"nearest_neighbors.pmml": ("the form has no NearestNeighborModel",
+REFUSED = {"discretize.pmml": ("the form has no Discretize",
+                               "Discretize with defaultValue or mapMissingTo: pypmml leaves"),
+           "nearest_neighbors.pmml": ("the form has no NearestNeighborModel",
                                       "NearestNeighborModel: pypmml gives no answer"),
            "rule_set.pmml": ("the form has no RuleSetModel",
                              'RuleSetModel over a dataType="integer" field: pypmml reads a missing')}
@@ -50,7 +53,7 @@ READ = sorted(p.name for p in FIXTURES.glob("*.pmml")
 ROWS = 400
 TOLERANCE = 1e-9
 
-pytestmark = [pytest.mark.filterwarnings("ignore::modelport.inapp.runtime.InputWarning")]
+pytestmark = [pytest.mark.filterwarnings("ignore::modelport.kernel.InputWarning")]
 
 
 @pytest.fixture(autouse=True)
@@ -83,6 +86,11 @@ def _rows(name: str) -> pd.DataFrame:
                     points.setdefault(field, set()).add(float(text))
                 except ValueError:
                     pass
+    for dis in root.iter("Discretize"):  # each bin's margins
+        for interval in dis.iter("Interval"):
+            for attr in ("leftMargin", "rightMargin"):
+                if interval.get(attr) is not None:
+                    points.setdefault(dis.get("field"), set()).add(float(interval.get(attr)))
     columns = {}
     for col in signature.inputs:
         if col.kind == "categorical":

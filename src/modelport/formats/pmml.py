@@ -507,6 +507,10 @@ def pypmml_mistakes(root) -> list[str]:
         elif tag == "TextIndex" and el.get("x-wordRE") is not None:
             found["TextIndex x-wordRE: pypmml ignores the word pattern, so it counts other "
                   "terms than the file's"] = None
+        elif tag == "Discretize" and (el.get("defaultValue") is not None
+                                      or el.get("mapMissingTo") is not None):
+            found["Discretize with defaultValue or mapMissingTo: pypmml leaves a value outside "
+                  "every bin, or a missing one, missing instead of giving it that bin"] = None
         elif tag == "Apply" and el.get("function") == "*" and sum(
                 a.tag == "FieldRef" and a.get("field") in derived for a in el) == 2:
             found["Apply '*' of two derived fields (an interaction): pypmml gives 0 for some "
