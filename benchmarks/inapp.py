@@ -312,7 +312,7 @@ def main() -> None:
         print("-" * len(header))
         worst = {}
         for name, (folder, model, sample) in build(work, args.rows).items():
-            from modelport.inapp.runtime import Inputs
+            from modelport.kernel import Inputs
 
             signature = json.loads((folder / "signature.json").read_text())
             rows = [{k: (None if (v is None or v != v) else v) for k, v in r.items()}

@@ -12,7 +12,7 @@ import pytest
 from modelport.compile import ModelIR, ctrees, to_ir
 from modelport.compile.fast import Prepared
 from modelport.formats.native import NativePredictor
-from modelport.inapp.runtime import Forest
+from modelport.kernel import Forest
 from modelport.parity import compare
 from test_compile_ir import fitted, ir_tolerance, with_unseen_rows
 

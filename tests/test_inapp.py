@@ -169,11 +169,23 @@ def test_runtime_imports_nothing_but_numpy(bundles):
     assert proc.stdout.strip() == "[]"
 
 
-def test_bundle_carries_the_runtime_verbatim(bundles):
-    from modelport.inapp import runtime
+def test_bundle_carries_the_kernel_verbatim(bundles):
+    from modelport import kernel
 
     vendored = bundles["hgb"].folder / "modelport_inapp.py"
-    assert vendored.read_text() == Path(runtime.__file__).read_text()
+    assert vendored.read_text() == Path(kernel.__file__).read_text()
+
+
+def test_the_kernels_old_path_still_imports_the_same_objects():
+    import modelport.inapp
+    from modelport import inapp, kernel
+    from modelport.inapp.runtime import Forest, InputWarning, double_split
+
+    assert Forest is kernel.Forest and double_split is kernel.double_split  # beyond __all__
+    assert InputWarning is kernel.InputWarning  # so warning filters on either path match
+    assert modelport.inapp.runtime.__all__ == kernel.__all__
+    for name in inapp.__all__:
+        assert getattr(inapp, name) is getattr(kernel, name), name
 
 
 # --- input checks mirror the web service -------------------------------------------------------
@@ -445,9 +457,10 @@ def test_python_example_runs_in_a_fresh_venv_with_only_numpy(bundles, tmp_path):
     for b in bundles.values():
         got = _run_app(python, b.folder, b.rows, tmp_path)
         np.testing.assert_allclose(got, b.proba, rtol=0, atol=1e-9)
-    # the package folder vendored as it is, under a name of the application's choosing
+    # the kernel vendored as it is, one file under a name of the application's choosing
     vendor = tmp_path / "vendor"
-    shutil.copytree(ROOT / "src" / "modelport" / "inapp", vendor / "churn_runtime")
+    vendor.mkdir()
+    shutil.copyfile(ROOT / "src" / "modelport" / "kernel.py", vendor / "churn_runtime.py")
     b = bundles["hgb"]
     code = (f"import json, sys; sys.path.insert(0, {str(vendor)!r}); import churn_runtime\n"
             f"m = churn_runtime.load({str(b.folder)!r})\n"

@@ -22,7 +22,7 @@ from modelport.signature import Signature
 
 from conftest import need_module, unavailable
 
-pytestmark = [pytest.mark.filterwarnings("ignore::modelport.inapp.runtime.InputWarning")]
+pytestmark = [pytest.mark.filterwarnings("ignore::modelport.kernel.InputWarning")]
 
 #: names an input column may have, each a way text could break out of an XML value or be
 #: changed on the way back, or a name the writer uses for one of its own fields

@@ -53,7 +53,7 @@ from conftest import need_module, port_open, unavailable
 
 pytestmark = [pytest.mark.services,
               # the reference scores the odd rows alone, which warns about their values
-              pytest.mark.filterwarnings("ignore::modelport.inapp.runtime.InputWarning")]
+              pytest.mark.filterwarnings("ignore::modelport.kernel.InputWarning")]
 
 #: what the model raises on (no training value has three decimals)
 TRIP = ("spend", 13.375)

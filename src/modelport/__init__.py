@@ -47,7 +47,7 @@ def load(uri: str, format: str | None = None, *, strict: bool = False) -> Predic
     ``format`` picks the artefact: the native model by default (exact), ``"fastest"`` for
     the one the serving surfaces use (:func:`modelport.scoring.choice.choose`), or a format
     name. A number outside the training range or an unseen category is scored with an
-    :class:`~modelport.inapp.runtime.InputWarning`; ``strict=True`` refuses it instead.
+    :class:`~modelport.kernel.InputWarning`; ``strict=True`` refuses it instead.
     """
     from modelport.registry import Registry
 

@@ -1,9 +1,10 @@
-"""Score an exported modelport model inside an application, with NumPy alone.
+"""The kernel: score an exported modelport model inside an application, with NumPy alone.
 
-This one file is the whole runtime. It needs NumPy, and onnxruntime only for ONNX
-artefacts; it imports nothing else, so an application can vendor it: copy this file (a
-bundle written by ``modelport export MODEL --format bundle`` carries it as
-``modelport_inapp.py``) or the ``modelport/inapp`` folder.
+This one file is the whole runtime and the bottom layer of modelport (``modelport.kernel``):
+the row checker every surface uses, and the prepared runtime of the ``compiled`` format. It
+needs NumPy, and onnxruntime only for ONNX artefacts; it imports nothing from modelport, so
+an application can vendor it: copy this file under any name (a bundle written by
+``modelport export MODEL --format bundle`` carries it as ``modelport_inapp.py``).
 
 ::
 

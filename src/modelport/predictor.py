@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import UserError
-from modelport.inapp.runtime import Coded
+from modelport.kernel import Coded
 from modelport.signature import Signature
 
 __all__ = ["Coded", "Predictor"]
@@ -73,11 +73,11 @@ class Predictor(ABC):
         Rows are checked by the scoring core's row checker (fields the model does not take
         are ignored): a row that cannot be scored fails the call with a :class:`UserError`
         naming it; a value outside what training saw emits an
-        :class:`~modelport.inapp.runtime.InputWarning` (refused under a strict policy).
+        :class:`~modelport.kernel.InputWarning` (refused under a strict policy).
         """
         import warnings
 
-        from modelport.inapp.runtime import InputWarning
+        from modelport.kernel import InputWarning
         from modelport.scoring.checks import FLAG, check, raise_first
 
         checked = check(data, self.signature, self.policy or FLAG, unknown="ignore")

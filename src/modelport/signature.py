@@ -125,7 +125,7 @@ class Signature:
         wrong type) is a :class:`UserError` naming it. This is the scoring core's row
         checker (:func:`modelport.scoring.checks.check`) with nothing flagged.
         """
-        from modelport.inapp.runtime import Coded
+        from modelport.kernel import Coded
         from modelport.scoring.checks import check, raise_first
 
         checked = check(data, self, unknown="ignore")

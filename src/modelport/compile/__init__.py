@@ -3,10 +3,27 @@
 :func:`to_ir` reads a fitted scikit-learn pipeline (or LightGBM / XGBoost model) into a
 :class:`ModelIR` that is JSON-serialisable (:meth:`ModelIR.to_dict` /
 :meth:`ModelIR.from_dict`); :func:`evaluate` runs it in NumPy to prove it equals the native
-model; backends write it out: :mod:`~modelport.compile.fast` (the prepared NumPy runtime of
-the ``compiled`` format), :mod:`~modelport.compile.sql`, :mod:`~modelport.compile.pmml` and
-:mod:`~modelport.compile.codegen` (Python, JavaScript, C, Java, Go); :func:`export` writes a
-registered model as any of them.
+model; :func:`export` writes a registered model as any backend. One module per part:
+
+- :mod:`~modelport.compile.ir`: the intermediate form (inputs, steps, one model node, output);
+- readers: :mod:`~modelport.compile.from_sklearn` (scikit-learn, LightGBM, XGBoost),
+  :mod:`~modelport.compile.from_pmml` (PMML made elsewhere) and
+  :mod:`~modelport.compile.from_mojo` (H2O MOJOs: GBM, DRF, GLM);
+- :mod:`~modelport.compile.numpy_eval`: the readable float64 evaluation, the proof that the
+  form computes what the native model does;
+- :mod:`~modelport.compile.fast`: the form prepared for the ``compiled`` format, run by the
+  kernel (:mod:`modelport.kernel`); :mod:`~modelport.compile.ctrees`: tree
+  ensembles compiled to machine code with the system C compiler for batch jobs;
+- backends: :mod:`~modelport.compile.sql` (PostgreSQL, MariaDB/MySQL, SQLite),
+  :mod:`~modelport.compile.pmml` (PMML 4.4) and :mod:`~modelport.compile.codegen`
+  (Python, JavaScript, C, Java, Go);
+- :mod:`~modelport.compile.proof`: the form checked against the native model on the
+  registered sample, generated Python run in a separate interpreter, SQL evaluated in a
+  database;
+- :mod:`~modelport.compile.exporter` (``modelport export``) and
+  :mod:`~modelport.compile.bundle` (the in-app bundle, ``--format bundle``).
+
+Untrusted names reach generated code, SQL and XML only through :mod:`modelport.quoting`.
 """
 
 from __future__ import annotations

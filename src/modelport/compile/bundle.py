@@ -3,7 +3,7 @@
 ``modelport export churn@production --format bundle --out DIR`` writes one folder:
 
 - ``<name>.compiled.json``, the model's intermediate form, and ``modelport_inapp.py``, the
-  NumPy-only runtime that scores it (:mod:`modelport.inapp.runtime`, copied);
+  NumPy-only runtime that scores it (:mod:`modelport.kernel`, copied);
 - ``<name>.onnx`` when the version has an accepted ONNX artefact;
 - dependency-free source from the model compiler: ``<name>.py`` (the name as a Python
   module name: ``churn-v2`` gives ``churn_v2.py``), ``<name>.mjs``
@@ -116,14 +116,14 @@ def write_bundle(reg, version, out: str | Path) -> list[Path]:
 
 
 def _runtime_source() -> str:
-    from modelport.inapp import runtime
+    from modelport import kernel
 
-    return Path(runtime.__file__).read_text(encoding="utf-8")
+    return Path(kernel.__file__).read_text(encoding="utf-8")
 
 
 def _check_runtime(ir_json: str, signature: dict, proof) -> dict:
     """Score the sample with the in-app runtime exactly as an application would load it."""
-    from modelport.inapp.runtime import InputWarning, Model, Program
+    from modelport.kernel import InputWarning, Model, Program
     from modelport.parity import compare
 
     check = {"checked": "modelport.inapp on the registered sample", "tolerance": TOLERANCE}
@@ -239,7 +239,7 @@ def example_row(signature: dict) -> dict:
 def _example_score(files: dict, roles: dict, signature: dict, example: dict):
     if "compiled" not in roles:
         return None
-    from modelport.inapp.runtime import Model, Program
+    from modelport.kernel import Model, Program
 
     ir = json.loads(files[roles["compiled"]])
     model = Model(Program({**ir, "signature": signature}), signature, format="compiled")

@@ -1,9 +1,9 @@
 """A ModelIR prepared once for fast scoring: the NumPy runtime behind the ``compiled`` format.
 
 :func:`modelport.compile.evaluate` is the readable proof; the prepared runtime is the same
-arithmetic laid out for speed, and it lives in :mod:`modelport.inapp.runtime` (one file
-that needs only NumPy, so applications can vendor it and score exported models exactly as
-the ``compiled`` format does). Everything that does not depend on the rows is done when the
+arithmetic laid out for speed, and it lives in the kernel, :mod:`modelport.kernel` (one
+file that needs only NumPy, so applications can vendor it and score exported models exactly
+as the ``compiled`` format does). Everything that does not depend on the rows is done when the
 model is loaded: categorical inputs get one vocabulary each, so every one-hot column and
 ordinal code becomes a table lookup on integer codes; all trees of an ensemble become one
 set of flat node arrays walked for every row and every tree at once. A single row costs a
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from modelport.compile import ir
-from modelport.inapp.runtime import Program
+from modelport.kernel import Program
 
 
 class Prepared:
@@ -35,7 +35,7 @@ class Prepared:
         :mod:`modelport.compile.ctrees`); False, changing nothing, when that cannot be done
         here (not a tree model, no C compiler, ``MODELPORT_TREES`` says otherwise)."""
         from modelport.compile import ctrees
-        from modelport.inapp.runtime import Forest
+        from modelport.kernel import Forest
 
         forest = self._program.model_node
         if not isinstance(forest, Forest):

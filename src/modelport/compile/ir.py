@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from modelport.inapp.runtime import double_split
+from modelport.kernel import double_split
 from modelport.signature import Signature
 
 # --- preprocessing steps: each makes field ``name`` from field ``source`` ---------------------

@@ -1,8 +1,28 @@
-"""Model formats, one module each.
+"""Model formats, one module each, named in :data:`FORMATS`.
+
+- :mod:`~modelport.formats.joblib`: the native estimator pickled, loaded only after its
+  sha256 matches the registry's;
+- :mod:`~modelport.formats.skops`: the native estimator without pickle, types checked
+  against modelport's allow-list;
+- :mod:`~modelport.formats.onnx`: a graph run by onnxruntime, converted with skl2onnx, or
+  imported;
+- :mod:`~modelport.formats.compiled`: the model compiler's intermediate form as JSON, run
+  by the kernel's NumPy runtime;
+- :mod:`~modelport.formats.pmml`: PMML written by the compiler and scored by pypmml, or
+  imported and read into the compiled form;
+- :mod:`~modelport.formats.mojo` and :mod:`~modelport.formats.pojo`: H2O models, read
+  into the compiled form (MOJO GBM, DRF, GLM) or scored by h2o-genmodel.
+
+Beside them, modules that are not formats of their own:
+:mod:`~modelport.formats.native` (the Predictor over a fitted estimator in memory, which
+joblib and skops load into and the parity check compares with),
+:mod:`~modelport.formats.h2o_jvm` (the JVM and h2o-genmodel scorer MOJOs and POJOs share)
+and :mod:`~modelport.formats.pytorch` (a PyTorch module registered as the ONNX graph
+``torch.onnx.export`` makes of it).
 
 A format module has:
 
-- ``NAME``: the format's name (``joblib``, ``skops``, ``onnx``, ``pmml``);
+- ``NAME``: the format's name, its key in :data:`FORMATS`;
 - ``EXTRA``: the pip extra that brings its dependencies (``None`` if built in);
 - ``TOLERANCE``: the largest difference from the native model accepted by the parity check;
 - ``available() -> bool``: whether its dependencies are installed;
@@ -11,10 +31,12 @@ A format module has:
 - ``load(data, signature) -> Predictor``.
 
 Formats that can be imported from a file made elsewhere (``onnx``, ``pmml``, ``mojo``,
-``pojo``) also have ``inspect(data) -> Signature`` (a POJO's takes ``source=``, the file, to
-find the genmodel jar beside it); one whose file can be read into other formats (``mojo``)
-or says why not (``pojo``) also has ``derived_artefacts``, which :func:`modelport.register.import_model` calls. No
-format knows a surface; surfaces only see Predictors.
+``pojo``) also have ``inspect(data) -> Signature`` (ONNX's also takes ``task=`` and
+``classes=`` for a graph that does not say them; a POJO's takes ``source=``, the file, to
+find the genmodel jar beside it); one whose file can be read into other formats (``pmml``,
+``mojo``) or says why not (``pojo``) also has ``derived_artefacts``, which
+:func:`modelport.register.import_model` calls. No format knows a surface; surfaces only
+see Predictors.
 """
 
 from __future__ import annotations

@@ -12,6 +12,21 @@ checks it before the blob is fetched: a row whose hash was changed, or whose sig
 copied from another row, or removed, is refused (:class:`SignatureRefused`) unless
 ``MODELPORT_ALLOW_UNSIGNED=1`` lets versions without a signature load. See
 ``docs/security.md``.
+
+All SQL on the registry's tables is in this package; other packages go through
+:class:`Registry`. Its modules:
+
+- this one: :class:`Registry`, :class:`Version`, :class:`Artefact`, :class:`NewVersion`
+  and artefact signing;
+- :mod:`~modelport.registry.schema`: the tables, opening the database, and the write
+  transaction that allocates version numbers and moves aliases;
+- :mod:`~modelport.registry.store`: the content-addressed artefact stores (a local folder,
+  S3), which verify each blob's sha256 on read;
+- :mod:`~modelport.registry.aliases`: replaying an alias's history to find where a
+  rollback goes;
+- :mod:`~modelport.registry.schedules`: schedules and their runs, the SQL behind the
+  scheduler (:class:`~modelport.registry.schedules.ScheduleRecords`, a base of
+  :class:`Registry`).
 """
 
 from __future__ import annotations

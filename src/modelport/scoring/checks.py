@@ -1,7 +1,7 @@
 """One row checker and one input policy for every surface.
 
-The checker itself is :class:`modelport.inapp.runtime.Inputs`, in the runtime kernel, so
-that a vendored in-app model checks rows exactly as the server does. This module gives the
+The checker itself is :class:`modelport.kernel.Inputs`, in the kernel, so that a
+vendored in-app model checks rows exactly as the server does. This module gives the
 rest of modelport its entry points:
 
 - :class:`InputPolicy`: what a value outside what training saw does to its row. By
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import UserError
-from modelport.inapp.runtime import (
+from modelport.kernel import (
     POLICIES,
     Checked,
     Coded,

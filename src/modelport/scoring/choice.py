@@ -4,9 +4,10 @@ A version holds several artefacts, each proved against the native model at regis
 and either accepted or rejected. The surfaces that score a row at a time (HTTP, streams,
 trigger workers, the online learner's checkpoints when served) take the accepted artefact
 that scored one row fastest when it was registered (``single_row_us``); batch jobs take the
-one with the best measured throughput (``batch_rows_per_s``) when it was measured, else the
-fixed order of :data:`BATCH_ORDER` (the compiled form walks trees in C and needs no
-pandas, ONNX computes in one call). ``--format`` forces one, which must be accepted. An
+first accepted in :data:`BATCH_ORDER` (the order ``benchmarks/batch.py`` measures: the
+compiled form walks trees in C and needs no pandas, ONNX computes in one call); a
+``batch_rows_per_s`` figure recorded for an artefact would rank it first, but registration
+records only ``single_row_us`` today. ``--format`` forces one, which must be accepted. An
 artefact whose runtime is not installed here (onnxruntime for ``onnx``, a JVM for
 ``pmml``) is passed over with the reason kept.
 
@@ -22,9 +23,9 @@ from typing import Any
 from modelport.errors import UserError
 
 #: what scores a row at a time when nothing was timed at registration
-ROW_ORDER = ("onnx", "compiled", "joblib", "skops", "pmml", "mojo")
+ROW_ORDER = ("onnx", "compiled", "joblib", "skops", "pmml", "mojo", "pojo")
 #: what scores a batch when no throughput was measured at registration
-BATCH_ORDER = ("compiled", "onnx", "joblib", "skops", "pmml", "mojo")
+BATCH_ORDER = ("compiled", "onnx", "joblib", "skops", "pmml", "mojo", "pojo")
 PURPOSES = ("row", "batch")
 
 

@@ -10,7 +10,7 @@ down, a lock timeout) is *transient* (:func:`is_transient`): it is raised at onc
 surface to back off and retry the whole batch, losing and duplicating nothing.
 
 :func:`score` is the scoring step every surface shares: checked columns in, the outputs of
-the rows the model scored, and a :class:`~modelport.inapp.runtime.Reject` for each row it
+the rows the model scored, and a :class:`~modelport.kernel.Reject` for each row it
 raised on or gave a score that is not a number for.
 """
 
@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from modelport.inapp.runtime import Checked, Coded, Flag, Reject
+from modelport.kernel import Checked, Coded, Flag, Reject
 
 T = TypeVar("T")
 

@@ -578,7 +578,7 @@ def warning_messages(checked, flagged: dict, signature) -> dict[int, list[tuple[
     field and the row's value."""
     import numpy as np
 
-    from modelport.inapp.runtime import Coded, shown
+    from modelport.kernel import Coded, shown
 
     bounds = {c.name: (c.min, c.max) for c in signature.inputs if c.kind == "numeric"}
     out: dict[int, list[tuple[str, str, str]]] = {}
@@ -621,7 +621,7 @@ def id_column(values, id_type, name: str, required: bool):
     import numpy as np
     import pyarrow as pa
 
-    from modelport.inapp.runtime import shown
+    from modelport.kernel import shown
     from modelport.scoring.checks import float64
 
     if isinstance(values, pa.ChunkedArray):

@@ -1,8 +1,14 @@
 """Message brokers as sources and sinks of events, one small adapter per broker.
 
 Every adapter speaks the same contract, so the stream worker never knows which broker it
-talks to and one delivery test proves them all:
+talks to and one delivery test (``tests/test_stream_delivery.py``) proves them all. A
+broker module (named in :data:`SCHEMES`) has a ``Source`` and a ``Sink``, which
+:func:`open_source` and :func:`open_sink` build unconnected from a parsed
+:class:`BrokerURL`:
 
+- ``Source(url, *, group, batch, window)`` reads as consumer group ``group``, asking the
+  broker for no more than ``window`` unacknowledged messages;
+- ``await x.connect()`` (sources and sinks) opens the connection;
 - ``await source.read(n, wait_s)`` returns up to ``n`` :class:`Message` objects, waiting at
   most ``wait_s`` seconds for the first one (``wait_s=0``: only what is at hand, after at
   most a millisecond);
@@ -14,8 +20,14 @@ talks to and one delivery test proves them all:
   messages to be delivered again;
 - ``await x.close()``.
 
-A source may also offer ``lag()`` (messages waiting, or None) and, when its sink lives on
-the same server, ``publish_and_ack(outputs, dead, messages)`` doing both atomically.
+A source may also offer ``await lag()`` (messages waiting, or None); ``max_inflight``, the
+most batches the worker may hold between scoring and ack at once (Kafka: 1); and, when its
+sinks may live on the same server, ``shares_server(sink) -> bool`` with
+``await publish_and_ack(outputs, messages)``, which publishes ``outputs`` (a list of
+``(sink, records)`` pairs: the outputs and the dead letters) and acknowledges ``messages``
+in one atomic step (Redis Streams). The modules whose streams keep positions (Redis
+Streams, NATS JetStream) also have a ``Reader(url, position)`` for the online learner,
+which reads from a stored position and acknowledges nothing.
 
 Brokers are named by URL: ``redis://127.0.0.1:6379/0?stream=events``,
 ``nats://127.0.0.1:4222?subject=events``, ``amqp://guest:guest@127.0.0.1:5672/?queue=events``,

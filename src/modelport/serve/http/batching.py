@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from modelport.inapp.runtime import Coded
+from modelport.kernel import Coded
 from modelport.scoring.checks import Checked
 from modelport.scoring.isolation import Outcome, score
 
