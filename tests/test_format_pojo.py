@@ -5,9 +5,10 @@ are POJOs of GBM (binomial, multinomial, regression), DRF, GLM, deep learning an
 models, and a GBM whose column names, levels and model id are hostile, each with two sets of
 H2O's own predictions on rows not used in training (missing values, unseen levels,
 all-missing rows): the cluster's (``model.predict``) and those of H2O's ``PredictCsv``
-running the compiled POJO (hexadecimal, exact). Every POJO is imported, compiled with
-``javac`` and scored by h2o-genmodel in this process's one JVM; its scores must be H2O's,
-bit for bit. Then it serves over HTTP, in a batch job and from a Redis stream; a missing JDK
+running the compiled POJO (hexadecimal, exact). Every POJO is imported and compiled with
+``javac``; GBM, DRF and GLM POJOs are read into the compiled runtime (no JVM) and must equal
+H2O's scores to 1e-9, on the stored rows and on probe rows against the compiled class; the
+others are scored by h2o-genmodel in this process's one JVM, bit for bit. Then it serves over HTTP, in a batch job and from a Redis stream; a missing JDK
 or jar, and a POJO that does not compile, are one line and exit code 2; and neither a class
 declaration nor a name can steer the compile step or an export.
 """
@@ -18,6 +19,7 @@ import asyncio
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,6 +48,10 @@ MODELS = ("gbm_binomial", "gbm_multinomial", "gbm_regression", "drf_binomial", "
 ALGOS = {"gbm": "gbm", "drf": "drf", "glm": "glm", "deeplearning": "deeplearning",
          "kmeans": "kmeans", "hostile": "gbm"}
 MODELPORT = [sys.executable, "-m", "modelport"]
+#: the POJOs read into the compiled runtime; the others run in the JVM
+READ = ("gbm_binomial", "gbm_multinomial", "gbm_regression", "drf_binomial", "glm_binomial",
+        "hostile")
+TOL = 1e-9
 
 
 def need_jdk() -> None:
@@ -96,21 +102,28 @@ def unseen_rows(signature: Signature, frame: pd.DataFrame) -> np.ndarray:
     return unseen
 
 
+class genmodel_env:
+    """MODELPORT_H2O_GENMODEL_JAR names the fixtures' jar while inside."""
+
+    def __enter__(self):
+        self.before = os.environ.get(h2o_jvm.GENMODEL_ENV)
+        os.environ[h2o_jvm.GENMODEL_ENV] = str(JAR)
+
+    def __exit__(self, *exc):
+        if self.before is None:
+            del os.environ[h2o_jvm.GENMODEL_ENV]
+        else:
+            os.environ[h2o_jvm.GENMODEL_ENV] = self.before
+
+
 @cache
 def imported(name: str) -> tuple[Signature, dict[str, np.ndarray]]:
     """Fixture ``name`` compiled and scored by modelport on its rows, once per test run."""
     need_jdk()
     data = (FIXTURES / f"{name}.java").read_bytes()
-    before = os.environ.get(h2o_jvm.GENMODEL_ENV)
-    os.environ[h2o_jvm.GENMODEL_ENV] = str(JAR)
-    try:
+    with genmodel_env():
         signature = pojo.inspect(data)
-        return signature, pojo.load(data, signature).run(rows(name))
-    finally:
-        if before is None:
-            del os.environ[h2o_jvm.GENMODEL_ENV]
-        else:
-            os.environ[h2o_jvm.GENMODEL_ENV] = before
+        return signature, pojo.PojoPredictor(data, signature, runtime="jvm").run(rows(name))
 
 
 # --- every fixture imports, and scores exactly as H2O --------------------------------------
@@ -122,22 +135,33 @@ def test_each_pojo_imports_and_scores_as_h2o_does(name, tmp_path):
     frame = rows(name)
     v = modelport.import_model(beside_jar(tmp_path, name), name.replace("_", "-"),
                                sample=frame.head(60))
-    assert v.native_format == "pojo" and v.accepted_formats() == ["pojo"]
+    read = name in READ
+    assert v.native_format == "pojo"
+    assert sorted(v.accepted_formats()) == (["compiled", "pojo"] if read else ["pojo"])
     assert v.lineage["sha256"] == __import__("hashlib").sha256(
         (FIXTURES / f"{name}.java").read_bytes()).hexdigest()
     assert Registry().read_artefact(v, "pojo") == (FIXTURES / f"{name}.java").read_bytes()
     figures = v.artefact("pojo").parity
-    assert figures["runtime"] == "h2o-genmodel" and "Java code" in figures["reader"]
+    assert figures["runtime"] == ("compiled" if read else "h2o-genmodel")
+    if read:  # proven against the compiled class on the sample and the probe rows
+        assert figures["rows"] == 60 + 256 and figures["max_abs_diff"] <= TOL
+        assert v.artefact("compiled").parity["derived_from"] == "pojo"
+    else:
+        assert "reader" in figures and v.artefact("compiled").status == "rejected"
     assert v.params["h2o_algo"] == ALGOS[name.split("_")[0]]
     # the columns the class reports are those H2O was given, in order
     signature = Signature.from_dict(v.signature)
     assert set(signature.names) <= set(frame.columns)
     predictor = modelport.load(v.uri)
-    assert predictor.runtime == "h2o-genmodel"
+    assert predictor.runtime == ("compiled" if read else "h2o-genmodel")
     got = predictor.run(frame)
     exact = h2o_outputs(name, "pojo", signature)
-    assert np.array_equal(scores(got), scores(exact)), "differs from PredictCsv over the POJO"
     cluster = h2o_outputs(name, "h2o", signature)
+    if read:
+        assert np.abs(scores(got) - scores(exact)).max() <= TOL, "differs from PredictCsv"
+        assert np.abs(scores(got) - scores(cluster)).max() <= TOL, "differs from the cluster"
+        return
+    assert np.array_equal(scores(got), scores(exact)), "differs from PredictCsv over the POJO"
     same = (scores(got) == scores(cluster)).all(axis=1)
     if signature.task == "clustering":
         # the cluster itself assigns a few rows with unseen levels otherwise than its POJO
@@ -148,8 +172,58 @@ def test_each_pojo_imports_and_scores_as_h2o_does(name, tmp_path):
     if signature.task == "classification":
         likeliest = np.asarray(signature.classes)[np.argmax(scores(cluster), axis=1)]
         assert [str(c) for c in got["label"]] == [str(c) for c in likeliest]
-        if len(signature.classes) > 2:  # H2O thresholds binomial labels only
-            assert [str(c) for c in got["label"]] == [str(c) for c in cluster["label"]]
+
+
+@pytest.mark.parametrize("name", READ)
+def test_the_read_form_equals_the_compiled_class_on_probe_rows(name):
+    """Every split point and the double below it, every level, missing values and an
+    unseen level: the read form and h2o-genmodel running the class agree to 1e-9."""
+    from modelport.compile.from_pojo import to_ir
+    from modelport.formats.mojo import _split_points, proof_rows
+
+    sig, _ = imported(name)
+    data = (FIXTURES / f"{name}.java").read_bytes()
+    model_ir = to_ir(data.decode(), sig)
+    probes = proof_rows(sig, model_ir, None)
+    if name.startswith(("gbm", "drf")):
+        points = _split_points(model_ir)
+        assert points, "the trees split on numbers"
+        column, values = next(iter(points.items()))
+        assert values[0] in set(probes[column]) and \
+            float(np.nextafter(values[0], -np.inf)) in set(probes[column])
+    with genmodel_env():
+        jvm = pojo.PojoPredictor(data, sig, runtime="jvm")
+    ours = pojo.PojoPredictor(data, sig, runtime="compiled")
+    assert (jvm.runtime, ours.runtime) == ("h2o-genmodel", "compiled")
+    want, got = jvm.run(probes), ours.run(probes)
+    assert np.abs(scores(got) - scores(want)).max() <= TOL
+    if sig.task == "classification":
+        assert np.argmax(scores(got), axis=1).tolist() == np.argmax(scores(want), axis=1).tolist()
+
+
+def test_code_the_reader_does_not_recognise_is_refused_naming_it():
+    """Strict: a shape H2O does not write for GBM, DRF or GLM is not read (the JVM scores it)."""
+    from modelport.compile.from_pojo import to_ir
+    from modelport.errors import ConversionError
+
+    sig, _ = imported("gbm_regression")
+    text = (FIXTURES / "gbm_regression.java").read_text()
+    assert to_ir(text, sig).model.kind == "tree_ensemble"
+    cases = {
+        "ends in code": text.replace("preds[0] = preds[0];", "preds[0] = Math.exp(preds[0]);"),
+        "split of the POJO's trees has a shape": text.replace("] < ", "] <= ", 1),
+        "leaf of the POJO's trees": re.sub(r"(\n\s*)(-?[0-9.]+f) :", r"\1Math.abs(\2) :",
+                                           text, count=1),
+        "declares 9 features": text.replace("nfeatures() { return 10; }",
+                                            "nfeatures() { return 9; }"),
+    }
+    for needle, changed in cases.items():
+        assert changed != text, needle
+        with pytest.raises(ConversionError, match=re.escape(needle)):
+            to_ir(changed, sig)
+    for name in ("deeplearning_binomial", "kmeans_clustering"):
+        with pytest.raises(ConversionError):
+            to_ir((FIXTURES / f"{name}.java").read_text(), imported(name)[0])
 
 
 def test_the_signature_is_the_one_the_class_reports():
@@ -219,13 +293,24 @@ def test_cli_import_show_and_batch_predict(tmp_path, modelport_home):
     assert done.returncode == 0, done.stderr
     version = json.loads(done.stdout)
     assert version["native_format"] == "pojo"
-    assert version["formats"]["compiled"]["status"] == "rejected"
+    assert version["formats"]["compiled"]["status"] == "accepted"
     shown = cli("models", "show", "plans@production", "--json")
     assert shown.returncode == 0, shown.stderr
     shown = json.loads(shown.stdout)
-    assert shown["serving"]["row"]["format"] == shown["serving"]["batch"]["format"] == "pojo"
-    assert shown["formats"]["pojo"]["parity"]["runtime"] == "h2o-genmodel"
-    assert shown["formats"]["compiled"]["reason"].startswith("not read: a POJO's trees")
+    assert shown["serving"]["batch"]["format"] == "compiled"
+    assert shown["formats"]["pojo"]["parity"]["runtime"] == "compiled"
+    # deep learning and k-means stay on the JVM, and show says why
+    for name, why in (("deeplearning_binomial", "calls no tree forests"),
+                      ("kmeans_clustering", "no reader for Clustering POJOs")):
+        done = cli("import", str(beside_jar(tmp_path, name)), "--name", name.split("_")[0],
+                   "--json")
+        assert done.returncode == 0, done.stderr
+        shown = json.loads(cli("models", "show", json.loads(done.stdout)["uri"],
+                               "--json").stdout)
+        assert shown["formats"]["pojo"]["parity"]["runtime"] == "h2o-genmodel"
+        assert shown["formats"]["compiled"]["status"] == "rejected"
+        assert why in shown["formats"]["compiled"]["reason"]
+        assert shown["serving"]["row"]["format"] == "pojo"
     # served by h2o-genmodel: the jar is named, as for MOJOs on the JVM runtime
     env = {**os.environ, h2o_jvm.GENMODEL_ENV: str(JAR)}
     out = tmp_path / "scores.parquet"
@@ -235,7 +320,8 @@ def test_cli_import_show_and_batch_predict(tmp_path, modelport_home):
     got = pd.read_parquet(out).sort_values("customer_id")
     sig, _ = imported("gbm_multinomial")
     want = h2o_outputs("gbm_multinomial", "h2o", sig)
-    assert np.array_equal(got[[f"proba_{c}" for c in sig.classes]].to_numpy(), want["proba"])
+    assert np.abs(got[[f"proba_{c}" for c in sig.classes]].to_numpy() - want["proba"]).max() \
+        <= TOL
     assert list(got["label"]) == list(want["label"])
 
 
@@ -351,19 +437,49 @@ def test_a_hostile_file_name_and_decoy_declarations_steer_nothing(tmp_path):
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
 
 
-def test_exports_of_a_pojo_refuse_rather_than_write_its_names_into_code(tmp_path):
-    """A POJO is scored by h2o-genmodel only: every export says why there is nothing to
-    write (no intermediate form), in one line, and writes no file."""
+def test_exports_of_a_hostile_pojo_quote_its_names_and_score_as_h2o_does(tmp_path):
+    """The hostile GBM is read, so it exports: its names (quotes, comment openers, a tab, a
+    triple-quote payload) reach SQL and code only through modelport.quoting, and what is
+    written scores as H2O does; a POJO that is not read still refuses in one line."""
     need_jdk()
-    from modelport.compile.exporter import TARGETS, export
+    import sqlite3
 
-    modelport.import_model(beside_jar(tmp_path, "hostile"), "evil")
-    for fmt in TARGETS:
-        with pytest.raises(UserError) as refused:
-            export("evil", fmt, tmp_path / "out")
-        assert "\n" not in str(refused.value), fmt
-        assert not (tmp_path / "out").exists(), fmt
-    done = cli("export", "evil", "--format", "java", "--out", str(tmp_path / "out"))
+    from modelport.compile import codegen, sql
+    from modelport.compile.exporter import export
+
+    v = modelport.import_model(beside_jar(tmp_path, "hostile"), "evil")
+    sig, _ = imported("hostile")
+    want = h2o_outputs("hostile", "h2o", sig)["proba"][:, 1]
+    frame = sig.coerce(rows("hostile"))
+    from modelport.compile.ir import ModelIR
+
+    model_ir = ModelIR.from_dict(json.loads(Registry().read_artefact(v, "compiled")))
+    conn = sqlite3.connect(":memory:")
+    cols = ", ".join(f'"{c.name.replace(chr(34), chr(34) * 2)}" '
+                     f'{"REAL" if c.kind == "numeric" else "TEXT"}' for c in sig.inputs)
+    conn.execute(f"CREATE TABLE t (row_id INTEGER PRIMARY KEY, {cols})")
+    conn.executemany(f"INSERT INTO t VALUES ({', '.join('?' * (len(sig.names) + 1))})",
+                     [(i, *[None if (x is None or x != x) else x for x in r])
+                      for i, r in enumerate(frame.itertuples(index=False))])
+    got = [r[0] for r in conn.execute(f"SELECT {sql.to_sql(model_ir, 'sqlite')} FROM t "
+                                      "ORDER BY row_id")]
+    assert np.abs(np.asarray(got, dtype=np.float64) - want).max() <= TOL
+    ns: dict = {}
+    exec(compile(codegen.generate(model_ir, "python", "evil"), "evil", "exec"), ns)  # noqa: S102
+    records = [{k: (None if x != x else x) for k, x in r.items()}
+               for r in frame.to_dict("records")]
+    generated = np.asarray([ns["score"](r) for r in records], dtype=np.float64)
+    assert np.abs(generated.reshape(len(want), -1)[:, -1] - want).max() <= TOL
+    assert "import os" not in ns and not (tmp_path / "pwned").exists()
+    for fmt in ("sql", "python", "javascript", "java", "c", "go"):
+        written = export("evil", fmt, tmp_path / fmt)
+        assert written and all(f.is_file() for f in written), fmt
+    # a POJO that is not read has no intermediate form: exports refuse in one line
+    modelport.import_model(beside_jar(tmp_path, "deeplearning_binomial"), "dl")
+    with pytest.raises(UserError) as refused:
+        export("dl", "python", tmp_path / "out")
+    assert "\n" not in str(refused.value) and not (tmp_path / "out").exists()
+    done = cli("export", "dl", "--format", "java", "--out", str(tmp_path / "out"))
     assert done.returncode == 2, done.stdout
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (tmp_path / "out").exists()

@@ -175,10 +175,10 @@ def to_ir(mojo: Mojo | bytes, signature: Signature | None = None) -> ir.ModelIR:
     signature = signature or signature_of(mojo)
     _check_common(mojo)
     if mojo.algo in ("gbm", "drf"):
-        steps, fields = _tree_inputs(mojo, signature)
+        steps, fields = tree_inputs(mojo, signature)
         node, output = (_gbm if mojo.algo == "gbm" else _drf)(mojo, fields)
     elif mojo.algo == "glm":
-        steps, node, output = _glm(mojo, signature)
+        steps, node, output = glm_model(mojo, signature)
     else:
         raise ConversionError(f"no reader for {mojo.describe()} MOJOs "
                               "(GBM, DRF and GLM are read)")
@@ -264,8 +264,8 @@ def _check_common(mojo: Mojo) -> None:
 # --- trees --------------------------------------------------------------------------------
 
 
-def _tree_inputs(mojo: Mojo, signature: Signature) -> tuple[list, list[str]]:
-    """Steps giving each categorical column its code in the MOJO's domain; tree fields."""
+def tree_inputs(mojo: Mojo, signature: Signature) -> tuple[list, list[str]]:
+    """Steps giving each categorical column its code in the model's domain; tree fields."""
     kinds = {c.name: c.kind for c in signature.inputs}
     steps, fields = [], []
     for i, name in enumerate(mojo.features):
@@ -308,21 +308,10 @@ def _trees(mojo: Mojo) -> list[tuple[int, ir.Tree]]:
 
 def _parse_tree(blob: bytes, domain_sizes: dict[int, int]) -> ir.Tree:
     """One compressed tree as flat IR arrays (nodes in pre-order, root first)."""
-    t = ir.Tree(feature=[], threshold=[], left=[], right=[], missing_left=[], value=[],
-                categories=[])
-
-    def new() -> int:
-        t.feature.append(-1)
-        t.threshold.append(0.0)
-        t.left.append(-1)
-        t.right.append(-1)
-        t.missing_left.append(False)
-        t.value.append([0.0])
-        t.categories.append(None)
-        return len(t.feature) - 1
+    t = new_tree()
 
     def leaf(pos: int) -> int:
-        i = new()
+        i = new_node(t)
         t.value[i] = [_f32(blob, pos)]
         return i
 
@@ -331,7 +320,7 @@ def _parse_tree(blob: bytes, domain_sizes: dict[int, int]) -> ir.Tree:
         col = struct.unpack_from("<H", blob, pos + 1)[0]
         if col == _LEAF_COLUMN:  # a tree of one leaf
             return leaf(pos + 3)
-        i = new()
+        i = new_node(t)
         na_dir = blob[pos + 3]
         pos += 4
         t.feature[i] = col
@@ -355,21 +344,7 @@ def _parse_tree(blob: bytes, domain_sizes: dict[int, int]) -> ir.Tree:
             n_bytes = (n_bits - 1) // 8 + 1 if n_bits > 0 else 0
             bits = blob[pos:pos + n_bytes]
             pos += n_bytes
-            # every level's side, so no code is left to "the NA way" (unseen levels are
-            # missing values by then): levels outside the bitset's range go the NA way
-            left, right = [], []
-            for code in range(domain_sizes.get(col, 0)):
-                b = code - bit_offset
-                if 0 <= b < n_bits:
-                    goes_right = bool(bits[b >> 3] >> (b & 7) & 1)
-                else:
-                    goes_right = not t.missing_left[i]
-                (right if goes_right else left).append(float(code))
-            if not left or not right:
-                # every present level one way: a test no value passes (or every value does)
-                t.threshold[i] = -math.inf if not left else math.inf
-            else:
-                t.categories[i] = left
+            bitset_split(t, i, domain_sizes.get(col, 0), bit_offset, n_bits, bits)
         left_mask = node_type & 51
         if left_mask & 16:
             t.left[i] = leaf(pos)
@@ -384,6 +359,51 @@ def _parse_tree(blob: bytes, domain_sizes: dict[int, int]) -> ir.Tree:
         return i
 
     node(0)
+    return finished(t)
+
+
+def new_tree() -> ir.Tree:
+    """An empty tree for :func:`new_node` to grow (nodes in pre-order, root first)."""
+    return ir.Tree(feature=[], threshold=[], left=[], right=[], missing_left=[], value=[],
+                   categories=[])
+
+
+def new_node(t: ir.Tree) -> int:
+    """A new leaf of value 0 in ``t``; its index."""
+    t.feature.append(-1)
+    t.threshold.append(0.0)
+    t.left.append(-1)
+    t.right.append(-1)
+    t.missing_left.append(False)
+    t.value.append([0.0])
+    t.categories.append(None)
+    return len(t.feature) - 1
+
+
+def bitset_split(t: ir.Tree, i: int, n_levels: int, bit_offset: int, n_bits: int,
+                 bits: bytes) -> None:
+    """Node ``i`` of ``t`` as h2o-genmodel's categorical split: the levels whose bit is set
+    go right, the others the bitset covers go left, the rest the NA way (set ``missing_left``
+    first)."""
+    # every level's side, so no code is left to "the NA way" (unseen levels are
+    # missing values by then): levels outside the bitset's range go the NA way
+    left, right = [], []
+    for code in range(n_levels):
+        b = code - bit_offset
+        if 0 <= b < n_bits:
+            goes_right = bool(bits[b >> 3] >> (b & 7) & 1)
+        else:
+            goes_right = not t.missing_left[i]
+        (right if goes_right else left).append(float(code))
+    if not left or not right:
+        # every present level one way: a test no value passes (or every value does)
+        t.threshold[i] = -math.inf if not left else math.inf
+    else:
+        t.categories[i] = left
+
+
+def finished(t: ir.Tree) -> ir.Tree:
+    """``t`` without a categories list when no node splits on categories."""
     if all(c is None for c in t.categories):
         t.categories = None
     return t
@@ -394,23 +414,26 @@ def _f32(blob: bytes, pos: int) -> float:
 
 
 def _gbm(mojo: Mojo, fields: list[str]):
-    distribution = str(mojo.get("distribution"))
-    init_f = float(mojo.get("init_f", 0.0))
-    trees = _trees(mojo)
-    n_classes = int(mojo.get("n_classes", 1))
-    what = mojo.describe()
+    return gbm_node(f"{mojo.describe()} MOJO", mojo.category, str(mojo.get("distribution")),
+                    str(mojo.get("link_function") or ""), float(mojo.get("init_f", 0.0)),
+                    int(mojo.get("n_classes", 1)), _trees(mojo), fields)
+
+
+def gbm_node(what: str, category: str, distribution: str, link: str, init_f: float,
+             n_classes: int, trees: list[tuple[int, ir.Tree]], fields: list[str]):
+    """The ensemble and output of a GBM: ``trees`` are ``(class index, tree)`` pairs;
+    ``what`` names the model in errors."""
     for k, tree in trees:
         tree.output = k
     members = [tree for _, tree in trees]
-    if mojo.category == "Regression":
-        link = str(mojo.get("link_function") or "")
+    if category == "Regression":
         node = ir.TreeEnsemble(fields, members, n_outputs=1, base=[init_f], combine="sum",
                                compare="<")
         if distribution in _IDENTITY_DISTRIBUTIONS and link in ("", "identity"):
             return node, ir.Output("regression", "identity")
         if distribution in _LOG_DISTRIBUTIONS and link in ("", "log"):
             return node, ir.Output("regression", "exp")
-        raise ConversionError(f"the {what} MOJO uses distribution {distribution!r}; the reader "
+        raise ConversionError(f"the {what} uses distribution {distribution!r}; the reader "
                               "reads gaussian, laplace, quantile, huber, poisson, gamma and "
                               "tweedie regressions")
     if distribution == "bernoulli" and n_classes == 2:
@@ -428,22 +451,27 @@ def _gbm(mojo: Mojo, fields: list[str]):
         node = ir.TreeEnsemble(fields, members, n_outputs=n_classes, base=[0.0] * n_classes,
                                combine="sum", compare="<")
         return node, ir.Output("classification", "softmax")
-    raise ConversionError(f"the {what} MOJO uses distribution {distribution!r}; the reader "
+    raise ConversionError(f"the {what} uses distribution {distribution!r}; the reader "
                           "reads bernoulli and multinomial classifiers")
 
 
 def _drf(mojo: Mojo, fields: list[str]):
-    trees = _trees(mojo)
-    n_classes = int(mojo.get("n_classes", 1))
+    return drf_node(mojo.category, int(mojo.get("n_classes", 1)),
+                    bool(mojo.get("binomial_double_trees", False)), _trees(mojo), fields)
+
+
+def drf_node(category: str, n_classes: int, double_trees: bool,
+             trees: list[tuple[int, ir.Tree]], fields: list[str]):
+    """The ensemble and output of a DRF: ``trees`` are ``(class index, tree)`` pairs."""
     members = []
     for k, tree in trees:
         tree.output = k
         members.append(tree)
-    if mojo.category == "Regression":
+    if category == "Regression":
         node = ir.TreeEnsemble(fields, members, n_outputs=1, base=[0.0], combine="mean",
                                compare="<")
         return node, ir.Output("regression", "identity")
-    if n_classes == 2 and not mojo.get("binomial_double_trees", False):
+    if n_classes == 2 and not double_trees:
         # one tree per group, giving the first class's probability
         for tree in members:
             tree.value = [[v[0], 1.0 - v[0]] for v in tree.value]
@@ -459,15 +487,17 @@ def _drf(mojo: Mojo, fields: list[str]):
 # --- GLM ------------------------------------------------------------------------------------
 
 
-def _glm(mojo: Mojo, signature: Signature):
-    what = mojo.describe()
+def glm_model(mojo: Mojo, signature: Signature):
+    """Steps, linear node and output of a GLM described by ``mojo``'s parameters (``family``,
+    ``link``, ``cats``, ``cat_offsets``, ``cat_modes``, ``num_means``, ``beta``, ...)."""
+    what = f"{mojo.describe()} {mojo.get('artefact', 'MOJO')}"
     family = str(mojo.get("family"))
     link = str(mojo.get("link", "") or "")
     if int(mojo.get("num_interactions", 0)):
-        raise ConversionError(f"the {what} MOJO has interaction columns, which the reader "
+        raise ConversionError(f"the {what} has interaction columns, which the reader "
                               "does not build")
     if not mojo.get("mean_imputation", False):
-        raise ConversionError(f"the {what} MOJO does not impute missing values with means; "
+        raise ConversionError(f"the {what} does not impute missing values with means; "
                               "the reader reads mean-imputing GLMs")
     if family == "binomial" and link == "logit":
         output = ir.Output("classification", "logistic")
@@ -478,7 +508,7 @@ def _glm(mojo: Mojo, signature: Signature):
     elif family in ("poisson", "gamma", "tweedie", "negativebinomial") and link == "log":
         output = ir.Output("regression", "exp")
     else:
-        raise ConversionError(f"the {what} MOJO uses family {family!r} with link {link!r}; the "
+        raise ConversionError(f"the {what} uses family {family!r} with link {link!r}; the "
                               "reader reads binomial/logit, multinomial, gaussian/identity and "
                               "log-link regressions")
     n_cats = int(mojo.get("cats"))
@@ -490,7 +520,7 @@ def _glm(mojo: Mojo, signature: Signature):
     n_out = int(mojo.get("n_classes")) if family == "multinomial" else 1
     per_class = len(beta) // n_out
     if per_class * n_out != len(beta):
-        raise ConversionError(f"the {what} MOJO has {len(beta)} coefficients for {n_out} classes")
+        raise ConversionError(f"the {what} has {len(beta)} coefficients for {n_out} classes")
     kinds = {c.name: c.kind for c in signature.inputs}
     features = mojo.features
     steps, fields = [], []

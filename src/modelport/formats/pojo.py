@@ -12,12 +12,13 @@ unchanged as the version's native artefact and:
   ``getDomainValues``, ``getModelCategory``, the ``@ModelPojo`` annotation): input columns
   in the class's order, categorical where it holds a domain, classes from the response
   domain; nothing of the source is parsed for them, nor run in Python;
-- **scores** it with ``EasyPredictModelWrapper`` in the same long-lived JVM as MOJOs
-  (:mod:`modelport.formats.h2o_jvm`), a batch per call, unseen levels counting as missing.
-
-The runtime is ``h2o-genmodel`` for every POJO: its trees are Java code, which modelport does
-not read into its intermediate form (a MOJO of the same model is read; export one with
-``download_mojo`` for the compiled runtime, SQL and generated code).
+- **reads** GBM, DRF and GLM classes written as H2O writes them into the model compiler's
+  intermediate form (:mod:`modelport.compile.from_pojo`, text only, nothing run), proven
+  at import against the compiled class on the sample and probe rows (1e-9): the version
+  gets a ``compiled`` artefact and serves with ``runtime == "compiled"``, no JVM;
+- **scores** any other POJO with ``EasyPredictModelWrapper`` in the same long-lived JVM as
+  MOJOs (:mod:`modelport.formats.h2o_jvm`), a batch per call, unseen levels counting as
+  missing; its ``compiled`` artefact is rejected with the reason the reader gave.
 
 A POJO is a program: importing one runs its code in the JVM, as loading a pickle runs
 Python, so import POJOs you trust. What modelport adds never mixes its text with code: the
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -49,21 +51,18 @@ from modelport.quoting.code import comment_text
 from modelport.signature import Signature
 
 NAME = "pojo"
-#: JPype, as for MOJOs scored by h2o-genmodel
+#: JPype, for POJOs scored by h2o-genmodel (reading GBM, DRF and GLM needs nothing)
 EXTRA = h2o_jvm.EXTRA
-#: the runtime is H2O's own scorer: nothing to differ from
 TOLERANCE = 1e-9
+#: the runtime of a POJO the reader does not read: H2O's own scorer
 RUNTIME = "h2o-genmodel"
-#: why a POJO is not read into the intermediate form (shown by ``modelport models show``)
-NOT_READ = ("a POJO's trees and weights are Java code, which modelport does not read; a MOJO "
-            "of the same model is read into the compiled runtime (download_mojo)")
+#: ``auto`` (read when possible, else h2o-genmodel), ``compiled`` or ``jvm``
+RUNTIME_ENV = "MODELPORT_POJO_RUNTIME"
 _JAVA_ID = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 
 
 def available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("jpype") is not None
+    return True
 
 
 # --- the format contract ------------------------------------------------------------------
@@ -89,23 +88,50 @@ def inspect(data: bytes, source: Path | str | None = None) -> Signature:
 
 
 def load(data: bytes, signature: Signature) -> PojoPredictor:
-    """A Predictor over POJO source ``data``: compiled (once per process) and scored by
-    h2o-genmodel in this process's JVM."""
+    """A Predictor over POJO source ``data``: read into the compiled runtime when it is a
+    GBM, DRF or GLM written as H2O writes them, else compiled (once per process) and scored
+    by h2o-genmodel in this process's JVM."""
     return PojoPredictor(data, signature)
 
 
+def read(data: bytes, signature: Signature):
+    """The intermediate form of POJO source ``data`` (:mod:`modelport.compile.from_pojo`);
+    ConversionError when it is not read."""
+    from modelport.compile.from_pojo import to_ir
+
+    return to_ir(_decoded(data, "the POJO"), signature)
+
+
 class PojoPredictor(Predictor):
-    """Scores a compiled POJO with ``EasyPredictModelWrapper`` (``runtime == "h2o-genmodel"``)."""
+    """Scores a POJO with its read form (``runtime == "compiled"``, no JVM) or with
+    h2o-genmodel's ``EasyPredictModelWrapper`` (``runtime == "h2o-genmodel"``)."""
 
     format = NAME
-    runtime = RUNTIME
-    reader_refusal = NOT_READ
 
-    def __init__(self, data: bytes, signature: Signature) -> None:
+    def __init__(self, data: bytes, signature: Signature, runtime: str | None = None) -> None:
         super().__init__(signature)
+        choice = runtime or os.environ.get(RUNTIME_ENV) or "auto"
+        if choice not in ("auto", "compiled", "jvm"):
+            raise UserError(f"{RUNTIME_ENV}={choice!r} is not a POJO runtime: use auto, "
+                            "compiled or jvm")
+        self.class_name = declared_class(_decoded(data, "the POJO"))[1]
+        self.reader_refusal: str | None = f"not read: {RUNTIME_ENV}=jvm"
+        self._prepared = self._scorer = None
+        if choice != "jvm":
+            from modelport.compile.fast import Prepared
+
+            try:
+                self._prepared = Prepared(read(data, signature))
+                self.runtime, self.reader_refusal = "compiled", None
+                return
+            except ConversionError as exc:
+                if choice == "compiled":
+                    raise UserError(f"{RUNTIME_ENV}=compiled, but this POJO cannot be read: "
+                                    f"{exc}") from None
+                self.reader_refusal = str(exc)
         compiled = compile_pojo(data)
         self.class_name = compiled.class_name
-        self.algo = compiled.algo
+        self.runtime = RUNTIME
         self._scorer = h2o_jvm.Scorer(compiled.model(), signature, compiled.category,
                                       compiled.jar)
 
@@ -113,6 +139,8 @@ class PojoPredictor(Predictor):
         return f"{super().describe()} [{self.runtime}]"
 
     def _run_columns(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._prepared is not None:
+            return self._prepared.run(cols)
         return self._scorer.run(cols)
 
     def _run(self, frame) -> dict[str, np.ndarray]:
@@ -121,24 +149,63 @@ class PojoPredictor(Predictor):
 
 def derived_artefacts(data: bytes, signature: Signature, frame=None, *, source=None,
                       formats=None):
-    """What importing POJO ``data`` adds to its own artefact: its runtime and why it is not
-    read (no derived formats), and the model's H2O parameters.
+    """What importing POJO ``data`` adds to its own artefact: the ``compiled`` artefact of
+    its read form, proven against the compiled class in the JVM, or why it is not read.
 
-    Returns ``(pojo_figures, artefacts, blobs, params)`` as the MOJO format does; asking for
-    a derived format (``formats=["compiled"]``) is a UserError naming why there is none.
+    Returns ``(pojo_figures, artefacts, blobs, params)`` as the MOJO format does. The proof
+    scores the sample plus probe rows (every split point and the double below it, every
+    level, missing values, an unseen level) with h2o-genmodel and with the read form; a
+    difference over 1e-9 is a UserError and nothing is registered. Asking for the compiled
+    format (``formats=["compiled"]``) of a POJO that is not read is a UserError naming why.
     """
+    import json
+
+    from modelport.compile import evaluate
+    from modelport.formats.mojo import _comparable, proof_rows
+    from modelport.parity import compare
     from modelport.registry import Artefact
 
     compiled = compile_pojo(data, source)
     wanted = ("compiled",) if formats is None else tuple(formats)
-    if formats is not None and wanted:
-        raise UserError(f"a POJO is served by h2o-genmodel only: {NOT_READ}; drop "
-                        f"formats= ({', '.join(wanted)})")
-    figures = {"runtime": RUNTIME, "reference": "h2o-genmodel", "reader": NOT_READ,
+    if set(wanted) - {"compiled"}:
+        raise UserError(f"a POJO derives the compiled format only, not "
+                        f"{', '.join(sorted(set(wanted) - {'compiled'}))}: drop it from formats=")
+    model_ir, refusal = None, f"{RUNTIME_ENV}=jvm"
+    if (os.environ.get(RUNTIME_ENV) or "auto") != "jvm":
+        try:
+            model_ir = read(data, signature)
+        except ConversionError as exc:
+            refusal = str(exc)
+    figures = {"runtime": "compiled" if model_ir else RUNTIME, "reference": "h2o-genmodel",
                "class": compiled.class_name, "genmodel_jar": compiled.jar.name}
-    artefacts = [Artefact(format="compiled", status="rejected",
-                          reason=f"not read: {NOT_READ}")]
-    return figures, artefacts, {}, _params(compiled)
+    if model_ir is None:
+        figures["reader"] = refusal
+        if formats is not None and wanted:
+            raise UserError(f"this POJO is served by h2o-genmodel only ({refusal}); drop "
+                            f"formats= ({', '.join(wanted)})")
+        artefacts = [Artefact(format="compiled", status="rejected", reason=f"not read: {refusal}")]
+        return figures, artefacts, {}, _params(compiled)
+    proof = proof_rows(signature, model_ir, frame)
+    genmodel = h2o_jvm.Scorer(compiled.model(), signature, compiled.category, compiled.jar)
+    reference = genmodel.run({c: proof[c].to_numpy() for c in proof.columns})
+    result = compare(_comparable(reference, signature), evaluate(model_ir, proof),
+                     signature.task, TOLERANCE)
+    figures.update({k: result[k] for k in ("rows", "max_abs_diff", "max_rel_diff",
+                                           "label_flips") if k in result})
+    if not result["passed"]:
+        raise UserError(f"modelport's reading of this POJO ({compiled.class_name}) differs from "
+                        f"h2o-genmodel on {result['rows']} rows ({result['reason']}); nothing "
+                        f"was registered. Set {RUNTIME_ENV}=jvm wherever it is imported and "
+                        "served to score it with h2o-genmodel instead")
+    artefacts, blobs = [], {}
+    if "compiled" in wanted:
+        blob = json.dumps(model_ir.to_dict(), allow_nan=True).encode("utf-8")
+        parity = {k: v for k, v in figures.items() if k not in ("runtime", "class",
+                                                                 "genmodel_jar")}
+        artefacts.append(Artefact(format="compiled", status="accepted", size=len(blob),
+                                  parity={**parity, "derived_from": NAME}))
+        blobs["compiled"] = blob
+    return figures, artefacts, blobs, _params(compiled)
 
 
 def _params(compiled: Compiled) -> dict:
@@ -357,3 +424,10 @@ def _escaped_at(text: str, pos: int) -> bool:
     while pos - 1 - slashes >= 0 and text[pos - 1 - slashes] == "\\":
         slashes += 1
     return slashes % 2 == 1
+
+
+def java_code(source: str) -> str:
+    """``source`` as ``javac`` lexes it: unicode escapes decoded, then comments and string,
+    character and text-block literals blanked (line breaks kept), so what is left holds no
+    text of the model's names or levels."""
+    return _code_only(_unicode_unescaped(source))
