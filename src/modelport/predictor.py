@@ -42,6 +42,10 @@ class Predictor(ABC):
         #: what a value outside what training saw does to its row (see
         #: :class:`~modelport.scoring.checks.InputPolicy`); flagged by default
         self.policy = None
+        #: the rows :meth:`explain` measures a linear model's contributions from when it is
+        #: given none: a function returning them (``Registry.load`` sets the version's
+        #: registered sample)
+        self.background = None
 
     @property
     def task(self) -> str:
@@ -121,6 +125,76 @@ class Predictor(ABC):
                 "use predict instead"
             )
         return self.run(data)["proba"]
+
+    def explain(self, rows, top: int = 3, background=None):
+        """The ``top`` input columns that moved each row's raw score most, as a DataFrame.
+
+        One row per (input row, rank) with ``row``, ``rank``, ``column``, ``value`` (the
+        input value), ``contribution`` (in the raw score's space: log-odds for a binary
+        classifier, the value for a regressor) and ``base`` (the score every row starts
+        from; ``base`` plus all columns' contributions is the row's raw score). A model
+        with one raw score per class adds an ``output`` column (the class) and ranks each
+        class apart. ``frame.attrs["base"]`` holds the base per output. Linear models are
+        measured from the mean of ``background`` (rows), by default :attr:`background`.
+        See :mod:`modelport.compile.explain`; a predictor that cannot explain raises a
+        :class:`UserError` saying why.
+        """
+        import pandas as pd
+
+        frame = self.signature.coerce(rows)
+        source = background if background is not None else getattr(self, "background", None)
+
+        def read_background():
+            if source is None:
+                raise UserError(
+                    f"model {self.describe()} is linear: its contributions are measured from "
+                    "the mean of background rows; pass background= (the training rows or "
+                    "the registered sample, Registry.sample)"
+                )
+            return self.signature.coerce(source() if callable(source) else source)
+
+        base, contrib = self._contributions(frame, read_background)
+        if contrib.ndim == 2:
+            contrib = contrib[:, :, None]
+        n_out = contrib.shape[2]
+        labels = (self.classes if n_out > 1 and self.classes is not None
+                  and len(self.classes) == n_out else list(range(n_out)))
+        names = np.asarray(self.signature.names, dtype=object)
+        top = max(0, min(int(top), len(names)))
+        parts = []
+        for k in range(n_out):
+            c = contrib[:, :, k]
+            # stable: equal magnitudes keep signature order
+            order = np.argsort(-np.abs(c), axis=1, kind="stable")[:, :top]
+            rows_idx = np.repeat(np.arange(len(frame)), top)
+            cols_idx = order.reshape(-1)
+            part = {
+                "row": rows_idx,
+                "rank": np.tile(np.arange(1, top + 1), len(frame)),
+                "column": names[cols_idx],
+                "value": [frame.iat[r, j] for r, j in zip(rows_idx, cols_idx, strict=True)],
+                "contribution": c[rows_idx, cols_idx],
+                "base": np.full(len(rows_idx), base[k]),
+            }
+            if n_out > 1:
+                part = {"row": part.pop("row"), "output": [labels[k]] * len(rows_idx),
+                        "position": k, **part}
+            parts.append(pd.DataFrame(part))
+        out = pd.concat(parts, ignore_index=True)
+        if n_out > 1:
+            out = (out.sort_values(["row", "position", "rank"], kind="stable")
+                   .drop(columns="position").reset_index(drop=True))
+        out.attrs["base"] = base
+        return out
+
+    def _contributions(self, frame, background) -> tuple[np.ndarray, np.ndarray]:
+        """``(base, contrib)`` of :func:`modelport.compile.explain.contributions` for a
+        coerced frame; formats holding an intermediate form override this."""
+        raise UserError(
+            f"model {self.describe()} cannot be explained: the {self.format or 'loaded'} "
+            "format holds no intermediate form to read contributions from; load its "
+            "compiled or native (joblib, skops) artefact"
+        )
 
     def describe(self) -> str:
         if self.model_name:

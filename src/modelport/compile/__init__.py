@@ -17,6 +17,8 @@ model; :func:`export` writes a registered model as any backend. One module per p
 - backends: :mod:`~modelport.compile.sql` (PostgreSQL, MariaDB/MySQL, SQLite),
   :mod:`~modelport.compile.pmml` (PMML 4.4) and :mod:`~modelport.compile.codegen`
   (Python, JavaScript, C, Java, Go);
+- :mod:`~modelport.compile.explain`: exact per-column contributions (TreeSHAP, linear)
+  read from the form, behind ``Predictor.explain``;
 - :mod:`~modelport.compile.proof`: the form checked against the native model on the
   registered sample, generated Python run in a separate interpreter, SQL evaluated in a
   database;

@@ -295,6 +295,8 @@ def _sklearn_tree(tree, classifier: bool) -> ir.Tree:
         right=t.children_right.astype(int).tolist(),
         missing_left=np.asarray(missing, dtype=bool).tolist(),
         value=values.tolist(),
+        # the weight shap's TreeExplainer reads for scikit-learn trees
+        cover=np.asarray(t.weighted_n_node_samples, dtype=np.float64).tolist(),
     )
 
 
@@ -363,6 +365,7 @@ def _hist_gradient_boosting(est, fields, path):
                 missing_left=nodes["missing_go_to_left"].astype(bool).tolist(),
                 value=[[float(v)] for v in nodes["value"]],
                 output=k,
+                cover=[float(c) for c in nodes["count"]],
             )
             if known is not None:
                 _hgb_categories(tree, nodes, predictor.raw_left_cat_bitsets, known, f_idx_map)
@@ -427,13 +430,15 @@ def _lightgbm(est, fields, path):
 
 
 def _lightgbm_tree(root: dict, name: str, path: str) -> ir.Tree:
-    t = ir.Tree([], [], [], [], [], [])
+    t = ir.Tree([], [], [], [], [], [], cover=[])
 
     def visit(node: dict) -> int:
         i = len(t.feature)
         for arr, v in ((t.feature, -1), (t.threshold, 0.0), (t.left, -1), (t.right, -1),
                        (t.missing_left, False), (t.value, [0.0])):
             arr.append(v)
+        # a stump's single leaf has no leaf_count
+        t.cover.append(float(node.get("internal_count", node.get("leaf_count", 0.0))))
         if "split_feature" not in node:
             t.value[i] = [float(node["leaf_value"])]
             return i
@@ -509,6 +514,7 @@ def _xgboost(est, fields, path):
             missing_left=np.asarray(t["default_left"], dtype=bool).tolist(),
             value=[[float(v)] for v in np.where(leaf, cond, 0.0)],
             output=int(info[j]),
+            cover=[float(c) for c in t["sum_hessian"]] if "sum_hessian" in t else None,
         ))
     base = _xgboost_base(params["base_score"], n_out)
     if objective == "binary:logistic":

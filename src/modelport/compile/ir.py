@@ -123,6 +123,9 @@ class Tree:
     and, when ``categories_right[i]`` is a list, the codes in it right and every other value
     the way missing values go; without it every other value goes right. ``output`` is the
     first raw-score column the leaf values add to (boosting grows one tree per class).
+    ``cover`` (optional) is the training weight that reached each node (sample counts,
+    or hessian sums for XGBoost), what path-dependent TreeSHAP weighs the unseen side of
+    a split by (:mod:`~modelport.compile.explain`); it is stored only when present.
     """
 
     feature: list[int]
@@ -134,6 +137,7 @@ class Tree:
     categories: list[list | None] | None = None
     categories_right: list[list | None] | None = None
     output: int = 0
+    cover: list[float] | None = None
 
     def depth(self) -> int:
         """The longest root-to-leaf path, in splits."""
@@ -241,6 +245,10 @@ class ModelIR:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict; :meth:`from_dict` reads it back."""
         model = _plain(asdict(self.model))
+        for tree in model.get("trees", ()):
+            # forms stored before covers existed keep their exact shape
+            if tree.get("cover") is None:
+                tree.pop("cover", None)
         return {
             "signature": self.signature.to_dict(),
             "steps": [{"op": s.op, **_plain(asdict(s))} for s in self.steps],

@@ -18,15 +18,19 @@ def evaluate(model_ir: ir.ModelIR, frame) -> dict[str, np.ndarray]:
     ``label`` and ``proba`` (in ``classes`` order) for classifiers, ``value`` for
     regressors, ``cluster`` for clustering.
     """
+    return outputs(model_ir.output, raw_scores(model_ir.model, feature_matrix(model_ir, frame)))
+
+
+def feature_matrix(model_ir: ir.ModelIR, frame) -> np.ndarray:
+    """The model node's input, shape (rows, features): ``frame`` through every step."""
     values = {c: frame[c].to_numpy() for c in frame.columns}
     for step in model_ir.steps:
         values[step.name] = _STEPS[step.op](step, values[step.source])
     node = model_ir.model
-    n = len(frame)
-    X = np.empty((n, len(node.features)), dtype=np.float64)
+    X = np.empty((len(frame), len(node.features)), dtype=np.float64)
     for j, f in enumerate(node.features):
         X[:, j] = np.asarray(values[f], dtype=np.float64)
-    return outputs(model_ir.output, raw_scores(node, X))
+    return X
 
 
 def raw_scores(node, X: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ import json
 
 import numpy as np
 
-from modelport.errors import ConversionError
+from modelport.errors import ConversionError, UserError
 from modelport.predictor import Predictor
 from modelport.signature import Signature
 
@@ -78,6 +78,7 @@ class CompiledPredictor(Predictor):
         model_ir.signature = signature
         self._prepared = Prepared(model_ir)
         self._proba = model_ir.output.gives_proba
+        self._ir = model_ir
 
     def _gives_proba(self) -> bool:
         return self._proba
@@ -95,3 +96,11 @@ class CompiledPredictor(Predictor):
 
     def _run(self, frame) -> dict[str, np.ndarray]:
         return self._prepared.run({c: frame[c].to_numpy() for c in frame.columns})
+
+    def _contributions(self, frame, background):
+        from modelport.compile.explain import contributions
+
+        try:
+            return contributions(self._ir, frame, background)
+        except ConversionError as exc:
+            raise UserError(f"model {self.describe()} cannot be explained: {exc}") from exc

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from modelport.errors import ConversionError, UserError
 from modelport.predictor import Predictor
 from modelport.signature import Signature
 
@@ -25,6 +26,7 @@ class NativePredictor(Predictor):
         # array take the columns in signature order.
         self._by_name = hasattr(model, "feature_names_in_")
         self._proba = signature.task == "classification" and hasattr(model, "predict_proba")
+        self._ir = None
 
     def _gives_proba(self) -> bool:
         return self._proba
@@ -52,6 +54,28 @@ class NativePredictor(Predictor):
         if task == "regression":
             return {"value": np.asarray(self.model.predict(X), dtype=np.float64).reshape(-1)}
         return {"cluster": np.asarray(self.model.predict(X), dtype=np.int64).reshape(-1)}
+
+
+    def _contributions(self, frame, background):
+        """Contributions from the model's intermediate form, read on first use and checked
+        against the estimator on the rows explained (to the compiled format's 1e-9, 1e-6
+        for float32 models), so an explanation never describes a different model."""
+        from modelport.compile import evaluate, to_ir
+        from modelport.compile.explain import contributions
+        from modelport.parity import compare
+
+        try:
+            if self._ir is None:
+                self._ir = to_ir(self.model, self.signature)
+            tolerance = 1e-9 if self._ir.precision == "float64" else 1e-6
+            result = compare(self.score_coerced(frame), evaluate(self._ir, frame), self.task,
+                             tolerance)
+            if not result["passed"]:
+                raise ConversionError(f"its intermediate form differs from the estimator on "
+                                      f"these rows: {result['reason']}")
+            return contributions(self._ir, frame, background)
+        except ConversionError as exc:
+            raise UserError(f"model {self.describe()} cannot be explained: {exc}") from exc
 
 
 def infer_task(model) -> str:

@@ -31,6 +31,7 @@ All SQL on the registry's tables is in this package; other packages go through
 
 from __future__ import annotations
 
+import functools
 import getpass
 import hashlib
 import hmac
@@ -480,6 +481,9 @@ class Registry(ScheduleRecords):
         predictor = formats.get(fmt).load(self.read_artefact(v, fmt), Signature.from_dict(v.signature))
         predictor.model_name = v.name
         predictor.model_version = v.version
+        if v.sample_sha256:
+            # what Predictor.explain measures a linear model from, read only if asked
+            predictor.background = functools.partial(self.sample, v)
         return predictor
 
     def default_format(self, v: Version) -> str:
