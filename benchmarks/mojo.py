@@ -12,8 +12,8 @@ into its compiled runtime and scores in-process. For the GBM, DRF and GLM binomi
 - agreement: the largest difference between the two on the 100,000 rows' probabilities.
 
 A POJO row (``--pojos``, default the GBM binomial POJO of ``tests/fixtures/pojo``) compares
-modelport's POJO runtime (the class compiled once, scored by h2o-genmodel's
-``EasyPredictModelWrapper`` in one long-lived JVM) with H2O's route for a POJO from Python:
+modelport's POJO runtimes (the read form, where the source is read, and the class compiled
+once, scored by h2o-genmodel's ``EasyPredictModelWrapper`` in one long-lived JVM) with H2O's route for a POJO from Python:
 ``hex.genmodel.tools.PredictCsv`` running the compiled class, a CSV written and read back
 on every call, as ``mojo_predict_pandas`` does for a MOJO. Compiling is done once, outside
 the timings, for both. It needs a JDK (``javac``) and JPype (``modelport[mojo]``).
@@ -110,8 +110,9 @@ def modelport_side(names, frame, calls: int) -> dict:
     return out
 
 
-def pojo_sides(name: str, frame, calls: int, h2o_calls: int) -> tuple[dict, dict]:
-    """(PredictCsv over the compiled POJO, modelport's POJO runtime) for POJO fixture ``name``."""
+def pojo_sides(name: str, frame, calls: int, h2o_calls: int) -> tuple[dict, list[dict]]:
+    """(PredictCsv over the compiled POJO, modelport's POJO runtimes: the read form where
+    the source is read, and h2o-genmodel in the JVM) for POJO fixture ``name``."""
     import numpy as np
     import pandas as pd
 
@@ -119,9 +120,7 @@ def pojo_sides(name: str, frame, calls: int, h2o_calls: int) -> tuple[dict, dict
 
     os.environ.setdefault(h2o_jvm.GENMODEL_ENV, str(FIXTURES / "h2o-genmodel.jar"))
     data = (POJO_FIXTURES / f"{name}.java").read_bytes()
-    t0 = time.perf_counter()
-    predictor = pojo.load(data, pojo.inspect(data))
-    load_s = time.perf_counter() - t0
+    signature = pojo.inspect(data)
     compiled = pojo.compile_pojo(data)
     classpath = f"{compiled.jar}:{compiled.folder}"
 
@@ -145,17 +144,24 @@ def pojo_sides(name: str, frame, calls: int, h2o_calls: int) -> tuple[dict, dict
            "p1": theirs.iloc[:, 2].to_numpy(dtype=np.float64)}
     first = frame.head(1).to_dict(orient="records")[0]
     row = {k: (None if v != v else v) for k, v in first.items()}
-    for _ in range(20):
-        predictor.run(row)
-    times = []
-    for _ in range(calls):
+    ours = []
+    for runtime in ("auto", "jvm"):
         t0 = time.perf_counter()
-        predictor.run(row)
-        times.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    scored = predictor.run(frame)
-    ours = {"single_s": statistics.median(times), "bulk_s": time.perf_counter() - t0,
-            "load_s": load_s, "runtime": "jvm", "proba": scored["proba"]}
+        predictor = pojo.PojoPredictor(data, signature, runtime=runtime)
+        load_s = time.perf_counter() - t0
+        if runtime == "auto" and predictor.runtime != "compiled":
+            continue  # not read: the JVM row below is the only one
+        for _ in range(20):
+            predictor.run(row)
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            predictor.run(row)
+            times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        scored = predictor.run(frame)
+        ours.append({"single_s": statistics.median(times), "bulk_s": time.perf_counter() - t0,
+                     "load_s": load_s, "runtime": predictor.runtime, "proba": scored["proba"]})
     return h2o, ours
 
 
@@ -196,7 +202,7 @@ def main() -> None:
     pojo_rows = {}
     for n in pojos:
         print(f"POJO {n}: PredictCsv ({args.h2o_calls} single-row calls, {args.rows:,} rows) "
-              "and modelport's JVM runtime ...", flush=True)
+              "and modelport's runtimes ...", flush=True)
         pojo_rows[n] = pojo_sides(n, features, args.calls, args.h2o_calls)
     print(f"\n{'model':<20} {'runtime':<9} {'1 row: h2o':>11} {'modelport':>11} {'ratio':>8}"
           f"   {args.rows // 1000}k rows: {'h2o':>7} {'modelport':>9} {'ratio':>6}   max |dp|")
@@ -204,9 +210,10 @@ def main() -> None:
         h, m = theirs[n], ours[n]
         p1 = h2o_proba[n].iloc[:, 2].to_numpy(dtype=np.float64)
         print(_row(n, m["runtime"], h, m, float(np.max(np.abs(m["proba"][:, 1] - p1)))))
-    for n, (h, m) in pojo_rows.items():
-        print(_row(f"{n} (POJO)", m["runtime"], h, m,
-                   float(np.max(np.abs(m["proba"][:, 1] - h["p1"])))))
+    for n, (h, runs) in pojo_rows.items():
+        for m in runs:
+            print(_row(f"{n} (POJO)", m["runtime"], h, m,
+                       float(np.max(np.abs(m["proba"][:, 1] - h["p1"])))))
     print("\nratio = H2O's time / modelport time (higher: modelport faster); H2O's route is "
           "h2o.mojo_predict_pandas for MOJOs and PredictCsv over the compiled class for POJOs; "
           "max |dp| compares the positive-class probabilities (H2O's CSV carries ~17 digits)")
