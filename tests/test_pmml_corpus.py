@@ -30,6 +30,7 @@ import pytest
 import modelport
 from modelport.errors import UserError
 from modelport.formats import pmml
+from rowwise import score_rows
 
 from conftest import need_module, unavailable
 
@@ -63,31 +64,6 @@ def _pmml_runtime():
 
 def _read(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, na_values=["N/A", "NA"], keep_default_na=True)
-
-
-def _score(predictor, rows: pd.DataFrame) -> tuple[dict, np.ndarray]:
-    """Outputs for every row, and which rows were refused (scored alone, as the scoring
-    core isolates a row it cannot score)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return predictor.run(rows), np.zeros(len(rows), dtype=bool)
-        except UserError:
-            pass
-        outs, refused = [], np.zeros(len(rows), dtype=bool)
-        for i in range(len(rows)):
-            try:
-                outs.append(predictor.run(rows.iloc[[i]]))
-            except UserError:
-                refused[i] = True
-                outs.append(None)
-    template = next(o for o in outs if o is not None)
-    merged = {}
-    for key, value in template.items():
-        blank = np.full(value.shape[1:], np.nan) if value.dtype.kind == "f" else None
-        merged[key] = np.array([o[key][0] if o is not None else blank for o in outs],
-                               dtype=value.dtype if value.dtype.kind == "f" else object)
-    return merged, refused
 
 
 def _same_label(a, b) -> bool:
@@ -181,7 +157,7 @@ def test_corpus_file_scores_as_its_producer_meant_or_is_refused_naming_why(case,
     predictor = modelport.load(version.uri)
     signature = predictor.signature
     runtime = getattr(predictor, "runtime", None)
-    got, refused = _score(predictor, rows)
+    got, refused = score_rows(predictor, rows)
     problems = _mismatches(expected, got, refused, signature.task, signature.classes,
                            float(case["tolerance"]))
     record = version.artefact("pmml").parity
@@ -194,7 +170,7 @@ def test_corpus_file_scores_as_its_producer_meant_or_is_refused_naming_why(case,
     if runtime == "compiled":
         # the form that scores is the derived artefact, and it is served too
         assert compiled.status == "accepted"
-        again, _ = _score(modelport.load(version.uri, format="compiled"), rows)
+        again, _ = score_rows(modelport.load(version.uri, format="compiled"), rows)
         for key in got:
             np.testing.assert_array_equal(np.asarray(again[key]), np.asarray(got[key]))
     else:

@@ -34,6 +34,7 @@ from modelport.compile import evaluate
 from modelport.compile.from_pmml import read_pmml, to_ir, top_model
 from modelport.errors import ConversionError, UserError
 from modelport.formats import pmml
+from rowwise import score_rows
 
 from conftest import need_module, unavailable
 
@@ -248,31 +249,6 @@ def _answered(expected: dict, task: str) -> np.ndarray:
     return expected["cluster"] >= 0
 
 
-def _score(predictor, rows: pd.DataFrame) -> tuple[dict, np.ndarray]:
-    """Outputs for every row; rows the predictor refuses are scored alone and marked."""
-    try:
-        return predictor.run(rows), np.zeros(len(rows), dtype=bool)
-    except UserError:
-        pass
-    outs, refused = [], np.zeros(len(rows), dtype=bool)
-    for i in range(len(rows)):
-        try:
-            outs.append(predictor.run(rows.iloc[[i]]))
-        except UserError:
-            refused[i] = True
-            outs.append(None)
-    template = next(o for o in outs if o is not None)
-    merged = {}
-    for key, value in template.items():
-        if value.dtype.kind == "f":
-            blank = np.full(value.shape[1:], np.nan)
-            merged[key] = np.array([o[key][0] if o is not None else blank for o in outs])
-        else:
-            merged[key] = np.array([o[key][0] if o is not None else None for o in outs],
-                                   dtype=object)
-    return merged, refused
-
-
 # --- the reader ----------------------------------------------------------------------------------
 
 
@@ -304,9 +280,9 @@ def test_an_imported_file_gets_a_compiled_artefact_scoring_like_jpmml(name, refe
     assert predictor.runtime == "compiled"
     signature = predictor.signature
     expected = _expected(name, reference[name], signature)
-    got, refused = _score(predictor, rows)
+    got, refused = score_rows(predictor, rows)
     _assert_same(expected, got, signature.task, refused)
-    got, refused = _score(modelport.load(version.uri, format="compiled"), rows)
+    got, refused = score_rows(modelport.load(version.uri, format="compiled"), rows)
     _assert_same(expected, got, signature.task, refused)
 
 
@@ -322,7 +298,7 @@ def test_a_file_the_form_cannot_express_is_scored_by_pypmml(name, reference):
     predictor = modelport.load(version.uri)
     assert predictor.runtime == "pypmml"
     expected = _expected(name, reference[name], predictor.signature)
-    got, refused = _score(predictor, rows)
+    got, refused = score_rows(predictor, rows)
     task = predictor.signature.task
     if task == "classification" and "proba" not in got:
         # a model with no probabilities in its Output: its labels, never a neighbour's id
