@@ -130,7 +130,7 @@ def _check_url_fits(url: str, format: str, dialect: str) -> None:
 
 def _check_in(url: str, dialect: str, model_ir, proof) -> str:
     """Run the SQL on the sample in the database at ``url``; return what it is called."""
-    from modelport.io.tables import connect, first_line, redact
+    from modelport.io.tables import connect, first_line, redact, scrubbed
 
     if dialect == "mysql":
         url = "mysql+pymysql" + url[url.index(":"):]
@@ -140,7 +140,7 @@ def _check_in(url: str, dialect: str, model_ir, proof) -> str:
             conn = engine.raw_connection()
         except Exception as exc:  # noqa: BLE001 - any driver's failure to connect
             raise UserError(f"--check-url: cannot connect to {redact(url)}: "
-                            f"{_scrubbed(first_line(exc), engine.url.password)}") from None
+                            f"{scrubbed(first_line(exc), engine.url.password)}") from None
         try:
             cur = conn.cursor()
             cur.execute("SELECT VERSION()" if dialect == "mysql" else "SHOW server_version")
@@ -155,10 +155,6 @@ def _check_in(url: str, dialect: str, model_ir, proof) -> str:
         engine.dispose()
     product = "MariaDB/MySQL" if dialect == "mysql" else "PostgreSQL"
     return f"{product} {server.split('-')[0].split()[0]} (--check-url)"
-
-
-def _scrubbed(text: str, password) -> str:
-    return text.replace(str(password), "***") if password else text
 
 
 def _sql_note(model_ir, name: str, dialect: str, checked: list[str] | None = None) -> str:

@@ -105,6 +105,12 @@ def redact(text: str) -> str:
     return re.sub(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/:@#?]*:)[^@/#?]*@", r"\1***@", text)
 
 
+def scrubbed(text: str, password) -> str:
+    """``text`` (a driver's message, which may quote the URL it was given) with
+    ``password`` (a parsed URL's, or None) replaced by ``***``."""
+    return text.replace(str(password), "***") if password else text
+
+
 # -- files ---------------------------------------------------------------------------------
 
 def _resolve(path: Path, base: str | Path | None) -> Path:

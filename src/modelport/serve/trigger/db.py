@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 from modelport.errors import UserError
-from modelport.io.tables import first_line, redact
+from modelport.io.tables import first_line, redact, scrubbed
 from modelport.quoting.sql import identifier
 from modelport.serve.trigger.spec import META_TABLE, Installation
 
@@ -60,18 +60,13 @@ def connect(url: str) -> Database:
         raise
     except Exception as exc:  # noqa: BLE001 - any driver's failure to connect
         raise UserError(f"cannot connect to {masked(parsed)}: "
-                        f"{scrubbed(first_line(exc), parsed)}; check the URL and that the "
+                        f"{scrubbed(first_line(exc), parsed.password)}; check the URL and that the "
                         "database is running") from None
 
 
 def masked(url) -> str:
     """A parsed database URL as text with its password hidden, for messages."""
     return url.render_as_string(hide_password=True)
-
-
-def scrubbed(text: str, url) -> str:
-    """``text`` (a driver's message) with the URL's password, should it quote it, hidden."""
-    return text.replace(url.password, "***") if url.password else text
 
 
 class Database:
