@@ -54,7 +54,9 @@ WRITER = textwrap.dedent("""
             time.sleep(0.005)
         v = modelport.log_model(model, "churn", sample=X, formats=["joblib"],
                                 tags={"writer": str(seed)})
-        print(seed, v.version, os.getpid(), flush=True)
+        # one write(2) under PIPE_BUF: the forked writers share the pipe, and print()
+        # may hand the line over in pieces that interleave with a sibling's
+        os.write(1, f"{seed} {v.version} {os.getpid()}\\n".encode())
 
     gate, seeds = Path(sys.argv[1]), [int(s) for s in sys.argv[2:]]
     if len(seeds) == 1:
