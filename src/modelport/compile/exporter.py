@@ -111,15 +111,14 @@ def _compile_sql(model_ir, proof, name: str, dialect: str, check_url: str | None
 
 def _check_url_fits(url: str, format: str, dialect: str) -> None:
     """Refuse a --check-url that cannot check this export, before anything runs."""
-    from modelport.io.tables import redact
+    from modelport.io import urls
+    from modelport.io.urls import redact
 
     if format != "sql":
         raise UserError(f"--check-url checks SQL exports: drop it, or export with --format sql "
                         f"(not {format})")
-    backend = url.split(":", 1)[0].split("+", 1)[0].lower()
-    kind = {"postgresql": "postgresql", "postgres": "postgresql", "mysql": "mysql",
-            "mariadb": "mysql"}.get(backend)
-    if kind is None:
+    kind = urls.dialect(url)
+    if kind not in ("postgresql", "mysql"):
         raise UserError(f"--check-url {redact(url)} is not a PostgreSQL or MariaDB/MySQL URL: "
                         "write postgresql://user@host/db or mysql://user@host:3306/db (SQLite "
                         "is checked in memory on every export)")
@@ -130,11 +129,10 @@ def _check_url_fits(url: str, format: str, dialect: str) -> None:
 
 def _check_in(url: str, dialect: str, model_ir, proof) -> str:
     """Run the SQL on the sample in the database at ``url``; return what it is called."""
-    from modelport.io.tables import connect, first_line, redact, scrubbed
+    from modelport.io.urls import engine as open_engine
+    from modelport.io.urls import first_line, redact, scrubbed
 
-    if dialect == "mysql":
-        url = "mysql+pymysql" + url[url.index(":"):]
-    engine = connect(url, None)
+    engine = open_engine(url)
     try:
         try:
             conn = engine.raw_connection()

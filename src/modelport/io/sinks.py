@@ -601,43 +601,14 @@ class SqlSink(Sink):
 
 
 def lookup_engine(url: str, create: bool = False):
-    """A SQLAlchemy engine for a lookup-table database (psycopg 3 for ``postgresql://``).
+    """A SQLAlchemy engine for a lookup-table database (:func:`modelport.io.urls.engine`).
 
     A SQLite file is created when ``create`` (a job writing its first scores), and must
     exist otherwise.
     """
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+    from modelport.io.urls import engine
 
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        raise UserError(f"cannot parse the database URL {redact(url)}: write it like "
-                        "sqlite:///scores.db or postgresql://user@host:5432/dbname") from None
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    elif parsed.drivername in ("mysql", "mariadb"):
-        parsed = parsed.set(drivername=f"{parsed.drivername}+pymysql")
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database in ("", ":memory:"):
-            raise UserError(f"{redact(url)} names no database file: write "
-                            "sqlite:///path/to/scores.db#table")
-        path = Path(database).expanduser()
-        if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        elif not path.is_file():
-            raise UserError(f"no SQLite database at {path.absolute()}; check the path after "
-                            "sqlite:///")
-    try:
-        return create_engine(parsed)
-    except NoSuchModuleError:
-        raise UserError(f"unknown database kind {parsed.drivername!r} in {redact(url)}: use "
-                        "sqlite:///, postgresql:// or mysql://") from None
-    except ImportError as exc:
-        raise UserError(f"the database driver for {redact(url)} is not installed: {exc} "
-                        "(pip install 'modelport[postgres]' or 'modelport[mysql]')") from None
+    return engine(url, sqlite="create" if create else "exists")
 
 
 def _sql_type(arrow_type, key: bool = False) -> Any:

@@ -17,13 +17,16 @@ source and says how to fix it. Passwords in URLs are never repeated in messages.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from modelport.errors import UserError
+from modelport.io.urls import URL_SCHEME, first_line, redact, scrubbed
+
+__all__ = ["URL_SCHEME", "connect", "describe", "file_kind", "first_line", "read_table",
+           "redact", "scrubbed", "write_table"]
 
 FILE_KINDS = {
     ".csv": "csv",
@@ -33,8 +36,6 @@ FILE_KINDS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
 }
-#: a URL's scheme (``sqlite://``, ``postgresql+psycopg://``...): what tells a URL from a path
-URL_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://")
 _SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle",
                 "duckdb")
 _STREAM_SCHEMES = ("redis", "nats", "amqp", "amqps", "mqtt", "mqtts", "kafka")
@@ -98,17 +99,6 @@ def describe(source: Source) -> str:
         query = " ".join(str(source.get("query", "")).split())
         return f"{redact(str(source.get('url', '')))} query {query[:80]!r}"
     return redact(str(source))
-
-
-def redact(text: str) -> str:
-    """``text`` with the password of a URL replaced by ``***``."""
-    return re.sub(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/:@#?]*:)[^@/#?]*@", r"\1***@", text)
-
-
-def scrubbed(text: str, password) -> str:
-    """``text`` (a driver's message, which may quote the URL it was given) with
-    ``password`` (a parsed URL's, or None) replaced by ``***``."""
-    return text.replace(str(password), "***") if password else text
 
 
 # -- files ---------------------------------------------------------------------------------
@@ -182,54 +172,12 @@ def _read_parquet(path: Path, columns: Sequence[str] | None):
 
 # -- SQL -----------------------------------------------------------------------------------
 
-def _engine_url(url: str, base: str | Path | None):
-    """A SQLAlchemy URL object, with the psycopg 3 driver for plain ``postgresql://``."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        raise UserError(
-            f"cannot parse the database URL {redact(url)}: write it like "
-            "sqlite:///app.db or postgresql://user@host:5432/dbname"
-        ) from None
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database in ("", ":memory:") or database.startswith("file:"):
-            raise UserError(
-                f"{redact(url)} names no database file: write sqlite:///path/to/app.db#table"
-            )
-        path = _resolve(Path(database), base)
-        # SQLite would create an empty database for a mistyped path; refuse instead.
-        if not path.is_file():
-            raise UserError(f"cannot read {redact(url)}: no SQLite database at {path}; "
-                            "check the path after sqlite:///")
-        parsed = parsed.set(database=str(path))
-    return parsed
-
-
 def connect(url: str, base: str | Path | None):
-    """A SQLAlchemy engine for ``url`` (a relative SQLite file taken from ``base``); a
-    missing driver is a UserError naming the extra to install."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.exc import NoSuchModuleError
+    """A SQLAlchemy engine on the existing database at ``url`` (a relative SQLite file
+    taken from ``base``): :func:`modelport.io.urls.engine`."""
+    from modelport.io.urls import engine
 
-    parsed = _engine_url(url, base)
-    try:
-        return create_engine(parsed)
-    except NoSuchModuleError:
-        raise UserError(
-            f"unknown database kind {parsed.drivername!r} in {redact(url)}: use sqlite:///, "
-            "postgresql://, mysql+pymysql:// or another SQLAlchemy URL"
-        ) from None
-    except ImportError as exc:
-        extra = " (pip install 'modelport[postgres]')" if "psycopg" in str(exc) else ""
-        raise UserError(
-            f"the database driver for {redact(url)} is not installed: {exc}{extra}"
-        ) from None
+    return engine(url, base=base, sqlite="exists")
 
 
 def _read_sql_table(text: str, scheme: str, columns: Sequence[str] | None,
@@ -320,10 +268,3 @@ def _select(frame, columns: Sequence[str] | None, where: str):
         return frame
     _check_columns(list(columns), [str(c) for c in frame.columns], where)
     return frame[list(columns)]
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type when it has none), for errors
-    that quote a driver's."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -14,34 +14,27 @@ from __future__ import annotations
 import time
 
 from modelport.errors import UserError
-from modelport.io.tables import first_line, redact, scrubbed
+from modelport.io.urls import first_line, redact, scrubbed
 from modelport.quoting.sql import identifier
 from modelport.serve.trigger.spec import META_TABLE, Installation
 
 
 def normalise_url(url: str):
-    """The SQLAlchemy URL with the driver modelport uses for its dialect."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    """The SQLAlchemy URL with the driver modelport uses for its dialect
+    (:func:`modelport.io.urls.database_url`); the driver connection underneath is always
+    psycopg or PyMySQL, whatever driver the URL names. A database triggers cannot run in is
+    a UserError."""
+    from modelport.io.urls import DRIVERS, database_url, dialect
 
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        raise UserError(f"cannot parse the database URL {redact(url)!r}: write it like "
-                        "postgresql://user@host:5432/db, mysql://root@host:3306/db or "
-                        "sqlite:///app.db") from None
-    backend = parsed.get_backend_name()
-    if backend in ("postgresql", "postgres"):
-        return parsed.set(drivername="postgresql+psycopg")
-    if backend in ("mysql", "mariadb"):
-        return parsed.set(drivername="mysql+pymysql")
-    if backend == "sqlite":
-        if parsed.database in (None, "", ":memory:"):
-            raise UserError(f"{redact(url)!r} names no database file: write "
-                            "sqlite:///path/to/app.db")
-        return parsed
-    raise UserError(f"database {redact(url)!r} is not supported for triggers: use PostgreSQL "
-                    "(postgresql://), MariaDB/MySQL (mysql://) or SQLite (sqlite:///)")
+    parsed = database_url(url, hint="")
+    kind = dialect(url)
+    if kind in ("postgresql", "mysql"):
+        return parsed.set(drivername=DRIVERS[kind])
+    if kind != "sqlite":
+        raise UserError(f"database {redact(url)!r} is not supported for triggers: use "
+                        "PostgreSQL (postgresql://), MariaDB/MySQL (mysql://) or SQLite "
+                        "(sqlite:///)")
+    return parsed
 
 
 def connect(url: str) -> Database:
