@@ -820,7 +820,7 @@ class _Reader:
         classes = self.signature.classes
         index = {}
         for t in tables:
-            index[id(t)] = _class_index(t.get("targetCategory"), classes)
+            index[id(t)] = class_index(t.get("targetCategory"), classes)
         if sorted(index.values()) != list(range(len(classes))):
             raise ConversionError("the RegressionTables name other classes than the target")
         if norm == "softmax":
@@ -910,7 +910,7 @@ class _Reader:
             if task == "regression":
                 column = 0
             else:
-                column = columns[self.signature.classes[_class_index(category, self.signature
+                column = columns[self.signature.classes[class_index(category, self.signature
                                                                      .classes)]]
             beta = float(pcell.get("beta"))
             parameter = pcell.get("parameterName")
@@ -1017,7 +1017,7 @@ class _Reader:
                 if gauss is None:
                     raise ConversionError("the form has no NaiveBayesModel distribution other "
                                           "than GaussianDistribution")
-                k = _class_index(tvs.get("value"), classes)
+                k = class_index(tvs.get("value"), classes)
                 theta[k].append(float(gauss.get("mean")))
                 var[k].append(float(gauss.get("variance")))
                 seen.add(k)
@@ -1028,7 +1028,7 @@ class _Reader:
         counts = [0.0] * len(classes)
         output = model.find("BayesOutput")
         for tv in output.iter("TargetValueCount"):
-            counts[_class_index(tv.get("value"), classes)] = float(tv.get("count"))
+            counts[class_index(tv.get("value"), classes)] = float(tv.get("count"))
         total = sum(counts)
         log_prior = [math.log(c / total) for c in counts]
         return (ir.GaussianNB(features, theta, var, log_prior),
@@ -1444,7 +1444,7 @@ class _TreeBuild:
             if score is None:
                 return None
             out = [0.0] * len(classes)
-            out[_class_index(score, classes)] = 1.0
+            out[class_index(score, classes)] = 1.0
             return out
         if not dists:
             if score is None:
@@ -1454,14 +1454,14 @@ class _TreeBuild:
         out = [0.0] * len(classes)
         if any(d.get("probability") is not None for d in dists):
             for d in dists:
-                out[_class_index(d.get("value"), classes)] = float(d.get("probability", "0"))
+                out[class_index(d.get("value"), classes)] = float(d.get("probability", "0"))
             return out
         counts = [(d.get("value"), float(d.get("recordCount"))) for d in dists]
         total = sum(c for _, c in counts)
         if total == 0:
             return None
         for value, count in counts:
-            out[_class_index(value, classes)] = count / total
+            out[class_index(value, classes)] = count / total
         return out
 
     # --- predicates -------------------------------------------------------------------------
@@ -1855,7 +1855,7 @@ def _has_terms(table: ET.Element) -> bool:
                for c in table)
 
 
-def _class_index(text: str | None, classes: list) -> int:
+def class_index(text: str | None, classes: list) -> int:
     """The position of class ``text`` among ``classes`` (``1.0`` is the class ``1``)."""
     for i, c in enumerate(classes):
         if str(c) == text:

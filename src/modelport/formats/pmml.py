@@ -369,10 +369,10 @@ def _float(text) -> float:
 
 
 def _class_position(text: str, classes: list) -> int:
-    from modelport.compile.from_pmml import _class_index
+    from modelport.compile.from_pmml import class_index
 
     try:
-        return _class_index(text, classes)
+        return class_index(text, classes)
     except ConversionError:
         raise ValueError(text) from None
 
