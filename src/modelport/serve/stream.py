@@ -685,7 +685,8 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
     # URL errors first; the source lets the batches in flight plus one being read go unacked
     source = brokers.open_source(source_url, group=group, batch=batch,
                                  window=(inflight + 1) * batch)
-    inflight = min(inflight, getattr(source, "max_inflight", inflight))
+    offers = brokers.capabilities(source)  # what the source offers beyond the contract
+    inflight = offers.inflight(inflight)
     sink = brokers.open_sink(sink_url)
     dead = brokers.open_sink(dead_letter_url, "--dead-letter") if dead_letter_url else None
     registry = registry or Registry()
@@ -726,8 +727,8 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
     for part in (source, sink, dead):
         if part is not None:
             await part.connect()
-    atomic = getattr(source, "shares_server", lambda s: False)
-    together = atomic(sink) and (dead is None or atomic(dead))
+    together = offers.atomic and source.shares_server(sink) and (
+        dead is None or source.shares_server(dead))
     # what start-up built (libraries, the model) lives as long as the worker: keep it out of
     # the collector's full passes, which otherwise stall a batch for tens of milliseconds
     gc.collect()
@@ -805,7 +806,7 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
                 settling.append(asyncio.create_task(settle(before, msgs, scored)))
             follower.tick()
             now = time.monotonic()
-            if metrics is not None and now >= next_lag and hasattr(source, "lag"):
+            if metrics is not None and now >= next_lag and offers.lag:
                 next_lag = now + 5
                 try:
                     stats.lag = await source.lag()

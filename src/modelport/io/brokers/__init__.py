@@ -20,12 +20,14 @@ broker module (named in :data:`SCHEMES`) has a ``Source`` and a ``Sink``, which
   messages to be delivered again;
 - ``await x.close()``.
 
-A source may also offer ``await lag()`` (messages waiting, or None); ``max_inflight``, the
-most batches the worker may hold between scoring and ack at once (Kafka: 1); and, when its
-sinks may live on the same server, ``shares_server(sink) -> bool`` with
-``await publish_and_ack(outputs, messages)``, which publishes ``outputs`` (a list of
-``(sink, records)`` pairs: the outputs and the dead letters) and acknowledges ``messages``
-in one atomic step (Redis Streams). The modules whose streams keep positions (Redis
+The contract is written as :class:`BrokerSource` and :class:`BrokerSink` (``typing.Protocol``). A
+source may also offer optional capabilities, each its own protocol, which a loop reads once
+with :func:`capabilities`: :class:`Measured` (``await lag()``: messages waiting, or None),
+:class:`Bounded` (``max_inflight``, the most batches the worker may hold between scoring and
+ack at once; Kafka: 1) and, when its sinks may live on the same server, :class:`Atomic`
+(``shares_server(sink) -> bool`` with ``await publish_and_ack(outputs, messages)``, which
+publishes ``outputs``, a list of ``(sink, records)`` pairs: the outputs and the dead
+letters, and acknowledges ``messages`` in one atomic step; Redis Streams). The modules whose streams keep positions (Redis
 Streams, NATS JetStream) also have a ``Reader(url, position)`` for the online learner,
 which reads from a stored position and acknowledges nothing.
 
@@ -38,8 +40,9 @@ library is imported only when its broker is used (the ``brokers`` extra).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
 
 from modelport.errors import UserError
@@ -83,6 +86,73 @@ class BrokerURL:
 
     def option(self, name: str, default: str | None = None) -> str | None:
         return self.options.get(name, default)
+
+
+class BrokerSource(Protocol):
+    """What every broker source does (see the module docstring for the semantics)."""
+
+    async def connect(self) -> None: ...
+
+    async def read(self, n: int, wait_s: float) -> list[Message]: ...
+
+    async def ack(self, messages: Sequence[Message]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class BrokerSink(Protocol):
+    """What every broker sink does: ``publish`` returns once the broker holds the records."""
+
+    async def connect(self) -> None: ...
+
+    async def publish(self, records: Sequence[tuple[str | None, bytes]]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Measured(Protocol):
+    """A source that can say how many messages wait for it."""
+
+    async def lag(self) -> int | None: ...
+
+
+@runtime_checkable
+class Bounded(Protocol):
+    """A source that settles only so many batches at once."""
+
+    max_inflight: int
+
+
+@runtime_checkable
+class Atomic(Protocol):
+    """A source that can publish outputs and acknowledge inputs in one step, when the sinks
+    are on its server."""
+
+    def shares_server(self, sink: Any) -> bool: ...
+
+    async def publish_and_ack(self, outputs: list, messages: Sequence[Message]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a source offers beyond the contract, read once when a loop opens it."""
+
+    lag: bool = False
+    max_inflight: int | None = None
+    atomic: bool = False
+
+    def inflight(self, wanted: int) -> int:
+        """At most ``wanted`` batches in flight, fewer when the source bounds them."""
+        return wanted if self.max_inflight is None else min(wanted, self.max_inflight)
+
+
+def capabilities(source: Any) -> Capabilities:
+    """The optional capabilities ``source`` declares (:class:`Measured`, :class:`Bounded`,
+    :class:`Atomic`)."""
+    return Capabilities(lag=isinstance(source, Measured),
+                        max_inflight=source.max_inflight if isinstance(source, Bounded) else None,
+                        atomic=isinstance(source, Atomic))
 
 
 def parse(url: str, what: str = "--source") -> BrokerURL:
@@ -161,7 +231,7 @@ def _module(scheme: str):
     return importlib.import_module(f"modelport.io.brokers.{SCHEMES[scheme][0]}")
 
 
-def open_source(url: str, *, group: str, batch: int, window: int | None = None):
+def open_source(url: str, *, group: str, batch: int, window: int | None = None) -> BrokerSource:
     """The source adapter for ``url``, reading as consumer group ``group`` (not connected).
 
     ``window`` is the most messages the worker holds unacknowledged at once (default two
@@ -172,7 +242,7 @@ def open_source(url: str, *, group: str, batch: int, window: int | None = None):
     return _module(u.scheme).Source(u, group=group, batch=batch, window=window or 2 * batch)
 
 
-def open_sink(url: str, what: str = "--sink"):
+def open_sink(url: str, what: str = "--sink") -> BrokerSink:
     """The sink adapter for ``url`` (not connected)."""
     u = parse(url, what)
     return _module(u.scheme).Sink(u)
