@@ -260,3 +260,51 @@ def test_the_notebook_example_runs_from_data_to_production(tmp_path):
     assert re.search(r"customer \d+: churn probability 0\.\d{3}", out)
     assert "'production': 1" in out
     assert (tmp_path / "home" / "registry.db").is_file()
+
+
+SECTION_MISTAKES = [
+    ({"data": "customers.csv"}, "data", "expected a mapping of source, target"),
+    ({"data": None}, "data", "missing; add a data: section"),
+    ({"data.windw": {}}, "data.windw", "did you mean 'window'?"),
+    ({"data.window": {"column": "updated_at"}}, "data.window.days", "positive number of days"),
+    ({"data.window": {"column": "updated_at", "days": 0}}, "data.window.days", "got 0"),
+    ({"data.window": {"days": 9}}, "data.window.column", "name the timestamp column"),
+    ({"data.source": {"url": "sqlite:///app.db"}}, "data.source", "exactly two keys"),
+    ({"data.source": 5}, "data.source", "expected a path, a URL or {url, query}, got 5"),
+    ({"data.target": True}, "data.target", "expected a column name, got True"),
+    ({"data.features": []}, "data.features", "non-empty list of column names"),
+    ({"data.features": ["plan", ""]}, "data.features", "non-empty list of column names"),
+    ({"model": "hgb"}, "model", "expected a mapping of estimator, params, preprocess"),
+    ({"validation.seed": True}, "validation.seed", "whole number, got True"),
+    ({"validation.test_size": "0.2"}, "validation.test_size", "got '0.2'"),
+    ({"automl": {"time_budget_s": "10"}}, "automl.time_budget_s", "positive number of seconds"),
+    ({"automl": {"feature_selection": "yes"}}, "automl.feature_selection", "true or false"),
+    ({"automl": {"estimators": ["rf", "xgb"]}}, "automl.estimators", "unknown family 'xgb'"),
+    ({"automl": {"engine": "flam"}}, "automl.engine", "did you mean 'flaml'?"),
+    ({"promotion": {"holdout": 1}}, "promotion.holdout", "between 0 and 1"),
+    ({"promotion": {"min_improvement": -0.1}}, "promotion.min_improvement", ">= 0"),
+    ({"promotion": {"metrc": "f1"}}, "promotion.metrc", "did you mean 'metric'?"),
+    ({"promotion": {"alias": "prod ction"}}, "promotion.alias", "bad alias"),
+]
+
+
+@pytest.mark.parametrize(("changes", "field", "fix"), SECTION_MISTAKES,
+                         ids=[f"{m[1]}-{i}" for i, m in enumerate(SECTION_MISTAKES)])
+def test_each_section_mistake_names_its_key_before_any_data_is_read(tmp_path, changes, field,
+                                                                     fix):
+    # the data file does not exist: the spec is refused before anything is read
+    spec_path = write_spec(tmp_path, churn_spec(tmp_path / "none.parquet", **changes))
+    with pytest.raises(UserError) as err:
+        load_spec(spec_path)
+    message = str(err.value)
+    assert message.startswith(f"churn.yaml: {field}: "), message
+    assert fix in message
+
+
+def test_sections_left_empty_take_their_defaults(tmp_path):
+    spec = load_spec(churn_spec(tmp_path / "none.parquet", automl=None, promotion=None,
+                                validation=None, **{"model.params": None}))
+    assert spec.automl is not None and spec.automl.engine == "flaml"
+    assert spec.automl.metric == spec.promotion.metric == "roc_auc"
+    assert (spec.promotion.alias, spec.promotion.holdout) == ("production", 0.2)
+    assert (spec.test_size, spec.seed, spec.params) == (0.2, 42, {})

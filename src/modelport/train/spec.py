@@ -56,11 +56,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
 
 from modelport.errors import UserError
 from modelport.signature import TASKS
 from modelport.train.metrics import DEFAULT_METRICS, METRICS, PROBA_METRICS
+from modelport.train.sections import Section, did_you_mean, keys, read
 
 DEFAULT_ESTIMATORS = {
     "classification": "sklearn.ensemble.HistGradientBoostingClassifier",
@@ -69,17 +72,6 @@ DEFAULT_ESTIMATORS = {
 }
 PREPROCESS = ("auto", "none")
 
-#: the keys each section accepts; new keys are added here, existing ones never renamed
-KEYS = {
-    "": ("name", "task", "data", "model", "validation", "metrics", "formats", "description",
-         "automl", "promotion"),
-    "data": ("source", "target", "id", "features", "window"),
-    "data.window": ("column", "days"),
-    "automl": ("engine", "time_budget_s", "metric", "estimators", "feature_selection"),
-    "promotion": ("alias", "metric", "min_improvement", "holdout"),
-    "model": ("estimator", "params", "preprocess"),
-    "validation": ("test_size", "seed"),
-}
 _ESTIMATOR_KINDS = {"classification": "classifier", "regression": "regressor",
                     "clustering": "clusterer"}
 _EXTRAS = {"lightgbm": "gbm", "xgboost": "gbm"}
@@ -87,6 +79,138 @@ _EXTRAS = {"lightgbm": "gbm", "xgboost": "gbm"}
 ALLOWED_MODULES = ("sklearn", "lightgbm", "xgboost", "river", "modelport")
 #: the environment variable that adds module prefixes to :data:`ALLOWED_MODULES`
 ALLOWED_MODULES_ENV = "MODELPORT_ALLOWED_MODULES"
+
+
+def _fraction(value) -> str:
+    return f"must be a fraction between 0 and 1 (exclusive), got {value!r}; e.g. 0.2"
+
+
+def _column(value) -> str:
+    return f"expected a column name, got {value!r}"
+
+
+_SOURCE_MISSING = ("missing; give a file path, a SQL URL with the table after '#', or "
+                   "{url, query}")
+_NAME = Annotated[str, Field(min_length=1)]
+
+
+class WindowSection(Section):
+    """``data.window``: keep the rows whose timestamp ``column`` is within ``days``."""
+
+    column: _NAME
+    days: float = Field(gt=0)
+    hints = {"column": lambda v: "missing; name the timestamp column to filter on",
+             "days": lambda v: f"must be a positive number of days, got {v!r}"}
+
+
+class DataSection(Section):
+    """``data``: where the rows come from and which columns are what."""
+
+    source: str | dict[Any, Any]
+    target: _NAME | int | None = None
+    id: _NAME | int | None = None
+    features: list[_NAME] | None = Field(None, min_length=1)
+    window: WindowSection | None = None
+    hints = {"source": lambda v: _SOURCE_MISSING if v is None else
+             f"expected a path, a URL or {{url, query}}, got {v!r}",
+             "target": _column, "id": _column,
+             "features": lambda v: "expected a non-empty list of column names, e.g. "
+             "[tenure_months, plan]"}
+
+    @field_validator("source")
+    @classmethod
+    def _query_or_path(cls, value):
+        if isinstance(value, dict):
+            if not value.get("url") or not value.get("query") or set(value) - {"url", "query"}:
+                raise ValueError("a query source has exactly two keys, url and query, e.g. "
+                                 "{url: 'sqlite:///app.db', query: 'SELECT * FROM customers'}")
+            return {"url": str(value["url"]), "query": str(value["query"])}
+        if not value:
+            raise ValueError(_SOURCE_MISSING)
+        return value
+
+
+class ModelSection(Section):
+    """``model``: the estimator, its parameters, and the preprocessing around it."""
+
+    estimator: str | None = None
+    params: dict[Any, Any] | None = None
+    preprocess: Any = "auto"
+    hints = {"estimator": lambda v: f"expected a dotted class path, got {v!r}",
+             "params": lambda v: f"expected a mapping of parameter: value, got {v!r} "
+             "(e.g. params: {max_iter: 200})"}
+
+    @field_validator("preprocess")
+    @classmethod
+    def _known_preprocess(cls, value):
+        if str(value).lower() not in PREPROCESS:
+            raise ValueError(f"unknown value {value!r}; use auto (impute, scale and one-hot "
+                             "encode) or none (raw features)")
+        return str(value).lower()
+
+
+class ValidationSection(Section):
+    """``validation``: the hold-out the metrics are measured on."""
+
+    test_size: float = Field(0.2, gt=0, lt=1)
+    seed: int = 42
+    hints = {"test_size": _fraction,
+             "seed": lambda v: f"must be a whole number, got {v!r}"}
+
+
+def _families() -> str:
+    from modelport.train.automl.space import FAMILIES
+
+    return ", ".join(FAMILIES)
+
+
+class AutoMLSection(Section):
+    """``automl``: search model families for a while instead of fitting one model."""
+
+    engine: str = "flaml"
+    time_budget_s: float = Field(60.0, gt=0)
+    metric: str | None = None
+    estimators: list[str] | str | None = None
+    feature_selection: bool = False
+    hints = {"engine": lambda v: f"unknown engine {v!r}; use one of flaml, optuna, tpot",
+             "time_budget_s": lambda v: f"must be a positive number of seconds, got {v!r}",
+             "metric": lambda v: f"unknown metric {v!r}",
+             "estimators": lambda v: f"expected a list of families from {_families()}",
+             "feature_selection": lambda v: f"must be true or false, got {v!r}"}
+
+
+class PromotionSection(Section):
+    """``promotion``: the alias a challenger must earn, and by what margin."""
+
+    alias: Any = "production"
+    metric: str | None = None
+    min_improvement: float = Field(0.0, ge=0)
+    holdout: float = Field(0.2, gt=0, lt=1)
+    hints = {"metric": lambda v: f"unknown metric {v!r}",
+             "min_improvement": lambda v: f"must be a number >= 0, got {v!r}",
+             "holdout": _fraction}
+
+
+class SpecFile(Section):
+    """A training spec as written: the sections and their keys (see the module docstring).
+    New keys are added here; existing ones are never renamed."""
+
+    name: Any = None
+    task: Any = "classification"
+    data: DataSection | None = None
+    model: ModelSection | None = None
+    validation: ValidationSection | None = None
+    metrics: Any = None
+    formats: Any = None
+    description: Any = None
+    automl: AutoMLSection | None = None
+    promotion: PromotionSection | None = None
+
+
+#: the keys each section accepts, as the models above declare them
+KEYS = {"": keys(SpecFile), "data": keys(DataSection), "data.window": keys(WindowSection),
+        "automl": keys(AutoMLSection), "promotion": keys(PromotionSection),
+        "model": keys(ModelSection), "validation": keys(ValidationSection)}
 
 
 @dataclass
@@ -228,12 +352,15 @@ def _check(raw: dict[str, Any], base: Path, path: Path | None) -> Spec:
     def fail(fieldname: str, message: str) -> UserError:
         return UserError(f"{label}: {fieldname}: {message}")
 
-    _known_keys(raw, "", fail)
-    data = _section(raw, "data", fail, required=True)
-    model = _section(raw, "model", fail)
-    validation = _section(raw, "validation", fail)
+    given = read(SpecFile, raw, label)
+    if given.data is None:
+        raise fail("data", "missing; add a data: section (see the example in "
+                   "modelport.train.spec)")
+    data = given.data
+    model = given.model or ModelSection()
+    validation = given.validation or ValidationSection()
 
-    name = raw.get("name")
+    name = given.name
     if not name:
         raise fail("name", "missing; give the model a name, e.g. name: churn")
     from modelport.uri import check_name
@@ -243,35 +370,19 @@ def _check(raw: dict[str, Any], base: Path, path: Path | None) -> Spec:
     except UserError as exc:
         raise fail("name", str(exc)) from None
 
-    task = raw.get("task", "classification")
-    if task not in TASKS:
+    task = given.task
+    if not isinstance(task, str) or task not in TASKS:
         raise fail("task", f"unknown task {task!r}; use one of {', '.join(TASKS)}")
 
-    source = data.get("source")
-    if not source:
-        raise fail("data.source", "missing; give a file path, a SQL URL with the table "
-                   "after '#', or {url, query}")
-    if isinstance(source, Mapping):
-        if not source.get("url") or not source.get("query") or set(source) - {"url", "query"}:
-            raise fail("data.source", "a query source has exactly two keys, url and query, "
-                       "e.g. {url: 'sqlite:///app.db', query: 'SELECT * FROM customers'}")
-        source = {"url": str(source["url"]), "query": str(source["query"])}
-    elif not isinstance(source, str):
-        raise fail("data.source", f"expected a path, a URL or {{url, query}}, got {source!r}")
-
-    target = _column_name(data, "target", fail)
+    target = None if data.target is None else str(data.target)
     if task == "clustering" and target is not None:
         raise fail("data.target", "clustering learns without a target; remove data.target "
                    "(or list the columns to cluster on in data.features)")
     if task != "clustering" and target is None:
         raise fail("data.target", f"missing; name the column a {task} model predicts")
-    id_column = _column_name(data, "id", fail)
-    features = data.get("features")
+    id_column = None if data.id is None else str(data.id)
+    features = data.features
     if features is not None:
-        if (not isinstance(features, list) or not features
-                or not all(isinstance(f, str) and f for f in features)):
-            raise fail("data.features", "expected a non-empty list of column names, "
-                       "e.g. [tenure_months, plan]")
         if target in features:
             raise fail("data.features", f"lists the target {target!r}; remove it")
         if id_column in features:
@@ -280,30 +391,9 @@ def _check(raw: dict[str, Any], base: Path, path: Path | None) -> Spec:
         if len(set(features)) != len(features):
             raise fail("data.features", "lists a column twice; list each once")
 
-    estimator = model.get("estimator") or DEFAULT_ESTIMATORS[task]
-    if not isinstance(estimator, str):
-        raise fail("model.estimator", f"expected a dotted class path, got {estimator!r}")
-    params = model.get("params")
-    if params is None:
-        params = {}
-    if not isinstance(params, Mapping):
-        raise fail("model.params", f"expected a mapping of parameter: value, got {params!r} "
-                   "(e.g. params: {max_iter: 200})")
-    preprocess = str(model.get("preprocess", "auto")).lower()
-    if preprocess not in PREPROCESS:
-        raise fail("model.preprocess", f"unknown value {model.get('preprocess')!r}; use auto "
-                   "(impute, scale and one-hot encode) or none (raw features)")
+    estimator = model.estimator or DEFAULT_ESTIMATORS[task]
 
-    test_size = validation.get("test_size", 0.2)
-    if isinstance(test_size, bool) or not isinstance(test_size, int | float) \
-            or not 0 < test_size < 1:
-        raise fail("validation.test_size", f"must be a fraction between 0 and 1 (exclusive), "
-                   f"got {test_size!r}; e.g. 0.2")
-    seed = validation.get("seed", 42)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise fail("validation.seed", f"must be a whole number, got {seed!r}")
-
-    metrics = raw.get("metrics")
+    metrics = given.metrics
     if metrics is None:
         metrics = list(DEFAULT_METRICS[task])
     if isinstance(metrics, str):
@@ -316,7 +406,7 @@ def _check(raw: dict[str, Any], base: Path, path: Path | None) -> Spec:
             raise fail("metrics", f"unknown metric {metric!r} for {task}; use any of "
                        f"{', '.join(METRICS[task])}")
 
-    formats = raw.get("formats")
+    formats = given.formats
     if formats is not None:
         from modelport.formats import FORMATS
 
@@ -325,16 +415,21 @@ def _check(raw: dict[str, Any], base: Path, path: Path | None) -> Spec:
         if not isinstance(formats, list) or not formats \
                 or any(f not in FORMATS for f in formats):
             raise fail("formats", f"expected a list of formats from {', '.join(FORMATS)}, "
-                       f"got {raw.get('formats')!r}")
+                       f"got {given.formats!r}")
 
-    window = _check_window(data, fail)
-    automl, promotion = _check_retrain(raw, task, list(metrics), fail)
+    window = None
+    if data.window is not None:
+        window = {"column": data.window.column, "days": float(data.window.days)}
+    automl_given = (given.automl or AutoMLSection()) if "automl" in raw else None
+    automl, promotion = _check_retrain(automl_given, given.promotion or PromotionSection(),
+                                       task, list(metrics), fail)
 
-    description = raw.get("description")
+    description = given.description
     spec = Spec(
-        name=str(name), task=task, source=source, target=target, id=id_column,
+        name=str(name), task=task, source=data.source, target=target, id=id_column,
         features=list(features) if features is not None else None, estimator=estimator,
-        params=dict(params), preprocess=preprocess, test_size=float(test_size), seed=seed,
+        params=dict(model.params or {}), preprocess=model.preprocess,
+        test_size=float(validation.test_size), seed=validation.seed,
         metrics=list(metrics), formats=list(formats) if formats else None,
         description=str(description) if description is not None else None,
         base=base, path=path, raw=raw, window=window, automl=automl, promotion=promotion,
@@ -343,86 +438,56 @@ def _check(raw: dict[str, Any], base: Path, path: Path | None) -> Spec:
     return spec
 
 
-def _check_window(data: dict[str, Any], fail) -> dict[str, Any] | None:
-    window = data.get("window")
-    if window is None:
-        return None
-    if not isinstance(window, Mapping):
-        raise fail("data.window", f"expected {{column, days}}, got {window!r}; e.g. "
-                   "{column: updated_at, days: 90}")
-    _known_keys(window, "data.window", fail)
-    column, days = window.get("column"), window.get("days")
-    if not isinstance(column, str) or not column:
-        raise fail("data.window.column", "missing; name the timestamp column to filter on")
-    if isinstance(days, bool) or not isinstance(days, int | float) or days <= 0:
-        raise fail("data.window.days", f"must be a positive number of days, got {days!r}")
-    return {"column": column, "days": float(days)}
-
-
-def _check_retrain(raw: dict[str, Any], task: str, metrics: list[str],
-                   fail) -> tuple[AutoML | None, Promotion]:
+def _check_retrain(automl_given: AutoMLSection | None, promotion_given: PromotionSection,
+                   task: str, metrics: list[str], fail) -> tuple[AutoML | None, Promotion]:
     """The ``automl`` and ``promotion`` sections; both metrics default to each other, then
     to the first of ``metrics``."""
-    automl_raw = _section(raw, "automl", fail) if "automl" in raw else None
-    promotion_raw = _section(raw, "promotion", fail)
-    if automl_raw is not None and task == "clustering":
+    if automl_given is not None and task == "clustering":
         raise fail("automl", "AutoML searches classification and regression models; remove "
                    "the automl section or change task")
-    metric = (promotion_raw.get("metric") or (automl_raw or {}).get("metric") or metrics[0])
-    for where, section in (("promotion", promotion_raw), ("automl", automl_raw or {})):
-        value = section.get("metric", metric)
+    metric = (promotion_given.metric or (automl_given.metric if automl_given else None)
+              or metrics[0])
+    for where, section in (("promotion", promotion_given), ("automl", automl_given)):
+        value = section.metric if section is not None and section.metric is not None \
+            else metric
         if value not in METRICS[task]:
             raise fail(f"{where}.metric", f"unknown metric {value!r} for {task}; use any of "
                        f"{', '.join(METRICS[task])}")
     automl = None
-    if automl_raw is not None:
+    if automl_given is not None:
         from modelport.train.automl import ENGINES as engines
         from modelport.train.automl.space import FAMILIES
 
-        engine = automl_raw.get("engine", "flaml")
+        engine = automl_given.engine
         if engine not in engines:
             raise fail("automl.engine", f"unknown engine {engine!r}; "
-                       f"{_did_you_mean(engine, engines)}use one of {', '.join(engines)}")
-        budget = automl_raw.get("time_budget_s", 60)
-        if isinstance(budget, bool) or not isinstance(budget, int | float) or budget <= 0:
-            raise fail("automl.time_budget_s", f"must be a positive number of seconds, got "
-                       f"{budget!r}")
-        estimators = automl_raw.get("estimators")
+                       f"{did_you_mean(engine, engines)}use one of {', '.join(engines)}")
+        estimators = automl_given.estimators
         if estimators is not None:
             if isinstance(estimators, str):
                 estimators = [estimators]
-            if not isinstance(estimators, list) or not estimators:
+            if not estimators:
                 raise fail("automl.estimators", f"expected a list of families from "
                            f"{', '.join(FAMILIES)}")
             for name in estimators:
                 if name not in FAMILIES:
                     raise fail("automl.estimators", f"unknown family {name!r}; "
-                               f"{_did_you_mean(name, FAMILIES)}use any of "
+                               f"{did_you_mean(name, FAMILIES)}use any of "
                                f"{', '.join(FAMILIES)}")
-        selection = automl_raw.get("feature_selection", False)
-        if not isinstance(selection, bool):
-            raise fail("automl.feature_selection", f"must be true or false, got {selection!r}")
-        automl = AutoML(engine=engine, time_budget_s=float(budget),
-                        metric=automl_raw.get("metric", metric),
+        automl = AutoML(engine=engine, time_budget_s=float(automl_given.time_budget_s),
+                        metric=automl_given.metric or metric,
                         estimators=list(dict.fromkeys(estimators)) if estimators else None,
-                        feature_selection=selection)
-    alias = promotion_raw.get("alias", "production")
+                        feature_selection=automl_given.feature_selection)
+    alias = promotion_given.alias
     from modelport.uri import check_alias
 
     try:
         check_alias(str(alias))
     except UserError as exc:
         raise fail("promotion.alias", str(exc)) from None
-    margin = promotion_raw.get("min_improvement", 0.0)
-    if isinstance(margin, bool) or not isinstance(margin, int | float) or margin < 0:
-        raise fail("promotion.min_improvement", f"must be a number >= 0, got {margin!r}")
-    holdout = promotion_raw.get("holdout", 0.2)
-    if isinstance(holdout, bool) or not isinstance(holdout, int | float) \
-            or not 0 < holdout < 1:
-        raise fail("promotion.holdout", f"must be a fraction between 0 and 1 (exclusive), "
-                   f"got {holdout!r}; e.g. 0.2")
-    promotion = Promotion(alias=str(alias), metric=promotion_raw.get("metric", metric),
-                          min_improvement=float(margin), holdout=float(holdout))
+    promotion = Promotion(alias=str(alias), metric=promotion_given.metric or metric,
+                          min_improvement=float(promotion_given.min_improvement),
+                          holdout=float(promotion_given.holdout))
     return automl, promotion
 
 
@@ -520,40 +585,3 @@ def import_class(dotted: str, label: str, key: str = "model.estimator") -> type:
                         f"name a class defined in one of them, or add {cls.__module__} to "
                         f"{ALLOWED_MODULES_ENV} if you trust it")
     return cls
-
-
-def _section(raw: dict[str, Any], key: str, fail, required: bool = False) -> dict[str, Any]:
-    value = raw.get(key)
-    if value is None:
-        if required:
-            raise fail(key, f"missing; add a {key}: section (see the example in "
-                       "modelport.train.spec)")
-        return {}
-    if not isinstance(value, Mapping):
-        raise fail(key, f"expected a mapping of {', '.join(KEYS[key])}, got {value!r}")
-    _known_keys(value, key, fail)
-    return dict(value)
-
-
-def _known_keys(section: Mapping[str, Any], prefix: str, fail) -> None:
-    allowed = KEYS[prefix]
-    for key in section:
-        if key not in allowed:
-            where = f"{prefix}.{key}" if prefix else str(key)
-            raise fail(where, f"unknown key; {_did_you_mean(key, allowed)}known keys here: "
-                       f"{', '.join(allowed)}")
-
-
-def _did_you_mean(value, choices) -> str:
-    """``"did you mean 'x'? "`` for the closest of ``choices``, or nothing."""
-    close = difflib.get_close_matches(str(value), list(choices), n=1)
-    return f"did you mean {close[0]!r}? " if close else ""
-
-
-def _column_name(data: dict[str, Any], key: str, fail) -> str | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str | int) or isinstance(value, bool) or value == "":
-        raise fail(f"data.{key}", f"expected a column name, got {value!r}")
-    return str(value)
