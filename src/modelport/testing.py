@@ -13,6 +13,7 @@ surface passes it; a new surface is done when it does too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -230,7 +231,7 @@ def hostile_rows(signature, base: dict[str, Any], *, trip: tuple[str, float] | N
 
 def check_surface(surface: Surface, signature, good: list[dict[str, Any]],
                   reference, *, trip: tuple[str, float] | None = None,
-                  extra: list[Hostile] = (), tolerance: float = 1e-9) -> list[str]:
+                  extra: Sequence[Hostile] = (), tolerance: float = 1e-9) -> list[str]:
     """Assert that ``surface`` passes the hostile-row battery; return the cases it ran.
 
     ``good`` are good rows with distinct ``id`` s; ``reference(rows)`` gives the outputs of
@@ -242,7 +243,7 @@ def check_surface(surface: Surface, signature, good: list[dict[str, Any]],
     surface must still serve. Then all cases run together in one list.
     """
     expected = reference(good)
-    unreachable = getattr(surface, "unreachable", frozenset())
+    unreachable: frozenset[str] = getattr(surface, "unreachable", frozenset())
     cases = [c for c in [*hostile_rows(signature, _fields(good[0]), trip=trip,
                                        id_example=good[0]["id"]), *extra]
              if (c.needs is None or c.needs in surface.capabilities)

@@ -171,7 +171,8 @@ def derived_artefacts(data: bytes, signature: Signature, frame=None, *, source=N
                     "reference": "h2o-genmodel" if reference is not None else None}
     if source:
         parity["source"] = Path(source).name
-    artefacts, blobs = [], {}
+    artefacts: list = []
+    blobs: dict[str, bytes] = {}
     if model_ir is None:
         parity["reader"] = refusal or f"not read: {RUNTIME_ENV}=jvm"
         if "compiled" in wanted:

@@ -275,7 +275,7 @@ class ParquetSource(ChunkSource):
             if skip_rows >= meta.num_rows:
                 skip_rows -= meta.num_rows
                 continue
-            groups = []
+            groups: list[int] = []
             for g in range(meta.num_row_groups):
                 n = meta.row_group(g).num_rows
                 if skip_rows >= n and not groups:
@@ -518,6 +518,7 @@ class SqlSource(ChunkSource):
             return None
         from sqlalchemy import func, select, table
 
+        assert self._table is not None  # a source reads a query or a table
         schema, _, name = self._table.rpartition(".")
         with self._engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(
@@ -528,9 +529,11 @@ class SqlSource(ChunkSource):
 
         if self._query is not None:
             return text(self._query)
+        assert self._table is not None  # a source reads a query or a table
         schema, _, name = self._table.rpartition(".")
         cols = self.columns if self.columns is not None else self.column_names()
-        q = select(*[column(c) for c in cols]).select_from(table(name, schema=schema or None))
+        q: Any = select(*[column(c) for c in cols]).select_from(
+            table(name, schema=schema or None))
         if self._order_by:
             q = q.order_by(column(self._order_by))
         if offset:

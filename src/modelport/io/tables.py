@@ -218,7 +218,7 @@ def _read_sql_table(text: str, scheme: str, columns: Sequence[str] | None,
             have = [c["name"] for c in inspect(conn).get_columns(table_name, schema=schema or None)]
             wanted = list(columns) if columns is not None else have
             _check_columns(wanted, have, where)
-            query = select(*[column(c) for c in wanted]).select_from(
+            query: Any = select(*[column(c) for c in wanted]).select_from(
                 table(table_name, schema=schema or None))
             frame = pd.read_sql(query, conn)
     except (SQLAlchemyError, pd.errors.DatabaseError) as exc:

@@ -231,10 +231,10 @@ def _json_encoder() -> Callable[[Any], str]:
     except ImportError:
         import json
 
-        def dumps(obj) -> str:
+        def standard(obj) -> str:
             return json.dumps(_finite(obj), default=_plain)
 
-        return dumps
+        return standard
     import json
 
     option = orjson.OPT_SERIALIZE_NUMPY

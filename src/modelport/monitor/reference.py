@@ -334,7 +334,7 @@ def _word_counts(values) -> tuple[dict[str, int], int, int]:
 
 def _words(values) -> list:
     """Categories as strings, the way the signature reads them (2.0 -> "2"), None if missing."""
-    out = []
+    out: list[str | None] = []
     for v in np.asarray(values, dtype=object).tolist():
         if v is None or (isinstance(v, float) and v != v):
             out.append(None)

@@ -63,7 +63,10 @@ def is_transient(exc: BaseException) -> bool:
                 # lost connections, lock waits and deadlocks are
                 return origin.args[0] in _MYSQL_TRANSIENT
             return True
-        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+        inner = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+        if inner is None:
+            break
+        exc = inner
     return False
 
 

@@ -56,12 +56,12 @@ def retrain(spec: str | Path | dict | Spec, *, registry: Registry | None = None,
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     if engine is not None or time_budget_s is not None:
         base = spec.automl or AutoML(metric=spec.promotion.metric)
-        spec = replace(spec, automl=replace(
-            base, engine=engine or base.engine,
-            time_budget_s=float(time_budget_s or base.time_budget_s)))
+        automl = replace(base, engine=engine or base.engine,
+                         time_budget_s=float(time_budget_s or base.time_budget_s))
+        spec = replace(spec, automl=automl)
         from modelport.train.automl import engine_module
 
-        engine_module(spec.automl.engine)  # an unknown or absent engine fails before any work
+        engine_module(automl.engine)  # an unknown or absent engine fails before any work
     reg = registry or Registry()
     result: dict[str, Any] = {
         "decision": "failed", "model": spec.name, "alias": spec.promotion.alias,

@@ -53,15 +53,17 @@ def read(model: type[Section], raw: Mapping[str, Any], label: str, prefix: str =
                           prefix) from None
 
 
-def _user_error(model: type[Section], raw: Mapping[str, Any], error: dict, label: str,
+def _user_error(model: type[Section], raw: Mapping[str, Any], error: Any, label: str,
                 prefix: str) -> UserError:
     # walk the error's location through the nested sections to the key it is about; union
     # branches and list positions in the location are not keys
-    owner, value, path = model, raw, [prefix] if prefix else []
+    owner: type[Section] = model
+    value: Any = raw
+    path = [prefix] if prefix else []
     loc = list(error["loc"])
     while loc:
         key = loc.pop(0)
-        if not isinstance(key, str) or owner is None:
+        if not isinstance(key, str):
             break
         if key not in owner.model_fields:
             if error["type"] == "extra_forbidden":

@@ -82,7 +82,9 @@ def generate(model_ir: ir.ModelIR, name: str = "model") -> str:
     model = lo.model()
     result, kind = lo.result()
     # which nested class holds each tree function
-    home, groups, count = {}, [[]], 0
+    home: dict[str, str] = {}
+    groups: list[list[tuple[str, list[str]]]] = [[]]
+    count = 0
     for fn, body in lo.functions:
         if count > NODES_PER_CLASS and groups[-1]:
             groups.append([])

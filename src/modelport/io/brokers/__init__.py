@@ -209,7 +209,8 @@ class Outputs:
     def __init__(self, n: int) -> None:
         import asyncio
 
-        self.left, self.refused, self.reason = n, 0, None
+        self.left, self.refused = n, 0
+        self.reason: str | None = None
         self.done = asyncio.get_running_loop().create_future()
 
     def settle(self, refused: str | None = None) -> None:
