@@ -328,3 +328,52 @@ def test_a_registered_linear_model_is_measured_from_its_registered_sample():
     sig = predictor.signature
     base, _ = contributions(to_ir(model, sig), sig.coerce(rows), sig.coerce(sample))
     assert np.allclose(table.attrs["base"], base, rtol=0, atol=1e-12)
+
+
+def test_a_path_testing_more_features_than_a_bit_pattern_holds_equals_shap():
+    """A chain tree whose deepest path tests 70 distinct features: its leaves are worked
+    out feature by feature, not from bit patterns, and still agree with shap."""
+    from modelport.compile import ir
+    from modelport.compile.explain import Explainer
+
+    depth = 70
+    rng = np.random.default_rng(0)
+    feature, left, right, value, cover = [], [], [], [], []
+    weight = 1000.0
+    for i in range(depth):  # node 2i splits feature i; its left child is a leaf
+        k = len(feature)
+        share = rng.uniform(0.2, 0.8)
+        feature += [i, -1]
+        left += [k + 1, -1]
+        right += [k + 2, -1]
+        value += [[0.0], [float(rng.normal())]]
+        cover += [weight, weight * share]
+        weight *= 1 - share
+    feature.append(-1)
+    left.append(-1)
+    right.append(-1)
+    value.append([float(rng.normal())])
+    cover.append(weight)
+    n = len(feature)
+    tree = ir.Tree(feature=feature, threshold=[0.0] * n, left=left, right=right,
+                   missing_left=[False] * n, value=value, cover=cover)
+    names = [f"c{i}" for i in range(depth)]
+    X = rng.normal(size=(30, depth))
+    X[:5] = 1.0  # rows that go all the way down
+    frame = pd.DataFrame(X, columns=names)
+    signature = Signature.infer(frame, "regression", None)
+    model_ir = ModelIR(signature=signature,
+                       model=ir.TreeEnsemble(features=names, trees=[tree], n_outputs=1,
+                                             base=[0.0]),
+                       output=ir.Output("regression", "identity"))
+    explainer = Explainer(model_ir)
+    assert max(block.width for block in explainer._trees.blocks) == depth
+    base, ours = explainer.contributions(signature.coerce(frame))
+    custom = {"trees": [{"children_left": np.array(left), "children_right": np.array(right),
+                         "children_default": np.array(right), "features": np.array(feature),
+                         "thresholds": np.zeros(n), "values": np.array(value),
+                         "node_sample_weight": np.array(cover)}]}
+    reference = shap.TreeExplainer(custom, feature_perturbation="tree_path_dependent")
+    assert np.abs(ours - reference.shap_values(X)).max() <= TOLERANCE
+    assert abs(base[0] - float(np.ravel(reference.expected_value)[0])) <= TOLERANCE
+    _check_additive(model_ir, signature.coerce(frame), base, ours)

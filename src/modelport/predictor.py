@@ -142,18 +142,7 @@ class Predictor(ABC):
         import pandas as pd
 
         frame = self.signature.coerce(rows)
-        source = background if background is not None else getattr(self, "background", None)
-
-        def read_background():
-            if source is None:
-                raise UserError(
-                    f"model {self.describe()} is linear: its contributions are measured from "
-                    "the mean of background rows; pass background= (the training rows or "
-                    "the registered sample, Registry.sample)"
-                )
-            return self.signature.coerce(source() if callable(source) else source)
-
-        base, contrib = self._contributions(frame, read_background)
+        base, contrib = self._contributions(frame, self._background_reader(background))
         if contrib.ndim == 2:
             contrib = contrib[:, :, None]
         n_out = contrib.shape[2]
@@ -187,9 +176,46 @@ class Predictor(ABC):
         out.attrs["base"] = base
         return out
 
+    @property
+    def explains(self) -> bool:
+        """True when this predictor's format can give contributions (:meth:`explain`)."""
+        return type(self)._contributions is not Predictor._contributions
+
+    def contributions_checked(self, cols: dict) -> tuple[np.ndarray, np.ndarray]:
+        """``(base, contrib)`` (see :mod:`modelport.compile.explain`) for columns the scoring
+        core already checked, as surfaces hold them; linear models are measured from
+        :attr:`background`, read once. A :class:`UserError` says why a model cannot explain.
+        """
+        columns = {c: cols[c].decode() if isinstance(cols[c], Coded) else cols[c]
+                   for c in self.signature.names}
+        return self._contributions(columns, self._background_reader(None))
+
+    def _background_reader(self, given):
+        """A function giving the coerced background rows: ``given``, or :attr:`background`
+        read and coerced once and kept (so its feature means are worked out once)."""
+        source = given if given is not None else getattr(self, "background", None)
+
+        def read_background():
+            if source is None:
+                raise UserError(
+                    f"model {self.describe()} is linear: its contributions are measured from "
+                    "the mean of background rows; pass background= (the training rows or "
+                    "the registered sample, Registry.sample)"
+                )
+            if given is not None:
+                return self.signature.coerce(source() if callable(source) else source)
+            kept = self.__dict__.get("_background_rows")
+            if kept is None or kept[0] is not source:
+                rows = self.signature.coerce(source() if callable(source) else source)
+                kept = self.__dict__["_background_rows"] = (source, rows)
+            return kept[1]
+
+        return read_background
+
     def _contributions(self, frame, background) -> tuple[np.ndarray, np.ndarray]:
         """``(base, contrib)`` of :func:`modelport.compile.explain.contributions` for a
-        coerced frame; formats holding an intermediate form override this."""
+        coerced frame or a dict of its columns; formats holding an intermediate form
+        override this."""
         raise UserError(
             f"model {self.describe()} cannot be explained: the {self.format or 'loaded'} "
             "format holds no intermediate form to read contributions from; load its "

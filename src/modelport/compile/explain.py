@@ -1,7 +1,7 @@
 """Exact per-column contributions (reason codes) of a model, read from its intermediate form.
 
-:func:`contributions` splits each row's raw score (log-odds for a binary classifier, the
-value for a regressor, one score per class for multiclass) into a base value plus one
+:class:`Explainer` splits each row's raw score (log-odds for a binary classifier, the value
+for a regressor, one score per class for multiclass) into a base value plus one
 contribution per input column of the signature, so that ``base + contrib.sum(axis=1)`` is
 the raw score the form computes. Contributions are worked out per model feature and summed
 back to the input column each feature was made from (a one-hot column's indicators, an
@@ -11,198 +11,404 @@ imputed and scaled number), following each step's ``source``.
   *background* frame (what shap's ``LinearExplainer`` does with its background data). The
   intermediate form stores no training means, so the background is a parameter.
 - Tree ensembles: path-dependent TreeSHAP (Lundberg et al., "Consistent individualized
-  feature attribution for tree ensembles", Algorithm 2), which weighs the side of a split a
-  row does not take by the training weight (``Tree.cover``) that went each way. A tree read
-  without covers is refused.
+  feature attribution for tree ensembles"), which weighs the side of a split a row does not
+  take by the training weight (``Tree.cover``) that went each way. A tree read without
+  covers is refused.
 - Anything else (naive Bayes, k-means) is refused with a ``ConversionError``.
+
+An :class:`Explainer` reads the form once into flat tables (every leaf of every tree, with
+its path's features, zero fractions and split tests), so explaining one row or a million is
+a fixed, small number of NumPy operations over all leaves at once; build one per model
+version and keep it.
 """
 
 from __future__ import annotations
 
+from math import factorial
+
 import numpy as np
 
 from modelport.compile import ir
-from modelport.compile.numpy_eval import feature_matrix
+from modelport.compile.numpy_eval import _STEPS, feature_matrix
 from modelport.errors import ConversionError, UserError
+
+# rows x leaves per chunk: bounds the memory of the per-leaf polynomials
+_CHUNK_CELLS = 1 << 20
 
 
 def contributions(model_ir: ir.ModelIR, frame, background=None) -> tuple[np.ndarray, np.ndarray]:
     """``(base, contrib)`` for ``frame`` (a DataFrame coerced to the form's signature).
 
-    ``base`` has one value per raw-score column (shape ``(n_outputs,)``); ``contrib`` has
+    ``frame`` may also be a dict of the coerced columns (NumPy arrays). ``base`` has one
+    value per raw-score column (shape ``(n_outputs,)``); ``contrib`` has
     shape ``(rows, n_input_columns)``, or ``(rows, n_input_columns, n_outputs)`` when the
     model has several raw scores, columns in signature order. ``background`` (a frame like
     ``frame``, or a function giving one, called only when needed) is required for linear
     models and unused for trees. Raises :class:`ConversionError` for a model node that
-    cannot be explained.
+    cannot be explained. The form's tables are built on the first call and kept with the
+    form (:func:`explainer_of`), so later calls pay only for the rows.
     """
-    node = model_ir.model
-    X = feature_matrix(model_ir, frame)
-    if isinstance(node, ir.Linear):
-        if background is None:
-            raise UserError(
-                "a linear model's contributions are measured from the mean of a background "
-                "frame; pass background= (for example the version's registered sample)"
+    return explainer_of(model_ir).contributions(frame, background)
+
+
+def explainer_of(model_ir: ir.ModelIR) -> Explainer:
+    """The :class:`Explainer` of ``model_ir``, built once and kept as long as the form is
+    (a predictor's form lives as long as the loaded version)."""
+    found = model_ir.__dict__.get("_explainer")
+    if found is None:
+        found = Explainer(model_ir)
+        # not a dataclass field: to_dict and equality never see it
+        model_ir.__dict__["_explainer"] = found
+    return found
+
+
+class Explainer:
+    """The contributions of one intermediate form, its tables built once.
+
+    Raises :class:`ConversionError` when built for a model node that cannot be explained
+    (neither linear nor a tree ensemble, or a tree without covers).
+    """
+
+    def __init__(self, model_ir: ir.ModelIR) -> None:
+        self.model_ir = model_ir
+        node = model_ir.model
+        self.columns = _feature_columns(model_ir)
+        self.n_columns = len(model_ir.signature.names)
+        if isinstance(node, ir.TreeEnsemble):
+            self._trees = _EnsembleTables(node, self.columns, self.n_columns)
+            self.n_outputs = node.n_outputs
+        elif isinstance(node, ir.Linear):
+            self._trees = None
+            self._coef = np.asarray(node.coef, dtype=np.float64)  # (outputs, features)
+            self._intercept = np.asarray(node.intercept, dtype=np.float64)
+            self.n_outputs = node.n_outputs
+            self._mapping = np.zeros((len(node.features), self.n_columns))
+            self._mapping[np.arange(len(node.features)), self.columns] = 1.0
+        else:
+            raise ConversionError(
+                f"contributions cannot be computed for a {node.kind} model node: only linear "
+                "models and tree ensembles are explained"
             )
-        if callable(background):
-            background = background()
-        base, phi = _linear(node, X, feature_matrix(model_ir, background))
-    elif isinstance(node, ir.TreeEnsemble):
-        base, phi = _ensemble(node, X)
-    else:
-        raise ConversionError(
-            f"contributions cannot be computed for a {node.kind} model node: only linear "
-            "models and tree ensembles are explained"
-        )
-    contrib = np.einsum("rfo,fc->rco", phi, _column_map(model_ir))
-    return base, contrib[:, :, 0] if contrib.shape[2] == 1 else contrib
+        self._mean = None  # (background, its feature means) of the last background read
+
+    def contributions(self, frame, background=None):
+        """``(base, contrib)`` for a coerced frame, or its columns as a dict of arrays (what
+        surfaces hold: no DataFrame is built), as :func:`contributions` gives them."""
+        return self.of_matrix(_features(self.model_ir, frame), background)
+
+    def of_matrix(self, X: np.ndarray, background=None):
+        """``(base, contrib)`` for the model node's feature matrix ``X`` (rows, features).
+        The means of a background are kept while the same background object comes back
+        (a predictor hands its registered sample, read once)."""
+        if self._trees is not None:
+            base, contrib = self._trees.contributions(X)
+        else:
+            if background is None:
+                raise UserError(
+                    "a linear model's contributions are measured from the mean of a "
+                    "background frame; pass background= (for example the version's "
+                    "registered sample)"
+                )
+            if callable(background):
+                background = background()
+            if self._mean is not None and self._mean[0] is background:
+                mean = self._mean[1]
+            else:
+                mean = feature_matrix(self.model_ir, background).mean(axis=0)
+                self._mean = (background, mean)
+            base = self._intercept + self._coef @ mean
+            contrib = np.einsum("rf,of,fc->rco", X - mean, self._coef, self._mapping)
+        return base, contrib[:, :, 0] if contrib.shape[2] == 1 else contrib
 
 
-def _column_map(model_ir: ir.ModelIR) -> np.ndarray:
-    """(features, input columns): 1 where a model feature was made from that input column."""
+def _features(model_ir: ir.ModelIR, frame) -> np.ndarray:
+    """The model node's input for a coerced frame or a dict of its columns: the steps
+    :func:`~modelport.compile.numpy_eval.feature_matrix` runs, without pandas."""
+    if not isinstance(frame, dict):
+        return feature_matrix(model_ir, frame)
+    values = dict(frame)
+    for step in model_ir.steps:
+        values[step.name] = _STEPS[step.op](step, values[step.source])
+    node = model_ir.model
+    X = np.empty((len(next(iter(frame.values()))), len(node.features)), dtype=np.float64)
+    for j, f in enumerate(node.features):
+        X[:, j] = np.asarray(values[f], dtype=np.float64)
+    return X
+
+
+def _feature_columns(model_ir: ir.ModelIR) -> np.ndarray:
+    """For each model feature, the index of the input column it was made from."""
     source = {s.name: s.source for s in model_ir.steps}
     names = list(model_ir.signature.names)
-    mapping = np.zeros((len(model_ir.model.features), len(names)))
+    out = np.empty(len(model_ir.model.features), dtype=np.int64)
     for j, f in enumerate(model_ir.model.features):
         while f in source:
             f = source[f]
-        mapping[j, names.index(f)] = 1.0
-    return mapping
+        out[j] = names.index(f)
+    return out
 
 
-def _linear(node: ir.Linear, X: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    coef = np.asarray(node.coef, dtype=np.float64)  # (outputs, features)
-    mean = B.mean(axis=0)
-    base = np.asarray(node.intercept, dtype=np.float64) + coef @ mean
-    return base, (X - mean)[:, :, None] * coef.T[None, :, :]
+# floats the per-leaf share tables of one model may hold (8 bytes each): leaves testing
+# more distinct features than fit are worked out per call instead
+_TABLE_FLOATS = 1 << 22
 
 
-def _ensemble(node: ir.TreeEnsemble, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    n, n_features = X.shape
-    phi = np.zeros((n, n_features, node.n_outputs))
-    base = np.asarray(node.base, dtype=np.float64).copy()
-    for t, tree in enumerate(node.trees):
-        if tree.cover is None:
-            raise ConversionError(
-                f"tree {t} of the ensemble has no node covers: contributions need the training "
-                "weight at each node, which this model's reader does not record"
-            )
-        expected = _TreeShap(node, tree, X, phi).run()
-        base[tree.output:tree.output + expected.size] += expected
-    if node.combine == "mean":
-        base /= len(node.trees)
-        phi /= len(node.trees)
-    return base, phi
+def _shares(one: np.ndarray, zero: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """(m, leaves, rows): each distinct path feature's share of each leaf's value.
 
-
-class _TreeShap:
-    """Path-dependent TreeSHAP of one tree, for all rows at once.
-
-    The recursion visits every node once whatever the row, and the zero fractions (the
-    share of training weight going each way) do not depend on the row either; only the one
-    fractions (1 where the row takes that side) do. So each path element holds its feature
-    and zero fraction as numbers and its one fraction and permutation weight as arrays over
-    rows, and Algorithm 2 runs once per tree on arrays.
+    For a leaf whose path tests distinct features ``1..m``, feature ``j`` with zero
+    fraction ``z_j`` (the share of training weight that took the path's side of its
+    splits) and one fraction ``o_j`` (1 when the row takes them all), the SHAP value of
+    feature ``i`` is ``v (o_i - z_i) sum_k w_k [t^k] prod_{j != i} (z_j + o_j t)`` with
+    ``w_k = k! (m - 1 - k)! / m!``. The product over all ``j`` is built once; each ``i``
+    divides its own factor back out (by ``z_i`` when ``o_i`` is 0, synthetically by ``t +
+    z_i`` when it is 1), which is Algorithm 2's unwinding done per leaf. ``one`` is (m,
+    leaves, rows), ``zero`` and ``weight`` (m, leaves, 1); a padding slot has ``z = 1``,
+    ``o = 0`` and weight 0, a factor of 1.
     """
-
-    def __init__(self, node: ir.TreeEnsemble, tree: ir.Tree, X: np.ndarray, phi: np.ndarray):
-        self.node, self.tree, self.X, self.phi = node, tree, X, phi
-        self.cover = np.asarray(tree.cover, dtype=np.float64)
-        self.values = np.asarray(tree.value, dtype=np.float64)
-        self.ones = np.ones(X.shape[0])
-
-    def run(self) -> np.ndarray:
-        """Add this tree's contributions to ``phi``; return its expected value per column."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self._recurse(0, ([], [], [], []), 1.0, self.ones, -1)
-        return self._expected(0)
-
-    def _expected(self, j: int) -> np.ndarray:
-        t = self.tree
-        if t.feature[j] < 0:
-            return self.values[j]
-        left, right = t.left[j], t.right[j]
-        return (self.cover[left] / self.cover[j] * self._expected(left)
-                + self.cover[right] / self.cover[j] * self._expected(right))
-
-    def _recurse(self, j, path, zero, one, feature) -> None:
-        t = self.tree
-        path = _extend(path, zero, one, feature)
-        d, z, o, _ = path
-        if t.feature[j] < 0:
-            value, out = self.values[j], t.output
-            for i in range(1, len(d)):
-                share = _unwound_sum(path, i) * (o[i] - z[i])
-                self.phi[:, d[i], out:out + value.size] += share[:, None] * value
-            return
-        f = t.feature[j]
-        iz, io = 1.0, self.ones
-        if f in d[1:]:
-            k = d.index(f, 1)
-            iz, io = z[k], o[k]
-            path = _unwind(path, k)
-        go_left = _go_left(self.node, t, j, self.X[:, f])
-        left, right = t.left[j], t.right[j]
-        self._recurse(left, path, iz * self.cover[left] / self.cover[j], io * go_left, f)
-        self._recurse(right, path, iz * self.cover[right] / self.cover[j], io * ~go_left, f)
+    m = one.shape[0]
+    poly = np.zeros((m + 1,) + one.shape[1:])  # coefficients, lowest degree first
+    poly[0] = 1.0
+    for j in range(m):
+        poly[1:j + 2] = zero[j] * poly[1:j + 2] + one[j] * poly[:j + 1]
+        poly[0] *= zero[j]
+    at_zero = (poly[:m] * weight).sum(axis=0)
+    out = np.empty(one.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i in range(m):
+            z = zero[i]
+            q = poly[m]
+            total = weight[m - 1] * q
+            for k in range(m - 1, 0, -1):
+                q = poly[k] - z * q
+                total += weight[k - 1] * q
+            o = one[i]
+            share = np.where(o > 0, total, np.where(z > 0, at_zero / z, 0.0))
+            out[i] = share * (o - z)
+    return out
 
 
-# A path is (features, zero fractions, one fractions, weights): lists of one entry per
-# element; one fractions and weights are arrays over rows, one fractions exactly 0 or 1.
+class _Leaves:
+    """Leaves as flat tables: each path's split tests and, per distinct feature tested,
+    its slot, zero fraction, Shapley weight and input column; ``width`` slots a leaf."""
+
+    def __init__(self, leaves: list, width: int, n_nodes: int, n_columns: int,
+                 n_outputs: int) -> None:
+        from scipy.sparse import csr_matrix
+
+        steps = max(len(leaf["nodes"]) for leaf in leaves)
+        n = len(leaves)
+        self.width = width
+        # padding steps test the always-true decision column ``n_nodes``
+        self.node = np.full((steps, n), n_nodes, dtype=np.intp)
+        self.left = np.ones((steps, n), dtype=bool)
+        self.slot = np.zeros((steps, n), dtype=np.intp)
+        self.zero = np.ones((width, n, 1))
+        self.weight = np.zeros((width, n, 1))
+        self.m = np.array([len(leaf["zero"]) for leaf in leaves], dtype=np.intp)
+        column = np.zeros((n, width), dtype=np.intp)
+        value = np.zeros((n, width, n_outputs))
+        weights: dict[int, np.ndarray] = {}
+        for i, leaf in enumerate(leaves):
+            k, m = len(leaf["nodes"]), self.m[i]
+            self.node[:k, i] = leaf["nodes"]
+            self.left[:k, i] = leaf["left"]
+            self.slot[:k, i] = leaf["slot"]
+            self.zero[:m, i, 0] = leaf["zero"]
+            if m not in weights:
+                weights[m] = _weights(m)
+            self.weight[:m, i, 0] = weights[m]
+            column[i, :m] = leaf["columns"]
+            value[i, :m] = leaf["value"]
+        self.full = (np.left_shift(1, np.minimum(self.m, _MAX_BITS)) - 1).astype(np.intp)[:, None]
+        # (columns * outputs, width * leaves): a (slot, leaf) share times the leaf's
+        # values, added at the slot's column
+        k = n_outputs
+        column, value = column.T, value.transpose(1, 0, 2)  # slot first
+        cells = (column.reshape(-1)[:, None] * k + np.arange(k)).reshape(-1)
+        self.spread = csr_matrix(
+            (value.reshape(-1), (cells, np.repeat(np.arange(n * width), k))),
+            shape=(n_columns * k, n * width))
+
+    def patterns(self, go: np.ndarray) -> np.ndarray:
+        """(leaves, rows): bit ``j`` set where the row takes all its leaf's splits on the
+        leaf's ``j``-th distinct feature; ``go`` is (splits + 1, rows)."""
+        failed = np.zeros((len(self.m), go.shape[1]), dtype=np.intp)
+        for s in range(self.node.shape[0]):
+            missed = go[self.node[s]] != self.left[s][:, None]
+            failed |= np.left_shift(missed, self.slot[s][:, None])
+        return self.full & ~failed
+
+    def ones(self, pattern: np.ndarray) -> np.ndarray:
+        """(width, leaves, rows) one fractions from patterns."""
+        bits = np.arange(self.width)[:, None, None]
+        return (np.right_shift(pattern[None], bits) & 1).astype(np.float64)
+
+    def add(self, go: np.ndarray, out: np.ndarray) -> None:
+        """Add these leaves' contributions for decisions ``go`` to ``out`` (cells, rows)."""
+        shares = self.shares(go)
+        out += self.spread @ shares.reshape(-1, go.shape[1])
+
+    def shares(self, go: np.ndarray) -> np.ndarray:
+        if self.width < _MAX_BITS:
+            one = self.ones(self.patterns(go))
+        else:  # too many features for a bit pattern: one fraction by one fraction
+            one = np.ones((self.width, len(self.m), go.shape[1]))
+            leaves = np.arange(len(self.m))
+            for s in range(self.node.shape[0]):
+                one[self.slot[s], leaves] *= go[self.node[s]] == self.left[s][:, None]
+        return _shares(one, self.zero, self.weight)
 
 
-def _extend(path, zero: float, one: np.ndarray, feature: int):
-    d, z, o, w = path
-    depth = len(d)
-    d, z, o = d + [feature], z + [zero], o + [one]
-    w = w + [np.ones_like(one) if depth == 0 else np.zeros_like(one)]
-    for i in range(depth - 1, -1, -1):
-        w[i + 1] = w[i + 1] + one * w[i] * ((i + 1) / (depth + 1))
-        w[i] = zero * w[i] * ((depth - i) / (depth + 1))
-    return d, z, o, w
+class _TabledLeaves(_Leaves):
+    """Leaves whose shares are looked up: every pattern of every leaf worked out once."""
+
+    def __init__(self, leaves: list, width: int, *args) -> None:
+        super().__init__(leaves, width, *args)
+        sizes = np.left_shift(1, self.m)
+        self.offset = (np.cumsum(sizes) - sizes).astype(np.intp)
+        self.offset = self.offset[:, None]
+        self.table = np.zeros((width, int(sizes.sum())))
+        for m in np.unique(self.m):
+            at = np.nonzero(self.m == m)[0]
+            pattern = np.broadcast_to(np.arange(1 << m), (len(at), 1 << m))
+            shares = _shares(self.ones(pattern), self.zero[:, at], self.weight[:, at])
+            shares[m:] = 0.0  # padding slots
+            self.table[:, self.offset[at] + pattern] = shares
+
+    def shares(self, go: np.ndarray) -> np.ndarray:
+        return self.table[:, self.offset + self.patterns(go)]
 
 
-def _unwind(path, k: int):
-    """The path without element ``k``, as if it had never been extended by it."""
-    d, z, o, w = path
-    last = len(d) - 1
-    one, zero = o[k] != 0, z[k]
-    w = list(w)
-    carry = w[last]
-    for j in range(last - 1, -1, -1):
-        kept = w[j]
-        if_one = carry * ((last + 1) / (j + 1))
-        carry = kept - if_one * zero * ((last - j) / (last + 1))
-        w[j] = np.where(one, if_one, kept * ((last + 1) / (last - j)) / zero)
-    return d[:k] + d[k + 1:], z[:k] + z[k + 1:], o[:k] + o[k + 1:], w[:last]
+# the distinct features of a path a bit pattern (an intp) can hold
+_MAX_BITS = 62
 
 
-def _unwound_sum(path, k: int) -> np.ndarray:
-    """The total weight of the path with element ``k`` unwound, without building it."""
-    _, z, o, w = path
-    last = len(w) - 1
-    one, zero = o[k] != 0, z[k]
-    total_one = np.zeros_like(w[0])
-    total_zero = np.zeros_like(w[0])
-    carry = w[last]
-    for j in range(last - 1, -1, -1):
-        step = carry * ((last + 1) / (j + 1))
-        total_one += step
-        carry = w[j] - step * zero * ((last - j) / (last + 1))
-        total_zero += w[j] / zero * ((last + 1) / (last - j))
-    return np.where(one, total_one, total_zero)
+def _weights(m: int) -> np.ndarray:
+    """Shapley weights ``k! (m - 1 - k)! / m!`` for ``k`` in ``0..m-1``."""
+    return np.array([factorial(k) * factorial(m - 1 - k) / factorial(m) for k in range(m)])
 
 
-def _go_left(node: ir.TreeEnsemble, tree: ir.Tree, i: int, x: np.ndarray) -> np.ndarray:
-    """Which rows node ``i`` sends left: the test :mod:`numpy_eval` walks trees with."""
-    op, threshold = node.split(tree.threshold[i])
-    left = x <= threshold if op == "<=" else x < threshold
-    categories = tree.categories[i] if tree.categories else None
-    if categories is not None:
-        left = np.isin(x, np.asarray(categories, dtype=np.float64))
-        right = tree.categories_right[i] if tree.categories_right else None
-        if right is not None:
-            # neither side's category: it goes where missing values go
-            other = ~left & ~np.isin(x, np.asarray(right, dtype=np.float64))
-            left |= other & tree.missing_left[i]
-    return np.where(np.isnan(x), tree.missing_left[i], left)
+class _EnsembleTables:
+    """Every leaf of a tree ensemble in :class:`_Leaves` blocks, plus the split tests."""
+
+    def __init__(self, node: ir.TreeEnsemble, columns: np.ndarray, n_columns: int) -> None:
+        self.n_outputs = node.n_outputs
+        self.n_columns = n_columns
+        scale = 1.0 / len(node.trees) if node.combine == "mean" else 1.0
+        feature, threshold, less_equal, missing_left, categorical = [], [], [], [], []
+        base = np.asarray(node.base, dtype=np.float64).copy()
+        by_m: dict[int, list] = {}
+        for t, tree in enumerate(node.trees):
+            if tree.cover is None:
+                raise ConversionError(
+                    f"tree {t} of the ensemble has no node covers: contributions need the "
+                    "training weight at each node, which this model's reader does not record"
+                )
+            index = {}  # node -> its column in the decision matrix
+            for j, f in enumerate(tree.feature):
+                if f < 0:
+                    continue
+                index[j] = len(feature)
+                op, thr = node.split(tree.threshold[j])
+                feature.append(f)
+                threshold.append(thr)
+                less_equal.append(op == "<=")
+                missing_left.append(bool(tree.missing_left[j]))
+                cats = tree.categories[j] if tree.categories else None
+                if cats is not None:
+                    right = tree.categories_right[j] if tree.categories_right else None
+                    categorical.append((index[j], f, cats, right, bool(tree.missing_left[j])))
+            cover = np.asarray(tree.cover, dtype=np.float64)
+            for leaf in _leaves(tree, cover, index):
+                value = np.zeros(self.n_outputs)
+                v = np.asarray(tree.value[leaf["leaf"]], dtype=np.float64)
+                value[tree.output:tree.output + v.size] = v
+                base += value * leaf["all_zero"]
+                m = len(leaf["features"])
+                if m == 0:
+                    continue
+                leaf["value"] = value * scale
+                leaf["columns"] = columns[leaf["features"]]
+                by_m.setdefault(m, []).append(leaf)
+        if node.combine == "mean":
+            base /= len(node.trees)
+        self.base = base
+        self.feature = np.asarray(feature, dtype=np.intp)
+        self.threshold = np.asarray(threshold, dtype=np.float64)
+        self.less_equal = np.asarray(less_equal, dtype=bool)
+        self.missing_left = np.asarray(missing_left, dtype=bool)
+        self.categorical = categorical
+        args = (len(feature), n_columns, self.n_outputs)
+        # the widest table that fits: leaves testing up to ``width`` distinct features
+        width = 0
+        for m in sorted(by_m):
+            if m >= _MAX_BITS or sum(len(by_m[k]) * (1 << k) * m
+                                     for k in by_m if k <= m) > _TABLE_FLOATS:
+                break
+            width = m
+        self.blocks: list[_Leaves] = []
+        tabled = [leaf for m in sorted(by_m) if m <= width for leaf in by_m[m]]
+        if tabled:
+            self.blocks.append(_TabledLeaves(tabled, width, *args))
+        self.blocks += [_Leaves(by_m[m], m, *args) for m in sorted(by_m) if m > width]
+        self.n_leaves = sum(len(b.m) for b in self.blocks)
+
+    def decisions(self, X: np.ndarray) -> np.ndarray:
+        """(splits + 1, rows): True where a row goes left at each split; the last row,
+        always True, is what padded path steps test."""
+        go = np.ones((len(self.feature) + 1, X.shape[0]), dtype=bool)
+        x = X.T[self.feature]
+        threshold = self.threshold[:, None]
+        with np.errstate(invalid="ignore"):
+            test = np.where(self.less_equal[:, None], x <= threshold, x < threshold)
+        for at, f, cats, right, missing_left in self.categorical:
+            left = np.isin(X[:, f], np.asarray(cats, dtype=np.float64))
+            if right is not None:
+                # neither side's category: it goes where missing values go
+                other = ~left & ~np.isin(X[:, f], np.asarray(right, dtype=np.float64))
+                left |= other & missing_left
+            test[at] = left
+        go[:-1] = np.where(np.isnan(x), self.missing_left[:, None], test)
+        return go
+
+    def contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n, k = X.shape[0], self.n_outputs
+        contrib = np.zeros((self.n_columns * k, n))
+        step = max(1, _CHUNK_CELLS // max(1, self.n_leaves))
+        for start in range(0, n, step):
+            go = self.decisions(X[start:start + step])
+            for block in self.blocks:
+                block.add(go, contrib[:, start:start + step])
+        return self.base.copy(), contrib.T.reshape(n, self.n_columns, k)
+
+
+def _leaves(tree: ir.Tree, cover: np.ndarray, index: dict):
+    """Each leaf of ``tree`` with its path: decision columns, sides, distinct features (in
+    first-tested order), each split's slot among them, their zero fractions and the
+    product of all zero fractions (the leaf's weight in the expected value)."""
+    stack = [(0, [], [], [])]
+    while stack:
+        j, nodes, sides, parents = stack.pop()
+        if tree.feature[j] < 0:
+            features: list[int] = []
+            zero: list[float] = []
+            slot = []
+            all_zero = 1.0
+            for parent, left in zip(parents, sides, strict=True):
+                f = tree.feature[parent]
+                child = tree.left[parent] if left else tree.right[parent]
+                ratio = cover[child] / cover[parent] if cover[parent] else np.nan
+                all_zero *= ratio
+                if f not in features:
+                    features.append(f)
+                    zero.append(1.0)
+                s = features.index(f)
+                zero[s] *= ratio
+                slot.append(s)
+            yield {"leaf": j, "nodes": nodes, "left": sides, "slot": slot,
+                   "features": np.asarray(features, dtype=np.int64),
+                   "zero": np.asarray(zero), "all_zero": all_zero}
+            continue
+        for child, left in ((tree.left[j], True), (tree.right[j], False)):
+            stack.append((child, nodes + [index[j]], sides + [left], parents + [j]))

@@ -57,23 +57,32 @@ class NativePredictor(Predictor):
 
 
     def _contributions(self, frame, background):
-        """Contributions from the model's intermediate form, read on first use and checked
-        against the estimator on the rows explained (to the compiled format's 1e-9, 1e-6
-        for float32 models), so an explanation never describes a different model."""
-        from modelport.compile import evaluate, to_ir
+        """Contributions from the model's intermediate form, read on first use; on every
+        call the score they add up to is checked against the estimator's on the rows
+        explained (to the compiled format's 1e-9, 1e-6 for float32 models), so an
+        explanation never describes a different model."""
+        from modelport.compile import to_ir
         from modelport.compile.explain import contributions
+        from modelport.compile.numpy_eval import outputs
         from modelport.parity import compare
 
         try:
             if self._ir is None:
                 self._ir = to_ir(self.model, self.signature)
             tolerance = 1e-9 if self._ir.precision == "float64" else 1e-6
-            result = compare(self.score_coerced(frame), evaluate(self._ir, frame), self.task,
-                             tolerance)
+            base, contrib = contributions(self._ir, frame, background)
+            if isinstance(frame, dict):  # the estimator reads a frame
+                import pandas as pd
+
+                frame = pd.DataFrame(frame, columns=self.signature.names)
+            raw = base + (contrib.sum(axis=1) if contrib.ndim == 3
+                          else contrib.sum(axis=1)[:, None])
+            result = compare(self.score_coerced(frame), outputs(self._ir.output, raw),
+                             self.task, tolerance)
             if not result["passed"]:
                 raise ConversionError(f"its intermediate form differs from the estimator on "
                                       f"these rows: {result['reason']}")
-            return contributions(self._ir, frame, background)
+            return base, contrib
         except ConversionError as exc:
             raise UserError(f"model {self.describe()} cannot be explained: {exc}") from exc
 

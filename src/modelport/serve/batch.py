@@ -18,7 +18,10 @@ than once per row, and the checks of ranges and categories run on whole columns.
 Outputs, by task: classification gives ``label`` and one ``proba_<class>`` column per
 class (a binary classifier also gets ``score``, the probability of the second class, the
 positive one in scikit-learn's order); regression gives ``value``; clustering ``cluster``.
-The id column (``id=``) comes first; without one the rows keep the input order.
+The id column (``id=``) comes first; without one the rows keep the input order. With
+``explain=k`` each row also gets its ``k`` largest reasons (:mod:`modelport.scoring.reasons`):
+``reason_1..k`` (the input column) and ``contribution_1..k`` (its contribution to the raw
+score), in the output file and the lookup table alike.
 
 Every row comes out once: scored into the output, or rejected. A row that cannot be scored
 (a missing field, a value of the wrong type, a row the model raises on, a score that is not
@@ -92,7 +95,8 @@ def predict(model: str, input: Any, output: str | Path, *, id: str | None = None
             rejects: str | Path | None = None, warnings: str | Path | None = None,
             strict: bool = False, out_of_range: str | None = None,
             unseen_categories: str | None = None, progress: bool | None = None,
-            registry=None, log_url: str | None = None, log_sample: float = 1.0) -> BatchResult:
+            registry=None, log_url: str | None = None, log_sample: float = 1.0,
+            explain: int | str | None = None) -> BatchResult:
     """Score ``input`` with ``model`` (``churn``, ``churn/3``, ``churn@production``) into ``output``.
 
     ``input`` is a file, a folder of Parquet files, a SQL URL with the table (or a query)
@@ -108,7 +112,9 @@ def predict(model: str, input: Any, output: str | Path, *, id: str | None = None
     chunks an interrupted run of the same job committed. ``progress`` shows a progress bar
     (default: when stderr is a terminal). ``log_url`` (a SQLAlchemy URL with ``#table``)
     keeps a ``log_sample`` share of the scored rows, by ``id``, in a prediction log for
-    ``modelport monitor``. Returns a :class:`BatchResult`; :meth:`BatchResult.summary` is
+    ``modelport monitor``. ``explain`` (a number of reasons) adds ``reason_1..k`` and
+    ``contribution_1..k`` columns, read from the version's compiled or native artefact
+    whatever runtime scores. Returns a :class:`BatchResult`; :meth:`BatchResult.summary` is
     the line the command line prints.
     """
     from modelport.registry import Registry
@@ -123,7 +129,11 @@ def predict(model: str, input: Any, output: str | Path, *, id: str | None = None
     version = registry.get(model)
     fmt = choose(version, "batch", format).format
     data = registry.read_artefact(version, fmt)
+    explaining = _explaining(registry, version, fmt, explain) if explain is not None else None
     if engine == "spark":
+        if explaining:
+            raise UserError("--explain is not available with --engine spark; score with the "
+                            "local engine to get reasons")
         if log_url:
             raise UserError("--log is not available with --engine spark; score with the "
                             "local engine to log predictions")
@@ -136,7 +146,7 @@ def predict(model: str, input: Any, output: str | Path, *, id: str | None = None
                              policy=policy, rejects=rejects, warnings=warnings)
     started = time.perf_counter()
     n_workers = (os.cpu_count() or 1) if workers is None else max(int(workers), 0)
-    init = (fmt, data, version.signature, version.name, version.version)
+    init = (fmt, data, version.signature, version.name, version.version, explaining)
     # the workers start before this process runs any thread of its own (the prediction
     # log's writer, Arrow's pools), so that they can be forked from it
     pool = _start_pool(n_workers, init) if n_workers > 1 else None
@@ -179,6 +189,8 @@ def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers,
                          dictionaries=signature.categorical)
     source.check_columns(wanted)
     keyed = bool(id) and is_table(output)
+    if is_table(output) and not init[5]:
+        refuse_stale_reasons(output, "modelport predict")
 
     # Check the signature on the first rows before anything is written: a missing column
     # or a column of the wrong type fails here, and with on_error="fail" a bad row too,
@@ -186,14 +198,15 @@ def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers,
     first = source.head(signature.numeric)
     id_type = _id_type(first, id)
     _check_head(first, signature, policy, on_error, source.name, id, id_type, keyed)
-    out_schema = output_schema(signature, id_type, id)
+    k = init[5][0] if init[5] else 0
+    out_schema = output_schema(signature, id_type, id, explain=k)
     del first
 
     # Parquet into a file: each worker reads its own row groups and writes its own part,
     # so nothing but a few numbers passes through this process
     direct = isinstance(source, ParquetSource) and plog is None and not is_table(output)
     job = _job_key(version, fmt, input, id, chunk_rows, on_error, policy, output,
-                   "pieces" if direct else "chunks")
+                   ("pieces" if direct else "chunks") + (f"+explain{k}" if k else ""))
     sink = open_sink(output, job, id_column=id, model=version.name, version=version.version)
     rejects_path = _side_path(rejects, output, "rejects", "--rejects")
     warnings_path = _side_path(warnings, output, "warnings", "--warnings")
@@ -447,28 +460,104 @@ def _run_pool(pool, tasks, n_workers, commit) -> None:
 # -- in each worker ------------------------------------------------------------------------
 
 _PREDICTOR = None
+_EXPLAIN = None  # (k, the predictor giving reasons, or None when _PREDICTOR does)
 _LIMITS = None
 
 
-def _init_worker(fmt: str, data: bytes, signature: dict, name: str, version: int, *,
-                 limit_threads: bool = True) -> None:
-    """Load the Predictor once per process; in a worker, limit it to one thread."""
-    global _PREDICTOR
+def _init_worker(fmt: str, data: bytes, signature: dict, name: str, version: int,
+                 explaining: tuple | None = None, *, limit_threads: bool = True) -> None:
+    """Load the Predictor once per process; in a worker, limit it to one thread.
+    ``explaining`` is ``(k, format, artefact, background rows)`` when reasons are asked
+    for: the predictor that gives them is loaded too."""
+    global _PREDICTOR, _EXPLAIN
     from modelport import formats
     from modelport.signature import Signature
 
     if limit_threads:
         _limit_threads()
+    if explaining:
+        k, efmt, edata, background = explaining
+        if efmt == fmt and edata == data:
+            _EXPLAIN = (k, None)  # the scoring predictor explains
+        else:
+            explainer = formats.get(efmt).load(edata, Signature.from_dict(signature))
+            explainer.model_name, explainer.model_version = name, version
+            explainer.background = background
+            _EXPLAIN = (k, explainer)
+    else:
+        _EXPLAIN = None
     # the bytes, not the name: two registries may both hold a churn/1; and the tree
     # runtime asked for (MODELPORT_TREES), which loading decides
     key = (fmt, hashlib.sha256(data).hexdigest(), os.environ.get("MODELPORT_TREES"))
     if _PREDICTOR is not None and getattr(_PREDICTOR, "_batch_key", None) == key:
+        if explaining and _EXPLAIN[1] is None:
+            _PREDICTOR.background = explaining[3]
         return
     predictor = formats.get(fmt).load(data, Signature.from_dict(signature))
     predictor.prepare_batch()  # e.g. trees compiled to machine code, once per machine
     predictor.model_name, predictor.model_version = name, version
     predictor._batch_key = key
+    if explaining:
+        predictor.background = explaining[3]
     _PREDICTOR = predictor
+
+
+def refuse_stale_reasons(output, command: str) -> None:
+    """Refuse to update a lookup table that holds reasons without writing reasons: its
+    rows would keep the reasons of scores they no longer hold."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from modelport.io.sinks import lookup_engine
+    from modelport.io.tables import redact
+
+    url, _, name = str(output).partition("#")
+    schema, _, table = name.rpartition(".")
+    try:
+        engine = lookup_engine(url)
+    except UserError:
+        return  # no database yet (a new SQLite file): no table holds reasons
+    try:
+        found = inspect(engine)
+        if not found.has_table(table, schema=schema or None):
+            return
+        held = [c["name"] for c in found.get_columns(table, schema=schema or None)
+                if c["name"].startswith("reason_")]
+    except SQLAlchemyError:
+        return  # the sink reports what is wrong with the table
+    finally:
+        engine.dispose()
+    if held:
+        raise UserError(f"the lookup table {redact(str(output))} holds reasons "
+                        f"({', '.join(sorted(held))}): {command} without --explain would "
+                        f"leave them beside new scores; add --explain {len(held)}, or write "
+                        "to a new table")
+
+
+def _explaining(registry, version, fmt: str, explain) -> tuple:
+    """``(k, format, artefact, background rows)`` for ``--explain``: the number checked, the
+    artefact that explains (the scoring one when it can), proven able to explain here
+    before any output is written."""
+    from modelport.scoring import reasons
+    from modelport.signature import Signature
+
+    k = reasons.count(explain, Signature.from_dict(version.signature), "--explain")
+    accepted = version.accepted_formats()
+    efmt = fmt if fmt in reasons.EXPLAINING_FORMATS else next(
+        (f for f in reasons.EXPLAINING_FORMATS if f in accepted), None)
+    if efmt is None:
+        raise UserError(
+            f"--explain: {version.uri} cannot be explained: reasons are read from an "
+            f"intermediate form, and the version has no {', '.join(reasons.EXPLAINING_FORMATS)}"
+            f" artefact (it has: {', '.join(accepted)}); score without --explain")
+    predictor = registry.load(version, format=efmt)
+    background = registry.sample(version) if version.sample_sha256 else None
+    predictor.background = background
+    try:
+        reasons.warm_up(predictor)
+    except UserError as exc:
+        raise UserError(f"--explain: {exc}; score without --explain") from None
+    return k, efmt, registry.read_artefact(version, efmt), background
 
 
 def _limit_threads() -> None:
@@ -483,7 +572,15 @@ def _limit_threads() -> None:
 def _score_chunk(table, policy: InputPolicy, first_row: int, where: str, on_error: str):
     """Score one chunk in a worker: see :func:`score_chunk`."""
     return score_chunk(_PREDICTOR, table, policy, first_row=first_row, where=where,
-                       on_error=on_error)
+                       on_error=on_error, explain=_explain_args())
+
+
+def _explain_args() -> tuple | None:
+    """``(k, predictor)`` of this worker's reasons, or None."""
+    if not _EXPLAIN:
+        return None
+    k, explainer = _EXPLAIN
+    return k, explainer if explainer is not None else _PREDICTOR
 
 
 def _score_piece(piece, part: str, rejects_part: str | None, warnings_part: str, kind: str,
@@ -505,7 +602,8 @@ def _score_piece(piece, part: str, rejects_part: str | None, warnings_part: str,
             for table in piece.tables():
                 first = piece.first_row + rows
                 outcome, warnings = score_chunk(_PREDICTOR, table, policy, first_row=first,
-                                                where=where, on_error=on_error)
+                                                where=where, on_error=on_error,
+                                                explain=_explain_args())
                 ids = None
                 if id:
                     ids, bad = id_column(table.column(id), id_type, id, required=False)
@@ -543,7 +641,7 @@ class _NoPart:
 # -- the scoring core, for one chunk -------------------------------------------------------
 
 def score_chunk(predictor, table, policy: InputPolicy = FLAG, *, first_row: int = 0,
-                where: str = "input", on_error: str = "reject"):
+                where: str = "input", on_error: str = "reject", explain: tuple | None = None):
     """Check and score one Arrow table with ``predictor``: the
     :class:`~modelport.scoring.isolation.Outcome` (the outputs of the rows scored, a
     :class:`Reject` per row that was not) and the warnings of each row scored with a value
@@ -553,7 +651,8 @@ def score_chunk(predictor, table, policy: InputPolicy = FLAG, *, first_row: int 
     its reader found unusable (:func:`~modelport.io.chunks.reader_rejects`) are rejected
     with the reader's reason. With ``on_error="fail"`` the first row that cannot be scored
     is a :class:`UserError` naming it (``first_row`` numbers the table's rows in the input,
-    ``where`` names the input).
+    ``where`` names the input). ``explain`` (``(k, predictor)``) adds the scored rows'
+    ``reason_1..k`` and ``contribution_1..k`` to the outputs.
     """
     from modelport.io.chunks import reader_rejects
     from modelport.scoring.isolation import score
@@ -566,6 +665,17 @@ def score_chunk(predictor, table, policy: InputPolicy = FLAG, *, first_row: int 
     outcome = score(predictor.run_checked, checked, predictor.empty_outputs)
     if on_error == "fail" and outcome.rejects:
         raise _failure(where, first_row, outcome.rejects)
+    if explain is not None:
+        from modelport.scoring import reasons
+
+        k, explainer = explain
+        if outcome.scored:
+            every = outcome.scored == checked.rows
+            cols = {c: v if every else v[outcome.positions]
+                    for c, v in checked.columns.items()}
+            outcome.outputs.update(reasons.top(explainer, cols, k).table())
+        else:
+            outcome.outputs.update(reasons.empty_table(k))
     warnings = warning_messages(checked, outcome.flags, predictor.signature) \
         if outcome.flags else {}
     outcome.flags = {}  # said in the warnings: no need to carry them back from a worker
@@ -671,8 +781,9 @@ def _failure(where: str, first_row: int, rejects: dict[int, Reject]) -> UserErro
 
 # -- Arrow in, Arrow out -------------------------------------------------------------------
 
-def output_schema(signature, id_type=None, id: str | None = None):
-    """The Arrow schema of the scores: the id column, then the outputs of the task."""
+def output_schema(signature, id_type=None, id: str | None = None, explain: int = 0):
+    """The Arrow schema of the scores: the id column, then the outputs of the task, then
+    ``reason_i`` and ``contribution_i`` for ``i`` up to ``explain``."""
     import pyarrow as pa
 
     fields = [pa.field(id, id_type)] if id and id_type is not None else []
@@ -687,6 +798,9 @@ def output_schema(signature, id_type=None, id: str | None = None):
         fields.append(pa.field("value", pa.float64()))
     else:
         fields.append(pa.field("cluster", pa.int64()))
+    for i in range(1, explain + 1):
+        fields += [pa.field(f"reason_{i}", pa.string()),
+                   pa.field(f"contribution_{i}", pa.float64())]
     return pa.schema(fields)
 
 
@@ -731,6 +845,9 @@ def output_table(signature, outputs: dict, id_values, id: str | None, schema):
         arrays["value"] = np.asarray(outputs["value"], dtype=np.float64)
     else:
         arrays["cluster"] = np.asarray(outputs["cluster"], dtype=np.int64)
+    for f in schema:
+        if f.name.startswith(("reason_", "contribution_")):
+            arrays[f.name] = np.asarray(outputs[f.name])
     return pa.Table.from_arrays([_typed(arrays[f.name], f.type) for f in schema], schema=schema)
 
 

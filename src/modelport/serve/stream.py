@@ -24,7 +24,10 @@ deliver no more than that ahead of the acks; acknowledgements go out in the orde
 batches were read, and never for a batch whose outputs (or an earlier batch's) failed.
 SIGTERM or SIGINT finishes the batches in hand (publish and ack) and stops. The model URI
 is followed by the scoring core's :class:`~modelport.scoring.following.Follower`: a new
-version loads in the background and is swapped in between batches.
+version loads in the background and is swapped in between batches. With ``explain=k`` every
+output also carries ``base`` and its ``k`` largest ``reasons`` (as the web service gives
+them, see :mod:`modelport.scoring.reasons`), and the lookup store ``reason_1..k`` and
+``contribution_1..k``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import functools
 import gc
 import hashlib
 import logging
@@ -43,7 +47,7 @@ import numpy as np
 
 from modelport.errors import UserError
 from modelport.io.events import decode, encode, encoder, fast_json, stop_on_signals
-from modelport.scoring import choice
+from modelport.scoring import choice, reasons
 from modelport.scoring.checks import (
     FLAG,
     Flag,
@@ -100,10 +104,24 @@ class Scorer:
     format: str
     predictor: Any
     why: str = ""
+    #: gives the predictor that explains this version (:func:`modelport.scoring.reasons.
+    #: explaining`): the scoring one, or the version's compiled or native artefact
+    find_explainer: Any = None
+    _explainer: Any = None
 
     @property
     def signature(self):
         return self.predictor.signature
+
+    def explainer(self):
+        """The predictor giving this version's reasons, found on first use and kept; a
+        :class:`UserError` when the version cannot explain."""
+        if self._explainer is None:
+            found = (self.find_explainer() if self.find_explainer is not None
+                     else reasons.explaining(self.predictor))
+            reasons.warm_up(found)
+            self._explainer = found
+        return self._explainer
 
 
 def follow(uri: str | ModelURI, registry, *, poll_seconds: float = 2.0,
@@ -114,7 +132,9 @@ def follow(uri: str | ModelURI, registry, *, poll_seconds: float = 2.0,
 
     def load(version) -> Scorer:
         predictor, chosen = choice.load(registry, version, "row", forced)
-        return Scorer(muri.name, version.version, chosen.format, predictor, chosen.why)
+        return Scorer(muri.name, version.version, chosen.format, predictor, chosen.why,
+                      find_explainer=functools.partial(reasons.explaining, predictor,
+                                                       registry, version))
 
     return Follower(muri, registry, load, poll_seconds=poll_seconds, on_reload=on_reload)
 
@@ -308,7 +328,7 @@ class LookupStore:
     same row again.
     """
 
-    def __init__(self, spec: str, key: str) -> None:
+    def __init__(self, spec: str, key: str, explain: int = 0) -> None:
         from modelport.io.tables import redact
 
         url, _, table = spec.partition("#")
@@ -316,6 +336,7 @@ class LookupStore:
             raise UserError(f"--lookup-store {redact(spec)!r}: use a SQLAlchemy URL with the "
                             "table after '#', e.g. sqlite:///scores.db#churn_scores")
         self.url, self.table, self.key = url, table, key
+        self.explain = explain  # reason_1..k and contribution_1..k columns
         self._sink = None
         self.column = None
         self.location = redact(spec)
@@ -336,6 +357,10 @@ class LookupStore:
             table = sa.Table(sink.table_name, sa.MetaData(**where), autoload_with=sink.engine)
             return table.c[self.key]
 
+        if not self.explain:
+            from modelport.serve.batch import refuse_stale_reasons
+
+            refuse_stale_reasons(f"{self.url}#{self.table}", "modelport stream")
         try:
             if sa.inspect(sink.engine).has_table(sink.table_name, **where):
                 key_column = key_of_table()
@@ -343,7 +368,8 @@ class LookupStore:
             raise UserError(f"--lookup-store {self.location}: cannot read the table's key "
                             f"column {self.key!r}: {reason(exc, 300)}") from None
         self._id_type = pa.int64() if _whole(key_column) else pa.string()
-        sink.start(output_schema(scorer.signature, self._id_type, self.key), resume=True)
+        sink.start(output_schema(scorer.signature, self._id_type, self.key, self.explain),
+                   resume=True)
         try:
             self.column = key_of_table()
         except sa.exc.SQLAlchemyError as exc:
@@ -376,7 +402,7 @@ class LookupStore:
         at = {p: j for j, p in enumerate(outcome.positions.tolist())}
         entries = [(k, at[held[-1]]) for k, held in holders.items()]
         signature = scorer.signature
-        schema = output_schema(signature, self._id_type, self.key)
+        schema = output_schema(signature, self._id_type, self.key, self.explain)
 
         def upsert(positions: np.ndarray) -> None:
             part = [entries[i] for i in positions.tolist()]
@@ -410,6 +436,8 @@ class Steps:
     enrich: Enrich | None = None
     store: LookupStore | None = None
     plog: Any = None
+    #: how many reasons each output carries (0: none)
+    explain: int = 0
 
 
 @dataclass
@@ -474,6 +502,8 @@ def score_batch(scorer: Scorer, messages: list, steps: Steps | None = None) -> S
     if events:
         checked = check(events, scorer.signature, steps.policy, unknown="ignore")
         outcome = score(scorer.predictor.run_checked, checked, scorer.predictor.empty_outputs)
+        if steps.explain and outcome.scored:
+            _explain(scorer, checked, outcome, steps.explain)
         if steps.store is not None and outcome.scored:
             steps.store.write(scorer, events, outcome)
         for p, why in outcome.rejects.items():
@@ -490,10 +520,35 @@ def score_batch(scorer: Scorer, messages: list, steps: Steps | None = None) -> S
     return scored
 
 
+def _explain(scorer: Scorer, checked, outcome: Outcome, k: int) -> None:
+    """Add the scored events' reasons to ``outcome``'s outputs: the columns a lookup table
+    holds and, under :data:`REASONS`, each output's ``base`` and ``reasons`` (rows the
+    later steps reject are taken out with their scores)."""
+    positions = outcome.positions
+    cols = checked.columns if len(positions) == checked.rows else \
+        {c: v[positions] for c, v in checked.columns.items()}
+    why = reasons.top(scorer.explainer(), cols, k)
+    records = np.empty(len(positions), dtype=object)
+    records[:] = why.records()
+    outcome.outputs.update(why.table())
+    outcome.outputs[REASONS] = records
+
+
+#: the output key holding each scored event's reasons, as its output carries them
+REASONS = "_reasons"
+
+
+def _scores(outputs: dict) -> dict:
+    """The model's outputs without the reasons :func:`_explain` added."""
+    return {k: v for k, v in outputs.items()
+            if k != REASONS and not k.startswith(("reason_", "contribution_"))}
+
+
 def _outputs(scorer: Scorer, events, at, mids, outcome: Outcome, checked,
              fmt: str) -> list[tuple[str, bytes]]:
     base = {"model": scorer.name, "version": scorer.version}
-    columns = {k: np.asarray(v).tolist() for k, v in outcome.outputs.items()}
+    columns = {k: np.asarray(v).tolist() for k, v in _scores(outcome.outputs).items()}
+    explained = outcome.outputs.get(REASONS)
     flags = outcome.flags
     warnings = _Warnings(scorer.signature, checked) if flags else None
     suffix = f"@{scorer.version}"
@@ -512,6 +567,8 @@ def _outputs(scorer: Scorer, events, at, mids, outcome: Outcome, checked,
                 row["key"] = _plain_id(key)
         for k, values in columns.items():
             row[k] = values[j]
+        if explained is not None:
+            row.update(explained[j])
         if flags and p in flags:
             row["warnings"] = warnings(flags[p], p)
         wire = mid + suffix
@@ -567,7 +624,7 @@ def _log(plog, scorer: Scorer, messages, mids, events, at, checked, outcome, rej
             key = events[p].get("id")
             ids.append(mids[at[p]] if _missing(key) else key)
         flags = outcome.flags
-        plog.log(scorer.name, scorer.version, cols, outcome.outputs,
+        plog.log(scorer.name, scorer.version, cols, _scores(outcome.outputs),
                  request_ids=[mids[at[p]] for p in scored], ids=ids,
                  latency_ms=[(now - messages[at[p]].received) * 1000 for p in scored],
                  warnings=[warning_text(flags.get(p, [])) or None for p in scored]
@@ -662,7 +719,8 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
               metrics_port: int | None = None, registry=None,
               stop: asyncio.Event | None = None, log_url: str | None = None,
               log_sample: float = 1.0, lookup_store: str | None = None,
-              inflight: int = 3, policy: InputPolicy = FLAG) -> Stats:
+              inflight: int = 3, policy: InputPolicy = FLAG,
+              explain: int | str | None = None) -> Stats:
     """Run one stream worker until SIGTERM/SIGINT (or ``stop``); return what it did.
 
     Reads up to ``batch`` messages (waiting at most ``max_wait_ms`` for them to gather),
@@ -671,7 +729,9 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
     scored and flagged (the default) or rejected. ``log_url`` (a SQLAlchemy URL with
     ``#table``) keeps a ``log_sample`` share of the scored events in a prediction log for
     ``modelport monitor``. ``lookup_store`` (``URL#table``) upserts each event's new score
-    into a lookup table (see :class:`LookupStore`).
+    into a lookup table (see :class:`LookupStore`). ``explain`` (a number of reasons)
+    adds each event's largest reasons to its output and to the lookup table; a version
+    that cannot explain stops the worker before it reads anything.
     """
     from modelport.io import brokers
     from modelport.registry import Registry
@@ -708,9 +768,16 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
     follower = follow(uri, registry, poll_seconds=poll_seconds, on_reload=reloaded)
     name = follower.name
     steps = Steps(fmt=fmt, policy=policy)
+    if explain is not None:
+        steps.explain = reasons.count(explain, follower.current.signature, "--explain")
+        try:
+            follower.current.explainer()
+        except UserError as exc:
+            raise UserError(f"--explain: {exc}; stream without --explain") from None
     steps.enrich = Enrich(enrich) if enrich else None
     if lookup_store:
-        steps.store = LookupStore(lookup_store, steps.enrich.key if steps.enrich else "id")
+        steps.store = LookupStore(lookup_store, steps.enrich.key if steps.enrich else "id",
+                                  steps.explain)
         steps.store.start(follower.current,
                           steps.enrich.column if steps.enrich is not None else None)
     if log_url:

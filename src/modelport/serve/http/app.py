@@ -20,6 +20,7 @@ from typing import Any
 
 import modelport
 from modelport.errors import NotFound, UserError
+from modelport.scoring import reasons
 from modelport.scoring.checks import InputPolicy, Unreadable, check, warning_text
 from modelport.scoring.following import Follower
 from modelport.scoring.metrics import HttpMetrics
@@ -36,6 +37,8 @@ log = logging.getLogger("modelport.serve")
 VERSION_HEADER = b"modelport-model-version"
 #: answers of more rows than this are encoded in a worker thread, off the event loop
 OFFLOAD_ROWS = 4096
+#: requests of more rows than this are explained in a worker thread, off the event loop
+EXPLAIN_INLINE_ROWS = 8
 
 
 class ModelServer:
@@ -114,6 +117,7 @@ class ModelServer:
         for served in self.served.values():
             for _, f in served.followers():
                 f.current.batcher.close()
+                await asyncio.to_thread(f.heartbeat.stop)  # off the console's live list
         if self.prediction_log is not None:
             await asyncio.to_thread(self.prediction_log.close)
 
@@ -341,15 +345,49 @@ class ModelServer:
                                      text[:1000].encode("ascii", "backslashreplace")))
         return response
 
+    # -- reason codes ----------------------------------------------------------------------
+
+    @staticmethod
+    def _explain_count(value, loaded: Loaded) -> int | None:
+        """How many reasons a request asks for (None: not asked); a 400 naming ``explain``
+        for a value that is not a whole number from 1 to the model's input columns."""
+        if value is None:
+            return None
+        try:
+            return reasons.count(value, loaded.signature)
+        except UserError as exc:
+            raise HTTPError(400, str(exc), "explain") from None
+
+    async def _reasons(self, loaded: Loaded, checked, k: int | None):
+        """The top ``k`` reasons of the checked rows (None when not asked); a 422 saying
+        why for a model that cannot explain. The first call finds the version's explaining
+        predictor and builds its tables in a worker thread; more than
+        :data:`EXPLAIN_INLINE_ROWS` rows are explained there too, off the event loop (a
+        large forest takes milliseconds per row)."""
+        if k is None:
+            return None
+        try:
+            if loaded._explainer is None:
+                await asyncio.to_thread(loaded.explainer)
+            explainer = loaded.explainer()
+            if checked.rows > EXPLAIN_INLINE_ROWS:
+                return await asyncio.to_thread(reasons.top, explainer, checked.columns, k)
+            return reasons.top(explainer, checked.columns, k)
+        except UserError as exc:
+            self.metrics.errors.labels(loaded.uri.name, "422").inc()
+            raise HTTPError(422, str(exc), "explain") from None
+
     async def predict(self, req: Request) -> Response:
         name = req.params["model"]
         loaded, role = self._loaded(req)
         names = loaded.signature.names
+        k = self._explain_count(req.query.get("explain"), loaded)
         raw = await req.parse(lambda body: protocol_json.decode_body(body, names))
         out, checked = await self._score(req, name, loaded, role, raw, "json")
+        why = await self._reasons(loaded, checked, k)
         signature, version = loaded.signature, loaded.version
         return await self._answer(
-            lambda: protocol_json.encode(out, signature, name, version), loaded, checked)
+            lambda: protocol_json.encode(out, signature, name, version, why), loaded, checked)
 
     async def v1_predict(self, req: Request) -> Response:
         name = req.params["model"]
@@ -367,11 +405,13 @@ class ModelServer:
         names, headers = loaded.signature.names, req.headers
         request, raw = await req.parse(
             lambda body: protocol_v2.decode_body(body, headers, names))
+        k = self._explain_count((request.get("parameters") or {}).get("explain"), loaded)
         out, checked = await self._score(req, name, loaded, role, raw, "v2")
+        why = await self._reasons(loaded, checked, k)
         signature, version = loaded.signature, loaded.version
         return await self._answer(
-            lambda: protocol_v2.encode(out, signature, name, version, request, req.id), loaded,
-            checked)
+            lambda: protocol_v2.encode(out, signature, name, version, request, req.id, why),
+            loaded, checked)
 
     async def invocations(self, req: Request) -> Response:
         name = req.query.get("model") or req.headers.get("modelport-model") \
@@ -381,10 +421,12 @@ class ModelServer:
         names, content_type = loaded.signature.names, req.content_type
         raw, params = await req.parse(
             lambda body: protocol_mlflow.decode(body, content_type, names))
+        k = self._explain_count(params.get("explain"), loaded)
         out, checked = await self._score(req, name, loaded, role, raw, "mlflow")
+        why = await self._reasons(loaded, checked, k)
         signature = loaded.signature
         return await self._answer(
-            lambda: protocol_mlflow.encode(out, signature, params), loaded, checked)
+            lambda: protocol_mlflow.encode(out, signature, params, why), loaded, checked)
 
     async def lookup(self, req: Request) -> Response:
         """The stored batch score of an entity, or (``?refresh=true``) a fresh one computed
@@ -418,6 +460,7 @@ class ModelServer:
             raise HTTPError(501, "refresh=true needs a feature table; start the server with "
                                  "--feature-table URL#table")
         loaded, role = served.pick()
+        k = self._explain_count(req.query.get("explain"), loaded)
         try:
             raw = await asyncio.to_thread(read_features, self.feature_table, entity,
                                           loaded.signature.names)
@@ -425,7 +468,8 @@ class ModelServer:
             raise HTTPError(404 if isinstance(exc, NotFound) else 422, str(exc), "id") \
                 from None
         out, checked = await self._score(req, served.name, loaded, role, raw, "lookup")
-        body = protocol_json.encode(out, loaded.signature, served.name, loaded.version)
+        why = await self._reasons(loaded, checked, k)
+        body = protocol_json.encode(out, loaded.signature, served.name, loaded.version, why)
         prediction = body["predictions"][0]
         answer = {"id": entity, "model": served.name, "model_version": loaded.version,
                   "refreshed": True, **prediction, "scored_at": datetime.now(UTC).isoformat()}

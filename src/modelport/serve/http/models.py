@@ -11,13 +11,14 @@ started with, so in-flight requests finish on the old version.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from modelport.errors import UserError
-from modelport.scoring import choice
+from modelport.scoring import choice, reasons
 from modelport.scoring.following import Follower
 from modelport.serve.http.batching import MicroBatcher
 from modelport.uri import ModelURI
@@ -34,10 +35,24 @@ class Loaded:
     batcher: MicroBatcher
     why: str = ""
     loaded_at: float = field(default_factory=time.time)
+    #: gives the predictor that explains this version (:func:`modelport.scoring.reasons.
+    #: explaining`): the serving one, or the version's compiled or native artefact
+    find_explainer: Any = None
+    _explainer: Any = None
 
     @property
     def signature(self):
         return self.predictor.signature
+
+    def explainer(self):
+        """The predictor giving this version's reasons, found on first use and kept; a
+        :class:`UserError` when the version cannot explain."""
+        if self._explainer is None:
+            found = (self.find_explainer() if self.find_explainer is not None
+                     else reasons.explaining(self.predictor))
+            reasons.warm_up(found)
+            self._explainer = found
+        return self._explainer
 
     def describe(self) -> dict[str, Any]:
         return {"uri": str(self.uri), "version": self.version, "format": self.format,
@@ -55,7 +70,9 @@ def follow(uri: str | ModelURI, registry, *, batching: dict[str, Any], fmt: str 
         report = (lambda n, rows, secs: on_batch(labels, n, rows, secs)) if on_batch else None
         batcher = MicroBatcher(predictor.run_checked, empty=predictor.empty_outputs, on_batch=report,
                                **batching)
-        return Loaded(muri, version.version, chosen.format, predictor, batcher, chosen.why)
+        return Loaded(muri, version.version, chosen.format, predictor, batcher, chosen.why,
+                      find_explainer=functools.partial(reasons.explaining, predictor,
+                                                       registry, version))
 
     return Follower(muri, registry, load, poll_seconds=poll_seconds, on_reload=on_reload)
 

@@ -3,7 +3,8 @@
 The body is one record (``{"tenure": 3, "plan": "basic"}``), a list of records, or a dict of
 columns (``{"tenure": [3, 40], "plan": ["basic", "premium"]}``). The answer names the model
 and version and gives one prediction per row: ``label`` and ``proba`` (class -> probability)
-for classifiers, ``value`` for regressors, ``cluster`` for clustering.
+for classifiers, ``value`` for regressors, ``cluster`` for clustering. ``?explain=3`` adds
+each prediction's three largest reasons (:mod:`modelport.scoring.reasons`).
 """
 
 from __future__ import annotations
@@ -70,7 +71,12 @@ def decode_body(body: bytes, names: list[str]) -> dict[str, Any]:
     return decode(loads(body), names)
 
 
-def encode(out: dict[str, np.ndarray], signature, model: str, version: int) -> dict[str, Any]:
+def encode(out: dict[str, np.ndarray], signature, model: str, version: int,
+           reasons=None) -> dict[str, Any]:
+    """The answer: one prediction per row; with ``reasons`` (``?explain=k``, a
+    :class:`~modelport.scoring.reasons.Reasons`) each prediction also holds ``base`` and
+    ``reasons`` (``[{"column", "value", "contribution"}]``, largest first), and ``output``
+    (the class explained) for a model with several raw scores."""
     task = signature.task
     if task == "classification":
         labels = out["label"].tolist()
@@ -84,4 +90,7 @@ def encode(out: dict[str, np.ndarray], signature, model: str, version: int) -> d
         preds = [{"value": v} for v in out["value"].tolist()]
     else:
         preds = [{"cluster": c} for c in out["cluster"].tolist()]
+    if reasons is not None:
+        for pred, why in zip(preds, reasons.records(), strict=True):
+            pred.update(why)
     return {"model": model, "version": version, "predictions": preds}

@@ -5,7 +5,7 @@ JSON bodies hold exactly one of ``dataframe_split`` (``columns`` + ``data``),
 optional ``params``; ``text/csv`` and ``application/csv`` bodies have a header row. The
 answer is ``{"predictions": [...]}``: labels, values or cluster ids, or class probabilities
 with ``params: {"predict_method": "predict_proba"}``, as MLflow's scikit-learn flavour
-gives them.
+gives them; ``params: {"explain": 3}`` adds ``reasons`` beside them.
 """
 
 from __future__ import annotations
@@ -83,7 +83,14 @@ def _csv(body: bytes) -> dict[str, list]:
             for j, name in enumerate(header)}
 
 
-def encode(out: dict[str, np.ndarray], signature, params: dict) -> dict[str, Any]:
+def encode(out: dict[str, np.ndarray], signature, params: dict, reasons=None) -> dict[str, Any]:
+    """``{"predictions": [...]}``; with ``params: {"explain": k}`` also ``reasons``, one
+    ``{"base", "reasons": [{"column", "value", "contribution"}]}`` per prediction, so
+    MLflow clients reading ``predictions`` see the same answer."""
     if params.get("predict_method") == "predict_proba" and "proba" in out:
-        return {"predictions": out["proba"].tolist()}
-    return {"predictions": out[PRIMARY_OUTPUT[signature.task]].tolist()}
+        body = {"predictions": out["proba"].tolist()}
+    else:
+        body = {"predictions": out[PRIMARY_OUTPUT[signature.task]].tolist()}
+    if reasons is not None:
+        body["reasons"] = reasons.records()
+    return body

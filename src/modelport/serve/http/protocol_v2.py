@@ -6,7 +6,8 @@ or one ``[n, k]`` tensor whose columns follow the signature order. Inputs may be
 ``data`` or, with Triton's binary extension (the ``Inference-Header-Content-Length``
 header), raw bytes after the JSON header. Outputs: ``label`` and ``proba`` (``[n, k]``,
 classes in ``parameters.classes``) for classifiers, ``value`` or ``cluster`` otherwise, as
-JSON data; a request may ask for a subset with ``outputs``.
+JSON data; a request may ask for a subset with ``outputs``. ``"parameters": {"explain": 3}``
+adds the three largest reasons of each row as tensors (see :func:`encode`).
 """
 
 from __future__ import annotations
@@ -185,7 +186,18 @@ def decode_body(body: bytes, headers: dict[str, str],
 
 
 def encode(out: dict[str, np.ndarray], signature, model: str, version: int,
-           request: dict, request_id: str) -> dict[str, Any]:
+           request: dict, request_id: str, reasons=None) -> dict[str, Any]:
+    """The infer response. With ``reasons`` (``"parameters": {"explain": k}``) it also
+    holds, as tensors of shape ``[n]``, ``base`` (FP64), ``reason_1..k`` (BYTES, input
+    column names, largest first) and ``contribution_1..k`` (FP64), plus ``reason_output``
+    (the class explained) for a model with several raw scores."""
+    if reasons is not None:
+        out = dict(out)
+        out["base"] = reasons.base
+        if reasons.output is not None:
+            out["reason_output"] = reasons.output
+        for name, column in reasons.table().items():
+            out[name] = column
     wanted = None
     if isinstance(request.get("outputs"), list):
         wanted = {o.get("name") for o in request["outputs"]
@@ -194,9 +206,11 @@ def encode(out: dict[str, np.ndarray], signature, model: str, version: int,
     for name, arr in out.items():
         if wanted is not None and name not in wanted:
             continue
-        if name == "label":
+        if name in ("label", "reason_output") or name.startswith("reason_"):
             kind = "string" if arr.dtype.kind in "OUS" else str(arr.dtype)
-            entry = {"name": "label", "shape": [len(arr)], "datatype": datatype(kind),
+            if name != "label" and arr.dtype.kind == "O":
+                arr = arr.astype(str)
+            entry = {"name": name, "shape": [len(arr)], "datatype": datatype(kind),
                      "data": arr.tolist()}
         elif name == "proba":
             entry = {"name": "proba", "shape": list(arr.shape), "datatype": "FP64",

@@ -1,0 +1,176 @@
+"""Reason codes on every surface: how many a request may ask for, which predictor gives
+them, and the one shape HTTP, batch files, lookups and streams carry them in.
+
+A surface asks for ``k`` reasons (``"explain": 3`` in a request, ``--explain 3`` on the
+command line); :func:`count` checks the number. :func:`explaining` finds the predictor of
+a version that can explain (the serving one when its format holds an intermediate form,
+else the version's compiled or native artefact), and :func:`top` gives, per row, the ``k``
+input columns that moved the row's raw score most (see :mod:`modelport.compile.explain`):
+
+- one raw score (a regressor, a binary classifier's log-odds of its second class): those
+  contributions;
+- two raw scores of a two-class model (forests give class probabilities): the second
+  class's, as for the log-odds;
+- more (multiclass): the contributions to the predicted class's raw score, named in
+  ``output``.
+
+Each row's ``base`` is the score every row starts from; ``base`` plus all contributions is
+the row's raw score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from modelport.errors import UserError
+from modelport.kernel import Coded
+
+#: the formats that hold an intermediate form to read contributions from, best first
+EXPLAINING_FORMATS = ("compiled", "joblib", "skops")
+
+
+def count(value: Any, signature, source: str = "explain") -> int:
+    """The number of reasons ``value`` asks for: a whole number from 1 to the model's
+    number of input columns (an int, or its digits as text from a URL or command line).
+    Anything else is a :class:`UserError` naming ``source`` and the range."""
+    n = len(signature.names)
+    k = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        k = value
+    elif isinstance(value, str) and value.strip().isdigit() and len(value.strip()) < 10:
+        k = int(value.strip())
+    if k is None or not 1 <= k <= n:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise UserError(f"{source} must be a whole number of reasons from 1 to {n} (the "
+                        f"model's input columns); got {shown}")
+    return k
+
+
+def explaining(predictor, registry=None, version=None):
+    """A predictor of the same version that can explain: ``predictor`` itself when its
+    format can, else the version's first accepted artefact in :data:`EXPLAINING_FORMATS`
+    loaded from ``registry``. A :class:`UserError` when there is none."""
+    if predictor.explains:
+        return predictor
+    if registry is not None and version is not None:
+        accepted = version.accepted_formats()
+        for fmt in EXPLAINING_FORMATS:
+            if fmt in accepted:
+                return registry.load(version, format=fmt)
+    raise UserError(
+        f"model {predictor.describe()} cannot be explained: reasons are read from an "
+        f"intermediate form, which its {predictor.format or 'loaded'} artefact does not "
+        f"hold and the version has no {', '.join(EXPLAINING_FORMATS)} artefact to read "
+        "it from"
+    )
+
+
+def warm_up(predictor) -> None:
+    """Build ``predictor``'s explanation tables now (one made-up row explained), so the
+    first real request pays only for its rows; a model that cannot explain raises here."""
+    row = {}
+    for col in predictor.signature.inputs:
+        if col.kind == "numeric":
+            row[col.name] = np.array([col.min if col.min is not None else 0.0])
+        else:
+            row[col.name] = np.array([col.categories[0] if col.categories else np.nan],
+                                     dtype=object)
+    predictor.contributions_checked(row)
+
+
+@dataclass
+class Reasons:
+    """The top ``k`` reasons of ``n`` rows: arrays of shape (n,) and (n, k)."""
+
+    base: np.ndarray
+    columns: np.ndarray
+    values: np.ndarray
+    contributions: np.ndarray
+    #: the class each row's reasons explain, when the model has several raw scores
+    output: np.ndarray | None = None
+
+    def records(self) -> list[dict[str, Any]]:
+        """Per row ``{"base", "reasons": [{"column", "value", "contribution"}], "output"?}``
+        with plain JSON values (a missing input value is null)."""
+        base = self.base.tolist()
+        contributions = self.contributions.tolist()
+        outputs = self.output.tolist() if self.output is not None else None
+        out = []
+        for i, cols in enumerate(self.columns.tolist()):
+            row: dict[str, Any] = {"base": base[i], "reasons": [
+                {"column": c, "value": _plain(v), "contribution": x}
+                for c, v, x in zip(cols, self.values[i], contributions[i], strict=True)]}
+            if outputs is not None:
+                row["output"] = outputs[i]
+            out.append(row)
+        return out
+
+    def table(self) -> dict[str, np.ndarray]:
+        """The columns a batch output and the lookup table carry: ``reason_1..k`` (input
+        column names) and ``contribution_1..k``."""
+        out: dict[str, np.ndarray] = {}
+        for j in range(self.columns.shape[1]):
+            out[f"reason_{j + 1}"] = self.columns[:, j]
+            out[f"contribution_{j + 1}"] = self.contributions[:, j]
+        return out
+
+
+def empty_table(k: int) -> dict[str, np.ndarray]:
+    """:meth:`Reasons.table` of no rows."""
+    out: dict[str, np.ndarray] = {}
+    for j in range(1, k + 1):
+        out[f"reason_{j}"] = np.zeros(0, dtype=object)
+        out[f"contribution_{j}"] = np.zeros(0)
+    return out
+
+
+def top(predictor, cols: dict, k: int) -> Reasons:
+    """The ``k`` reasons of each row of ``cols`` (columns the scoring core checked) from
+    ``predictor`` (one that :func:`explaining` gave)."""
+    base, contrib = predictor.contributions_checked(cols)
+    names = np.asarray(predictor.signature.names, dtype=object)
+    n = contrib.shape[0]
+    output = None
+    if contrib.ndim == 3:
+        classes, n_out = predictor.classes, contrib.shape[2]
+        if n_out == 2:
+            pick = np.ones(n, dtype=np.intp)
+        else:
+            pick = np.argmax(base + contrib.sum(axis=1), axis=1)
+        contrib = contrib[np.arange(n), :, pick]
+        base = base[pick]
+        labels = np.asarray(classes if classes is not None and len(classes) == n_out
+                            else range(n_out), dtype=object)
+        output = labels[pick]
+    else:
+        base = np.full(n, base[0])
+    # stable: equal magnitudes keep signature order
+    order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :k]
+    rows = np.arange(n)[:, None]
+    values = np.empty((n, k), dtype=object)
+    signature = predictor.signature.names
+    if n * k <= 64:  # a request's few rows: no pass over every column
+        for i, picked in enumerate(order.tolist()):
+            for r, j in enumerate(picked):
+                column = cols[signature[j]]
+                values[i, r] = column[i:i + 1].decode()[0] if isinstance(column, Coded) \
+                    else column[i]
+    else:
+        for j, name in enumerate(signature):
+            hit = order == j
+            if hit.any():
+                column = cols[name]
+                column = column.decode() if isinstance(column, Coded) else column
+                values[hit] = np.asarray(column, dtype=object)[np.nonzero(hit)[0]]
+    return Reasons(base, names[order], values, contrib[rows, order], output)
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
