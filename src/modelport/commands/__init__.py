@@ -5,4 +5,4 @@ Each module here registers its commands on :data:`modelport.cli.app` when import
 a module must import nothing heavy at import time.
 """
 
-MODULES = ("retrain", "learn", "monitor")
+MODULES = ("retrain", "learn", "monitor", "ui")

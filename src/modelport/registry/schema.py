@@ -158,6 +158,25 @@ schedule_runs = Table(
 )
 
 
+#: one row per live process serving a model URI (serve, stream, trigger run, learn), written
+#: every few seconds by the process itself (modelport.registry.heartbeats); a registry made
+#: before this table existed gets it on first use, like every table
+heartbeats = Table(
+    "mp_heartbeats", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("surface", String(32), nullable=False),
+    Column("uri", String(255), nullable=False),
+    Column("model", String(128), nullable=False, index=True),
+    Column("version", Integer),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+    Column("stats", JSON),  # rates, rejects and warnings by reason, last reload error
+    UniqueConstraint("host", "pid", "surface", "uri", name="uq_mp_heartbeats_process"),
+)
+
+
 def normalise_url(url: str) -> str:
     """Use psycopg 3 for plain ``postgresql://`` URLs."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):

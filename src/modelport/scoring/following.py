@@ -10,20 +10,192 @@ started with, and nothing ever sees a half-loaded version. A load that fails lea
 old version serving, is logged, counted (``modelport_reloads_total{outcome="failed"}``)
 and shown in :meth:`Follower.status` until a later version loads; the failed version is
 not tried again until the URI moves.
+
+Each poll also tells the registry that this process is alive and which version it serves
+(a :class:`Heartbeat`, at most one write every ``MODELPORT_HEARTBEAT_SECONDS``, 10 by
+default, 0 to turn it off), with the rows per second, rejects and warnings by reason this
+process counted: ``modelport ui`` lists those processes. A registry write that fails is
+logged and never stops the surface.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from modelport.uri import ModelURI
 
 log = logging.getLogger("modelport.follow")
 T = TypeVar("T")
+HEARTBEAT_ENV = "MODELPORT_HEARTBEAT_SECONDS"
+#: the command words that name each surface, as ``modelport ui`` shows them
+_SURFACES = {"serve": "serve", "stream": "stream", "trigger": "trigger run", "learn": "learn"}
+
+
+#: registries this process wrote heartbeats to: its rows there go when it exits cleanly
+_BEATING: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+
+
+@atexit.register
+def _forget_all() -> None:
+    from modelport.registry import heartbeats
+
+    for registry in list(_BEATING.values()):
+        try:
+            heartbeats.forget(registry)
+        except Exception:  # noqa: BLE001 - the row then shows as not seen, which is true
+            pass
+
+
+def heartbeat_seconds() -> float:
+    """Seconds between two heartbeats of one process (``MODELPORT_HEARTBEAT_SECONDS``);
+    0 turns them off; a value that is no number counts as the default, 10."""
+    try:
+        return max(float(os.environ.get(HEARTBEAT_ENV, "10")), 0.0)
+    except ValueError:
+        return 10.0
+
+
+def surface_name() -> str:
+    """The surface this process runs: the ``modelport`` command it was started as (``serve``,
+    ``stream``, ``trigger run``, ``learn``), else the counting surface's label."""
+    argv = sys.argv
+    if argv and os.path.basename(argv[0]) in ("modelport", "__main__.py") and len(argv) > 1 \
+            and argv[1] in _SURFACES:
+        return _SURFACES[argv[1]]
+    from modelport.scoring import metrics as M
+
+    labels = sorted({m.surface for m in list(M.LIVE)})
+    return labels[0] if labels else "python"
+
+
+class Heartbeat:
+    """Tells the registry, at most every ``seconds``, that this process serves ``uri`` with
+    a version (:func:`modelport.registry.heartbeats.beat`); never raises.
+
+    :meth:`tick` returns at once and writes in a background thread when a beat is due, so a
+    surface's loop never waits on the registry. The figures come from ``stats()`` when
+    given, else from this process's Prometheus counters for the model
+    (:data:`modelport.scoring.metrics.LIVE`), turned into rates between two beats.
+    """
+
+    def __init__(self, registry, uri, *, surface: str | None = None,
+                 seconds: float | None = None,
+                 stats: Callable[[], dict[str, Any]] | None = None) -> None:
+        self.registry = registry
+        self.uri = uri if isinstance(uri, ModelURI) else ModelURI.parse(str(uri))
+        self.surface = surface
+        self.seconds = heartbeat_seconds() if seconds is None else seconds
+        self.stats = stats
+        self.started_at = datetime.now(UTC)
+        self.failures = 0
+        self._next = 0.0
+        self._last: tuple[float, float] | None = None  # (monotonic time, rows scored)
+        self._thread: threading.Thread | None = None
+
+    def due(self) -> bool:
+        return self.seconds > 0 and time.monotonic() >= self._next
+
+    def tick(self, version: int | None, *, now: bool = False) -> None:
+        """Start a :meth:`beat` in a background thread when one is due (or ``now``, after
+        a new version loaded) and none runs."""
+        if self.seconds <= 0:
+            return
+        if self._thread is not None and self._thread.is_alive():
+            if now:
+                self._next = 0.0  # the beat under way may carry the old version: beat again
+            return
+        if not now and not self.due():
+            return
+        self._next = time.monotonic() + self.seconds
+        self._thread = threading.Thread(target=self.beat, args=(version,), daemon=True,
+                                        name=f"modelport-heartbeat-{self.uri.name}")
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Beat no more and take this process's rows out of the registry (a surface that
+        stops cleanly); never raises."""
+        self.seconds = 0.0
+        self.wait(10)
+        try:
+            from modelport.registry import heartbeats
+
+            heartbeats.forget(self.registry)
+        except Exception as exc:  # noqa: BLE001 - the row then shows as not seen
+            log.warning("could not remove the heartbeat of %s: %s", self.uri, exc)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for a beat under way to end (tests, and surfaces that stop)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def beat(self, version: int | None) -> bool:
+        """Write one heartbeat now (blocking); False, logged, when the registry refused."""
+        if self.seconds <= 0:
+            return False
+        self._next = time.monotonic() + self.seconds
+        try:
+            from modelport.registry import heartbeats
+
+            figures = dict(self.stats()) if self.stats is not None else self._counted()
+            figures.setdefault("rows_per_s", self._rate(figures.get("scored")))
+            heartbeats.beat(self.registry, surface=self.surface or surface_name(),
+                            uri=str(self.uri), model=self.uri.name, version=version,
+                            started_at=self.started_at, stats=figures)
+            self.failures = 0
+            try:
+                _BEATING.setdefault(id(self.registry), self.registry)
+            except TypeError:  # a registry that cannot be weakly referenced
+                pass
+            return True
+        except Exception as exc:  # noqa: BLE001 - a heartbeat never stops the surface
+            self.failures += 1
+            if self.failures in (1, 10) or self.failures % 100 == 0:
+                log.warning("could not write the heartbeat of %s to the registry (%s); "
+                            "serving goes on", self.uri, exc)
+            return False
+
+    def _counted(self) -> dict[str, Any]:
+        from modelport.scoring import metrics as M
+
+        scored = 0.0
+        rejected: dict[str, float] = {}
+        warnings: dict[str, float] = {}
+        name = self.uri.name
+        for m in list(M.LIVE):
+            for family in m.registry.collect():
+                for sample in family.samples:
+                    if sample.labels.get("model") != name or not sample.name.endswith("_total"):
+                        continue
+                    if family.name == "modelport_scored_rows":
+                        scored += sample.value
+                    elif family.name == "modelport_rejected_rows":
+                        why = sample.labels.get("reason", "?")
+                        rejected[why] = rejected.get(why, 0) + sample.value
+                    elif family.name == "modelport_warnings":
+                        why = f"{sample.labels.get('field')}: {sample.labels.get('kind')}"
+                        warnings[why] = warnings.get(why, 0) + sample.value
+        return {"scored": int(scored),
+                "rejected": {k: int(v) for k, v in sorted(rejected.items())},
+                "warnings": {k: int(v) for k, v in sorted(warnings.items())}}
+
+    def _rate(self, scored) -> float | None:
+        """Rows per second since the previous beat, from the running total ``scored``."""
+        if scored is None:
+            return None
+        now, rate = time.monotonic(), None
+        if self._last is not None and now > self._last[0]:
+            rate = round(max(float(scored) - self._last[1], 0.0) / (now - self._last[0]), 3)
+        self._last = (now, float(scored))
+        return rate
 
 
 class Follower(Generic[T]):
@@ -38,7 +210,8 @@ class Follower(Generic[T]):
 
     def __init__(self, uri: str | ModelURI, registry, load: Callable[[Any], T], *,
                  poll_seconds: float = 2.0,
-                 on_reload: Callable[[Follower, str], None] | None = None) -> None:
+                 on_reload: Callable[[Follower, str], None] | None = None,
+                 heartbeat: Heartbeat | None = None) -> None:
         self.uri = uri if isinstance(uri, ModelURI) else ModelURI.parse(str(uri))
         self.registry = registry
         self.poll_seconds = poll_seconds
@@ -54,6 +227,8 @@ class Follower(Generic[T]):
         self._lock = threading.Lock()
         self._next = time.monotonic() + poll_seconds
         self._thread: threading.Thread | None = None
+        self.heartbeat = heartbeat or Heartbeat(registry, self.uri)
+        self.heartbeat.tick(self.version)
 
     @property
     def name(self) -> str:
@@ -64,6 +239,7 @@ class Follower(Generic[T]):
         Blocking: run it in a thread (or use :meth:`tick`)."""
         if not self._lock.acquire(blocking=False):
             return False  # a load is already under way
+        self.heartbeat.tick(self.version)
         try:
             try:
                 target = self.registry.resolve(self.uri)
@@ -91,6 +267,7 @@ class Follower(Generic[T]):
             self.reloads += 1
             log.info("now serving %s/%s for %s (was %s)", self.uri.name, target, self.uri, old)
             self._told("loaded")
+            self.heartbeat.tick(target, now=True)
             return True
         finally:
             self._lock.release()
@@ -99,6 +276,7 @@ class Follower(Generic[T]):
         """Start a :meth:`poll` in a background thread when one is due and none is running;
         returns at once. Surfaces with a loop of their own call it between batches."""
         if self.poll_seconds <= 0 or self.uri.version is not None:
+            self.heartbeat.tick(self.version)  # a pinned version still says it is alive
             return
         now = time.monotonic()
         if now < self._next or (self._thread is not None and self._thread.is_alive()):

@@ -24,10 +24,15 @@ build many.
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Iterable
 
 LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+
+#: the Metrics of this process, for the heartbeat a Follower writes to the registry
+LIVE: weakref.WeakSet[Metrics] = weakref.WeakSet()
 
 
 class Metrics:
@@ -60,6 +65,7 @@ class Metrics:
         self.log_refused = Counter("modelport_prediction_log_refused",
                                    "Prediction-log records its table refused", registry=r)
         self._children: dict[tuple, object] = {}
+        LIVE.add(self)  # the registry heartbeat (scoring.following) reads the counts
 
     # -- what the scoring core gave ----------------------------------------------------------
 

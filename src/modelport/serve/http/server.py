@@ -27,7 +27,16 @@ def app_from_env():
 
     options = json.loads(os.environ[ENV])
     uris = options.pop("uris")
-    return create_app(uris, **options)
+    ui = options.pop("ui", False)
+    app = create_app(uris, **options)
+    if ui:  # modelport serve --ui: the console under /ui, behind the same token as the API
+        import modelport.ui as console
+
+        token_file = options.get("token_file")
+        app = console.mount(app, console.create_app(
+            token_file=token_file, log_url=options.get("log_url"), base="/ui",
+            private=bool(token_file)))
+    return app
 
 
 def run(uris: list[str], *, host: str = "127.0.0.1", port: int = 8080, workers: int = 1,

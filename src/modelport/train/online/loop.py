@@ -801,6 +801,10 @@ async def _run(spec: OnlineSpec, *, follow: bool, fresh: bool, registry,
     learning = Learning(spec, state, registry)
     channel = open_rejects(spec)
     writer = ckpt.Checkpointer(spec, registry)
+    from modelport.scoring.following import Heartbeat
+
+    pulse = Heartbeat(registry, spec.name, surface="learn", stats=lambda: {
+        "scored": state.counts["learned"], "rejected": dict(state.reasons)})
     prom = None
     if metrics_port:
         from modelport.scoring.metrics import LearnMetrics
@@ -874,6 +878,7 @@ async def _run(spec: OnlineSpec, *, follow: bool, fresh: bool, registry,
             if state.learner is None:
                 continue
             now = time.monotonic()
+            pulse.tick(state.last_version)
             fresh_events = state.seq - last_seq
             forced = window is not None and \
                 len(unacked) >= max(window - 2 * spec.batch_size, window // 2, 1)
