@@ -152,3 +152,58 @@ def test_a_damaged_library_in_the_cache_is_built_again(tmp_path, monkeypatch):
     assert again.compile_trees()
     assert damaged.read_bytes()[:4] == b"\x7fELF"
     np.testing.assert_allclose(again.run(cols)["proba"], before["proba"], rtol=0, atol=1e-12)
+
+
+def _numeric_models():
+    """LightGBM, histogram gradient boosting and a random forest on numbers with gaps,
+    with held-out rows (gaps too), and each model's raw output for them."""
+    import lightgbm as lgb
+    import pandas as pd
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+
+    from modelport.formats.native import classes_of
+    from modelport.signature import Signature
+
+    X, y = make_classification(1600, 6, n_informative=4, random_state=3)
+    rng = np.random.default_rng(3)
+    X[rng.random(X.shape) < 0.05] = np.nan
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(6)])
+    train, held = slice(0, 1200), slice(1200, None)
+    models = {
+        "lightgbm": lgb.LGBMClassifier(n_estimators=40, num_leaves=15, verbose=-1),
+        "hgb": HistGradientBoostingClassifier(max_iter=30, random_state=0),
+        "rf": RandomForestClassifier(n_estimators=12, max_depth=6, random_state=0),
+    }
+    for name, model in models.items():
+        model.fit(frame[train] if name == "lightgbm" else X[train], y[train])
+        rows = X[held]
+        if name == "lightgbm":
+            raw = model.booster_.predict(rows, raw_score=True)[:, None]
+        elif name == "hgb":
+            raw = model.decision_function(rows)[:, None]
+        else:
+            raw = model.predict_proba(rows)
+        sig = Signature.infer(frame.head(200), "classification", classes_of(model))
+        yield name, to_ir(model, sig), rows, raw
+
+
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
+def test_the_one_row_entry_scores_each_held_out_row_as_the_native_model():
+    for name, model_ir, rows, raw in _numeric_models():
+        node = model_ir.model
+        forest = ctrees.build(model_ir, Forest(Prepared(model_ir)._program.ir["model"]).walk)
+        assert forest is not None and forest.one is not None, name
+        out = np.empty(node.n_outputs)
+        base = np.asarray(node.base, dtype=np.float64)
+        batch = forest(rows)
+        for i, x in enumerate(rows):
+            got = forest.one(x, out)
+            assert got is out  # written into the caller's array
+            np.testing.assert_array_equal(got, batch[i])  # the batch entry's very sums
+            score = (got + base) / (len(node.trees) if node.combine == "mean" else 1)
+            want = raw[i, -score.size:]
+            np.testing.assert_allclose(score, want, rtol=0, atol=1e-9, err_msg=name)
+        # a row of another length is refused, not read past its end
+        with pytest.raises(ValueError, match="tree features"):
+            forest.one(rows[0][:-1])

@@ -14,6 +14,10 @@ the trees' own thresholds (each value just below, at and above a split, and miss
 miscompiled or mismatched library is never used: :func:`build` returns None and the caller
 keeps its other runtime. ``MODELPORT_TREES=onnx`` or ``numpy`` (or no compiler) turns it off;
 forests of more than :data:`MAX_NODES` nodes are not compiled.
+
+The library also has an entry point for one row (``mp_forest_one``: each tree's code run
+on the row, into the caller's output, nothing allocated): the function :func:`build`
+returns carries it as ``forest.one``, checked on the probe rows against the batch entry.
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ def build(model_ir: ir.ModelIR, reference: Callable[[np.ndarray], np.ndarray]
         return out
 
     forest.library = lib  # keeps the library loaded as long as the function lives
+    forest.one = _one_row(lib, n_features, n_outputs)
     probe = probe_rows(node)
     got = forest(probe) + np.asarray(node.base, dtype=np.float64)
     if node.combine == "mean":
@@ -99,7 +104,32 @@ def build(model_ir: ir.ModelIR, reference: Callable[[np.ndarray], np.ndarray]
     if not worst <= _TOLERANCE:
         log.warning("compiled trees differ from the NumPy walk by %g; not used", worst)
         return None
+    first = probe[:_BLOCK]
+    if not all(np.array_equal(forest.one(x), b)
+               for x, b in zip(first, forest(first), strict=True)):
+        log.warning("the compiled one-row entry differs from the batch entry; not used")
+        forest.one = None
     return forest
+
+
+def _one_row(lib: ctypes.CDLL, n_features: int, n_outputs: int):
+    """The library's one-row entry as a function of a row (float64, ``n_features`` long)
+    giving its raw tree sums, written into ``out`` when one is given."""
+    fn = lib.mp_forest_one
+    fn.restype = None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p]
+
+    def one(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if x.dtype != np.float64 or x.shape != (n_features,) or not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
+            if x.shape != (n_features,):
+                raise ValueError(f"expected {n_features} tree features, got {x.size}")
+        if out is None:
+            out = np.empty(n_outputs)
+        fn(x.ctypes.data, n_features, out.ctypes.data)
+        return out
+
+    return one
 
 
 def probe_rows(node: ir.TreeEnsemble, limit: int = 2048, seed: int = 0) -> np.ndarray:
@@ -149,6 +179,11 @@ def _source(model_ir: ir.ModelIR) -> str:
     out.append(f"static const rows_fn TREES[{len(roots)}] = "
                f"{{{', '.join(fn + '_rows' for fn in roots)}}};")
     out.append(f"""
+void mp_forest_one(const double *x, long n_features, double *out) {{
+    for (long i = 0; i < {node.n_outputs}; i++) out[i] = 0.0;
+    for (size_t t = 0; t < {len(roots)}; t++) TREES[t](x, 1, n_features, out);
+}}
+
 void mp_forest(const double *X, long n, long n_features, double *out) {{
     const long n_out = {node.n_outputs}, block = {_BLOCK};
     for (long i = 0; i < n * n_out; i++) out[i] = 0.0;

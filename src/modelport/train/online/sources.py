@@ -22,8 +22,8 @@ few seconds.
 from __future__ import annotations
 
 import asyncio
-import io
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,9 @@ from modelport.train.online.spec import SourceSpec
 
 #: bytes read from a file at a time
 _BLOCK = 1 << 20
+#: the Arrow types a JSONL block's columns may have to be taken as columns (null: a field
+#: holding only null in the block)
+_ARROW_PLAIN = frozenset({"int64", "double", "bool", "string", "null"})
 #: rows of a Parquet file converted to NumPy at a time
 _PARQUET_ROWS = 65_536
 #: how long an acknowledged-delivery broker must stay silent to count as drained
@@ -51,7 +54,8 @@ class Batch:
     position, and are not learnt). ``not_text`` names, by position, the fields of events
     whose text is not Unicode (a lone surrogate: JSON can escape one). ``messages`` and
     ``ids`` are the broker messages to acknowledge once a checkpoint covers them, and their
-    ids.
+    ids. ``raw`` holds the line of each event of columns read from JSON, for :meth:`event`
+    to give an event as it was written.
     """
 
     n: int = 0
@@ -62,6 +66,7 @@ class Batch:
     messages: list | None = None
     ids: list | None = None
     not_text: dict[int, list[str]] = field(default_factory=dict)
+    raw: Any = None
 
     def column(self, name: str):
         if self.columns is not None:
@@ -74,6 +79,10 @@ class Batch:
 
     def event(self, i: int) -> dict[str, Any]:
         """Event ``i`` as a dict of its fields."""
+        if self.raw is not None:
+            from modelport.io.events import decode
+
+            return decode(self.raw[i], "json")
         if self.columns is not None:
             return {k: v[i] for k, v in self.columns.items()}
         return self.rows[i]
@@ -93,7 +102,8 @@ class Batch:
         if self.columns is not None:
             cols = {k: (v[index] if isinstance(v, np.ndarray) else [v[i] for i in index])
                     for k, v in self.columns.items()}
-            return Batch(len(index), self.position, columns=cols)
+            raw = None if self.raw is None else [self.raw[i] for i in index.tolist()]
+            return Batch(len(index), self.position, columns=cols, raw=raw)
         odd = {j: self.not_text[i] for j, i in enumerate(index.tolist()) if i in self.not_text}
         return Batch(len(index), self.position, rows=[self.rows[i] for i in index],
                      not_text=odd)
@@ -191,55 +201,137 @@ class _Pacer:
 
 # -- files -------------------------------------------------------------------------------
 
-class _Lines:
-    """Complete lines of a (possibly growing) file, each with the byte offset after it."""
+class _Blocks:
+    """Whole lines of a (possibly growing) file, a block at a time: what was read up to
+    the last line break, with the offset the block starts at. What follows the last line
+    break waits for the rest of its line (a line being written while the file is
+    followed)."""
 
     def __init__(self, path: Path, offset: int) -> None:
         self.fh = open(path, "rb")  # noqa: SIM115 - closed by close()
         self.fh.seek(offset)
-        self.offset = offset  # after the last line handed out
-        self.read_to = offset  # how far the file was read
-        self.partial = b""  # bytes read after the last line break
-        self.lines: list[bytes] = []
-        self.ends: list[int] = []
-        self.cursor = 0
+        self.read_to = offset
+        self.partial = b""
 
-    def take(self, n: int) -> tuple[list[bytes], int]:
-        """Up to ``n`` non-empty complete lines and the offset after the last line read."""
-        out: list[bytes] = []
-        while len(out) < n:
-            if self.cursor >= len(self.lines):
-                if not self._fill():
-                    break
-                continue
-            stop = min(len(self.lines), self.cursor + (n - len(out)))
-            out.extend(line for line in self.lines[self.cursor:stop] if line.strip())
-            self.offset = self.ends[stop - 1]
-            self.cursor = stop
-        return out, self.offset
-
-    def _fill(self) -> bool:
-        data = self.fh.read(_BLOCK)
-        if not data:
-            return False
-        at = self.read_to - len(self.partial)
-        self.read_to += len(data)
-        pieces = (self.partial + data).split(b"\n")
-        self.partial = pieces.pop()
-        ends = []
-        for piece in pieces:
-            at += len(piece) + 1
-            ends.append(at)
-        self.lines, self.ends, self.cursor = pieces, ends, 0
-        return True
+    def next(self) -> tuple[bytes, int] | None:
+        """The next block of whole lines and its offset; None while no more line is whole."""
+        while True:
+            data = self.fh.read(_BLOCK)
+            if not data:
+                return None
+            self.read_to += len(data)
+            if self.partial:
+                data = self.partial + data
+            cut = data.rfind(b"\n") + 1
+            self.partial = data[cut:]
+            if cut:
+                return data[:cut], self.read_to - len(data)
 
     def close(self) -> None:
         self.fh.close()
 
 
+class _LinesPart:
+    """A block whose lines are decoded one at a time (blank lines are no events)."""
+
+    def __init__(self, block: bytes, ends: np.ndarray) -> None:
+        self.lines = block.split(b"\n")
+        self.lines.pop()  # a block ends with a line break
+        self.ends = ends
+        self.cursor = 0
+
+    @property
+    def done(self) -> bool:
+        return self.cursor >= len(self.lines)
+
+    def take(self, k: int) -> tuple[list[bytes], int]:
+        """Up to ``k`` non-blank lines and the offset after the last line taken."""
+        out: list[bytes] = []
+        lines = self.lines
+        while len(out) < k and self.cursor < len(lines):
+            stop = min(len(lines), self.cursor + (k - len(out)))
+            out.extend(line for line in lines[self.cursor:stop] if line.strip())
+            self.cursor = stop
+        return out, int(self.ends[self.cursor - 1])
+
+
+class _ColumnsPart:
+    """A block Arrow read as columns, one event a line."""
+
+    def __init__(self, columns: dict[str, Any], block: bytes, starts: np.ndarray,
+                 breaks: np.ndarray, at: int) -> None:
+        self.columns = columns
+        self.block, self.starts, self.breaks, self.at = block, starts, breaks, at
+        self.cursor = 0
+
+    @property
+    def done(self) -> bool:
+        return self.cursor >= len(self.breaks)
+
+    def take(self, k: int) -> tuple[int, int, int]:
+        """The range of the next ``k`` events (at most), and the offset after them."""
+        lo = self.cursor
+        self.cursor = hi = min(lo + k, len(self.breaks))
+        return lo, hi, self.at + int(self.breaks[hi - 1]) + 1
+
+    def line(self, i: int) -> bytes:
+        return self.block[self.starts[i]:self.breaks[i]]
+
+    def slice(self, lo: int, hi: int) -> dict[str, Any]:
+        return {k: v[lo:hi] for k, v in self.columns.items()}
+
+
+class _RawLines:
+    """The lines of the events of a columnar batch, cut out of their blocks when asked
+    for (an event wanted as it was written: rejected, or lacking a field)."""
+
+    def __init__(self, parts: list[tuple[_ColumnsPart, int, int]]) -> None:
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return sum(hi - lo for _, lo, hi in self.parts)
+
+    def __getitem__(self, i: int) -> bytes:
+        for part, lo, hi in self.parts:
+            if i < hi - lo:
+                return part.line(lo + i)
+            i -= hi - lo
+        raise IndexError(i)
+
+    def lines(self) -> list[bytes]:
+        return [part.line(i) for part, lo, hi in self.parts for i in range(lo, hi)]
+
+
+def _absent(name: str, block: bytes) -> bool:
+    """Whether no line of a block can hold the field ``name``: its name is nowhere in it,
+    and no escape in it could spell the name otherwise."""
+    return b"\\" not in block and f'"{name}"'.encode() not in block
+
+
+def _joined(slices: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The columns of consecutive blocks as one batch's, or None when the blocks hold
+    other fields. A field whose type changed between them is given as its values."""
+    first = slices[0]
+    if len(slices) == 1:
+        return first
+    if any(s.keys() != first.keys() for s in slices[1:]):
+        return None
+    out = {}
+    for name in first:
+        parts = [s[name] for s in slices]
+        if all(isinstance(p, np.ndarray) and p.dtype == parts[0].dtype for p in parts):
+            out[name] = np.concatenate(parts)
+        else:
+            out[name] = [v for p in parts for v in (p.tolist() if isinstance(p, np.ndarray)
+                                                    else p)]
+    return out
+
+
 class _FileSource:
     exactly_once = True
     broker = False
+    #: parse blocks with Arrow (False: a line or a batch at a time, the reference for it)
+    arrow = True
 
     def __init__(self, path: Path, follow: bool = False, poll_ms: float = 200.0) -> None:
         if not path.is_file():
@@ -292,23 +384,116 @@ def not_a_record(fmt: str, event) -> Reject:
                   f"not a {fmt} object of fields, but a {type(event).__name__}")
 
 
-class JsonlFile(_FileSource):
-    """One JSON object per line; the position is the byte offset after the last line.
+class _BlockFile(_FileSource):
+    """A file of one event a line, read a block of whole lines at a time: as columns when
+    :meth:`_columns` can read the block so (the next block is read and parsed on a thread
+    while this one is learnt: Arrow lets go of the interpreter while it parses), else a
+    batch's lines at a time by :meth:`_decoded`. Batches are cut by the count of events
+    whatever the blocks, so they are the batches of a line-at-a-time reading."""
 
-    A line orjson refuses although it is JSON (an integer beyond 64 bits, an escaped lone
-    surrogate) is read as the stream worker reads it, so that the checks say what is wrong
-    with the event rather than the parser."""
+    #: a columnar batch keeps its lines, for :meth:`Batch.event` to decode an event from
+    raw_events = False
 
-    async def open(self, position) -> None:
-        self.lines = _Lines(self.path, int((position or {}).get("offset", 0)))
+    def _start(self, offset: int) -> None:
+        self.offset = offset
+        self.blocks = _Blocks(self.path, offset)
+        self.part: _LinesPart | _ColumnsPart | None = None
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="modelport-read")
+        self.ahead: Future | None = None
 
     async def read(self, n: int, wait_s: float) -> Batch | None:
-        lines, offset = self.lines.take(n)
-        if not lines:
+        parts: list = []
+        got = 0
+        while got < n:
+            part = await self._part()
+            if part is None:
+                break
+            if isinstance(part, _ColumnsPart):
+                lo, hi, self.offset = part.take(n - got)
+                parts.append((part, lo, hi))
+                got += hi - lo
+            else:
+                lines, self.offset = part.take(n - got)
+                parts.append(lines)
+                got += len(lines)
+        if not got:
             if self.follow:
                 await asyncio.sleep(min(self.poll_s, max(wait_s, 0.001)))
-                return Batch(0, {"offset": offset})
+                return Batch(0, {"offset": self.offset})
             return None
+        position = {"offset": self.offset}
+        if all(isinstance(p, tuple) for p in parts):
+            columns = _joined([part.slice(lo, hi) for part, lo, hi in parts])
+            if columns is not None:
+                return Batch(got, position, columns=columns,
+                             raw=_RawLines(parts) if self.raw_events else None)
+        lines = [line for p in parts
+                 for line in (_RawLines([p]).lines() if isinstance(p, tuple) else p)]
+        return self._decoded(lines, position)
+
+    async def _part(self) -> _LinesPart | _ColumnsPart | None:
+        """The block events are taken from (the next one once it is used up)."""
+        if self.part is not None and not self.part.done:
+            return self.part
+        if self.ahead is not None:
+            self.part, self.ahead = await asyncio.wrap_future(self.ahead), None
+        else:
+            self.part = self._load()
+        if self.part is not None:
+            self.ahead = self.pool.submit(self._load)
+        return self.part
+
+    def _load(self) -> _LinesPart | _ColumnsPart | None:
+        """The next block: as columns when :meth:`_columns` reads it, else as lines."""
+        found = self.blocks.next()
+        if found is None:
+            return None
+        block, at = found
+        breaks = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
+        starts = np.empty(len(breaks), dtype=np.int64)
+        starts[0] = 0
+        starts[1:] = breaks[:-1] + 1
+        try:
+            columns = self._columns(block, starts, breaks) if self.arrow else None
+        except Exception:  # noqa: BLE001 - whatever Arrow refuses is read a line at a time
+            columns = None
+        if columns is None:
+            return _LinesPart(block, at + breaks + 1)
+        return _ColumnsPart(columns, block, starts, breaks, at)
+
+    def _columns(self, block: bytes, starts: np.ndarray, breaks: np.ndarray) -> dict | None:
+        raise NotImplementedError
+
+    def _decoded(self, lines: list[bytes], position: dict) -> Batch:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        if getattr(self, "blocks", None) is not None:
+            self.pool.shutdown(wait=True)
+            self.blocks.close()
+
+
+class JsonlFile(_BlockFile):
+    """One JSON object per line; the position is the byte offset after the last line.
+
+    Lines are read a block at a time (the whole lines of a megabyte) and parsed by Arrow
+    into columns. A block Arrow refuses, or whose columns could say other than its lines
+    do (a blank line or one that is no object, NaN or Infinity, which are not JSON, an
+    integer beyond 64 bits, a field some lines lack), is read a line at a time instead:
+    one bad line costs its block's speed, never what is learnt. A line orjson refuses
+    although it is JSON (an integer beyond 64 bits, an escaped lone surrogate) is read as
+    the stream worker reads it, so that the checks say what is wrong with the event rather
+    than the parser."""
+
+    raw_events = True
+
+    async def open(self, position) -> None:
+        #: fields whose text Arrow took for dates: read as text from then on
+        self.text: dict[str, None] = {}
+        self._start(int((position or {}).get("offset", 0)))
+
+    def _decoded(self, lines: list[bytes], position: dict) -> Batch:
+        """Events decoded a line at a time; the undecodable ones with their reason."""
         loads = _json_loads()
         rows, bad, odd = [], [], {}
         for line in lines:
@@ -328,16 +513,80 @@ class JsonlFile(_FileSource):
                 rows.append(row)
             else:
                 bad.append((not_a_record("json", row), line))
-        return Batch(len(rows), {"offset": offset}, rows=rows, unreadable=bad, not_text=odd)
+        return Batch(len(rows), position, rows=rows, unreadable=bad, not_text=odd)
 
-    async def close(self) -> None:
-        if getattr(self, "lines", None) is not None:
-            self.lines.close()
+    def _columns(self, block: bytes, starts: np.ndarray, breaks: np.ndarray) -> dict | None:
+        if not (np.frombuffer(block, np.uint8)[starts] == 0x7B).all():
+            return None  # a blank line, or one that is no object ("{")
+        return self._arrow(block, starts, breaks)
+
+    def _parse(self, block: bytes):
+        import pyarrow as pa
+        from pyarrow import json as pj
+
+        schema = pa.schema([(name, pa.string()) for name in self.text]) if self.text else None
+        return pj.read_json(pa.py_buffer(block),
+                            read_options=pj.ReadOptions(use_threads=False,
+                                                        block_size=len(block) + 1),
+                            parse_options=pj.ParseOptions(explicit_schema=schema,
+                                                          unexpected_field_behavior="infer"))
+
+    def _arrow(self, block: bytes, starts: np.ndarray, breaks: np.ndarray) -> dict | None:
+        """The columns of a block exactly as its lines decoded one at a time would give
+        them, or None when Arrow's reading could differ from that.
+
+        Column by column: numbers (finite, and integers within 64 bits), booleans and text
+        as arrays; a field holding null as the values, None where null. Null is also what
+        Arrow gives for a field a line lacks: a block with nulls is taken only when every
+        line holding one has every field."""
+        import pyarrow as pa
+
+        loads = _json_loads()
+        table = self._parse(block)
+        dates = [f.name for f in table.schema if pa.types.is_temporal(f.type)]
+        if dates:  # text Arrow took for dates (JSON has none): read it again as text
+            self.text.update(dict.fromkeys(dates))
+            table = self._parse(block)
+        n = len(breaks)
+        if table.num_rows != n or table.num_columns == 0:
+            return None  # two objects on a line, or only empty ones
+        first = loads(block[:breaks[0]])
+        order = list(first) + [c for c in table.column_names if c not in first]
+        columns: dict[str, Any] = {}
+        nulls = None
+        for name in order:
+            col = table.column(name)
+            kind = col.type
+            if str(kind) not in _ARROW_PLAIN:
+                return None  # an object or a list: read as the lines give it
+            values = col.to_numpy(zero_copy_only=False)
+            if kind == pa.float64():
+                seen = (col.drop_null() if col.null_count else col).to_numpy()
+                if not np.isfinite(seen).all() or (np.abs(seen) >= 2.0 ** 63).any():
+                    return None  # NaN or Infinity (not JSON), or an integer beyond 64 bits
+            if col.null_count:
+                if col.null_count == n and name in self.text and _absent(name, block):
+                    continue  # a field read as text that no line of this block holds
+                missing = col.is_null().to_numpy(zero_copy_only=False)
+                nulls = missing if nulls is None else nulls | missing
+                values = col.to_pylist()
+            columns[name] = values
+        if nulls is not None:
+            width = len(columns)
+            for i in np.flatnonzero(nulls).tolist():
+                if len(loads(block[starts[i]:breaks[i]])) != width:
+                    return None  # a line lacks a field: Arrow cannot say which
+        return columns
 
 
-class CsvFile(_FileSource):
+class CsvFile(_BlockFile):
     """A CSV file with a header line and one event per line (no line breaks inside
-    quoted values); the position is the byte offset after the last line learnt."""
+    quoted values); the position is the byte offset after the last line learnt.
+
+    A block is parsed by Arrow as one CSV; one it refuses (a line with another count of
+    fields, a blank line) is parsed a batch at a time, and a batch Arrow refuses a line
+    at a time, the lines it still refuses going to the rejects (``not_csv``). Text stays
+    text after the first block (a category such as "01" is not a number)."""
 
     async def open(self, position) -> None:
         with open(self.path, "rb") as fh:
@@ -346,31 +595,51 @@ class CsvFile(_FileSource):
             raise UserError(f"{self.path} has no header line naming its columns")
         self.header = header.rstrip(b"\r\n")
         self.types: dict | None = None
-        offset = int((position or {}).get("offset", 0)) or len(header)
-        self.lines = _Lines(self.path, offset)
+        self._start(int((position or {}).get("offset", 0)) or len(header))
 
-    async def read(self, n: int, wait_s: float) -> Batch | None:
-        lines, offset = self.lines.take(n)
-        if not lines:
-            if self.follow:
-                await asyncio.sleep(min(self.poll_s, max(wait_s, 0.001)))
-                return Batch(0, {"offset": offset})
-            return None
-        return Batch(len(lines), {"offset": offset}, columns=self._parse(lines))
+    def _columns(self, block: bytes, starts: np.ndarray, breaks: np.ndarray) -> dict | None:
+        if b"," not in self.header:
+            return None  # one column: a blank line would be a value
+        table = self._table(self.header + b"\n" + block)
+        return None if table.num_rows != len(breaks) else self._arrays(table)
+
+    def _decoded(self, lines: list[bytes], position: dict) -> Batch:
+        import pyarrow as pa
+
+        try:
+            return Batch(len(lines), position, columns=self._parse(lines))
+        except pa.ArrowInvalid:
+            pass
+        good, bad = [], []
+        for line in lines:
+            try:
+                self._table(self.header + b"\n" + line.rstrip(b"\r") + b"\n")
+            except pa.ArrowInvalid as exc:
+                bad.append((undecodable("csv", str(exc).splitlines()[0]), line))
+            else:
+                good.append(line)
+        if not good:
+            return Batch(0, position, unreadable=bad)
+        return Batch(len(good), position, columns=self._parse(good), unreadable=bad)
 
     def _parse(self, lines: list[bytes]) -> dict[str, Any]:
+        text = self.header + b"\n" + b"\n".join(line.rstrip(b"\r") for line in lines) + b"\n"
+        return self._arrays(self._table(text))
+
+    def _table(self, text: bytes):
         import pyarrow as pa
         from pyarrow import csv
 
-        text = self.header + b"\n" + b"\n".join(line.rstrip(b"\r") for line in lines) + b"\n"
-        convert = csv.ConvertOptions(column_types=self.types or {}, strings_can_be_null=True)
-        try:
-            table = csv.read_csv(io.BytesIO(text), convert_options=convert)
-        except pa.ArrowInvalid as exc:
-            raise UserError(f"cannot read {self.path} near byte {self.lines.offset}: "
-                            f"{str(exc).splitlines()[0]}") from None
+        return csv.read_csv(pa.py_buffer(text),
+                            read_options=csv.ReadOptions(use_threads=False,
+                                                         block_size=len(text) + 1),
+                            convert_options=csv.ConvertOptions(column_types=self.types or {},
+                                                               strings_can_be_null=True))
+
+    def _arrays(self, table) -> dict[str, Any]:
+        import pyarrow as pa
+
         if self.types is None:
-            # text stays text in later blocks (a category such as "01" is not a number)
             self.types = {f.name: pa.string() for f in table.schema
                           if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)}
         return {name: table.column(name).to_numpy(zero_copy_only=False)
