@@ -140,7 +140,8 @@ class Runtime:
 def one_row_entry(predictor):
     """The compiled forest's one-row entry (``mp_forest_one``) as a function of a one-row
     matrix giving the positive class' probability: the trees, their base, the average or
-    the link; no row checks (the predictor's single-row path does not take it yet)."""
+    the link; no row checks (the predictor's single-row path, "modelport C", takes the same
+    entry after its checks)."""
     prepared = predictor._prepared
     forest = prepared._program.model_node
     one = getattr(forest.native, "one", None)

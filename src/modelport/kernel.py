@@ -1169,7 +1169,15 @@ class Forest:
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         if X.shape[0] == 1:
-            return self._one(X[0])
+            # compiled trees carry an entry for one row (``one``), proven on probe rows
+            one = getattr(self.native, "one", None)
+            if one is None:
+                return self._one(X[0])
+            raw = one(X[0])[None, :]
+            raw += self.base
+            if self.mean:
+                raw /= self.mean
+            return raw
         if self.native is not None:
             raw = self.native(X)
             raw += self.base

@@ -63,3 +63,5 @@ def run(rows: int = 20000, folder: Path = Path("modelport-quickstart"),
     echo(f"   artefacts  {settings.artefacts}")
     echo(f"   data, spec {folder.resolve()}")
     echo("   next: modelport models show churn@production")
+    echo("         modelport ui   (the console in a browser: http://127.0.0.1:8090/)")
+    echo("         modelport serve churn@production --ui")
