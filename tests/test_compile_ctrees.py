@@ -207,3 +207,35 @@ def test_the_one_row_entry_scores_each_held_out_row_as_the_native_model():
         # a row of another length is refused, not read past its end
         with pytest.raises(ValueError, match="tree features"):
             forest.one(rows[0][:-1])
+
+
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
+def test_a_compiled_predictor_scores_one_row_through_the_one_row_entry():
+    import lightgbm as lgb
+    import pandas as pd
+    from sklearn.datasets import make_classification
+
+    from modelport.formats import compiled
+    from modelport.formats.native import classes_of
+    from modelport.signature import Signature
+
+    X, y = make_classification(900, 5, n_informative=3, random_state=7)
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(5)])
+    model = lgb.LGBMClassifier(n_estimators=30, num_leaves=15, verbose=-1)
+    model.fit(frame[:600], y[:600])
+    sig = Signature.infer(frame[:600], "classification", classes_of(model))
+    predictor = compiled.load(compiled.convert(model, sig, frame[:200]), sig)
+    assert predictor.prepare_batch()
+    forest = predictor._prepared._program.model_node
+    entry, calls = forest.native.one, []
+
+    def counted(x, out=None):
+        calls.append(1)
+        return entry(x, out)
+
+    forest.native.one = counted
+    held = frame[600:700]
+    got = np.concatenate([predictor.predict_proba(held.iloc[i:i + 1])
+                          for i in range(len(held))])
+    assert len(calls) == len(held)  # every one-row call took the compiled entry
+    np.testing.assert_allclose(got, model.predict_proba(held), rtol=0, atol=1e-9)
