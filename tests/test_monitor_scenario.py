@@ -162,6 +162,28 @@ def test_monitor_sees_the_auc_drop_once_labels_arrive(world, report):
     assert any(t.startswith(world.day2.date().isoformat()) for t in report["changes"]["score"])
 
 
+def test_monitor_shows_what_drives_the_scores_against_training(world, report):
+    drivers = report["drivers"]
+    assert drivers["available"], drivers
+    assert drivers["window"]["start"].startswith(world.day2.date().isoformat())
+    columns = {c["column"]: c for c in drivers["columns"]}
+    assert set(SHIFTED + ["region"]) <= set(columns)
+    currents = [c["current"] for c in drivers["columns"]]
+    assert currents == sorted(currents, reverse=True)  # the largest now first
+    first, second = report["windows"]
+    # the first day looks like training: every column drives the scores about as much
+    for name, value in first["drivers"].items():
+        ref = drivers["reference"][name]
+        assert ref == 0 or 0.75 < value / ref < 1.33, (name, value, ref)
+    # more support calls on the second day: for a linear model a contribution grows with
+    # the distance from the training mean, so support calls now drive the scores most;
+    # region did not move and drives them as in training
+    assert drivers["columns"][0]["column"] == "support_calls"
+    assert columns["support_calls"]["ratio"] > 1.5
+    assert 0.9 < columns["region"]["ratio"] < 1.1
+    assert second["drivers"] == {n: c["current"] for n, c in columns.items()}
+
+
 def test_the_alert_fires_and_its_retrain_promotes_a_better_model(world, report):
     from modelport.datasets import churn
     from modelport.registry import Registry
@@ -245,7 +267,7 @@ def test_html_report_renders_in_headless_chromium(world, report):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     for section in ("drift-over-time", "performance", "distributions", "traffic",
-                    "drift-table"):
+                    "drift-table", "drivers"):
         assert f"id=\"{section}\"" in dom, section
     for feature in (*SHIFTED, "region", "prediction: score"):
         assert feature in dom

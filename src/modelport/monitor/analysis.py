@@ -202,7 +202,64 @@ def analyse(model_uri: str, log_url: str, *, window: str = "1d", since=None, unt
         report["performance"]["note"] = (f"no window has {min_labels} labelled predictions "
                                          "yet (modelport feedback stores labels)")
     report["changes"] = _changes(logged[ok], task, classes, detector)
+    report["drivers"] = _drivers(registry, monitored, inputs, logged, windows, features)
     return report
+
+
+#: logged rows a window's drivers are measured on (the first ones of the window)
+DRIVER_ROWS = 500
+
+
+def _drivers(registry, monitored, inputs, logged, windows: list[dict],
+             features: list[str]) -> dict[str, Any]:
+    """What drives the scores: each input column's mean absolute contribution to the raw
+    score (:mod:`modelport.compile.explain`) over the training sample and over each
+    window's logged rows, added to each window as ``drivers``; the current window's figures
+    beside training's, the largest first. A version that cannot be explained says why."""
+    from modelport.scoring.reasons import explaining
+
+    try:
+        predictor = explaining(registry.load(monitored), registry, monitored)
+        reference = _mean_contributions(predictor, registry.sample(monitored))
+    except UserError as exc:
+        return {"available": False, "reason": str(exc)}
+    current = None
+    for entry in windows:
+        rows = logged[(logged["window"] == _epoch(entry["start"])) & logged["error"].isna()]
+        part = inputs.loc[rows.index[:DRIVER_ROWS], features] if len(rows) else None
+        if part is None or part.empty:
+            continue
+        try:
+            entry["drivers"] = _mean_contributions(predictor, part)
+        except Exception as exc:  # noqa: BLE001 - logged rows it cannot read: said, not guessed
+            entry["drivers_note"] = f"not measured: {type(exc).__name__}: {exc}"[:300]
+            continue
+        current = entry
+    columns = [{"column": name, "reference": reference.get(name),
+                "current": (current["drivers"].get(name) if current else None)}
+               for name in features]
+    for c in columns:
+        c["ratio"] = (round(c["current"] / c["reference"], 4)
+                      if c["current"] is not None and c["reference"] else None)
+    columns.sort(key=lambda c: -(c["current"] if c["current"] is not None
+                                 else c["reference"] or 0.0))
+    return {"available": True, "space": "raw score (log-odds for a binary classifier)",
+            "window": None if current is None else {"start": current["start"],
+                                                     "end": current["end"]},
+            "reference": reference, "columns": columns}
+
+
+def _mean_contributions(predictor, rows) -> dict[str, float]:
+    """Each input column's mean absolute contribution over ``rows`` (and over the classes,
+    for a model with one raw score per class)."""
+    n = len(rows)
+    names = list(predictor.signature.names)
+    if not n:
+        return {}
+    table = predictor.explain(rows, top=len(names))
+    outputs = table["output"].nunique() if "output" in table.columns else 1
+    total = table.assign(size=table["contribution"].abs()).groupby("column")["size"].sum()
+    return {name: round(float(total.get(name, 0.0)) / (n * outputs), 6) for name in names}
 
 
 def _flagged(rows) -> dict[str, Any]:
