@@ -235,12 +235,13 @@ def _drivers(registry, monitored, inputs, logged, windows: list[dict],
             entry["drivers_note"] = f"not measured: {type(exc).__name__}: {exc}"[:300]
             continue
         current = entry
-    columns = [{"column": name, "reference": reference.get(name),
-                "current": (current["drivers"].get(name) if current else None)}
-               for name in features]
-    for c in columns:
-        c["ratio"] = (round(c["current"] / c["reference"], 4)
-                      if c["current"] is not None and c["reference"] else None)
+    columns: list[dict[str, Any]] = []
+    for name in features:
+        ref_value: float | None = reference.get(name)
+        now: float | None = current["drivers"].get(name) if current else None
+        ratio = round(now / ref_value, 4) if now is not None and ref_value else None
+        columns.append({"column": name, "reference": ref_value, "current": now,
+                        "ratio": ratio})
     columns.sort(key=lambda c: -(c["current"] if c["current"] is not None
                                  else c["reference"] or 0.0))
     return {"available": True, "space": "raw score (log-odds for a binary classifier)",
