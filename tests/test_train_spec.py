@@ -258,6 +258,12 @@ def test_the_notebook_example_runs_from_data_to_production(tmp_path):
     out = done.stdout
     assert "registered churn/1" in out
     assert re.search(r"customer \d+: churn probability 0\.\d{3}", out)
+    # the call centre's lookup: the stored score and its three largest reasons
+    calls = re.search(r"customer \d+ calls: churn probability 0\.\d{3}; reasons \(log-odds\): "
+                      r"(\w+) \([+-]\d+\.\d\d\), (\w+) \([+-]\d+\.\d\d\), "
+                      r"(\w+) \([+-]\d+\.\d\d\)", out)
+    assert calls, out[-2000:]
+    assert len(set(calls.groups())) == 3  # three different input columns
     assert "'production': 1" in out
     assert (tmp_path / "home" / "registry.db").is_file()
 

@@ -76,6 +76,21 @@ for customer, score in zip(customers.loc[X_test.index[:5], "customer_id"], score
                            strict=True):
     print(f"  customer {customer}: churn probability {score:.3f}")
 
+# %% The call centre: score every customer nightly into a lookup table with the three
+# largest reasons, then look one up when they call
+from modelport.serve.batch import predict  # noqa: E402
+
+nightly = customers.drop(columns=["churned"])
+nightly.to_parquet("customers-tonight.parquet")
+predict("churn@production", "customers-tonight.parquet", "sqlite:///scores.db#churn_scores",
+        id="customer_id", workers=1, explain=3)
+caller = int(nightly["customer_id"].iloc[0])
+row = modelport.lookup("churn", caller, store="sqlite:///scores.db#churn_scores")
+reasons = ", ".join(f"{row[f'reason_{k}']} ({row[f'contribution_{k}']:+.2f})"
+                    for k in (1, 2, 3))
+print(f"customer {caller} calls: churn probability {row['score']:.3f}; "
+      f"reasons (log-odds): {reasons}")
+
 # %% Where things are
 registry = modelport.Registry()
 print(f"registry: {registry}")
