@@ -22,6 +22,9 @@ def learn_cmd(
         "source")] = False,
     metrics_port: Annotated[int | None, typer.Option(
         help="serve Prometheus metrics on 127.0.0.1:PORT")] = None,
+    engine: Annotated[str, typer.Option(
+        help="local, or spark: learn on a Spark Structured Streaming query with MLlib's "
+             "streaming algorithms (parameters under spark: in the spec)")] = "local",
 ) -> None:
     """Learn online from a stream of events, with checkpoints in the registry.
 
@@ -34,7 +37,22 @@ def learn_cmd(
     from modelport.train.online import learn
 
     logging.basicConfig(level=logging.INFO, format="modelport: %(message)s")
-    result = learn(spec, follow=follow, fresh=fresh, metrics_port=metrics_port)
+    from modelport.errors import UserError
+    from modelport.train.online.spec import load_spec
+
+    if engine not in ("local", "spark"):
+        raise UserError(f"--engine {engine!r} is not known: use local or spark")
+    checked = load_spec(spec)
+    if engine == "spark":
+        from modelport.train.online.spark import learn_spark
+
+        result = learn_spark(checked, follow=follow, fresh=fresh)
+    elif checked.source.kind == "folder":
+        raise UserError(f"{spec}: source: {checked.source.url} is a folder, which "
+                        "--engine spark reads as a stream of files; add --engine spark, or "
+                        "name one file")
+    else:
+        result = learn(spec, follow=follow, fresh=fresh, metrics_port=metrics_port)
     if as_json:
         print_json(result.as_dict())
         return

@@ -507,6 +507,17 @@ class SqlSink(Sink):
         return UserError(f"cannot write to {self.location}: {first_line(exc)}; when it is "
                          "fixed, run the job again with --resume to finish it")
 
+    def committed(self, chunk: int) -> bool:
+        """Whether this job's chunk ``chunk`` (a batch id) is already committed: the
+        progress row :meth:`upsert` writes in the same transaction as its scores is there.
+        :meth:`start` first."""
+        from sqlalchemy import select
+
+        with self.engine.connect() as conn:
+            return conn.execute(select(self._progress.c.chunk).where(
+                (self._progress.c.job == self.job) & (self._progress.c.chunk == chunk))
+            ).first() is not None
+
     def upsert(self, table, *, version: int | None = None, progress: dict | None = None) -> None:
         """Upsert the scores in ``table`` (scored by ``version``, default the sink's) into the
         lookup table in one transaction, with the ``progress`` row when given. :meth:`start`

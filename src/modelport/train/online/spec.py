@@ -47,7 +47,7 @@ from modelport.signature import TASKS
 KEYS: dict[str, tuple[str, ...]] = {
     "": ("name", "task", "source", "target", "features", "id", "label_delay", "classes",
          "learner", "preprocess", "batch", "checkpoint", "promotion", "evaluation", "drift",
-         "description", "rejects"),
+         "description", "rejects", "spark"),
     "source": ("url", "rate", "key", "format", "poll_ms", "group"),
     "learner": ("estimator", "params", "pipeline"),
     "preprocess": ("numeric", "categorical", "max_categories", "hash_buckets"),
@@ -57,6 +57,10 @@ KEYS: dict[str, tuple[str, ...]] = {
     "evaluation": ("window", "metrics"),
     "drift": ("detector", "params", "action", "min_events", "max_events"),
     "label_delay": ("max_events",),
+    # --engine spark: where Spark keeps its offsets, and MLlib's streaming parameters
+    "spark": ("checkpoint", "master", "max_files_per_trigger", "step_size", "num_iterations",
+              "mini_batch_fraction", "reg_param", "convergence_tol", "initial_weights", "k",
+              "decay_factor", "half_life", "time_unit", "centers", "seed"),
 }
 
 METRICS = {
@@ -80,7 +84,8 @@ _FILES = (".jsonl", ".ndjson", ".csv", ".parquet", ".pq")
 
 @dataclass
 class SourceSpec:
-    """Where events come from: ``kind`` is ``file``, ``sql`` or ``broker``."""
+    """Where events come from: ``kind`` is ``file``, ``sql``, ``broker`` or ``folder`` (a
+    folder of files, read by ``--engine spark``)."""
 
     kind: str
     url: str
@@ -136,6 +141,8 @@ class OnlineSpec:
     description: str | None
     label: str = "spec"
     raw: dict[str, Any] = field(default_factory=dict)
+    #: the ``spark:`` section, for ``--engine spark``
+    spark: dict[str, Any] = field(default_factory=dict)
     #: where rejected events go: a .jsonl file or a broker URL (None: counted only)
     rejects: str | None = None
 
@@ -336,7 +343,7 @@ def _check(raw: dict[str, Any], base: Path, label: str) -> OnlineSpec:
         drift_params=dict(drift_params), drift_action=drift_action, drift_min_events=drift_min,
         drift_max_events=drift_max,
         description=str(description) if description is not None else None, label=label,
-        raw=raw, rejects=rejects,
+        raw=raw, rejects=rejects, spark=_section(raw, "spark", fail),
     )
     from modelport.train.online.learners import check_estimator
 
@@ -403,6 +410,9 @@ def _source(value, base: Path, fail) -> SourceSpec:
     path = Path(url.removeprefix("file://")).expanduser()
     if not path.is_absolute():
         path = base / path
+    if path.is_dir():  # read by --engine spark, as a stream of files
+        return SourceSpec("folder", str(path), rate=float(rate) if rate else None,
+                          poll_ms=poll_ms)
     if not path.name.lower().endswith(_FILES):
         raise fail("source", f"cannot replay {path.name}: use a .jsonl, .csv or .parquet file")
     if key is not None:

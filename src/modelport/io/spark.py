@@ -1,0 +1,334 @@
+"""Spark Structured Streaming sources and sinks, as URLs: a folder of JSON, CSV or Parquet
+files, Kafka, and Spark's rate source (a load generator); and the Spark session streaming
+work runs in. Used by stream scoring (:mod:`modelport.serve.spark_stream`) and online
+learning (:mod:`modelport.train.online.spark`).
+
+A folder source reads the files already there and then each new one as it appears (write
+a file under a name starting with ``.`` and rename it, so Spark never reads half of one);
+``DIR?max_files_per_trigger=N`` bounds the files of one micro-batch, and Spark takes files
+in the order of their modification times. JSON, CSV and Kafka values are read as text,
+so that the checks parse each value and a bad one is its row's fault; a record that is
+not an object lands in :data:`CORRUPT`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from modelport.errors import UserError
+
+#: the column Spark fills with a line that is no JSON object or CSV row
+CORRUPT = "_corrupt_record"
+#: a folder's rows: the file each came from, and that file's modification time
+FILE, MTIME = "_file", "_file_mtime"
+#: source options read from the query string of a folder or rate URL
+_FOLDER_OPTIONS = ("max_files_per_trigger", "format")
+_FILE_KINDS = {".json": "json", ".jsonl": "json", ".ndjson": "json", ".csv": "csv",
+               ".parquet": "parquet", ".pq": "parquet"}
+
+
+@dataclass
+class Endpoint:
+    """A parsed ``--source``, ``--sink`` or ``--dead-letter``: ``kind`` is ``folder``,
+    ``table``, ``kafka`` or ``rate``."""
+
+    kind: str
+    location: str
+    options: dict[str, str] = field(default_factory=dict)
+    format: str = "parquet"
+
+
+def parse_source(url: str) -> Endpoint:
+    """A ``--source``: a folder of JSON/CSV/Parquet files (``DIR?max_files_per_trigger=N``),
+    ``kafka://HOST:9092?topic=NAME`` or ``rate://?rows_per_second=N``."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "kafka":
+        return _kafka(url, "--source")
+    if scheme == "rate":
+        options = _options(url, ("rows_per_second", "num_partitions"), "--source")
+        rate = options.get("rows_per_second", "1000")
+        if not rate.isdigit() or int(rate) < 1:
+            raise UserError(f"--source {url!r}: rows_per_second must be a whole number of at "
+                            "least 1, e.g. rate://?rows_per_second=5000")
+        return Endpoint("rate", url, options)
+    path, options = _folder(url, "--source", _FOLDER_OPTIONS)
+    if not path.is_dir():
+        raise UserError(f"--source {path}: no such folder; a Spark stream reads a folder of "
+                        "JSON, CSV or Parquet files (new files are scored as they arrive), "
+                        "kafka://HOST:9092?topic=NAME or rate://?rows_per_second=N")
+    value = options.get("max_files_per_trigger")
+    if value is not None and (not value.isdigit() or int(value) < 1):
+        raise UserError(f"--source {url!r}: max_files_per_trigger must be a whole number of at "
+                        "least 1")
+    fmt = options.pop("format", None) or _folder_kind(path)
+    if fmt not in ("json", "csv", "parquet"):
+        raise UserError(f"--source {url!r}: format {fmt!r} is not known; use json, csv or "
+                        "parquet")
+    return Endpoint("folder", str(path), options, fmt)
+
+
+def parse_sink(url: str, what: str = "--sink") -> Endpoint:
+    """A ``--sink`` or ``--dead-letter``: a folder (Parquet, or JSON lines when its name
+    ends in ``.json``/``.jsonl`` or with ``?format=json``), a SQL URL with the lookup
+    table after ``#`` (``--sink`` only), or ``kafka://HOST:9092?topic=NAME``."""
+    from modelport.io.tables import URL_SCHEME, redact
+
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "kafka":
+        return _kafka(url, what)
+    if URL_SCHEME.match(url) and scheme != "file":
+        if what != "--sink":
+            raise UserError(f"{what} {redact(url)}: dead letters go to a folder or Kafka")
+        base, _, table = url.partition("#")
+        if not table:
+            raise UserError(f"{what} {redact(url)} names no table: add it after '#', e.g. "
+                            f"{redact(base)}#churn_scores")
+        return Endpoint("table", url)
+    path, options = _folder(url, what, ("format",))
+    fmt = options.get("format") or ("json" if path.name.lower().endswith(
+        (".json", ".jsonl", ".ndjson")) else "parquet")
+    if fmt not in ("json", "parquet"):
+        raise UserError(f"{what} {url!r}: format {fmt!r} is not known; a folder sink writes "
+                        "parquet or json")
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {path} is a file; a Spark stream writes a folder (one "
+                        "batch=N folder per micro-batch): name a folder")
+    return Endpoint("folder", str(path), {}, fmt)
+
+
+def _kafka(url: str, what: str) -> Endpoint:
+    from modelport.io import brokers
+
+    parsed = brokers.parse(url, what)
+    server = urlsplit(url).netloc
+    if not server:
+        raise UserError(f"{what} {url!r} names no server: kafka://HOST:9092?topic=NAME")
+    return Endpoint("kafka", server, {"topic": parsed.destination, **parsed.options})
+
+
+def _folder(url: str, what: str, known: tuple[str, ...]) -> tuple[Path, dict[str, str]]:
+    text = url.removeprefix("file://")
+    if "://" in text:
+        raise UserError(f"{what} {url!r} is not known; use a folder, a SQL URL with '#table' "
+                        "(--sink), kafka://HOST:9092?topic=NAME or rate://?rows_per_second=N "
+                        "(--source)")
+    path_text, _, query = text.partition("?")
+    options = _options("?" + query, known, what) if query else {}
+    return Path(path_text).expanduser().absolute(), options
+
+
+def _options(url: str, known: tuple[str, ...], what: str) -> dict[str, str]:
+    options = {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
+    for key in options:
+        if key not in known:
+            raise UserError(f"{what} {url!r}: option {key!r} is not known; known options: "
+                            f"{', '.join(known)}")
+    return options
+
+
+def _folder_kind(path: Path) -> str:
+    """The kind of the files in a folder, by their suffix (JSON when it holds none yet)."""
+    kinds = {_FILE_KINDS[f.suffix.lower()] for f in path.iterdir()
+             if f.is_file() and f.suffix.lower() in _FILE_KINDS and not f.name.startswith(".")}
+    if len(kinds) > 1:
+        raise UserError(f"--source {path} holds files of several kinds ({', '.join(sorted(kinds))})"
+                        "; keep one kind per folder, or name it with ?format=json|csv|parquet")
+    return kinds.pop() if kinds else "json"
+
+
+def session(master: str | None = None, app: str = "modelport stream", kafka: bool = False):
+    """A Spark session for streaming: ``master`` (else ``MODELPORT_SPARK_MASTER``, else
+    ``local[*]`` outside ``spark-submit``), modest driver memory, two shuffle partitions
+    (micro-batches are small), and the Kafka connector when a Kafka URL is used."""
+    import logging
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    # Py4J's callback server logs every call at INFO, which the command line shows
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app)
+    master = master or os.environ.get("MODELPORT_SPARK_MASTER")
+    if master:
+        builder = builder.master(master)
+    elif not os.environ.get("SPARK_HOME") and not os.environ.get("MASTER"):
+        builder = builder.master("local[*]")
+    if kafka:
+        import pyspark
+
+        scala = "2.13"
+        builder = builder.config("spark.jars.packages",
+                                 f"org.apache.spark:spark-sql-kafka-0-10_{scala}:"
+                                 f"{pyspark.__version__}")
+    return (builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
+            .config("spark.ui.enabled", "false")
+            .config("spark.driver.memory", os.environ.get("MODELPORT_SPARK_DRIVER_MEMORY", "1g"))
+            .config("spark.sql.shuffle.partitions", "2")
+            .config("spark.sql.streaming.forceDeleteTempCheckpointLocation", "true")
+            .getOrCreate())
+
+
+def read_stream(spark, source: Endpoint, names: list[str], numeric: list[str],
+                categorical: list[str], id: str | None, signature=None, files: bool = False):
+    """The streaming DataFrame of ``source``: the model's columns (as text for JSON, CSV and
+    Kafka, so that the checks parse each value and a bad one rejects its row), the id, and
+    :data:`CORRUPT` for a record that is not an object. With ``files``, a folder's rows
+    also carry the file they came from (:data:`FILE`) and its modification time
+    (:data:`MTIME`)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    wanted = names + ([id] if id and id not in names else [])
+    if source.kind == "rate":
+        return _rate(spark, source, signature, id)
+    if source.kind == "kafka":
+        text = StructType([StructField(c, StringType(), True) for c in wanted])
+        raw = (spark.readStream.format("kafka")
+               .option("kafka.bootstrap.servers", source.location)
+               .option("subscribe", source.options["topic"])
+               .option("startingOffsets", source.options.get("starting_offsets", "earliest"))
+               .load())
+        value = F.col("value").cast("string")
+        parsed = F.from_json(value, text, {"mode": "PERMISSIVE"})
+        return raw.select(parsed.alias("e"), value.alias("_value")).select(
+            *[F.col("e")[c].alias(c) for c in wanted],
+            F.when(F.col("e").isNull(), F.col("_value")).alias(CORRUPT))
+    path = source.location
+    reader = spark.readStream
+    if "max_files_per_trigger" in source.options:
+        reader = reader.option("maxFilesPerTrigger", int(source.options["max_files_per_trigger"]))
+    if source.format == "parquet":
+        schema = _parquet_schema(spark, path, wanted, numeric, id)
+        return reader.schema(schema).parquet(path).select(
+            *wanted, F.lit(None).cast("string").alias(CORRUPT), *_file_columns(files))
+    id_field = []
+    if id and id not in names:
+        id_field = [StructField(id, _id_type(spark, source, id), True)]
+    fields = [StructField(c, StringType(), True) for c in names] + id_field
+    if source.format == "csv":
+        # Spark matches a CSV schema to the columns by position: follow the header's order
+        header = _csv_header(spark, path)
+        if header:
+            missing = [c for c in names if c not in header]
+            if missing:
+                raise UserError(f"--source {path}: the CSV files have no column(s) "
+                                f"{', '.join(map(repr, missing))} that the model needs; "
+                                f"their columns are: {', '.join(header)}")
+            given = {f.name: f for f in fields}
+            # an id the files lack comes after their columns, as nulls
+            fields = [given.get(c, StructField(c, StringType(), True)) for c in header] + \
+                [f for f in id_field if f.name not in header]
+    schema = StructType(fields + [StructField(CORRUPT, StringType(), True)])
+    reader = reader.schema(schema).option("mode", "PERMISSIVE") \
+        .option("columnNameOfCorruptRecord", CORRUPT)
+    pattern = {"json": ("*.json", "*.jsonl", "*.ndjson"), "csv": ("*.csv",)}[source.format]
+    reader = reader.option("pathGlobFilter", "*.{" + ",".join(p[2:] for p in pattern) + "}")
+    if source.format == "csv":
+        frame = reader.option("header", True).option("escape", '"').csv(path)
+    else:
+        frame = reader.json(path)
+    return frame.select(*wanted, CORRUPT, *_file_columns(files))
+
+
+def _csv_header(spark, path: str) -> list[str]:
+    """The columns of the CSV files already in the folder, in their order (none yet: [])."""
+    try:
+        return spark.read.option("header", True).option("pathGlobFilter", "*.csv") \
+            .csv(path).columns
+    except Exception:  # noqa: BLE001 - no files yet
+        return []
+
+
+def _file_columns(files: bool) -> list:
+    from pyspark.sql import functions as F
+
+    if not files:
+        return []
+    return [F.col("_metadata.file_path").alias(FILE),
+            F.unix_micros(F.col("_metadata.file_modification_time")).alias(MTIME)]
+
+
+def _id_type(spark, source: Endpoint, id: str):
+    """The id's type as Spark infers it from the files already in the folder (text when
+    there are none, or the id is not there)."""
+    from pyspark.sql.types import StringType
+
+    try:
+        found = spark.read.option("samplingRatio", 1.0)
+        inferred = (found.option("header", True).option("inferSchema", True).csv(source.location)
+                    if source.format == "csv" else found.json(source.location)).schema
+        if id in inferred.fieldNames():
+            kind = inferred[id].dataType
+            return kind if kind.typeName() in ("long", "integer", "string") else StringType()
+    except Exception:  # noqa: BLE001 - an empty folder: Spark cannot infer anything
+        pass
+    return StringType()
+
+
+def _parquet_schema(spark, path: str, wanted: list[str], numeric: list[str], id: str | None):
+    """The Parquet files' own schema when the folder has some; else the signature's."""
+    from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+
+    try:
+        found = spark.read.parquet(path).schema
+        if all(c in found.fieldNames() for c in wanted):
+            return StructType([found[c] for c in wanted])
+    except Exception:  # noqa: BLE001 - no files yet
+        pass
+    return StructType([StructField(c, DoubleType() if c in numeric else StringType(), True)
+                       for c in wanted])
+
+
+def _rate(spark, source: Endpoint, signature, id: str | None):
+    """Spark's rate source with the model's columns made from each row's number: numbers
+    swept across the training range, categories taken in turn (a load generator)."""
+    from pyspark.sql import functions as F
+
+    reader = spark.readStream.format("rate").option(
+        "rowsPerSecond", int(source.options.get("rows_per_second", "1000")))
+    if "num_partitions" in source.options:
+        reader = reader.option("numPartitions", int(source.options["num_partitions"]))
+    frame = reader.load()
+    value = F.col("value")
+    columns = []
+    for c in signature.inputs:
+        if c.kind == "numeric":
+            lo = c.min if c.min is not None else 0.0
+            hi = c.max if c.max is not None else 100.0
+            columns.append((F.lit(lo) + (value % 997) / 996.0 * F.lit(hi - lo)).alias(c.name))
+        else:
+            words = c.categories or ["a"]
+            columns.append(F.element_at(F.array(*[F.lit(w) for w in words]),
+                                        (value % len(words) + 1).cast("int")).alias(c.name))
+    if id and id not in signature.names:
+        columns.append(value.alias(id))
+    return frame.select(*columns, F.lit(None).cast("string").alias(CORRUPT))
+
+
+def stop_on_signals(query):
+    """Stop ``query`` at SIGTERM or SIGINT (the micro-batch running finishes or is rerun
+    after a restart); return what puts the old handlers back."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    saved = {}
+
+    def handler(signum, frame) -> None:
+        query.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        saved[sig] = signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
+
+    return restore
+
