@@ -361,6 +361,9 @@ def predict_cmd(
         "category unseen in training")] = None,
     log: LogOpt = None,
     log_sample: LogSampleOpt = 1.0,
+    explain: Annotated[str | None, typer.Option(
+        "--explain", help="add each row's N largest reasons: reason_1..N (the input column) "
+        "and contribution_1..N columns")] = None,
 ) -> None:
     """Score a file or table in bounded memory, in parallel, resumable."""
     from modelport.serve.batch import predict
@@ -369,7 +372,7 @@ def predict_cmd(
                      resume=resume, on_error=on_error, engine=engine, format=format,
                      rejects=rejects, warnings=warnings, strict=strict,
                      out_of_range=out_of_range, unseen_categories=unseen_categories,
-                     log_url=log, log_sample=log_sample)
+                     log_url=log, log_sample=log_sample, explain=explain)
     typer.echo(result.summary())
 
 
@@ -432,6 +435,9 @@ def serve_cmd(
     access_log: Annotated[bool, typer.Option(help="one JSON line per request")] = True,
     log: LogOpt = None,
     log_sample: LogSampleOpt = 1.0,
+    ui: Annotated[bool, typer.Option(
+        "--ui", help="also serve the operations console under /ui (writes need "
+        "--token-file)")] = False,
 ) -> None:
     """Serve models over HTTP: Open Inference Protocol v2, MLflow, KServe v1 and JSON."""
     from modelport.registry import Registry
@@ -462,7 +468,8 @@ def serve_cmd(
         max_body_bytes=max_body_bytes, unseen_categories=unseen_categories,
         out_of_range=out_of_range, strict=strict, format=format, prediction_log=prediction_log,
         lookup_store=lookup_store, feature_table=feature_table, access_log=access_log,
-        log_url=log, log_sample=log_sample, body_timeout_s=body_timeout)
+        log_url=log, log_sample=log_sample, body_timeout_s=body_timeout,
+        **({"ui": True} if ui else {}))
 
 
 @app.command("stream")
@@ -501,9 +508,27 @@ def stream_cmd(
         help="flag (score and warn; 'warn' is the same) or reject (dead-letter)")] = None,
     log: LogOpt = None,
     log_sample: LogSampleOpt = 1.0,
+    engine: Annotated[str, typer.Option(
+        help="broker (score events from a broker here) or spark (a Spark Structured "
+             "Streaming query: --source a folder, kafka:// or rate://; --sink a folder, "
+             "URL#table or kafka://)")] = "broker",
+    checkpoint: Annotated[Path | None, typer.Option(
+        help="--engine spark: folder for Spark's offsets; a restart goes on from it, each "
+             "row scored once into a folder or table")] = None,
+    master: Annotated[str | None, typer.Option(
+        help="--engine spark: Spark master, e.g. local[2], spark://host:7077, yarn")] = None,
+    id: Annotated[str | None, typer.Option(
+        help="--engine spark: id column, which keys a lookup table (default: id)")] = None,
+    available_now: Annotated[bool, typer.Option(
+        "--available-now", help="--engine spark: score what the source holds now, then "
+        "stop")] = False,
+    explain: Annotated[str | None, typer.Option(
+        "--explain", help="add each output's N largest reasons (base and reasons: column, "
+        "value, contribution)")] = None,
 ) -> None:
     """Score a stream of events from Redis Streams, NATS JetStream, RabbitMQ, MQTT or Kafka,
-    at least once, acknowledging each event only after its score is published."""
+    at least once, acknowledging each event only after its score is published; or, with
+    --engine spark, as a Spark Structured Streaming query."""
     import logging
 
     from modelport.scoring.checks import InputPolicy
@@ -511,10 +536,29 @@ def stream_cmd(
 
     policy = InputPolicy.of(strict, unseen_categories, out_of_range)
     logging.basicConfig(level=logging.INFO, format="modelport: %(message)s")
+    if engine not in ("broker", "spark"):
+        from modelport.errors import UserError
+
+        raise UserError(f"--engine {engine!r} is not known: use broker or spark")
+    if engine == "spark":
+        from modelport.serve.spark_stream import stream_spark
+
+        if explain is not None:
+            from modelport.errors import UserError
+
+            raise UserError("--explain is not available with --engine spark; stream with "
+                            "--engine broker to get reasons")
+
+        done = stream_spark(uri, source, sink, checkpoint=checkpoint, dead_letter=dead_letter,
+                            master=master, id=id, policy=policy, poll_seconds=poll_seconds,
+                            available_now=available_now, registry=_registry())
+        typer.echo(f"modelport: stopped; {json.dumps(done.as_dict())}", err=True)
+        return
     stats = serve(uri, source, sink, dead_letter_url=dead_letter, group=group, batch=batch,
                   max_wait_ms=max_wait_ms, fmt=format, enrich=enrich, poll_seconds=poll_seconds,
                   metrics_port=metrics_port, log_url=log, log_sample=log_sample,
-                  lookup_store=lookup_store, inflight=inflight, policy=policy)
+                  lookup_store=lookup_store, inflight=inflight, policy=policy,
+                  explain=explain)
     typer.echo(f"modelport: stopped; {json.dumps(stats.as_dict())}", err=True)
 
 
