@@ -195,6 +195,46 @@ def test_the_query_follows_an_alias_at_micro_batch_boundaries(tmp_path, spark):
     assert len(first) == len(second) == 19
 
 
+def test_the_rate_source_drives_load_through_the_scoring_core(tmp_path, spark):
+    """Spark's rate source as a load generator: each row's inputs are made from its number
+    (numbers swept across the training range, categories in turn), and each is scored as
+    the model scores those inputs."""
+    import threading
+
+    from modelport.registry import Registry
+    from modelport.serve.spark_stream import stream_spark
+
+    model = _churn_model()
+    sink = tmp_path / "scores"
+    done: list = []
+    worker = threading.Thread(target=lambda: done.append(stream_spark(
+        "churn", "rate://?rows_per_second=400", str(sink), checkpoint=tmp_path / "ck",
+        id="n", poll_seconds=0)))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            parts = list(sink.glob("batch=*/*.parquet"))
+            if parts and len(pd.read_parquet(sink)) >= 400:
+                break
+            time.sleep(0.5)
+    finally:
+        for query in spark.streams.active:
+            query.stop()
+        worker.join(60)
+    scores = pd.read_parquet(sink)
+    assert len(scores) >= 400 and scores["n"].is_unique
+    n = scores["n"].to_numpy()
+    inputs = {}
+    for col in Registry().load("churn").signature.inputs:
+        if col.kind == "numeric":
+            inputs[col.name] = col.min + (n % 997) / 996.0 * (col.max - col.min)
+        else:
+            inputs[col.name] = np.asarray(col.categories, dtype=object)[n % len(col.categories)]
+    expected = model.predict_proba(pd.DataFrame(inputs))[:, 1]
+    np.testing.assert_allclose(scores["score"], expected, rtol=0, atol=1e-9)
+
+
 def test_a_csv_folder_is_scored_as_the_local_batch_engine_scores_it(tmp_path, spark):
     """Through the same scoring core: the same labels and scores, whatever the order of
     the CSV's columns."""
