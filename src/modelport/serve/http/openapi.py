@@ -44,12 +44,18 @@ def document(models: dict[str, Any]) -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     for name, served in models.items():
         sig = served.champion.current.signature
+        # ?explain=N, "parameters": {"explain": N}, "params": {"explain": N}: reason codes
+        explain = {"type": "integer", "minimum": 1, "maximum": len(sig.names),
+                   "description": "add each prediction's N largest reasons (input column, "
+                                  "value, contribution to the raw score)"}
         ref = f"{name}_record"
         schemas[ref] = record_schema(sig)
         record = {"$ref": f"#/components/schemas/{ref}"}
         records = {"type": "array", "items": record, "minItems": 1, "maxItems": 1000}
         paths[f"/predict/{name}"] = {"post": {
             "summary": f"Score rows with {name}", "operationId": f"predict_{name}",
+            "parameters": [{"name": "explain", "in": "query", "required": False,
+                            "schema": explain, "description": explain["description"]}],
             "requestBody": _json_body({"oneOf": [record, records]}),
             "responses": _answers("one prediction per row")}}
         paths[f"/v1/models/{name}:predict"] = {"post": {
@@ -67,7 +73,7 @@ def document(models: dict[str, Any]) -> dict[str, Any]:
             "operationId": f"v2_infer_{name}",
             "requestBody": _json_body({"type": "object", "required": ["inputs"], "properties": {
                 "id": {"type": "string"},
-                "parameters": {"type": "object"},
+                "parameters": {"type": "object", "properties": {"explain": explain}},
                 "inputs": {"type": "array", "prefixItems": columns, "minItems": 1}}}),
             "responses": _answers("v2 outputs")}}
         for path, op in ((f"/v2/models/{name}", "v2_metadata"),
@@ -77,18 +83,22 @@ def document(models: dict[str, Any]) -> dict[str, Any]:
                                    "responses": {"200": {"description": "ok"}}}}
     first = next(iter(models.values()), None)
     if first is not None:
-        record = record_schema(first.champion.current.signature)
+        first_sig = first.champion.current.signature
+        record = record_schema(first_sig)
         records = {"type": "array", "items": record, "minItems": 1}
+        params = {"type": "object", "properties": {
+            "predict_method": {"enum": ["predict", "predict_proba"]},
+            "explain": {"type": "integer", "minimum": 1, "maximum": len(first_sig.names)}}}
         paths["/invocations"] = {"post": {
             "summary": "MLflow scoring (first model, or ?model=NAME)",
             "operationId": "invocations",
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": {"oneOf": [
                     {"type": "object", "required": ["dataframe_records"],
-                     "properties": {"dataframe_records": records, "params": {"type": "object"}},
+                     "properties": {"dataframe_records": records, "params": params},
                      "additionalProperties": False},
                     {"type": "object", "required": ["instances"],
-                     "properties": {"instances": records, "params": {"type": "object"}},
+                     "properties": {"instances": records, "params": params},
                      "additionalProperties": False},
                     {"type": "object", "required": ["dataframe_split"], "properties": {
                         "dataframe_split": {"type": "object", "properties": {
