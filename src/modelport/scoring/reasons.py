@@ -68,6 +68,26 @@ def explaining(predictor, registry=None, version=None):
     )
 
 
+class Explains:
+    """What a surface's loaded version does to give reasons: it holds ``predictor``, may
+    hold ``find_explainer`` (a function giving the version's explaining predictor, e.g.
+    :func:`explaining` with the registry) and keeps the one found in ``_explainer``."""
+
+    predictor: Any
+    find_explainer: Any
+    _explainer: Any
+
+    def explainer(self):
+        """The predictor giving this version's reasons, found on first use and kept; a
+        :class:`UserError` when the version cannot explain."""
+        if self._explainer is None:
+            found = (self.find_explainer() if self.find_explainer is not None
+                     else explaining(self.predictor))
+            warm_up(found)
+            self._explainer = found
+        return self._explainer
+
+
 def warm_up(predictor) -> None:
     """Build ``predictor``'s explanation tables now (one made-up row explained), so the
     first real request pays only for its rows; a model that cannot explain raises here."""

@@ -96,7 +96,7 @@ class Stats:
 # -- the model ---------------------------------------------------------------------------
 
 @dataclass
-class Scorer:
+class Scorer(reasons.Explains):
     """One loaded version: the predictor of the artefact the scoring core chose, warmed up."""
 
     name: str
@@ -112,16 +112,6 @@ class Scorer:
     @property
     def signature(self):
         return self.predictor.signature
-
-    def explainer(self):
-        """The predictor giving this version's reasons, found on first use and kept; a
-        :class:`UserError` when the version cannot explain."""
-        if self._explainer is None:
-            found = (self.find_explainer() if self.find_explainer is not None
-                     else reasons.explaining(self.predictor))
-            reasons.warm_up(found)
-            self._explainer = found
-        return self._explainer
 
 
 def follow(uri: str | ModelURI, registry, *, poll_seconds: float = 2.0,

@@ -25,7 +25,7 @@ from modelport.uri import ModelURI
 
 
 @dataclass
-class Loaded:
+class Loaded(reasons.Explains):
     """One version ready to score: its predictor and its batcher."""
 
     uri: ModelURI
@@ -43,16 +43,6 @@ class Loaded:
     @property
     def signature(self):
         return self.predictor.signature
-
-    def explainer(self):
-        """The predictor giving this version's reasons, found on first use and kept; a
-        :class:`UserError` when the version cannot explain."""
-        if self._explainer is None:
-            found = (self.find_explainer() if self.find_explainer is not None
-                     else reasons.explaining(self.predictor))
-            reasons.warm_up(found)
-            self._explainer = found
-        return self._explainer
 
     def describe(self) -> dict[str, Any]:
         return {"uri": str(self.uri), "version": self.version, "format": self.format,
