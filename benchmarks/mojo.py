@@ -84,29 +84,38 @@ def rows(n: int):
     return module.frame(n, seed=99)
 
 
+def first_row(frame) -> dict:
+    """The frame's first row as a request gives it: a dict, missing values as None."""
+    first = frame.head(1).to_dict(orient="records")[0]
+    return {k: (None if v != v else v) for k, v in first.items()}
+
+
+def measured(predictor, load_s: float, frame, calls: int) -> dict:
+    """A loaded predictor's figures: the median of ``calls`` one-row calls (after 20 to
+    warm up), one call on the whole ``frame``, and its probabilities."""
+    row = first_row(frame)
+    for _ in range(20):
+        predictor.run(row)
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        predictor.run(row)
+        times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    scored = predictor.run(frame)
+    return {"single_s": statistics.median(times), "bulk_s": time.perf_counter() - t0,
+            "load_s": load_s, "runtime": predictor.runtime, "proba": scored["proba"]}
+
+
 def modelport_side(names, frame, calls: int) -> dict:
     from modelport.formats import mojo
 
     out = {}
-    first = frame.head(1).to_dict(orient="records")[0]
-    row = {k: (None if v != v else v) for k, v in first.items()}
     for name in names:
         data = (FIXTURES / f"{name}.zip").read_bytes()
         t0 = time.perf_counter()
         predictor = mojo.load(data, mojo.inspect(data))
-        load_s = time.perf_counter() - t0
-        for _ in range(20):
-            predictor.run(row)
-        times = []
-        for _ in range(calls):
-            t0 = time.perf_counter()
-            predictor.run(row)
-            times.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        scored = predictor.run(frame)
-        bulk = time.perf_counter() - t0
-        out[name] = {"single_s": statistics.median(times), "bulk_s": bulk, "load_s": load_s,
-                     "runtime": predictor.runtime, "proba": scored["proba"]}
+        out[name] = measured(predictor, time.perf_counter() - t0, frame, calls)
     return out
 
 
@@ -142,8 +151,6 @@ def pojo_sides(name: str, frame, calls: int, h2o_calls: int) -> tuple[dict, list
     theirs = predict_csv(frame)
     h2o = {"single_s": statistics.median(times), "bulk_s": time.perf_counter() - t0,
            "p1": theirs.iloc[:, 2].to_numpy(dtype=np.float64)}
-    first = frame.head(1).to_dict(orient="records")[0]
-    row = {k: (None if v != v else v) for k, v in first.items()}
     ours = []
     for runtime in ("auto", "jvm"):
         t0 = time.perf_counter()
@@ -151,17 +158,7 @@ def pojo_sides(name: str, frame, calls: int, h2o_calls: int) -> tuple[dict, list
         load_s = time.perf_counter() - t0
         if runtime == "auto" and predictor.runtime != "compiled":
             continue  # not read: the JVM row below is the only one
-        for _ in range(20):
-            predictor.run(row)
-        times = []
-        for _ in range(calls):
-            t0 = time.perf_counter()
-            predictor.run(row)
-            times.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        scored = predictor.run(frame)
-        ours.append({"single_s": statistics.median(times), "bulk_s": time.perf_counter() - t0,
-                     "load_s": load_s, "runtime": predictor.runtime, "proba": scored["proba"]})
+        ours.append(measured(predictor, load_s, frame, calls))
     return h2o, ours
 
 
