@@ -49,17 +49,26 @@ def count(value: Any, signature, source: str = "explain") -> int:
     return k
 
 
+def explaining_format(version, serving: str | None = None) -> str | None:
+    """The artefact of ``version`` reasons are read from: ``serving`` (the format that
+    scores) when it holds an intermediate form, else the first accepted in
+    :data:`EXPLAINING_FORMATS`; None when the version has none."""
+    if serving in EXPLAINING_FORMATS:
+        return serving
+    accepted = version.accepted_formats()
+    return next((f for f in EXPLAINING_FORMATS if f in accepted), None)
+
+
 def explaining(predictor, registry=None, version=None):
     """A predictor of the same version that can explain: ``predictor`` itself when its
-    format can, else the version's first accepted artefact in :data:`EXPLAINING_FORMATS`
-    loaded from ``registry``. A :class:`UserError` when there is none."""
+    format can, else the version's artefact :func:`explaining_format` names, loaded from
+    ``registry``. A :class:`UserError` when there is none."""
     if predictor.explains:
         return predictor
     if registry is not None and version is not None:
-        accepted = version.accepted_formats()
-        for fmt in EXPLAINING_FORMATS:
-            if fmt in accepted:
-                return registry.load(version, format=fmt)
+        fmt = explaining_format(version)
+        if fmt is not None:
+            return registry.load(version, format=fmt)
     raise UserError(
         f"model {predictor.describe()} cannot be explained: reasons are read from an "
         f"intermediate form, which its {predictor.format or 'loaded'} artefact does not "

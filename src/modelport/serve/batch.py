@@ -538,26 +538,29 @@ def _explaining(registry, version, fmt: str, explain) -> tuple:
     """``(k, format, artefact, background rows)`` for ``--explain``: the number checked, the
     artefact that explains (the scoring one when it can), proven able to explain here
     before any output is written."""
+    from modelport import formats
     from modelport.scoring import reasons
     from modelport.signature import Signature
 
-    k = reasons.count(explain, Signature.from_dict(version.signature), "--explain")
-    accepted = version.accepted_formats()
-    efmt = fmt if fmt in reasons.EXPLAINING_FORMATS else next(
-        (f for f in reasons.EXPLAINING_FORMATS if f in accepted), None)
+    signature = Signature.from_dict(version.signature)
+    k = reasons.count(explain, signature, "--explain")
+    efmt = reasons.explaining_format(version, fmt)
     if efmt is None:
         raise UserError(
             f"--explain: {version.uri} cannot be explained: reasons are read from an "
             f"intermediate form, and the version has no {', '.join(reasons.EXPLAINING_FORMATS)}"
-            f" artefact (it has: {', '.join(accepted)}); score without --explain")
-    predictor = registry.load(version, format=efmt)
+            f" artefact (it has: {', '.join(version.accepted_formats())}); score without "
+            "--explain")
+    data = registry.read_artefact(version, efmt)  # read once: proven here, shipped to workers
+    predictor = formats.get(efmt).load(data, signature)
+    predictor.model_name, predictor.model_version = version.name, version.version
     background = registry.sample(version) if version.sample_sha256 else None
     predictor.background = background
     try:
         reasons.warm_up(predictor)
     except UserError as exc:
         raise UserError(f"--explain: {exc}; score without --explain") from None
-    return k, efmt, registry.read_artefact(version, efmt), background
+    return k, efmt, data, background
 
 
 def _limit_threads() -> None:
