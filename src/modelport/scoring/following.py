@@ -286,6 +286,18 @@ class Follower(Generic[T]):
                                         daemon=True)
         self._thread.start()
 
+    def poll_due(self) -> bool:
+        """:meth:`poll` now, on the caller's thread, when ``poll_seconds`` have passed since
+        the last one (always, with ``poll_seconds`` 0): for surfaces that switch versions at
+        a boundary of their own (a micro-batch), not in the background. True if it
+        swapped."""
+        now = time.monotonic()
+        if self.poll_seconds > 0 and now < self._next:
+            self.heartbeat.tick(self.version)
+            return False
+        self._next = now + self.poll_seconds
+        return self.poll()
+
     def wait(self, timeout: float | None = None) -> None:
         """Wait for a background poll to end (tests, and surfaces that stop)."""
         if self._thread is not None:

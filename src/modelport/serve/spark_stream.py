@@ -40,6 +40,7 @@ from modelport.io.spark import (
     stop_on_signals,
 )
 from modelport.scoring.checks import InputPolicy
+from modelport.scoring.following import Follower
 
 log = logging.getLogger("modelport.stream")
 
@@ -61,6 +62,16 @@ class StreamResult:
                 "seconds": round(self.seconds, 3)}
 
 
+@dataclass
+class _Shipped:
+    """A version as the executors score it: its batch artefact, broadcast."""
+
+    version: Any
+    fmt: str
+    blob: Any
+    key: tuple[str, str]
+
+
 class _Batches:
     """What ``foreachBatch`` runs on the driver for each micro-batch."""
 
@@ -70,43 +81,34 @@ class _Batches:
         self.sink, self.dead, self.policy, self.id, self.job = sink, dead, policy, id, job
         self.poll_seconds = poll_seconds
         self.result = StreamResult()
-        self.version = None
-        self.blob = None
-        self.key = None
-        self.fmt = None
-        self.checked_at = 0.0
+        self.follower: Follower[_Shipped] | None = None
         self.table_sink = None
         self.failure: BaseException | None = None
 
     def follow(self) -> None:
-        """Look the URI up (at most every ``poll_seconds``); a new version's artefact goes
-        to the executors before the next micro-batch is scored with it."""
-        now = time.monotonic()
-        if self.version is not None and now - self.checked_at < self.poll_seconds:
-            return
-        self.checked_at = now
-        try:
-            version = self.registry.get(self.uri)
-        except Exception as exc:  # noqa: BLE001 - the registry is away: keep the version
-            if self.version is None:
-                raise
-            log.warning("cannot look %s up (%s); scoring with version %s", self.uri, exc,
-                        self.version.version)
-            return
-        if self.version is not None and version.version == self.version.version \
-                and version.name == self.version.name:
-            return
+        """Follow the URI (:class:`~modelport.scoring.following.Follower`, asked at most every
+        ``poll_seconds`` at a micro-batch boundary); a new version's artefact goes to the
+        executors before the next micro-batch is scored with it."""
+        if self.follower is None:
+            self.follower = Follower(self.uri, self.registry, self._ship,
+                                     poll_seconds=self.poll_seconds)
+        else:
+            self.follower.poll_due()
+
+    def _ship(self, version) -> _Shipped:
+        """The artefact the scoring core chooses for batches, broadcast to the executors
+        (the previous one let go: the micro-batch that used it is done)."""
         from modelport.scoring.choice import choose
 
         fmt = choose(version, "batch").format
         data = self.registry.read_artefact(version, fmt)
-        if self.blob is not None:
-            self.blob.unpersist()
-        self.blob = self.spark.sparkContext.broadcast(data)
-        self.key = (fmt, hashlib.sha256(data).hexdigest())
-        self.fmt, self.version = fmt, version
+        if self.follower is not None:
+            self.follower.current.blob.unpersist()
+        shipped = _Shipped(version, fmt, self.spark.sparkContext.broadcast(data),
+                           (fmt, hashlib.sha256(data).hexdigest()))
         self.result.versions.append(version.version)
         log.info("scoring with %s (%s)", version.uri, fmt)
+        return shipped
 
     def __call__(self, frame, batch_id: int) -> None:
         try:
@@ -126,7 +128,9 @@ class _Batches:
         from modelport.signature import Signature
 
         self.follow()
-        version, id = self.version, self.id
+        assert self.follower is not None
+        shipped, id = self.follower.current, self.id
+        version = shipped.version
         signature = Signature.from_dict(version.signature)
         names = signature.names
         wanted = names + ([id] if id and id not in names else [])
@@ -147,7 +151,8 @@ class _Batches:
                                 pa.field("_mid", pa.int64()), pa.field("_code", pa.string()),
                                 pa.field("_reason", pa.string()),
                                 pa.field("_warnings", pa.string())])
-            scorer = _scorer(self.blob, self.key, self.fmt, version.signature, self.policy,
+            scorer = _scorer(shipped.blob, shipped.key, shipped.fmt, version.signature,
+                             self.policy,
                              id, id_type, schema, status, wanted)
             rows = good.mapInArrow(scorer, schema=from_arrow_schema(status)) \
                 .persist(StorageLevel.MEMORY_AND_DISK)
@@ -222,8 +227,9 @@ class _Batches:
             _write_folder(frame, Path(self.dead.location) / what, batch_id, self.dead.format)
 
     def close(self) -> None:
-        if self.blob is not None:
-            self.blob.unpersist()
+        if self.follower is not None:
+            self.follower.current.blob.unpersist()
+            self.follower.heartbeat.stop()
         if self.table_sink is not None:
             self.table_sink.engine.dispose()
 
