@@ -136,3 +136,91 @@ def test_the_command_refuses_an_unknown_key_with_exit_code_2(tmp_path):
     assert "online.yaml: checkpoint.every_event: unknown key; did you mean 'every_events'?" \
         in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_every_section_left_out_takes_its_documented_default(tmp_path):
+    s = load_spec({"name": "churn-online", "source": "events.jsonl", "target": "churned",
+                   "learner": {"estimator": "sklearn.linear_model.SGDClassifier",
+                               "params": {"loss": "log_loss"}}},
+                  base=tmp_path)
+    assert (s.task, s.features, s.id, s.label_delay, s.classes, s.pipeline) == \
+        ("classification", None, None, None, None, [])
+    assert (s.source.rate, s.source.key, s.source.format, s.source.poll_ms) == \
+        (None, None, "json", 200.0)
+    assert (s.numeric, s.categorical, s.max_categories, s.hash_buckets) == \
+        ("scale", "onehot", 50, 32)
+    assert (s.batch_size, s.max_wait_ms, s.every_events, s.every_seconds) == \
+        (256, 50.0, 50000, 600.0)
+    assert (s.checkpoint_alias, s.formats) == ("online-latest", None)
+    assert (s.promotion_alias, s.promotion_metric, s.promotion_threshold,
+            s.promotion_min_events) == ("production", "accuracy", 0.01, 1000)
+    assert (s.window, s.metrics) == (10_000, ["accuracy", "log_loss"])
+    assert (s.drift_detector, s.drift_params, s.drift_action, s.drift_min_events,
+            s.drift_max_events) == (None, {}, "alert", 1000, 50_000)
+    assert (s.description, s.rejects, s.spark) == (None, None, {})
+    assert isinstance(s.max_wait_ms, float) and isinstance(s.promotion_threshold, float)
+
+
+def test_sections_written_as_true_false_or_null(tmp_path):
+    s = load_spec(spec(id="customer_id", label_delay=True, promotion=False, drift=False),
+                  base=tmp_path)
+    assert (s.label_delay, s.promotion_alias, s.drift_detector) == (100_000, None, None)
+    s = load_spec(spec(promotion=None, **{"checkpoint.every_seconds": None}), base=tmp_path)
+    assert (s.promotion_alias, s.every_seconds) == ("production", None)
+    s = load_spec(spec(preprocess="none"), base=tmp_path)
+    assert (s.numeric, s.categorical) == ("none", "none")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"batch.max_wait_ms": "50"},
+     "batch.max_wait_ms: expected a number of at least 0, got '50'"),
+    ({"batch.size": True}, "batch.size: expected a whole number of at least 1, got True"),
+    ({"source": {"url": "events.jsonl", "rate": "fast"}},
+     "source.rate: expected events per second (a positive number), got 'fast'"),
+    ({"source": {"rate": 5}}, "source.url: missing; give a file (.jsonl, .csv, .parquet)"),
+    ({"label_delay": {"max_events": 2.5}},
+     "label_delay.max_events: expected a whole number of at least 1, got 2.5"),
+    ({"preprocess": {"hash_buckets": 1}},
+     "preprocess.hash_buckets: expected a whole number of at least 2, got 1"),
+    ({"checkpoint.alias": 5}, "checkpoint.alias: expected an alias name, e.g. production; got 5"),
+    ({"checkpoint.alias": "on line"}, "checkpoint.alias: bad alias 'on line'"),
+    ({"checkpoint.every_seconds": 0}, "checkpoint.every_seconds: expected a number of at least "
+                                      "0.001 (or null: no timed checkpoints), got 0"),
+    ({"promotion": {"threshold": "1%"}},
+     "promotion.threshold: expected a number of at least 0, got '1%'"),
+    ({"evaluation": {"window": 5}}, "evaluation.window: expected a whole number of at least 10"),
+    ({"drift": {"min_events": 500, "max_events": 100}},
+     "drift.max_events: expected a whole number of at least drift.min_events (500), got 100"),
+    ({"learner.params": ["log_loss"]},
+     "learner.params: expected a mapping of parameter: value, got ['log_loss']"),
+    ({"learner.estimator": 5}, "learner.estimator: expected a dotted class path"),
+    ({"learner": "sgd"}, "learner: expected a mapping of estimator, params, pipeline, got 'sgd'"),
+    ({"promotion": 1}, "promotion: expected false (promote nothing) or a mapping of alias, "
+                       "metric, threshold, min_events; got 1"),
+    ({"features": ["tenure", "tenure"]}, "features: lists 'tenure' twice; list each once"),
+    ({"classes": [0, "0"]}, "classes: lists a label twice"),
+    ({"name": True}, "name: expected a model name, e.g. churn-online; got True"),
+    ({"task": "classify"}, "task: unknown task 'classify'; use one of classification"),
+])
+def test_a_wrong_value_names_its_full_key_path_and_the_fix(tmp_path, changes, message):
+    with pytest.raises(UserError) as err:
+        load_spec(spec(**changes), base=tmp_path)
+    assert str(err.value).startswith(f"spec: {message}")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("changes, where, close", [
+    ({"targt": "churned"}, "targt", "target"),
+    ({"promotion.treshold": 0.1}, "promotion.treshold", "threshold"),
+    ({"source": {"url": "events.jsonl", "rat": 5}}, "source.rat", "rate"),
+    ({"label_delay": {"max_event": 5}, "id": "customer_id"}, "label_delay.max_event",
+     "max_events"),
+    ({"drift": {"detecter": "ADWIN"}}, "drift.detecter", "detector"),
+    ({"preprocess": {"numerc": "scale"}}, "preprocess.numerc", "numeric"),
+    ({"spark": {"step": 0.1}}, "spark.step", "step_size"),
+])
+def test_an_unknown_key_suggests_the_closest_known_one(tmp_path, changes, where, close):
+    with pytest.raises(UserError) as err:
+        load_spec(spec(**changes), base=tmp_path)
+    assert f"spec: {where}: unknown key; did you mean {close!r}? known keys here: " \
+        in str(err.value)

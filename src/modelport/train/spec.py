@@ -56,14 +56,28 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import Field, field_validator
 
 from modelport.errors import UserError
-from modelport.signature import TASKS
 from modelport.train.metrics import DEFAULT_METRICS, METRICS, PROBA_METRICS
-from modelport.train.sections import Section, did_you_mean, keys, read
+from modelport.train.sections import (
+    Alias,
+    Column,
+    EstimatorKeys,
+    Features,
+    Formats,
+    Metrics,
+    ModelName,
+    Name,
+    PromotionKeys,
+    Section,
+    Task,
+    did_you_mean,
+    keys,
+    read,
+)
 
 DEFAULT_ESTIMATORS = {
     "classification": "sklearn.ensemble.HistGradientBoostingClassifier",
@@ -91,13 +105,12 @@ def _column(value) -> str:
 
 _SOURCE_MISSING = ("missing; give a file path, a SQL URL with the table after '#', or "
                    "{url, query}")
-_NAME = Annotated[str, Field(min_length=1)]
 
 
 class WindowSection(Section):
     """``data.window``: keep the rows whose timestamp ``column`` is within ``days``."""
 
-    column: _NAME
+    column: Name
     days: float = Field(gt=0)
     hints = {"column": lambda v: "missing; name the timestamp column to filter on",
              "days": lambda v: f"must be a positive number of days, got {v!r}"}
@@ -107,9 +120,9 @@ class DataSection(Section):
     """``data``: where the rows come from and which columns are what."""
 
     source: str | dict[Any, Any]
-    target: _NAME | int | None = None
-    id: _NAME | int | None = None
-    features: list[_NAME] | None = Field(None, min_length=1)
+    target: Column | None = None
+    id: Column | None = None
+    features: Features | None = None
     window: WindowSection | None = None
     hints = {"source": lambda v: _SOURCE_MISSING if v is None else
              f"expected a path, a URL or {{url, query}}, got {v!r}",
@@ -130,15 +143,10 @@ class DataSection(Section):
         return value
 
 
-class ModelSection(Section):
+class ModelSection(EstimatorKeys):
     """``model``: the estimator, its parameters, and the preprocessing around it."""
 
-    estimator: str | None = None
-    params: dict[Any, Any] | None = None
     preprocess: Any = "auto"
-    hints = {"estimator": lambda v: f"expected a dotted class path, got {v!r}",
-             "params": lambda v: f"expected a mapping of parameter: value, got {v!r} "
-             "(e.g. params: {max_iter: 200})"}
 
     @field_validator("preprocess")
     @classmethod
@@ -179,14 +187,13 @@ class AutoMLSection(Section):
              "feature_selection": lambda v: f"must be true or false, got {v!r}"}
 
 
-class PromotionSection(Section):
+class PromotionSection(PromotionKeys):
     """``promotion``: the alias a challenger must earn, and by what margin."""
 
-    alias: Any = "production"
-    metric: str | None = None
+    alias: Alias = "production"
     min_improvement: float = Field(0.0, ge=0)
     holdout: float = Field(0.2, gt=0, lt=1)
-    hints = {"metric": lambda v: f"unknown metric {v!r}",
+    hints = {**PromotionKeys.hints,
              "min_improvement": lambda v: f"must be a number >= 0, got {v!r}",
              "holdout": _fraction}
 
@@ -195,16 +202,21 @@ class SpecFile(Section):
     """A training spec as written: the sections and their keys (see the module docstring).
     New keys are added here; existing ones are never renamed."""
 
-    name: Any = None
-    task: Any = "classification"
+    name: ModelName
+    task: Task = "classification"
     data: DataSection | None = None
     model: ModelSection | None = None
     validation: ValidationSection | None = None
-    metrics: Any = None
-    formats: Any = None
+    metrics: Metrics | None = None
+    formats: Formats | None = None
     description: Any = None
     automl: AutoMLSection | None = None
     promotion: PromotionSection | None = None
+    hints = {"name": lambda v: "missing; give the model a name, e.g. name: churn"
+             if v in (None, "") else f"expected a model name, e.g. churn; got {v!r}",
+             "metrics": lambda v: "expected a list of metric names, e.g. " + "; ".join(
+                 f"[{', '.join(names)}] for {task}" for task, names in DEFAULT_METRICS.items())
+             + f"; got {v!r}"}
 
 
 #: the keys each section accepts, as the models above declare them
@@ -360,20 +372,7 @@ def _check(raw: dict[str, Any], base: Path, path: Path | None) -> Spec:
     model = given.model or ModelSection()
     validation = given.validation or ValidationSection()
 
-    name = given.name
-    if not name:
-        raise fail("name", "missing; give the model a name, e.g. name: churn")
-    from modelport.uri import check_name
-
-    try:
-        check_name(str(name))
-    except UserError as exc:
-        raise fail("name", str(exc)) from None
-
-    task = given.task
-    if not isinstance(task, str) or task not in TASKS:
-        raise fail("task", f"unknown task {task!r}; use one of {', '.join(TASKS)}")
-
+    name, task = str(given.name), given.task
     target = None if data.target is None else str(data.target)
     if task == "clustering" and target is not None:
         raise fail("data.target", "clustering learns without a target; remove data.target "
@@ -388,45 +387,26 @@ def _check(raw: dict[str, Any], base: Path, path: Path | None) -> Spec:
         if id_column in features:
             raise fail("data.features", f"lists the id column {id_column!r}, which is never a "
                        "feature; remove it from data.features (or drop data.id)")
-        if len(set(features)) != len(features):
-            raise fail("data.features", "lists a column twice; list each once")
 
     estimator = model.estimator or DEFAULT_ESTIMATORS[task]
 
-    metrics = given.metrics
-    if metrics is None:
-        metrics = list(DEFAULT_METRICS[task])
-    if isinstance(metrics, str):
-        metrics = [metrics]
-    if not isinstance(metrics, list) or not metrics:
-        raise fail("metrics", f"expected a list of metric names, e.g. "
-                   f"[{', '.join(DEFAULT_METRICS[task])}]")
+    metrics = list(given.metrics or DEFAULT_METRICS[task])
     for metric in metrics:
         if metric not in METRICS[task]:
             raise fail("metrics", f"unknown metric {metric!r} for {task}; use any of "
                        f"{', '.join(METRICS[task])}")
 
     formats = given.formats
-    if formats is not None:
-        from modelport.formats import FORMATS
-
-        if isinstance(formats, str):
-            formats = [formats]
-        if not isinstance(formats, list) or not formats \
-                or any(f not in FORMATS for f in formats):
-            raise fail("formats", f"expected a list of formats from {', '.join(FORMATS)}, "
-                       f"got {given.formats!r}")
-
     window = None
     if data.window is not None:
         window = {"column": data.window.column, "days": float(data.window.days)}
     automl_given = (given.automl or AutoMLSection()) if "automl" in raw else None
     automl, promotion = _check_retrain(automl_given, given.promotion or PromotionSection(),
-                                       task, list(metrics), fail)
+                                       task, metrics, fail)
 
     description = given.description
     spec = Spec(
-        name=str(name), task=task, source=data.source, target=target, id=id_column,
+        name=name, task=task, source=data.source, target=target, id=id_column,
         features=list(features) if features is not None else None, estimator=estimator,
         params=dict(model.params or {}), preprocess=model.preprocess,
         test_size=float(validation.test_size), seed=validation.seed,
@@ -478,14 +458,7 @@ def _check_retrain(automl_given: AutoMLSection | None, promotion_given: Promotio
                         metric=automl_given.metric or metric,
                         estimators=list(dict.fromkeys(estimators)) if estimators else None,
                         feature_selection=automl_given.feature_selection)
-    alias = promotion_given.alias
-    from modelport.uri import check_alias
-
-    try:
-        check_alias(str(alias))
-    except UserError as exc:
-        raise fail("promotion.alias", str(exc)) from None
-    promotion = Promotion(alias=str(alias), metric=promotion_given.metric or metric,
+    promotion = Promotion(alias=promotion_given.alias, metric=promotion_given.metric or metric,
                           min_improvement=float(promotion_given.min_improvement),
                           holdout=float(promotion_given.holdout))
     return automl, promotion

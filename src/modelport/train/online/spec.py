@@ -31,37 +31,34 @@ refused with a one-line error naming it; keys are only ever added, never renamed
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 
 from modelport.errors import UserError
-from modelport.signature import TASKS
-
-#: the keys each section accepts; new keys are added here, existing ones never renamed
-KEYS: dict[str, tuple[str, ...]] = {
-    "": ("name", "task", "source", "target", "features", "id", "label_delay", "classes",
-         "learner", "preprocess", "batch", "checkpoint", "promotion", "evaluation", "drift",
-         "description", "rejects", "spark"),
-    "source": ("url", "rate", "key", "format", "poll_ms", "group"),
-    "learner": ("estimator", "params", "pipeline"),
-    "preprocess": ("numeric", "categorical", "max_categories", "hash_buckets"),
-    "batch": ("size", "max_wait_ms"),
-    "checkpoint": ("every_events", "every_seconds", "alias", "formats"),
-    "promotion": ("alias", "metric", "threshold", "min_events"),
-    "evaluation": ("window", "metrics"),
-    "drift": ("detector", "params", "action", "min_events", "max_events"),
-    "label_delay": ("max_events",),
-    # --engine spark: where Spark keeps its offsets, and MLlib's streaming parameters
-    "spark": ("checkpoint", "master", "max_files_per_trigger", "step_size", "num_iterations",
-              "mini_batch_fraction", "reg_param", "convergence_tol", "initial_weights", "k",
-              "decay_factor", "half_life", "time_unit", "centers", "seed"),
-}
+from modelport.train.sections import (
+    Alias,
+    Column,
+    EstimatorKeys,
+    Features,
+    Formats,
+    Metrics,
+    ModelName,
+    Name,
+    PromotionKeys,
+    Section,
+    Task,
+    keys,
+    number,
+    read,
+    whole,
+)
 
 METRICS = {
     "classification": ("accuracy", "log_loss"),
@@ -70,16 +67,255 @@ METRICS = {
 }
 #: metrics where a smaller value is better
 LOWER_IS_BETTER = ("log_loss", "mae", "rmse", "inertia")
-NUMERIC_MODES = ("scale", "impute", "none")
-CATEGORICAL_MODES = ("onehot", "hash", "none")
-DRIFT_ACTIONS = ("alert", "reset", "challenger")
+NumericMode = Literal["scale", "impute", "none"]
+CategoricalMode = Literal["onehot", "hash", "none"]
+DriftAction = Literal["alert", "reset", "challenger"]
+EventFormat = Literal["json", "msgpack"]
+NUMERIC_MODES: tuple[str, ...] = get_args(NumericMode)
+CATEGORICAL_MODES: tuple[str, ...] = get_args(CategoricalMode)
+DRIFT_ACTIONS: tuple[str, ...] = get_args(DriftAction)
 #: scikit-learn learners whose inputs must stay non-negative: numbers are imputed, not scaled
 _COUNT_LEARNERS = ("MultinomialNB", "ComplementNB", "CategoricalNB")
-_KINDS = {"classification": "classifier", "regression": "regressor", "clustering": "clusterer"}
 _SQL = re.compile(r"^(sqlite|postgresql|postgres|mysql|mariadb|mssql|oracle|duckdb)(\+\w+)?://",
                   re.IGNORECASE)
 _BROKER = re.compile(r"^(redis|rediss|nats|amqp|amqps|mqtt|kafka)://", re.IGNORECASE)
 _FILES = (".jsonl", ".ndjson", ".csv", ".parquet", ".pq")
+
+_SOURCES = ("give a file (.jsonl, .csv, .parquet), a broker URL "
+            "(redis://127.0.0.1:6379/0?stream=events) or a SQL table "
+            "(postgresql://127.0.0.1/test#events)")
+_ESTIMATOR_MISSING = ("missing; give a dotted class path, e.g. sklearn.linear_model.SGDClassifier "
+                      "or river.linear_model.LogisticRegression")
+_REJECTS_EXAMPLE = ("e.g. rejects: rejects.jsonl, or rejects: "
+                    "redis://127.0.0.1:6379/0?stream=rejects")
+
+
+def _field(value) -> str:
+    return f"expected a field name, got {value!r}"
+
+
+# The sections of an online spec, as the module docstring shows them. New keys are added to
+# these models; existing ones are never renamed.
+
+class SourceSection(Section):
+    """``source`` written as a mapping: where the events are and how they are read."""
+
+    url: Name | Path
+    rate: float | None = Field(None, gt=0)
+    key: Column | None = None
+    format: EventFormat = "json"
+    poll_ms: float = Field(200.0, ge=1.0)
+    group: Column | None = None
+    hints = {"url": lambda v: f"missing; {_SOURCES}" if v in (None, "")
+             else f"expected a file path or a URL, got {v!r}; {_SOURCES}",
+             "rate": lambda v: f"expected events per second (a positive number), got {v!r}",
+             "key": lambda v: f"expected the name of the table's increasing key column, "
+             f"got {v!r}",
+             "format": lambda v: f"unknown event format {v!r}; use json or msgpack",
+             "poll_ms": number(1),
+             "group": lambda v: f"expected a consumer group name, got {v!r}"}
+
+
+class LabelDelaySection(Section):
+    """``label_delay``: labels arrive later than their events, as ``{id, target}`` events."""
+
+    max_events: int = Field(100_000, ge=1)
+    hints = {"max_events": whole(1)}
+
+
+class PipelineStep(Section):
+    """One step of ``learner.pipeline`` written as a mapping."""
+
+    estimator: Name
+    params: dict[Any, Any] | None = None
+
+
+class LearnerSection(EstimatorKeys):
+    """``learner``: the incremental estimator, its parameters, and (River only) the
+    transformers before it."""
+
+    estimator: Name
+    pipeline: list[Name | PipelineStep] | None = None
+    hints = {**EstimatorKeys.hints,
+             "estimator": lambda v: _ESTIMATOR_MISSING if v in (None, "")
+             else f"expected a dotted class path, e.g. sklearn.linear_model.SGDClassifier; "
+             f"got {v!r}",
+             "pipeline": lambda v: "expected a list of River transformers, each a dotted "
+             "class path or {estimator, params}, e.g. [river.preprocessing.StandardScaler]; "
+             f"got {v!r}"}
+
+
+class PreprocessSection(Section):
+    """``preprocess``: how scikit-learn learners get numbers from events."""
+
+    #: None: by the learner (scale, or impute for learners that need non-negative inputs)
+    numeric: NumericMode | None = None
+    categorical: CategoricalMode = "onehot"
+    max_categories: int = Field(50, ge=1)
+    hash_buckets: int = Field(32, ge=2)
+    hints = {"numeric": lambda v: f"unknown mode {v!r}; use scale (running mean imputation "
+             "and standard scaling), impute (running mean imputation only) or none",
+             "categorical": lambda v: f"unknown mode {v!r}; use onehot (categories take "
+             "columns as they first appear), hash (categories hashed into hash_buckets "
+             "columns) or none (no categorical fields)",
+             "max_categories": whole(1), "hash_buckets": whole(2)}
+
+
+class BatchSection(Section):
+    """``batch``: how many events are learnt at once, and how long a batch may wait."""
+
+    size: int = Field(256, ge=1)
+    max_wait_ms: float = Field(50.0, ge=0)
+    hints = {"size": whole(1), "max_wait_ms": number(0)}
+
+
+class CheckpointSection(Section):
+    """``checkpoint``: how often the learner is registered, and under which alias."""
+
+    every_events: int = Field(50_000, ge=1)
+    every_seconds: Annotated[float, Field(ge=0.001)] | None = 600.0
+    alias: Alias = "online-latest"
+    formats: Formats | None = None
+    hints = {"every_events": whole(1),
+             "every_seconds": lambda v: f"expected a number of at least 0.001 (or null: no "
+             f"timed checkpoints), got {v!r}"}
+
+    @field_validator("formats")
+    @classmethod
+    def _no_pmml(cls, value):
+        if value is not None and "pmml" in value:
+            raise ValueError("pmml starts a Java runtime for every conversion, far too slow "
+                             "for checkpoints; use joblib, onnx or compiled")
+        return value
+
+
+class PromotionSection(PromotionKeys):
+    """``promotion``: the alias a checkpoint earns by beating the one it holds; ``alias:
+    null`` (or ``promotion: false``) promotes nothing."""
+
+    threshold: float = Field(0.01, ge=0)
+    min_events: int = Field(1000, ge=1)
+    hints = {**PromotionKeys.hints, "threshold": number(0), "min_events": whole(1)}
+
+
+class EvaluationSection(Section):
+    """``evaluation``: the window of recent events the metrics are measured on."""
+
+    window: int = Field(10_000, ge=10)
+    metrics: Metrics | None = None
+    hints = {"window": whole(10),
+             "metrics": lambda v: "expected a list of metric names (" + "; ".join(
+                 f"{', '.join(names)} for {task}" for task, names in METRICS.items())
+             + f"), got {v!r}"}
+
+
+class DriftSection(Section):
+    """``drift``: a River detector watching the learner's errors, and what happens when it
+    fires."""
+
+    detector: Name = "ADWIN"
+    params: dict[Any, Any] | None = None
+    action: DriftAction = "alert"
+    min_events: int = Field(1000, ge=1)
+    max_events: int = Field(50_000, ge=1)
+    hints = {"detector": lambda v: "expected a River detector name, e.g. ADWIN, PageHinkley, "
+             f"KSWIN or river.drift.binary.DDM; got {v!r}",
+             "params": lambda v: f"expected a mapping of parameter: value, got {v!r}",
+             "action": lambda v: f"unknown action {v!r}; use alert (log and record it), reset "
+             "(start the learner afresh) or challenger (train a fresh learner beside it and "
+             "switch when it wins)",
+             "min_events": whole(1), "max_events": whole(1)}
+
+
+class SparkSection(Section):
+    """``spark``: where ``--engine spark`` keeps its offsets, and MLlib's streaming
+    parameters. Their values are MLlib's and are checked when that engine starts."""
+
+    checkpoint: Any = None
+    master: Any = None
+    max_files_per_trigger: Any = None
+    step_size: Any = None
+    num_iterations: Any = None
+    mini_batch_fraction: Any = None
+    reg_param: Any = None
+    convergence_tol: Any = None
+    initial_weights: Any = None
+    k: Any = None
+    decay_factor: Any = None
+    half_life: Any = None
+    time_unit: Any = None
+    centers: Any = None
+    seed: Any = None
+
+
+def _written_as(false: Any, true: Any = True) -> BeforeValidator:
+    """Lets a section be switched with a boolean: ``false`` stands for the value ``false``,
+    ``true`` for the value ``true`` (by default ``true`` itself, which a section refuses)."""
+    return BeforeValidator(lambda v: false if v is False else true if v is True else v)
+
+
+def _distinct(labels: list[Any]) -> list[Any]:
+    if len(set(map(str, labels))) != len(labels):
+        raise ValueError("lists a label twice; expected a list of at least two distinct "
+                         "labels, e.g. [0, 1]")
+    return labels
+
+
+def _mapping_of(section: type[Section], also: str):
+    return lambda v: f"expected {also}a mapping of {', '.join(keys(section))}; got {v!r}"
+
+
+class OnlineSpecFile(Section):
+    """An online learning spec as written (see the module docstring)."""
+
+    name: ModelName
+    task: Task = "classification"
+    source: Name | Path | SourceSection
+    target: Column | None = None
+    features: Features | None = None
+    id: Column | None = None
+    label_delay: Annotated[LabelDelaySection | None, _written_as(None, true={})] = None
+    classes: Annotated[list[Any], Field(min_length=2), AfterValidator(_distinct)] | None = None
+    # a spec without learner: is checked as learner: {}, so the message names learner.estimator
+    learner: LearnerSection = Field(default_factory=dict, validate_default=True)
+    preprocess: Literal["auto", "none"] | PreprocessSection | None = "auto"
+    batch: BatchSection | None = None
+    checkpoint: CheckpointSection | None = None
+    promotion: Annotated[PromotionSection | None, _written_as({"alias": None})] = None
+    evaluation: EvaluationSection | None = None
+    drift: Annotated[DriftSection | None, _written_as(None)] = None
+    description: Any = None
+    rejects: Name | Path | None = None
+    spark: SparkSection | None = None
+    hints = {
+        "name": lambda v: "missing; name the model the checkpoints are registered under, e.g. "
+        "name: churn-online" if v in (None, "") else f"expected a model name, e.g. "
+        f"churn-online; got {v!r}",
+        "source": lambda v: f"missing; {_SOURCES}" if v in (None, "") else
+        f"expected a file path, a URL or a mapping of {', '.join(keys(SourceSection))}, got "
+        f"{v!r}; {_SOURCES}",
+        "target": _field, "id": _field,
+        "features": lambda v: f"expected a non-empty list of field names, e.g. [tenure, plan]; "
+        f"got {v!r}",
+        "label_delay": _mapping_of(LabelDelaySection, "true, false or "),
+        "classes": lambda v: f"expected a list of at least two distinct labels, e.g. [0, 1]; "
+        f"got {v!r}",
+        "preprocess": _mapping_of(PreprocessSection, "auto, none or "),
+        "promotion": _mapping_of(PromotionSection, "false (promote nothing) or "),
+        "drift": _mapping_of(DriftSection, "false (no drift detection) or "),
+        "rejects": lambda v: f"expected a .jsonl file or a broker URL, {_REJECTS_EXAMPLE}; "
+        f"got {v!r}",
+    }
+
+
+#: the keys each section accepts, as the models above declare them
+KEYS: dict[str, tuple[str, ...]] = {
+    "": keys(OnlineSpecFile), "source": keys(SourceSection), "learner": keys(LearnerSection),
+    "preprocess": keys(PreprocessSection), "batch": keys(BatchSection),
+    "checkpoint": keys(CheckpointSection), "promotion": keys(PromotionSection),
+    "evaluation": keys(EvaluationSection), "drift": keys(DriftSection),
+    "label_delay": keys(LabelDelaySection), "spark": keys(SparkSection),
+}
 
 
 @dataclass
@@ -184,199 +420,109 @@ def load_spec(spec: str | Path | Mapping[str, Any], base: str | Path | None = No
 
 
 def _check(raw: dict[str, Any], base: Path, label: str) -> OnlineSpec:
+    """The spec ``raw``: each key as its section declares it, then the rules that join keys."""
+
     def fail(key: str, message: str) -> UserError:
         return UserError(f"{label}: {key}: {message}")
 
-    _known(raw, "", fail)
-    name = raw.get("name")
-    if not name:
-        raise fail("name", "missing; name the model the checkpoints are registered under, "
-                   "e.g. name: churn-online")
-    from modelport.uri import check_name
-
-    try:
-        check_name(str(name))
-    except UserError as exc:
-        raise fail("name", str(exc)) from None
-    task = raw.get("task", "classification")
-    if task not in TASKS:
-        raise fail("task", f"unknown task {task!r}; use one of {', '.join(TASKS)}")
-
-    source = _source(raw.get("source"), base, fail)
-    target = _column(raw, "target", fail)
+    given: OnlineSpecFile = read(OnlineSpecFile, raw, label)
+    task = given.task
+    source = _source(given.source, base, fail)
+    target = None if given.target is None else str(given.target)
     if task == "clustering" and target is not None:
         raise fail("target", "clustering learns without a target; remove it")
     if task != "clustering" and target is None:
         raise fail("target", f"missing; name the field a {task} learner predicts")
-    id_column = _column(raw, "id", fail)
-    features = raw.get("features")
+    id_column = None if given.id is None else str(given.id)
+    features = given.features
     if features is not None:
-        if (not isinstance(features, list) or not features
-                or not all(isinstance(f, str) and f for f in features)):
-            raise fail("features", "expected a non-empty list of field names, e.g. [tenure, plan]")
         for other, what in ((target, "the target"), (id_column, "the id")):
             if other in features:
                 raise fail("features", f"lists {what} {other!r}; remove it")
-        if len(set(features)) != len(features):
-            raise fail("features", "lists a field twice; list each once")
 
-    delay = raw.get("label_delay")
     label_delay = None
-    if delay not in (None, False):
-        section = {} if delay is True else _section(raw, "label_delay", fail)
-        label_delay = _int(section, "max_events", 100_000, 1, fail, "label_delay.")
+    if given.label_delay is not None:
+        label_delay = given.label_delay.max_events
         if id_column is None:
             raise fail("label_delay", "needs id: the field that joins a late label to the "
                        "event it labels (e.g. id: customer_id)")
         if task == "clustering":
             raise fail("label_delay", "clustering learns without labels; remove it")
 
-    classes = raw.get("classes")
-    if classes is not None:
-        if task != "classification":
-            raise fail("classes", f"only classification has classes, the task is {task}")
-        if not isinstance(classes, list) or len(classes) < 2 or len(set(map(str, classes))) \
-                != len(classes):
-            raise fail("classes", "expected a list of at least two distinct labels, e.g. [0, 1]")
+    if given.classes is not None and task != "classification":
+        raise fail("classes", f"only classification has classes, the task is {task}")
 
-    learner = _section(raw, "learner", fail)
-    estimator = learner.get("estimator")
-    if not estimator or not isinstance(estimator, str):
-        raise fail("learner.estimator", "missing; give a dotted class path, e.g. "
-                   "sklearn.linear_model.SGDClassifier or river.linear_model.LogisticRegression")
-    params = learner.get("params") or {}
-    if not isinstance(params, Mapping):
-        raise fail("learner.params", f"expected a mapping of parameter: value, got {params!r}")
-    pipeline = _pipeline(learner.get("pipeline"), estimator, fail)
+    estimator = given.learner.estimator
+    pipeline = _pipeline(given.learner.pipeline, estimator, fail)
+    numeric, categorical, max_categories, hash_buckets = _preprocess(given.preprocess,
+                                                                     estimator, fail)
+    batch = given.batch or BatchSection()
+    checkpoint = given.checkpoint or CheckpointSection()
 
-    numeric, categorical, max_categories, hash_buckets = _preprocess(raw, estimator, fail)
-
-    batch = _section(raw, "batch", fail)
-    batch_size = _int(batch, "size", 256, 1, fail, "batch.")
-    max_wait_ms = _number(batch, "max_wait_ms", 50.0, 0.0, fail, "batch.")
-
-    checkpoint = _section(raw, "checkpoint", fail)
-    every_events = _int(checkpoint, "every_events", 50_000, 1, fail, "checkpoint.")
-    every_seconds = checkpoint.get("every_seconds", 600)
-    if every_seconds is not None:
-        every_seconds = _number(checkpoint, "every_seconds", 600.0, 0.001, fail, "checkpoint.")
-    checkpoint_alias = _alias(checkpoint.get("alias", "online-latest"), "checkpoint.alias", fail)
-    formats = checkpoint.get("formats")
-    if formats is not None:
-        from modelport.formats import FORMATS
-
-        if isinstance(formats, str):
-            formats = [formats]
-        if not isinstance(formats, list) or not formats or any(f not in FORMATS for f in formats):
-            raise fail("checkpoint.formats", f"expected a list of formats from "
-                       f"{', '.join(FORMATS)}, e.g. [joblib, onnx]; got {formats!r}")
-        if "pmml" in formats:
-            raise fail("checkpoint.formats", "pmml starts a Java runtime for every conversion, "
-                       "far too slow for checkpoints; use joblib, onnx or compiled")
-
-    evaluation = _section(raw, "evaluation", fail)
-    window = _int(evaluation, "window", 10_000, 10, fail, "evaluation.")
-    metrics = evaluation.get("metrics", list(METRICS[task]))
-    if isinstance(metrics, str):
-        metrics = [metrics]
-    if not isinstance(metrics, list) or not metrics \
-            or any(m not in METRICS[task] for m in metrics):
+    evaluation = given.evaluation or EvaluationSection()
+    metrics = list(evaluation.metrics or METRICS[task])
+    if any(m not in METRICS[task] for m in metrics):
         raise fail("evaluation.metrics", f"expected a list from {', '.join(METRICS[task])} for "
                    f"{task}, got {metrics!r}")
 
-    promotion = raw.get("promotion", {})
-    if promotion is False:
-        promotion = {"alias": None}
-    if not isinstance(promotion, Mapping):
-        raise fail("promotion", f"expected a mapping of {', '.join(KEYS['promotion'])}, or "
-                   f"false; got {promotion!r}")
-    _known(promotion, "promotion", fail)
-    promotion_alias = promotion.get("alias", "production")
-    if promotion_alias is not None:
-        promotion_alias = _alias(promotion_alias, "promotion.alias", fail)
-        if promotion_alias == checkpoint_alias:
-            raise fail("promotion.alias", f"is the checkpoint alias {checkpoint_alias!r}; "
-                       "promotion moves another alias (e.g. production)")
-    promotion_metric = promotion.get("metric", metrics[0])
+    promotion = given.promotion or PromotionSection()
+    if promotion.alias is not None and promotion.alias == checkpoint.alias:
+        raise fail("promotion.alias", f"is the checkpoint alias {checkpoint.alias!r}; "
+                   "promotion moves another alias (e.g. production)")
+    promotion_metric = metrics[0] if promotion.metric is None else promotion.metric
     if promotion_metric not in METRICS[task]:
         raise fail("promotion.metric", f"unknown metric {promotion_metric!r}; use one of "
                    f"{', '.join(METRICS[task])}")
     if promotion_metric not in metrics:
         metrics = [*metrics, promotion_metric]
-    promotion_threshold = _number(promotion, "threshold", 0.01, 0.0, fail, "promotion.")
-    promotion_min_events = _int(promotion, "min_events", 1000, 1, fail, "promotion.")
 
-    drift = raw.get("drift")
-    drift_detector, drift_params, drift_action = None, {}, "alert"
-    drift_min, drift_max = 1000, 50_000
-    if drift not in (None, False):
-        drift = _section(raw, "drift", fail)
-        drift_detector = drift.get("detector", "ADWIN")
-        if not isinstance(drift_detector, str) or not drift_detector:
-            raise fail("drift.detector", "expected a River detector name, e.g. ADWIN, "
-                       "PageHinkley, KSWIN or river.drift.binary.DDM")
-        drift_params = drift.get("params") or {}
-        if not isinstance(drift_params, Mapping):
-            raise fail("drift.params", f"expected a mapping of parameter: value, got "
-                       f"{drift_params!r}")
-        drift_action = drift.get("action", "alert")
-        if drift_action not in DRIFT_ACTIONS:
-            raise fail("drift.action", f"unknown action {drift_action!r}; use alert (log and "
-                       "record it), reset (start the learner afresh) or challenger (train a "
-                       "fresh learner beside it and switch when it wins)")
-        drift_min = _int(drift, "min_events", 1000, 1, fail, "drift.")
-        drift_max = _int(drift, "max_events", 50_000, drift_min, fail, "drift.")
+    drift = given.drift
+    if drift is not None and drift.max_events < drift.min_events:
+        raise fail("drift.max_events", f"expected a whole number of at least drift.min_events "
+                   f"({drift.min_events}), got {drift.max_events}")
 
-    description = raw.get("description")
-    rejects = _rejects(raw.get("rejects"), source, base, fail)
+    rejects = _rejects(given.rejects, source, base, fail)
+    description = given.description
     spec = OnlineSpec(
-        name=str(name), task=task, source=source, target=target,
+        name=str(given.name), task=task, source=source, target=target,
         features=list(features) if features else None, id=id_column, label_delay=label_delay,
-        classes=list(classes) if classes else None, estimator=estimator, params=dict(params),
-        pipeline=pipeline, numeric=numeric, categorical=categorical,
-        max_categories=max_categories, hash_buckets=hash_buckets, batch_size=batch_size,
-        max_wait_ms=max_wait_ms, every_events=every_events, every_seconds=every_seconds,
-        checkpoint_alias=checkpoint_alias, formats=list(formats) if formats else None,
-        promotion_alias=promotion_alias, promotion_metric=promotion_metric,
-        promotion_threshold=promotion_threshold, promotion_min_events=promotion_min_events,
-        window=window, metrics=list(metrics), drift_detector=drift_detector,
-        drift_params=dict(drift_params), drift_action=drift_action, drift_min_events=drift_min,
-        drift_max_events=drift_max,
+        classes=list(given.classes) if given.classes else None, estimator=estimator,
+        params=dict(given.learner.params or {}), pipeline=pipeline, numeric=numeric,
+        categorical=categorical, max_categories=max_categories, hash_buckets=hash_buckets,
+        batch_size=batch.size, max_wait_ms=float(batch.max_wait_ms),
+        every_events=checkpoint.every_events,
+        every_seconds=None if checkpoint.every_seconds is None
+        else float(checkpoint.every_seconds),
+        checkpoint_alias=checkpoint.alias,
+        formats=list(checkpoint.formats) if checkpoint.formats else None,
+        promotion_alias=promotion.alias, promotion_metric=promotion_metric,
+        promotion_threshold=float(promotion.threshold),
+        promotion_min_events=promotion.min_events, window=evaluation.window,
+        metrics=metrics, drift_detector=drift.detector if drift else None,
+        drift_params=dict(drift.params or {}) if drift else {},
+        drift_action=drift.action if drift else "alert",
+        drift_min_events=drift.min_events if drift else 1000,
+        drift_max_events=drift.max_events if drift else 50_000,
         description=str(description) if description is not None else None, label=label,
-        raw=raw, rejects=rejects, spark=_section(raw, "spark", fail),
+        raw=raw, rejects=rejects, spark=dict(raw.get("spark") or {}),
     )
     from modelport.train.online.learners import check_estimator
 
     check_estimator(spec)
-    if drift_detector is not None:
+    if spec.drift_detector is not None:
         from modelport.train.online.drift import make_detector
 
         make_detector(spec)
     return spec
 
 
-def _source(value, base: Path, fail) -> SourceSpec:
-    if isinstance(value, Mapping):
-        _known(value, "source", fail)
-        options = dict(value)
-        url = options.get("url")
-    else:
-        options, url = {}, value
-    if not url or not isinstance(url, str | Path):
-        raise fail("source", "missing; give a file (.jsonl, .csv, .parquet), a broker URL "
-                   "(redis://127.0.0.1:6379/0?stream=events) or a SQL table "
-                   "(postgresql://127.0.0.1/test#events)")
-    url = str(url)
-    rate = options.get("rate")
-    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)
-                             or rate <= 0):
-        raise fail("source.rate", f"expected events per second (a positive number), got {rate!r}")
-    fmt = options.get("format", "json")
-    if fmt not in ("json", "msgpack"):
-        raise fail("source.format", f"unknown event format {fmt!r}; use json or msgpack")
-    poll_ms = _number(options, "poll_ms", 200.0, 1.0, fail, "source.")
-    key = options.get("key")
-    group = options.get("group")
+def _source(value: str | Path | SourceSection, base: Path, fail) -> SourceSpec:
+    """Where events come from: the kind the URL names, a relative file taken from ``base``."""
+    options = value if isinstance(value, SourceSection) else SourceSection(url=value)
+    url = str(options.url)
+    rate = None if options.rate is None else float(options.rate)
+    key = None if options.key is None else str(options.key)
+    poll_ms = float(options.poll_ms)
     if _BROKER.match(url):
         from modelport.io import brokers
 
@@ -384,8 +530,8 @@ def _source(value, base: Path, fail) -> SourceSpec:
         if key is not None:
             raise fail("source.key", "a broker delivers in its own order; key applies to SQL "
                        "tables")
-        return SourceSpec("broker", url, rate=float(rate) if rate else None, format=fmt,
-                          poll_ms=poll_ms, group=str(group) if group else None)
+        return SourceSpec("broker", url, rate=rate, format=options.format, poll_ms=poll_ms,
+                          group=None if options.group is None else str(options.group))
     if _SQL.match(url):
         server, _, fragment = url.partition("#")
         table, _, query = fragment.partition("?")
@@ -402,8 +548,8 @@ def _source(value, base: Path, fail) -> SourceSpec:
             if key is not None and key != found[-1]:
                 raise fail("source.key", f"{key!r} disagrees with ?key={found[-1]} in the URL")
             key = found[-1]
-        return SourceSpec("sql", f"{server}#{table}", key=str(key) if key else None,
-                          rate=float(rate) if rate else None, poll_ms=poll_ms, base=str(base))
+        return SourceSpec("sql", f"{server}#{table}", key=key, rate=rate, poll_ms=poll_ms,
+                          base=str(base))
     if "://" in url and not url.startswith("file://"):
         raise fail("source", f"unknown source {url!r}; use a file path, a broker URL (redis://, "
                    "nats://, amqp://, mqtt://, kafka://) or a SQLAlchemy URL with '#table'")
@@ -411,25 +557,19 @@ def _source(value, base: Path, fail) -> SourceSpec:
     if not path.is_absolute():
         path = base / path
     if path.is_dir():  # read by --engine spark, as a stream of files
-        return SourceSpec("folder", str(path), rate=float(rate) if rate else None,
-                          poll_ms=poll_ms)
+        return SourceSpec("folder", str(path), rate=rate, poll_ms=poll_ms)
     if not path.name.lower().endswith(_FILES):
         raise fail("source", f"cannot replay {path.name}: use a .jsonl, .csv or .parquet file")
     if key is not None:
         raise fail("source.key", "a file is replayed in its own order; key applies to SQL tables")
-    return SourceSpec("file", str(path), rate=float(rate) if rate else None, poll_ms=poll_ms)
+    return SourceSpec("file", str(path), rate=rate, poll_ms=poll_ms)
 
 
-def _rejects(value, source: SourceSpec, base: Path, fail) -> str | None:
+def _rejects(value: str | Path | None, source: SourceSpec, base: Path, fail) -> str | None:
     """Where rejected events go: a broker URL as it is, a .jsonl path made absolute; never
     the source itself, which would feed the learner its own rejects."""
     if value is None:
         return None
-    example = ("e.g. rejects: rejects.jsonl, or rejects: "
-               "redis://127.0.0.1:6379/0?stream=rejects")
-    if not isinstance(value, str | Path) or not str(value):
-        raise fail("rejects", f"expected a .jsonl file or a broker URL, {example}; "
-                   f"got {value!r}")
     url = str(value)
     if _BROKER.match(url):
         from modelport.io import brokers
@@ -440,13 +580,13 @@ def _rejects(value, source: SourceSpec, base: Path, fail) -> str | None:
                        "name another stream, queue or topic")
         return url
     if "://" in url and not url.startswith("file://"):
-        raise fail("rejects", f"unknown destination {url!r}; {example}")
+        raise fail("rejects", f"unknown destination {url!r}; {_REJECTS_EXAMPLE}")
     path = Path(url.removeprefix("file://")).expanduser()
     if not path.is_absolute():
         path = base / path
     if not path.name.lower().endswith((".jsonl", ".ndjson")):
         raise fail("rejects", f"cannot write rejects to {path.name}: name a .jsonl file (one "
-                   f"rejected event a line) or a broker URL, {example}")
+                   f"rejected event a line) or a broker URL, {_REJECTS_EXAMPLE}")
     if source.kind == "file" and path.resolve() == Path(source.url).resolve():
         raise fail("rejects", "is the source file: the learner would read its own rejects; "
                    "name another file")
@@ -458,114 +598,36 @@ def _rejects(value, source: SourceSpec, base: Path, fail) -> str | None:
     return str(path)
 
 
-def _pipeline(value, estimator: str, fail) -> list[tuple[str, dict[str, Any]]]:
-    if value is None:
+def _pipeline(steps: list[str | PipelineStep] | None, estimator: str,
+              fail) -> list[tuple[str, dict[str, Any]]]:
+    """``learner.pipeline`` as (class path, params) pairs; only River learners take one."""
+    if steps is None:
         return []
     if not estimator.startswith("river."):
         raise fail("learner.pipeline", "is for River learners; scikit-learn learners take "
                    "their preprocessing from the preprocess: section")
-    if not isinstance(value, list):
-        raise fail("learner.pipeline", "expected a list of River transformers, e.g. "
-                   "[river.preprocessing.StandardScaler]")
-    steps = []
-    for step in value:
-        if isinstance(step, str):
-            steps.append((step, {}))
-        elif isinstance(step, Mapping) and isinstance(step.get("estimator"), str) \
-                and set(step) <= {"estimator", "params"}:
-            steps.append((step["estimator"], dict(step.get("params") or {})))
-        else:
-            raise fail("learner.pipeline", f"each step is a dotted class path or {{estimator, "
-                       f"params}}, got {step!r}")
-    return steps
+    return [(step, {}) if isinstance(step, str) else (step.estimator, dict(step.params or {}))
+            for step in steps]
 
 
-def _preprocess(raw, estimator: str, fail) -> tuple[str, str, int, int]:
-    value = raw.get("preprocess", "auto")
+def _preprocess(value: str | PreprocessSection | None, estimator: str,
+                fail) -> tuple[str, str, int, int]:
+    """(numeric, categorical, max_categories, hash_buckets) for the learner ``estimator``:
+    River learners preprocess in their own pipeline, count learners are imputed, not
+    scaled."""
     river = estimator.startswith("river.")
-    count_learner = estimator.rsplit(".", 1)[-1] in _COUNT_LEARNERS
-    default_numeric = "impute" if count_learner else "scale"
-    if value in ("auto", None):
-        value = {}
+    learner = estimator.rsplit(".", 1)[-1]
+    count_learner = learner in _COUNT_LEARNERS
     if value == "none":
         return "none", "none", 50, 32
-    if not isinstance(value, Mapping):
-        raise fail("preprocess", f"expected auto, none or a mapping of "
-                   f"{', '.join(KEYS['preprocess'])}; got {value!r}")
-    _known(value, "preprocess", fail)
-    if river and value:
+    section = value if isinstance(value, PreprocessSection) else PreprocessSection()
+    if river and section.model_fields_set:
         raise fail("preprocess", "River learners preprocess inside their own pipeline; put "
                    "river.preprocessing steps in learner.pipeline and remove preprocess")
     if river:
         return "none", "none", 50, 32
-    numeric = value.get("numeric", default_numeric)
-    if numeric not in NUMERIC_MODES:
-        raise fail("preprocess.numeric", f"unknown mode {numeric!r}; use scale (running mean "
-                   "imputation and standard scaling), impute (running mean imputation only) "
-                   "or none")
+    numeric = section.numeric or ("impute" if count_learner else "scale")
     if numeric == "scale" and count_learner:
-        raise fail("preprocess.numeric", f"{estimator.rsplit('.', 1)[-1]} needs non-negative "
-                   "inputs, which scaling breaks; use impute")
-    categorical = value.get("categorical", "onehot")
-    if categorical not in CATEGORICAL_MODES:
-        raise fail("preprocess.categorical", f"unknown mode {categorical!r}; use onehot "
-                   "(categories take columns as they first appear), hash (categories hashed "
-                   "into hash_buckets columns) or none (no categorical fields)")
-    max_categories = _int(value, "max_categories", 50, 1, fail, "preprocess.")
-    hash_buckets = _int(value, "hash_buckets", 32, 2, fail, "preprocess.")
-    return numeric, categorical, max_categories, hash_buckets
-
-
-def _known(section: Mapping[str, Any], prefix: str, fail) -> None:
-    allowed = KEYS[prefix]
-    for key in section:
-        if key not in allowed:
-            where = f"{prefix}.{key}" if prefix else str(key)
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise fail(where, f"unknown key; {hint}known keys here: {', '.join(allowed)}")
-
-
-def _section(raw: Mapping[str, Any], key: str, fail) -> dict[str, Any]:
-    value = raw.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise fail(key, f"expected a mapping of {', '.join(KEYS[key])}, got {value!r}")
-    _known(value, key, fail)
-    return dict(value)
-
-
-def _column(raw: Mapping[str, Any], key: str, fail) -> str | None:
-    value = raw.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str | int) or isinstance(value, bool) or value == "":
-        raise fail(key, f"expected a field name, got {value!r}")
-    return str(value)
-
-
-def _int(section: Mapping[str, Any], key: str, default: int, least: int, fail,
-         prefix: str = "") -> int:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise fail(prefix + key, f"expected a whole number of at least {least}, got {value!r}")
-    return int(value)
-
-
-def _number(section: Mapping[str, Any], key: str, default: float, least: float, fail,
-            prefix: str = "") -> float:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < least:
-        raise fail(prefix + key, f"expected a number of at least {least:g}, got {value!r}")
-    return float(value)
-
-
-def _alias(value, key: str, fail) -> str:
-    from modelport.uri import check_alias
-
-    try:
-        check_alias(str(value))
-    except UserError as exc:
-        raise fail(key, str(exc)) from None
-    return str(value)
+        raise fail("preprocess.numeric", f"{learner} needs non-negative inputs, which scaling "
+                   "breaks; use impute")
+    return numeric, section.categorical, section.max_categories, section.hash_buckets
