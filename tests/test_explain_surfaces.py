@@ -339,3 +339,75 @@ def test_a_redis_stream_gives_the_python_reasons(served):
     by_key = {o["key"]: o for o in outputs}
     assert sorted(by_key) == IDS
     assert_same(from_records([by_key[i] for i in IDS]), expected)
+
+
+# -- SQL: the export and trigger SQL mode (linear) ------------------------------------------
+
+@pytest.mark.parametrize("served", ["pipeline"], indirect=True)
+def test_sql_export_and_trigger_sql_mode_give_the_python_reasons(served, tmp_path,
+                                                                 postgres_url):
+    import sqlite3
+
+    from modelport.compile import export
+    from modelport.serve import trigger
+    from modelport.serve.trigger.db import connect
+
+    registry, _, rows, expected = served
+    names = list(rows.columns[1:])
+    numeric = [c for c in names if pd.api.types.is_numeric_dtype(rows[c])]
+
+    def typed(real: str, text: str) -> str:
+        return ", ".join(f"{c} {real if c in numeric else text}" for c in names)
+
+    values = [(i, *rec.values()) for i, rec in zip(IDS, records(rows), strict=True)]
+    marks = ", ".join(["?"] * (len(names) + 1))
+
+    # the select list of reasons, exported for SQLite, over a table of the rows
+    files = export("churn@production", "sql", tmp_path / "sqlite", dialect="sqlite",
+                   registry=registry, explain=TOP)
+    listed = next(f for f in files if f.name == "churn_reasons.select.sql").read_text()
+    with sqlite3.connect(":memory:") as memory:
+        memory.execute(f"CREATE TABLE customers (customer_id INTEGER, {typed('REAL', 'TEXT')})")
+        memory.executemany(f"INSERT INTO customers VALUES ({marks})", values)
+        got = memory.execute(f"SELECT {listed} FROM customers ORDER BY customer_id").fetchall()
+    assert_same(from_columns([dict(zip(_reason_columns(), r, strict=True)) for r in got]),
+                expected)
+
+    # the reason functions, exported for PostgreSQL (checked there), loaded as a user would
+    files = export("churn@production", "sql", tmp_path / "pg", dialect="postgresql",
+                   registry=registry, explain=TOP, check_url=postgres_url)
+    functions = next(f for f in files if f.name == "churn_reasons.function.sql").read_text()
+    args = ", ".join(names)
+    calls = ", ".join(f"churn_reason({j}, {args}), churn_contribution({j}, {args})"
+                      for j in range(1, TOP + 1))
+    with connect(postgres_url) as db:
+        db.execute(f"CREATE TABLE customers (customer_id BIGINT PRIMARY KEY, "
+                   f"{typed('double precision', 'text')})")
+        cur = db.conn.cursor()
+        cur.execute(functions)
+        cur.executemany(f"INSERT INTO customers VALUES ({marks.replace('?', '%s')})", values)
+        got = db.execute(f"SELECT {calls} FROM customers ORDER BY customer_id")
+        db.commit()
+    assert_same(from_columns([dict(zip(_reason_columns(), r, strict=True)) for r in got]),
+                expected)
+
+    # trigger SQL mode: the database writes them beside the score on insert
+    with connect(postgres_url) as db:
+        db.execute("DELETE FROM customers")
+        db.commit()
+    trigger.install("churn@production", postgres_url, table="customers", key="customer_id",
+                    output="churn", mode="sql", explain=TOP, registry=registry)
+    with connect(postgres_url) as db:
+        cur = db.conn.cursor()
+        cur.executemany(f"INSERT INTO customers (customer_id, {args}) VALUES "
+                        f"({marks.replace('?', '%s')})", values)
+        stored = ", ".join(f"churn_reason_{j}, churn_contribution_{j}"
+                           for j in range(1, TOP + 1))
+        got = db.execute(f"SELECT {stored} FROM customers ORDER BY customer_id")
+        db.commit()
+    assert_same(from_columns([dict(zip(_reason_columns(), r, strict=True)) for r in got]),
+                expected)
+
+
+def _reason_columns() -> list[str]:
+    return [f"{what}_{j}" for j in range(1, TOP + 1) for what in ("reason", "contribution")]

@@ -87,6 +87,76 @@ def test_sql_mode_scores_inserts_and_updates_exactly_as_the_native_model(db_url,
     assert trigger.status(db_url)[0]["scored"] == 400
 
 
+def _reasons(url: str, k: int) -> dict:
+    cols = ", ".join(f"churn_reason_{j}, churn_contribution_{j}" for j in range(1, k + 1))
+    with connect(url) as db:
+        rows = db.execute(f"SELECT customer_id, {cols} FROM customers")
+        db.commit()
+    return {int(r[0]): ([r[1 + 2 * j] for j in range(k)],
+                        np.array([r[2 + 2 * j] for j in range(k)], dtype=float))
+            for r in rows}
+
+
+def test_sql_mode_writes_each_rows_reasons_as_modelport_explains_it(db_url, models):  # noqa: F811
+    registry, data, _, _ = models
+    create_customers(db_url)
+    rows = data.iloc[1000:1300]  # not the rows the model was trained on
+    insert(db_url, rows.head(100))  # explained by the install's backfill
+    inst = trigger.install("churn", db_url, table="customers", key="customer_id",
+                           output="churn", mode="sql", explain=3, registry=registry)
+    assert [c for c, _ in inst.reason_columns()] == [
+        "churn_reason_1", "churn_contribution_1", "churn_reason_2", "churn_contribution_2",
+        "churn_reason_3", "churn_contribution_3"]
+    insert(db_url, rows.iloc[100:])
+    with connect(db_url) as db:
+        db.begin()
+        db.execute(f"UPDATE customers SET support_calls = 9, contract = NULL "
+                   f"WHERE customer_id <= {int(rows.customer_id.iloc[20])}")
+        db.commit()
+    changed = rows.copy()
+    changed.loc[changed.customer_id <= rows.customer_id.iloc[20],
+                ["support_calls", "contract"]] = [9, np.nan]
+    explainer = registry.load("churn", format="joblib")
+    table = explainer.explain(changed.drop(columns=["customer_id", "churned"]), top=3)
+    got = _reasons(db_url, 3)
+    ids = changed.customer_id.tolist()
+    for row, part in table.groupby("row", sort=True):
+        part = part.sort_values("rank")
+        columns, contributions = got[int(ids[row])]
+        assert columns == part["column"].tolist(), f"customer {ids[row]}"
+        np.testing.assert_allclose(contributions, part["contribution"], rtol=0, atol=1e-9)
+    trigger.uninstall(db_url, "customers")
+    with connect(db_url) as db:
+        assert not any("reason" in c or "contribution" in c for c in db.columns("customers"))
+        # the reason functions went with the installation
+        if db.dialect == "postgresql":
+            assert not db.execute("SELECT proname FROM pg_proc WHERE proname LIKE "
+                                  "'modelport_%%'")
+        elif db.dialect == "mysql":
+            assert not db.execute("SELECT ROUTINE_NAME FROM information_schema.ROUTINES "
+                                  "WHERE ROUTINE_SCHEMA = DATABASE()")
+        db.commit()
+
+
+def test_sql_mode_reasons_are_refused_for_trees_and_in_worker_mode(tmp_path, models):
+    registry, _, _, _ = models
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    create_customers(url)
+    before = _objects(url)
+    with pytest.raises(UserError, match=r"churn_gb/1 cannot write reasons in SQL mode: "
+                                        r"reasons are written in SQL for linear models"):
+        trigger.install("churn_gb", url, table="customers", key="customer_id",
+                        output="churn", mode="sql", explain=2, registry=registry)
+    with pytest.raises(UserError, match="--explain writes reasons in SQL mode"):
+        trigger.install("churn", url, table="customers", key="customer_id", output="churn",
+                        explain=2, registry=registry)
+    with pytest.raises(UserError, match="--explain must be a whole number of reasons from 1 "
+                                        "to 10"):
+        trigger.install("churn", url, table="customers", key="customer_id", output="churn",
+                        mode="sql", explain=11, registry=registry)
+    assert _objects(url) == before
+
+
 def test_a_model_sql_cannot_represent_is_refused_with_the_reason(tmp_path, models):
     from sklearn.neighbors import KNeighborsClassifier
 

@@ -36,12 +36,13 @@ from modelport.compile.numpy_eval import evaluate
 
 
 def export(uri: str, format: str, out, *, dialect: str = "postgresql",
-           check_url: str | None = None, registry=None):
+           check_url: str | None = None, registry=None, explain: int | None = None):
     """Write a registered model as SQL, PMML, source code, ONNX or compiled JSON (see
     :func:`modelport.compile.exporter.export`)."""
     from modelport.compile.exporter import export as _export
 
-    return _export(uri, format, out, dialect=dialect, check_url=check_url, registry=registry)
+    return _export(uri, format, out, dialect=dialect, check_url=check_url, registry=registry,
+                   explain=explain)
 
 
 __all__ = ["ModelIR", "evaluate", "export", "to_ir"]

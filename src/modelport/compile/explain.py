@@ -109,16 +109,57 @@ class Explainer:
                     "background frame; pass background= (for example the version's "
                     "registered sample)"
                 )
-            if callable(background):
-                background = background()
-            if self._mean is not None and self._mean[0] is background:
-                mean = self._mean[1]
-            else:
-                mean = feature_matrix(self.model_ir, background).mean(axis=0)
-                self._mean = (background, mean)
+            mean = self.feature_means(background)
             base = self._intercept + self._coef @ mean
             contrib = np.einsum("rf,of,fc->rco", X - mean, self._coef, self._mapping)
         return base, contrib[:, :, 0] if contrib.shape[2] == 1 else contrib
+
+
+    def feature_means(self, background) -> np.ndarray:
+        """The means of the model node's features over ``background`` (a coerced frame, or
+        a function giving one), from which a linear model's contributions are measured;
+        kept while the same background object comes back."""
+        if callable(background):
+            background = background()
+        if self._mean is not None and self._mean[0] is background:
+            return self._mean[1]
+        mean = feature_matrix(self.model_ir, background).mean(axis=0)
+        self._mean = (background, mean)
+        return mean
+
+
+def explained(base: np.ndarray, contrib: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                               np.ndarray | None]:
+    """Which raw score each row's reasons explain: ``(base per row, contributions (rows,
+    columns), output index per row or None)`` for :meth:`Explainer.contributions`' result.
+
+    One raw score: that one. Two (a model giving both classes' scores): the second class's,
+    as for a log-odds. More: the row's predicted class, the largest raw score.
+    """
+    n = contrib.shape[0]
+    if contrib.ndim == 2:
+        return np.full(n, base[0]), contrib, None
+    fixed = explained_output(contrib.shape[2])
+    if fixed is not None:
+        pick = np.full(n, fixed, dtype=np.intp)
+    else:
+        pick = np.argmax(base + contrib.sum(axis=1), axis=1)
+    return base[pick], contrib[np.arange(n), :, pick], pick
+
+
+def explained_output(n_outputs: int) -> int | None:
+    """The raw score every row's reasons explain for a model with ``n_outputs`` raw
+    scores: the only one, or the second of two; None when it depends on the row (the
+    predicted class of a multiclass model)."""
+    if n_outputs <= 2:
+        return max(n_outputs, 1) - 1
+    return None
+
+
+def ranked(contrib: np.ndarray, k: int) -> np.ndarray:
+    """(rows, k): each row's ``k`` input columns by the size of their contribution, largest
+    first; equal sizes keep signature order (the order SQL and generated code rank by)."""
+    return np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :k]
 
 
 def _features(model_ir: ir.ModelIR, frame) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelport.compile.proof import check_python, check_sql, proven_ir
+from modelport.compile.proof import check_python, check_reasons_sql, check_sql, proven_ir
 from modelport.errors import ConversionError, UserError
 
 TARGETS = ("sql", "pmml", "python", "javascript", "c", "java", "go", "onnx", "compiled", "bundle")
@@ -18,7 +18,8 @@ _STORED = {"onnx": ".onnx", "pmml": ".pmml", "compiled": ".compiled.json"}
 
 
 def export(uri: str, format: str, out: str | Path, *, dialect: str = "postgresql",
-           check_url: str | None = None, registry=None) -> list[Path]:
+           check_url: str | None = None, registry=None,
+           explain: int | None = None) -> list[Path]:
     """Write model ``uri`` as ``format`` into folder ``out``; return the files written.
 
     ``format`` is one of :data:`TARGETS`; ``dialect`` (``postgresql``, ``mysql``,
@@ -30,6 +31,13 @@ def export(uri: str, format: str, out: str | Path, *, dialect: str = "postgresql
     the sample in SQLite and, when ``check_url`` names a PostgreSQL or MariaDB/MySQL
     database of the dialect, in that database (the function and the expression, in a
     transaction rolled back or under scratch names dropped again).
+
+    ``explain`` (a number of reasons) adds each row's reasons (see
+    :mod:`modelport.compile.explain`): for ``sql``, a linear model's top ``explain``
+    reasons as one expression each (and, for PostgreSQL and MariaDB/MySQL, reason
+    functions), proven on the sample like the score; for ``c`` and ``javascript``, a tree
+    ensemble's ``explain`` and ``reasons`` functions. Other targets and models are refused
+    with the reason.
     """
     from modelport.registry import Registry
 
@@ -41,6 +49,8 @@ def export(uri: str, format: str, out: str | Path, *, dialect: str = "postgresql
     version = reg.get(uri)
     name = version.name
     out = Path(out)
+    if explain is not None:
+        _check_explain(explain, format, version)
     if format == "bundle":
         from modelport.compile.bundle import write_bundle
 
@@ -55,7 +65,7 @@ def export(uri: str, format: str, out: str | Path, *, dialect: str = "postgresql
     else:
         model_ir, proof = proven_ir(reg, version)
         try:
-            files, note = _compile(model_ir, proof, format, name, dialect, check_url)
+            files, note = _compile(model_ir, proof, format, name, dialect, check_url, explain)
         except ConversionError as exc:
             raise UserError(f"{version.uri} cannot be exported as {format}: {exc}") from None
     out.mkdir(parents=True, exist_ok=True)
@@ -67,24 +77,45 @@ def export(uri: str, format: str, out: str | Path, *, dialect: str = "postgresql
     return written
 
 
+def _check_explain(explain: int, format: str, version) -> None:
+    """Refuse an ``explain`` the target cannot give, before anything is compiled."""
+    from modelport.signature import Signature
+
+    n = len(Signature.from_dict(version.signature).names)
+    if isinstance(explain, bool) or not isinstance(explain, int) or not 1 <= explain <= n:
+        raise UserError(f"--explain must be a whole number of reasons from 1 to {n} (the "
+                        f"model's input columns); got {explain!r}")
+    if format not in ("sql", "c", "javascript"):
+        raise UserError(f"--explain is written for --format sql (linear models) and c or "
+                        f"javascript (tree ensembles), not {format}: drop --explain, or "
+                        "export one of those")
+
+
 def _compile(model_ir, proof, format: str, name: str, dialect: str,
-             check_url: str | None = None):
+             check_url: str | None = None, explain: int | None = None):
     from modelport.compile import codegen
     from modelport.compile.codegen.lowering import usage_returns
 
     if format == "sql":
-        return _compile_sql(model_ir, proof, name, dialect, check_url)
+        return _compile_sql(model_ir, proof, name, dialect, check_url, explain)
     try:
-        source = codegen.generate(model_ir, format, name)
+        if explain is not None:
+            source = codegen.generate(model_ir, format, name, explain=True)
+        else:
+            source = codegen.generate(model_ir, format, name)
     except UserError as exc:  # a name or category the language cannot hold
         raise ConversionError(str(exc)) from None
     if format == "python":
         check_python(source, proof)
     fname = codegen.file_name(format, name)
-    return {fname: source}, _code_note(model_ir, format, name, fname, usage_returns(model_ir))
+    note = _code_note(model_ir, format, name, fname, usage_returns(model_ir))
+    if explain is not None:
+        note += _code_reasons_note(format, name, explain)
+    return {fname: source}, note
 
 
-def _compile_sql(model_ir, proof, name: str, dialect: str, check_url: str | None):
+def _compile_sql(model_ir, proof, name: str, dialect: str, check_url: str | None,
+                 explain: int | None = None):
     import sqlite3
 
     from modelport.compile import sql
@@ -93,11 +124,31 @@ def _compile_sql(model_ir, proof, name: str, dialect: str, check_url: str | None
     files = {f"{name}_score.expr.sql": expr + "\n"}
     if dialect in ("postgresql", "mysql"):
         files[f"{name}_score.function.sql"] = sql.create_function(model_ir, dialect, name)
+    base = None
+    if explain is not None:
+        if proof is None:
+            raise ConversionError("reasons are measured from the mean of the version's "
+                                  "registered sample, and this version has none")
+        from modelport.compile.explain import explained_output, explainer_of
+        from modelport.quoting.sql import identifier
+
+        explainer = explainer_of(model_ir)
+        means = explainer.feature_means(proof[0])
+        listed = sql.reasons(model_ir, dialect, explain, means)
+        bases = explainer.of_matrix(means[None, :], proof[0])[0]
+        base = float(bases[explained_output(len(bases)) or 0])
+        files[f"{name}_reasons.select.sql"] = ",\n".join(
+            f"{e} AS {identifier(c, dialect)}" for c, e in listed) + "\n"
+        if dialect in ("postgresql", "mysql"):
+            files[f"{name}_reasons.function.sql"] = "\n".join(
+                sql.create_reason_functions(model_ir, dialect, name, means))
     checked = []
     if proof is not None:
         memory = sqlite3.connect(":memory:")
         try:
             check_sql(memory, "sqlite", model_ir, proof, ("expression",))
+            if explain is not None:
+                check_reasons_sql(memory, "sqlite", model_ir, proof, explain, ("expression",))
         finally:
             memory.close()
         checked.append("SQLite")
@@ -105,8 +156,11 @@ def _compile_sql(model_ir, proof, name: str, dialect: str, check_url: str | None
         if proof is None:
             raise UserError("--check-url needs the version's registered sample to check "
                             "against, and this version has none: register it with sample=")
-        checked.append(_check_in(check_url, dialect, model_ir, proof))
-    return files, _sql_note(model_ir, name, dialect, checked)
+        checked.append(_check_in(check_url, dialect, model_ir, proof, explain))
+    note = _sql_note(model_ir, name, dialect, checked)
+    if explain is not None:
+        note += _sql_reasons_note(model_ir, name, dialect, explain, base)
+    return files, note
 
 
 def _check_url_fits(url: str, format: str, dialect: str) -> None:
@@ -127,7 +181,7 @@ def _check_url_fits(url: str, format: str, dialect: str) -> None:
                         f"{dialect}: check in a database of the dialect you export")
 
 
-def _check_in(url: str, dialect: str, model_ir, proof) -> str:
+def _check_in(url: str, dialect: str, model_ir, proof, explain: int | None = None) -> str:
     """Run the SQL on the sample in the database at ``url``; return what it is called."""
     from modelport.io.urls import engine as open_engine
     from modelport.io.urls import first_line, redact, scrubbed
@@ -147,6 +201,9 @@ def _check_in(url: str, dialect: str, model_ir, proof) -> str:
             conn.rollback()
             check_sql(conn.dbapi_connection, dialect, model_ir, proof,
                       ("expression", "function"))
+            if explain is not None:
+                check_reasons_sql(conn.dbapi_connection, dialect, model_ir, proof, explain,
+                                  ("expression", "function"))
         finally:
             conn.close()
     finally:
@@ -181,6 +238,49 @@ def _sql_note(model_ir, name: str, dialect: str, checked: list[str] | None = Non
                  f"expression as a function taking the columns in this order:\n\n"
                  f"```sql\nSELECT {fn}({cols}) FROM customers;\n```\n")
     return text
+
+
+def _sql_reasons_note(model_ir, name: str, dialect: str, k: int, base: float | None) -> str:
+    from modelport.compile.sql import reason_function_names
+    from modelport.quoting.code import comment_text
+
+    raw = ("the log-odds" if model_ir.output.task == "classification" else "the value")
+    cols = ", ".join(comment_text(n) for n in model_ir.signature.names)
+    text = (f"\n## Reasons\n\n`{name}_reasons.select.sql` lists {2 * k} expressions for a "
+            f"SELECT: `reason_1..{k}`, the input column with the largest contributions to "
+            f"{raw} (by size; equal sizes in input order), and `contribution_1..{k}`, each "
+            "contribution: the coefficient times the distance from the registered sample's "
+            f"mean, summed over the column's features. Every row starts from the base value "
+            f"{base!r}; the base plus every "
+            f"column's contribution is the row's {raw.split()[-1]}. Checked on the sample "
+            "against modelport's reasons, as the score is.\n\n"
+            f"```sql\nSELECT customer_id, <contents of {name}_score.expr.sql> AS score,\n"
+            f"       <contents of {name}_reasons.select.sql>\nFROM customers;\n```\n")
+    if dialect != "sqlite":
+        reason_fn, contribution_fn = (comment_text(f) for f in reason_function_names(name))
+        text += (f"\n`{name}_reasons.function.sql` creates `{reason_fn}(n, {cols})` and "
+                 f"`{contribution_fn}(n, {cols})`, the `n`-th reason and its contribution:"
+                 f"\n\n```sql\nSELECT {reason_fn}(1, {cols}), {contribution_fn}(1, {cols}) "
+                 "FROM customers;\n```\n")
+    return text
+
+
+def _code_reasons_note(language: str, name: str, k: int) -> str:
+    from modelport.compile.codegen import file_name, identifier
+    from modelport.quoting.code import javascript_literal
+
+    sym = identifier(name)
+    path = javascript_literal("./" + file_name("javascript", name))
+    call = (f"```js\nimport {{ reasons }} from {path};\nreasons({{...}}, {k});  "
+            "// [{column, value, contribution}, ...], largest first\n```"
+            if language == "javascript" else
+            f"```c\nint column[{k}]; double contribution[{k}];\n"
+            f"{sym}_reasons(num, cat, {k}, column, contribution);  "
+            "/* input column indices, largest first */\n```")
+    return (f"\n## Reasons\n\nThe source also explains each score: exact contributions of "
+            "each input column to the raw score (path-dependent TreeSHAP over the trees' "
+            "training covers), the same reasons every modelport surface gives.\n\n"
+            f"{call}\n")
 
 
 def _code_note(model_ir, language: str, name: str, fname: str, returns: str) -> str:

@@ -166,62 +166,24 @@ def check_sql(conn, dialect: str, model_ir, proof,
     import uuid
 
     from modelport.compile import sql
-    from modelport.io.tables import first_line
-    from modelport.quoting.sql import identifier
 
     if proof is None:
         return None
     frame, ref = proof
-    sig = model_ir.signature
-
-    def q(name: str) -> str:
-        return identifier(name, dialect, "column name")
-
     scratch = f"modelport_parity_{uuid.uuid4().hex[:12]}"
-    selects, function = [], None
+    selects, functions = [], []
     for form in forms:
         if form == "expression":
             selects.append(sql.to_sql(model_ir, dialect))
         elif form == "subquery":
             selects.append(sql.to_sql_subquery(model_ir, dialect))
         else:
-            function = sql.create_function(model_ir, dialect, scratch)
-            selects.append(f"{q(sql.function_name(scratch))}("
-                           f"{', '.join(q(c) for c in sig.names)})")
-    text, real, temp = {
-        "postgresql": ("text", "double precision", "TEMP"),
-        "mysql": ("LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", "DOUBLE", "TEMPORARY"),
-        "sqlite": ("TEXT", "REAL", "TEMP")}[dialect]
-    table = q(scratch)
-    typed = ", ".join(f"{q(c.name)} {text if c.kind == 'categorical' else real}"
-                      for c in sig.inputs)
-    rows = [(i, *[None if (v is None or v != v) else v for v in r])
-            for i, r in enumerate(frame.itertuples(index=False))]
-    if not rows:
+            functions.append((sql.create_function(model_ir, dialect, scratch),
+                              sql.function_name(scratch)))
+            selects.append(_call(dialect, model_ir, sql.function_name(scratch)))
+    got = _on_sample(conn, dialect, model_ir, frame, selects, functions, scratch)
+    if got is None:
         return 0.0
-    # psycopg and PyMySQL read a % in a statement with parameters as a placeholder
-    names = ", ".join(q(c) for c in sig.names)
-    insert = f"INSERT INTO {table} (row_id, {names}) VALUES "
-    cur = conn.cursor()
-    try:
-        if function is not None:
-            cur.execute(function)  # MariaDB commits around DDL: it is dropped in finally
-        cur.execute(f"CREATE {temp} TABLE {table} (row_id INTEGER PRIMARY KEY, {typed})")
-        if dialect == "sqlite":
-            cur.executemany(f"{insert}({', '.join('?' * len(rows[0]))})", rows)
-        else:
-            row = f"({', '.join(['%s'] * (len(sig.names) + 1))})"
-            for at in range(0, len(rows), 200):
-                part = rows[at:at + 200]
-                cur.execute(insert.replace("%", "%%") + ", ".join([row] * len(part)),
-                            [v for r in part for v in r])
-        cur.execute(f"SELECT {', '.join(selects)} FROM {table} ORDER BY row_id")
-        got = [list(r) for r in cur.fetchall()]
-    except Exception as exc:  # noqa: BLE001 - any driver's error is the database's answer
-        raise ConversionError(f"{dialect} could not evaluate the SQL: "
-                              f"{first_line(exc)}") from None
-    finally:
-        _clean_up(conn, cur, dialect, table, function and q(sql.function_name(scratch)))
     kind = sql.result_kind(model_ir)
     worst = 0.0
     for at, form in enumerate(forms):
@@ -245,14 +207,141 @@ def check_sql(conn, dialect: str, model_ir, proof,
     return worst
 
 
-def _clean_up(conn, cur, dialect: str, table: str, function: str | None) -> None:
-    """Leave the database as it was: roll back, drop the scratch table and function."""
+def check_reasons_sql(conn, dialect: str, model_ir, proof, k: int,
+                      forms: tuple[str, ...] = ("expression",)) -> float | None:
+    """Evaluate a linear model's reasons in SQL (:func:`~modelport.compile.sql.reasons`)
+    over the registered sample in the database behind ``conn``, measured from the sample's
+    means as a registered version's reasons are, and return the largest difference from
+    the contributions of :mod:`modelport.compile.explain`.
+
+    ``forms``: ``expression`` (the reason expressions as the dialect writes them by
+    default), ``inline`` (written inline) and ``function`` (the reason functions, created
+    under scratch names). Each row's ``j``-th reason must name a column whose contribution
+    is the ``j``-th largest (equal within 1e-9 counts as a tie) and give it to 1e-9.
+    Raises :class:`~modelport.errors.ConversionError` naming the form and the row that
+    differs, or the database's reason when it cannot evaluate the SQL.
+    """
+    import uuid
+
+    from modelport.compile import sql
+    from modelport.compile.explain import explained, explainer_of, ranked
+
+    if proof is None:
+        return None
+    frame = proof[0]
+    explainer = explainer_of(model_ir)
+    means = explainer.feature_means(frame)
+    scratch = f"modelport_parity_{uuid.uuid4().hex[:12]}"
+    selects, functions = [], []
+    for form in forms:
+        if form == "function":
+            reason_fn, contribution_fn = sql.reason_function_names(scratch)
+            functions += list(zip(sql.create_reason_functions(model_ir, dialect, scratch, means),
+                                  (reason_fn, contribution_fn), strict=True))
+            for j in range(1, k + 1):
+                selects += [_call(dialect, model_ir, reason_fn, j),
+                            _call(dialect, model_ir, contribution_fn, j)]
+        else:
+            selects += [e for _, e in sql.reasons(model_ir, dialect, k, means,
+                                                  inline=True if form == "inline" else None)]
+    got = _on_sample(conn, dialect, model_ir, frame, selects, functions, scratch)
+    if got is None:
+        return 0.0
+    base, contrib = explainer.contributions(frame, frame)
+    _, contrib, _ = explained(base, contrib)
+    order = ranked(contrib, k)
+    names = list(model_ir.signature.names)
+    worst = 0.0
+    for at, form in enumerate(forms):
+        what = {"expression": "the SQL reasons", "inline": "the inline SQL reasons",
+                "function": "the SQL reason functions"}[form]
+        for i, row in enumerate(got):
+            values = row[at * 2 * k:(at + 1) * 2 * k]
+            for j in range(k):
+                column, value = values[2 * j], values[2 * j + 1]
+                expected = float(contrib[i, order[i, j]])
+                named = (float(contrib[i, names.index(column)]) if column in names
+                         else np.nan)
+                got_value = np.nan if value is None else float(value)
+                # the value given, and the named column's own, are the j-th largest
+                diffs = (abs(got_value - expected), abs(named - expected))
+                if not all(d <= TOLERANCE for d in diffs):
+                    raise ConversionError(
+                        f"in {dialect}, {what} differ on sample row {i}: reason {j + 1} is "
+                        f"{column!r} with {value!r}, expected {names[order[i, j]]!r} with "
+                        f"{expected!r} (allowed {TOLERANCE:g})")
+                worst = max(worst, *diffs)
+    return worst
+
+
+def _call(dialect: str, model_ir, function: str, *first: int) -> str:
+    """A call of a scratch function over the sample table's input columns."""
+    from modelport.quoting.sql import identifier
+
+    args = [str(a) for a in first] + [identifier(c, dialect, "column name")
+                                      for c in model_ir.signature.names]
+    return f"{identifier(function, dialect, 'function name')}({', '.join(args)})"
+
+
+def _on_sample(conn, dialect: str, model_ir, frame, selects: list[str],
+               functions: list[tuple[str, str]], scratch: str) -> list[list] | None:
+    """``selects`` evaluated over the sample ``frame`` in a scratch table, one list per
+    row (None for an empty sample), after creating ``functions`` (``(statement, name)``);
+    everything is removed again. The database's error is a :class:`ConversionError`."""
+    from modelport.io.tables import first_line
+    from modelport.quoting.sql import identifier
+
+    sig = model_ir.signature
+
+    def q(name: str) -> str:
+        return identifier(name, dialect, "column name")
+
+    text, real, temp = {
+        "postgresql": ("text", "double precision", "TEMP"),
+        "mysql": ("LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", "DOUBLE", "TEMPORARY"),
+        "sqlite": ("TEXT", "REAL", "TEMP")}[dialect]
+    table = q(scratch)
+    typed = ", ".join(f"{q(c.name)} {text if c.kind == 'categorical' else real}"
+                      for c in sig.inputs)
+    rows = [(i, *[None if (v is None or v != v) else v for v in r])
+            for i, r in enumerate(frame.itertuples(index=False))]
+    if not rows:
+        return None
+    # psycopg and PyMySQL read a % in a statement with parameters as a placeholder
+    names = ", ".join(q(c) for c in sig.names)
+    insert = f"INSERT INTO {table} (row_id, {names}) VALUES "
+    cur = conn.cursor()
+    made: list[str] = []
+    try:
+        for statement, name in functions:
+            cur.execute(statement)  # MariaDB commits around DDL: it is dropped in finally
+            made.append(identifier(name, dialect, "function name"))
+        cur.execute(f"CREATE {temp} TABLE {table} (row_id INTEGER PRIMARY KEY, {typed})")
+        if dialect == "sqlite":
+            cur.executemany(f"{insert}({', '.join('?' * len(rows[0]))})", rows)
+        else:
+            row = f"({', '.join(['%s'] * (len(sig.names) + 1))})"
+            for at in range(0, len(rows), 200):
+                part = rows[at:at + 200]
+                cur.execute(insert.replace("%", "%%") + ", ".join([row] * len(part)),
+                            [v for r in part for v in r])
+        cur.execute(f"SELECT {', '.join(selects)} FROM {table} ORDER BY row_id")
+        return [list(r) for r in cur.fetchall()]
+    except Exception as exc:  # noqa: BLE001 - any driver's error is the database's answer
+        raise ConversionError(f"{dialect} could not evaluate the SQL: "
+                              f"{first_line(exc)}") from None
+    finally:
+        _clean_up(conn, cur, dialect, table, made)
+
+
+def _clean_up(conn, cur, dialect: str, table: str, functions: list[str]) -> None:
+    """Leave the database as it was: roll back, drop the scratch table and functions."""
     try:
         conn.rollback()
-        if dialect != "postgresql":  # PostgreSQL's rollback took both away
+        if dialect != "postgresql":  # PostgreSQL's rollback took them all away
             cur.execute(f"DROP {'TEMPORARY ' if dialect == 'mysql' else ''}TABLE IF EXISTS "
                         f"{table}")
-            if function:
+            for function in functions:
                 cur.execute(f"DROP FUNCTION IF EXISTS {function}")
             conn.commit()
     finally:

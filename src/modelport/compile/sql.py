@@ -23,8 +23,9 @@ from modelport.compile import ir
 from modelport.errors import ConversionError, UserError
 from modelport.quoting.sql import DIALECTS, dollar_quoted, fit, identifier, literal
 
-__all__ = ["DIALECTS", "create_function", "function_name", "result_kind", "to_sql",
-           "to_sql_parts", "to_sql_subquery"]
+__all__ = ["DIALECTS", "create_function", "create_reason_functions", "function_name",
+           "reason_function_names", "reasons", "result_kind", "to_sql", "to_sql_parts",
+           "to_sql_subquery"]
 
 #: the sigmoid and exp arguments are clamped here: beyond it the result is 0, 1 or overflow
 _EXP_LIMIT = 700.0
@@ -106,6 +107,95 @@ def create_function(model_ir: ir.ModelIR, dialect: str, name: str) -> str:
         return f"{head}DETERMINISTIC NO SQL\nRETURN {expr};\n"
     declare = "".join(f"  DECLARE {w.ident(n)} {real} DEFAULT {e};\n" for n, e in w.lets)
     return f"{head}DETERMINISTIC NO SQL\nBEGIN\n{declare}  RETURN {expr};\nEND\n"
+
+
+def reasons(model_ir: ir.ModelIR, dialect: str, k: int, means, prefix: str = "",
+            inline: bool | None = None) -> list[tuple[str, str]]:
+    """A linear model's top ``k`` reasons as SQL: ``[("reason_1", expression),
+    ("contribution_1", expression), ...]``, one expression per reason.
+
+    ``reason_j`` is the name of the input column with the ``j``-th largest contribution
+    (by size, equal sizes in signature order) and ``contribution_j`` that contribution,
+    ``coef * (feature - mean)`` summed over the column's features, in the raw score (the
+    log-odds of a binary classifier, the value of a regressor); ``means`` are the model
+    node's feature means over the background the contributions are measured from
+    (:meth:`modelport.compile.explain.Explainer.feature_means`). These are the reasons
+    every other surface gives (:mod:`modelport.compile.explain`). A row whose score is NULL
+    has NULL reasons.
+
+    Each column's contribution is computed once in a one-row derived table (``inline``
+    False, the default except on MariaDB/MySQL, which cannot read an outer query's columns
+    inside a derived table); inline, it is written into every comparison that ranks it.
+    A model that is not linear, or has more than two raw scores, is refused with a
+    :class:`ConversionError`.
+    """
+    w = _Writer(model_ir, dialect, prefix)
+    terms = w.contributions(means)
+    names = list(model_ir.signature.names)
+    if inline is None:
+        inline = dialect == "mysql"
+    if inline:
+        return w.ranked(terms, k, names)
+    stem = _variable_stem(set(names), "mp_c")
+    held = [w.ident(f"{stem}{i}") for i in range(len(terms))]
+    table = ", ".join(f"{t} AS {h}" for t, h in zip(terms, held, strict=True))
+    return [(col, f"(SELECT {e} FROM (SELECT DISTINCT {table}) AS mp_contributions)")
+            for col, e in w.ranked(held, k, names)]
+
+
+def reason_function_names(name: str) -> tuple[str, str]:
+    """The names :func:`create_reason_functions` gives model ``name``'s two functions:
+    ``<name>_reason`` and ``<name>_contribution`` (hashed to fit 63 bytes)."""
+    return fit(name, "_reason"), fit(name, "_contribution")
+
+
+def create_reason_functions(model_ir: ir.ModelIR, dialect: str, name: str,
+                            means) -> list[str]:
+    """``CREATE FUNCTION`` statements for PostgreSQL or MariaDB/MySQL of a linear model's
+    reasons (see :func:`reasons`): ``<name>_reason(n, col, ...)``, the input column of the
+    ``n``-th reason, and ``<name>_contribution(n, col, ...)``, its contribution; the
+    columns in signature order as :func:`create_function` takes them. Each computes the
+    contributions once, into variables, and ranks them there."""
+    if dialect == "sqlite":
+        raise UserError("SQLite has no stored functions: use the reason expressions")
+    w = _Writer(model_ir, dialect, "")
+    terms = w.contributions(means)
+    names = list(model_ir.signature.names)
+    stem = _variable_stem(set(names), "mp_c")
+    n_param = "mp_n"
+    while n_param in {n.lower() for n in names}:
+        n_param += "_"
+    n_param = w.ident(n_param)
+    held = [w.ident(f"{stem}{i}") for i in range(len(terms))]
+    ranks = w.ranks(held)
+    params = ", ".join(f"{w.ident(c.name)} {w.column_type(c.kind)}"
+                       for c in model_ir.signature.inputs)
+    real = w.column_type("numeric")
+    out = []
+    for fname, result, pick in (
+            (reason_function_names(name)[0], None, [w.text(n, "column name") for n in names]),
+            (reason_function_names(name)[1], real, held)):
+        whens = " ".join(f"WHEN {r} = {n_param} - 1 THEN {p}"
+                         for r, p in zip(ranks, pick, strict=True))
+        body = w.null_guard(held, f"CASE {whens} END")
+        fn = identifier(fname, dialect, "function name")
+        returns = result or ("text" if dialect == "postgresql" else w.varchar())
+        if dialect == "postgresql":
+            head = (f"CREATE OR REPLACE FUNCTION {fn}({n_param} integer, {params})\n"
+                    f"RETURNS {returns}\n")
+            declare = "".join(f"  {h} {real} := {t};\n" for h, t in zip(held, terms,
+                                                                          strict=True))
+            text = f"\nDECLARE\n{declare}BEGIN\n  RETURN {body};\nEND\n"
+            out.append(f"{head}LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE\n"
+                       f"AS {dollar_quoted(text)};\n")
+        else:
+            head = (f"CREATE OR REPLACE FUNCTION {fn}({n_param} INT, {params})\n"
+                    f"RETURNS {returns}\n")
+            declare = "".join(f"  DECLARE {h} {real} DEFAULT {t};\n"
+                              for h, t in zip(held, terms, strict=True))
+            out.append(f"{head}DETERMINISTIC NO SQL\nBEGIN\n{declare}  RETURN {body};\n"
+                       "END\n")
+    return out
 
 
 def result_kind(model_ir: ir.ModelIR) -> str:
@@ -366,6 +456,65 @@ class _Writer:
             stack.append((tree.left[i], [*path, f"({test})"]))
         return f"CASE {' '.join(whens)} END"
 
+    # --- reasons ----------------------------------------------------------------------------
+
+    def contributions(self, means) -> list[str]:
+        """One expression per input column: its contribution to the raw score reasons
+        explain, ``coef * (feature - mean)`` summed over the features made from it."""
+        from modelport.compile.explain import explained_output
+
+        node = self.ir.model
+        if not isinstance(node, ir.Linear):
+            raise ConversionError(
+                f"reasons are written in SQL for linear models, not a {node.kind} model; a "
+                "tree ensemble's reasons are generated in C and JavaScript")
+        out = explained_output(node.n_outputs)
+        if out is None:
+            raise ConversionError(
+                "a model with more than two raw scores explains each row's predicted class, "
+                "which SQL reasons do not choose: explain it in Python, HTTP or batch")
+        source = {s.name: s.source for s in self.ir.steps}
+        per_column: dict[str, list[str]] = {n: [] for n in self.ir.signature.names}
+        for f, coef, mean in zip(node.features, node.coef[out], means, strict=True):
+            column = f
+            while column in source:
+                column = source[column]
+            per_column[column].append(f"{self.num(coef)} * ({self.expr[f]} - "
+                                      f"{self.num(mean)})")
+        return [balanced_sum(terms) if terms else self.num(0.0)
+                for terms in per_column.values()]
+
+    def ranks(self, terms: list[str]) -> list[str]:
+        """Each term's place (0 first) when ranked by size, largest first, equal sizes in
+        the order given: the number of terms that come before it."""
+        size = [f"ABS({t})" for t in terms]
+        out = []
+        for i in range(len(terms)):
+            before = [f"(CASE WHEN {size[j]} {'>=' if j < i else '>'} {size[i]} THEN 1 "
+                      "ELSE 0 END)" for j in range(len(terms)) if j != i]
+            out.append(balanced_sum(before) if before else "0")
+        return out
+
+    def ranked(self, terms: list[str], k: int, names: list[str]) -> list[tuple[str, str]]:
+        """``reason_j`` and ``contribution_j`` for ``j`` in ``1..k`` over ``terms``."""
+        ranks = self.ranks(terms)
+        out = []
+        for j in range(k):
+            reason = " ".join(f"WHEN {r} = {j} THEN {self.text(n, 'column name')}"
+                              for r, n in zip(ranks, names, strict=True))
+            value = " ".join(f"WHEN {r} = {j} THEN {t}" for r, t in zip(ranks, terms,
+                                                                          strict=True))
+            out += [(f"reason_{j + 1}", self.null_guard(terms, f"CASE {reason} END")),
+                    (f"contribution_{j + 1}", self.null_guard(terms, f"CASE {value} END"))]
+        return out
+
+    def null_guard(self, terms: list[str], expr: str) -> str:
+        """``expr``, or NULL when a term is NULL (a missing value reaching arithmetic: the
+        score is NULL too), where a term can be."""
+        if not self.may_be_null():
+            return expr
+        return f"(CASE WHEN ({balanced_sum(list(terms))}) IS NULL THEN NULL ELSE {expr} END)"
+
     # --- output ---------------------------------------------------------------------------
 
     def expression(self) -> str:
@@ -420,11 +569,10 @@ def _nullable(step, source_nullable: bool) -> bool:
     return source_nullable  # arithmetic on the source
 
 
-def _variable_stem(inputs: set[str]) -> str:
-    """A prefix for feature variables that no input (a function parameter) can be
-    mistaken for, case-insensitively as MariaDB compares names."""
+def _variable_stem(inputs: set[str], stem: str = "mp_f") -> str:
+    """A prefix for variables (``stem`` and digits) that no input (a function parameter)
+    can be mistaken for, case-insensitively as MariaDB compares names."""
     taken = {n.lower() for n in inputs}
-    stem = "mp_f"
     while any(t.startswith(stem) and t[len(stem):].isdigit() for t in taken):
         stem += "_"
     return stem

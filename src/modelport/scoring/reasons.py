@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from modelport.compile.explain import explained, ranked
 from modelport.errors import UserError
 from modelport.kernel import Coded
 
@@ -162,22 +163,15 @@ def top(predictor, cols: dict, k: int) -> Reasons:
     base, contrib = predictor.contributions_checked(cols)
     names = np.asarray(predictor.signature.names, dtype=object)
     n = contrib.shape[0]
+    n_out = contrib.shape[2] if contrib.ndim == 3 else 1
+    base, contrib, pick = explained(base, contrib)
     output = None
-    if contrib.ndim == 3:
-        classes, n_out = predictor.classes, contrib.shape[2]
-        if n_out == 2:
-            pick = np.ones(n, dtype=np.intp)
-        else:
-            pick = np.argmax(base + contrib.sum(axis=1), axis=1)
-        contrib = contrib[np.arange(n), :, pick]
-        base = base[pick]
+    if pick is not None:
+        classes = predictor.classes
         labels = np.asarray(classes if classes is not None and len(classes) == n_out
                             else range(n_out), dtype=object)
         output = labels[pick]
-    else:
-        base = np.full(n, base[0])
-    # stable: equal magnitudes keep signature order
-    order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :k]
+    order = ranked(contrib, k)
     rows = np.arange(n)[:, None]
     values = np.empty((n, k), dtype=object)
     signature = predictor.signature.names

@@ -183,20 +183,53 @@ class Database:
         """Statements creating the queue (unless ``queue`` is false) and enqueue triggers."""
         raise NotImplementedError
 
-    def sql_ddl(self, inst: Installation, model_ir) -> list[str]:
-        """Statements creating the scoring function and trigger."""
+    def sql_ddl(self, inst: Installation, model_ir, means=None) -> list[str]:
+        """Statements creating the scoring function and trigger (and, with
+        ``inst.explain``, the reason functions; ``means`` are the model's feature means
+        its reasons are measured from)."""
         raise NotImplementedError
+
+    def reason_functions(self, inst: Installation, model_ir, means) -> list[str]:
+        """Statements creating the reason functions of SQL mode (none without reasons)."""
+        from modelport.compile import sql
+
+        if not inst.explain:
+            return []
+        return sql.create_reason_functions(model_ir, self.dialect, inst.model_base, means)
+
+    def sql_reasons(self, inst: Installation, model_ir, means,
+                    prefix: str = "") -> list[tuple[str, str]]:
+        """``(column, SQL)`` of each reason column for one row, read with ``prefix``
+        (``NEW.`` in a trigger body): calls of the installed reason functions."""
+        from modelport.compile import sql
+
+        reason_fn, contribution_fn = (self.q(n) for n in
+                                      sql.reason_function_names(inst.model_base))
+        args = ", ".join(prefix + self.q(c) for c in inst.columns.values())
+        out = []
+        for j in range(1, inst.explain + 1):
+            out += [(inst.out(f"reason_{j}"), f"{reason_fn}({j}, {args})"),
+                    (inst.out(f"contribution_{j}"), f"{contribution_fn}({j}, {args})")]
+        return out
+
+    def reason_drops(self, inst: Installation) -> list[str]:
+        """Statements removing SQL mode's reason functions, if it made them."""
+        from modelport.compile import sql
+
+        return [f"DROP FUNCTION IF EXISTS {self.q(n)}"
+                for n in sql.reason_function_names(inst.model_base)]
 
     def drops(self, inst: Installation, queue: bool = True) -> list[str]:
         """Statements removing the objects ``inst`` made (the queue only if ``queue``),
         built from its recorded names: nothing stored is run as SQL."""
         raise NotImplementedError
 
-    def sql_backfill(self, inst: Installation, model_ir) -> str:
+    def sql_backfill(self, inst: Installation, model_ir, means=None) -> str:
         """An UPDATE scoring, in SQL, the rows that have no score yet."""
         q = self.q
+        reasons = "".join(f"{q(c)} = {e}, " for c, e in self.sql_reasons(inst, model_ir, means))
         return (f"UPDATE {q(inst.table)} SET {q(inst.output)} = "
-                f"{self.sql_score(inst, model_ir)}, "
+                f"{self.sql_score(inst, model_ir)}, {reasons}"
                 f"{q(inst.out('version'))} = {int(inst.version)}, "
                 f"{q(inst.out('scored_at'))} = {self.now_sql} WHERE {q(inst.output)} IS NULL")
 

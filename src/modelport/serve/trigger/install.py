@@ -16,6 +16,7 @@ from modelport.quoting.sql import identifier
 from modelport.serve.trigger.db import Database, connect
 from modelport.serve.trigger.spec import (
     EVENTS,
+    MAX_REASONS,
     META_TABLE,
     MODES,
     SCORE_TYPES,
@@ -28,7 +29,7 @@ from modelport.serve.trigger.spec import (
 def install(uri: str, db: str, *, table: str, key: str, output: str,
             on: list[str] | tuple[str, ...] = EVENTS, columns: list[str] | None = None,
             mode: str = "worker", upgrade: bool = False, backfill: bool = True,
-            registry=None) -> Installation:
+            explain: int | None = None, registry=None) -> Installation:
     """Score rows of ``table`` in database ``db`` with model ``uri`` whenever they change.
 
     ``output`` names the score column; beside it go ``<output>_version`` and
@@ -41,7 +42,10 @@ def install(uri: str, db: str, *, table: str, key: str, output: str,
     ``modelport trigger run`` worker drains) or ``sql`` (the model compiled to SQL and run
     by the database itself). ``upgrade`` re-installs an existing installation, e.g. with
     the version an alias now points at. ``backfill`` scores the rows that have no score
-    yet: worker mode queues them, SQL mode scores them during the install.
+    yet: worker mode queues them, SQL mode scores them during the install. ``explain``
+    (SQL mode, linear models) writes each row's top reasons beside the score, in
+    ``<output>_reason_1..`` (the input column) and ``<output>_contribution_1..``,
+    measured from the registered sample's mean as every surface's reasons are.
     """
     from modelport.registry import Registry
 
@@ -53,6 +57,7 @@ def install(uri: str, db: str, *, table: str, key: str, output: str,
     from modelport.signature import Signature
 
     signature = Signature.from_dict(version.signature)
+    k = _explain(explain, mode, signature)
     with connect(db) as conn:
         for what, name in (("--table", table), ("--key", key), ("--output-column", output)):
             identifier(name, conn.dialect, what)  # a name the database could not hold
@@ -71,14 +76,15 @@ def install(uri: str, db: str, *, table: str, key: str, output: str,
                             "it first")
         inst = Installation(table=table, key=key, output=output, model=uri, mode=mode,
                             columns=mapping, events=events, version=version.version,
-                            key_type=check_key_type(have[key], table, key))
-        model_ir = None
+                            key_type=check_key_type(have[key], table, key), explain=k)
+        model_ir = means = None
         if mode == "sql":
             from modelport.compile import sql as sql_backend
             from modelport.serve.trigger import sqlmode
 
             model_ir, proof = sqlmode.compile_model(registry, version)
-            sqlmode.check_in_database(conn, model_ir, proof, version.uri)
+            means = sqlmode.reason_means(model_ir, proof, version.uri) if k else None
+            sqlmode.check_in_database(conn, model_ir, proof, version.uri, k)
             inst.score_kind = _sql_kind(sql_backend.result_kind(model_ir), signature)
         else:
             inst.score_kind = worker_kind(registry, version, signature)
@@ -90,7 +96,7 @@ def install(uri: str, db: str, *, table: str, key: str, output: str,
         inst.added_columns = [c for c in (old.added_columns if old else []) if c in have]
         wanted = [(output, SCORE_TYPES[inst.score_kind])] + [
             (inst.out(s), {"version": "int", "scored_at": "time", "status": "text",
-                           "count": "int"}[s]) for s in SUFFIXES[mode]]
+                           "count": "int"}[s]) for s in SUFFIXES[mode]] + inst.reason_columns()
         for col, kind in wanted:
             if col in inst.columns.values() or col == key:
                 raise UserError(f"--output-column {output!r} would overwrite the column "
@@ -110,9 +116,9 @@ def install(uri: str, db: str, *, table: str, key: str, output: str,
                     f"INSERT INTO {conn.q(inst.queue)} (k) SELECT {conn.q(key)} FROM "
                     f"{conn.q(table)} WHERE {conn.q(output)} IS NULL")
         else:
-            statements += conn.sql_ddl(inst, model_ir)
+            statements += conn.sql_ddl(inst, model_ir, means)
             if backfill:
-                statements.append(conn.sql_backfill(inst, model_ir))
+                statements.append(conn.sql_backfill(inst, model_ir, means))
         _apply(conn, statements, inst, fresh=old is None)
     return inst
 
@@ -166,6 +172,8 @@ def status(db: str) -> list[dict[str, Any]]:
                 "version": inst.version, "output": inst.output, "key": inst.key,
                 "events": inst.events, "columns": inst.columns,
                 "rows": int(row[0]), "scored": int(row[1])}
+            if inst.explain:
+                info["explain"] = inst.explain
             if inst.mode == "worker":
                 errors = conn.execute(f"SELECT COUNT(*) FROM {q(inst.table)} WHERE "
                                       f"{q(inst.out('status'))} <> 'ok'")[0][0]
@@ -203,6 +211,23 @@ def _undo(conn: Database, inst: Installation) -> None:
         except Exception:  # noqa: BLE001 - best effort; the original error is what matters
             pass
     conn.commit()
+
+
+def _explain(explain: int | None, mode: str, signature) -> int:
+    """The number of reasons to write (0 for none), or a :class:`UserError` naming
+    ``--explain`` and the fix."""
+    if explain is None:
+        return 0
+    n = len(signature.names)
+    if isinstance(explain, bool) or not isinstance(explain, int) or not 1 <= explain <= min(
+            n, MAX_REASONS):
+        raise UserError(f"--explain must be a whole number of reasons from 1 to "
+                        f"{min(n, MAX_REASONS)} (the model's input columns); got {explain!r}")
+    if mode != "sql":
+        raise UserError("--explain writes reasons in SQL mode (linear models); worker mode "
+                        "does not write them: use --mode sql, or serve the model over HTTP "
+                        "or in a stream with reasons")
+    return explain
 
 
 def _events(on) -> list[str]:

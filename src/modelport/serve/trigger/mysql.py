@@ -74,16 +74,19 @@ class MariaDB(Database):
                           f"(NEW.{key}); END IF")
         return create
 
-    def sql_ddl(self, inst: Installation, model_ir) -> list[str]:
+    def sql_ddl(self, inst: Installation, model_ir, means=None) -> list[str]:
         from modelport.compile import sql
 
         q, t = self.q, self.q(inst.table)
         score_fn = q(inst.name("model_function"))
         args = ", ".join(f"NEW.{q(c)}" for c in inst.columns.values())
-        assign = (f"SET NEW.{q(inst.output)} = {score_fn}({args}), "
+        reasons = "".join(f"NEW.{q(c)} = {e}, "
+                          for c, e in self.sql_reasons(inst, model_ir, means, "NEW."))
+        assign = (f"SET NEW.{q(inst.output)} = {score_fn}({args}), {reasons}"
                   f"NEW.{q(inst.out('version'))} = {int(inst.version)}, "
                   f"NEW.{q(inst.out('scored_at'))} = UTC_TIMESTAMP(6)")
-        create = [sql.create_function(model_ir, "mysql", inst.model_base)]
+        create = [sql.create_function(model_ir, "mysql", inst.model_base),
+                  *self.reason_functions(inst, model_ir, means)]
         if "insert" in inst.events:
             trig = q(inst.name("sql_ins"))
             create += [f"DROP TRIGGER IF EXISTS {trig}",
@@ -101,7 +104,8 @@ class MariaDB(Database):
         if inst.mode == "sql":
             return [f"DROP TRIGGER IF EXISTS {q(names['sql_ins'])}",
                     f"DROP TRIGGER IF EXISTS {q(names['sql_upd'])}",
-                    f"DROP FUNCTION IF EXISTS {q(names['model_function'])}"]
+                    f"DROP FUNCTION IF EXISTS {q(names['model_function'])}",
+                    *self.reason_drops(inst)]
         return [f"DROP TRIGGER IF EXISTS {q(names['ins'])}",
                 f"DROP TRIGGER IF EXISTS {q(names['upd'])}"] + (
             [f"DROP TABLE IF EXISTS {q(inst.queue)}"] if queue else [])

@@ -78,7 +78,7 @@ class PostgreSQL(Database):
                 f"EXECUTE FUNCTION {fn}()"]
         return create
 
-    def sql_ddl(self, inst: Installation, model_ir) -> list[str]:
+    def sql_ddl(self, inst: Installation, model_ir, means=None) -> list[str]:
         from modelport.compile import sql
 
         q, t = self.q, self.q(inst.table)
@@ -89,11 +89,14 @@ class PostgreSQL(Database):
             ["INSERT"] * ("insert" in inst.events)
             + [f"UPDATE OF {', '.join(q(c) for c in inst.columns.values())}"]
             * ("update" in inst.events))
-        body = (f"\nBEGIN\nNEW.{q(inst.output)} := {score_fn}({args});\n"
+        reasons = "".join(f"NEW.{q(c)} := {e};\n"
+                          for c, e in self.sql_reasons(inst, model_ir, means, "NEW."))
+        body = (f"\nBEGIN\nNEW.{q(inst.output)} := {score_fn}({args});\n{reasons}"
                 f"NEW.{q(inst.out('version'))} := {int(inst.version)};\n"
                 f"NEW.{q(inst.out('scored_at'))} := now();\nRETURN NEW;\nEND\n")
         return [
             sql.create_function(model_ir, "postgresql", inst.model_base),
+            *self.reason_functions(inst, model_ir, means),
             f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS "
             f"{dollar_quoted(body)}",
             f"DROP TRIGGER IF EXISTS {trig} ON {t}",
@@ -105,7 +108,8 @@ class PostgreSQL(Database):
             # the scoring function's name is modelport's own: no argument list is needed
             return [f"DROP TRIGGER IF EXISTS {q(names['sql'])} ON {t}",
                     f"DROP FUNCTION IF EXISTS {q(names['score'])}",
-                    f"DROP FUNCTION IF EXISTS {q(names['model_function'])}"]
+                    f"DROP FUNCTION IF EXISTS {q(names['model_function'])}",
+                    *self.reason_drops(inst)]
         out = []
         for event in ("ins", "upd"):
             out += [f"DROP TRIGGER IF EXISTS {q(names[event])} ON {t}",

@@ -30,6 +30,8 @@ SUFFIXES = {"worker": ("version", "scored_at", "status", "count"),
 #: score kind -> the type of the score column
 SCORE_TYPES = {"probability": "float", "value": "float", "cluster": "int", "label": "text",
                "label_int": "int", "label_float": "float"}
+#: the most reasons an installation writes (a model with more inputs writes at most this)
+MAX_REASONS = 100
 #: the objects each mode makes, by role, and the prefix of each one's name
 ROLES = {
     "worker": {"queue": "modelport_queue", "channel": "modelport",
@@ -61,6 +63,9 @@ class Installation:
     key_type: str = ""  # the key column's declared type
     added_columns: list[str] = field(default_factory=list)
     objects: dict[str, str] = field(default_factory=dict)  # role -> name of what was made
+    #: reasons written beside the score (SQL mode): ``<output>_reason_1..`` and
+    #: ``<output>_contribution_1..``
+    explain: int = 0
 
     def __post_init__(self) -> None:
         if not self.objects and self.mode in ROLES:
@@ -115,8 +120,11 @@ class Installation:
         key_type = data.get("key_type", "")
         if not (isinstance(key_type, str) and _KEY_TYPE.match(key_type)):
             raise bad(f"key_type {key_type!r}")
+        explain = data.get("explain", 0)
+        if type(explain) is not int or not 0 <= explain <= MAX_REASONS:
+            raise bad(f"explain {explain!r}")
         added = data.get("added_columns", [])
-        allowed = score_columns(data["output"])
+        allowed = score_columns(data["output"], explain)
         if not (isinstance(added, list) and all(_text(c) and c in allowed for c in added)):
             raise bad("added_columns holds a column install does not add")
         if legacy:
@@ -132,6 +140,14 @@ class Installation:
         """The name of the score column, or of one of the columns beside it
         (``<output>_<suffix>``, hashed to fit 63 bytes)."""
         return self.output if suffix is None else fit(self.output, f"_{suffix}")
+
+    def reason_columns(self) -> list[tuple[str, str]]:
+        """``(column, kind)`` of each reason column: ``<output>_reason_j`` (the input column)
+        and ``<output>_contribution_j`` for ``j`` up to :attr:`explain`."""
+        out = []
+        for j in range(1, self.explain + 1):
+            out += [(self.out(f"reason_{j}"), "text"), (self.out(f"contribution_{j}"), "float")]
+        return out
 
     @property
     def queue(self) -> str:
@@ -163,9 +179,12 @@ def object_names(table: str, mode: str) -> dict[str, str]:
     return names
 
 
-def score_columns(output: str) -> set[str]:
-    """Every column install may add beside the score column ``output``, in either mode."""
-    return {output} | {fit(output, f"_{s}") for s in SUFFIXES["worker"]} | {
+def score_columns(output: str, explain: int = 0) -> set[str]:
+    """Every column install may add beside the score column ``output``, in either mode,
+    with ``explain`` reasons."""
+    suffixes = [*SUFFIXES["worker"], *(f"{what}_{j}" for j in range(1, explain + 1)
+                                       for what in ("reason", "contribution"))]
+    return {output} | {fit(output, f"_{s}") for s in suffixes} | {
         f"{output}_{s}" for s in SUFFIXES["worker"]}
 
 

@@ -67,14 +67,16 @@ class SQLite(Database):
                           f"INSERT INTO {table} (k) VALUES (NEW.{key}); END")
         return create
 
-    def sql_ddl(self, inst: Installation, model_ir) -> list[str]:
+    def sql_ddl(self, inst: Installation, model_ir, means=None) -> list[str]:
         from modelport.compile import sql
 
         q, t, key = self.q, self.q(inst.table), self.q(inst.key)
         # SQLite has no stored functions: the expression is written into the trigger body
         expr = sql.to_sql_subquery(_renamed(model_ir, inst.columns), "sqlite", prefix="NEW.")
         feats = list(inst.columns.values())
-        assign = (f"UPDATE {t} SET {q(inst.output)} = {expr}, "
+        reasons = "".join(f"{q(c)} = {e}, "
+                          for c, e in self.sql_reasons(inst, model_ir, means, "NEW."))
+        assign = (f"UPDATE {t} SET {q(inst.output)} = {expr}, {reasons}"
                   f"{q(inst.out('version'))} = {int(inst.version)}, "
                   f"{q(inst.out('scored_at'))} = {_NOW} WHERE {key} = NEW.{key};")
         create = []
@@ -98,6 +100,22 @@ class SQLite(Database):
         return [f"DROP TRIGGER IF EXISTS {q(names['ins'])}",
                 f"DROP TRIGGER IF EXISTS {q(names['upd'])}"] + (
             [f"DROP TABLE IF EXISTS {q(inst.queue)}"] if queue else [])
+
+    def reason_functions(self, inst: Installation, model_ir, means) -> list[str]:
+        return []  # no stored functions: the reason expressions are written in place
+
+    def reason_drops(self, inst: Installation) -> list[str]:
+        return []
+
+    def sql_reasons(self, inst: Installation, model_ir, means,
+                    prefix: str = "") -> list[tuple[str, str]]:
+        from modelport.compile import sql
+
+        if not inst.explain:
+            return []
+        listed = sql.reasons(_renamed(model_ir, inst.columns), "sqlite", inst.explain, means,
+                             prefix=prefix)
+        return [(inst.out(name), e) for name, e in listed]
 
     def sql_score(self, inst: Installation, model_ir) -> str:
         from modelport.compile import sql
