@@ -1034,7 +1034,9 @@ def outputs(output: dict, raw: np.ndarray) -> dict[str, np.ndarray]:
         return {"label": classes[np.argmax(raw, axis=1)]}
     if t == "logistic":
         p = _expit(raw[:, 0])
-        proba = np.vstack([1 - p, p]).T
+        proba = np.empty((len(p), 2))
+        proba[:, 1] = p
+        proba[:, 0] = 1 - p
     elif t == "softmax":
         e = np.exp(raw - raw.max(axis=1, keepdims=True))
         proba = e / e.sum(axis=1, keepdims=True)

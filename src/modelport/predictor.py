@@ -82,8 +82,15 @@ class Predictor(ABC):
         import warnings
 
         from modelport.kernel import InputWarning
-        from modelport.scoring.checks import FLAG, check, raise_first
+        from modelport.scoring.checks import FLAG, check, checker, raise_first
 
+        if type(data) is dict:
+            # one clean row as plain scalars (nothing unusual: no flag, no extra field)
+            clean = checker(self.signature, self.policy or FLAG, unknown="ignore").one(data)
+            if clean is not None:
+                out = self._run_one(clean)
+                if out is not None:
+                    return out
         checked = check(data, self.signature, self.policy or FLAG, unknown="ignore")
         raise_first(checked)
         for flag in checked.flags:
@@ -91,6 +98,12 @@ class Predictor(ABC):
         if checked.rows == 0:
             return self.empty_outputs()
         return self._run_batch(checked.columns)
+
+    def _run_one(self, row: dict) -> dict[str, np.ndarray] | None:
+        """Outputs for one clean row of plain scalars (:meth:`modelport.kernel.Inputs.one`),
+        for a format with a path for one row that skips building columns; None: use the
+        columns' path."""
+        return None
 
     def run_checked(self, cols: dict) -> dict[str, np.ndarray]:
         """Score columns the scoring core already checked (numbers as float64, categories as

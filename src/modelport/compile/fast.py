@@ -50,6 +50,11 @@ class Prepared:
         """Outputs, as :func:`~modelport.compile.evaluate` gives them, for checked columns."""
         return self._program.run(cols)
 
+    def run_one(self, row: dict) -> dict[str, np.ndarray]:
+        """Outputs for one checked row of plain scalars (see
+        :meth:`modelport.kernel.Inputs.one`), without building columns."""
+        return self._program.run_one(row)
+
 
 def _form(model_ir: ir.ModelIR) -> dict:
     """``model_ir.to_dict()`` without its deep copy: the runtime only reads the form, and

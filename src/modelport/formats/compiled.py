@@ -91,6 +91,9 @@ class CompiledPredictor(Predictor):
     def _run_columns(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._prepared.run(cols)
 
+    def _run_one(self, row: dict) -> dict[str, np.ndarray]:
+        return self._prepared.run_one(row)
+
     # the runtime encodes each distinct word of a dictionary-encoded column once
     _run_batch = _run_columns
 
