@@ -17,6 +17,12 @@ reading everything from the file and computing what h2o-genmodel computes:
   and unseen levels, as mean imputation gives them), numbers are mean-imputed, then the
   coefficients, the intercept and the inverse link (logit, softmax, log, identity).
 
+Each tree's auxiliary entry (``trees/t<class>_<group>_aux.bin``, which H2O writes beside
+the tree) gives the training weight that went each way at every split; the reader keeps it
+as the tree's node covers, from which :mod:`~modelport.compile.explain` computes TreeSHAP
+reason codes (a split's weight is its children's total: see :func:`_covers`). A MOJO
+without those entries reads as before, without covers, and its reasons are refused.
+
 Categorical inputs reach the trees as their position in the MOJO's domain; an unseen level
 counts as missing, as h2o-genmodel's scorer treats it when told to turn unknown levels into
 NA (``PredictCsv`` and ``mojo_predict_pandas`` do). A model the reader cannot represent
@@ -301,9 +307,58 @@ def _trees(mojo: Mojo) -> list[tuple[int, ir.Tree]]:
     for k in range(per_class):
         for j in range(n_groups):
             blob = mojo.files.get(f"trees/t{k:02d}_{j:03d}.bin")
-            if blob is not None:  # a class may have no tree in a group
-                out.append((k, _parse_tree(blob, sizes)))
+            if blob is None:  # a class may have no tree in a group
+                continue
+            tree = _parse_tree(blob, sizes)
+            aux = mojo.files.get(f"trees/t{k:02d}_{j:03d}_aux.bin")
+            if aux is not None:
+                tree.cover = _covers(tree, aux)
+            out.append((k, tree))
     return out
+
+
+# one auxiliary record per split, as h2o-genmodel's SharedTreeMojoModel.AuxInfo reads it:
+# node id, a reserved int, weight left/right, prediction left/right, squared error
+# left/right, left child's id, right child's id
+_AUX = struct.Struct("<iiffffffii")
+
+
+def _covers(tree: ir.Tree, blob: bytes) -> list[float] | None:
+    """The training weight that reached each node of ``tree`` (a parsed tree, nodes in
+    pre-order), from its auxiliary entry; None when the entry does not describe the tree.
+
+    H2O numbers the root 0, and each split's record names its children's numbers and the
+    weight that went to each, so a leaf's weight is found by walking the tree from the root
+    as h2o-genmodel does. A split's weight is the sum of its children's: a forest's root
+    record counts every training row while the splits below count only the rows its tree
+    was grown on (in-bag), and TreeSHAP needs the weight of each node to be what its
+    children share (else its base is not the model's expected score).
+    """
+    if tree.feature[0] < 0:
+        # a tree of one leaf splits nothing: no record, and no weight is ever weighed
+        return [0.0]
+    if len(blob) % _AUX.size:
+        return None
+    splits = {}
+    for nid, _, w_left, w_right, _, _, _, _, nid_left, nid_right in _AUX.iter_unpack(blob):
+        splits[nid] = (w_left, w_right, nid_left, nid_right)
+    cover = [0.0] * len(tree.feature)
+    stack = [(0, 0)]  # (node of the tree, H2O's number for it)
+    while stack:
+        i, nid = stack.pop()
+        if tree.feature[i] < 0:
+            continue
+        record = splits.get(nid)
+        if record is None:
+            # not this tree's entry: a model with it still scores, its reasons are refused
+            return None
+        w_left, w_right, nid_left, nid_right = record
+        cover[tree.left[i]], cover[tree.right[i]] = w_left, w_right
+        stack += [(tree.left[i], nid_left), (tree.right[i], nid_right)]
+    for i in reversed(range(len(cover))):  # children come after their parent
+        if tree.feature[i] >= 0:
+            cover[i] = cover[tree.left[i]] + cover[tree.right[i]]
+    return cover
 
 
 def _parse_tree(blob: bytes, domain_sizes: dict[int, int]) -> ir.Tree:
