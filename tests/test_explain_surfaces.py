@@ -411,3 +411,82 @@ def test_sql_export_and_trigger_sql_mode_give_the_python_reasons(served, tmp_pat
 
 def _reason_columns() -> list[str]:
     return [f"{what}_{j}" for j in range(1, TOP + 1) for what in ("reason", "contribution")]
+
+
+# -- generated C and JavaScript (trees) -----------------------------------------------------
+
+_C_MAIN = r"""
+#include <math.h>
+#include <stdio.h>
+%(source)s
+static const double NUM[][%(n_num)d] = {%(num)s};
+static const char *const CAT[][%(n_cat)d] = {%(cat)s};
+int main(void) {
+    for (int i = 0; i < %(rows)d; i++) {
+        int column[%(k)d]; double contribution[%(k)d];
+        churn_reasons(NUM[i], CAT[i], %(k)d, column, contribution);
+        for (int j = 0; j < %(k)d; j++)
+            printf("%%s\t%%.17g%%s", churn_inputs[column[j]], contribution[j],
+                   j + 1 < %(k)d ? "\t" : "\n");
+    }
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("served", ["random_forest"], indirect=True)
+def test_generated_c_and_javascript_give_the_python_reasons(served, tmp_path):
+    import shutil
+
+    from modelport.compile import export
+    from modelport.signature import Signature
+
+    for tool in ("gcc", "node"):
+        if shutil.which(tool) is None:
+            unavailable(f"{tool} is not installed")
+    registry, _, rows, expected = served
+    signature = Signature.from_dict(registry.get("churn@production").signature)
+    body = records(rows)
+
+    # C: the rows as arrays in signature order (NAN and NULL for missing values)
+    c_file = next(f for f in export("churn@production", "c", tmp_path / "c",
+                                    registry=registry, explain=TOP) if f.suffix == ".c")
+
+    def number(v) -> str:
+        return "NAN" if v is None else repr(float(v))
+
+    def text(v) -> str:
+        return "NULL" if v is None else json.dumps(v)  # plain ASCII categories here
+
+    num = ", ".join("{" + ", ".join(number(r[c]) for c in signature.numeric) + "}"
+                    for r in body)
+    cat = ", ".join("{" + ", ".join(text(r[c]) for c in signature.categorical) + "}"
+                    for r in body)
+    main = tmp_path / "c" / "main.c"
+    main.write_text(_C_MAIN % {"source": f'#include "{c_file.name}"', "num": num, "cat": cat,
+                               "n_num": len(signature.numeric),
+                               "n_cat": len(signature.categorical), "rows": len(body),
+                               "k": TOP})
+    subprocess.run(["gcc", "-O2", "-o", "reasons", "main.c", "-lm"], cwd=tmp_path / "c",
+                   check=True, timeout=300)
+    out = subprocess.run(["./reasons"], cwd=tmp_path / "c", capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    got = []
+    for line in out.splitlines():
+        cells = line.split("\t")
+        got.append((cells[0::2], np.array([float(x) for x in cells[1::2]])))
+    assert_same(got, expected)
+
+    # JavaScript: reasons(row, k) on the same rows, in node
+    js_file = next(f for f in export("churn@production", "javascript", tmp_path / "js",
+                                     registry=registry, explain=TOP) if f.suffix == ".mjs")
+    (tmp_path / "js" / "rows.json").write_text(json.dumps(body))
+    driver = tmp_path / "js" / "driver.mjs"
+    driver.write_text(
+        'import { readFileSync } from "node:fs";\n'
+        f'import {{ reasons }} from "./{js_file.name}";\n'
+        'const rows = JSON.parse(readFileSync("rows.json", "utf8"));\n'
+        f'console.log(JSON.stringify(rows.map((r) => reasons(r, {TOP}))));\n')
+    out = subprocess.run(["node", driver.name], cwd=tmp_path / "js", capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    assert_same(from_records([{"reasons": r} for r in json.loads(out)]), expected)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 
 from modelport.compile import ir
+from modelport.compile.codegen import treeshap
 from modelport.errors import UserError
 from modelport.quoting import code as quoting
 
@@ -30,11 +31,24 @@ LANGUAGES = {
 }
 
 
-def generate(model_ir: ir.ModelIR, language: str, name: str = "model") -> str:
-    """Source code of ``model_ir`` in ``language``; ``name`` names the class, package or symbol."""
+def generate(model_ir: ir.ModelIR, language: str, name: str = "model",
+             explain: bool = False) -> str:
+    """Source code of ``model_ir`` in ``language``; ``name`` names the class, package or symbol.
+
+    ``explain`` adds reason codes, each input column's contribution to the raw scores, for
+    tree ensembles with node covers in C (``<name>_explain``, ``<name>_reasons``) and
+    JavaScript (``explain(row)``, ``reasons(row, k)``); see
+    :mod:`~modelport.compile.codegen.treeshap`. Any other model or language raises
+    :class:`~modelport.errors.ConversionError` saying why. The source with reasons is the
+    source without them followed by the reason codes, so ``score`` is the same either way.
+    """
     if language not in LANGUAGES:
         raise UserError(f"unknown language {language!r}: use one of {', '.join(LANGUAGES)}")
-    return importlib.import_module(LANGUAGES[language][0]).generate(model_ir, name)
+    module = importlib.import_module(LANGUAGES[language][0])
+    if not explain:
+        return module.generate(model_ir, name)
+    treeshap.check(model_ir, language)
+    return module.generate(model_ir, name, explain=True)
 
 
 def file_name(language: str, name: str) -> str:
