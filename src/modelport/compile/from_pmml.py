@@ -13,7 +13,10 @@ what it cannot say is not read (the file is then scored by an evaluator, with th
   (or a split on "is it missing" first). ``SimplePredicate`` on numbers,
   ``SimplePredicate``/``SimpleSetPredicate`` on categories and ``CompoundPredicate``
   (``and``, ``or``, ``surrogate``) are read; what the path already decided is not split
-  on again.
+  on again. A tree whose every Node has a ``recordCount`` keeps the counts as node covers,
+  the training weight reason codes weigh a split's sides by (a split made up for a
+  multi-way node or a missing value has the sum of the nodes it stands for); one whose
+  counts are missing, do not add up, or leave a split or leaf without weight keeps none.
 - **MiningModel** of trees: ``sum``, ``average``, ``weightedAverage``, ``majorityVote``,
   ``weightedMajorityVote`` and ``selectFirst`` segmentations, and the ``modelChain`` that
   boosting converters write (sums of trees whose outputs feed a final RegressionModel with
@@ -1285,7 +1288,17 @@ class _Ensemble:
 
 
 class _TreeBuild:
-    """One IR tree built from PMML nodes; node 0 is the root."""
+    """One IR tree built from PMML nodes; node 0 is the root.
+
+    Alongside the nodes it works out each node's cover, the training weight that reached
+    it, from the ``recordCount`` of the PMML nodes (see :meth:`counts`): a leaf standing
+    for a PMML node has that node's count, a leaf where a row stops at a node or gets no
+    answer has none (the counts say no training record did, else they are not used), and
+    every split has the sum of its two sides, so a split the reader makes up (one link of
+    a multi-way chain, a test for a missing value) has the sum of the nodes it stands for.
+    The tree keeps its covers only when every PMML node it is built from has a count and
+    each count is accounted for exactly once (:meth:`finish`).
+    """
 
     def __init__(self, ensemble: _Ensemble, *, scale: float = 1.0, output: int = 0,
                  vote: bool = False, single: bool = False, null: float | str = math.nan) -> None:
@@ -1298,13 +1311,66 @@ class _TreeBuild:
         self.single = single
         self.t = ir.Tree(feature=[], threshold=[], left=[], right=[], missing_left=[],
                          value=[], categories=[])
+        self.cover: list[float] = []
+        #: whether the covers are the training weights: None until a TreeModel is read
+        self.counted: bool | None = None
+        #: the PMML nodes with a positive count built so far
+        self.built: set[int] = set()
 
     def finish(self) -> ir.Tree:
         t = self.t
         if all(c is None for c in t.categories):
             t.categories = None
         t.output = self.output
+        if self.counted and self.weighable():
+            t.cover = self.cover
         return t
+
+    def weighable(self) -> bool:
+        """Whether every split has training weight to share between its sides and every
+        leaf an answer. Reason codes (path-dependent TreeSHAP) weigh a split's sides by
+        their covers over the split's and average over every leaf: a split no training
+        record reached (a category with a zero count, a chain of such) would divide 0 by
+        0, and a leaf with no answer (a category or missing value no child takes) would
+        make the average missing, for every row however few reach them. Such a tree keeps
+        no covers, so that reason codes are refused rather than missing."""
+        t = self.t
+        return all(c > 0.0 for c, f in zip(self.cover, t.feature, strict=True) if f >= 0) \
+            and not any(math.isnan(v) for values in t.value for v in values)
+
+    def counts(self, model: ET.Element) -> None:
+        """Take the covers from ``model``'s node counts only if every Node has one: a
+        count that is missing, negative or not a number leaves the whole tree without
+        covers (some writers count only leaves, or write class proportions there)."""
+        if self.counted is False:
+            return
+        for node in model.iter("Node"):
+            count = _count(node)
+            if count is None or not count >= 0.0 or math.isinf(count):
+                self.counted = False
+                return
+        if self.counted is None:
+            self.counted = True
+
+    def check_count(self, node: ET.Element, at: int) -> None:
+        """Drop the covers unless PMML ``node``, built at IR node ``at``, is accounted for
+        exactly once: its count equals the cover the IR subtree adds up to (the sum of its
+        children's counts, as far as the path lets rows reach them) up to the rounding of
+        the written numbers, and it is not built twice (its records would then be shared
+        between the copies in proportions the file does not give)."""
+        if not self.counted:
+            return
+        count = _count(node)
+        if count > 0.0:
+            if id(node) in self.built:
+                self.counted = False
+                return
+            self.built.add(id(node))
+        # counts are whole records, or sums of weights a writer may print rounded (to about
+        # seven significant digits, a float's precision, or more): one part in a million
+        # allows for that, yet a record missing from a count below a million is caught
+        if abs(self.cover[at] - count) > 1e-6 * max(count, self.cover[at]):
+            self.counted = False
 
     def model(self, model: ET.Element, scope: _Scope, root: ET.Element,
               known: _Known | None = None) -> int:
@@ -1331,6 +1397,7 @@ class _TreeBuild:
         if constant:
             self.ensemble.base[self.output] += scale * constant
         settings = (strategy, no_true, regression)
+        self.counts(model)
         # the root's own predicate: a root that is not true gives no answer
         root_cont = _Cont(("node", id(root)), lambda k: self.node(root, scope, k, settings))
         null = _Cont(("null",), lambda k: self.leaf(None))
@@ -1353,10 +1420,14 @@ class _TreeBuild:
         t.missing_left.append(False)
         t.value.append([0.0] * (1 if self.single else self.ensemble.n_out))
         t.categories.append(None)
+        self.cover.append(0.0)
         return len(t.feature) - 1
 
-    def leaf(self, values: list | None) -> int:
+    def leaf(self, values: list | None, count: float = 0.0) -> int:
+        """A leaf giving ``values`` (None: no answer), reached by ``count`` training
+        records."""
         i = self.reserve()
+        self.cover[i] = count
         width = 1 if self.single else self.ensemble.n_out
         if values is None:
             if isinstance(self.null, str):
@@ -1377,6 +1448,7 @@ class _TreeBuild:
         t.categories[i] = categories
         t.left[i] = left.build(known_left)
         t.right[i] = right.build(known_right)
+        self.cover[i] = self.cover[t.left[i]] + self.cover[t.right[i]]
         return i
 
     def node(self, node: ET.Element, scope: _Scope, known: _Known, settings) -> int:
@@ -1385,7 +1457,9 @@ class _TreeBuild:
         if node.find("Partition") is not None or node.find("EmbeddedModel") is not None:
             raise ConversionError("the form has no EmbeddedModel in a tree node")
         if not children:
-            return self.leaf(self.values(node, settings))
+            at = self.leaf(self.values(node, settings), _count(node) if self.counted else 0.0)
+            self.check_count(node, at)
+            return at
         strategy, no_true, _ = settings
         by_id = {c.get("id"): c for c in children if c.get("id") is not None}
 
@@ -1412,7 +1486,9 @@ class _TreeBuild:
                                 lambda kk: self.node(default, scope, kk, settings))
             return self.decide(_predicate(child), scope, k, taken, skipped, unknown)
 
-        return after(0, known)
+        at = after(0, known)
+        self.check_count(node, at)
+        return at
 
     def first_true(self, items: list, scope: _Scope, values: Callable) -> int:
         """The IR subtree giving ``values(item)`` of the first of ``items`` whose predicate
@@ -1758,6 +1834,15 @@ def _boolean(cat: _Cat, values: set, negate: bool, sources) -> _CatNum:
     unlisted = cat.value_of(_UNLISTED_TEXT) if cat.table is not None else _UNLISTED_TEXT
     return _CatNum(_Cat(cat.source, cat.data_type), out, flag(unlisted),
                    flag(cat.value_of(None)))
+
+
+def _count(node: ET.Element) -> float | None:
+    """A Node's ``recordCount``: the training records that reached it (None: not given)."""
+    text = node.get("recordCount")
+    try:
+        return None if text is None else float(text)
+    except ValueError:
+        return None
 
 
 def _partial_score(attribute: ET.Element) -> list[float]:
