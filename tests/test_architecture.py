@@ -36,3 +36,30 @@ def test_only_the_registry_reads_its_schema():
                and (mod.startswith("modelport.registry.schema")
                     or (mod == "modelport.registry" and name == "schema"))]
     assert outside == []
+
+
+def test_every_command_function_is_registered_on_the_command_line():
+    """``cli.COMMANDS`` lists the commands explicitly: a public function in a command module
+    that neither it nor a group's Typer registers would be a command nobody can run."""
+    import importlib
+    import inspect
+
+    import typer
+
+    from modelport import cli
+
+    registered = set()
+    for _, command in cli.COMMANDS:
+        callbacks = ([c.callback for c in command.registered_commands]
+                     if isinstance(command, typer.Typer) else [command])
+        registered |= {f"{f.__module__}.{f.__name__}" for f in callbacks}
+    defined = set()
+    for path in sorted((SRC / "modelport" / "commands").glob("*.py")):
+        if path.stem in ("__init__", "base"):  # the package, and what the modules share
+            continue
+        module = importlib.import_module(f"modelport.commands.{path.stem}")
+        defined |= {f"{module.__name__}.{name}" for name, f in vars(module).items()
+                    if inspect.isfunction(f) and f.__module__ == module.__name__
+                    and not name.startswith("_")}
+    assert defined - registered == set()
+    assert registered - defined == set()

@@ -490,3 +490,49 @@ def test_generated_c_and_javascript_give_the_python_reasons(served, tmp_path):
     out = subprocess.run(["node", driver.name], cwd=tmp_path / "js", capture_output=True,
                          text=True, timeout=120, check=True).stdout
     assert_same(from_records([{"reasons": r} for r in json.loads(out)]), expected)
+
+
+@pytest.mark.parametrize("served", ["pipeline"], indirect=True)
+def test_export_and_trigger_install_take_explain_on_the_command_line(served, tmp_path):
+    import sqlite3
+
+    _, _, rows, expected = served
+
+    def cli(*args):
+        return subprocess.run([MODELPORT, *args], capture_output=True, text=True, timeout=300,
+                              cwd=tmp_path)
+
+    done = cli("export", "churn@production", "--format", "sql", "--dialect", "sqlite",
+               "--explain", str(TOP), "--out", str(tmp_path / "sql"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "sql" / "churn_reasons.select.sql").exists()
+    assert "## Reasons" in (tmp_path / "sql" / "README.md").read_text()
+    for args, says in [
+            (("--format", "sql", "--explain", "three"), "--explain must be a whole number"),
+            (("--format", "sql", "--explain", "0"), "from 1 to"),
+            (("--format", "java", "--explain", "2"), "--explain is written for --format sql"),
+            (("--format", "c", "--explain", "2"), "cannot be exported as c: a linear "
+                                                 "model's reasons are exported as SQL")]:
+        done = cli("export", "churn@production", *args, "--out", str(tmp_path / "bad"))
+        assert done.returncode == 2, (args, done.stderr)
+        assert says in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "bad").exists()
+
+    db = tmp_path / "app.db"
+    names = list(rows.columns[1:])
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"CREATE TABLE customers (customer_id INTEGER PRIMARY KEY, "
+                     f"{', '.join(names)})")
+        conn.executemany(f"INSERT INTO customers VALUES ({', '.join('?' * (len(names) + 1))})",
+                         [(i, *r.values()) for i, r in zip(IDS, records(rows), strict=True)])
+    done = cli("trigger", "install", "churn@production", "--db", f"sqlite:///{db}", "--table",
+               "customers", "--key", "customer_id", "--output-column", "churn", "--mode", "sql",
+               "--explain", str(TOP))
+    assert done.returncode == 0, done.stderr
+    assert "churn_reason_1" in done.stdout
+    with sqlite3.connect(db) as conn:
+        got = conn.execute("SELECT " + ", ".join(
+            f"churn_reason_{j}, churn_contribution_{j}" for j in range(1, TOP + 1))
+            + " FROM customers ORDER BY customer_id").fetchall()
+    assert_same(from_columns([dict(zip(_reason_columns(), r, strict=True)) for r in got]),
+                expected)

@@ -213,3 +213,71 @@ def test_serve_names_an_unknown_model_and_exits_2():
                           text=True, timeout=60)
     assert done.returncode == 2
     assert "nosuch" in done.stderr and "Traceback" not in done.stderr
+
+
+def _children(pid: int) -> list[int]:
+    """The ids of the processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_every_worker_serves_with_the_options_given_on_the_command_line(
+        server, tmp_path, monkeypatch):
+    register()
+    monkeypatch.delenv("MODELPORT_SERVE_OPTIONS", raising=False)
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    srv = server("churn@production", "--token-file", str(token), "--max-body-bytes", "4000",
+                 workers=2)
+    bearer = {"authorization": "Bearer s3cret"}
+    # each kind of request, and what every worker must answer it with if it got the
+    # command line's --token-file and --max-body-bytes
+    kinds = {
+        # a probe without the token learns only that the server is ready
+        "probe": ("GET", "/v2/health/ready", {}, None),
+        "predict": ("POST", "/predict/churn", bearer, row()),
+        "too big": ("POST", "/predict/churn", bearer, [row()] * 100),
+        "no token": ("POST", "/predict/churn", {}, row()),
+    }
+    seen: dict[str, set[str]] = {kind: set() for kind in kinds}
+    answers: list[tuple[str, str, int, dict]] = []
+
+    async def one(client, kind):
+        method, path, headers, body = kinds[kind]
+        # a fresh connection each time, so the kernel hands it to either worker
+        r = await client.request(method, path, headers={**headers, "connection": "close"},
+                                 json=body)
+        worker = r.headers.get("x-request-id", "").rpartition("-")[0]
+        answers.append((kind, worker, r.status_code, dict(r.headers)))
+        if kind == "probe":
+            assert r.json() == {"ready": True}
+        seen[kind].add(worker)
+
+    async def main():
+        async with httpx.AsyncClient(base_url=srv.url, timeout=10) as client:
+            for _ in range(40):
+                if all(len(seen[k]) >= 2 for k in ("probe", "predict", "too big")):
+                    return
+                await asyncio.gather(*[one(client, kind) for kind in kinds for _ in range(4)])
+
+    asyncio.run(asyncio.wait_for(main(), 90))
+    for kind in ("probe", "predict", "too big"):
+        assert len(seen[kind]) == 2, (kind, seen[kind])  # both workers answered it
+    expected = {"probe": 200, "predict": 200, "too big": 413, "no token": 401}
+    assert [a for a in answers if a[2] != expected[a[0]]] == []
+    assert all("modelport-model-version" not in h for k, _, _, h in answers if k == "probe")
+
+    # the workers got their settings with the process, not from the environment
+    workers = _children(srv.proc.pid)
+    assert len(workers) >= 2
+    for pid in workers:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert not [e for e in environ if e.startswith(b"MODELPORT_SERVE_OPTIONS=")]
+    assert srv.stop() == 0

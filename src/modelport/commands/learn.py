@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 
-from modelport.cli import JsonOpt, app, print_json
+from modelport.commands.base import JsonOpt, log_to_stderr, print_json
 
 
-@app.command("learn")
 def learn_cmd(
     spec: Annotated[Path, typer.Argument(help="online learning spec (YAML)")],
     as_json: JsonOpt = False,
@@ -32,14 +31,11 @@ def learn_cmd(
     registers checkpoints, promotes those that score no worse than the serving version, and
     resumes from the last checkpoint after a crash.
     """
-    import logging
-
-    from modelport.train.online import learn
-
-    logging.basicConfig(level=logging.INFO, format="modelport: %(message)s")
     from modelport.errors import UserError
+    from modelport.train.online import learn
     from modelport.train.online.spec import load_spec
 
+    log_to_stderr()
     if engine not in ("local", "spark"):
         raise UserError(f"--engine {engine!r} is not known: use local or spark")
     checked = load_spec(spec)

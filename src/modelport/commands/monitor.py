@@ -1,5 +1,5 @@
-"""Commands for monitor (registered on modelport.cli.app): ``modelport monitor`` and
-``modelport feedback``."""
+"""``modelport monitor`` and ``feedback``: a model's drift and performance over time, from
+its prediction log and the labels that arrived later."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from modelport.cli import JsonOpt, app, print_json
+from modelport.commands.base import JsonOpt, print_json
 
 LOG_ENV = "MODELPORT_LOG"
 LogOpt = Annotated[str | None, typer.Option(
@@ -28,7 +28,6 @@ def _log_url(given: str | None, rules: dict | None = None) -> str:
     return url
 
 
-@app.command("monitor")
 def monitor_cmd(
     model: Annotated[str | None, typer.Argument(
         help="churn, churn/3 or churn@production (default: the model the --check file names)")
@@ -111,7 +110,6 @@ def monitor_cmd(
         raise typer.Exit(alerts.ALERT_EXIT_CODE)
 
 
-@app.command("feedback")
 def feedback_cmd(
     model: Annotated[str, typer.Argument(help="the model the labels are for: churn")],
     input: Annotated[str, typer.Option(

@@ -1,5 +1,5 @@
-"""Commands for retraining: ``retrain``, ``schedule ...``, ``scheduler run``, ``airflow-dag``
-(registered on modelport.cli.app)."""
+"""``modelport retrain``, ``schedule ...``, ``scheduler run`` and ``airflow-dag``: retrain
+on fresh data and promote only a better challenger, on a schedule or from Airflow."""
 
 from __future__ import annotations
 
@@ -8,23 +8,14 @@ from typing import Annotated
 
 import typer
 
-from modelport.cli import JsonOpt, app, print_json, rich_console
+from modelport.commands.base import JsonOpt, log_to_stderr, print_json, rich_console
 
 schedule_app = typer.Typer(help="Run retrain specs and monitoring checks on cron schedules "
                            "kept in the registry database.", no_args_is_help=True)
 scheduler_app = typer.Typer(help="The embedded scheduler that runs the schedules.",
                             no_args_is_help=True)
-app.add_typer(schedule_app, name="schedule")
-app.add_typer(scheduler_app, name="scheduler")
 
 
-def _logging() -> None:
-    import logging
-
-    logging.basicConfig(level=logging.INFO, format="modelport: %(message)s")
-
-
-@app.command("retrain")
 def retrain_cmd(
     spec: Annotated[Path, typer.Argument(help="the training spec (with automl and promotion "
                                          "sections)")],
@@ -39,7 +30,7 @@ def retrain_cmd(
     or the data)."""
     from modelport.train.retrain import exit_code, retrain, summary_line
 
-    _logging()
+    log_to_stderr()
     result = retrain(spec, engine=engine, time_budget_s=budget)
     if as_json:
         print_json(result)
@@ -159,13 +150,12 @@ def scheduler_run(
 
     from modelport.train.schedule import Scheduler
 
-    _logging()
+    log_to_stderr()
     stats = Scheduler(max_jobs=max_jobs, poll_s=poll, lease_s=lease).run(duration_s=duration,
                                                                         once=once)
     typer.echo(f"modelport: scheduler stopped; {json.dumps(stats)}", err=True)
 
 
-@app.command("airflow-dag")
 def airflow_dag_cmd(
     spec: Annotated[Path, typer.Argument(help="the retrain spec the DAG runs")],
     cron: Annotated[str, typer.Option(help="the DAG's schedule, e.g. '0 3 * * *' or @daily")],

@@ -1,4 +1,4 @@
-"""``modelport ui``: the operations console (registered on modelport.cli.app)."""
+"""``modelport ui``: the operations console in the browser."""
 
 from __future__ import annotations
 
@@ -7,10 +7,7 @@ from typing import Annotated
 
 import typer
 
-from modelport.cli import app
 
-
-@app.command("ui")
 def ui_cmd(
     port: Annotated[int, typer.Option(help="port to listen on")] = 8090,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",

@@ -129,6 +129,8 @@ def _base(node: ir.TreeEnsemble) -> list[float]:
     base = [float(b) for b in node.base]
     base += [0.0] * (max(node.n_outputs, 1) - len(base))
     for tree in node.trees:
+        cover = tree.cover
+        assert cover is not None  # refused before: trees without covers are not explained
         stack = [(0, 1.0)]
         while stack:
             i, share = stack.pop()
@@ -136,9 +138,9 @@ def _base(node: ir.TreeEnsemble) -> list[float]:
                 for j, v in enumerate(tree.value[i]):
                     base[tree.output + j] += float(v) * share
                 continue
-            parent = float(tree.cover[i])
+            parent = float(cover[i])
             for child in (tree.left[i], tree.right[i]):
-                ratio = float(tree.cover[child]) / parent if parent else math.nan
+                ratio = float(cover[child]) / parent if parent else math.nan
                 stack.append((child, share * ratio))
     if node.combine == "mean" and node.trees:
         base = [b / len(node.trees) for b in base]

@@ -32,6 +32,7 @@ from modelport.serve.http.models import Loaded, ServedModel, follow, parse_rollo
 from modelport.serve.http.openapi import DOCS_HTML, document
 from modelport.serve.http.prediction_log import PredictionLog, resolve_hook
 from modelport.serve.http.routing import OFFLOAD_BYTES, HTTPError, Request, Response, Router
+from modelport.serve.http.settings import ServeSettings
 
 log = logging.getLogger("modelport.serve")
 VERSION_HEADER = b"modelport-model-version"
@@ -560,6 +561,20 @@ def create_app(uris: list[str] | str, *, registry=None, max_batch_size: int = 64
         wrapped = BearerAuth(wrapped, token)
     wrapped.server = app  # tests and the CLI reach the models through this
     return wrapped
+
+
+def app_from_settings(settings: ServeSettings, *, registry=None):
+    """The app ``settings`` describe: :func:`create_app` with their options and, with
+    ``settings.ui``, the operations console mounted under ``/ui`` behind the same token
+    (every page, not only the writes). What each ``modelport serve`` worker serves."""
+    app = create_app(list(settings.uris), registry=registry, **settings.app_options())
+    if settings.ui:
+        import modelport.ui as console
+
+        app = console.mount(app, console.create_app(
+            token_file=settings.token_file, log_url=settings.log_url, base="/ui",
+            private=bool(settings.token_file)))
+    return app
 
 
 def _rollout_target(served: dict[str, ServedModel], uri, option: str) -> ServedModel:
