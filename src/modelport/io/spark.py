@@ -8,7 +8,9 @@ a file under a name starting with ``.`` and rename it, so Spark never reads half
 ``DIR?max_files_per_trigger=N`` bounds the files of one micro-batch, and Spark takes files
 in the order of their modification times. JSON, CSV and Kafka values are read as text,
 so that the checks parse each value and a bad one is its row's fault; a record that is
-not an object lands in :data:`CORRUPT`.
+not an object lands in :data:`CORRUPT`. Each CSV file is read by its own header (see
+:func:`csv_rows`), a row that does not fit it landing in :data:`CORRUPT` with the reason
+in :data:`CORRUPT_REASON`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from modelport.errors import UserError
 
 #: the column Spark fills with a line that is no JSON object or CSV row
 CORRUPT = "_corrupt_record"
+#: why a CSV row is in :data:`CORRUPT` (a JSON or Kafka source has no such column)
+CORRUPT_REASON = "_corrupt_reason"
 #: a folder's rows: the file each came from, and that file's modification time
 FILE, MTIME = "_file", "_file_mtime"
 #: source options read from the query string of a folder or rate URL
@@ -177,7 +181,8 @@ def read_stream(spark, source: Endpoint, names: list[str], numeric: list[str],
                 categorical: list[str], id: str | None, signature=None, files: bool = False):
     """The streaming DataFrame of ``source``: the model's columns (as text for JSON, CSV and
     Kafka, so that the checks parse each value and a bad one rejects its row), the id, and
-    :data:`CORRUPT` for a record that is not an object. With ``files``, a folder's rows
+    :data:`CORRUPT` for a record that is not an object (for CSV, a row that does not fit
+    its file, the reason in :data:`CORRUPT_REASON`). With ``files``, a folder's rows
     also carry the file they came from (:data:`FILE`) and its modification time
     (:data:`MTIME`)."""
     from pyspark.sql import functions as F
@@ -211,7 +216,8 @@ def read_stream(spark, source: Endpoint, names: list[str], numeric: list[str],
         id_field = [StructField(id, _id_type(spark, source, id), True)]
     fields = [StructField(c, StringType(), True) for c in names] + id_field
     if source.format == "csv":
-        # Spark matches a CSV schema to the columns by position: follow the header's order
+        # the files there at start must hold the model's columns (a later one that does
+        # not has its rows set aside, see csv_rows)
         header = _csv_header(spark, path)
         if header:
             missing = [c for c in names if c not in header]
@@ -219,20 +225,163 @@ def read_stream(spark, source: Endpoint, names: list[str], numeric: list[str],
                 raise UserError(f"--source {path}: the CSV files have no column(s) "
                                 f"{', '.join(map(repr, missing))} that the model needs; "
                                 f"their columns are: {', '.join(header)}")
-            given = {f.name: f for f in fields}
-            # an id the files lack comes after their columns, as nulls
-            fields = [given.get(c, StructField(c, StringType(), True)) for c in header] + \
-                [f for f in id_field if f.name not in header]
+        return _csv_stream(reader, path, StructType(fields), id, files)
     schema = StructType(fields + [StructField(CORRUPT, StringType(), True)])
     reader = reader.schema(schema).option("mode", "PERMISSIVE") \
-        .option("columnNameOfCorruptRecord", CORRUPT)
-    pattern = {"json": ("*.json", "*.jsonl", "*.ndjson"), "csv": ("*.csv",)}[source.format]
-    reader = reader.option("pathGlobFilter", "*.{" + ",".join(p[2:] for p in pattern) + "}")
-    if source.format == "csv":
-        frame = reader.option("header", True).option("escape", '"').csv(path)
-    else:
-        frame = reader.json(path)
-    return frame.select(*wanted, CORRUPT, *_file_columns(files))
+        .option("columnNameOfCorruptRecord", CORRUPT) \
+        .option("pathGlobFilter", "*.{json,jsonl,ndjson}")
+    return reader.json(path).select(*wanted, CORRUPT, *_file_columns(files))
+
+
+def _csv_stream(reader, path: str, fields, id: str | None, files: bool):
+    """A folder of CSV files as rows of ``fields``, :data:`CORRUPT` and
+    :data:`CORRUPT_REASON`, each file read by its own header.
+
+    Spark's CSV reader lays a schema on a file's columns by position, so a file whose
+    columns come in another order than the schema's (that of the files there at start, or
+    the signature's in a folder empty at start) would be read into the wrong columns, and
+    scored without a word where the types agree. So Spark hands each new file whole to a
+    Python worker (its ``binaryFile`` source keeps the file stream's offsets and order),
+    which reads it with pyarrow, as the local engine reads CSV (:func:`csv_rows`). A file
+    is read in one piece: keep the files of a stream to what one executor holds."""
+    import pyarrow as pa
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import to_arrow_type
+    from pyspark.sql.types import (
+        BinaryType,
+        LongType,
+        StringType,
+        StructField,
+        StructType,
+        TimestampType,
+    )
+
+    binary = StructType([StructField("path", StringType(), False),
+                         StructField("modificationTime", TimestampType(), False),
+                         StructField("length", LongType(), False),
+                         StructField("content", BinaryType(), True)])
+    raw = reader.format("binaryFile").schema(binary).option("pathGlobFilter", "*.csv") \
+        .load(path)
+    out = StructType([*fields, StructField(CORRUPT, StringType(), True),
+                      StructField(CORRUPT_REASON, StringType(), True),
+                      *([StructField(FILE, StringType(), True),
+                         StructField(MTIME, LongType(), True)] if files else [])])
+    names = [f.name for f in fields]
+    id_type = to_arrow_type(fields[names.index(id)].dataType) if id in names else None
+    arrow = pa.schema([pa.field(f.name, to_arrow_type(f.dataType)) for f in out])
+
+    def parse(batches):
+        for batch in batches:
+            for i, content in enumerate(batch.column("content").to_pylist()):
+                table = csv_rows(content or b"", names, id, id_type)
+                if files:
+                    for name in (FILE, MTIME):
+                        table = table.append_column(name, pa.repeat(batch.column(name)[i],
+                                                                    table.num_rows))
+                yield from table.cast(arrow).to_batches()
+
+    return raw.select(F.col("path").alias(FILE),
+                      F.unix_micros(F.col("modificationTime")).alias(MTIME),
+                      "content").mapInArrow(parse, out)
+
+
+def csv_rows(data: bytes, names: list[str], id: str | None, id_type=None):
+    """The rows of one CSV file as an Arrow table of ``names`` (as text; the id, when
+    ``id`` is one of them, as ``id_type``), :data:`CORRUPT` and :data:`CORRUPT_REASON`,
+    the columns taken from the file by the names in its header.
+
+    Values are read as pyarrow reads CSV for the local engine (an empty field, ``NA`` or
+    ``null`` is missing). A row the file cannot give as the model's row goes to
+    :data:`CORRUPT` as CSV text with its reason: one with more or fewer fields than the
+    header, one whose id is not of ``id_type``, and every row of a file without one of the
+    model's columns (an id the file lacks is missing in every row, not a fault). A file
+    that is no CSV text at all is one such record."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    if not data.strip():
+        return _csv_table(names, id, id_type, {}, 0, [])
+    unfit: list[tuple[str, str]] = []
+
+    def invalid(row) -> str:
+        unfit.append((row.text, f"the row has {row.actual_columns} field(s) where the "
+                                f"header has {row.expected_columns}"))
+        return "skip"
+
+    try:
+        header = pcsv.open_csv(pa.BufferReader(data), parse_options=pcsv.ParseOptions(
+            invalid_row_handler=lambda row: "skip")).schema.names
+        table = pcsv.read_csv(pa.BufferReader(data),
+                              parse_options=pcsv.ParseOptions(invalid_row_handler=invalid),
+                              convert_options=pcsv.ConvertOptions(
+                                  column_types={c: pa.string() for c in header},
+                                  strings_can_be_null=True))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        text = data.decode("utf-8", "replace")
+        return _csv_table(names, id, id_type, {}, 0, [(text, "the file cannot be read as CSV "
+                                                        f"text: {str(exc).splitlines()[0]}")])
+    n = table.num_rows
+    at = {c: table.schema.get_field_index(c) for c in names}
+    lacking = [c for c in names if c != id and at[c] < 0]
+    reasons: list[str | None] = [None] * n
+    if lacking:
+        why = (f"the file has no column {lacking[0]!r} that the model needs (or has it twice);"
+               f" its columns are: {', '.join(header)}")
+        reasons = [why] * n
+    columns = {c: table.column(at[c]).combine_chunks() if at[c] >= 0
+               else pa.nulls(n, pa.string()) for c in names}
+    if id in columns and id_type is not None and columns[id].type != id_type:
+        ids = columns[id]
+        try:
+            columns[id] = ids.cast(id_type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            kept = []
+            for i, v in enumerate(ids.to_pylist()):
+                try:
+                    kept.append(pa.array([v], pa.string()).cast(id_type)[0].as_py())
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    kept.append(None)
+                    reasons[i] = reasons[i] or (f"the id {v!r} is not of the id column's type "
+                                                f"({id_type}, from the files there at start)")
+            columns[id] = pa.array(kept, id_type)
+    bad = np.flatnonzero([r is not None for r in reasons]) if n else np.empty(0, np.int64)
+    records = []
+    if len(bad):
+        records = [(t, reasons[i]) for i, t in zip(bad.tolist(), _csv_lines(
+            table.take(pa.array(bad, pa.int64()))), strict=True)]
+    return _csv_table(names, id, id_type, columns, n, records + unfit, reasons)
+
+
+def _csv_lines(table) -> list[str]:
+    """Each row of a table of text as a line of CSV (a missing value as an empty field)."""
+    import csv
+    import io
+
+    out = []
+    for row in table.to_pylist():
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="").writerow(
+            ["" if v is None else v for v in row.values()])
+        out.append(buffer.getvalue())
+    return out
+
+
+def _csv_table(names, id, id_type, columns: dict, n: int, corrupt: list[tuple[str, str | None]],
+               reasons: list | None = None):
+    """The rows that fit (``columns``, ``n`` of them, those with a reason dropped) and then
+    one row per ``(text, reason)`` of ``corrupt``, as :func:`csv_rows` gives them."""
+    import pyarrow as pa
+
+    keep = [i for i in range(n) if reasons is None or reasons[i] is None]
+    take = pa.array(keep, pa.int64())
+    types = {c: (id_type or pa.string()) if c == id else pa.string() for c in names}
+    arrays = {c: pa.concat_arrays([columns[c].take(take).cast(types[c]) if n else
+                                   pa.array([], types[c]), pa.nulls(len(corrupt), types[c])])
+              for c in names}
+    arrays[CORRUPT] = pa.array([None] * len(keep) + [t for t, _ in corrupt], pa.string())
+    arrays[CORRUPT_REASON] = pa.array([None] * len(keep) + [r for _, r in corrupt], pa.string())
+    return pa.table(arrays)
 
 
 def _csv_header(spark, path: str) -> list[str]:

@@ -32,6 +32,7 @@ from typing import Any
 from modelport.errors import UserError, require
 from modelport.io.spark import (
     CORRUPT,
+    CORRUPT_REASON,
     Endpoint,
     parse_sink,
     parse_source,
@@ -136,9 +137,11 @@ class _Batches:
         wanted = names + ([id] if id and id not in names else [])
         frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
         try:
+            why = F.col(CORRUPT_REASON) if CORRUPT_REASON in frame.columns else F.lit(None)
             corrupt = frame.where(F.col(CORRUPT).isNotNull()).select(
                 F.col(CORRUPT).alias("_record"),
-                F.lit("the record is not an object with the model's fields").alias("_reason"),
+                F.coalesce(why, F.lit("the record is not an object with the model's fields"))
+                .alias("_reason"),
                 F.lit("malformed").alias("_code"))
             good = frame.where(F.col(CORRUPT).isNull()).select(
                 *wanted, F.monotonically_increasing_id().alias("_mid"))
