@@ -302,7 +302,7 @@ def csv_rows(data: bytes, names: list[str], id: str | None, id_type=None):
 
     if not data.strip():
         return _csv_table(names, id, id_type, {}, 0, [])
-    unfit: list[tuple[str, str]] = []
+    unfit: list[tuple[str, str | None]] = []
 
     def invalid(row) -> str:
         unfit.append((row.text, f"the row has {row.actual_columns} field(s) where the "
@@ -346,7 +346,7 @@ def csv_rows(data: bytes, names: list[str], id: str | None, id_type=None):
                                                 f"({id_type}, from the files there at start)")
             columns[id] = pa.array(kept, id_type)
     bad = np.flatnonzero([r is not None for r in reasons]) if n else np.empty(0, np.int64)
-    records = []
+    records: list[tuple[str, str | None]] = []
     if len(bad):
         records = [(t, reasons[i]) for i, t in zip(bad.tolist(), _csv_lines(
             table.take(pa.array(bad, pa.int64()))), strict=True)]
