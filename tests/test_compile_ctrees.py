@@ -239,3 +239,81 @@ def test_a_compiled_predictor_scores_one_row_through_the_one_row_entry():
                           for i in range(len(held))])
     assert len(calls) == len(held)  # every one-row call took the compiled entry
     np.testing.assert_allclose(got, model.predict_proba(held), rtol=0, atol=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
+def test_a_row_surface_compiles_a_large_ensemble_in_the_background(tmp_path, monkeypatch):
+    """A version loaded for row-at-a-time serving scores with the NumPy walk at once, and a
+    large tree ensemble is compiled in a background thread and takes over, scoring each
+    held-out row as the native model; a small one, or MODELPORT_TREES=numpy, is not."""
+    import lightgbm as lgb
+    import pandas as pd
+    from sklearn.datasets import make_classification
+
+    import modelport
+    from modelport.registry import Registry
+    from modelport.scoring import choice
+
+    X, y = make_classification(1500, 6, n_informative=4, random_state=3)
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(6)])
+    registry = Registry()
+    big = lgb.LGBMClassifier(n_estimators=120, num_leaves=15, verbose=-1).fit(frame[:1000],
+                                                                              y[:1000])
+    small = lgb.LGBMClassifier(n_estimators=3, num_leaves=4, verbose=-1).fit(frame[:1000],
+                                                                            y[:1000])
+    for name, model in (("big", big), ("small", small)):
+        modelport.log_model(model, name, sample=frame[:200], formats=["compiled"],
+                            registry=registry)
+    held = frame[1000:1100]
+
+    predictor, chosen = choice.load(registry, registry.get("big"), "row")
+    assert chosen.format == "compiled"
+    before = np.concatenate([predictor.predict_proba(held.iloc[i:i + 1].to_dict("records")[0])
+                             for i in range(len(held))])  # served while the build runs
+    for _ in range(1200):
+        if predictor._prepared.trees_compiled:
+            break
+        import time
+
+        time.sleep(0.1)
+    assert predictor._prepared.trees_compiled, "the compiled trees never took over"
+    forest = predictor._prepared._program.model_node
+    assert forest.native.one is not None
+    after = np.concatenate([predictor.predict_proba(held.iloc[i:i + 1].to_dict("records")[0])
+                            for i in range(len(held))])
+    want = big.predict_proba(held)
+    np.testing.assert_allclose(before, want, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(after, want, rtol=0, atol=1e-9)
+    # nothing more to build once compiled; a small ensemble is not worth a library
+    assert choice.compile_trees_later(predictor) is None
+    small_predictor, _ = choice.load(registry, registry.get("small"), "row")
+    assert choice.compile_trees_later(small_predictor) is None
+    monkeypatch.setenv("MODELPORT_TREES", "numpy")
+    fresh = registry.load(registry.get("big"), format="compiled")
+    assert choice.compile_trees_later(fresh) is None
+
+
+def test_processes_building_one_library_at_once_compile_it_once(tmp_path):
+    """The build is locked per library: of four processes loading the same source at once,
+    one runs the compiler and the others load its library."""
+    import subprocess
+    import sys
+
+    source = "int mp_answer(void) { return 42; }\n"
+    script = (
+        "import sys\n"
+        "from modelport.compile import ctrees\n"
+        "calls = []\n"
+        "real = ctrees.subprocess.run\n"
+        "def counted(*a, **k):\n"
+        "    calls.append(1)\n"
+        "    return real(*a, **k)\n"
+        "ctrees.subprocess.run = counted\n"
+        f"lib = ctrees._load({source!r})\n"
+        "assert lib.mp_answer() == 42\n"
+        "print(len(calls))\n")
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    compiled = [int(p.communicate(timeout=120)[0].strip()) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sum(compiled) == 1, compiled

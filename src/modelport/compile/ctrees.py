@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,9 @@ _COMPILE_SECONDS = 120
 #: forests with more nodes than this are not compiled: gcc -O2 builds about 4,000 nodes
 #: a second here, and a job should not wait minutes for a library before its first row
 MAX_NODES = 200_000
+#: forests with fewer nodes are not compiled for row-at-a-time serving: the NumPy walk of
+#: one row over all nodes at once costs about as much as the call into the library
+ROW_MIN_NODES = 2_000
 
 
 def enabled() -> bool:
@@ -224,13 +228,35 @@ def _load(source: str) -> ctypes.CDLL:
         except OSError:
             lib.unlink(missing_ok=True)  # a damaged file: build it again
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        src = Path(tmp) / "forest.c"
-        src.write_text(source)
-        built = Path(tmp) / "forest.so"
-        done = subprocess.run([cc, *flags, "-o", str(built), str(src), "-lm"],
-                              capture_output=True, text=True, timeout=_COMPILE_SECONDS)
-        if done.returncode != 0:
-            raise RuntimeError(f"{cc} failed: {done.stderr.strip()[-500:]}")
-        os.replace(built, lib)
+    with _locked(folder / f"{key}.lock"):
+        # the processes of one server load the same version at once: one compiles, the
+        # others wait for its library instead of each running the compiler
+        if not lib.exists():
+            with tempfile.TemporaryDirectory(dir=folder) as tmp:
+                src = Path(tmp) / "forest.c"
+                src.write_text(source)
+                built = Path(tmp) / "forest.so"
+                done = subprocess.run([cc, *flags, "-o", str(built), str(src), "-lm"],
+                                      capture_output=True, text=True,
+                                      timeout=_COMPILE_SECONDS)
+                if done.returncode != 0:
+                    raise RuntimeError(f"{cc} failed: {done.stderr.strip()[-500:]}")
+                os.replace(built, lib)
     return ctypes.CDLL(str(lib))
+
+
+@contextmanager
+def _locked(path: Path):
+    """An exclusive lock on ``path`` (created if needed) held for the block, where the
+    platform has ``fcntl``; elsewhere nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: concurrent builds only cost time
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

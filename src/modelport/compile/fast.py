@@ -25,6 +25,8 @@ class Prepared:
         self.ir = model_ir
         # batches walk trees in onnxruntime's float64 tree operator when it is installed
         self._program = Program(_form(model_ir), native_trees=True)
+        #: whether the trees are walked in compiled C (:meth:`compile_trees`)
+        self.trees_compiled = False
 
     def encode(self, name: str, values: np.ndarray) -> np.ndarray:
         """Integer codes of categorical input ``name`` (0 missing, m + 1 unknown)."""
@@ -40,10 +42,13 @@ class Prepared:
         forest = self._program.model_node
         if not isinstance(forest, Forest):
             return False
+        if self.trees_compiled:
+            return False
         compiled = ctrees.build(self.ir, forest.walk)
         if compiled is None:
             return False
         forest.native = compiled
+        self.trees_compiled = True
         return True
 
     def run(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

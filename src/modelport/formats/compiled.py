@@ -88,6 +88,16 @@ class CompiledPredictor(Predictor):
         here (see :mod:`modelport.compile.ctrees`). True if it changed the runtime."""
         return self._prepared.compile_trees()
 
+    def wants_compiled_trees(self, min_nodes: int) -> bool:
+        """Whether this is a tree ensemble of at least ``min_nodes`` nodes whose trees are
+        not compiled yet (see :meth:`prepare_batch`)."""
+        from modelport.compile import ir
+
+        node = self._ir.model
+        if not isinstance(node, ir.TreeEnsemble) or self._prepared.trees_compiled:
+            return False
+        return sum(len(t.feature) for t in node.trees) >= min_nodes
+
     def _run_columns(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._prepared.run(cols)
 

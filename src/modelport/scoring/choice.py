@@ -17,10 +17,14 @@ will use.
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 from modelport.errors import UserError
+
+log = logging.getLogger(__name__)
 
 #: what scores a row at a time when nothing was timed at registration
 ROW_ORDER = ("onnx", "compiled", "joblib", "skops", "pmml", "mojo", "pojo")
@@ -133,7 +137,39 @@ def load(registry, version, purpose: str = "row", forced: str | None = None):
     chosen = choose(version, purpose, forced)
     predictor = registry.load(version, format=chosen.format)
     warm_up(predictor)
+    if purpose == "row":
+        compile_trees_later(predictor)
     return predictor, chosen
+
+
+def compile_trees_later(predictor) -> threading.Thread | None:
+    """Start building the compiled trees of a large tree ensemble a row-at-a-time surface
+    serves (:mod:`modelport.compile.ctrees`); return the thread, or None when there is
+    nothing to build.
+
+    One row walks a large ensemble several times faster in compiled C than by the NumPy
+    walk, but the C compiler takes seconds to build it (once per machine: the library is
+    cached). So the build runs in a background thread while the version already serves
+    with the NumPy walk; the compiled trees take over once they are proven against it on
+    probe rows. ``MODELPORT_TREES=numpy`` (or no C compiler) leaves the NumPy walk.
+    """
+    from modelport.compile import ctrees
+
+    wants = getattr(predictor, "wants_compiled_trees", None)
+    if wants is None or not wants(ctrees.ROW_MIN_NODES) or not ctrees.enabled():
+        return None
+    thread = threading.Thread(target=_compile_quietly, args=(predictor,), daemon=True,
+                              name="modelport-compile-trees")
+    thread.start()
+    return thread
+
+
+def _compile_quietly(predictor) -> None:
+    try:
+        predictor.prepare_batch()
+    except Exception:  # noqa: BLE001 - the version keeps serving with the NumPy walk
+        log.warning("compiled trees for %s could not be built; scoring with the NumPy walk",
+                    predictor.describe(), exc_info=True)
 
 
 def warm_up(predictor) -> None:
