@@ -34,14 +34,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import functools
 import gc
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -60,17 +60,16 @@ from modelport.scoring.checks import (
 )
 from modelport.scoring.following import Follower
 from modelport.scoring.isolation import Outcome, is_transient, isolate, reason, score
+from modelport.serve._stream_brokers import BACKOFF_S as BACKOFF_S  # named here too: the worker's
+from modelport.serve._stream_brokers import BROKER_PATIENCE_S as BROKER_PATIENCE_S
+from modelport.serve._stream_brokers import Backoff, Brokers, Lag, Reader, Settling
 from modelport.serve.lookup import key_value
 from modelport.uri import ModelURI
 
-log = logging.getLogger("modelport.stream")
+if TYPE_CHECKING:
+    from modelport.scoring.metrics import StreamMetrics
 
-#: the first and the longest pause between two tries of a step that failed for a reason
-#: not tied to events (a database or a broker that is away)
-BACKOFF_S = (0.1, 5.0)
-#: how long a broker may keep failing before the worker stops with the error (for its
-#: supervisor to start it afresh: a lost RabbitMQ channel does not come back by itself)
-BROKER_PATIENCE_S = 120.0
+log = logging.getLogger("modelport.stream")
 
 
 @dataclass
@@ -649,58 +648,6 @@ def _score_alone(scorer: Scorer, messages: list, steps: Steps) -> Scored:
     return out
 
 
-# -- retrying what is not tied to events -------------------------------------------------
-
-class _Backoff:
-    """Pauses between tries of a step that failed for a reason not tied to events, doubling
-    from ``BACKOFF_S[0]`` to ``BACKOFF_S[1]``; after ``patience`` seconds of failures in a
-    row (None: never) the failure is raised."""
-
-    def __init__(self, what: str, stats: Stats, patience: float | None = None) -> None:
-        self.what, self.stats, self.patience = what, stats, patience
-        self.delay = BACKOFF_S[0]
-        self.since: float | None = None
-
-    def ok(self) -> None:
-        if self.since is not None:
-            log.info("%s works again", self.what)
-            self.since, self.delay = None, BACKOFF_S[0]
-
-    async def wait(self, exc: BaseException, stop: asyncio.Event) -> bool:
-        """Pause after ``exc``; True if ``stop`` was set meanwhile. A failure tied to the
-        input, or one that outlasted the patience, is raised."""
-        if not is_transient(exc):
-            raise exc
-        now = time.monotonic()
-        self.since = self.since or now
-        if self.patience is not None and now - self.since > self.patience:
-            raise exc
-        self.stats.retries += 1
-        log.warning("%s failed (%s); trying again in %.1f s", self.what, reason(exc, 300),
-                    self.delay)
-        try:
-            await asyncio.wait_for(stop.wait(), self.delay)
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            self.delay = min(self.delay * 2, BACKOFF_S[1])
-
-
-async def _retried(what: str, call, stats: Stats, stop: asyncio.Event) -> None:
-    """``await call()`` until it works, pausing after failures not tied to events; gives up
-    (raising) after :data:`BROKER_PATIENCE_S` or once the worker is told to stop."""
-    backoff = _Backoff(what, stats, BROKER_PATIENCE_S)
-    while True:
-        try:
-            await call()
-            backoff.ok()
-            return
-        except Exception as exc:
-            if await backoff.wait(exc, stop) or stop.is_set():
-                raise
-
-
 # -- the worker --------------------------------------------------------------------------
 
 async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str | None = None,
@@ -723,171 +670,52 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
     adds each event's largest reasons to its output and to the lookup table; a version
     that cannot explain stops the worker before it reads anything.
     """
-    from modelport.io import brokers
     from modelport.registry import Registry
 
-    if fmt not in ("json", "msgpack"):
-        raise UserError(f"--format {fmt!r}: use json or msgpack")
-    if batch < 1:
-        raise UserError("--batch must be at least 1")
-    if inflight < 1:
-        raise UserError("--inflight must be at least 1")
-    # URL errors first; the source lets the batches in flight plus one being read go unacked
-    source = brokers.open_source(source_url, group=group, batch=batch,
-                                 window=(inflight + 1) * batch)
-    offers = brokers.capabilities(source)  # what the source offers beyond the contract
-    inflight = offers.inflight(inflight)
-    sink = brokers.open_sink(sink_url)
-    dead = brokers.open_sink(dead_letter_url, "--dead-letter") if dead_letter_url else None
+    _check_options(fmt, batch, inflight)
+    wire = Brokers.open(source_url, sink_url, dead_letter_url, group=group, batch=batch,
+                        inflight=inflight)
     registry = registry or Registry()
-    metrics = None
-    if metrics_port:
-        from modelport.scoring.metrics import StreamMetrics
-
-        metrics = StreamMetrics()
+    metrics = _metrics(metrics_port)
     stats = Stats()
-
-    def reloaded(follower, outcome: str) -> None:
-        if outcome == "loaded":
-            stats.reloads += 1
-        if metrics is not None:
-            metrics.follower_hook("champion")(follower, outcome)
-            if outcome == "loaded":
-                metrics.stream_reloads.inc()
-
-    follower = follow(uri, registry, poll_seconds=poll_seconds, on_reload=reloaded)
-    name = follower.name
-    steps = Steps(fmt=fmt, policy=policy)
-    if explain is not None:
-        steps.explain = reasons.count(explain, follower.current.signature, "--explain")
-        try:
-            follower.current.explainer()
-        except UserError as exc:
-            raise UserError(f"--explain: {exc}; stream without --explain") from None
-    steps.enrich = Enrich(enrich) if enrich else None
-    if lookup_store:
-        steps.store = LookupStore(lookup_store, steps.enrich.key if steps.enrich else "id",
-                                  steps.explain)
-        steps.store.start(follower.current,
-                          steps.enrich.column if steps.enrich is not None else None)
-    if log_url:
-        from modelport.monitor.log import PredictionLogger
-
-        steps.plog = PredictionLogger(
-            log_url, sample=log_sample, source="stream",
-            on_drop=metrics.log_dropped.inc if metrics else None,
-            on_refuse=metrics.log_refused.inc if metrics else None)
-    if metrics is not None:
-        metrics.set_serving(name, "champion", follower.version)
-        metrics.serve(metrics_port)
+    follower = follow(uri, registry, poll_seconds=poll_seconds,
+                      on_reload=_reload_counter(stats, metrics))
+    steps = _steps(follower.current, fmt=fmt, policy=policy, explain=explain, enrich=enrich,
+                   lookup_store=lookup_store, log_url=log_url, log_sample=log_sample,
+                   metrics=metrics)
+    _serve_metrics(metrics, metrics_port, follower)
     stop = stop_on_signals(stop)
-    for part in (source, sink, dead):
-        if part is not None:
-            await part.connect()
-    together = offers.atomic and source.shares_server(sink) and (
-        dead is None or source.shares_server(dead))
-    # what start-up built (libraries, the model) lives as long as the worker: keep it out of
-    # the collector's full passes, which otherwise stall a batch for tens of milliseconds
-    gc.collect()
-    gc.freeze()
+    await wire.connect()
+    _freeze_startup_objects()
     log.info("streaming %s version %s (%s) from %s to %s", follower.uri, follower.version,
              follower.current.format, source_url, sink_url)
-    next_lag = 0.0
-    wait_s = max_wait_ms / 1000
-    reading = _Backoff("reading from the source", stats, BROKER_PATIENCE_S)
-    # a batch is published and acknowledged while the next ones are read and scored; at
-    # most ``inflight`` batches are between their scoring and their ack at once, and their
-    # acks go out in the order the batches were read (each settle waits for the one before)
-    settling: collections.deque[asyncio.Task] = collections.deque()
-
-    async def settle(before: asyncio.Task | None, msgs, scored: Scored) -> None:
-        if together:
-            parts = [(sink, scored.outputs)] + ([(dead, scored.dead)] if dead is not None
-                                                else [])
-            # atomic: needs no order
-            await _retried("publishing and acknowledging",
-                           lambda: source.publish_and_ack(parts, msgs), stats, stop)
-        else:
-            await _retried("publishing the outputs", lambda: sink.publish(scored.outputs),
-                           stats, stop)
-            if dead is not None:
-                await _retried("publishing the dead letters",
-                               lambda: dead.publish(scored.dead), stats, stop)
-            if before is not None:
-                await before  # an earlier batch that failed is never acknowledged past
-            await _retried("acknowledging", lambda: source.ack(msgs), stats, stop)
-        done = time.time()
-        stats.consumed += len(msgs)
-        stats.scored += len(scored.outputs)
-        stats.dead_lettered += len(scored.dead)
-        stats.flagged += len(scored.flags)
-        stats.batches += 1
-        if metrics is not None:
-            metrics.consumed.inc(len(msgs))
-            metrics.scored.labels(str(scored.version)).inc(len(scored.outputs))
-            metrics.dead.inc(len(scored.dead))
-            metrics.batch.observe(len(msgs))
-            metrics.latency.observe(done - msgs[0].received)
-            metrics.count(name, scored.version, scored=len(scored.outputs),
-                          rejects=scored.rejects, flags=scored.flags, seconds=scored.seconds)
-
+    reader = Reader(wire.source, batch, max_wait_ms / 1000, stats, stop)
+    settling = Settling(wire, wire.offers.inflight(inflight), stats, metrics, follower.name,
+                        stop)
+    lag = Lag(wire.measured(), stats, metrics)
     try:
         while not stop.is_set():
-            while settling and settling[0].done():
-                settling.popleft().result()  # a publish or ack that could not be done
-            if len(settling) >= inflight:
-                await asyncio.wait([settling[0]])
+            if await settling.wait_for_room():
                 continue
-            try:
-                msgs = await source.read(batch, wait_s)
-                # what keeps arriving while the batch is young joins it: a trickle
-                # gathers into a batch worth one model call. Only what is at hand is
-                # asked for (a wait of 0): a server may time a short wait out late
-                while msgs and len(msgs) < batch and time.time() - msgs[0].received < wait_s:
-                    more = await source.read(batch - len(msgs), 0)
-                    if not more:
-                        break
-                    msgs.extend(more)
-                reading.ok()
-            except Exception as exc:
-                await reading.wait(exc, stop)
-                continue
+            msgs = await reader.read()
+            if msgs is None:
+                continue  # the source failed and the pause after it is over
             if msgs:
                 scored = await _score(follower, msgs, steps, stats, stop)
                 if scored is None:
                     break  # stopped while a database was away: the batch stays unacknowledged
-                if scored.dead and dead is None:
+                if scored.dead and wire.dead is None:
                     log.warning("dropping %d bad message(s) (no --dead-letter): %s",
                                 len(scored.dead), scored.dead[0][1][:200])
-                before = settling[-1] if settling else None
-                settling.append(asyncio.create_task(settle(before, msgs, scored)))
+                settling.add(msgs, scored)
             follower.tick()
-            now = time.monotonic()
-            if metrics is not None and now >= next_lag and offers.lag:
-                next_lag = now + 5
-                try:
-                    stats.lag = await source.lag()
-                    if stats.lag is not None:
-                        metrics.lag.set(stats.lag)
-                except Exception:  # noqa: BLE001 - lag is informative only
-                    pass
-        while settling:  # SIGTERM: what was scored is published and acknowledged
-            await asyncio.wait([settling[0]])
-            settling.popleft().result()
+            await lag.sample()
+        await settling.drain()  # SIGTERM: what was scored is published and acknowledged
     finally:
         gc.unfreeze()
-        if settling:  # stopped by an error: let the batches in flight end either way
-            await asyncio.gather(*settling, return_exceptions=True)
-        for part in (source, sink, dead):
-            if part is not None:
-                try:
-                    await part.close()
-                except Exception as exc:  # noqa: BLE001 - closing is best effort
-                    log.warning("closing %s: %s", type(part).__module__, exc)
-        if steps.plog is not None:
-            await asyncio.to_thread(steps.plog.close)
-        if steps.store is not None:
-            steps.store.close()
+        await settling.abandon()
+        await wire.close()
+        await _close_steps(steps)
     return stats
 
 
@@ -896,7 +724,7 @@ async def _score(follower: Follower[Scorer], msgs: list, steps: Steps, stats: St
     """The batch scored by the version served now; after a failure not tied to events (a
     database that is away) the whole batch again, after a pause, until it works or the
     worker is told to stop (None)."""
-    backoff = _Backoff("scoring a batch", stats)
+    backoff = Backoff("scoring a batch", stats)
     while True:
         scorer = follower.current
         try:
@@ -913,6 +741,107 @@ async def _score(follower: Follower[Scorer], msgs: list, steps: Steps, stats: St
         except Exception as exc:
             if await backoff.wait(exc, stop):
                 return None
+
+
+# -- setting the worker up ---------------------------------------------------------------
+
+def _check_options(fmt: str, batch: int, inflight: int) -> None:
+    """Refuse the options no worker can run with, naming the option and the fix."""
+    if fmt not in ("json", "msgpack"):
+        raise UserError(f"--format {fmt!r}: use json or msgpack")
+    if batch < 1:
+        raise UserError("--batch must be at least 1")
+    if inflight < 1:
+        raise UserError("--inflight must be at least 1")
+
+
+def _metrics(port: int | None) -> StreamMetrics | None:
+    """The worker's metrics when they are served (``port``), else None; the metrics
+    library is imported only then."""
+    if not port:
+        return None
+    from modelport.scoring.metrics import StreamMetrics
+
+    return StreamMetrics()
+
+
+def _serve_metrics(metrics: StreamMetrics | None, port: int | None,
+                   follower: Follower[Scorer]) -> None:
+    """Answer ``/metrics`` on ``port``, saying which version serves."""
+    if metrics is None or not port:
+        return
+    metrics.set_serving(follower.name, "champion", follower.version)
+    metrics.serve(port)
+
+
+def _reload_counter(stats: Stats, metrics: StreamMetrics | None
+                    ) -> Callable[[Follower, str], None]:
+    """The follower's ``on_reload``: counts each version loaded, and tells the metrics how
+    each attempt to load one went."""
+    def reloaded(follower: Follower, outcome: str) -> None:
+        if outcome == "loaded":
+            stats.reloads += 1
+        if metrics is not None:
+            metrics.follower_hook("champion")(follower, outcome)
+            if outcome == "loaded":
+                metrics.stream_reloads.inc()
+
+    return reloaded
+
+
+def _steps(scorer: Scorer, *, fmt: str, policy: InputPolicy, explain: int | str | None,
+           enrich: str | None, lookup_store: str | None, log_url: str | None,
+           log_sample: float, metrics: StreamMetrics | None) -> Steps:
+    """What the worker does to every batch besides scoring it, each optional step built
+    (and its tables read) now, so that a wrong option stops the worker before it reads."""
+    steps = Steps(fmt=fmt, policy=policy)
+    if explain is not None:
+        steps.explain = _explaining(scorer, explain)
+    steps.enrich = Enrich(enrich) if enrich else None
+    if lookup_store:
+        steps.store = LookupStore(lookup_store, steps.enrich.key if steps.enrich else "id",
+                                  steps.explain)
+        steps.store.start(scorer, steps.enrich.column if steps.enrich is not None else None)
+    if log_url:
+        steps.plog = _prediction_log(log_url, log_sample, metrics)
+    return steps
+
+
+def _explaining(scorer: Scorer, explain: int | str) -> int:
+    """How many reasons each output carries; a version that cannot explain is refused."""
+    k = reasons.count(explain, scorer.signature, "--explain")
+    try:
+        scorer.explainer()
+    except UserError as exc:
+        raise UserError(f"--explain: {exc}; stream without --explain") from None
+    return k
+
+
+def _prediction_log(url: str, sample: float, metrics: StreamMetrics | None) -> Any:
+    """The prediction log keeping a ``sample`` share of the scored events; the metrics
+    count the records it drops or its database refuses."""
+    from modelport.monitor.log import PredictionLogger
+
+    return PredictionLogger(url, sample=sample, source="stream",
+                            on_drop=metrics.log_dropped.inc if metrics else None,
+                            on_refuse=metrics.log_refused.inc if metrics else None)
+
+
+def _freeze_startup_objects() -> None:
+    """Keep what start-up built (libraries, the model), which lives as long as the worker,
+    out of the collector's full passes, which otherwise stall a batch for tens of
+    milliseconds."""
+    gc.collect()
+    gc.freeze()
+
+
+async def _close_steps(steps: Steps) -> None:
+    """Close the prediction log (off the event loop: it writes what it holds) and the
+    lookup store."""
+    if steps.plog is not None:
+        await asyncio.to_thread(steps.plog.close)
+    if steps.store is not None:
+        steps.store.close()
 
 
 def serve(uri: str, source_url: str, sink_url: str, **options) -> Stats:
