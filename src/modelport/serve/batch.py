@@ -42,6 +42,7 @@ import os
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,12 +153,7 @@ def predict(model: str, input: Any, output: str | Path, *, id: str | None = None
     pool = _start_pool(n_workers, init) if n_workers > 1 else None
     plog = None
     try:
-        if log_url:
-            from modelport.monitor.log import PredictionLogger
-
-            # a job is no service to protect: its log may use the CPU and memory it needs
-            plog = PredictionLogger(log_url, sample=log_sample, source="batch",
-                                    cpu_budget=None, capacity=1_000_000)
+        plog = _prediction_log(log_url, log_sample)
         return _run_job(version, fmt, input, output, pool, init, started, id=id,
                         n_workers=n_workers, chunk_rows=chunk_rows, resume=resume,
                         on_error=on_error, policy=policy, rejects=rejects, warnings=warnings,
@@ -169,17 +165,77 @@ def predict(model: str, input: Any, output: str | Path, *, id: str | None = None
             plog.close(timeout=120)
 
 
+def _prediction_log(log_url: str | None, sample: float):
+    """The prediction log the job keeps a ``sample`` share of its rows in, or None."""
+    if not log_url:
+        return None
+    from modelport.monitor.log import PredictionLogger
+
+    # a job is no service to protect: its log may use the CPU and memory it needs
+    return PredictionLogger(log_url, sample=sample, source="batch", cpu_budget=None,
+                            capacity=1_000_000)
+
+
 # -- the local engine ----------------------------------------------------------------------
 
 def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers, chunk_rows,
              resume, on_error, policy, rejects, warnings, progress, plog=None) -> BatchResult:
-
-    from modelport.io.chunks import ParquetSource, open_source
-    from modelport.io.sinks import FileSink, Refused, open_sink
-    from modelport.scoring.isolation import reason
+    """Score ``input`` into ``output`` with the local engine: check the input before anything
+    is written, open the outputs, score every chunk (in ``pool``, or here without one) and
+    commit it in input order, then make the outputs whole. A failure leaves the committed
+    chunks staged for ``resume``."""
+    from modelport.io.chunks import ParquetSource
     from modelport.signature import Signature
 
     signature = Signature.from_dict(version.signature)
+    source = _open_input(input, signature, id, chunk_rows)
+    explaining = init[5]
+    if is_table(output) and not explaining:
+        refuse_stale_reasons(output, "modelport predict")
+    job = _checked_job(source, signature, output, id, policy, on_error, chunk_rows, explaining)
+    # Parquet into a file: each worker reads its own row groups and writes its own part,
+    # so nothing but a few numbers passes through this process
+    direct = isinstance(source, ParquetSource) and plog is None and not is_table(output)
+    cut = ("pieces" if direct else "chunks") + (f"+explain{job.reasons}" if job.reasons else "")
+    sinks = _Sinks(output, _job_key(version, fmt, input, id, chunk_rows, on_error, policy,
+                                    output, cut), version, id, rejects, warnings, on_error)
+    skip = sinks.start(job.schema, resume)
+    total = source.total_rows()
+    bar = _Progress(total, source.rows_before(skip) if direct else skip * chunk_rows, progress)
+    commits = _Commits(job, sinks, bar, plog, version)
+    commit: Callable[[int, Any, Any], None]
+    if direct:
+        tasks, commit = _piece_tasks(source, skip, sinks, job), commits.piece
+    else:
+        tasks, commit = _chunk_tasks(source, skip, job), commits.chunk
+
+    try:
+        if pool is None:
+            _run_here(init, tasks, commit)
+        else:
+            _run_pool(pool, tasks, n_workers, commit)
+    except BaseException:
+        sinks.abandon()
+        raise
+    finally:
+        bar.close()
+        if hasattr(source, "close"):  # a SQL input holds a connection; files hold none
+            source.close()
+
+    location, rejects_output, warnings_output = sinks.finish(commits.rejects or skip,
+                                                             commits.warnings or skip)
+    return BatchResult(
+        rows=commits.rows, rejects=commits.rejects, seconds=time.perf_counter() - started,
+        output=location, rejects_output=rejects_output, chunks=commits.chunks,
+        skipped_chunks=skip, model=version.uri, format=fmt, workers=max(n_workers, 1),
+        warnings=commits.warnings, warnings_output=warnings_output)
+
+
+def _open_input(input, signature, id: str | None, chunk_rows: int):
+    """The input as a chunk source of the columns the job reads (the model's and the id),
+    refused with the columns it lacks."""
+    from modelport.io.chunks import open_source
+
     names = signature.names
     wanted = names + ([id] if id and id not in names else [])
     # CSV numbers are read as text and parsed by the checks, so that a bad one is its
@@ -188,123 +244,176 @@ def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers,
                          text_columns=signature.numeric + signature.categorical,
                          dictionaries=signature.categorical)
     source.check_columns(wanted)
-    keyed = bool(id) and is_table(output)
-    if is_table(output) and not init[5]:
-        refuse_stale_reasons(output, "modelport predict")
+    return source
 
-    # Check the signature on the first rows before anything is written: a missing column
-    # or a column of the wrong type fails here, and with on_error="fail" a bad row too,
-    # with no output touched.
+
+@dataclass
+class _Job:
+    """What every chunk of one job is scored and committed with, settled from the input's
+    first rows before anything is written."""
+
+    signature: Any
+    #: the Arrow schema of the scores
+    schema: Any
+    #: the input's name, for messages
+    where: str
+    id: str | None
+    id_type: Any
+    #: a lookup table: every row needs an id
+    keyed: bool
+    on_error: str
+    policy: InputPolicy
+    chunk_rows: int
+    #: reasons per row (``explain``), 0 for none
+    reasons: int
+
+
+def _checked_job(source, signature, output, id: str | None, policy: InputPolicy,
+                 on_error: str, chunk_rows: int, explaining: tuple | None) -> _Job:
+    """The job's settings, once the first rows have passed the signature check: a missing
+    column or a column of the wrong type fails here, and with ``on_error="fail"`` a bad row
+    too, with no output touched."""
+    keyed = bool(id) and is_table(output)
     first = source.head(signature.numeric)
     id_type = _id_type(first, id)
     _check_head(first, signature, policy, on_error, source.name, id, id_type, keyed)
-    k = init[5][0] if init[5] else 0
-    out_schema = output_schema(signature, id_type, id, explain=k)
-    del first
+    k = explaining[0] if explaining else 0
+    return _Job(signature=signature, schema=output_schema(signature, id_type, id, explain=k),
+                where=source.name, id=id, id_type=id_type, keyed=keyed, on_error=on_error,
+                policy=policy, chunk_rows=chunk_rows, reasons=k)
 
-    # Parquet into a file: each worker reads its own row groups and writes its own part,
-    # so nothing but a few numbers passes through this process
-    direct = isinstance(source, ParquetSource) and plog is None and not is_table(output)
-    job = _job_key(version, fmt, input, id, chunk_rows, on_error, policy, output,
-                   ("pieces" if direct else "chunks") + (f"+explain{k}" if k else ""))
-    sink = open_sink(output, job, id_column=id, model=version.name, version=version.version)
-    rejects_path = _side_path(rejects, output, "rejects", "--rejects")
-    warnings_path = _side_path(warnings, output, "warnings", "--warnings")
-    reject_sink = FileSink(rejects_path, job) if on_error == "reject" else None
-    warn_sink = FileSink(warnings_path, job)
-    sides = [s for s in (reject_sink, warn_sink) if s is not None]
-    skip = sink.start(out_schema, resume)
-    for side in sides:
-        side.start(None, resume and skip > 0)
 
-    total = source.total_rows()
-    counts = {"rows": 0, "rejects": 0, "warnings": 0, "chunks": 0}
-    bar = _Progress(total, source.rows_before(skip) if direct else skip * chunk_rows, progress)
+class _Sinks:
+    """The job's outputs: the scores, the rejects (with ``on_error="reject"``) and the
+    warnings, started, committed, abandoned and finished together."""
 
-    def commit(index: int, chunk, scored) -> None:
+    def __init__(self, output, job: str, version, id: str | None, rejects, warnings,
+                 on_error: str) -> None:
+        from modelport.io.sinks import FileSink, open_sink
+
+        self.scores = open_sink(output, job, id_column=id, model=version.name,
+                                version=version.version)
+        rejects_path = _side_path(rejects, output, "rejects", "--rejects")
+        warnings_path = _side_path(warnings, output, "warnings", "--warnings")
+        self.rejects = FileSink(rejects_path, job) if on_error == "reject" else None
+        self.warnings = FileSink(warnings_path, job)
+        self.sides = [s for s in (self.rejects, self.warnings) if s is not None]
+
+    def start(self, schema, resume: bool) -> int:
+        """Prepare every output; return the number of chunks a resumed job skips."""
+        skip = self.scores.start(schema, resume)
+        for side in self.sides:
+            side.start(None, resume and skip > 0)
+        return skip
+
+    def committed(self, index: int) -> None:
+        """Every chunk up to ``index`` is in every output."""
+        self.scores.committed(index)
+        for side in self.sides:
+            side.committed(index)
+
+    def abandon(self) -> None:
+        """The job failed: make nothing visible, keep what is staged for ``resume``."""
+        self.scores.abandon()
+        for side in self.sides:
+            side.abandon()
+
+    def finish(self, rejected, warned) -> tuple[str, str | None, str | None]:
+        """Make the outputs whole: where the scores, the rejects and the warnings are (a side
+        file only when it has rows: ``rejected`` or ``warned``)."""
+        location = self.scores.finish()
+        return (location, _finish_side(self.rejects, rejected),
+                _finish_side(self.warnings, warned))
+
+
+class _Commits:
+    """Commits scored work in input order: a chunk's rejects and warnings, then its scores,
+    into the sinks; its rows to the prediction log; the counts and the progress bar."""
+
+    def __init__(self, job: _Job, sinks: _Sinks, bar: _Progress, plog, version) -> None:
+        self.job, self.sinks, self.bar, self.plog, self.version = job, sinks, bar, plog, version
+        self.rows = self.rejects = self.warnings = self.chunks = 0
+
+    def chunk(self, index: int, chunk, scored) -> None:
+        """Commit a chunk read here and scored (``(outcome, warnings)``) in a worker."""
         outcome, warned = scored
-        first_row = index * chunk_rows
-        ids = None
-        if id:
-            ids, bad = id_column(chunk.column(id), id_type, id, required=keyed)
-            reject_later(outcome, warned, bad)
+        ids = self._ids(chunk, outcome, warned)
+        self._write(index, chunk, outcome, warned, ids)
+        if self.plog is not None:
+            _log_chunk(self.plog, self.version, self.job.signature, chunk, outcome, self.job.id,
+                       warned)
+        self._count(index, chunk.num_rows, outcome.scored, len(outcome.rejects), len(warned))
+
+    def piece(self, index: int, piece, outcome) -> None:
+        """Commit a Parquet piece a worker read, scored and staged itself: only its counts
+        (rows read, scored, rejected, with warnings) come back."""
+        rows, scored, rejected, warned = outcome
+        self._count(index, rows, scored, rejected, warned)
+
+    def _ids(self, chunk, outcome, warned):
+        """The chunk's ids, with the rows whose id is unusable taken out as rejects."""
+        job = self.job
+        if not job.id:
+            return None
+        ids, bad = id_column(chunk.column(job.id), job.id_type, job.id, required=job.keyed)
+        reject_later(outcome, warned, bad)
+        return ids
+
+    def _write(self, index: int, chunk, outcome, warned, ids) -> None:
+        """Stage the chunk's rejects and warnings, then commit its scores; rows the lookup
+        table refuses become rejects, and the chunk is written again without them."""
+        from modelport.io.sinks import Refused
+        from modelport.scoring.isolation import reason
+
+        job, sinks = self.job, self.sinks
+        first_row = index * job.chunk_rows
         while True:
-            if on_error == "fail" and outcome.rejects:
-                raise _failure(source.name, first_row, outcome.rejects)
+            if job.on_error == "fail" and outcome.rejects:
+                raise _failure(job.where, first_row, outcome.rejects)
             # the rejects and warnings of a chunk are staged before its scores commit
-            if reject_sink is not None:
-                reject_sink.write(index, rejects_table(chunk, outcome.rejects, first_row))
-            warn_sink.write(index, warnings_records(ids, warned, first_row, id))
-            table = output_table(signature, outcome.outputs, scored_ids(ids, outcome), id,
-                                 out_schema)
+            if sinks.rejects is not None:
+                sinks.rejects.write(index, rejects_table(chunk, outcome.rejects, first_row))
+            sinks.warnings.write(index, warnings_records(ids, warned, first_row, job.id))
+            table = output_table(job.signature, outcome.outputs, scored_ids(ids, outcome),
+                                 job.id, job.schema)
             try:
-                sink.write(index, table)
-                break
+                sinks.scores.write(index, table)
+                return
             except Refused as refused:
                 reject_later(outcome, warned, {
                     int(outcome.positions[i]): Reject(
-                        id, "lookup_store",
+                        job.id, "lookup_store",
                         f"the lookup table cannot hold this row ({reason(exc)})")
                     for i, exc in refused.rows.items()})
-        if plog is not None:
-            _log_chunk(plog, version, signature, chunk, outcome, id, warned)
-        counts["rows"] += outcome.scored
-        counts["rejects"] += len(outcome.rejects)
-        counts["warnings"] += len(warned)
-        counts["chunks"] += 1
-        bar.advance(chunk.num_rows)
-        joined(index)
 
-    def committed(index: int, piece, outcome) -> None:
-        rows, scored, rejected, warned = outcome
-        counts["rows"] += scored
-        counts["rejects"] += rejected
-        counts["warnings"] += warned
-        counts["chunks"] += 1
-        bar.advance(rows)
-        joined(index)
+    def _count(self, index: int, rows: int, scored: int, rejected: int, warned: int) -> None:
+        """Count a committed chunk, advance the bar, and let the sinks join it."""
+        self.rows += scored
+        self.rejects += rejected
+        self.warnings += warned
+        self.chunks += 1
+        self.bar.advance(rows)
+        self.sinks.committed(index)
 
-    def joined(index: int) -> None:
-        sink.committed(index)
-        for side in sides:
-            side.committed(index)
 
-    if direct:
-        tasks = ((p.index, p, (_score_piece, p, str(sink.part_path(p.index)),
-                               str(reject_sink.part_path(p.index)) if reject_sink else None,
-                               str(warn_sink.part_path(p.index)), sink.kind, policy, on_error,
-                               source.name, id, id_type, out_schema))
-                 for p in source.pieces(skip))
-        done = committed
-    else:
-        tasks = ((index, chunk, (_score_chunk, chunk.select(names), policy,
-                                 index * chunk_rows, source.name, on_error))
-                 for index, chunk in enumerate(source.chunks(skip), start=skip))
-        done = commit
-    try:
-        if pool is None:
-            _init_worker(*init)
-            for index, item, (fn, *args) in tasks:
-                done(index, item, fn(*args))
-        else:
-            _run_pool(pool, tasks, n_workers, done)
-    except BaseException:
-        sink.abandon()
-        for side in sides:
-            side.abandon()
-        raise
-    finally:
-        bar.close()
-        if hasattr(source, "close"):
-            source.close()
-    location = sink.finish()
-    rejects_output = _finish_side(reject_sink, counts["rejects"] or skip)
-    warnings_output = _finish_side(warn_sink, counts["warnings"] or skip)
-    return BatchResult(
-        rows=counts["rows"], rejects=counts["rejects"], seconds=time.perf_counter() - started,
-        output=location, rejects_output=rejects_output, chunks=counts["chunks"],
-        skipped_chunks=skip, model=version.uri, format=fmt, workers=max(n_workers, 1),
-        warnings=counts["warnings"], warnings_output=warnings_output)
+def _piece_tasks(source, skip: int, sinks, job: _Job):
+    """The pieces of a Parquet ``source`` from number ``skip`` on, as tasks: a worker reads,
+    scores and stages each into the part files of ``sinks`` (file outputs)."""
+    rejects = sinks.rejects
+    return ((p.index, p, (_score_piece, p, str(sinks.scores.part_path(p.index)),
+                          str(rejects.part_path(p.index)) if rejects else None,
+                          str(sinks.warnings.part_path(p.index)), sinks.scores.kind,
+                          job.policy, job.on_error, job.where, job.id, job.id_type, job.schema))
+            for p in source.pieces(skip))
+
+
+def _chunk_tasks(source, skip: int, job: _Job):
+    """The input's chunks from number ``skip`` on, as tasks: a worker checks and scores
+    the model's columns of each."""
+    names = job.signature.names
+    return ((index, chunk, (_score_chunk, chunk.select(names), job.policy,
+                            index * job.chunk_rows, job.where, job.on_error))
+            for index, chunk in enumerate(source.chunks(skip), start=skip))
 
 
 def _check_head(first, signature, policy, on_error, where, id, id_type, keyed) -> None:
@@ -437,6 +546,14 @@ def _start_pool(n_workers: int, init: tuple):
 
 def _ready() -> None:
     """A no-op task: submitting one starts a worker."""
+
+
+def _run_here(init: tuple, tasks, commit) -> None:
+    """Run ``(index, item, (function, *args))`` tasks in this process, one after the other,
+    committing each as it is done: the job without workers."""
+    _init_worker(*init)
+    for index, item, (fn, *args) in tasks:
+        commit(index, item, fn(*args))
 
 
 def _run_pool(pool, tasks, n_workers, commit) -> None:
