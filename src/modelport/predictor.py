@@ -34,6 +34,8 @@ class Predictor(ABC):
 
     #: the format this predictor was loaded from (``joblib``, ``skops``, ``onnx``, ``pmml``...)
     format: str = ""
+    #: whether :meth:`_run_one` scores one clean row without building columns
+    scores_one_row: bool = False
 
     def __init__(self, signature: Signature) -> None:
         self.signature = signature
@@ -84,13 +86,11 @@ class Predictor(ABC):
         from modelport.kernel import InputWarning
         from modelport.scoring.checks import FLAG, check, checker, raise_first
 
-        if type(data) is dict:
+        if self.scores_one_row and type(data) is dict:
             # one clean row as plain scalars (nothing unusual: no flag, no extra field)
             clean = checker(self.signature, self.policy or FLAG, unknown="ignore").one(data)
             if clean is not None:
-                out = self._run_one(clean)
-                if out is not None:
-                    return out
+                return self._run_one(clean)
         checked = check(data, self.signature, self.policy or FLAG, unknown="ignore")
         raise_first(checked)
         for flag in checked.flags:
@@ -99,11 +99,16 @@ class Predictor(ABC):
             return self.empty_outputs()
         return self._run_batch(checked.columns)
 
-    def _run_one(self, row: dict) -> dict[str, np.ndarray] | None:
+    def _run_one(self, row: dict) -> dict[str, np.ndarray]:
         """Outputs for one clean row of plain scalars (:meth:`modelport.kernel.Inputs.one`),
-        for a format with a path for one row that skips building columns; None: use the
-        columns' path."""
-        return None
+        for a format whose :attr:`scores_one_row` says it has a path that skips building
+        columns."""
+        raise NotImplementedError
+
+    def wants_compiled_trees(self, min_nodes: int) -> bool:
+        """Whether this predictor scores a tree ensemble of at least ``min_nodes`` nodes
+        whose trees could still be compiled (:meth:`prepare_batch`); most cannot."""
+        return False
 
     def run_checked(self, cols: dict) -> dict[str, np.ndarray]:
         """Score columns the scoring core already checked (numbers as float64, categories as

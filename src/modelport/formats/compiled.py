@@ -67,6 +67,7 @@ class CompiledPredictor(Predictor):
     """Scores a compiled form with its prepared NumPy runtime."""
 
     format = NAME
+    scores_one_row = True
 
     def __init__(self, data: bytes, signature: Signature) -> None:
         from modelport.compile import ModelIR

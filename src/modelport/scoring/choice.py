@@ -155,8 +155,7 @@ def compile_trees_later(predictor) -> threading.Thread | None:
     """
     from modelport.compile import ctrees
 
-    wants = getattr(predictor, "wants_compiled_trees", None)
-    if wants is None or not wants(ctrees.ROW_MIN_NODES) or not ctrees.enabled():
+    if not predictor.wants_compiled_trees(ctrees.ROW_MIN_NODES) or not ctrees.enabled():
         return None
     thread = threading.Thread(target=_compile_quietly, args=(predictor,), daemon=True,
                               name="modelport-compile-trees")
