@@ -50,17 +50,3 @@ def log_to_stderr() -> None:
     import logging
 
     logging.basicConfig(level=logging.INFO, format="modelport: %(message)s")
-
-
-def reasons_wanted(value: str | None) -> int | None:
-    """The number an ``--explain N`` option gives (None when absent); text that is not a
-    whole number is a :class:`~modelport.errors.UserError` naming the option (the API
-    checks the range against the model's input columns)."""
-    from modelport.errors import UserError
-
-    if value is None:
-        return None
-    if value.strip().isdigit() and len(value.strip()) < 10:
-        return int(value.strip())
-    raise UserError(f"--explain must be a whole number of reasons; got {value!r}")
-

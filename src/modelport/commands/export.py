@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from modelport.commands.base import JsonOpt, open_registry, print_json, reasons_wanted
+from modelport.commands.base import JsonOpt, open_registry, print_json
 
 
 def export_cmd(
@@ -35,7 +35,7 @@ def export_cmd(
     from modelport.compile import export
 
     files = export(uri, format, out, dialect=dialect, check_url=check_url,
-                   registry=open_registry(), explain=reasons_wanted(explain))
+                   registry=open_registry(), explain=explain)
     if as_json:
         print_json({"uri": uri, "format": format, "files": [str(f) for f in files]})
     else:

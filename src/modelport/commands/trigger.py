@@ -15,7 +15,6 @@ from modelport.commands.base import (
     log_to_stderr,
     open_registry,
     print_json,
-    reasons_wanted,
     rich_console,
 )
 
@@ -63,7 +62,7 @@ def trigger_install(
     inst = install(uri, db, table=table, key=key, output=output_column,
                    on=on,  # type: ignore[arg-type]
                    columns=columns, mode=mode, upgrade=upgrade, backfill=backfill,
-                   explain=reasons_wanted(explain), registry=open_registry())
+                   explain=explain, registry=open_registry())
     if as_json:
         print_json({k: v for k, v in asdict(inst).items() if k != "drops"})
         return

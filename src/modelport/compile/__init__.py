@@ -36,7 +36,7 @@ from modelport.compile.numpy_eval import evaluate
 
 
 def export(uri: str, format: str, out, *, dialect: str = "postgresql",
-           check_url: str | None = None, registry=None, explain: int | None = None):
+           check_url: str | None = None, registry=None, explain: int | str | None = None):
     """Write a registered model as SQL, PMML, source code, ONNX or compiled JSON (see
     :func:`modelport.compile.exporter.export`)."""
     from modelport.compile.exporter import export as _export

@@ -25,6 +25,7 @@ version and keep it.
 from __future__ import annotations
 
 from math import factorial
+from typing import Any
 
 import numpy as np
 
@@ -126,6 +127,23 @@ class Explainer:
         mean = feature_matrix(self.model_ir, background).mean(axis=0)
         self._mean = (background, mean)
         return mean
+
+
+def count(value: Any, signature, source: str = "explain") -> int:
+    """The number of reasons ``value`` asks for: a whole number from 1 to the model's
+    number of input columns (an int, or its digits as text from a URL or command line).
+    Anything else is a :class:`UserError` naming ``source`` and the range."""
+    n = len(signature.names)
+    k = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        k = value
+    elif isinstance(value, str) and value.strip().isdigit() and len(value.strip()) < 10:
+        k = int(value.strip())
+    if k is None or not 1 <= k <= n:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise UserError(f"{source} must be a whole number of reasons from 1 to {n} (the "
+                        f"model's input columns); got {shown}")
+    return k
 
 
 def explained(base: np.ndarray, contrib: np.ndarray) -> tuple[np.ndarray, np.ndarray,

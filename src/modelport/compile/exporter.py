@@ -19,7 +19,7 @@ _STORED = {"onnx": ".onnx", "pmml": ".pmml", "compiled": ".compiled.json"}
 
 def export(uri: str, format: str, out: str | Path, *, dialect: str = "postgresql",
            check_url: str | None = None, registry=None,
-           explain: int | None = None) -> list[Path]:
+           explain: int | str | None = None) -> list[Path]:
     """Write model ``uri`` as ``format`` into folder ``out``; return the files written.
 
     ``format`` is one of :data:`TARGETS`; ``dialect`` (``postgresql``, ``mysql``,
@@ -32,7 +32,7 @@ def export(uri: str, format: str, out: str | Path, *, dialect: str = "postgresql
     database of the dialect, in that database (the function and the expression, in a
     transaction rolled back or under scratch names dropped again).
 
-    ``explain`` (a number of reasons) adds each row's reasons (see
+    ``explain`` (a number of reasons, or its digits as text) adds each row's reasons (see
     :mod:`modelport.compile.explain`): for ``sql``, a linear model's top ``explain``
     reasons as one expression each (and, for PostgreSQL and MariaDB/MySQL, reason
     functions), proven on the sample like the score; for ``c`` and ``javascript``, a tree
@@ -50,7 +50,7 @@ def export(uri: str, format: str, out: str | Path, *, dialect: str = "postgresql
     name = version.name
     out = Path(out)
     if explain is not None:
-        _check_explain(explain, format, version)
+        explain = _check_explain(explain, format, version)
     if format == "bundle":
         from modelport.compile.bundle import write_bundle
 
@@ -77,18 +77,18 @@ def export(uri: str, format: str, out: str | Path, *, dialect: str = "postgresql
     return written
 
 
-def _check_explain(explain: int, format: str, version) -> None:
-    """Refuse an ``explain`` the target cannot give, before anything is compiled."""
+def _check_explain(explain: int | str, format: str, version) -> int:
+    """The number of reasons ``explain`` asks for, refused (before anything is compiled)
+    when it is not one or the target cannot give reasons."""
+    from modelport.compile.explain import count
     from modelport.signature import Signature
 
-    n = len(Signature.from_dict(version.signature).names)
-    if isinstance(explain, bool) or not isinstance(explain, int) or not 1 <= explain <= n:
-        raise UserError(f"--explain must be a whole number of reasons from 1 to {n} (the "
-                        f"model's input columns); got {explain!r}")
+    k = count(explain, Signature.from_dict(version.signature), "--explain")
     if format not in ("sql", "c", "javascript"):
         raise UserError(f"--explain is written for --format sql (linear models) and c or "
                         f"javascript (tree ensembles), not {format}: drop --explain, or "
                         "export one of those")
+    return k
 
 
 def _compile(model_ir, proof, format: str, name: str, dialect: str,

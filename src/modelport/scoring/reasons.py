@@ -25,29 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from modelport.compile.explain import count as count  # surfaces check a request here
 from modelport.compile.explain import explained, ranked
 from modelport.errors import UserError
 from modelport.kernel import Coded
 
 #: the formats that hold an intermediate form to read contributions from, best first
 EXPLAINING_FORMATS = ("compiled", "joblib", "skops")
-
-
-def count(value: Any, signature, source: str = "explain") -> int:
-    """The number of reasons ``value`` asks for: a whole number from 1 to the model's
-    number of input columns (an int, or its digits as text from a URL or command line).
-    Anything else is a :class:`UserError` naming ``source`` and the range."""
-    n = len(signature.names)
-    k = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        k = value
-    elif isinstance(value, str) and value.strip().isdigit() and len(value.strip()) < 10:
-        k = int(value.strip())
-    if k is None or not 1 <= k <= n:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        raise UserError(f"{source} must be a whole number of reasons from 1 to {n} (the "
-                        f"model's input columns); got {shown}")
-    return k
 
 
 def explaining_format(version, serving: str | None = None) -> str | None:

@@ -29,7 +29,7 @@ from modelport.serve.trigger.spec import (
 def install(uri: str, db: str, *, table: str, key: str, output: str,
             on: list[str] | tuple[str, ...] = EVENTS, columns: list[str] | None = None,
             mode: str = "worker", upgrade: bool = False, backfill: bool = True,
-            explain: int | None = None, registry=None) -> Installation:
+            explain: int | str | None = None, registry=None) -> Installation:
     """Score rows of ``table`` in database ``db`` with model ``uri`` whenever they change.
 
     ``output`` names the score column; beside it go ``<output>_version`` and
@@ -213,21 +213,21 @@ def _undo(conn: Database, inst: Installation) -> None:
     conn.commit()
 
 
-def _explain(explain: int | None, mode: str, signature) -> int:
+def _explain(explain: int | str | None, mode: str, signature) -> int:
     """The number of reasons to write (0 for none), or a :class:`UserError` naming
     ``--explain`` and the fix."""
+    from modelport.compile.explain import count
+
     if explain is None:
         return 0
-    n = len(signature.names)
-    if isinstance(explain, bool) or not isinstance(explain, int) or not 1 <= explain <= min(
-            n, MAX_REASONS):
-        raise UserError(f"--explain must be a whole number of reasons from 1 to "
-                        f"{min(n, MAX_REASONS)} (the model's input columns); got {explain!r}")
+    k = count(explain, signature, "--explain")
+    if k > MAX_REASONS:
+        raise UserError(f"--explain writes at most {MAX_REASONS} reasons; got {k}")
     if mode != "sql":
         raise UserError("--explain writes reasons in SQL mode (linear models); worker mode "
                         "does not write them: use --mode sql, or serve the model over HTTP "
                         "or in a stream with reasons")
-    return explain
+    return k
 
 
 def _events(on) -> list[str]:
