@@ -147,7 +147,7 @@ def test_sql_mode_reasons_are_refused_for_trees_and_in_worker_mode(tmp_path, mod
                                         r"reasons are written in SQL for linear models"):
         trigger.install("churn_gb", url, table="customers", key="customer_id",
                         output="churn", mode="sql", explain=2, registry=registry)
-    with pytest.raises(UserError, match="--explain writes reasons in SQL mode"):
+    with pytest.raises(UserError, match="--explain writes reasons in SQL and native modes"):
         trigger.install("churn", url, table="customers", key="customer_id", output="churn",
                         explain=2, registry=registry)
     with pytest.raises(UserError, match="--explain must be a whole number of reasons from 1 "

@@ -39,21 +39,23 @@ def trigger_install(
         help="map a model input to a differently named column: input=column (repeatable)")]
     = None,
     mode: Annotated[str, typer.Option(
-        help="worker (a queue drained by 'modelport trigger run') or sql (the model "
-             "compiled to SQL, run by the database itself)")] = "worker",
+        help="worker (a queue drained by 'modelport trigger run'), sql (the model "
+             "compiled to SQL, run by the database itself) or native (PostgreSQL: the "
+             "model compiled to C, loaded as a function; needs a superuser and the "
+             "server's headers)")] = "worker",
     upgrade: Annotated[bool, typer.Option(
         help="re-install over an existing installation (e.g. after an alias moved)")] = False,
     backfill: Annotated[bool, typer.Option(help="also score rows that have no score yet")]
     = True,
     explain: Annotated[str | None, typer.Option(
-        "--explain", help="SQL mode, linear models: also write each row's N largest reasons "
+        "--explain", help="SQL and native modes, linear models: also write each row's N largest reasons "
                           "in <output>_reason_1..N (the input column) and "
                           "<output>_contribution_1..N", metavar="N")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Install scoring on a table: a queue and enqueue triggers (worker mode), or the model
-    compiled to SQL in a function and trigger (SQL mode, checked against the native model
-    on the registered sample first)."""
+    compiled to SQL (SQL mode) or to C (native mode, PostgreSQL) in a function and trigger,
+    checked against the native model on the registered sample first."""
     from dataclasses import asdict
 
     from modelport.serve.trigger import install

@@ -213,36 +213,51 @@ def cache_dir() -> Path:
 
 
 def _load(source: str) -> ctypes.CDLL:
-    """The shared library of ``source``: from the cache, else compiled into it (written
-    under a temporary name and renamed, so concurrent jobs never load half a file)."""
+    """The shared library of ``source``: from the cache, else compiled into it."""
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no C compiler (set CC or install cc)")
     flags = ["-O2", "-shared", "-fPIC", "-fno-fast-math"]
     key = hashlib.sha256("\0".join([cc, *flags, source]).encode()).hexdigest()[:32]
-    folder = cache_dir()
-    lib = folder / f"{key}.so"
+    lib = cache_dir() / f"{key}.so"
     if lib.exists():
         try:
             return ctypes.CDLL(str(lib))
         except OSError:
             lib.unlink(missing_ok=True)  # a damaged file: build it again
+    build_library({"forest.c": source}, flags, lib)
+    return ctypes.CDLL(str(lib))
+
+
+def build_library(sources: dict[str, str], flags: list[str], lib: Path,
+                  timeout: float = _COMPILE_SECONDS) -> None:
+    """Compile the C files ``sources`` (file name -> text) into the shared library ``lib``,
+    unless it is there already. The library is written under a temporary name beside it and
+    renamed, so concurrent jobs never load half a file; one lock per library makes the
+    processes that need it at once run the compiler once. A failed build is a
+    :class:`RuntimeError` with the compiler's last words."""
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler (set CC or install cc)")
+    folder = lib.parent
     folder.mkdir(parents=True, exist_ok=True)
-    with _locked(folder / f"{key}.lock"):
+    with _locked(folder / f"{lib.stem}.lock"):
         # the processes of one server load the same version at once: one compiles, the
         # others wait for its library instead of each running the compiler
-        if not lib.exists():
-            with tempfile.TemporaryDirectory(dir=folder) as tmp:
-                src = Path(tmp) / "forest.c"
-                src.write_text(source)
-                built = Path(tmp) / "forest.so"
-                done = subprocess.run([cc, *flags, "-o", str(built), str(src), "-lm"],
-                                      capture_output=True, text=True,
-                                      timeout=_COMPILE_SECONDS)
-                if done.returncode != 0:
-                    raise RuntimeError(f"{cc} failed: {done.stderr.strip()[-500:]}")
-                os.replace(built, lib)
-    return ctypes.CDLL(str(lib))
+        if lib.exists():
+            return
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            files = []
+            for name, text in sources.items():
+                (Path(tmp) / name).write_text(text)
+                files.append(str(Path(tmp) / name))
+            built = Path(tmp) / lib.name
+            done = subprocess.run([cc, *flags, "-o", str(built), *files, "-lm"],
+                                  capture_output=True, text=True, timeout=timeout)
+            if done.returncode != 0:
+                raise RuntimeError(f"{cc} failed: {done.stderr.strip()[-500:]}")
+            built.chmod(0o644)
+            os.replace(built, lib)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ and the SQL-mode trigger (:mod:`modelport.serve.trigger.sqlmode`) all prove thro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -151,14 +152,16 @@ def largest_difference(got: np.ndarray, expected: np.ndarray) -> float:
 
 
 def check_sql(conn, dialect: str, model_ir, proof,
-              forms: tuple[str, ...] = ("expression",)) -> float | None:
+              forms: tuple[str, ...] = ("expression",),
+              native: Callable[[str], str] | None = None) -> float | None:
     """Evaluate the model's SQL over the registered sample in the database behind the
     DB-API connection ``conn`` and return the largest difference from the native model.
 
     ``forms`` says what is evaluated: ``expression`` (:func:`~modelport.compile.sql.to_sql`),
     ``subquery`` (:func:`~modelport.compile.sql.to_sql_subquery`, what a SQLite trigger
-    runs) and ``function`` (:func:`~modelport.compile.sql.create_function`, created under a
-    scratch name). Nothing is left behind: PostgreSQL's work is rolled back, MariaDB's
+    runs), ``function`` (:func:`~modelport.compile.sql.create_function`, created under a
+    scratch name) and ``native``: the function ``native(name)`` creates under a scratch
+    name (a compiled body, :mod:`modelport.compile.pgfunction`). Nothing is left behind: PostgreSQL's work is rolled back, MariaDB's
     scratch function and SQLite's temporary table dropped. Raises
     :class:`~modelport.errors.ConversionError` naming the form when the database cannot
     evaluate it, or when it differs by more than 1e-9 or changes a label or cluster.
@@ -178,9 +181,11 @@ def check_sql(conn, dialect: str, model_ir, proof,
         elif form == "subquery":
             selects.append(sql.to_sql_subquery(model_ir, dialect))
         else:
-            functions.append((sql.create_function(model_ir, dialect, scratch),
-                              sql.function_name(scratch)))
-            selects.append(_call(dialect, model_ir, sql.function_name(scratch)))
+            name = f"{scratch}_{form}"
+            create = native(name) if form == "native" and native else \
+                sql.create_function(model_ir, dialect, name)
+            functions.append((create, sql.function_name(name)))
+            selects.append(_call(dialect, model_ir, sql.function_name(name)))
     got = _on_sample(conn, dialect, model_ir, frame, selects, functions, scratch)
     if got is None:
         return 0.0
@@ -188,7 +193,7 @@ def check_sql(conn, dialect: str, model_ir, proof,
     worst = 0.0
     for at, form in enumerate(forms):
         what = {"expression": "the SQL expression", "subquery": "the SQL expression",
-                "function": "the SQL function"}[form]
+                "function": "the SQL function", "native": "the compiled function"}[form]
         values = [r[at] for r in got]
         if kind in ("probability", "value"):
             expected = ref["proba"][:, 1] if kind == "probability" else ref["value"]

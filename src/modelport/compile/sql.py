@@ -87,10 +87,7 @@ def create_function(model_ir: ir.ModelIR, dialect: str, name: str) -> str:
                         "writes <name>_score.expr.sql)")
     w = _Writer(model_ir, dialect, "", share=True)
     expr = w.expression()
-    fn = identifier(function_name(name), dialect, "function name")
-    params = ", ".join(f"{w.ident(c.name)} {w.column_type(c.kind)}"
-                       for c in model_ir.signature.inputs)
-    returns = w.result_type()
+    fn, params, returns = _head(w, name)
     real = w.column_type("numeric")
     head = f"CREATE OR REPLACE FUNCTION {fn}({params})\nRETURNS {returns}\n"
     if dialect == "postgresql":
@@ -107,6 +104,20 @@ def create_function(model_ir: ir.ModelIR, dialect: str, name: str) -> str:
         return f"{head}DETERMINISTIC NO SQL\nRETURN {expr};\n"
     declare = "".join(f"  DECLARE {w.ident(n)} {real} DEFAULT {e};\n" for n, e in w.lets)
     return f"{head}DETERMINISTIC NO SQL\nBEGIN\n{declare}  RETURN {expr};\nEND\n"
+
+
+def function_head(model_ir: ir.ModelIR, dialect: str, name: str) -> tuple[str, str, str]:
+    """``(function, parameters, return type)`` of the function :func:`create_function`
+    writes for model ``name``, quoted for ``dialect``: what any other body of the same
+    function (a compiled one, say) is declared with, so callers see one function."""
+    return _head(_Writer(model_ir, dialect, "", share=True), name)
+
+
+def _head(w: _Writer, name: str) -> tuple[str, str, str]:
+    fn = identifier(function_name(name), w.dialect, "function name")
+    params = ", ".join(f"{w.ident(c.name)} {w.column_type(c.kind)}"
+                       for c in w.ir.signature.inputs)
+    return fn, params, w.result_type()
 
 
 def reasons(model_ir: ir.ModelIR, dialect: str, k: int, means, prefix: str = "",

@@ -219,6 +219,12 @@ class Database:
         return [f"DROP FUNCTION IF EXISTS {self.q(n)}"
                 for n in sql.reason_function_names(inst.model_base)]
 
+    def native_ddl(self, inst: Installation, model_ir, means, function: str) -> list[str]:
+        """What :meth:`sql_ddl` makes, with the model function created by ``function`` (a
+        compiled body, native mode): only PostgreSQL has one."""
+        raise UserError(f"native mode compiles the model into a PostgreSQL function; {self.dialect} "
+                        "has none here: use --mode sql or --mode worker")
+
     def drops(self, inst: Installation, queue: bool = True) -> list[str]:
         """Statements removing the objects ``inst`` made (the queue only if ``queue``),
         built from its recorded names: nothing stored is run as SQL."""

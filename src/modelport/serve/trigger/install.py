@@ -16,6 +16,7 @@ from modelport.quoting.sql import identifier
 from modelport.serve.trigger.db import Database, connect
 from modelport.serve.trigger.spec import (
     EVENTS,
+    IN_DATABASE,
     MAX_REASONS,
     META_TABLE,
     MODES,
@@ -50,7 +51,7 @@ def install(uri: str, db: str, *, table: str, key: str, output: str,
     from modelport.registry import Registry
 
     if mode not in MODES:
-        raise UserError(f"unknown trigger mode {mode!r}: use worker or sql")
+        raise UserError(f"unknown trigger mode {mode!r}: use worker, sql or native")
     events = _events(on)
     registry = registry or Registry()
     version = registry.get(uri)
@@ -77,14 +78,25 @@ def install(uri: str, db: str, *, table: str, key: str, output: str,
         inst = Installation(table=table, key=key, output=output, model=uri, mode=mode,
                             columns=mapping, events=events, version=version.version,
                             key_type=check_key_type(have[key], table, key), explain=k)
-        model_ir = means = None
-        if mode == "sql":
+        model_ir = means = function = None
+        if mode in IN_DATABASE:
             from modelport.compile import sql as sql_backend
             from modelport.serve.trigger import sqlmode
 
+            if mode == "native" and conn.dialect != "postgresql":
+                raise UserError("native mode compiles the model into a PostgreSQL function; "
+                                "MariaDB, MySQL and SQLite have none here: use --mode sql or "
+                                "--mode worker")
             model_ir, proof = sqlmode.compile_model(registry, version)
             means = sqlmode.reason_means(model_ir, proof, version.uri) if k else None
-            sqlmode.check_in_database(conn, model_ir, proof, version.uri, k)
+            if mode == "native":
+                from modelport.serve.trigger import native
+
+                function = native.prepare(conn, model_ir, proof, version.uri, inst.model_base)
+                if k:
+                    sqlmode.check_reasons(conn, model_ir, proof, version.uri, k)
+            else:
+                sqlmode.check_in_database(conn, model_ir, proof, version.uri, k)
             inst.score_kind = _sql_kind(sql_backend.result_kind(model_ir), signature)
         else:
             inst.score_kind = worker_kind(registry, version, signature)
@@ -116,7 +128,8 @@ def install(uri: str, db: str, *, table: str, key: str, output: str,
                     f"INSERT INTO {conn.q(inst.queue)} (k) SELECT {conn.q(key)} FROM "
                     f"{conn.q(table)} WHERE {conn.q(output)} IS NULL")
         else:
-            statements += conn.sql_ddl(inst, model_ir, means)
+            statements += (conn.native_ddl(inst, model_ir, means, function) if function
+                           else conn.sql_ddl(inst, model_ir, means))
             if backfill:
                 statements.append(conn.sql_backfill(inst, model_ir, means))
         _apply(conn, statements, inst, fresh=old is None)
@@ -223,10 +236,10 @@ def _explain(explain: int | str | None, mode: str, signature) -> int:
     k = count(explain, signature, "--explain")
     if k > MAX_REASONS:
         raise UserError(f"--explain writes at most {MAX_REASONS} reasons; got {k}")
-    if mode != "sql":
-        raise UserError("--explain writes reasons in SQL mode (linear models); worker mode "
-                        "does not write them: use --mode sql, or serve the model over HTTP "
-                        "or in a stream with reasons")
+    if mode not in IN_DATABASE:
+        raise UserError("--explain writes reasons in SQL and native modes (linear models); "
+                        "worker mode does not write them: use --mode sql, or serve the model "
+                        "over HTTP or in a stream with reasons")
     return k
 
 

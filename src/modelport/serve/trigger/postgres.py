@@ -15,7 +15,7 @@ from __future__ import annotations
 from modelport.errors import require
 from modelport.quoting.sql import dollar_quoted, literal
 from modelport.serve.trigger.db import Database
-from modelport.serve.trigger.spec import SCORE_TYPES, Installation
+from modelport.serve.trigger.spec import IN_DATABASE, SCORE_TYPES, Installation
 
 _TYPES = {"text": "text", "int": "bigint", "float": "double precision",
           "time": "timestamptz"}
@@ -81,6 +81,15 @@ class PostgreSQL(Database):
     def sql_ddl(self, inst: Installation, model_ir, means=None) -> list[str]:
         from modelport.compile import sql
 
+        return self._scoring_ddl(inst, model_ir, means,
+                                 sql.create_function(model_ir, "postgresql", inst.model_base))
+
+    def native_ddl(self, inst: Installation, model_ir, means, function: str) -> list[str]:
+        return self._scoring_ddl(inst, model_ir, means, function)
+
+    def _scoring_ddl(self, inst: Installation, model_ir, means, function: str) -> list[str]:
+        """The model function (``function`` creates it), the reason functions, and the
+        trigger calling them for each row."""
         q, t = self.q, self.q(inst.table)
         score_fn = q(inst.name("model_function"))
         fn, trig = q(inst.name("score")), q(inst.name("sql"))
@@ -95,7 +104,7 @@ class PostgreSQL(Database):
                 f"NEW.{q(inst.out('version'))} := {int(inst.version)};\n"
                 f"NEW.{q(inst.out('scored_at'))} := now();\nRETURN NEW;\nEND\n")
         return [
-            sql.create_function(model_ir, "postgresql", inst.model_base),
+            function,
             *self.reason_functions(inst, model_ir, means),
             f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS "
             f"{dollar_quoted(body)}",
@@ -104,7 +113,7 @@ class PostgreSQL(Database):
 
     def drops(self, inst: Installation, queue: bool = True) -> list[str]:
         q, t, names = self.q, self.q(inst.table), inst.objects
-        if inst.mode == "sql":
+        if inst.mode in IN_DATABASE:
             # the scoring function's name is modelport's own: no argument list is needed
             return [f"DROP TRIGGER IF EXISTS {q(names['sql'])} ON {t}",
                     f"DROP FUNCTION IF EXISTS {q(names['score'])}",

@@ -22,11 +22,14 @@ from modelport.quoting.sql import NAME_BYTES, derived_name, fit, is_derived_name
 
 #: the bookkeeping table, created by the first install and dropped by the last uninstall
 META_TABLE = "modelport_triggers"
-MODES = ("worker", "sql")
+MODES = ("worker", "sql", "native")
+#: the modes in which the database scores each row itself, in a trigger calling the model's
+#: function: written in SQL, or compiled to C (native, PostgreSQL)
+IN_DATABASE = ("sql", "native")
 EVENTS = ("insert", "update")
 #: the columns each mode adds to the scored table, after the score column itself
 SUFFIXES = {"worker": ("version", "scored_at", "status", "count"),
-            "sql": ("version", "scored_at")}
+            "sql": ("version", "scored_at"), "native": ("version", "scored_at")}
 #: score kind -> the type of the score column
 SCORE_TYPES = {"probability": "float", "value": "float", "cluster": "int", "label": "text",
                "label_int": "int", "label_float": "float"}
@@ -41,6 +44,7 @@ ROLES = {
             "sql": "modelport_sql", "sql_ins": "modelport_sql_ins",
             "sql_upd": "modelport_sql_upd"},
 }
+ROLES["native"] = ROLES["sql"]  # the same objects; only the model function's body differs
 #: a key column's declared type, as it is written into the queue table and casts: words,
 #: an optional size, an optional array mark; no quotes, no punctuation beyond those
 _KEY_TYPE = re.compile(r"([A-Za-z_][A-Za-z0-9_. ]*(\(\s*\d+\s*(,\s*\d+\s*)?\))?"
@@ -174,7 +178,7 @@ def object_names(table: str, mode: str) -> dict[str, str]:
     from modelport.compile.sql import function_name
 
     names = {role: derived_name(prefix, table) for role, prefix in ROLES[mode].items()}
-    if mode == "sql":
+    if mode in IN_DATABASE:
         names["model_function"] = function_name(names["model_function"])
     return names
 

@@ -43,6 +43,20 @@ def check_in_database(db, model_ir, proof, uri: str, explain: int = 0) -> float 
                         "worker") from None
 
 
+def check_reasons(db, model_ir, proof, uri: str, explain: int) -> None:
+    """Evaluate the reason functions of ``explain`` reasons in ``db`` over the sample and
+    check them against the native model's (what :func:`check_in_database` checks beside
+    the score)."""
+    from modelport.compile.proof import check_reasons_sql
+
+    try:
+        check_reasons_sql(db.conn, db.dialect, model_ir, proof, explain,
+                          ("expression",) if db.dialect == "sqlite" else ("function",))
+    except ConversionError as exc:
+        raise UserError(f"{uri} cannot write reasons in the database: {exc}; drop --explain") \
+            from None
+
+
 def reason_means(model_ir, proof, uri: str):
     """The feature means a linear model's reasons are measured from: those of the
     registered sample, as every surface measures them. A version with no sample, or a
