@@ -101,11 +101,10 @@ def test_native_mode_scores_inserts_and_updates_exactly_as_the_native_model(post
         db.begin()
         db.execute("UPDATE customers SET support_calls = 7, plan = NULL "
                    "WHERE customer_id <= %s", (int(rows.customer_id.iloc[20]),))
-        language = db.execute("SELECT l.lanname FROM pg_proc p JOIN pg_language l ON "
-                              "l.oid = p.prolang WHERE p.proname = %s",
-                              (inst.name("model_function"),))
         db.commit()
-    assert language == [("c",)]  # the model function is the compiled one
+    # the model function and the row trigger are the compiled ones
+    assert _language(postgres_url, inst.name("model_function")) == "c"
+    assert _language(postgres_url, inst.name("score")) == "c"
     changed = rows.copy()
     changed.loc[changed.customer_id <= rows.customer_id.iloc[20],
                 ["support_calls", "plan"]] = [7, np.nan]
@@ -116,6 +115,67 @@ def test_native_mode_scores_inserts_and_updates_exactly_as_the_native_model(post
     assert set(_column(postgres_url, "churn_version").values()) == {1}
     assert trigger.status(postgres_url)[0]["mode"] == "native"
     assert trigger.status(postgres_url)[0]["scored"] == 400
+
+
+def _language(url: str, function: str) -> str:
+    with connect(url) as db:
+        got = db.execute("SELECT l.lanname FROM pg_proc p JOIN pg_language l ON "
+                         "l.oid = p.prolang WHERE p.proname = %s", (function,))
+        db.commit()
+    return got[0][0]
+
+
+@pytest.mark.parametrize("types", [
+    # the C trigger reads these as the function's parameters receive them
+    {"tenure_months": "integer", "support_calls": "smallint", "age": "bigint",
+     "monthly_charges": "numeric(10,2)", "data_usage_gb": "real",
+     "total_charges": "double precision", "plan": "varchar(40)"},
+    # a type it does not read (char(n), which a cast to text trims) keeps PL/pgSQL
+    {"plan": "char(12)", "tenure_months": "integer"},
+])
+def test_column_types_score_as_the_database_casts_them(postgres_url, models, types):
+    """The C trigger's reading of each column type is checked against what the SQL
+    function gives for the same stored row (the database's own casts), and where it
+    cannot read a type the PL/pgSQL trigger is installed instead."""
+    registry, data, _, _ = models
+    cols = ", ".join(f"{c} {types.get(c, 'text' if c in CATEGORICAL else 'double precision')}"
+                     for c in [*NUMERIC, *CATEGORICAL])
+    with connect(postgres_url) as db:
+        db.begin()
+        db.execute(f"CREATE TABLE customers (customer_id bigint PRIMARY KEY, {cols})")
+        db.commit()
+    inst = trigger.install("churn_gb", postgres_url, table="customers", key="customer_id",
+                           output="churn", mode="native", registry=registry)
+    rows = data.head(300).copy()
+    rows["data_usage_gb"] = rows["data_usage_gb"] * 1.1  # not exact in real
+    insert(postgres_url, rows)
+    fn = inst.name("model_function")
+    args = ", ".join(inst.columns.values())
+    with connect(postgres_url) as db:
+        got = db.execute(f"SELECT churn, {fn}({args}) FROM customers ORDER BY customer_id")
+        db.commit()
+    assert len(got) == 300
+    assert all(a == b or (a is None and b is None) for a, b in got)
+    direct = all(t in ("integer", "smallint", "bigint", "real", "double precision")
+                 or t.startswith(("numeric", "varchar")) for t in types.values())
+    assert _language(postgres_url, inst.name("score")) == ("c" if direct else "plpgsql")
+
+
+def test_reasons_keep_the_plpgsql_trigger_beside_the_compiled_score(postgres_url, models):
+    registry, data, fitted, _ = models
+    create_customers(postgres_url)
+    inst = trigger.install("churn", postgres_url, table="customers", key="customer_id",
+                           output="churn", mode="native", explain=2, registry=registry)
+    insert(postgres_url, data.head(50))
+    assert _language(postgres_url, inst.name("model_function")) == "c"
+    assert _language(postgres_url, inst.name("score")) == "plpgsql"
+    got = _column(postgres_url, "churn")
+    want = fitted["churn"].predict_proba(data.head(50).drop(
+        columns=["customer_id", "churned"]))[:, 1]
+    values = np.array([got[int(k)] for k in data.head(50).customer_id], dtype=float)
+    assert np.max(np.abs(values - want)) <= 1e-9
+    reasons = _column(postgres_url, "churn_reason_1")
+    assert all(reasons[int(k)] in NUMERIC + CATEGORICAL for k in data.head(50).customer_id)
 
 
 def test_a_label_model_returns_the_native_labels(postgres_url, models):

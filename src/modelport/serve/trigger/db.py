@@ -219,9 +219,11 @@ class Database:
         return [f"DROP FUNCTION IF EXISTS {self.q(n)}"
                 for n in sql.reason_function_names(inst.model_base)]
 
-    def native_ddl(self, inst: Installation, model_ir, means, function: str) -> list[str]:
-        """What :meth:`sql_ddl` makes, with the model function created by ``function`` (a
-        compiled body, native mode): only PostgreSQL has one."""
+    def native_ddl(self, inst: Installation, model_ir, means, compiled,
+                   types: dict[str, str]) -> list[str]:
+        """What :meth:`sql_ddl` makes, with the model compiled to a library
+        (:class:`~modelport.serve.trigger.native.Compiled`, native mode); ``types`` are the
+        table's column types once install has added its columns. Only PostgreSQL has it."""
         raise UserError(f"native mode compiles the model into a PostgreSQL function; {self.dialect} "
                         "has none here: use --mode sql or --mode worker")
 

@@ -78,7 +78,7 @@ def install(uri: str, db: str, *, table: str, key: str, output: str,
         inst = Installation(table=table, key=key, output=output, model=uri, mode=mode,
                             columns=mapping, events=events, version=version.version,
                             key_type=check_key_type(have[key], table, key), explain=k)
-        model_ir = means = function = None
+        model_ir = means = compiled = None
         if mode in IN_DATABASE:
             from modelport.compile import sql as sql_backend
             from modelport.serve.trigger import sqlmode
@@ -92,7 +92,7 @@ def install(uri: str, db: str, *, table: str, key: str, output: str,
             if mode == "native":
                 from modelport.serve.trigger import native
 
-                function = native.prepare(conn, model_ir, proof, version.uri, inst.model_base)
+                compiled = native.prepare(conn, model_ir, proof, version.uri, inst.model_base)
                 if k:
                     sqlmode.check_reasons(conn, model_ir, proof, version.uri, k)
             else:
@@ -128,8 +128,12 @@ def install(uri: str, db: str, *, table: str, key: str, output: str,
                     f"INSERT INTO {conn.q(inst.queue)} (k) SELECT {conn.q(key)} FROM "
                     f"{conn.q(table)} WHERE {conn.q(output)} IS NULL")
         else:
-            statements += (conn.native_ddl(inst, model_ir, means, function) if function
-                           else conn.sql_ddl(inst, model_ir, means))
+            if compiled is not None:
+                types = {**have, **{col: conn.score_type(kind) for col, kind in wanted
+                                    if col not in have}}
+                statements += conn.native_ddl(inst, model_ir, means, compiled, types)
+            else:
+                statements += conn.sql_ddl(inst, model_ir, means)
             if backfill:
                 statements.append(conn.sql_backfill(inst, model_ir, means))
         _apply(conn, statements, inst, fresh=old is None)

@@ -38,11 +38,25 @@ class Server:
     library_dir: Path
 
 
-def prepare(db, model_ir, proof, uri: str, base: str) -> str:
-    """Build, place and prove the model's C function for the PostgreSQL connection ``db``;
-    return the statement creating it as ``<base>_score`` (see
-    :func:`modelport.compile.sql.function_name`). Anything in the way is a
-    :class:`UserError` saying what and the fix."""
+@dataclass(frozen=True)
+class Compiled:
+    """A model built and proven as a library the server loads."""
+
+    library: Path
+    #: the statement creating the model function (SQL mode's name, parameters and result)
+    function: str
+
+    def trigger_function(self, name: str) -> str:
+        """The statement creating the library's row trigger function as ``name``."""
+        from modelport.compile.pgfunction import create_trigger_function
+
+        return create_trigger_function(name, self.library)
+
+
+def prepare(db, model_ir, proof, uri: str, base: str) -> Compiled:
+    """Build, place and prove the model's C function for the PostgreSQL connection ``db``,
+    to be created as ``<base>_score`` (see :func:`modelport.compile.sql.function_name`).
+    Anything in the way is a :class:`UserError` saying what and the fix."""
     from modelport.compile import ctrees, pgfunction
     from modelport.compile.proof import check_sql
 
@@ -76,7 +90,7 @@ def prepare(db, model_ir, proof, uri: str, base: str) -> str:
     except ConversionError as exc:
         raise UserError(f"{uri} cannot be installed in native mode: {exc}; use --mode "
                         "sql or worker") from None
-    return pgfunction.create_function(model_ir, base, library)
+    return Compiled(library, pgfunction.create_function(model_ir, base, library))
 
 
 def locate(db) -> Server:

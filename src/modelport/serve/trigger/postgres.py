@@ -84,8 +84,43 @@ class PostgreSQL(Database):
         return self._scoring_ddl(inst, model_ir, means,
                                  sql.create_function(model_ir, "postgresql", inst.model_base))
 
-    def native_ddl(self, inst: Installation, model_ir, means, function: str) -> list[str]:
-        return self._scoring_ddl(inst, model_ir, means, function)
+    def native_ddl(self, inst: Installation, model_ir, means, compiled,
+                   types: dict[str, str]) -> list[str]:
+        """The compiled model function and, where the C trigger reads every input column's
+        type as the function's parameter receives it (and the written columns have the
+        types install gives them), the library's own row trigger: no PL/pgSQL runs per
+        row. Otherwise (reasons, other column types) the PL/pgSQL trigger calls it."""
+        from modelport.compile.pgfunction import reads_directly, trigger_arguments
+        from modelport.serve.trigger.spec import SCORE_TYPES
+
+        kinds = {c.name: c.kind for c in model_ir.signature.inputs}
+        # the types the C trigger writes, as format_type names them
+        written = {inst.output: self.score_type(SCORE_TYPES[inst.score_kind]),
+                   inst.out("version"): "bigint", inst.out("scored_at"): "timestamptz"}
+        named = {"timestamptz": "timestamp with time zone"}
+        direct = (not inst.explain
+                  and all(reads_directly(kinds[name], types.get(col, ""))
+                          for name, col in inst.columns.items())
+                  and all(named.get(types.get(col, ""), types.get(col)) == named.get(kind, kind)
+                          for col, kind in written.items()))
+        if not direct:
+            return self._scoring_ddl(inst, model_ir, means, compiled.function)
+        q, t = self.q, self.q(inst.table)
+        fn, trig = inst.name("score"), q(inst.name("sql"))
+        args = trigger_arguments(inst.output, inst.out("version"), inst.out("scored_at"),
+                                 int(inst.version or 0),
+                                 [inst.columns[n] for n in model_ir.signature.names])
+        return [compiled.function, compiled.trigger_function(fn),
+                f"DROP TRIGGER IF EXISTS {trig} ON {t}",
+                f"CREATE TRIGGER {trig} BEFORE {self._events(inst)} ON {t} FOR EACH ROW "
+                f"EXECUTE FUNCTION {q(fn)}({args})"]
+
+    def _events(self, inst: Installation) -> str:
+        q = self.q
+        return " OR ".join(
+            ["INSERT"] * ("insert" in inst.events)
+            + [f"UPDATE OF {', '.join(q(c) for c in inst.columns.values())}"]
+            * ("update" in inst.events))
 
     def _scoring_ddl(self, inst: Installation, model_ir, means, function: str) -> list[str]:
         """The model function (``function`` creates it), the reason functions, and the
@@ -94,10 +129,7 @@ class PostgreSQL(Database):
         score_fn = q(inst.name("model_function"))
         fn, trig = q(inst.name("score")), q(inst.name("sql"))
         args = ", ".join(f"NEW.{q(c)}" for c in inst.columns.values())
-        on = " OR ".join(
-            ["INSERT"] * ("insert" in inst.events)
-            + [f"UPDATE OF {', '.join(q(c) for c in inst.columns.values())}"]
-            * ("update" in inst.events))
+        on = self._events(inst)
         reasons = "".join(f"NEW.{q(c)} := {e};\n"
                           for c, e in self.sql_reasons(inst, model_ir, means, "NEW."))
         body = (f"\nBEGIN\nNEW.{q(inst.output)} := {score_fn}({args});\n{reasons}"
