@@ -27,10 +27,17 @@ import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from modelport.errors import UserError
 from modelport.io.tables import URL_SCHEME, file_kind, first_line, redact
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.csv
+    import pyarrow.ipc
+    import pyarrow.parquet as pq
+    from sqlalchemy import Table
 
 PROGRESS_TABLE = "modelport_batch_progress"
 #: the staging table of a job is this prefix and the start of the job's key
@@ -57,8 +64,9 @@ class Sink:
         """Commit chunk number ``index``."""
         raise NotImplementedError
 
-    def committed(self, index: int) -> None:
+    def committed(self, index: int) -> bool | None:
         """Every chunk up to ``index`` has been written (a sink may start joining them)."""
+        return None
 
     def finish(self) -> str:
         """Make the output whole and visible; return its location."""
@@ -110,9 +118,10 @@ class FileSink(Sink):
         self.location = str(path)
         self.job = job
         self.staging = path.parent / f".{path.name}.parts"
-        self._schema = None
+        self._schema: pa.Schema | None = None
         #: the output being joined from the parts, and how many parts it holds
-        self._out = self._writer = None
+        self._out: BinaryIO | None = None
+        self._writer: pq.ParquetWriter | None = None
         self._tmp: Path | None = None
         self._joined = 0
         self._header = True
@@ -154,7 +163,7 @@ class FileSink(Sink):
             self._join(self._part(self._joined))
             self._joined += 1
 
-    def _open(self) -> None:
+    def _open(self) -> BinaryIO:
         """Start the output, inside the staging folder: a resumed job starts it again from
         the parts."""
         import pyarrow.parquet as pq
@@ -163,41 +172,48 @@ class FileSink(Sink):
         self._out = open(self._tmp, "wb")
         self._header = True
         if self.kind == "parquet":
+            assert self._schema is not None  # set by start
             # dictionary encoding only pays for labels; on scores it costs time for nothing
             labels = [n for n in self._schema.names if n == "label"]
             self._writer = pq.ParquetWriter(self._out, self._schema, use_dictionary=labels)
+        return self._out
 
     def _join(self, part: Path) -> None:
         import pyarrow.feather as feather
 
-        if self._out is None:
-            self._open()
+        out = self._out
+        if out is None:
+            out = self._open()
         if self.kind == "parquet":
             table = feather.read_table(part, memory_map=True)
             if table.schema != self._schema:
                 table = table.cast(self._schema)
+            assert self._writer is not None  # opened with the output
             self._writer.write_table(table)
             return
         with open(part, "rb") as fh:
             if self.kind == "csv" and not self._header:
                 fh.readline()  # every part has the header; keep the first
             self._header = False
-            shutil.copyfileobj(fh, self._out, 1 << 20)
+            shutil.copyfileobj(fh, out, 1 << 20)
 
     def finish(self) -> str:
         try:
             while self._part(self._joined).is_file():
                 self.committed(self._joined)
-            if self._out is None:  # no chunk at all: an empty output
-                self._open()
+            out = self._out
+            if out is None:  # no chunk at all: an empty output
+                out = self._open()
                 if self.kind == "csv":
-                    self._out.write((",".join(f'"{n}"' for n in self._schema.names)
-                                     + "\n").encode())
+                    assert self._schema is not None  # set by start
+                    out.write((",".join(f'"{n}"' for n in self._schema.names)
+                              + "\n").encode())
             if self._writer is not None:
                 self._writer.close()
-            self._out.flush()
-            os.fsync(self._out.fileno())
-            self._out.close()
+            out.flush()
+            os.fsync(out.fileno())
+            out.close()
+            assert self._tmp is not None  # set with the output
             os.replace(self._tmp, self.path)
         except BaseException:
             self.abandon()
@@ -214,6 +230,7 @@ class FileSink(Sink):
                 pass
         if self._out is not None:
             self._out.close()
+            assert self._tmp is not None  # set with the output
             Path(self._tmp).unlink(missing_ok=True)
         self._out = self._writer = None
         self._joined = 0
@@ -238,7 +255,7 @@ class PartWriter:
         self.path, self.kind = path, kind
         self.tmp = path.with_name(f".{path.name}.tmp")
         self._fh = open(self.tmp, "wb")
-        self._writer = None
+        self._writer: pyarrow.ipc.RecordBatchFileWriter | pyarrow.csv.CSVWriter | None = None
 
     def write(self, table) -> None:
         if self.kind == "parquet":
@@ -346,9 +363,9 @@ class SqlSink(Sink):
         self.job = job
         self.staged = staged
         self.engine = lookup_engine(url, create=True)
-        self._table = None
-        self._progress = None
-        self._stage = None
+        self._table: Table | None = None
+        self._progress: Table | None = None
+        self._stage: Table | None = None
 
     def start(self, schema, resume: bool) -> int:
         from sqlalchemy import delete, inspect, select
@@ -381,7 +398,7 @@ class SqlSink(Sink):
             raise UserError(f"cannot write to {self.location}: {first_line(exc)}") from None
         return count
 
-    def _ensure_tables(self, schema):
+    def _ensure_tables(self, schema) -> tuple[Table, Table]:
         """The lookup and progress tables; a lookup table that exists must have the columns
         of these scores. A staged sink leaves a missing lookup table to :meth:`finish`."""
         from sqlalchemy import (
@@ -426,12 +443,13 @@ class SqlSink(Sink):
             table.create(self.engine, checkfirst=True)
         return table, progress
 
-    def _stage_table(self):
+    def _stage_table(self) -> Table:
         """The job's staging table: the lookup table's columns with the types the lookup
         table has (so a value it cannot hold is refused with its chunk, not at the end),
         and ``_seq``, each row's place in the input (chunk number, then position)."""
         from sqlalchemy import BigInteger, Column, MetaData, Table, inspect
 
+        assert self._table is not None  # set by start
         types = {c.name: c.type for c in self._table.columns}
         insp = inspect(self.engine)
         if insp.has_table(self.table_name, schema=self.schema_name or None):
@@ -469,6 +487,7 @@ class SqlSink(Sink):
                 time.sleep(wait)
 
         def probe(positions) -> None:
+            assert self._stage is not None  # a staged sink's, set by start
             with self.engine.connect() as conn:
                 with conn.begin() as tx:
                     conn.execute(self._stage.insert(), [rows[i] for i in positions])
@@ -497,6 +516,7 @@ class SqlSink(Sink):
         return rows
 
     def _commit(self, rows: list[dict], progress: dict) -> None:
+        assert self._stage is not None and self._progress is not None  # set by start
         with self.engine.begin() as conn:
             if rows:
                 conn.execute(self._stage.insert(), rows)
@@ -513,6 +533,7 @@ class SqlSink(Sink):
         :meth:`start` first."""
         from sqlalchemy import select
 
+        assert self._progress is not None  # set by start
         with self.engine.connect() as conn:
             return conn.execute(select(self._progress.c.chunk).where(
                 (self._progress.c.job == self.job) & (self._progress.c.chunk == chunk))
@@ -535,6 +556,7 @@ class SqlSink(Sink):
                 if rows:
                     conn.execute(self._upsert(), rows)
                 if progress is not None:
+                    assert self._progress is not None  # set by start
                     conn.execute(self._progress.insert(), [{
                         **progress, "rows": len(rows), "committed_at": now}])
         except SQLAlchemyError as exc:
@@ -542,6 +564,7 @@ class SqlSink(Sink):
 
     def _upsert(self, rows_from=None):
         """The upsert into the lookup table, of parameters or of the select ``rows_from``."""
+        assert self._table is not None  # set by start
         dialect = self.engine.dialect.name
         names = [c.name for c in self._table.columns]
         updated = [n for n in names if n != self.id_column]
@@ -579,6 +602,7 @@ class SqlSink(Sink):
         from sqlalchemy.exc import SQLAlchemyError
 
         stage, key = self._stage, self.id_column
+        assert stage is not None and self._table is not None and self._progress is not None
         names = [c.name for c in self._table.columns]
         latest = select(func.max(stage.c["_seq"])).group_by(stage.c[key])
         rows = select(*[stage.c[n] for n in names]).where(stage.c["_seq"].in_(latest))

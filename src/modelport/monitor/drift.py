@@ -21,12 +21,15 @@ score stream or error stream and returns where it fired, for models scoring in r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport.errors import MissingExtra, UserError
 from modelport.monitor.reference import MISSING, OTHER, bin_counts
+
+if TYPE_CHECKING:
+    from river.base import DriftDetector
 
 #: statistic -> (threshold, how a value compares with it to be called drift)
 THRESHOLDS: dict[str, float] = {"psi": 0.2, "ks": 0.1, "chi2_p": 0.01}
@@ -230,6 +233,7 @@ def change_points(values, detector: str = "adwin") -> list[int]:
         from river import drift as river_drift
     except ImportError:
         raise MissingExtra("online", "river", "change detection on the score stream") from None
+    d: DriftDetector
     if detector == "adwin":
         d = river_drift.ADWIN()
     elif detector == "kswin":

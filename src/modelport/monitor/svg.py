@@ -76,12 +76,12 @@ def line_chart(x_labels: list[str], series: dict[str, list[float | None]], *,
         if i % every == 0 or i == n - 1:
             out.append(f'<text x="{x(i):.1f}" y="{top + h + 18}" text-anchor="middle" '
                        f'fill="{AXIS}">{escape(label)}</text>')
-    for name, v in (hlines or {}).items():
-        out.append(f'<line x1="{left}" x2="{left + w}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
+    for name, level in (hlines or {}).items():
+        out.append(f'<line x1="{left}" x2="{left + w}" y1="{y(level):.1f}" y2="{y(level):.1f}" '
                    f'stroke="#111827" stroke-dasharray="5 4" stroke-width="1.2"/>')
-        ty = y(v) - 5 if y(v) - 5 > top + 8 else y(v) + 14
+        ty = y(level) - 5 if y(level) - 5 > top + 8 else y(level) + 14
         out.append(f'<text x="{left + w - 4}" y="{ty:.1f}" text-anchor="end" '
-                   f'fill="#111827">{escape(name)} {_fmt(v)}</text>')
+                   f'fill="#111827">{escape(name)} {_fmt(level)}</text>')
     for k, (name, vals) in enumerate(series.items()):
         color = PALETTE[k % len(PALETTE)]
         bold = highlight is not None and name in highlight

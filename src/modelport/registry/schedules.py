@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from modelport.registry import schema as S
@@ -55,7 +55,7 @@ class ScheduleRecords:
                                                         created_by=created_by, **values))
         return True
 
-    def schedule(self, name: str) -> Mapping[str, Any] | None:
+    def schedule(self, name: str) -> RowMapping | None:
         """The row of schedule ``name``, or None."""
         with self.engine.connect() as conn:
             return conn.execute(select(S.schedules).where(S.schedules.c.name == name)
@@ -66,7 +66,7 @@ class ScheduleRecords:
         with self.engine.connect() as conn:
             return list(conn.execute(select(S.schedules.c.name)).scalars().all())
 
-    def schedules_with_last_run(self) -> list[tuple[Mapping[str, Any], Mapping[str, Any] | None]]:
+    def schedules_with_last_run(self) -> list[tuple[RowMapping, RowMapping | None]]:
         """Every schedule row, by name, with the row of its latest run (None before any)."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(S.schedules).order_by(S.schedules.c.name)
@@ -88,7 +88,7 @@ class ScheduleRecords:
             return conn.execute(select(S.schedules.c.next_run_at)
                                 .order_by(S.schedules.c.next_run_at).limit(1)).scalar()
 
-    def due_schedules(self, now: datetime) -> list[Mapping[str, Any]]:
+    def due_schedules(self, now: datetime) -> list[RowMapping]:
         """The rows of schedules due at ``now``, soonest first."""
         with self.engine.connect() as conn:
             return list(conn.execute(select(S.schedules).where(S.schedules.c.next_run_at <= now)
@@ -96,7 +96,7 @@ class ScheduleRecords:
 
     # -- runs -----------------------------------------------------------------------------
 
-    def schedule_runs(self, name: str | None = None, limit: int = 20) -> list[Mapping[str, Any]]:
+    def schedule_runs(self, name: str | None = None, limit: int = 20) -> list[RowMapping]:
         """The latest run rows (of schedule ``name``, or of all), newest first."""
         q = select(S.schedule_runs).order_by(S.schedule_runs.c.id.desc()).limit(limit)
         if name:

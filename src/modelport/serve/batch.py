@@ -55,6 +55,8 @@ ON_ERROR = ("fail", "reject")
 _ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "OMP_WAIT_POLICY": "PASSIVE"}
 _FIX = "fix the row, or use --on-error reject to set rows that cannot be scored aside"
+#: what loads a worker's model: format, artefact, signature, name, version, explaining
+_WorkerInit = tuple[str, bytes, dict, str, int, tuple | None]
 
 
 @dataclass
@@ -147,7 +149,7 @@ def predict(model: str, input: Any, output: str | Path, *, id: str | None = None
                              policy=policy, rejects=rejects, warnings=warnings)
     started = time.perf_counter()
     n_workers = (os.cpu_count() or 1) if workers is None else max(int(workers), 0)
-    init = (fmt, data, version.signature, version.name, version.version, explaining)
+    init: _WorkerInit = (fmt, data, version.signature, version.name, version.version, explaining)
     # the workers start before this process runs any thread of its own (the prediction
     # log's writer, Arrow's pools), so that they can be forked from it
     pool = _start_pool(n_workers, init) if n_workers > 1 else None
@@ -501,7 +503,7 @@ def _log_chunk(plog, version, signature, chunk, outcome, id, warned: dict) -> No
                  errors=[outcome.rejects[i].message for i in bad])
 
 
-def _start_pool(n_workers: int, init: tuple):
+def _start_pool(n_workers: int, init: _WorkerInit):
     """Worker processes, each holding the model loaded once and limited to one thread.
 
     Where the platform forks (Linux), the model is loaded here first and the workers are
@@ -548,7 +550,7 @@ def _ready() -> None:
     """A no-op task: submitting one starts a worker."""
 
 
-def _run_here(init: tuple, tasks, commit) -> None:
+def _run_here(init: _WorkerInit, tasks, commit) -> None:
     """Run ``(index, item, (function, *args))`` tasks in this process, one after the other,
     committing each as it is done: the job without workers."""
     _init_worker(*init)
@@ -714,6 +716,7 @@ def _score_piece(piece, part: str, rejects_part: str | None, warnings_part: str,
 
     from modelport.io.sinks import PartWriter
 
+    assert _PREDICTOR is not None  # loaded by _init_worker
     signature = _PREDICTOR.signature
     rows = scored = rejected = warned = 0
     with PartWriter(Path(part), kind) as out:

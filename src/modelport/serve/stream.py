@@ -67,6 +67,7 @@ from modelport.serve.lookup import key_value
 from modelport.uri import ModelURI
 
 if TYPE_CHECKING:
+    from modelport.io.sinks import SqlSink
     from modelport.scoring.metrics import StreamMetrics
 
 log = logging.getLogger("modelport.stream")
@@ -326,7 +327,7 @@ class LookupStore:
                             "table after '#', e.g. sqlite:///scores.db#churn_scores")
         self.url, self.table, self.key = url, table, key
         self.explain = explain  # reason_1..k and contribution_1..k columns
-        self._sink = None
+        self._sink: SqlSink | None = None
         self.column = None
         self.location = redact(spec)
 
@@ -398,15 +399,16 @@ class LookupStore:
             rows = np.asarray([j for _, j in part], dtype=np.int64)
             ids = pa.array([k for k, _ in part], type=self._id_type)
             picked = {name: np.asarray(v)[rows] for name, v in outcome.outputs.items()}
+            assert self._sink is not None  # set by start
             self._sink.upsert(output_table(signature, picked, ids, self.key, schema),
                               version=scorer.version)
 
         _, failed = isolate(upsert, len(entries))
-        for i, exc in failed.items():
+        for i, error in failed.items():
             k = entries[i][0]
             outcome.reject(holders[k], Reject(
                 self.key, "lookup_store", f"the score could not be stored in "
-                f"{self.location} under {self.key}={shown(k)} ({reason(exc, 300)})"))
+                f"{self.location} under {self.key}={shown(k)} ({reason(error, 300)})"))
 
     def close(self) -> None:
         if self._sink is not None:
@@ -558,7 +560,7 @@ def _outputs(scorer: Scorer, events, at, mids, outcome: Outcome, checked,
             row[k] = values[j]
         if explained is not None:
             row.update(explained[j])
-        if flags and p in flags:
+        if warnings is not None and p in flags:
             row["warnings"] = warnings(flags[p], p)
         wire = mid + suffix
         if not (len(wire) <= 200 and wire.isascii() and wire.isprintable()):

@@ -43,7 +43,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from modelport.errors import NotFound, UserError
 
@@ -63,6 +63,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@overload
+def _utc(value: datetime) -> datetime: ...
+@overload
+def _utc(value: None) -> None: ...
 def _utc(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:  # SQLite keeps naive UTC
         value = value.replace(tzinfo=UTC)
@@ -159,7 +163,9 @@ def add(name: str, *, spec: str | Path | None = None, check: str | Path | None =
         raise UserError("give exactly one of --spec SPEC.yaml (retrain) or --check RULES.yaml "
                         "(monitoring check)")
     kind = "retrain" if spec is not None else "check"
-    path = Path(spec if spec is not None else check).absolute()
+    source = spec if spec is not None else check
+    assert source is not None  # exactly one was given
+    path = Path(source).absolute()
     if not path.is_file():
         raise UserError(f"cannot schedule {path}: no such file")
     if kind == "retrain":
@@ -354,9 +360,11 @@ class Scheduler:
         if claimed is None:  # removed, replaced or claimed meanwhile, or not yet due
             return None
         run_id, row, (due, _, status, note) = claimed
+        assert due is not None  # a claim is of a due occurrence
         s = Schedule.from_row(row)
         if status == "skipped":
             self.stats["skipped"] += 1
+            assert note is not None  # a skip says why
             log.info("%s: skipped the run due %s (%s)", s.name, _iso(due), note.get("reason"))
             return None
         return _Job(run_id=run_id, schedule=s, due_at=due, note=note or None)
@@ -385,6 +393,7 @@ class Scheduler:
 
     def _wait(self, job: _Job) -> None:
         process = job.process
+        assert process is not None  # started by _start
         try:
             out, err = process.communicate(timeout=job.schedule.timeout_s)
             timed_out = False

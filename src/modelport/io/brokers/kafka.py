@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 from modelport.errors import require
 from modelport.io.brokers import BrokerURL, Message
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer, Producer
 
 
 def _bootstrap(u: BrokerURL) -> str:
@@ -35,7 +39,7 @@ class Source:
         self.url = url
         self.topic = url.destination
         self.group = group
-        self.consumer = None
+        self.consumer: Consumer | None = None
 
     async def connect(self) -> None:
         ck = require("confluent_kafka", "brokers", "Kafka")
@@ -46,6 +50,7 @@ class Source:
         self.consumer.subscribe([self.topic])
 
     async def read(self, n: int, wait_s: float) -> list[Message]:
+        assert self.consumer is not None  # set by connect
         msgs = await asyncio.to_thread(self.consumer.consume, n, max(wait_s, 0.001))
         now = time.time()
         out = []
@@ -65,6 +70,7 @@ class Source:
             key = (m.token.topic(), m.token.partition())
             last[key] = max(last.get(key, -1), m.token.offset())
         offsets = [ck.TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+        assert self.consumer is not None  # set by connect
         await asyncio.to_thread(self.consumer.commit, offsets=offsets, asynchronous=False)
 
     async def close(self) -> None:
@@ -78,7 +84,7 @@ class Sink:
     def __init__(self, url: BrokerURL) -> None:
         self.url = url
         self.topic = url.destination
-        self.producer = None
+        self.producer: Producer | None = None
 
     async def connect(self) -> None:
         ck = require("confluent_kafka", "brokers", "Kafka")
@@ -89,6 +95,7 @@ class Sink:
     async def publish(self, records: list[tuple[str, bytes]]) -> None:
         if not records:
             return
+        assert self.producer is not None  # set by connect
         errors: list = []
 
         def report(err, msg) -> None:

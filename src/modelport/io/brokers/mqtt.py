@@ -49,7 +49,7 @@ def _client(u: BrokerURL, client_id: str, receive_max: int):
     client.max_inflight_messages_set(0)
     client.max_queued_messages_set(0)
     connect_props = props.Properties(packettypes.PacketTypes.CONNECT)
-    connect_props.SessionExpiryInterval = int(u.option("session_expiry", "86400"))
+    connect_props.SessionExpiryInterval = int(u.options.get("session_expiry", "86400"))
     connect_props.ReceiveMaximum = receive_max
     return client, parts.hostname or "127.0.0.1", parts.port or 1883, connect_props
 
@@ -211,8 +211,8 @@ class Source:
         self.url = url
         self.topic = url.destination
         self.group = group
-        self.receive_max = int(url.option("receive_max",
-                                          str(max(2000, window or 2 * batch))))
+        self.receive_max = int(url.options.get("receive_max",
+                                               str(max(2000, window or 2 * batch))))
         self.conn: _Connection | None = None
         self._inbox: asyncio.Queue = asyncio.Queue()
 
@@ -240,6 +240,9 @@ class Source:
         return [Message(id=None, payload=m.payload, token=m.mid, received=now) for m in got]
 
     async def ack(self, messages: list[Message]) -> None:
+        if not messages:
+            return
+        assert self.conn is not None  # set by connect
         for m in messages:
             self.conn.client.ack(m.token, 1)
 
@@ -258,11 +261,12 @@ class Sink:
 
     async def connect(self) -> None:
         self.conn = _Connection(self.url, f"modelport-sink-{uuid.uuid4().hex[:12]}",
-                                int(self.url.option("receive_max", "2000")))
+                                int(self.url.options.get("receive_max", "2000")))
         await self.conn.start(clean_start=True)
 
     async def publish(self, records: list[tuple[str, bytes]]) -> None:
         if records:
+            assert self.conn is not None  # set by connect
             await self.conn.publish(self.topic, [payload for _, payload in records])
 
     async def close(self) -> None:

@@ -22,12 +22,17 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from typing import TYPE_CHECKING
 
 from modelport.errors import require
 from modelport.io.brokers import BrokerURL, Message, Outputs
 
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.js import JetStreamContext
 
-async def _connect(u: BrokerURL):
+
+async def _connect(u: BrokerURL) -> tuple[Client, JetStreamContext]:
     nats = require("nats", "brokers", "NATS JetStream")
     nc = await nats.connect(u.server, max_reconnect_attempts=-1,
                             pending_size=64 * 1024 * 1024)
@@ -79,8 +84,10 @@ class Source:
         self.group = group
         self.batch = batch
         self.window = window or 2 * batch
-        self.ack_wait = float(url.option("ack_wait", "30"))
-        self.nc = self.js = self.sub = None
+        self.ack_wait = float(url.options.get("ack_wait", "30"))
+        self.nc: Client | None = None
+        self.js: JetStreamContext | None = None
+        self.sub: JetStreamContext.PullSubscription | None = None
 
     async def connect(self) -> None:
         nats_js = require("nats.js.api", "brokers", "NATS JetStream")
@@ -102,10 +109,14 @@ class Source:
     async def ack(self, messages: list[Message]) -> None:
         for m in messages:
             await m.token.ack()
+        assert self.nc is not None  # set by connect
         await self.nc.flush()
 
     async def lag(self) -> int | None:
+        assert self.sub is not None  # set by connect
         info = await self.sub.consumer_info()
+        if info.num_pending is None:
+            raise RuntimeError("JetStream gave no count of pending messages")
         return int(info.num_pending)
 
     async def close(self) -> None:
@@ -125,7 +136,9 @@ class Reader:
         self.url = url
         self.subject = url.destination
         self.position = int(position or 0)
-        self.nc = self.js = self.sub = None
+        self.nc: Client | None = None
+        self.js: JetStreamContext | None = None
+        self.sub: JetStreamContext.PullSubscription | None = None
 
     async def connect(self) -> None:
         nats_js = require("nats.js.api", "brokers", "NATS JetStream")
@@ -143,11 +156,14 @@ class Reader:
         now = time.time()
         out = [Message(id=_stream_sequence(m), payload=m.data, received=now) for m in msgs]
         if out:
-            self.position = int(out[-1].id)
+            last = out[-1].id
+            assert last is not None  # a stream sequence, read above
+            self.position = int(last)
         return out
 
     async def end(self) -> int | None:
         """The sequence of the stream's last message now (None when it holds none)."""
+        assert self.js is not None  # set by connect
         info = await self.js.stream_info(self.stream)
         last = int(info.state.last_seq or 0)
         return last or None
@@ -183,8 +199,9 @@ class Sink:
     def __init__(self, url: BrokerURL) -> None:
         self.url = url
         self.subject = url.destination
-        self.timeout = float(url.option("ack_timeout", "30"))
-        self.nc = self.js = None
+        self.timeout = float(url.options.get("ack_timeout", "30"))
+        self.nc: Client | None = None
+        self.js: JetStreamContext | None = None
         self._waiting: dict[str, Outputs] = {}
         self._seq = 0
 
@@ -209,6 +226,7 @@ class Sink:
     async def publish(self, records: list[tuple[str, bytes]]) -> None:
         if not records:
             return
+        assert self.nc is not None  # set by connect
         batch = Outputs(len(records))
         tokens = []
         publish, prefix, waiting = self.nc.publish, self._prefix, self._waiting

@@ -20,9 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import UserError, require
 from modelport.io.brokers import BrokerURL, Message, Outputs, gather
+
+if TYPE_CHECKING:
+    from pika.adapters.asyncio_connection import AsyncioConnection
+    from pika.channel import Channel
 
 
 class _Connection:
@@ -30,12 +36,14 @@ class _Connection:
 
     def __init__(self, u: BrokerURL) -> None:
         self.url = u
-        self.conn = self.channel = None
+        self.conn: AsyncioConnection | None = None
+        self.channel: Channel | None = None
         self.closed: asyncio.Future | None = None
-        self.on_lost = None  # called with the reason when the channel closes under us
+        # called with the reason when the channel closes under us
+        self.on_lost: Callable[[BaseException], None] | None = None
         self._calls: set[asyncio.Future] = set()
 
-    async def call(self, start) -> object:
+    async def call(self, start) -> Any:
         """Run a pika call that reports through a callback; return what the callback got.
         A channel the broker closes instead (a refused declare, say) fails the call."""
         done = asyncio.get_running_loop().create_future()
@@ -70,6 +78,7 @@ class _Connection:
                     f"RabbitMQ at {_redact(self.url.server)}: {error!r}"))
 
         def lost(conn, reason) -> None:
+            assert self.closed is not None  # set before the connection opens
             if not self.closed.done():
                 self.closed.set_result(reason)
             open_failed(conn, reason)
@@ -80,11 +89,11 @@ class _Connection:
         except Exception as exc:
             raise UserError(f"{_redact(self.url.url)!r} is not an AMQP URL pika can read: "
                             f"{exc}; use amqp://USER:PASS@HOST:5672/VHOST?queue=NAME") from exc
-        self.conn = AsyncioConnection(params, on_open_callback=opened.set_result,
-                                      on_open_error_callback=open_failed,
-                                      on_close_callback=lost, custom_ioloop=loop)
+        conn = self.conn = AsyncioConnection(params, on_open_callback=opened.set_result,
+                                             on_open_error_callback=open_failed,
+                                             on_close_callback=lost, custom_ioloop=loop)
         await opened
-        self.channel = await self.call(lambda cb: self.conn.channel(on_open_callback=cb))
+        self.channel = await self.call(lambda cb: conn.channel(on_open_callback=cb))
         self.channel.add_on_close_callback(self._channel_closed)
 
     def _channel_closed(self, channel, reason) -> None:
@@ -110,13 +119,16 @@ class _Connection:
             buffers.append(joined)
 
     async def declare(self, queue: str, passive: bool = False):
-        return await self.call(lambda cb: self.channel.queue_declare(
+        channel = self.channel
+        assert channel is not None  # set by open
+        return await self.call(lambda cb: channel.queue_declare(
             queue, passive=passive, durable=True, callback=cb))
 
     async def close(self) -> None:
         if self.conn is not None and not self.conn.is_closed:
             if not self.conn.is_closing:
                 self.conn.close()
+            assert self.closed is not None  # set by open
             await asyncio.wait_for(asyncio.shield(self.closed), timeout=10)
 
 
@@ -133,7 +145,7 @@ class Source:
                  window: int | None = None) -> None:
         self.url = url
         self.queue_name = url.destination
-        self.prefetch = int(url.option("prefetch", str(max(window or 2 * batch, 100))))
+        self.prefetch = int(url.options.get("prefetch", str(max(window or 2 * batch, 100))))
         self.link = _Connection(url)
         self._inbox: asyncio.Queue = asyncio.Queue()
         self._lost: BaseException | None = None
@@ -142,15 +154,17 @@ class Source:
         link = self.link
         await link.open()
         link.on_lost = self._on_lost
-        await link.call(lambda cb: link.channel.basic_qos(prefetch_count=self.prefetch,
-                                                          callback=cb))
+        channel = link.channel
+        assert channel is not None  # set by open
+        await link.call(lambda cb: channel.basic_qos(prefetch_count=self.prefetch,
+                                                     callback=cb))
         await link.declare(self.queue_name)
         inbox = self._inbox
 
         def deliver(channel, method, properties, body) -> None:
             inbox.put_nowait((properties.message_id, body, method.delivery_tag))
 
-        link.channel.basic_consume(self.queue_name, deliver, auto_ack=False)
+        channel.basic_consume(self.queue_name, deliver, auto_ack=False)
 
     def _on_lost(self, reason) -> None:
         self._lost = ConnectionError(f"RabbitMQ closed the channel: {reason}")
@@ -167,6 +181,7 @@ class Source:
         if self._lost is not None:
             raise self._lost  # a new channel would not know these delivery tags
         if messages:
+            assert self.link.channel is not None  # set by connect
             self.link.channel.basic_ack(max(m.token for m in messages), multiple=True)
 
     async def lag(self) -> int | None:
@@ -192,13 +207,15 @@ class Sink:
         link = self.link
         await link.open()
         link.on_lost = self._on_lost
-        await link.call(lambda cb: link.channel.confirm_delivery(self._on_confirm,
-                                                                 callback=cb))
+        channel = link.channel
+        assert channel is not None  # set by open
+        await link.call(lambda cb: channel.confirm_delivery(self._on_confirm, callback=cb))
         await link.declare(self.queue_name)
 
     def _on_confirm(self, frame) -> None:
         method = frame.method
         refused = "RabbitMQ basic.nack" if method.NAME.endswith("Nack") else None
+        tags: Iterable[int]
         if method.multiple:
             tags = range(self._low, method.delivery_tag + 1)
             self._low = max(self._low, method.delivery_tag + 1)

@@ -20,9 +20,13 @@ from __future__ import annotations
 import os
 import socket
 import time
+from typing import TYPE_CHECKING
 
 from modelport.errors import require
 from modelport.io.brokers import BrokerURL, Message
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 FIELD = b"data"
 CLAIM_EVERY_S = 2.0
@@ -68,12 +72,12 @@ async def _append(script, outputs, ack: tuple[str, str, list] | None = None) -> 
     if not payloads and not ids:
         return
     args = [ack[1] if ack else "", len(keys), *counts, *payloads, *ids]
-    if ids:
+    if ack is not None and ids:
         keys.append(ack[0])
     await script(keys=keys, args=args)
 
 
-def _client(u: BrokerURL):
+def _client(u: BrokerURL) -> Redis:
     aioredis = require("redis.asyncio", "brokers", "Redis Streams")
     return aioredis.from_url(u.server, decode_responses=False)
 
@@ -87,8 +91,8 @@ class Source:
         self.stream = url.destination
         self.group = group
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
-        self.claim_idle_ms = int(url.option("claim_idle_ms", "10000"))
-        self.redis = None
+        self.claim_idle_ms = int(url.options.get("claim_idle_ms", "10000"))
+        self.redis: Redis | None = None
         self._next_claim = 0.0
         self._claim_cursor = b"0-0"
 
@@ -108,12 +112,15 @@ class Source:
             if claimed:
                 return claimed
             self._next_claim = now + CLAIM_EVERY_S
+        assert self.redis is not None  # set by connect
         reply = await self.redis.xreadgroup(self.group, self.consumer, {self.stream: ">"},
                                             count=n, block=_block(wait_s))
-        return _messages(reply[0][1]) if reply else []
+        # a list on this RESP2 connection; redis-py's type also allows RESP3's dict
+        return _messages(reply[0][1]) if reply else []  # type: ignore[index]
 
     async def _claim(self, n: int) -> list[Message]:
         """Entries left pending by a consumer idle longer than claim_idle_ms."""
+        assert self.redis is not None  # set by connect
         reply = await self.redis.xautoclaim(self.stream, self.group, self.consumer,
                                             self.claim_idle_ms, start_id=self._claim_cursor,
                                             count=n)
@@ -127,7 +134,12 @@ class Source:
 
     async def ack(self, messages: list[Message]) -> None:
         if messages:
-            await self.redis.xack(self.stream, self.group, *[m.id for m in messages])
+            assert self.redis is not None  # set by connect
+            ids: list[str] = []
+            for m in messages:
+                assert m.id is not None  # the entry id, read by this source
+                ids.append(m.id)
+            await self.redis.xack(self.stream, self.group, *ids)
 
     def shares_server(self, sink) -> bool:
         return isinstance(sink, Sink) and sink.url.server == self.url.server
@@ -138,8 +150,10 @@ class Source:
         await _append(self.script, outputs, (self.stream, self.group, [m.id for m in messages]))
 
     async def lag(self) -> int | None:
+        assert self.redis is not None  # set by connect
         for g in await self.redis.xinfo_groups(self.stream):
-            name = g.get("name") or g.get(b"name")
+            # redis-py 5+ gives text keys; the bytes lookup stays for other clients
+            name = g.get("name") or g.get(b"name")  # type: ignore[call-overload]
             if name in (self.group, self.group.encode()):
                 lag = g.get("lag")
                 return int(lag) if lag is not None else None
@@ -162,23 +176,28 @@ class Reader:
         self.url = url
         self.stream = url.destination
         self.position = position or "0-0"
-        self.redis = None
+        self.redis: Redis | None = None
 
     async def connect(self) -> None:
         self.redis = _client(self.url)
 
     async def read(self, n: int, wait_s: float) -> list[Message]:
+        assert self.redis is not None  # set by connect
         reply = await self.redis.xread({self.stream: self.position}, count=n,
                                        block=_block(wait_s))
         if not reply:
             return []
-        messages = _messages(reply[0][1])
+        # a list on this RESP2 connection; redis-py's type also allows RESP3's dict
+        messages = _messages(reply[0][1])  # type: ignore[index]
         if messages:
-            self.position = messages[-1].id
+            last = messages[-1].id
+            assert last is not None  # an entry id, read above
+            self.position = last
         return messages
 
     async def end(self) -> str | None:
         """The id of the stream's last entry now (None for an empty stream)."""
+        assert self.redis is not None  # set by connect
         last = await self.redis.xrevrange(self.stream, count=1)
         if not last:
             return None
@@ -221,7 +240,7 @@ class Sink:
         self.stream = url.destination
         maxlen = url.option("maxlen")
         self.maxlen = int(maxlen) if maxlen else None
-        self.redis = None
+        self.redis: Redis | None = None
 
     async def connect(self) -> None:
         self.redis = _client(self.url)

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import modelport
 from modelport.errors import NotFound, UserError
@@ -34,6 +34,9 @@ from modelport.serve.http.prediction_log import PredictionLog, resolve_hook
 from modelport.serve.http.routing import OFFLOAD_BYTES, HTTPError, Request, Response, Router
 from modelport.serve.http.settings import ServeSettings
 
+if TYPE_CHECKING:
+    from modelport.monitor.log import PredictionLogger
+
 log = logging.getLogger("modelport.serve")
 VERSION_HEADER = b"modelport-model-version"
 #: answers of more rows than this are encoded in a worker thread, off the event loop
@@ -48,7 +51,8 @@ class ModelServer:
     def __init__(self, served: dict[str, ServedModel], *, policy: InputPolicy,
                  metrics: HttpMetrics,
                  max_body_bytes: int, poll_seconds: float,
-                 prediction_log: PredictionLog | None, lookup_store: str | None,
+                 prediction_log: PredictionLog | PredictionLogger | None,
+                 lookup_store: str | None,
                  feature_table: str | None, body_timeout_s: float = 30.0) -> None:
         self.served = served
         self.policy = policy
@@ -264,7 +268,8 @@ class ModelServer:
                 raise HTTPError(422, str(exc)) from None
         except HTTPError as exc:
             self.metrics.errors.labels(name, str(exc.status)).inc()
-            if getattr(self.prediction_log, "logs_errors", False):
+            if self.prediction_log is not None and getattr(self.prediction_log, "logs_errors",
+                                                           False):
                 self.prediction_log.put({
                     "model": name, "version": loaded.version, "role": role, "rows": 1,
                     "request_id": req.id, "error": f"{exc.status}: {exc.message}",
@@ -304,9 +309,10 @@ class ModelServer:
                 checked = check(raw, signature, self.policy)
         except Unreadable as exc:
             raise HTTPError(422, str(exc), exc.field) from None
-        if checked.rejects:
+        first = checked.first_reject()
+        if first is not None:
             self.metrics.rejected(loaded.uri.name, checked.rejects.values())
-            row, why = checked.first_reject()
+            row, why = first
             where = f"row {row}: " if checked.rows > 1 else ""
             raise HTTPError(422, where + why.message, why.field)
         return checked
@@ -535,14 +541,15 @@ def create_app(uris: list[str] | str, *, registry=None, max_batch_size: int = 64
                             "(use --canary or --shadow for a second version)")
         served[f.name] = ServedModel(f.name, f)
     for spec in canary or []:
-        uri, percent = parse_rollout(spec, "--canary")
-        _rollout_target(served, uri, "--canary").canary = following(uri, "canary")
-        served[uri.name].canary_percent = percent
+        target, percent = parse_rollout(spec, "--canary")
+        _rollout_target(served, target, "--canary").canary = following(target, "canary")
+        served[target.name].canary_percent = percent
     for spec in shadow or []:
-        uri, _ = parse_rollout(spec, "--shadow")
-        _rollout_target(served, uri, "--shadow").shadow = following(uri, "shadow")
+        target, _ = parse_rollout(spec, "--shadow")
+        _rollout_target(served, target, "--shadow").shadow = following(target, "shadow")
     hook = resolve_hook(prediction_log) if isinstance(prediction_log, str) else prediction_log
-    plog = PredictionLog(hook, on_drop=metrics.log_dropped.inc) if hook else None
+    plog: PredictionLog | PredictionLogger | None = (
+        PredictionLog(hook, on_drop=metrics.log_dropped.inc) if hook else None)
     if log_url:
         if plog is not None:
             raise UserError("give --log or --prediction-log, not both")

@@ -85,7 +85,8 @@ class MicroBatcher:
         return await future
 
     def _take(self) -> list[tuple[dict, int, asyncio.Future]]:
-        taken, rows = [], 0
+        taken: list[tuple[dict, int, asyncio.Future]] = []
+        rows = 0
         while self._pending and (not taken or rows + self._pending[0][1] <= self.max_batch_size):
             item = self._pending.pop(0)
             if item[2].cancelled():
@@ -156,7 +157,10 @@ class MicroBatcher:
                 continue
             if error is not None:
                 future.set_exception(error)
-            elif len(batch) == 1 and not out.rejects:
+                start += rows
+                continue
+            assert out is not None  # no error: the batch was scored
+            if len(batch) == 1 and not out.rejects:
                 future.set_result(out.outputs)
             elif not out.rejects:
                 future.set_result({k: v[start:start + rows] for k, v in out.outputs.items()})

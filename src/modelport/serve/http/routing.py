@@ -260,6 +260,7 @@ class Request:
         # runs for every request, and the context manager cost a few percent of a
         # single-row request's time
         task = asyncio.current_task()
+        assert task is not None  # a request is served in a task
         expired = []
 
         def expire() -> None:

@@ -186,17 +186,18 @@ class Checkpointer:
         if mine is None:
             return False, f"no {metric} to compare"
         try:
-            theirs = self._score(current, frame[keep], y[keep])
+            scores = self._score(current, frame[keep], y[keep])
         except Exception as exc:  # noqa: BLE001 - a version that cannot score is not beaten
             return False, (f"version {current} cannot score the recent events to compare "
                            f"({type(exc).__name__}: {exc}); {spec.promotion_alias} stays")
-        theirs = theirs.get(name)
+        theirs = scores.get(name)
         mine = mine[keep]
         both = ~np.isnan(mine) & (~np.isnan(theirs) if theirs is not None else False)
         count = int(np.sum(both))
         if count < spec.promotion_min_events:
             return False, (f"{count} recent event(s) to compare with version {current}; the "
                            f"gate waits for {spec.promotion_min_events}")
+        assert theirs is not None  # else no event was compared
         a = summarise([metric], {name: mine[both]})[metric]
         b = summarise([metric], {name: theirs[both]})[metric]
         t = spec.promotion_threshold

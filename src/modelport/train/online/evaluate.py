@@ -30,9 +30,9 @@ def terms(task: str, y, prediction: Prediction | None, classes, n: int,
           wanted: frozenset[str] | None = None) -> dict[str, np.ndarray]:
     """The per-event score terms of ``prediction`` against labels ``y`` (NaN where the event
     got no prediction): those in ``wanted``, else all the task has."""
-    names = {"classification": ("correct", "log_loss"), "regression": ("abs_error",
+    every = {"classification": ("correct", "log_loss"), "regression": ("abs_error",
              "sq_error"), "clustering": ("inertia",)}[task]
-    names = [k for k in names if wanted is None or k in wanted]
+    names = [k for k in every if wanted is None or k in wanted]
     if prediction is None:
         return {k: np.full(n, np.nan) for k in names}
     scored = prediction.scored
@@ -48,6 +48,7 @@ def terms(task: str, y, prediction: Prediction | None, classes, n: int,
             else:
                 out["log_loss"] = np.full(n, np.nan)
     elif task == "regression":
+        assert prediction.value is not None  # a regressor predicts values
         err = prediction.value - np.asarray(y, dtype=np.float64)
         if "abs_error" in names:
             out["abs_error"] = np.abs(err)
@@ -151,8 +152,8 @@ class Window:
         slots = (self.head + np.arange(n)) % self.size
         self.seq[slots] = seq
         self.num[slots] = features.num
-        for ring, col in zip(self.cat, features.cat, strict=True):
-            ring[slots] = col
+        for cat_ring, col in zip(self.cat, features.cat, strict=True):
+            cat_ring[slots] = col
         if y is not None:
             self.y[slots] = np.asarray(y, dtype=object)
         for k, v in values.items():

@@ -35,8 +35,9 @@ import pickle
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -56,6 +57,9 @@ from modelport.train.online.learners import Prediction, effective_params, make_l
 from modelport.train.online.rejects import open_rejects, record
 from modelport.train.online.schema import Features, Schema
 from modelport.train.online.spec import LOWER_IS_BETTER, OnlineSpec
+
+if TYPE_CHECKING:
+    from modelport.train.online.drift import Detector
 
 log = logging.getLogger("modelport.learn")
 SAMPLE_ROWS = 1000
@@ -172,6 +176,21 @@ class Exemplars:
         return Features(np.vstack([r[0] for r in rows]), cat)
 
 
+class Learner(Protocol):
+    """What the loop asks of a learner (:mod:`modelport.train.online.learners`), tagged by
+    :meth:`State.tag`."""
+
+    tag: int
+
+    def accepts(self, y: np.ndarray) -> np.ndarray: ...
+
+    def fresh(self) -> Learner: ...
+
+    def export(self) -> Any: ...
+
+    def convertible(self) -> bool: ...
+
+
 class State:
     """Everything a checkpoint restores."""
 
@@ -179,11 +198,11 @@ class State:
         self.run = uuid.uuid4().hex
         self.fingerprint = spec.learning_fingerprint()
         self.schema: Schema | None = None
-        self.learner = None
-        self.challenger = None
+        self.learner: Learner | None = None
+        self.challenger: Learner | None = None
         self.challenge: dict[str, Any] | None = None
         self.window: Window | None = None
-        self.detector = None
+        self.detector: Detector | None = None
         self.drift_config = _drift_config(spec)
         self.exemplars: Exemplars | None = None
         self.pending: OrderedDict = OrderedDict()
@@ -217,7 +236,7 @@ class Learning:
         self.spec = spec
         self.state = state
         self.registry = registry
-        self.on_drift = None
+        self.on_drift: Callable[[str], None] | None = None
         self._warned: set[str] = set()
         self._sig = None
         #: records of rejected events not yet taken for the spec's rejects destination
@@ -279,6 +298,7 @@ class Learning:
         """
         st, spec = self.state, self.spec
         schema, n = st.schema, batch.n
+        assert schema is not None  # set by _start
         columns = {name: batch.column(name) if batch.has(name) else [None] * n
                    for name in schema.order}
         checked = check(columns, self._signature(), unknown="ignore")
@@ -328,6 +348,7 @@ class Learning:
     def _lacking(self, batch, gaps: np.ndarray, cat_gaps: list[np.ndarray]) -> list[int]:
         """The positions of the events that lack a field (not merely hold null in it): for
         columns, every event or none; for rows, only events with a missing value can."""
+        assert self.state.schema is not None  # set by _start
         names = self.state.schema.order
         if batch.columns is not None:
             return [] if all(batch.has(name) for name in names) else list(range(batch.n))
@@ -405,6 +426,7 @@ class Learning:
         """Predict then learn events (``at``: their positions in ``batch``); a label
         outside the classes rejects its event."""
         st = self.state
+        assert st.learner is not None  # set by _start
         accepted = st.learner.accepts(y)
         if not accepted.all():
             for j in np.flatnonzero(~accepted).tolist():
@@ -418,6 +440,7 @@ class Learning:
 
     def _score(self, seq, features: Features, y, predictions: dict) -> None:
         st, spec = self.state, self.spec
+        assert st.learner is not None and st.window is not None and st.exemplars is not None
         n = len(seq)
         wanted = needed(spec.metrics) | _ERROR_TERM[spec.task] if st.detector is not None \
             else needed(spec.metrics)
@@ -470,6 +493,7 @@ class Learning:
         if direct:
             index = np.asarray(direct)
             self._learn(seq[index], features.take(index), y[index], batch, index)
+        assert spec.label_delay is not None  # only delayed labels come here
         limit = st.seq - spec.label_delay
         while st.pending:
             key, entry = next(iter(st.pending.items()))
@@ -480,6 +504,7 @@ class Learning:
 
     def _join(self, joined: list, y: np.ndarray, batch, seq: np.ndarray) -> None:
         st = self.state
+        assert st.learner is not None and st.schema is not None  # set by _start
         index = np.array([i for _, i in joined])
         labels = y[index]
         accepted = st.learner.accepts(labels)
@@ -511,6 +536,7 @@ class Learning:
     def _drift(self, at: int) -> None:
         st, spec = self.state, self.spec
         st.drifts += 1
+        assert st.detector is not None and st.learner is not None  # the drift's watcher
         action = spec.drift_action
         detail = {"at_event": at, "detector": st.detector.name, "action": action}
         if action == "reset":
@@ -535,6 +561,7 @@ class Learning:
         term = _TERM[spec.promotion_metric]
         a, b = main.get(term), other.get(term)
         c = st.challenge
+        assert c is not None and st.window is not None  # set with the challenger
         c["events"] += n
         if a is not None and b is not None:
             both = ~np.isnan(a) & ~np.isnan(b)
@@ -585,6 +612,8 @@ class Learning:
         """The checkpoint of the state as it is now, copied so learning can go on."""
         st, spec = self.state, self.spec
         state = pickle.dumps(st, protocol=pickle.HIGHEST_PROTOCOL)
+        assert st.window is not None and st.schema is not None  # set by _start
+        assert st.exemplars is not None and st.learner is not None
         seq, recent, y, values = st.window.rows()
         frame = st.schema.frame(recent)
         extra = st.exemplars.features(len(st.schema.categorical))
@@ -847,6 +876,7 @@ async def _run(spec: OnlineSpec, *, follow: bool, fresh: bool, registry,
         nonlocal last_seq, last_time
         if channel is not None:  # the rejects the checkpoint covers are safe first
             await channel.sync()
+        assert state.learner is not None  # submitted once learning started
         formats = ckpt.formats_for(spec, state.learner.convertible())
         writer.submit(learning.payload(formats, len(unacked)))
         last_seq, last_time = state.seq, time.monotonic()

@@ -32,7 +32,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -122,7 +122,7 @@ class FileRejects:
     def __init__(self, path: str) -> None:
         self.path = Path(path)
         self.name = str(path)
-        self.fh = None
+        self.fh: BinaryIO | None = None
 
     async def connect(self) -> None:
         try:
@@ -137,6 +137,7 @@ class FileRejects:
                     self.fh.write(b"\n")
 
     async def write(self, records: list[dict]) -> None:
+        assert self.fh is not None  # opened by connect
         self.fh.write(b"".join(encode(r) + b"\n" for r in records))
         self.fh.flush()
 

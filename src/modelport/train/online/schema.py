@@ -57,7 +57,8 @@ class Schema:
         if not names:
             raise UserError(f"{spec.label}: features: the first events hold no field besides "
                             "the target and the id; list the features to learn from")
-        numeric, categorical = [], []
+        numeric: list[str] = []
+        categorical: list[str] = []
         for name in names:
             values = columns.get(name)
             (categorical if _is_text(values) else numeric).append(name)

@@ -85,6 +85,7 @@ class Batch:
             return decode(self.raw[i], "json")
         if self.columns is not None:
             return {k: v[i] for k, v in self.columns.items()}
+        assert self.rows is not None  # a batch holds rows or columns
         return self.rows[i]
 
     def sample(self) -> dict[str, Any]:
@@ -105,6 +106,7 @@ class Batch:
             raw = None if self.raw is None else [self.raw[i] for i in index.tolist()]
             return Batch(len(index), self.position, columns=cols, raw=raw)
         odd = {j: self.not_text[i] for j, i in enumerate(index.tolist()) if i in self.not_text}
+        assert self.rows is not None  # a batch holds rows or columns
         return Batch(len(index), self.position, rows=[self.rows[i] for i in index],
                      not_text=odd)
 
@@ -316,7 +318,7 @@ def _joined(slices: list[dict[str, Any]]) -> dict[str, Any] | None:
         return first
     if any(s.keys() != first.keys() for s in slices[1:]):
         return None
-    out = {}
+    out: dict[str, np.ndarray | list] = {}
     for name in first:
         parts = [s[name] for s in slices]
         if all(isinstance(p, np.ndarray) and p.dtype == parts[0].dtype for p in parts):
@@ -495,7 +497,8 @@ class JsonlFile(_BlockFile):
     def _decoded(self, lines: list[bytes], position: dict) -> Batch:
         """Events decoded a line at a time; the undecodable ones with their reason."""
         loads = _json_loads()
-        rows, bad, odd = [], [], {}
+        rows: list[dict] = []
+        bad, odd = [], {}
         for line in lines:
             try:
                 row = loads(line)
@@ -685,6 +688,7 @@ class ParquetFile(_FileSource):
         if self.block is None or self.row >= self.block_start + self.block_rows:
             if not self._fill():
                 return None
+        assert self.block is not None  # filled above
         lo = self.row - self.block_start
         hi = min(lo + n, self.block_rows)
         cols = {k: v[lo:hi] for k, v in self.block.items()}
@@ -802,7 +806,8 @@ def _decode(messages: list, fmt: str) -> tuple[list[dict], list[tuple[Reject, by
     is not Unicode, by position."""
     from modelport.io.events import decode
 
-    rows, bad, index, odd = [], [], [], {}
+    rows: list[dict] = []
+    bad, index, odd = [], [], {}
     for i, m in enumerate(messages):
         try:
             event = decode(m.payload, fmt)
