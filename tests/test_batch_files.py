@@ -237,3 +237,35 @@ def test_gradient_boosting_scores_with_trees_compiled_to_c_as_the_native_model(
     assert a["customer_id"].tolist() == data["customer_id"].tolist()
     native = model.predict_proba(X)[:, 1]
     np.testing.assert_allclose(a["score"], native, rtol=0, atol=1e-9)
+
+
+def test_a_small_file_is_scored_in_this_process_without_pandas_or_scikit_learn(churn_model,
+                                                                               tmp_path):
+    """Start-up: a file too small to split is scored here rather than by workers, and a
+    compiled or ONNX artefact is read, checked and scored without importing pandas or
+    scikit-learn (pyarrow imports pandas on some conversions of Python values)."""
+    import os
+    import subprocess
+    import sys
+
+    registry, customers, _ = churn_model
+    small, large = tmp_path / "small.csv", tmp_path / "large.csv"
+    customers.head(10).to_csv(small, index=False)
+    customers.to_csv(large, index=False)
+    assert predict("churn", small, tmp_path / "a.csv", registry=registry).workers == 1
+    assert predict("churn", large, tmp_path / "b.csv", registry=registry,
+                   chunk_rows=5000).workers == (os.cpu_count() or 1)
+    home = registry.url.removeprefix("sqlite:///").rsplit("/", 1)[0]
+    code = ("import sys\nfrom modelport.cli import main\n"
+            f"sys.argv = ['modelport', 'predict', 'churn', '--input', {str(small)!r}, "
+            f"'--output', {str(tmp_path / 'c.csv')!r}, '--format', 'onnx']\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "print(sorted(m for m in ('pandas', 'sklearn') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**os.environ,
+                                            "MODELPORT_REGISTRY": registry.url,
+                                            "MODELPORT_ARTIFACTS": f"{home}/artefacts"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+    got = pd.read_csv(tmp_path / "c.csv")["score"].to_numpy()
+    np.testing.assert_allclose(got, _reference(registry, customers.head(10)), atol=1e-5)

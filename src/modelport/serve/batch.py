@@ -149,6 +149,8 @@ def predict(model: str, input: Any, output: str | Path, *, id: str | None = None
                              policy=policy, rejects=rejects, warnings=warnings)
     started = time.perf_counter()
     n_workers = (os.cpu_count() or 1) if workers is None else max(int(workers), 0)
+    if workers is None and _small_file(input):
+        n_workers = 1  # one chunk at most: starting workers would cost more than scoring it
     init: _WorkerInit = (fmt, data, version.signature, version.name, version.version, explaining)
     # the workers start before this process runs any thread of its own (the prediction
     # log's writer, Arrow's pools), so that they can be forked from it
@@ -501,6 +503,21 @@ def _log_chunk(plog, version, signature, chunk, outcome, id, warned: dict) -> No
         plog.log(version.name, version.version, None, None, role="batch",
                  ids=rejected.column(id).to_pylist() if id else [None] * len(bad),
                  errors=[outcome.rejects[i].message for i in bad])
+
+
+#: an input file smaller than this is scored in this process unless --workers says otherwise
+SMALL_INPUT_BYTES = 256 * 1024
+
+
+def _small_file(input: Any) -> bool:
+    """Whether ``input`` is one local file of under :data:`SMALL_INPUT_BYTES`."""
+    if not isinstance(input, str | Path) or "://" in str(input):
+        return False
+    try:
+        path = Path(input)
+        return path.is_file() and path.stat().st_size < SMALL_INPUT_BYTES
+    except (OSError, ValueError):
+        return False
 
 
 def _start_pool(n_workers: int, init: _WorkerInit):
