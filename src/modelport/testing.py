@@ -97,6 +97,7 @@ def _check_outputs(predictor: Predictor, out: dict, n: int) -> None:
             known = {str(c) for c in classes}
             assert {str(v) for v in out["label"]} <= known, f"{fmt}: labels outside classes"
         if predictor.has_proba:
+            assert classes is not None, f"{fmt}: probabilities without classes"
             proba = out["proba"]
             assert proba.dtype == np.float64, f"{fmt}: proba dtype {proba.dtype} != float64"
             assert proba.shape == (n, len(classes)), f"{fmt}: proba shape {proba.shape}"

@@ -82,6 +82,7 @@ def write_bundle(reg, version, out: str | Path) -> list[Path]:
             "label_flips": p.get("label_flips"), "tolerance": p.get("tolerance"),
         }
     if model_ir is None and "onnx" not in roles:
+        assert compile_error is not None  # set when the model did not compile
         raise UserError(f"{version.uri} cannot be bundled: {compile_error.split(': ', 1)[-1]}; "
                         "and it has no accepted ONNX artefact")
 

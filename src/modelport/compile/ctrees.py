@@ -32,6 +32,7 @@ import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -53,6 +54,16 @@ MAX_NODES = 200_000
 ROW_MIN_NODES = 2_000
 
 
+class CompiledForest(Protocol):
+    """What :func:`build` returns: the batch entry, carrying the library it keeps loaded
+    and the one-row entry (None when it differed from the batch entry)."""
+
+    library: ctypes.CDLL
+    one: Callable[..., np.ndarray] | None
+
+    def __call__(self, X: np.ndarray) -> np.ndarray: ...
+
+
 def enabled() -> bool:
     """Whether compiled trees may be used here (``MODELPORT_TREES`` allows it, a compiler
     is on the PATH)."""
@@ -63,7 +74,7 @@ def enabled() -> bool:
 
 
 def build(model_ir: ir.ModelIR, reference: Callable[[np.ndarray], np.ndarray]
-          ) -> Callable[[np.ndarray], np.ndarray] | None:
+          ) -> CompiledForest | None:
     """The trees of ``model_ir`` as a function of a float64 feature matrix giving the raw
     tree sums (no base, no averaging), or None when they cannot be compiled here.
 
@@ -97,8 +108,9 @@ def build(model_ir: ir.ModelIR, reference: Callable[[np.ndarray], np.ndarray]
         fn(X.ctypes.data, X.shape[0], n_features, out.ctypes.data)
         return out
 
-    forest.library = lib  # keeps the library loaded as long as the function lives
-    forest.one = _one_row(lib, n_features, n_outputs)
+    compiled = cast(CompiledForest, forest)
+    compiled.library = lib  # keeps the library loaded as long as the function lives
+    compiled.one = one = _one_row(lib, n_features, n_outputs)
     probe = probe_rows(node)
     got = forest(probe) + np.asarray(node.base, dtype=np.float64)
     if node.combine == "mean":
@@ -109,14 +121,14 @@ def build(model_ir: ir.ModelIR, reference: Callable[[np.ndarray], np.ndarray]
         log.warning("compiled trees differ from the NumPy walk by %g; not used", worst)
         return None
     first = probe[:_BLOCK]
-    if not all(np.array_equal(forest.one(x), b)
+    if not all(np.array_equal(one(x), b)
                for x, b in zip(first, forest(first), strict=True)):
         log.warning("the compiled one-row entry differs from the batch entry; not used")
-        forest.one = None
-    return forest
+        compiled.one = None
+    return compiled
 
 
-def _one_row(lib: ctypes.CDLL, n_features: int, n_outputs: int):
+def _one_row(lib: ctypes.CDLL, n_features: int, n_outputs: int) -> Callable[..., np.ndarray]:
     """The library's one-row entry as a function of a row (float64, ``n_features`` long)
     giving its raw tree sums, written into ``out`` when one is given."""
     fn = lib.mp_forest_one
@@ -148,8 +160,9 @@ def probe_rows(node: ir.TreeEnsemble, limit: int = 2048, seed: int = 0) -> np.nd
         for i, f in enumerate(tree.feature):
             if f < 0:
                 continue
-            if cats[i] is not None:
-                codes = [float(c) for c in cats[i]]
+            cat = cats[i]
+            if cat is not None:
+                codes = [float(c) for c in cat]
                 choices[f].update(codes + [max(codes, default=0.0) + 1.0, -1.0])
                 continue
             t = float(tree.threshold[i])

@@ -75,6 +75,7 @@ class Explainer:
         node = model_ir.model
         self.columns = _feature_columns(model_ir)
         self.n_columns = len(model_ir.signature.names)
+        self._trees: _EnsembleTables | None
         if isinstance(node, ir.TreeEnsemble):
             self._trees = _EnsembleTables(node, self.columns, self.n_columns)
             self.n_outputs = node.n_outputs
@@ -90,7 +91,8 @@ class Explainer:
                 f"contributions cannot be computed for a {node.kind} model node: only linear "
                 "models and tree ensembles are explained"
             )
-        self._mean = None  # (background, its feature means) of the last background read
+        #: (background, its feature means) of the last background read
+        self._mean: tuple[object, np.ndarray] | None = None
 
     def contributions(self, frame, background=None):
         """``(base, contrib)`` for a coerced frame, or its columns as a dict of arrays (what
@@ -355,7 +357,11 @@ class _EnsembleTables:
         self.n_outputs = node.n_outputs
         self.n_columns = n_columns
         scale = 1.0 / len(node.trees) if node.combine == "mean" else 1.0
-        feature, threshold, less_equal, missing_left, categorical = [], [], [], [], []
+        feature: list[int] = []
+        threshold: list[float] = []
+        less_equal: list[bool] = []
+        missing_left: list[bool] = []
+        categorical: list[tuple[int, int, list, list | None, bool]] = []
         base = np.asarray(node.base, dtype=np.float64).copy()
         by_m: dict[int, list] = {}
         for t, tree in enumerate(node.trees):
@@ -446,7 +452,7 @@ def _leaves(tree: ir.Tree, cover: np.ndarray, index: dict):
     """Each leaf of ``tree`` with its path: decision columns, sides, distinct features (in
     first-tested order), each split's slot among them, their zero fractions and the
     product of all zero fractions (the leaf's weight in the expected value)."""
-    stack = [(0, [], [], [])]
+    stack: list[tuple[int, list[int], list[bool], list[int]]] = [(0, [], [], [])]
     while stack:
         j, nodes, sides, parents = stack.pop()
         if tree.feature[j] < 0:

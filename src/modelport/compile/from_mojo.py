@@ -128,11 +128,11 @@ def read_mojo(data: bytes) -> Mojo:
         elif section == "[columns]":
             columns.append(line)
         elif section == "[domains]":
-            index, _, rest = line.partition(":")
-            count, _, fname = rest.strip().partition(" ")
-            domain_files[int(index)] = (int(count), fname)
+            position, _, rest = line.partition(":")
+            n_levels, _, fname = rest.strip().partition(" ")
+            domain_files[int(position)] = (int(n_levels), fname)
     escaped = bool(info.get("escape_domain_values", False))
-    domains = {}
+    domains: dict[int, list[str]] = {}
     for index, (count, fname) in domain_files.items():
         blob = files.get(f"domains/{fname}")
         if blob is None:
@@ -189,6 +189,7 @@ def to_ir(mojo: Mojo | bytes, signature: Signature | None = None) -> ir.ModelIR:
         raise ConversionError(f"no reader for {mojo.describe()} MOJOs "
                               "(GBM, DRF and GLM are read)")
     if output.task == "classification":
+        assert signature.classes is not None  # a classifier's
         output.classes = list(signature.classes)
     return ir.ModelIR(signature=signature, steps=steps, model=node, output=output)
 
@@ -431,6 +432,7 @@ def new_node(t: ir.Tree) -> int:
     t.right.append(-1)
     t.missing_left.append(False)
     t.value.append([0.0])
+    assert t.categories is not None  # made by new_tree
     t.categories.append(None)
     return len(t.feature) - 1
 
@@ -442,7 +444,8 @@ def bitset_split(t: ir.Tree, i: int, n_levels: int, bit_offset: int, n_bits: int
     first)."""
     # every level's side, so no code is left to "the NA way" (unseen levels are
     # missing values by then): levels outside the bitset's range go the NA way
-    left, right = [], []
+    left: list[float] = []
+    right: list[float] = []
     for code in range(n_levels):
         b = code - bit_offset
         if 0 <= b < n_bits:
@@ -454,11 +457,13 @@ def bitset_split(t: ir.Tree, i: int, n_levels: int, bit_offset: int, n_bits: int
         # every present level one way: a test no value passes (or every value does)
         t.threshold[i] = -math.inf if not left else math.inf
     else:
+        assert t.categories is not None  # made by new_tree
         t.categories[i] = left
 
 
 def finished(t: ir.Tree) -> ir.Tree:
     """``t`` without a categories list when no node splits on categories."""
+    assert t.categories is not None  # made by new_tree
     if all(c is None for c in t.categories):
         t.categories = None
     return t
@@ -578,7 +583,8 @@ def glm_model(mojo: Mojo, signature: Signature):
         raise ConversionError(f"the {what} has {len(beta)} coefficients for {n_out} classes")
     kinds = {c.name: c.kind for c in signature.inputs}
     features = mojo.features
-    steps, fields = [], []
+    steps: list[ir.Indicator | ir.Impute] = []
+    fields: list[str] = []
     coef: list[list[float]] = [[] for _ in range(n_out)]
     for i in range(n_cats):
         name = features[i]
@@ -607,9 +613,9 @@ def glm_model(mojo: Mojo, signature: Signature):
         if kinds.get(name) != "numeric":
             raise ConversionError(f"column {name!r} is numeric in the MOJO but not in the "
                                   "signature")
-        step = ir.Impute(f"impute({name})", name, means[j])
-        steps.append(step)
-        fields.append(step.name)
+        impute = ir.Impute(f"impute({name})", name, means[j])
+        steps.append(impute)
+        fields.append(impute.name)
         for k in range(n_out):
             coef[k].append(beta[k * per_class + offsets[n_cats] + j])
     intercept = [beta[k * per_class + per_class - 1] for k in range(n_out)]

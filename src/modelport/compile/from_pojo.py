@@ -98,6 +98,7 @@ def to_ir(source: str, signature: Signature) -> ir.ModelIR:
         raise ConversionError("the POJO's score0 is neither H2O's tree code (GBM, DRF) nor its "
                               "GLM code; the reader reads those")
     if output.task == "classification":
+        assert signature.classes is not None  # a classifier's
         output.classes = list(signature.classes)
     return ir.ModelIR(signature=signature, steps=steps, model=node, output=output)
 
@@ -129,6 +130,7 @@ def _top_level_classes(code: str) -> dict[str, tuple[str, int]]:
                 raise ConversionError("the POJO's braces do not balance")
         if depth == 0 and ch in ";}":
             if ch == "}" and opened is not None:
+                assert opened_at is not None  # set with opened
                 out[opened.group(1)] = (code[opened_at:m.end()], opened_at)
                 opened = None
             start = m.end()
@@ -148,19 +150,20 @@ def _score0(main: str) -> str:
 def _described(main: str, name: str, classes, signature: Signature) -> Mojo:
     """The model as the MOJO reader's builders take it, from the signature the compiled
     class reported, checked against what the source declares."""
-    category = re.search(r"public hex\.ModelCategory getModelCategory\(\)\{return "
-                         r"hex\.ModelCategory\.(\w+);\}", main)
+    category_match = re.search(r"public hex\.ModelCategory getModelCategory\(\)\{return "
+                               r"hex\.ModelCategory\.(\w+);\}", main)
     n_features = re.search(r"public int nfeatures\(\)\{return (\d+);\}", main)
     n_classes = re.search(r"public int nclasses\(\)\{return (\d+);\}", main)
     domains = re.search(r"public static final String\[\]\[\]DOMAINS=new String\[\]\[\]\{(.*?)\};",
                         main)
-    if category and category.group(1) not in ("Binomial", "Multinomial", "Regression"):
-        raise ConversionError(f"no reader for {category.group(1)} POJOs (binomial, multinomial "
-                              "and regression GBM, DRF and GLM are read)")
-    if not (category and n_features and n_classes and domains):
+    if category_match and category_match.group(1) not in ("Binomial", "Multinomial",
+                                                          "Regression"):
+        raise ConversionError(f"no reader for {category_match.group(1)} POJOs (binomial, "
+                              "multinomial and regression GBM, DRF and GLM are read)")
+    if not (category_match and n_features and n_classes and domains):
         raise ConversionError("the POJO does not declare its category, features, classes and "
                               "domains as H2O does")
-    category, n = category.group(1), int(n_features.group(1))
+    category, n = category_match.group(1), int(n_features.group(1))
     if n != len(signature.inputs):
         raise ConversionError(f"the POJO declares {n} features, its class reports "
                               f"{len(signature.inputs)}")
@@ -175,9 +178,9 @@ def _described(main: str, name: str, classes, signature: Signature) -> Mojo:
             continue
         holder = re.fullmatch(r"([A-Za-z_$][\w$]*)\.VALUES", entry)
         declared = holder and classes.get(holder.group(1))
-        size = declared and re.match(rf"class {re.escape(holder.group(1))}[^{{]*\{{public "
-                                     r"static final String\[\]VALUES=new String\[(\d+)\];",
-                                     declared[0])
+        size = holder and declared and re.match(
+            rf"class {re.escape(holder.group(1))}[^{{]*\{{public "
+            r"static final String\[\]VALUES=new String\[(\d+)\];", declared[0])
         if not size:
             raise ConversionError(f"the POJO's domain {i} is not a column-info class as H2O "
                                   "writes it")
@@ -192,10 +195,13 @@ def _described(main: str, name: str, classes, signature: Signature) -> Mojo:
             raise ConversionError(f"column {i}'s domain in the POJO is not the one its class "
                                   "reports")
         if col.kind == "categorical":
+            assert col.categories is not None  # a categorical column's
             levels[i] = list(col.categories)
     n_out = int(n_classes.group(1))
-    if signature.task == "classification" and n_out != len(signature.classes):
-        raise ConversionError("the POJO's class count is not its response domain's")
+    if signature.task == "classification":
+        assert signature.classes is not None  # a classifier's
+        if n_out != len(signature.classes):
+            raise ConversionError("the POJO's class count is not its response domain's")
     info = {"category": category, "n_features": n, "n_classes": n_out,
             "supervised": supervised, "algorithm": "", "artefact": "POJO"}
     return Mojo(info=info, columns=columns + ["response"], domains=levels, files={})
@@ -209,6 +215,7 @@ def _trees(body: str, name: str, classes, model: Mojo, fields: list[str]):
     q = re.escape(name)
     calls = re.match(rf"java\.util\.Arrays\.fill\(preds,0\);((?:{q}_Forest_\d+\.score0\(data,"
                      r"preds\);)*)(.*)$", body)
+    assert calls is not None  # to_ir checked that the body starts with the fill
     forests = re.findall(rf"{q}_Forest_(\d+)\.score0", calls.group(1))
     if not forests:
         raise ConversionError("the POJO's score0 calls no tree forests: it is neither a GBM, "
@@ -407,10 +414,10 @@ def _glm_info(body: str, main: str, model: Mojo) -> dict:
     beta = _array(main, "BETA", "double", float)
     modes = _array(main, "CAT_MODES", "int", int)
     means = _array(main, "NUM_MEANS", "double", float)
-    offsets = re.search(r"public static final int\[\]CATOFFS=\{([\d,]*)\};", main)
-    if offsets is None:
+    catoffs = re.search(r"public static final int\[\]CATOFFS=\{([\d,]*)\};", main)
+    if catoffs is None:
         raise ConversionError("the GLM POJO declares no CATOFFS")
-    offsets = [int(v) for v in offsets.group(1).split(",") if v]
+    offsets = [int(v) for v in catoffs.group(1).split(",") if v]
     cats = sorted(model.domains)
     if cats != list(range(c)) or len(offsets) != c + 1 or len(modes) != c or \
             len(means) != n or c + n != model.get("n_features") or \

@@ -95,7 +95,7 @@ class _Builder:
             fields = self.transform(step, fields, f"{path}.steps[{i}]")
         return fields
 
-    def _t_ColumnTransformer(self, est, fields, path):
+    def _t_ColumnTransformer(self, est, fields: list[str], path: str) -> list[str]:
         indices = est._transformer_to_input_indices
         out: list[str] = []
         for i, (name, trans, _) in enumerate(est.transformers_):
@@ -238,8 +238,8 @@ class _Builder:
                                  np.log(est.class_prior_).tolist())
             return node, ir.Output("classification", "softmax", _classes(est)), "float64"
         if name in ("KMeans", "MiniBatchKMeans"):
-            node = ir.Centroids(fields, est.cluster_centers_.tolist())
-            return node, ir.Output("clustering", "nearest"), "float64"
+            centroids = ir.Centroids(fields, est.cluster_centers_.tolist())
+            return centroids, ir.Output("clustering", "nearest"), "float64"
         if hasattr(est, "coef_") and hasattr(est, "intercept_"):
             return _linear(est, fields, path)
         raise ConversionError(f"no compiler for {name} at {path}")
@@ -430,15 +430,19 @@ def _lightgbm(est, fields, path):
 
 
 def _lightgbm_tree(root: dict, name: str, path: str) -> ir.Tree:
-    t = ir.Tree([], [], [], [], [], [], cover=[])
+    cover: list[float] = []
+    t = ir.Tree([], [], [], [], [], [], cover=cover)
 
     def visit(node: dict) -> int:
         i = len(t.feature)
-        for arr, v in ((t.feature, -1), (t.threshold, 0.0), (t.left, -1), (t.right, -1),
-                       (t.missing_left, False), (t.value, [0.0])):
-            arr.append(v)
+        t.feature.append(-1)
+        t.threshold.append(0.0)
+        t.left.append(-1)
+        t.right.append(-1)
+        t.missing_left.append(False)
+        t.value.append([0.0])
         # a stump's single leaf has no leaf_count
-        t.cover.append(float(node.get("internal_count", node.get("leaf_count", 0.0))))
+        cover.append(float(node.get("internal_count", node.get("leaf_count", 0.0))))
         if "split_feature" not in node:
             t.value[i] = [float(node["leaf_value"])]
             return i

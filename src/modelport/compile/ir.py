@@ -244,6 +244,7 @@ class ModelIR:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict; :meth:`from_dict` reads it back."""
+        assert self.output is not None  # set by every front end
         model = _plain(asdict(self.model))
         for tree in model.get("trees", ()):
             # forms stored before covers existed keep their exact shape

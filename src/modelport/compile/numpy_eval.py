@@ -7,6 +7,9 @@ two agree to the last bits for float64 models.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from modelport.compile import ir
@@ -18,6 +21,7 @@ def evaluate(model_ir: ir.ModelIR, frame) -> dict[str, np.ndarray]:
     ``label`` and ``proba`` (in ``classes`` order) for classifiers, ``value`` for
     regressors, ``cluster`` for clustering.
     """
+    assert model_ir.output is not None  # set by every front end
     return outputs(model_ir.output, raw_scores(model_ir.model, feature_matrix(model_ir, frame)))
 
 
@@ -174,7 +178,7 @@ def _ordinal(step: ir.Ordinal, x: np.ndarray) -> np.ndarray:
     return out
 
 
-_STEPS = {
+_STEPS: dict[str, Callable[[Any, np.ndarray], np.ndarray]] = {
     "impute": _impute, "scale": _scale, "affine": _affine, "indicator": _indicator,
     "is_missing": _is_missing, "ordinal": _ordinal,
 }

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 
 from modelport.compile import ir
 from modelport.quoting import xml
@@ -67,6 +68,7 @@ def _check_text(model_ir: ir.ModelIR) -> None:
         for c in col.categories or []:
             xml.check(str(c), f"PMML: category of column {col.name!r}",
                       "replace the value in the training data")
+    assert model_ir.output is not None  # set by every front end
     for c in model_ir.output.classes or []:
         xml.check(str(c), "PMML: class label", "relabel the target")
     for step in model_ir.steps:
@@ -93,7 +95,9 @@ def _data_dictionary(root, model_ir: ir.ModelIR, target: str) -> None:
             for c in col.categories or []:
                 ET.SubElement(df, "Value", {"value": str(c)})
     out = model_ir.output
+    assert out is not None  # set by every front end
     if out.task == "classification":
+        assert out.classes is not None  # a classifier's
         df = ET.SubElement(dd, "DataField", {"name": target, "optype": "categorical",
                                              "dataType": _class_type(out.classes)})
         for c in out.classes:
@@ -145,6 +149,7 @@ class _Writer:
         self.taken = set(self.kinds)
         self.target = self.fresh(TARGET)
         self.label, self.value, self.cluster = (self.fresh(n) for n in (LABEL, VALUE, CLUSTER))
+        assert model_ir.output is not None  # set by every front end
         self.proba = {str(c): self.fresh(probability_field(c))
                       for c in model_ir.output.classes or []}
 
@@ -181,7 +186,7 @@ class _Writer:
         })
         x = _field_ref(step.source)
         if isinstance(step, ir.Impute):
-            x.set("mapMissingTo", str(step.value) if categorical else _num(step.value))
+            x.set("mapMissingTo", str(step.value) if categorical else _num(float(step.value)))
             df.append(x)
         elif isinstance(step, ir.Scale):
             df.append(_apply("/", _apply("-", x, _const(step.center)), _const(step.scale)))
@@ -255,8 +260,9 @@ class _Writer:
 
     # --- schema and outputs -------------------------------------------------------------
 
-    def mining_schema(self, target: bool = True, extra: list[str] = ()) -> ET.Element:
+    def mining_schema(self, target: bool = True, extra: Sequence[str] = ()) -> ET.Element:
         ms = ET.Element("MiningSchema")
+        assert self.ir.output is not None  # set by every front end
         if target and self.ir.output.task != "clustering":
             ET.SubElement(ms, "MiningField", {"name": self.target, "usageType": "target"})
         for col in self.ir.signature.inputs:
@@ -268,11 +274,13 @@ class _Writer:
 
     def output(self) -> ET.Element:
         out = self.ir.output
+        assert out is not None  # set by every front end
         o = ET.Element("Output")
         if out.task == "classification":
             ET.SubElement(o, "OutputField", {"name": self.label, "optype": "categorical",
                                              "dataType": "string", "feature": "predictedValue"})
             if out.gives_proba:
+                assert out.classes is not None  # a classifier's
                 for c in out.classes:
                     ET.SubElement(o, "OutputField", {
                         "name": self.proba[str(c)], "optype": "continuous",
@@ -317,10 +325,12 @@ class _Writer:
 
     def _linear(self, node: ir.Linear) -> ET.Element:
         out = self.ir.output
+        assert out is not None  # set by every front end
         if out.task == "regression":
             terms = list(zip(node.features, node.coef[0], strict=True))
             return self._regression_model("regression", "none", [(None, node.intercept[0], terms)])
         classes = out.classes
+        assert classes is not None  # a classifier's
         if out.transform == "ovr_logistic":
             return self._ovr_logistic(node, classes)
         if out.transform == "logistic":
@@ -362,6 +372,7 @@ class _Writer:
 
     def _naive_bayes(self, node: ir.GaussianNB) -> ET.Element:
         scores = [self._log_likelihood(node, k) for k in range(node.n_outputs)]
+        assert self.ir.output is not None  # set by every front end
         return self._softmax(self.ir.output.classes, scores)
 
     def _softmax(self, classes, scores: list[ET.Element], *, schema_extra=(),
@@ -413,6 +424,7 @@ class _Writer:
 
     def _ensemble(self, node: ir.TreeEnsemble) -> ET.Element:
         out = self.ir.output
+        assert out is not None  # set by every front end
         if out.task == "classification" and out.transform == "probability":
             seg = [self._tree_model(node, t, classes=out.classes) for t in node.trees]
             return self._mining_model("classification", "average", seg, output=True)
@@ -435,6 +447,7 @@ class _Writer:
                                            schema_extra=raw_names, output=False)
         elif out.transform == "logistic":
             c = out.classes
+            assert c is not None  # a classifier's
             final = self._regression_model(
                 "classification", "logit",
                 [(c[1], 0.0, [(raw_names[0], 1.0)]), (c[0], 0.0, [])],
@@ -444,6 +457,7 @@ class _Writer:
                                   schema_extra=raw_names, output=False)
         elif out.transform == "normalize":
             # each class's raw score over their sum: PMML's simplemax
+            assert out.classes is not None  # a classifier's
             final = self._regression_model(
                 "classification", "simplemax",
                 [(c, 0.0, [(raw_names[k], 1.0)]) for k, c in enumerate(out.classes)],
@@ -512,11 +526,12 @@ class _Writer:
                 leaf(e, i)
                 return e
             f = node.features[tree.feature[i]]
-            if cats[i] is not None and cats_right[i] is not None and tree.missing_left[i]:
+            codes, codes_right = cats[i], cats_right[i]
+            if codes is not None and codes_right is not None and tree.missing_left[i]:
                 # left: anything not sent right (unknown codes go the way missing values go)
-                test = _set_predicate(f, "isNotIn", cats_right[i])
-            elif cats[i] is not None:
-                test = _set_predicate(f, "isIn", cats[i])
+                test = _set_predicate(f, "isNotIn", codes_right)
+            elif codes is not None:
+                test = _set_predicate(f, "isIn", codes)
             else:
                 op, t = splits[i]
                 test = ET.Element("SimplePredicate", {

@@ -212,10 +212,12 @@ def create_reason_functions(model_ir: ir.ModelIR, dialect: str, name: str,
 def result_kind(model_ir: ir.ModelIR) -> str:
     """What the expression returns: ``probability``, ``value``, ``label`` or ``cluster``."""
     out = model_ir.output
+    assert out is not None  # set by every front end
     if out.task == "regression":
         return "value"
     if out.task == "clustering":
         return "cluster"
+    assert out.classes is not None  # a classifier's
     if len(out.classes) == 2 and out.transform != "margin":
         return "probability"
     return "label"
@@ -307,9 +309,13 @@ class _Writer:
         kind = result_kind(self.ir)
         if kind == "cluster":
             return "bigint" if self.dialect == "postgresql" else "BIGINT"
-        if kind == "label" and not all(isinstance(c, int | float) for c in self.ir.output.classes):
+        if kind != "label":
+            return "double precision" if self.dialect == "postgresql" else "DOUBLE"
+        out = self.ir.output
+        assert out is not None and out.classes is not None  # a classifier's
+        if not all(isinstance(c, int | float) for c in out.classes):
             return "text" if self.dialect == "postgresql" else self.varchar()
-        if kind == "label" and all(isinstance(c, int) for c in self.ir.output.classes):
+        if all(isinstance(c, int) for c in out.classes):
             return "bigint" if self.dialect == "postgresql" else "BIGINT"
         return "double precision" if self.dialect == "postgresql" else "DOUBLE"
 
@@ -426,14 +432,15 @@ class _Writer:
             ml = tree.missing_left[i]
             # a field that is never NULL (imputed, one-hot) needs no missing-value test
             null_left = ml and self.nullable.get(node.features[tree.feature[i]], True)
-            if cats[i] is not None:
-                left = [f"{x} IN ({', '.join(self.num(c) for c in cats[i])})"]
+            codes, codes_right = cats[i], cats_right[i]
+            if codes is not None:
+                left = [f"{x} IN ({', '.join(self.num(c) for c in codes)})"]
                 if null_left:
                     left.insert(0, f"{x} IS NULL")
                 if ml:
-                    if cats_right[i] is not None:
+                    if codes_right is not None:
                         # a code on neither side goes where missing values go
-                        right = ", ".join(self.num(c) for c in cats_right[i])
+                        right = ", ".join(self.num(c) for c in codes_right)
                         left.append(f"{x} NOT IN ({right})" if right else "1 = 1")
                 cond = " OR ".join(left)
             else:
@@ -455,7 +462,8 @@ class _Writer:
         # SQLite's parser stack holds ~100 entries, a few per nested CASE: deep trees are
         # written flat, one WHEN per leaf with the tests on its path (a NULL test counts
         # as false, so the right branch is "not a true left test")
-        whens, stack = [], [(0, [])]
+        whens: list[str] = []
+        stack: list[tuple[int, list[str]]] = [(0, [])]
         while stack:
             i, path = stack.pop()
             if tree.feature[i] < 0:
@@ -530,6 +538,7 @@ class _Writer:
 
     def expression(self) -> str:
         out = self.ir.output
+        assert out is not None  # set by every front end
         raw = self.raw()
         kind = result_kind(self.ir)
         if kind == "value":
@@ -554,6 +563,7 @@ class _Writer:
                 raise ConversionError(f"no SQL for transform {t!r}")
             one = self.num(1.0)
             return f"{one} / ({one} + EXP(-{self.clamp(z, -_EXP_LIMIT, _EXP_LIMIT)}))"
+        assert out.classes is not None  # a classifier's
         if out.transform == "margin" and len(raw) == 1:
             return (f"CASE WHEN {raw[0]} > {self.num(0.0)} THEN {self.label(out.classes[1])} "
                     f"ELSE {self.label(out.classes[0])} END")

@@ -129,8 +129,9 @@ def _churn(rng, tenure, contract, plan, payment, region, monthly, usage, calls, 
 
 
 def _choice(rng, n: int, p: list[float]) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), 0.0, None)
-    return np.searchsorted(np.cumsum(p / p.sum()), rng.random(n), side="right").clip(0, len(p) - 1)
+    weights = np.clip(np.asarray(p, dtype=np.float64), 0.0, None)
+    return np.searchsorted(np.cumsum(weights / weights.sum()), rng.random(n),
+                           side="right").clip(0, len(weights) - 1)
 
 
 def _strings(labels: tuple[str, ...], codes: np.ndarray):

@@ -78,6 +78,7 @@ class CompiledPredictor(Predictor):
         # score in the signature the version was registered with
         model_ir.signature = signature
         self._prepared = Prepared(model_ir)
+        assert model_ir.output is not None  # set by every front end
         self._proba = model_ir.output.gives_proba
         self._ir = model_ir
 

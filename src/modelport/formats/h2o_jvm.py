@@ -69,8 +69,8 @@ def predict_csv(model_args: list[str], classpath: list[Path], frame,
     if java is None:
         raise UserError("h2o-genmodel runs in Java but no 'java' is on PATH: install a Java "
                         "runtime (8-17)")
-    with tempfile.TemporaryDirectory(prefix="modelport-genmodel-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="modelport-genmodel-") as tmp_name:
+        tmp = Path(tmp_name)
         write_csv(tmp / "in.csv", signature.coerce(frame), signature)
         done = subprocess.run(
             [java, "-cp", ":".join(str(p) for p in classpath), "hex.genmodel.tools.PredictCsv",
@@ -92,6 +92,7 @@ def read_predictions(header: list[str], body: list[list[str]],
     values = np.array([[_number(v) for v in r[1:]] if len(r) > 1 else [_number(r[0])]
                        for r in body], dtype=np.float64).reshape(len(body), -1)
     if signature.task == "classification":
+        assert signature.classes is not None  # a classifier's
         by_text = {str(c): c for c in signature.classes}
         labels = np.asarray([by_text.get(r[0], r[0]) for r in body], dtype=object)
         # one probability column per class in domain order, named by its level (binomial
@@ -206,7 +207,12 @@ class Scorer:
         columns = [cols[n] for n in sig.names]
         n = len(columns[0])
         probs = self._category in PROBABILISTIC
-        out = np.empty((n, len(sig.classes) if probs else 1), dtype=np.float64)
+        if probs:
+            assert sig.classes is not None  # a classifier's
+            width = len(sig.classes)
+        else:
+            width = 1
+        out = np.empty((n, width), dtype=np.float64)
         with self._lock:
             for i in range(n):
                 row = self._row()

@@ -127,6 +127,7 @@ class MojoPredictor(Predictor):
     def _run_columns(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._prepared is not None:
             return self._prepared.run(cols)
+        assert self._genmodel is not None  # set when the reader refused the MOJO
         return self._genmodel.run(cols)
 
     def _run(self, frame) -> dict[str, np.ndarray]:

@@ -525,7 +525,8 @@ def read(path: str | Path) -> bytes:
         path = found[0]
     data = path.read_bytes()
     proto = _parse(onnx, data, path.name)
-    external = sorted({_external_location(t) for t in _tensors(proto.graph)} - {None})
+    external = sorted({loc for loc in map(_external_location, _tensors(proto.graph))
+                       if loc is not None})
     if not external:
         return data
     try:
@@ -559,7 +560,8 @@ def inspect(data: bytes, *, task: str | None = None, classes: list | None = None
     """
     onnx = require("onnx", EXTRA, "ONNX models")
     proto = _parse(onnx, data)
-    external = sorted({_external_location(t) for t in _tensors(proto.graph)} - {None})
+    external = sorted({loc for loc in map(_external_location, _tensors(proto.graph))
+                       if loc is not None})
     if external:
         raise UserError(f"the ONNX model keeps its weights in {', '.join(external)}: import the "
                         ".onnx file from the folder that holds them, so they are folded in")

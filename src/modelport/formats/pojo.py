@@ -141,6 +141,7 @@ class PojoPredictor(Predictor):
     def _run_columns(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._prepared is not None:
             return self._prepared.run(cols)
+        assert self._scorer is not None  # set when the reader refused the POJO
         return self._scorer.run(cols)
 
     def _run(self, frame) -> dict[str, np.ndarray]:

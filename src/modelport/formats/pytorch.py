@@ -78,6 +78,7 @@ def describe(module, sample, task: str | None, classes: list | None,
     elif len(classes) != k:
         raise UserError(f"classes= names {len(classes)} classes but the module's output gives "
                         f"{k}: name one class per output column, in column order")
+    assert output is not None  # a classifier's, set above
     _check_output(raw, output)
     return frame, Signature.infer(frame, task, list(classes), chunk_rows=CHUNK_ROWS), output
 

@@ -27,7 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import UserError, require
 from modelport.io.spark import (
@@ -42,6 +42,9 @@ from modelport.io.spark import (
 )
 from modelport.scoring.checks import InputPolicy
 from modelport.scoring.following import Follower
+
+if TYPE_CHECKING:
+    from modelport.io.sinks import SqlSink
 
 log = logging.getLogger("modelport.stream")
 
@@ -77,13 +80,13 @@ class _Batches:
     """What ``foreachBatch`` runs on the driver for each micro-batch."""
 
     def __init__(self, spark, registry, uri: str, sink: Endpoint, dead: Endpoint,
-                 policy: InputPolicy, id: str | None, job: str, poll_seconds: float) -> None:
+                 policy: InputPolicy, id: str, job: str, poll_seconds: float) -> None:
         self.spark, self.registry, self.uri = spark, registry, uri
         self.sink, self.dead, self.policy, self.id, self.job = sink, dead, policy, id, job
         self.poll_seconds = poll_seconds
         self.result = StreamResult()
         self.follower: Follower[_Shipped] | None = None
-        self.table_sink = None
+        self.table_sink: SqlSink | None = None
         self.failure: BaseException | None = None
 
     def follow(self) -> None:

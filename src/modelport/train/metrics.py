@@ -53,10 +53,15 @@ def evaluate(task: str, model, X, y, metrics: Sequence[str],
         binary = len(classes) == 2
         averaging = {"average": "binary", "pos_label": classes[-1]} if binary else \
             {"average": "macro"}
+
+        def roc_auc() -> float:
+            assert proba is not None  # computed when roc_auc is asked for
+            return (M.roc_auc_score(np.asarray(y) == classes[1], proba[:, 1])
+                    if binary else
+                    M.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
+
         scorers = {
-            "roc_auc": lambda: (M.roc_auc_score(np.asarray(y) == classes[1], proba[:, 1])
-                                if binary else
-                                M.roc_auc_score(y, proba, multi_class="ovr", labels=classes)),
+            "roc_auc": roc_auc,
             "accuracy": lambda: M.accuracy_score(y, predicted),
             "f1": lambda: M.f1_score(y, predicted, zero_division=0, **averaging),
             "precision": lambda: M.precision_score(y, predicted, zero_division=0, **averaging),

@@ -17,6 +17,9 @@ class CLowering(Lowering):
     language = "c"
     true_literal = "1"
     false_literal = "0"
+    #: the numeric and the categorical input names, in the order score takes them
+    numeric: list[str]
+    categorical: list[str]
 
     def isnan(self, x):
         return f"isnan({x})"

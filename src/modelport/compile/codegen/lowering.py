@@ -161,7 +161,7 @@ class Lowering:
                         self.indent_unit + self.assign_str(v, self.text(s.value)),
                         *self._end()]
             return [self.declare_num(v, x), self.if_(self.isnan(v)),
-                    self.indent_unit + self.assign(v, self.num(s.value)), *self._end()]
+                    self.indent_unit + self.assign(v, self.num(float(s.value))), *self._end()]
         if isinstance(s, ir.Scale):
             return [self.declare_num(v, f"({x} - {self.num(s.center)}) / {self.num(s.scale)}")]
         if isinstance(s, ir.Affine):
@@ -238,9 +238,9 @@ class Lowering:
             return lines
         if isinstance(node, ir.Centroids):
             for k, center in enumerate(node.centers):
-                terms = " + ".join(f"({self.x(j)} - {self.num(c)}) * ({self.x(j)} - {self.num(c)})"
-                                   for j, c in enumerate(center))
-                lines.append(self.set_raw(k, terms))
+                dist = " + ".join(f"({self.x(j)} - {self.num(c)}) * ({self.x(j)} - {self.num(c)})"
+                                  for j, c in enumerate(center))
+                lines.append(self.set_raw(k, dist))
             return lines
         raise ConversionError(f"no code generator for model node {type(node).__name__}")
 
@@ -311,7 +311,12 @@ class Lowering:
         ``vector`` (``n_outputs`` numbers in ``out``).
         """
         out = self.ir.output
-        n = len(out.classes) if out.task == "classification" else self.ir.model.n_outputs
+        assert out is not None  # set by every front end
+        if out.task == "classification":
+            assert out.classes is not None  # a classifier's
+            n = len(out.classes)
+        else:
+            n = self.ir.model.n_outputs
         t = out.transform
         if out.task == "regression":
             if t == "exp":
@@ -355,9 +360,11 @@ class Lowering:
 
     def n_out(self) -> int:
         out = self.ir.output
+        assert out is not None  # set by every front end
         if out.task == "regression":
             return 1
         if out.task == "classification" and out.transform != "margin":
+            assert out.classes is not None  # a classifier's
             return len(out.classes)
         return self.ir.model.n_outputs
 
@@ -405,11 +412,13 @@ def usage_returns(model_ir: ir.ModelIR) -> str:
     """One sentence saying what ``score`` returns, for comments and usage notes (class labels
     in their display form, see :func:`shown`)."""
     out = model_ir.output
+    assert out is not None  # set by every front end
     if out.task == "regression":
         return "the predicted value (a number)"
     if out.task == "clustering":
         return ("the Euclidean distance to each cluster centre, in cluster order (the nearest "
                 "is the cluster)")
+    assert out.classes is not None  # a classifier's
     classes = "[" + ", ".join(shown(c) for c in out.classes) + "]"
     if out.transform == "margin":
         return (f"the decision scores (the model gives no probabilities; classes "

@@ -41,6 +41,7 @@ def connect(url: str) -> Database:
     """An open :class:`Database` for ``url``."""
     parsed = normalise_url(url)
     backend = parsed.get_backend_name()
+    cls: type[Database]
     if backend == "postgresql":
         from modelport.serve.trigger.postgres import PostgreSQL as cls
     elif backend == "mysql":
@@ -235,6 +236,7 @@ class Database:
     def sql_backfill(self, inst: Installation, model_ir, means=None) -> str:
         """An UPDATE scoring, in SQL, the rows that have no score yet."""
         q = self.q
+        assert inst.version is not None  # set by install()
         reasons = "".join(f"{q(c)} = {e}, " for c, e in self.sql_reasons(inst, model_ir, means))
         return (f"UPDATE {q(inst.table)} SET {q(inst.output)} = "
                 f"{self.sql_score(inst, model_ir)}, {reasons}"

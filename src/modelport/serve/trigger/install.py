@@ -117,9 +117,11 @@ def install(uri: str, db: str, *, table: str, key: str, output: str,
                 statements.append(conn.add_column(table, col, kind))
                 inst.added_columns.append(col)
         if mode == "worker":
-            moved = keep_queue and old.queue != inst.queue  # named by an earlier version
+            moved = (keep_queue and old is not None
+                     and old.queue != inst.queue)  # named by an earlier version
             statements += conn.worker_ddl(inst, queue=not keep_queue or moved)
             if moved:
+                assert old is not None  # moved only on an upgrade
                 statements += [f"INSERT INTO {conn.q(inst.queue)} (k) SELECT k FROM "
                                f"{conn.q(old.queue)} ORDER BY id",
                                f"DROP TABLE {conn.q(old.queue)}"]

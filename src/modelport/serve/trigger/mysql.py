@@ -82,6 +82,7 @@ class MariaDB(Database):
         args = ", ".join(f"NEW.{q(c)}" for c in inst.columns.values())
         reasons = "".join(f"NEW.{q(c)} = {e}, "
                           for c, e in self.sql_reasons(inst, model_ir, means, "NEW."))
+        assert inst.version is not None  # set by install()
         assign = (f"SET NEW.{q(inst.output)} = {score_fn}({args}), {reasons}"
                   f"NEW.{q(inst.out('version'))} = {int(inst.version)}, "
                   f"NEW.{q(inst.out('scored_at'))} = UTC_TIMESTAMP(6)")

@@ -132,6 +132,7 @@ class PostgreSQL(Database):
         on = self._events(inst)
         reasons = "".join(f"NEW.{q(c)} := {e};\n"
                           for c, e in self.sql_reasons(inst, model_ir, means, "NEW."))
+        assert inst.version is not None  # set by install()
         body = (f"\nBEGIN\nNEW.{q(inst.output)} := {score_fn}({args});\n{reasons}"
                 f"NEW.{q(inst.out('version'))} := {int(inst.version)};\n"
                 f"NEW.{q(inst.out('scored_at'))} := now();\nRETURN NEW;\nEND\n")

@@ -76,6 +76,7 @@ class SQLite(Database):
         feats = list(inst.columns.values())
         reasons = "".join(f"{q(c)} = {e}, "
                           for c, e in self.sql_reasons(inst, model_ir, means, "NEW."))
+        assert inst.version is not None  # set by install()
         assign = (f"UPDATE {t} SET {q(inst.output)} = {expr}, {reasons}"
                   f"{q(inst.out('version'))} = {int(inst.version)}, "
                   f"{q(inst.out('scored_at'))} = {_NOW} WHERE {key} = NEW.{key};")

@@ -211,8 +211,7 @@ class _Worker:
                 served = follower.current  # and is taken up here, between batches
                 # keep going while there is work; one empty claim means wait
                 claimed = self._retrying(
-                    lambda careful, i=inst, s=served: self._one_batch(i, s, careful),
-                    once, deadline)
+                    functools.partial(self._one_batch, inst, served), once, deadline)
                 busy = bool(claimed) or busy
             if (once and not busy) or self._stopping(deadline):
                 return self.stats
@@ -240,6 +239,7 @@ class _Worker:
                     log.warning("reconnected to the database")
                 return step(careful)
             except _WriteRefused as exc:
+                assert exc.__cause__ is not None  # raised from the write's failure
                 log.warning("the table refused a batch of scores (%s); writing it row by row",
                             reason(exc.__cause__))
                 careful = True

@@ -80,7 +80,7 @@ def search(X, y, *, task: str, metric: str, time_budget_s: float, engine: str = 
     module = engine_module(engine)
     problem = Problem(X, y, task=task, metric=metric, seed=seed)
     codes = task != "classification" or (
-        problem.y.dtype.kind in "iu"
+        problem.classes is not None and problem.y.dtype.kind in "iu"
         and set(np.unique(problem.y)) == set(range(len(problem.classes))))
     families = families_for(estimators, task, problem.rows, labels_are_codes=codes)
     # leave a tenth of the budget (more with feature selection) for what follows the search

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import Any
 
 from modelport.train.automl.problem import Candidate, Problem
 from modelport.train.automl.space import Family, Param
@@ -54,7 +55,7 @@ def run(problem: Problem, families: list[Family], deadline: float) -> list[Candi
         value = metric_value(problem.metric, problem.task, y_val, estimator, X_val)
         return (-value if higher else value), {problem.metric: value}
 
-    settings = dict(
+    settings: dict[str, Any] = dict(
         task=problem.task, metric=metric, estimator_list=list(names),
         time_budget=max(deadline - time.monotonic(), 0.1), seed=problem.seed, n_jobs=1,
         verbose=0, retrain_full=False, auto_augment=False, skip_transform=True,

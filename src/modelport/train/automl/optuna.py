@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Literal
 
 from modelport.train.automl.problem import Candidate, Problem
 from modelport.train.automl.space import FAMILIES, Family, Param
@@ -32,7 +33,8 @@ def run(problem: Problem, families: list[Family], deadline: float) -> list[Candi
     names = [f.name for f in families]
     sampler = optuna.samplers.TPESampler(seed=problem.seed, multivariate=True, group=True,
                                          n_startup_trials=len(names) + 5)
-    direction = "maximize" if higher_is_better(problem.metric) else "minimize"
+    direction: Literal["maximize", "minimize"] = (
+        "maximize" if higher_is_better(problem.metric) else "minimize")
     study = optuna.create_study(direction=direction, sampler=sampler)
     for name in names:
         study.enqueue_trial({"family": name}, user_attrs={"default": True})

@@ -58,6 +58,8 @@ class GaussianBayes:
               scale: np.ndarray) -> None:
         """Set ``estimator``'s (a ``GaussianNB``) fitted attributes to those ``fit`` gives
         on every event learnt, each column less ``shift`` and divided by ``scale``."""
+        # set by learn
+        assert self.count is not None and self.mean is not None and self.m2 is not None
         n = self.count.sum()
         var = self.m2 / np.maximum(self.count, 1)[:, None]
         grand = self.count @ self.mean / n

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.special import expit as _expit
@@ -34,7 +35,7 @@ from modelport.train.online.bayes import GaussianBayes
 from modelport.train.online.schema import Features, Schema
 
 #: parameters set unless the spec gives them (see the module docstring)
-STREAM_DEFAULTS = {
+STREAM_DEFAULTS: dict[str, dict[str, Any]] = {
     "SGDClassifier": {"learning_rate": "constant", "eta0": 0.01, "alpha": 0.0,
                       "shuffle": False},
     "SGDRegressor": {"learning_rate": "constant", "eta0": 0.01, "alpha": 0.0,
@@ -276,6 +277,7 @@ class SklearnLearner:
             return X
         if shift is None:
             shift, scale = self.prep.standardisation()
+        assert self.classes is not None and scale is not None  # known once it learns
         self.bayes.write(self.estimator, self.classes, shift, scale)
         return (X - shift) / scale
 
@@ -302,6 +304,7 @@ class SklearnLearner:
         try:
             with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
                 if self.bayes is not None:
+                    assert self.classes is not None  # known before the first fit
                     self.bayes.learn(Z, y, self.classes)
                 elif self.task == "clustering":
                     est.partial_fit(Z)
@@ -341,6 +344,7 @@ class SklearnLearner:
         labels = np.concatenate([w[1] for w in self.waiting]) if y is not None else None
         rows = sum(len(w[0]) for w in self.waiting)
         if self.task == "classification":
+            assert labels is not None  # a classifier learns from labels
             if len(np.unique(labels)) < 2:
                 if rows > 100_000:
                     raise UserError("the first 100000 labels hold a single class; list every "

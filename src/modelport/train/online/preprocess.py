@@ -139,15 +139,15 @@ class Preprocessor:
         each column by after each step (one row per step). Each step is imputed and scaled
         with the statistics that include it and none after it, as if it were a batch of
         its own."""
-        ends = np.asarray(ends)
+        stops = np.asarray(ends)
         k = len(self.numeric)
-        shift, scale = np.zeros((len(ends), self.width)), np.ones((len(ends), self.width))
+        shift, scale = np.zeros((len(stops), self.width)), np.ones((len(stops), self.width))
         numbers = num
         if k and self.numeric_mode != "none":
             missing = np.isnan(num)
-            mean, m2, count = self._fold(num, missing, ends)
+            mean, m2, count = self._fold(num, missing, stops)
             if missing.any():
-                numbers = np.where(missing, np.repeat(mean, np.diff(ends, prepend=0), axis=0),
+                numbers = np.where(missing, np.repeat(mean, np.diff(stops, prepend=0), axis=0),
                                    num)
             if self.numeric_mode == "scale":
                 shift[:, :k], scale[:, :k] = mean, _std(m2, count)

@@ -113,7 +113,7 @@ def sgd_update(weights, X, y, *, logistic: bool, step_size: float, num_iteration
         step = step_size / np.sqrt(i)
         w = w * (1.0 - step * reg_param) - step * gradient
         if previous is not None and np.linalg.norm(previous - w) \
-                < convergence_tol * max(np.linalg.norm(w), 1.0):
+                < convergence_tol * max(float(np.linalg.norm(w)), 1.0):
             break
         previous = w
     return w
