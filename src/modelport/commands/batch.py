@@ -54,14 +54,16 @@ def predict_cmd(
         "and contribution_1..N columns")] = None,
 ) -> None:
     """Score a file or table in bounded memory, in parallel, resumable."""
-    from modelport.serve.batch import predict
+    from modelport.serve.batch import predict_settings
+    from modelport.serve.batch_settings import BatchSettings
 
-    result = predict(model, input, output, id=id, workers=workers, chunk_rows=chunk_rows,
-                     resume=resume, on_error=on_error, engine=engine, format=format,
-                     rejects=rejects, warnings=warnings, strict=strict,
-                     out_of_range=out_of_range, unseen_categories=unseen_categories,
-                     log_url=log, log_sample=log_sample, explain=explain)
-    typer.echo(result.summary())
+    settings = BatchSettings(
+        model=model, input=input, output=output, id=id, workers=workers,
+        chunk_rows=chunk_rows, resume=resume, on_error=on_error, engine=engine, format=format,
+        rejects=rejects, warnings=warnings, strict=strict, out_of_range=out_of_range,
+        unseen_categories=unseen_categories, log_url=log, log_sample=log_sample,
+        explain=explain)
+    typer.echo(predict_settings(settings).summary())
 
 
 def lookup_cmd(

@@ -70,7 +70,8 @@ def stream_cmd(
     --engine spark, as a Spark Structured Streaming query."""
     from modelport.errors import UserError
     from modelport.scoring.checks import InputPolicy
-    from modelport.serve.stream import serve
+    from modelport.serve.stream import serve_settings
+    from modelport.serve.stream_settings import StreamSettings
 
     policy = InputPolicy.of(strict, unseen_categories, out_of_range)
     log_to_stderr()
@@ -88,9 +89,11 @@ def stream_cmd(
                             available_now=available_now, registry=open_registry())
         typer.echo(f"modelport: stopped; {json.dumps(done.as_dict())}", err=True)
         return
-    stats = serve(uri, source, sink, dead_letter_url=dead_letter, group=group, batch=batch,
-                  max_wait_ms=max_wait_ms, fmt=format, enrich=enrich, poll_seconds=poll_seconds,
-                  metrics_port=metrics_port, log_url=log, log_sample=log_sample,
-                  lookup_store=lookup_store, inflight=inflight, policy=policy,
-                  explain=explain)
+    settings = StreamSettings(
+        uri=uri, source_url=source, sink_url=sink, dead_letter_url=dead_letter, group=group,
+        batch=batch, max_wait_ms=max_wait_ms, fmt=format, enrich=enrich,
+        poll_seconds=poll_seconds, metrics_port=metrics_port, log_url=log,
+        log_sample=log_sample, lookup_store=lookup_store, inflight=inflight, policy=policy,
+        explain=explain)
+    stats = serve_settings(settings)
     typer.echo(f"modelport: stopped; {json.dumps(stats.as_dict())}", err=True)

@@ -45,12 +45,16 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import UserError
 from modelport.scoring.checks import FLAG, InputPolicy, Reject, check
+from modelport.serve.batch_settings import ON_ERROR as ON_ERROR
+from modelport.serve.batch_settings import BatchSettings
 
-ON_ERROR = ("fail", "reject")
+if TYPE_CHECKING:
+    from modelport.registry import Registry
+
 #: environment that keeps every worker to one thread, and idle OpenMP threads asleep
 _ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "OMP_WAIT_POLICY": "PASSIVE"}
@@ -120,36 +124,49 @@ def predict(model: str, input: Any, output: str | Path, *, id: str | None = None
     whatever runtime scores. Returns a :class:`BatchResult`; :meth:`BatchResult.summary` is
     the line the command line prints.
     """
+    settings = BatchSettings(
+        model, input, output, id=id, workers=workers, chunk_rows=chunk_rows, resume=resume,
+        on_error=on_error, engine=engine, format=format, rejects=rejects, warnings=warnings,
+        strict=strict, out_of_range=out_of_range, unseen_categories=unseen_categories,
+        log_url=log_url, log_sample=log_sample, explain=explain)
+    return predict_settings(settings, registry=registry, progress=progress)
+
+
+def predict_settings(settings: BatchSettings, *, registry: Registry | None = None,
+                     progress: bool | None = None) -> BatchResult:
+    """Score what ``settings`` say (see
+    :class:`~modelport.serve.batch_settings.BatchSettings`) and return a
+    :class:`BatchResult`: :func:`predict`, given its options as one object. ``progress``
+    shows a progress bar (default: when stderr is a terminal)."""
     from modelport.registry import Registry
     from modelport.scoring.choice import choose
 
-    if on_error not in ON_ERROR:
-        raise UserError(f"--on-error {on_error!r} is not known: use fail or reject")
-    if engine not in ("local", "spark"):
-        raise UserError(f"--engine {engine!r} is not known: use local or spark")
-    policy = InputPolicy.of(strict, unseen_categories, out_of_range)
+    policy = settings.policy
     registry = registry or Registry()
-    version = registry.get(model)
-    fmt = choose(version, "batch", format).format
+    version = registry.get(settings.model)
+    fmt = choose(version, "batch", settings.format).format
     data = registry.read_artefact(version, fmt)
+    explain = settings.explain
     explaining = _explaining(registry, version, fmt, explain) if explain is not None else None
-    if engine == "spark":
+    if settings.engine == "spark":
         if explaining:
             raise UserError("--explain is not available with --engine spark; score with the "
                             "local engine to get reasons")
-        if log_url:
+        if settings.log_url:
             raise UserError("--log is not available with --engine spark; score with the "
                             "local engine to log predictions")
-        if resume:
+        if settings.resume:
             raise UserError("--resume is not available with --engine spark, which writes its "
                             "output whole or not at all: run the job again without it")
         from modelport.serve.spark import predict_spark
 
-        return predict_spark(version, fmt, data, input, output, id=id, on_error=on_error,
-                             policy=policy, rejects=rejects, warnings=warnings)
+        return predict_spark(version, fmt, data, settings.input, settings.output,
+                             id=settings.id, on_error=settings.on_error, policy=policy,
+                             rejects=settings.rejects, warnings=settings.warnings)
     started = time.perf_counter()
+    workers = settings.workers
     n_workers = (os.cpu_count() or 1) if workers is None else max(int(workers), 0)
-    if workers is None and _small_file(input):
+    if workers is None and _small_file(settings.input):
         n_workers = 1  # one chunk at most: starting workers would cost more than scoring it
     init: _WorkerInit = (fmt, data, version.signature, version.name, version.version, explaining)
     # the workers start before this process runs any thread of its own (the prediction
@@ -157,10 +174,11 @@ def predict(model: str, input: Any, output: str | Path, *, id: str | None = None
     pool = _start_pool(n_workers, init) if n_workers > 1 else None
     plog = None
     try:
-        plog = _prediction_log(log_url, log_sample)
-        return _run_job(version, fmt, input, output, pool, init, started, id=id,
-                        n_workers=n_workers, chunk_rows=chunk_rows, resume=resume,
-                        on_error=on_error, policy=policy, rejects=rejects, warnings=warnings,
+        plog = _prediction_log(settings.log_url, settings.log_sample)
+        return _run_job(version, fmt, settings.input, settings.output, pool, init, started,
+                        id=settings.id, n_workers=n_workers, chunk_rows=settings.chunk_rows,
+                        resume=settings.resume, on_error=settings.on_error, policy=policy,
+                        rejects=settings.rejects, warnings=settings.warnings,
                         progress=progress, plog=plog)
     finally:
         if pool is not None:

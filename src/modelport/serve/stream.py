@@ -64,10 +64,12 @@ from modelport.serve._stream_brokers import BACKOFF_S as BACKOFF_S  # named here
 from modelport.serve._stream_brokers import BROKER_PATIENCE_S as BROKER_PATIENCE_S
 from modelport.serve._stream_brokers import Backoff, Brokers, Lag, Reader, Settling
 from modelport.serve.lookup import key_value
+from modelport.serve.stream_settings import StreamSettings
 from modelport.uri import ModelURI
 
 if TYPE_CHECKING:
     from modelport.io.sinks import SqlSink
+    from modelport.registry import Registry
     from modelport.scoring.metrics import StreamMetrics
 
 log = logging.getLogger("modelport.stream")
@@ -662,6 +664,22 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
               explain: int | str | None = None) -> Stats:
     """Run one stream worker until SIGTERM/SIGINT (or ``stop``); return what it did.
 
+    :func:`run_settings` with the :class:`~modelport.serve.stream_settings.StreamSettings`
+    of these arguments, which say what each one means.
+    """
+    settings = StreamSettings(
+        uri, source_url, sink_url, dead_letter_url=dead_letter_url, group=group, batch=batch,
+        max_wait_ms=max_wait_ms, fmt=fmt, enrich=enrich, poll_seconds=poll_seconds,
+        metrics_port=metrics_port, log_url=log_url, log_sample=log_sample,
+        lookup_store=lookup_store, inflight=inflight, policy=policy, explain=explain)
+    return await run_settings(settings, registry=registry, stop=stop)
+
+
+async def run_settings(settings: StreamSettings, *, registry: Registry | None = None,
+                       stop: asyncio.Event | None = None) -> Stats:
+    """Run one stream worker as ``settings`` say until SIGTERM/SIGINT (or ``stop``); return
+    what it did.
+
     Reads up to ``batch`` messages (waiting at most ``max_wait_ms`` for them to gather),
     scores them in one call, publishes outputs and dead letters, then acknowledges.
     ``policy`` says whether an unseen category or a number outside the training range is
@@ -674,26 +692,26 @@ async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str 
     """
     from modelport.registry import Registry
 
-    _check_options(fmt, batch, inflight)
-    wire = Brokers.open(source_url, sink_url, dead_letter_url, group=group, batch=batch,
-                        inflight=inflight)
+    wire = Brokers.open(settings.source_url, settings.sink_url, settings.dead_letter_url,
+                        group=settings.group, batch=settings.batch, inflight=settings.inflight)
     registry = registry or Registry()
-    metrics = _metrics(metrics_port)
+    metrics = _metrics(settings.metrics_port)
     stats = Stats()
-    follower = follow(uri, registry, poll_seconds=poll_seconds,
+    follower = follow(settings.uri, registry, poll_seconds=settings.poll_seconds,
                       on_reload=_reload_counter(stats, metrics))
-    steps = _steps(follower.current, fmt=fmt, policy=policy, explain=explain, enrich=enrich,
-                   lookup_store=lookup_store, log_url=log_url, log_sample=log_sample,
-                   metrics=metrics)
-    _serve_metrics(metrics, metrics_port, follower)
+    steps = _steps(follower.current, fmt=settings.fmt, policy=settings.policy,
+                   explain=settings.explain, enrich=settings.enrich,
+                   lookup_store=settings.lookup_store, log_url=settings.log_url,
+                   log_sample=settings.log_sample, metrics=metrics)
+    _serve_metrics(metrics, settings.metrics_port, follower)
     stop = stop_on_signals(stop)
     await wire.connect()
     _freeze_startup_objects()
     log.info("streaming %s version %s (%s) from %s to %s", follower.uri, follower.version,
-             follower.current.format, source_url, sink_url)
-    reader = Reader(wire.source, batch, max_wait_ms / 1000, stats, stop)
-    settling = Settling(wire, wire.offers.inflight(inflight), stats, metrics, follower.name,
-                        stop)
+             follower.current.format, settings.source_url, settings.sink_url)
+    reader = Reader(wire.source, settings.batch, settings.max_wait_ms / 1000, stats, stop)
+    settling = Settling(wire, wire.offers.inflight(settings.inflight), stats, metrics,
+                        follower.name, stop)
     lag = Lag(wire.measured(), stats, metrics)
     try:
         while not stop.is_set():
@@ -746,16 +764,6 @@ async def _score(follower: Follower[Scorer], msgs: list, steps: Steps, stats: St
 
 
 # -- setting the worker up ---------------------------------------------------------------
-
-def _check_options(fmt: str, batch: int, inflight: int) -> None:
-    """Refuse the options no worker can run with, naming the option and the fix."""
-    if fmt not in ("json", "msgpack"):
-        raise UserError(f"--format {fmt!r}: use json or msgpack")
-    if batch < 1:
-        raise UserError("--batch must be at least 1")
-    if inflight < 1:
-        raise UserError("--inflight must be at least 1")
-
 
 def _metrics(port: int | None) -> StreamMetrics | None:
     """The worker's metrics when they are served (``port``), else None; the metrics
@@ -846,6 +854,11 @@ async def _close_steps(steps: Steps) -> None:
         steps.store.close()
 
 
-def serve(uri: str, source_url: str, sink_url: str, **options) -> Stats:
-    """Blocking :func:`run`, for the command line."""
+def serve(uri: str, source_url: str, sink_url: str, **options: Any) -> Stats:
+    """Blocking :func:`run`."""
     return asyncio.run(run(uri, source_url, sink_url, **options))
+
+
+def serve_settings(settings: StreamSettings, registry: Registry | None = None) -> Stats:
+    """Blocking :func:`run_settings`, for the command line."""
+    return asyncio.run(run_settings(settings, registry=registry))
