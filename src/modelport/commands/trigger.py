@@ -105,13 +105,15 @@ def trigger_run(
     """Run a worker: score queued rows in batches, writing each batch's scores and removing
     its queue entries in one transaction. Several workers may share one database."""
     from modelport.scoring.checks import InputPolicy
-    from modelport.serve.trigger import run
+    from modelport.serve.trigger import WorkerSettings, run_settings
 
-    policy = InputPolicy.of(strict, unseen_categories, out_of_range)
+    settings = WorkerSettings(
+        db, tables=table or None, batch=batch, poll_ms=poll_ms, reload_seconds=reload_seconds,
+        once=once, log_url=log, log_sample=log_sample,
+        policy=InputPolicy.of(strict, unseen_categories, out_of_range),
+        metrics_port=metrics_port)
     log_to_stderr()
-    stats = run(db, tables=table or None, batch=batch, poll_ms=poll_ms,
-                reload_seconds=reload_seconds, once=once, registry=open_registry(), log_url=log,
-                log_sample=log_sample, policy=policy, metrics_port=metrics_port)
+    stats = run_settings(settings, registry=open_registry())
     typer.echo(f"modelport: stopped; {json.dumps(stats.as_dict())}", err=True)
 
 

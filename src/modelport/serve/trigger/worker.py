@@ -37,10 +37,12 @@ from modelport.scoring.checks import FLAG, InputPolicy, Reject, check, warning_t
 from modelport.scoring.following import Follower
 from modelport.scoring.isolation import Outcome, is_transient, isolate, reason, score
 from modelport.serve.trigger.db import ClaimConflict, Database, connect
+from modelport.serve.trigger.settings import WorkerSettings
 from modelport.serve.trigger.spec import Installation
 from modelport.uri import ModelURI
 
 if TYPE_CHECKING:
+    from modelport.registry import Registry
     from modelport.scoring.metrics import TriggerMetrics
 
 log = logging.getLogger("modelport.trigger")
@@ -89,41 +91,59 @@ def run(db: str, *, tables: list[str] | None = None, batch: int = 2000,
         stop: threading.Event | None = None) -> WorkerStats:
     """Score queued rows of every worker-mode installation in ``db`` until stopped.
 
-    ``tables`` limits the worker to some installations. PostgreSQL wakes the worker by
-    NOTIFY; MariaDB and SQLite are polled every ``poll_ms`` milliseconds while idle.
-    ``once`` drains the queues and returns; ``max_seconds`` stops after that long, and
-    ``stop`` (an Event) between batches once it is set. ``policy`` says what a number
-    outside the training range or an unseen category does to its row (default: scored and
-    flagged). ``metrics`` (a :class:`~modelport.scoring.metrics.TriggerMetrics`) counts
-    under the shared names, served on ``127.0.0.1:metrics_port`` when that is given.
-    ``log_url`` (a SQLAlchemy URL with ``#table``) keeps a ``log_sample`` share of the
-    scored rows, keyed by the table's key, in a prediction log for ``modelport monitor``.
+    :func:`run_settings` with the :class:`~modelport.serve.trigger.settings.WorkerSettings`
+    of these arguments, which say what each one means; ``registry``, ``metrics`` and
+    ``stop`` are handed to :func:`run_settings` as they are.
+    """
+    settings = WorkerSettings(
+        db, tables=tables, batch=batch, poll_ms=poll_ms, reload_seconds=reload_seconds,
+        once=once, max_seconds=max_seconds, log_url=log_url, log_sample=log_sample,
+        policy=policy, metrics_port=metrics_port)
+    return run_settings(settings, registry=registry, metrics=metrics, stop=stop)
+
+
+def run_settings(settings: WorkerSettings, *, registry: Registry | None = None,
+                 metrics: TriggerMetrics | None = None,
+                 stop: threading.Event | None = None) -> WorkerStats:
+    """Score queued rows of the worker-mode installations ``settings`` name until stopped;
+    return what the worker did.
+
+    ``once`` drains the queues and returns, ``max_seconds`` stops after that long, and
+    ``stop`` (an Event) between batches once it is set. ``metrics`` (a
+    :class:`~modelport.scoring.metrics.TriggerMetrics`) counts under the shared names; when
+    none is given and ``metrics_port`` is, one is built and served on
+    ``127.0.0.1:metrics_port``. ``registry`` defaults to the configured one. Raises
+    :class:`~modelport.errors.UserError` when the database has no worker-mode installation
+    to score.
     """
     from modelport.registry import Registry
 
     registry = registry or Registry()
-    if metrics_port is not None and metrics is None:
-        metrics = serve_metrics(metrics_port)
+    if settings.metrics_port is not None and metrics is None:
+        metrics = serve_metrics(settings.metrics_port)
     plog = None
-    if log_url:
+    if settings.log_url:
         from modelport.monitor.log import PredictionLogger
 
         plog = PredictionLogger(
-            log_url, sample=log_sample, source="trigger",
+            settings.log_url, sample=settings.log_sample, source="trigger",
             on_drop=metrics.log_dropped.inc if metrics is not None else None,
             on_refuse=metrics.log_refused.inc if metrics is not None else None)
+    tables = settings.tables
     try:
-        with connect(db) as conn:
+        with connect(settings.db) as conn:
             installs = [i for i in conn.installations()
                         if i.mode == "worker" and (tables is None or i.table in tables)]
             if not installs:
                 raise UserError("no table in this database is set up for worker scoring: run "
                                 "modelport trigger install ... --mode worker first")
-            worker = _Worker(conn, installs, registry, batch=batch, policy=policy or FLAG,
-                             reload_seconds=reload_seconds, metrics=metrics, plog=plog,
-                             stop=stop)
-            deadline = None if max_seconds is None else time.monotonic() + max_seconds
-            return worker.loop(poll_ms / 1000.0, once, deadline)
+            worker = _Worker(conn, installs, registry, batch=settings.batch,
+                             policy=settings.policy or FLAG,
+                             reload_seconds=settings.reload_seconds, metrics=metrics,
+                             plog=plog, stop=stop)
+            deadline = (None if settings.max_seconds is None
+                        else time.monotonic() + settings.max_seconds)
+            return worker.loop(settings.poll_ms / 1000.0, settings.once, deadline)
     finally:
         if plog is not None:
             plog.close()

@@ -821,6 +821,9 @@ async def run(spec: OnlineSpec, *, follow: bool = False, fresh: bool = False, re
 
 async def _run(spec: OnlineSpec, *, follow: bool, fresh: bool, registry,
                stop: asyncio.Event | None, metrics_port: int | None) -> Result:
+    """One run, top to bottom: the source, the state it resumes and what learns from it;
+    then read, learn and checkpoint until the source ends or a signal comes; then the last
+    checkpoint and the run's own figures."""
     from modelport.registry import Registry
     from modelport.train.online.sources import open_source
 
@@ -829,140 +832,215 @@ async def _run(spec: OnlineSpec, *, follow: bool, fresh: bool, registry,
     state, resumed = resume(spec, registry, fresh)
     learning = Learning(spec, state, registry)
     channel = open_rejects(spec)
-    writer = ckpt.Checkpointer(spec, registry)
-    from modelport.scoring.following import Heartbeat
-
-    pulse = Heartbeat(registry, spec.name, surface="learn", stats=lambda: {
-        "scored": state.counts["learned"], "rejected": dict(state.reasons)})
-    prom = None
-    if metrics_port:
-        from modelport.scoring.metrics import LearnMetrics
-
-        prom = LearnMetrics(spec.name)
-        prom.serve(metrics_port)
-        learning.on_drift = prom.drift
+    prom = _metrics(spec, learning, metrics_port)
+    pulse = _heartbeat(spec, state, registry)
     stop = stop_on_signals(stop)
     result = Result(spec.name, resumed_from=resumed.version if resumed else None)
-    start_counts, start_reasons = dict(state.counts), dict(state.reasons)
+    tally = _Tally(state, prom)
+    checkpoints = _Checkpoints(spec, state, learning, ckpt.Checkpointer(spec, registry),
+                               source, channel, result, prom)
     if channel is not None:
         await channel.connect()
     await source.open(state.position)
-    window = getattr(source, "window", None)
-    unacked: list = []
-    last_seq, last_time = state.seq, time.monotonic()
-    first = last = None
-    first_events = 0
-    next_report = 0.0
-    wait_s = spec.max_wait_ms / 1000
     failed = False
-
-    async def settle(written) -> None:
-        if written is None:
-            return
-        result.checkpoints.append(written.version)
-        if written.promoted:
-            result.promoted.append(written.version)
-        state.last_version = written.version
-        if written.acks:
-            done = unacked[:written.acks]
-            del unacked[:written.acks]
-            del state.recent_ids[:written.acks]
-            state.covered = set()  # what a restart found again is acknowledged by now
-            await source.acknowledge(done)
-        if prom is not None:
-            prom.checkpoint(written.version, written.promoted)
-
-    async def submit() -> None:
-        nonlocal last_seq, last_time
-        if channel is not None:  # the rejects the checkpoint covers are safe first
-            await channel.sync()
-        assert state.learner is not None  # submitted once learning started
-        formats = ckpt.formats_for(spec, state.learner.convertible())
-        writer.submit(learning.payload(formats, len(unacked)))
-        last_seq, last_time = state.seq, time.monotonic()
-
     try:
         while not stop.is_set():
             size = spec.batch_size if state.seq else min(spec.batch_size, _FIRST_BATCH)
-            batch = await source.read(size, wait_s)
+            batch = await source.read(size, spec.max_wait_ms / 1000)
             if batch is None:
-                break
+                break  # a replay ended
             if batch.n or batch.unreadable:
-                ack_now = learning.process(batch)
-                rejected = learning.take_rejects()
-                if rejected and channel is not None:
-                    await channel.write(rejected)
-                if batch.messages:
-                    again = {id(m) for m in ack_now}
-                    held = [m for m in batch.messages if id(m) not in again]
-                    unacked.extend(held)
-                    state.recent_ids.extend(m.id for m in held)
-                if ack_now:
-                    await source.acknowledge(ack_now)
-                last = time.perf_counter()
-                if first is None:  # speed is counted from here: start-up is behind us
-                    first, first_events = last, state.counts["events"] - start_counts["events"]
+                await _learn(batch, learning, channel, source, checkpoints)
+                tally.learnt()
             if batch.position is not None:
                 state.position = batch.position
-            await settle(writer.poll())
+            await checkpoints.settle(checkpoints.writer.poll())
             if state.learner is None:
-                continue
-            now = time.monotonic()
+                continue  # nothing learnt yet: nothing to checkpoint
             pulse.tick(state.last_version)
-            fresh_events = state.seq - last_seq
-            forced = window is not None and \
-                len(unacked) >= max(window - 2 * spec.batch_size, window // 2, 1)
-            due = fresh_events >= spec.every_events or forced or (
-                fresh_events > 0 and spec.every_seconds is not None
-                and now - last_time >= spec.every_seconds)
-            if due:
-                if writer.busy and forced:
-                    await settle(await asyncio.to_thread(writer.poll, True))
-                if not writer.busy:
-                    await submit()
-            if prom is not None and now >= next_report:
-                next_report = now + 1.0
-                prom.update(_run_counts(state.counts, start_counts),
-                            state.window.values() if state.window else {}, len(state.pending),
-                            state.seq, _run_counts(state.reasons, start_reasons))
+            await checkpoints.when_due()
+            tally.report()
     except BaseException:
         failed = True
         raise
     finally:
+        await checkpoints.finish(failed)
+    return tally.result(result)
+
+
+def _metrics(spec: OnlineSpec, learning: Learning, port: int | None):
+    """Prometheus metrics on ``port`` (None without one), drifts counted as they come."""
+    if not port:
+        return None
+    from modelport.scoring.metrics import LearnMetrics
+
+    prom = LearnMetrics(spec.name)
+    prom.serve(port)
+    learning.on_drift = prom.drift
+    return prom
+
+
+def _heartbeat(spec: OnlineSpec, state: State, registry):
+    """The learner's heartbeat in the registry: its checkpoint version and counts."""
+    from modelport.scoring.following import Heartbeat
+
+    return Heartbeat(registry, spec.name, surface="learn", stats=lambda: {
+        "scored": state.counts["learned"], "rejected": dict(state.reasons)})
+
+
+async def _learn(batch, learning: Learning, channel, source, checkpoints: _Checkpoints) -> None:
+    """Learn one batch: its rejects go to the rejects channel; what needs no checkpoint
+    (duplicates, unreadable messages) is acknowledged now, the rest is held for one."""
+    ack_now = learning.process(batch)
+    rejected = learning.take_rejects()
+    if rejected and channel is not None:
+        await channel.write(rejected)
+    if batch.messages:
+        checkpoints.hold(batch.messages, ack_now)
+    if ack_now:
+        await source.acknowledge(ack_now)
+
+
+class _Checkpoints:
+    """When the learner checkpoints, and what a written checkpoint settles.
+
+    A checkpoint is due every ``every_events`` events or ``every_seconds`` seconds, and
+    sooner when the messages held unacknowledged near the source's ``window``. Written
+    (in the background), it acknowledges the messages it covers, records its version
+    (promoted or not) in the result and the metrics. The rejects it covers are made safe
+    before it is submitted.
+    """
+
+    def __init__(self, spec: OnlineSpec, state: State, learning: Learning, writer, source,
+                 channel, result: Result, prom) -> None:
+        self.spec, self.state, self.learning = spec, state, learning
+        self.writer, self.source, self.channel = writer, source, channel
+        self.result, self.prom = result, prom
+        #: messages learnt and not yet covered by a checkpoint, oldest first
+        self.unacked: list = []
+        self.last_seq, self.last_time = state.seq, time.monotonic()
+
+    def hold(self, messages: list, ack_now: list) -> None:
+        """Hold the messages of a batch not acknowledged at once until a checkpoint."""
+        again = {id(m) for m in ack_now}
+        held = [m for m in messages if id(m) not in again]
+        self.unacked.extend(held)
+        self.state.recent_ids.extend(m.id for m in held)
+
+    async def settle(self, written) -> None:
+        if written is None:
+            return
+        self.result.checkpoints.append(written.version)
+        if written.promoted:
+            self.result.promoted.append(written.version)
+        self.state.last_version = written.version
+        if written.acks:
+            done = self.unacked[:written.acks]
+            del self.unacked[:written.acks]
+            del self.state.recent_ids[:written.acks]
+            self.state.covered = set()  # what a restart found again is acknowledged by now
+            await self.source.acknowledge(done)
+        if self.prom is not None:
+            self.prom.checkpoint(written.version, written.promoted)
+
+    async def submit(self) -> None:
+        state = self.state
+        if self.channel is not None:  # the rejects the checkpoint covers are safe first
+            await self.channel.sync()
+        assert state.learner is not None  # submitted once learning started
+        formats = ckpt.formats_for(self.spec, state.learner.convertible())
+        self.writer.submit(self.learning.payload(formats, len(self.unacked)))
+        self.last_seq, self.last_time = state.seq, time.monotonic()
+
+    async def when_due(self) -> None:
+        """Submit a checkpoint when one is due (waiting for the one being written only when
+        the source's window forces it)."""
+        spec, window = self.spec, self.source.window
+        fresh = self.state.seq - self.last_seq
+        forced = window is not None and \
+            len(self.unacked) >= max(window - 2 * spec.batch_size, window // 2, 1)
+        due = fresh >= spec.every_events or forced or (
+            fresh > 0 and spec.every_seconds is not None
+            and time.monotonic() - self.last_time >= spec.every_seconds)
+        if not due:
+            return
+        if self.writer.busy and forced:
+            await self.settle(await asyncio.to_thread(self.writer.poll, True))
+        if not self.writer.busy:
+            await self.submit()
+
+    async def finish(self, failed: bool) -> None:
+        """The checkpoint being written, and a last one of what came after it (unless the
+        run failed); then close the writer, the source and the rejects channel."""
         try:
-            await settle(await asyncio.to_thread(writer.poll, True))
-            if not failed and state.learner is not None and state.seq > last_seq:
-                await submit()
-                await settle(await asyncio.to_thread(writer.poll, True))
+            await self.settle(await asyncio.to_thread(self.writer.poll, True))
+            if not failed and self.state.learner is not None and \
+                    self.state.seq > self.last_seq:
+                await self.submit()
+                await self.settle(await asyncio.to_thread(self.writer.poll, True))
         finally:
-            writer.close()
+            self.writer.close()
             try:
-                await source.close()
+                await self.source.close()
             finally:
-                if channel is not None:
-                    await channel.close()
-    counts = _run_counts(state.counts, start_counts)
-    result.events = counts["events"]
-    result.learned = counts["learned"]
-    result.rejected = counts["rejected"]
-    result.unlabelled = counts["unlabelled"]
-    result.duplicates = counts["duplicates"]
-    result.expired = counts["expired"]
-    result.unmatched = counts["unmatched"]
-    result.seconds = (last - first) if first is not None and last is not None else 0.0
-    timed = result.events - first_events
-    result.events_per_s = timed / result.seconds if result.seconds > 0 else 0.0
-    result.prequential = state.window.values() if state.window else {}
-    result.overall = state.window.overall() if state.window else {}
-    result.scored = state.window.scored_total() if state.window else 0
-    result.drifts = state.drifts
-    result.position = state.position
-    result.rejected_by_reason = {k: v for k, v in _run_counts(state.reasons,
-                                                              start_reasons).items() if v}
-    if prom is not None:
-        prom.update(counts, result.prequential, len(state.pending), state.seq,
-                    result.rejected_by_reason)
-    return result
+                if self.channel is not None:
+                    await self.channel.close()
+
+
+class _Tally:
+    """This run's own figures: counts since it started, and its pace from the first batch
+    learnt on (start-up is not counted), reported to the metrics once a second."""
+
+    def __init__(self, state: State, prom) -> None:
+        self.state, self.prom = state, prom
+        self.start_counts, self.start_reasons = dict(state.counts), dict(state.reasons)
+        self.first: float | None = None
+        self.last: float | None = None
+        self.first_events = 0
+        self.next_report = 0.0
+
+    def learnt(self) -> None:
+        self.last = time.perf_counter()
+        if self.first is None:  # speed is counted from here: start-up is behind us
+            self.first = self.last
+            self.first_events = self.state.counts["events"] - self.start_counts["events"]
+
+    def report(self) -> None:
+        now = time.monotonic()
+        if self.prom is None or now < self.next_report:
+            return
+        state = self.state
+        self.next_report = now + 1.0
+        self.prom.update(_run_counts(state.counts, self.start_counts),
+                         state.window.values() if state.window else {}, len(state.pending),
+                         state.seq, _run_counts(state.reasons, self.start_reasons))
+
+    def result(self, result: Result) -> Result:
+        """``result`` filled in with the run's figures."""
+        state = self.state
+        counts = _run_counts(state.counts, self.start_counts)
+        result.events = counts["events"]
+        result.learned = counts["learned"]
+        result.rejected = counts["rejected"]
+        result.unlabelled = counts["unlabelled"]
+        result.duplicates = counts["duplicates"]
+        result.expired = counts["expired"]
+        result.unmatched = counts["unmatched"]
+        result.seconds = (self.last - self.first) \
+            if self.first is not None and self.last is not None else 0.0
+        timed = result.events - self.first_events
+        result.events_per_s = timed / result.seconds if result.seconds > 0 else 0.0
+        result.prequential = state.window.values() if state.window else {}
+        result.overall = state.window.overall() if state.window else {}
+        result.scored = state.window.scored_total() if state.window else 0
+        result.drifts = state.drifts
+        result.position = state.position
+        result.rejected_by_reason = {k: v for k, v in _run_counts(
+            state.reasons, self.start_reasons).items() if v}
+        if self.prom is not None:
+            self.prom.update(counts, result.prequential, len(state.pending), state.seq,
+                             result.rejected_by_reason)
+        return result
 
 
 def _run_counts(now: dict, start: dict) -> dict:

@@ -26,7 +26,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -111,7 +111,25 @@ class Batch:
                      not_text=odd)
 
 
-def open_source(spec, follow: bool = False):
+class Source(Protocol):
+    """What the learning loop asks of every source: ``open`` at a saved position, ``read``
+    up to ``n`` events (waiting at most ``wait_s``; None when a replay has ended),
+    ``acknowledge`` the messages a checkpoint covers, ``close``. ``window`` is how many
+    events the source lets wait unacknowledged (a broker's prefetch or receive maximum),
+    None where nothing bounds it: the loop checkpoints before reaching it."""
+
+    window: int | None
+
+    async def open(self, position: Any) -> None: ...
+
+    async def read(self, n: int, wait_s: float) -> Batch | None: ...
+
+    async def acknowledge(self, messages: list) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def open_source(spec, follow: bool = False) -> Source:
     """The source a spec names (not opened yet), paced when the spec gives a rate."""
     source = _open(spec, follow)
     return Paced(source, spec.source.rate) if spec.source.rate else source
@@ -145,9 +163,10 @@ class Paced:
     the original stream, a learner that must leave room to others). With a ``max_wait_ms``
     long enough for a batch to come due, batches stay full."""
 
-    def __init__(self, source, rate: float) -> None:
+    def __init__(self, source: Source, rate: float) -> None:
         self.source = source
         self.pacer = _Pacer(rate)
+        self.window = source.window
 
     def __getattr__(self, name: str):
         return getattr(self.source, name)
@@ -332,6 +351,7 @@ def _joined(slices: list[dict[str, Any]]) -> dict[str, Any] | None:
 class _FileSource:
     exactly_once = True
     broker = False
+    window: int | None = None  # a file holds nothing unacknowledged
     #: parse blocks with Arrow (False: a line or a batch at a time, the reference for it)
     arrow = True
 
@@ -706,6 +726,7 @@ class SqlTable:
 
     exactly_once = True
     broker = False
+    window: int | None = None  # the key, not the table, holds what is unacknowledged
 
     def __init__(self, src: SourceSpec, follow: bool) -> None:
         self.src = src
@@ -829,6 +850,7 @@ class PositionedBroker:
     """Redis Streams or NATS JetStream read from the position a checkpoint stored."""
 
     exactly_once = True
+    window: int | None = None  # the position, not the broker, holds what is unacknowledged
     broker = True
 
     def __init__(self, src: SourceSpec, url, follow: bool) -> None:
