@@ -6,6 +6,8 @@ message on one line and exits with code 2, never a traceback.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 
 class ModelportError(Exception):
     """Base class of every error modelport raises on purpose."""
@@ -40,7 +42,7 @@ class ConversionError(ModelportError):
     """A format cannot represent a model (or one of its steps)."""
 
 
-def require(module: str, extra: str, what: str | None = None):
+def require(module: str, extra: str, what: str | None = None) -> ModuleType:
     """Import ``module`` or raise :class:`MissingExtra` naming the pip extra to install."""
     import importlib
 

@@ -99,6 +99,7 @@ def load(path, format: str | None = None, *, strict: bool = False,
     else:
         artefact = path
         fmt = format or ("onnx" if path.endswith(".onnx") else "compiled")
+    scorer: Program | OnnxScorer
     if fmt == "compiled":
         ir = _read_json(artefact, "the compiled model")
         if not isinstance(ir, dict) or "model" not in ir or "steps" not in ir:
@@ -197,6 +198,7 @@ class Model:
         if self.task == "classification":
             out = {"label": np.asarray(self.classes or [])[:0]}
             if self.has_proba:
+                assert self.classes is not None  # has_proba needs classes
                 out["proba"] = np.zeros((0, len(self.classes)))
             return out
         if self.task == "regression":
@@ -600,7 +602,8 @@ class Inputs:
         if kinds <= _PLAIN_TEXT:
             if type(None) in kinds:
                 arr = arr.copy()
-                arr[np.equal(arr, None)] = np.nan
+                # numpy's stubs take no None operand; it compares each value with None
+                arr[np.equal(arr, None)] = np.nan  # type: ignore[call-overload]
             return arr
         out = arr.copy()
         for i, v in enumerate(arr):
@@ -925,6 +928,7 @@ class Program:
                 np.asarray(node["intercept"], dtype=np.float64))
 
     def _run_folded(self, cols: dict) -> np.ndarray:
+        assert self._folded is not None  # only run for a folded linear model
         tables, steps, features, coef_t, intercept = self._folded
         values = dict(cols)
         for name, source, fn in steps:
@@ -1303,7 +1307,7 @@ def native_forest(node: dict):
                 else:
                     inner[i] = len(inner_lists["modes"]) + len(inner)
             roots.append(inner[0])
-            for i in sorted(inner, key=inner.get):
+            for i in sorted(inner, key=inner.__getitem__):
                 op, t = double_split(tree["threshold"][i], compare, dtype)
                 inner_lists["modes"].append(0 if op == "<=" else 1)  # BRANCH_LEQ, BRANCH_LT
                 inner_lists["splits"].append(t)
@@ -1435,6 +1439,7 @@ class OnnxScorer:
             return {"cluster": np.asarray(raw["cluster"], dtype=np.int64).reshape(-1)}
         if self.gives_proba:
             proba = np.asarray(raw["proba"], dtype=np.float64)
+            assert self._classes is not None  # gives_proba needs classes
             return {"label": self._classes[np.argmax(proba, axis=1)], "proba": proba}
         labels = np.asarray(raw["label"]).reshape(-1)
         if self._classes is not None:

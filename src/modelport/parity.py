@@ -54,7 +54,8 @@ def compare(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], 
     return out
 
 
-def _result(rows: int, diff: float, flips: int, tolerance: float, reason: str | None):
+def _result(rows: int, diff: float, flips: int, tolerance: float,
+            reason: str | None) -> dict[str, Any]:
     return {
         "rows": int(rows), "max_abs_diff": diff, "label_flips": int(flips),
         "tolerance": tolerance, "passed": reason is None, **({"reason": reason} if reason else {}),

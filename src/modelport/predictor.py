@@ -255,6 +255,7 @@ class Predictor(ABC):
         if self.task == "classification":
             out["label"] = np.asarray(self.classes or [])[:0]
             if self.has_proba:
+                assert self.classes is not None  # has_proba needs classes
                 out["proba"] = np.zeros((0, len(self.classes)))
         elif self.task == "regression":
             out["value"] = np.zeros(0)

@@ -52,7 +52,9 @@ def run(rows: int = 20000, folder: Path = Path("modelport-quickstart"),
 
     predictor = modelport.load("churn@production")
     customers = data.drop(columns=["churned"]).head(5)
-    proba = predictor.predict_proba(customers)[:, list(predictor.classes).index(1)]
+    scores = predictor.predict_proba(customers)
+    assert predictor.classes is not None  # predict_proba needs classes
+    proba = scores[:, list(predictor.classes).index(1)]
     echo(f"3. scored 5 customers with churn@production ({predictor.describe()}):")
     for cid, p in zip(customers["customer_id"], proba, strict=True):
         echo(f"   customer {cid}: churn probability {p:.3f}")

@@ -189,6 +189,7 @@ def import_model(path: str | Path, name: str, format: str | None = None, sample=
         # formats read from the file itself (a MOJO's compiled form), each proven
         figures, more, more_blobs, own = derive(data, signature, rows, source=path,
                                                 formats=formats)
+        assert art.parity is not None  # set above
         art.parity.update(figures)
         artefacts += more
         blobs.update(more_blobs)
@@ -197,6 +198,7 @@ def import_model(path: str | Path, name: str, format: str | None = None, sample=
             for a in artefacts:
                 if a.status == "accepted":
                     predictor = F.get(a.format).load(blobs[a.format], signature)
+                    assert a.parity is not None  # an accepted artefact carries its figures
                     a.parity["single_row_us"] = _single_row_us(predictor, rows)
     new = NewVersion(
         task=signature.task, signature=signature.to_dict(), native_format=fmt,

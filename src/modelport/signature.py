@@ -7,12 +7,16 @@ Predictor to check and coerce what it is fed.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MAX_CATEGORIES = 1000
 #: rows read at a time when inferring a signature from a training set
@@ -84,7 +88,7 @@ class Signature:
         )
 
     @classmethod
-    def infer(cls, data, task: str, classes: list | None = None, *,
+    def infer(cls, data: Any, task: str, classes: list | None = None, *,
               chunk_rows: int = CHUNK_ROWS) -> Signature:
         """Infer a signature from training rows (a DataFrame, Arrow table, dict, list of
         dicts or 2-D array), reading every row.
@@ -103,7 +107,7 @@ class Signature:
             classes = [_plain(c) for c in classes]
         return cls(inputs=profile.columns(), task=task, classes=classes)
 
-    def coerce(self, data):
+    def coerce(self, data: Any) -> pd.DataFrame:
         """Return ``data`` as a DataFrame of exactly the signature's columns, in order.
 
         Numeric columns become float64 (missing values NaN), categorical columns object
@@ -116,7 +120,7 @@ class Signature:
         n = len(next(iter(cols.values()))) if cols else 0
         return pd.DataFrame(cols, index=pd.RangeIndex(n))
 
-    def columns(self, data) -> dict[str, np.ndarray]:
+    def columns(self, data: Any) -> dict[str, np.ndarray]:
         """Like :meth:`coerce`, as a dict of NumPy arrays, without building a DataFrame.
 
         Takes a dict of scalars (one row), a dict of sequences, a list of dicts, an Arrow
@@ -145,7 +149,7 @@ def default_outputs(task: str, classes: list | None) -> list[dict[str, Any]]:
     return [{"name": "cluster", "dtype": "int64"}]
 
 
-def to_frame(data, names: list[str] | None = None):
+def to_frame(data: Any, names: list[str] | None = None) -> pd.DataFrame:
     """Turn a DataFrame, Arrow table, dict, list of dicts or 2-D array into a DataFrame."""
     import pandas as pd
 
@@ -183,12 +187,12 @@ def to_frame(data, names: list[str] | None = None):
     )
 
 
-def _is_numeric(s) -> bool:
+def _is_numeric(s: pd.Series) -> bool:
     kind = getattr(s.dtype, "kind", "O")
     return kind in "biuf"
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     """A Python scalar that JSON can hold (numpy ints and floats become int and float)."""
     if isinstance(value, np.generic):
         return value.item()
@@ -219,7 +223,7 @@ class ValueCounts:
         self.limit = limit
         self.counts: dict[str, int] = {}
 
-    def add(self, counts) -> None:
+    def add(self, counts: Any) -> None:
         """Add the counts of one chunk: a mapping or a pandas ``value_counts()`` Series."""
         items = zip(counts.index.tolist(), counts.tolist(), strict=True) \
             if hasattr(counts, "index") else counts.items()
@@ -249,7 +253,7 @@ class InputProfile:
     def __init__(self) -> None:
         self._seen: dict[Any, _ColumnProfile] = {}
 
-    def add(self, chunk) -> None:
+    def add(self, chunk: pd.DataFrame) -> None:
         """Take one chunk of rows (a DataFrame)."""
         for name in chunk.columns:
             s = chunk[name]
@@ -271,7 +275,7 @@ class InputProfile:
 class _ColumnProfile:
     """One column of an :class:`InputProfile`."""
 
-    def __init__(self, s) -> None:
+    def __init__(self, s: pd.Series) -> None:
         self.dtype = s.dtype
         self.numeric = _is_numeric(s)
         self.nullable = False
@@ -279,7 +283,7 @@ class _ColumnProfile:
         self.max: float | None = None
         self.counts = None if self.numeric else ValueCounts()
 
-    def add(self, s) -> None:
+    def add(self, s: pd.Series) -> None:
         self.nullable = self.nullable or bool(s.isna().any())
         if self.counts is not None:
             self.counts.add(s.dropna().astype(str).value_counts())
@@ -302,7 +306,7 @@ class _ColumnProfile:
                       min=self.min, max=self.max)
 
 
-def row_chunks(frame, rows: int = CHUNK_ROWS):
+def row_chunks(frame: pd.DataFrame, rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
     """Consecutive slices of a DataFrame of at most ``rows`` rows each, without copying;
     an empty frame gives one empty slice, so its columns are still seen."""
     if rows < 1:

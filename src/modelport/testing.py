@@ -13,9 +13,9 @@ surface passes it; a new surface is done when it does too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -23,8 +23,17 @@ from modelport.errors import UserError
 from modelport.parity import compare
 from modelport.predictor import Predictor
 
+if TYPE_CHECKING:
+    import pandas as pd
 
-def check_predictor(predictor: Predictor, reference: Predictor, sample, tolerance: float) -> None:
+    from modelport.signature import Signature
+
+#: rows scored alone by id, as :func:`check_surface` takes them (see :func:`predictor_reference`)
+Reference = Callable[[list[dict[str, Any]]], dict[Any, dict[str, Any]]]
+
+
+def check_predictor(predictor: Predictor, reference: Predictor, sample: pd.DataFrame,
+                    tolerance: float) -> None:
     """Assert that ``predictor`` honours the Predictor contract and agrees with ``reference``."""
 
     sample = sample.reset_index(drop=True)
@@ -114,7 +123,8 @@ def _check_outputs(predictor: Predictor, out: dict, n: int) -> None:
         assert out["cluster"].shape == (n,), f"{fmt}: cluster shape {out['cluster'].shape}"
 
 
-def _same_rows(predictor, got: dict, full: dict, rows: list[int], tolerance: float) -> None:
+def _same_rows(predictor: Predictor, got: dict, full: dict, rows: list[int],
+               tolerance: float) -> None:
     for key, values in got.items():
         expected = np.asarray(full[key])[rows]
         if values.dtype.kind in "fc":
@@ -125,7 +135,7 @@ def _same_rows(predictor, got: dict, full: dict, rows: list[int], tolerance: flo
                 f"{predictor.format}: {key} differs by input shape")
 
 
-def _raises_naming(call, name: str) -> None:
+def _raises_naming(call: Callable[[], object], name: str) -> None:
     try:
         call()
     except UserError as exc:
@@ -192,7 +202,8 @@ class Surface(Protocol):
     def alive(self) -> bool: ...
 
 
-def hostile_rows(signature, base: dict[str, Any], *, trip: tuple[str, float] | None = None,
+def hostile_rows(signature: Signature, base: dict[str, Any], *,
+                 trip: tuple[str, float] | None = None,
                  id_example: Any = "r0") -> list[Hostile]:
     """The battery of hostile rows for a model of ``signature``, built from the good row
     ``base`` (its fields, without an id)."""
@@ -230,8 +241,8 @@ def hostile_rows(signature, base: dict[str, Any], *, trip: tuple[str, float] | N
     return cases
 
 
-def check_surface(surface: Surface, signature, good: list[dict[str, Any]],
-                  reference, *, trip: tuple[str, float] | None = None,
+def check_surface(surface: Surface, signature: Signature, good: list[dict[str, Any]],
+                  reference: Reference, *, trip: tuple[str, float] | None = None,
                   extra: Sequence[Hostile] = (), tolerance: float = 1e-9) -> list[str]:
     """Assert that ``surface`` passes the hostile-row battery; return the cases it ran.
 
@@ -270,13 +281,14 @@ def _fields(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k != "id"}
 
 
-def _key(value):
+def _key(value: Any) -> Any:
     """Ids compare by value; NaN (a missing id) by its text."""
     return "nan" if isinstance(value, float) and value != value else value
 
 
-def _check_case(surface, c: Hostile, result: SurfaceResult, good, expected, reference,
-                tolerance: float, together: bool = False) -> None:
+def _check_case(surface: Surface, c: Hostile, result: SurfaceResult, good: list[dict[str, Any]],
+                expected: dict[Any, dict[str, Any]], reference: Reference, tolerance: float,
+                together: bool = False) -> None:
     where = f"{surface.name}, {c.name}{' (all cases at once)' if together else ''}"
     scored = {_key(k): v for k, v in result.scored.items()}
     rejected = {_key(k): v for k, v in result.rejected.items()}
@@ -331,14 +343,14 @@ def plain_outputs(outputs: dict[str, np.ndarray], i: int) -> dict[str, Any]:
     return out
 
 
-def surface_tolerance(predictor) -> float:
+def surface_tolerance(predictor: Predictor) -> float:
     """How close a surface's scores must be to the same runtime scoring the row alone:
     1e-9 for float64 runtimes; 1e-6 for ONNX, which computes in float32, where the rows
     scored together change the last bits (a batched product sums in another order)."""
     return 1e-6 if predictor.format == "onnx" else 1e-9
 
 
-def predictor_reference(predictor):
+def predictor_reference(predictor: Predictor) -> Reference:
     """A ``reference`` for :func:`check_surface`: rows scored by ``predictor`` in one call
     (their ``id`` s set aside), by id; strict about unknown fields like the surfaces."""
     def reference(rows: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
@@ -355,26 +367,26 @@ class Tripwire:
     the training range that no training row holds (registration scores the sample).
     Picklable (it lives in modelport), so every surface and worker process can load it."""
 
-    def __init__(self, model, column: str, value: float) -> None:
+    def __init__(self, model: Any, column: str, value: float) -> None:
         self.model, self.column, self.value = model, column, value
         for attr in ("classes_", "feature_names_in_", "n_features_in_"):
             if hasattr(model, attr):
                 setattr(self, attr, getattr(model, attr))
         self._estimator_type = getattr(model, "_estimator_type", None)
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         return self.model.__sklearn_tags__()
 
-    def _armed(self, X) -> None:
+    def _armed(self, X: pd.DataFrame) -> None:
         values = np.asarray(X[self.column], dtype=np.float64)
         if np.any(values == self.value):
             raise ValueError(f"{self.column} == {self.value} trips the wire")
 
-    def predict(self, X):
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
         self._armed(X)
         return self.model.predict(X)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         self._armed(X)
         return self.model.predict_proba(X)
 

@@ -30,13 +30,20 @@ Untrusted names reach generated code, SQL and XML only through :mod:`modelport.q
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from modelport.compile.from_sklearn import to_ir
 from modelport.compile.ir import ModelIR
 from modelport.compile.numpy_eval import evaluate
 
+if TYPE_CHECKING:
+    from modelport.registry import Registry
 
-def export(uri: str, format: str, out, *, dialect: str = "postgresql",
-           check_url: str | None = None, registry=None, explain: int | str | None = None):
+
+def export(uri: str, format: str, out: str | Path, *, dialect: str = "postgresql",
+           check_url: str | None = None, registry: Registry | None = None,
+           explain: int | str | None = None) -> list[Path]:
     """Write a registered model as SQL, PMML, source code, ONNX or compiled JSON (see
     :func:`modelport.compile.exporter.export`)."""
     from modelport.compile.exporter import export as _export

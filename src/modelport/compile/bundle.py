@@ -26,10 +26,16 @@ import json
 import math
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from modelport.errors import ConversionError, UserError
+
+if TYPE_CHECKING:
+    from modelport.compile.ir import ModelIR
+    from modelport.compile.proof import Proof
+    from modelport.registry import Registry, Version
 
 #: generated source in the bundle, in README order
 LANGUAGES = ("javascript", "java", "c", "go", "python")
@@ -37,7 +43,7 @@ RUNTIME_FILE = "modelport_inapp.py"
 TOLERANCE = 1e-9
 
 
-def write_bundle(reg, version, out: str | Path) -> list[Path]:
+def write_bundle(reg: Registry, version: Version, out: str | Path) -> list[Path]:
     """Write the bundle of ``version`` (of registry ``reg``) into folder ``out``; return the files."""
     from modelport.compile.proof import proven_ir
 
@@ -122,7 +128,7 @@ def _runtime_source() -> str:
     return Path(kernel.__file__).read_text(encoding="utf-8")
 
 
-def _check_runtime(ir_json: str, signature: dict, proof) -> dict:
+def _check_runtime(ir_json: str, signature: dict, proof: Proof | None) -> dict:
     """Score the sample with the in-app runtime exactly as an application would load it."""
     from modelport.kernel import InputWarning, Model, Program
     from modelport.parity import compare
@@ -145,7 +151,8 @@ def _check_runtime(ir_json: str, signature: dict, proof) -> dict:
             "label_flips": result["label_flips"]}
 
 
-def _generate(model_ir, name: str, proof, files: dict, roles: dict) -> tuple[str, dict]:
+def _generate(model_ir: ModelIR, name: str, proof: Proof | None, files: dict, roles: dict
+              ) -> tuple[str, dict]:
     from modelport.compile import codegen
     from modelport.compile.codegen.lowering import usage_returns
     from modelport.compile.proof import check_python
@@ -174,7 +181,7 @@ def _generate(model_ir, name: str, proof, files: dict, roles: dict) -> tuple[str
     return usage_returns(model_ir), targets
 
 
-def c_header(model_ir, name: str) -> str:
+def c_header(model_ir: ModelIR, name: str) -> str:
     """Declarations for the generated C file, with the input names in the order it reads them."""
     from modelport.compile.codegen import file_name, identifier
     from modelport.compile.codegen.c import CLowering
@@ -237,7 +244,8 @@ def example_row(signature: dict) -> dict:
     return row
 
 
-def _example_score(files: dict, roles: dict, signature: dict, example: dict):
+def _example_score(files: dict, roles: dict, signature: dict, example: dict
+                   ) -> list[float] | None:
     if "compiled" not in roles:
         return None
     from modelport.kernel import Model, Program
@@ -257,7 +265,8 @@ def _example_score(files: dict, roles: dict, signature: dict, example: dict):
 # --------------------------------------------------------------------------- README
 
 
-def readme(manifest: dict, signature: dict, parity: dict, example: dict, score) -> str:
+def readme(manifest: dict, signature: dict, parity: dict, example: dict,
+           score: list[float] | None) -> str:
     """Copy-paste usage of every target in the bundle.
 
     Names and categories come from the model: in prose they appear in the display form of
@@ -471,7 +480,7 @@ def readme(manifest: dict, signature: dict, parity: dict, example: dict, score) 
 def _py(row: dict) -> str:
     from modelport.quoting.code import python_literal
 
-    def value(v) -> str:
+    def value(v: object) -> str:
         return python_literal(v) if isinstance(v, str) else repr(v)
 
     return "{" + ", ".join(f"{python_literal(k)}: {value(v)}" for k, v in row.items()) + "}"
@@ -480,7 +489,7 @@ def _py(row: dict) -> str:
 def _js(row: dict) -> str:
     from modelport.quoting.code import javascript_literal
 
-    def value(v) -> str:
+    def value(v: str | float | None) -> str:
         if v is None:
             return "null"
         return javascript_literal(v) if isinstance(v, str) else repr(float(v))
@@ -488,7 +497,7 @@ def _js(row: dict) -> str:
     return "{" + ", ".join(f"{javascript_literal(k)}: {value(v)}" for k, v in row.items()) + "}"
 
 
-def _java(v) -> str:
+def _java(v: str | float | None) -> str:
     from modelport.quoting.code import java_literal
 
     if v is None:
@@ -498,7 +507,7 @@ def _java(v) -> str:
     return repr(float(v))
 
 
-def _go(v) -> str:
+def _go(v: str | float | None) -> str:
     from modelport.quoting.code import go_literal
 
     if v is None:
@@ -508,11 +517,11 @@ def _go(v) -> str:
     return repr(float(v))
 
 
-def _c_num(v) -> str:
+def _c_num(v: float | None) -> str:
     return "NAN" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(float(v))
 
 
-def _c_str(v) -> str:
+def _c_str(v: str | None) -> str:
     from modelport.quoting.code import c_literal
 
     if v is None:

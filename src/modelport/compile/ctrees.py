@@ -29,7 +29,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, cast
@@ -274,7 +274,7 @@ def build_library(sources: dict[str, str], flags: list[str], lib: Path,
 
 
 @contextmanager
-def _locked(path: Path):
+def _locked(path: Path) -> Iterator[None]:
     """An exclusive lock on ``path`` (created if needed) held for the block, where the
     platform has ``fcntl``; elsewhere nothing is locked."""
     try:

@@ -24,8 +24,9 @@ version and keep it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from math import factorial
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
@@ -33,11 +34,22 @@ from modelport.compile import ir
 from modelport.compile.numpy_eval import _STEPS, feature_matrix
 from modelport.errors import ConversionError, UserError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from modelport.signature import Signature
+
+    #: a coerced frame, or its columns as a dict of arrays
+    Rows: TypeAlias = pd.DataFrame | dict[str, np.ndarray]
+    #: a coerced frame, or a function giving one
+    Background: TypeAlias = pd.DataFrame | Callable[[], pd.DataFrame]
+
 # rows x leaves per chunk: bounds the memory of the per-leaf polynomials
 _CHUNK_CELLS = 1 << 20
 
 
-def contributions(model_ir: ir.ModelIR, frame, background=None) -> tuple[np.ndarray, np.ndarray]:
+def contributions(model_ir: ir.ModelIR, frame: Rows, background: Background | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """``(base, contrib)`` for ``frame`` (a DataFrame coerced to the form's signature).
 
     ``frame`` may also be a dict of the coerced columns (NumPy arrays). ``base`` has one
@@ -94,12 +106,14 @@ class Explainer:
         #: (background, its feature means) of the last background read
         self._mean: tuple[object, np.ndarray] | None = None
 
-    def contributions(self, frame, background=None):
+    def contributions(self, frame: Rows, background: Background | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
         """``(base, contrib)`` for a coerced frame, or its columns as a dict of arrays (what
         surfaces hold: no DataFrame is built), as :func:`contributions` gives them."""
         return self.of_matrix(_features(self.model_ir, frame), background)
 
-    def of_matrix(self, X: np.ndarray, background=None):
+    def of_matrix(self, X: np.ndarray, background: Background | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
         """``(base, contrib)`` for the model node's feature matrix ``X`` (rows, features).
         The means of a background are kept while the same background object comes back
         (a predictor hands its registered sample, read once)."""
@@ -118,7 +132,7 @@ class Explainer:
         return base, contrib[:, :, 0] if contrib.shape[2] == 1 else contrib
 
 
-    def feature_means(self, background) -> np.ndarray:
+    def feature_means(self, background: Background) -> np.ndarray:
         """The means of the model node's features over ``background`` (a coerced frame, or
         a function giving one), from which a linear model's contributions are measured;
         kept while the same background object comes back."""
@@ -131,7 +145,7 @@ class Explainer:
         return mean
 
 
-def count(value: Any, signature, source: str = "explain") -> int:
+def count(value: Any, signature: Signature, source: str = "explain") -> int:
     """The number of reasons ``value`` asks for: a whole number from 1 to the model's
     number of input columns (an int, or its digits as text from a URL or command line).
     Anything else is a :class:`UserError` naming ``source`` and the range."""
@@ -182,7 +196,7 @@ def ranked(contrib: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :k]
 
 
-def _features(model_ir: ir.ModelIR, frame) -> np.ndarray:
+def _features(model_ir: ir.ModelIR, frame: Rows) -> np.ndarray:
     """The model node's input for a coerced frame or a dict of its columns: the steps
     :func:`~modelport.compile.numpy_eval.feature_matrix` runs, without pandas."""
     if not isinstance(frame, dict):
@@ -324,7 +338,7 @@ class _Leaves:
 class _TabledLeaves(_Leaves):
     """Leaves whose shares are looked up: every pattern of every leaf worked out once."""
 
-    def __init__(self, leaves: list, width: int, *args) -> None:
+    def __init__(self, leaves: list, width: int, *args: int) -> None:
         super().__init__(leaves, width, *args)
         sizes = np.left_shift(1, self.m)
         self.offset = (np.cumsum(sizes) - sizes).astype(np.intp)
@@ -448,7 +462,7 @@ class _EnsembleTables:
         return self.base.copy(), contrib.T.reshape(n, self.n_columns, k)
 
 
-def _leaves(tree: ir.Tree, cover: np.ndarray, index: dict):
+def _leaves(tree: ir.Tree, cover: np.ndarray, index: dict) -> Iterator[dict[str, Any]]:
     """Each leaf of ``tree`` with its path: decision columns, sides, distinct features (in
     first-tested order), each split's slot among them, their zero fractions and the
     product of all zero fractions (the leaf's weight in the expected value)."""

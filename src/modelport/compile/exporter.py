@@ -8,17 +8,24 @@ represent is refused with the reason, before anything is written.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelport.compile.proof import check_python, check_reasons_sql, check_sql, proven_ir
 from modelport.errors import ConversionError, UserError
+
+if TYPE_CHECKING:
+    from modelport.compile.ir import ModelIR
+    from modelport.compile.proof import Proof
+    from modelport.registry import Registry, Version
 
 TARGETS = ("sql", "pmml", "python", "javascript", "c", "java", "go", "onnx", "compiled", "bundle")
 _STORED = {"onnx": ".onnx", "pmml": ".pmml", "compiled": ".compiled.json"}
 
 
 def export(uri: str, format: str, out: str | Path, *, dialect: str = "postgresql",
-           check_url: str | None = None, registry=None,
+           check_url: str | None = None, registry: Registry | None = None,
            explain: int | str | None = None) -> list[Path]:
     """Write model ``uri`` as ``format`` into folder ``out``; return the files written.
 
@@ -60,7 +67,8 @@ def export(uri: str, format: str, out: str | Path, *, dialect: str = "postgresql
         if art is None or art.status != "accepted":
             reason = art.reason if art is not None else "it was not converted at registration"
             raise UserError(f"{version.uri} cannot be exported as {format}: {reason}")
-        files = {f"{name}{_STORED[format]}": reg.read_artefact(version, format)}
+        files: Mapping[str, str | bytes] = {
+            f"{name}{_STORED[format]}": reg.read_artefact(version, format)}
         note = _stored_note(format, name, version)
     else:
         model_ir, proof = proven_ir(reg, version)
@@ -77,7 +85,7 @@ def export(uri: str, format: str, out: str | Path, *, dialect: str = "postgresql
     return written
 
 
-def _check_explain(explain: int | str, format: str, version) -> int:
+def _check_explain(explain: int | str, format: str, version: Version) -> int:
     """The number of reasons ``explain`` asks for, refused (before anything is compiled)
     when it is not one or the target cannot give reasons."""
     from modelport.compile.explain import count
@@ -91,8 +99,9 @@ def _check_explain(explain: int | str, format: str, version) -> int:
     return k
 
 
-def _compile(model_ir, proof, format: str, name: str, dialect: str,
-             check_url: str | None = None, explain: int | None = None):
+def _compile(model_ir: ModelIR, proof: Proof | None, format: str, name: str, dialect: str,
+             check_url: str | None = None, explain: int | None = None
+             ) -> tuple[dict[str, str], str]:
     from modelport.compile import codegen
     from modelport.compile.codegen.lowering import usage_returns
 
@@ -114,8 +123,9 @@ def _compile(model_ir, proof, format: str, name: str, dialect: str,
     return {fname: source}, note
 
 
-def _compile_sql(model_ir, proof, name: str, dialect: str, check_url: str | None,
-                 explain: int | None = None):
+def _compile_sql(model_ir: ModelIR, proof: Proof | None, name: str, dialect: str,
+                 check_url: str | None, explain: int | None = None
+                 ) -> tuple[dict[str, str], str]:
     import sqlite3
 
     from modelport.compile import sql
@@ -181,7 +191,8 @@ def _check_url_fits(url: str, format: str, dialect: str) -> None:
                         f"{dialect}: check in a database of the dialect you export")
 
 
-def _check_in(url: str, dialect: str, model_ir, proof, explain: int | None = None) -> str:
+def _check_in(url: str, dialect: str, model_ir: ModelIR, proof: Proof,
+              explain: int | None = None) -> str:
     """Run the SQL on the sample in the database at ``url``; return what it is called."""
     from modelport.io.urls import engine as open_engine
     from modelport.io.urls import first_line, redact, scrubbed
@@ -196,7 +207,9 @@ def _check_in(url: str, dialect: str, model_ir, proof, explain: int | None = Non
         try:
             cur = conn.cursor()
             cur.execute("SELECT VERSION()" if dialect == "mysql" else "SHOW server_version")
-            server = str(cur.fetchone()[0])
+            row = cur.fetchone()
+            assert row is not None  # both statements give one row
+            server = str(row[0])
             cur.close()
             conn.rollback()
             check_sql(conn.dbapi_connection, dialect, model_ir, proof,
@@ -212,12 +225,13 @@ def _check_in(url: str, dialect: str, model_ir, proof, explain: int | None = Non
     return f"{product} {server.split('-')[0].split()[0]} (--check-url)"
 
 
-def _sql_note(model_ir, name: str, dialect: str, checked: list[str] | None = None) -> str:
+def _sql_note(model_ir: ModelIR, name: str, dialect: str, checked: list[str] | None = None) -> str:
     from modelport.compile.sql import function_name, result_kind
     from modelport.quoting.code import comment_text
 
     kind = result_kind(model_ir)
     if kind == "probability":
+        assert model_ir.output is not None and model_ir.output.classes is not None  # a classifier's
         what = f"the probability of class {comment_text(str(model_ir.output.classes[-1]))!r}"
     else:
         what = {"value": "the predicted value", "cluster": "the cluster index (0-based)",
@@ -240,10 +254,12 @@ def _sql_note(model_ir, name: str, dialect: str, checked: list[str] | None = Non
     return text
 
 
-def _sql_reasons_note(model_ir, name: str, dialect: str, k: int, base: float | None) -> str:
+def _sql_reasons_note(model_ir: ModelIR, name: str, dialect: str, k: int,
+                      base: float | None) -> str:
     from modelport.compile.sql import reason_function_names
     from modelport.quoting.code import comment_text
 
+    assert model_ir.output is not None  # set by every front end
     raw = ("the log-odds" if model_ir.output.task == "classification" else "the value")
     cols = ", ".join(comment_text(n) for n in model_ir.signature.names)
     text = (f"\n## Reasons\n\n`{name}_reasons.select.sql` lists {2 * k} expressions for a "
@@ -283,10 +299,11 @@ def _code_reasons_note(language: str, name: str, k: int) -> str:
             f"{call}\n")
 
 
-def _code_note(model_ir, language: str, name: str, fname: str, returns: str) -> str:
+def _code_note(model_ir: ModelIR, language: str, name: str, fname: str, returns: str) -> str:
     from modelport.compile.codegen import class_name, identifier
     from modelport.quoting.code import comment_text, javascript_literal
 
+    assert model_ir.output is not None  # set by every front end
     sym = identifier(name)
     sig = model_ir.signature
     # names appear in their display form: the snippets are code users paste
@@ -314,8 +331,10 @@ def _code_note(model_ir, language: str, name: str, fname: str, returns: str) -> 
             + f":\n\n{inputs}\n")
 
 
-def _stored_note(format: str, name: str, version) -> str:
-    p = (version.artefact(format).parity or {})
+def _stored_note(format: str, name: str, version: Version) -> str:
+    art = version.artefact(format)
+    assert art is not None  # export copies only an accepted artefact
+    p = (art.parity or {})
     how = {
         "onnx": "Score it with ONNX Runtime: one input tensor per column (float for numbers, "
                 "string for categories).",

@@ -89,7 +89,7 @@ class Mojo:
             return None
         return self.domains.get(len(self.columns) - 1)
 
-    def get(self, key: str, default=None):
+    def get(self, key: str, default: Any = None) -> Any:
         value = self.info.get(key, default)
         return default if value is None else value
 
@@ -180,6 +180,7 @@ def to_ir(mojo: Mojo | bytes, signature: Signature | None = None) -> ir.ModelIR:
         mojo = read_mojo(bytes(mojo))
     signature = signature or signature_of(mojo)
     _check_common(mojo)
+    node: ir.TreeEnsemble | ir.Linear
     if mojo.algo in ("gbm", "drf"):
         steps, fields = tree_inputs(mojo, signature)
         node, output = (_gbm if mojo.algo == "gbm" else _drf)(mojo, fields)
@@ -197,7 +198,7 @@ def to_ir(mojo: Mojo | bytes, signature: Signature | None = None) -> ir.ModelIR:
 # --- model.ini values -------------------------------------------------------------------------
 
 
-def _value(text: str):
+def _value(text: str) -> Any:
     """A model.ini value as Python: null, booleans, numbers, [lists] and strings."""
     if text == "null":
         return None
@@ -473,14 +474,15 @@ def _f32(blob: bytes, pos: int) -> float:
     return struct.unpack_from("<f", blob, pos)[0]
 
 
-def _gbm(mojo: Mojo, fields: list[str]):
+def _gbm(mojo: Mojo, fields: list[str]) -> tuple[ir.TreeEnsemble, ir.Output]:
     return gbm_node(f"{mojo.describe()} MOJO", mojo.category, str(mojo.get("distribution")),
                     str(mojo.get("link_function") or ""), float(mojo.get("init_f", 0.0)),
                     int(mojo.get("n_classes", 1)), _trees(mojo), fields)
 
 
 def gbm_node(what: str, category: str, distribution: str, link: str, init_f: float,
-             n_classes: int, trees: list[tuple[int, ir.Tree]], fields: list[str]):
+             n_classes: int, trees: list[tuple[int, ir.Tree]], fields: list[str]
+             ) -> tuple[ir.TreeEnsemble, ir.Output]:
     """The ensemble and output of a GBM: ``trees`` are ``(class index, tree)`` pairs;
     ``what`` names the model in errors."""
     for k, tree in trees:
@@ -515,13 +517,14 @@ def gbm_node(what: str, category: str, distribution: str, link: str, init_f: flo
                           "reads bernoulli and multinomial classifiers")
 
 
-def _drf(mojo: Mojo, fields: list[str]):
+def _drf(mojo: Mojo, fields: list[str]) -> tuple[ir.TreeEnsemble, ir.Output]:
     return drf_node(mojo.category, int(mojo.get("n_classes", 1)),
                     bool(mojo.get("binomial_double_trees", False)), _trees(mojo), fields)
 
 
 def drf_node(category: str, n_classes: int, double_trees: bool,
-             trees: list[tuple[int, ir.Tree]], fields: list[str]):
+             trees: list[tuple[int, ir.Tree]], fields: list[str]
+             ) -> tuple[ir.TreeEnsemble, ir.Output]:
     """The ensemble and output of a DRF: ``trees`` are ``(class index, tree)`` pairs."""
     members = []
     for k, tree in trees:
@@ -547,7 +550,8 @@ def drf_node(category: str, n_classes: int, double_trees: bool,
 # --- GLM ------------------------------------------------------------------------------------
 
 
-def glm_model(mojo: Mojo, signature: Signature):
+def glm_model(mojo: Mojo, signature: Signature
+              ) -> tuple[list[ir.Indicator | ir.Impute], ir.Linear, ir.Output]:
     """Steps, linear node and output of a GLM described by ``mojo``'s parameters (``family``,
     ``link``, ``cats``, ``cat_offsets``, ``cat_modes``, ``num_means``, ``beta``, ...)."""
     what = f"{mojo.describe()} {mojo.get('artefact', 'MOJO')}"

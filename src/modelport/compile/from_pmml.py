@@ -119,7 +119,8 @@ def to_ir(data: bytes | ET.Element, signature: Signature) -> ir.ModelIR:
     return _Reader(root, signature).read()
 
 
-def verification_records(root: ET.Element) -> tuple[list[dict], dict[str, dict]]:
+def verification_records(root: ET.Element) -> tuple[list[dict[str | None, str]],
+                                                    dict[str | None, dict[str, float]]]:
     """The rows of the model's ``ModelVerification`` and its fields.
 
     Returns ``(rows, fields)``: each row maps a verification field (a MiningField or an
@@ -130,17 +131,19 @@ def verification_records(root: ET.Element) -> tuple[list[dict], dict[str, dict]]
     mv = model.find("ModelVerification")
     if mv is None:
         return [], {}
-    columns, fields = {}, {}
+    columns: dict[str, str | None] = {}
+    fields: dict[str | None, dict[str, float]] = {}
     for vf in mv.iter("VerificationField"):
         name = vf.get("field")
         column = vf.get("column") or name
+        assert column is not None  # the field is required by PMML
         columns[column.split(":", 1)[-1]] = name
         fields[name] = {"precision": float(vf.get("precision", "1e-6")),
                         "zero": float(vf.get("zeroThreshold", "1e-16"))}
     rows = []
     table = mv.find("InlineTable")
     for row in [] if table is None else table.findall("row"):
-        record = {}
+        record: dict[str | None, str] = {}
         for cell in row:
             name = columns.get(cell.tag.split(":", 1)[-1])
             if name is not None and cell.text is not None and cell.text.strip() not in ("",
@@ -190,6 +193,7 @@ class _Cat:
 
     @cached_property
     def _mapped(self) -> dict:
+        assert self.table is not None  # read only through a table
         return dict(self.table)
 
 
@@ -241,8 +245,8 @@ class _Scope:
     def __init__(self, reader: _Reader, parent: _Scope | None = None) -> None:
         self.reader = reader
         self.parent = parent
-        self.values: dict[str, object] = {}
-        self.derived: dict[str, ET.Element] = {}
+        self.values: dict[str | None, object] = {}
+        self.derived: dict[str | None, ET.Element] = {}
 
     def child(self) -> _Scope:
         return _Scope(self.reader, self)
@@ -251,8 +255,8 @@ class _Scope:
         for df in derived_fields:
             self.derived[df.get("name")] = df
 
-    def get(self, name: str):
-        scope = self
+    def get(self, name: str | None):
+        scope: _Scope | None = self
         while scope is not None:
             if name in scope.values:
                 return scope.values[name]
@@ -349,6 +353,12 @@ class _Reader:
             scope.define(lt.findall("DerivedField"))
         return scope
 
+    def classifier_classes(self) -> list:
+        """The classes of the classifier being read."""
+        classes = self.signature.classes
+        assert classes is not None, "the classifier names no classes"
+        return classes
+
     # --- steps ------------------------------------------------------------------------------
 
     def add(self, step) -> str:
@@ -366,7 +376,7 @@ class _Reader:
         self._step_names[key] = step.name
         return step.name
 
-    def impute(self, value, replacement: str, where: str):
+    def impute(self, value, replacement: str, where: str | None):
         if isinstance(value, _Num):
             try:
                 number = float(replacement)
@@ -438,7 +448,7 @@ class _Reader:
             if not isinstance(cat, _Cat):
                 raise ConversionError(f"NormDiscrete over non-categorical field "
                                       f"{el.get('field')!r} is not read")
-            value = canonical(el.get("value"), cat.data_type)
+            value = canonical(el.attrib["value"], cat.data_type)
             missing = el.get("mapMissingTo")
             return _CatNum(cat, ((value, 1.0),), 0.0, float(missing) if missing else None)
         if tag == "MapValues":
@@ -464,7 +474,8 @@ class _Reader:
         if not isinstance(value, _Num):
             raise ConversionError(f"NormContinuous over non-numeric field {el.get('field')!r} "
                                   "is not read")
-        points = [(float(p.get("orig")), float(p.get("norm"))) for p in el.findall("LinearNorm")]
+        points = [(float(p.attrib["orig"]), float(p.attrib["norm"]))
+                  for p in el.findall("LinearNorm")]
         if len(points) != 2:
             raise ConversionError(f"the form has no piecewise NormContinuous of {len(points)} "
                                   "points (two points are read)")
@@ -492,6 +503,7 @@ class _Reader:
         numeric = (el.get("dataType") or where.get("dataType")) in _NUMERIC_TYPES
         mapping = {}
         for row in table.findall("row"):
+            assert column is not None and out_column is not None  # required by PMML
             cells = {c.tag.split(":", 1)[-1]: (c.text or "").strip() for c in row}
             key = cells.get(column.split(":", 1)[-1])
             value = cells.get(out_column.split(":", 1)[-1])
@@ -523,7 +535,7 @@ class _Reader:
         result = self._function(function, args, el)
         return self._map_missing(result, el.get("mapMissingTo"), el)
 
-    def _function(self, function: str, args: list, el: ET.Element):
+    def _function(self, function: str | None, args: list, el: ET.Element):
         consts = [a for a in args if isinstance(a, _Const)]
         if len(consts) == len(args) and function in _FOLDABLE:
             values = [a.value for a in args]
@@ -537,10 +549,10 @@ class _Reader:
         if function in ("equal", "notEqual", "isIn", "isNotIn") and args:
             cat = args[0]
             if isinstance(cat, _Cat) and all(isinstance(a, _Const) for a in args[1:]):
-                values = {canonical(_text(a.value), cat.data_type) for a in args[1:]}
+                wanted = {canonical(_text(a.value), cat.data_type) for a in args[1:]}
                 negate = function in ("notEqual", "isNotIn")
                 sources = self._source_values(cat)
-                return _boolean(cat, values, negate, sources)
+                return _boolean(cat, wanted, negate, sources)
         if function == "if" and len(args) in (2, 3):
             return self._if(args, el)
         raise ConversionError(f"the form has no Apply function {function!r} over "
@@ -642,7 +654,7 @@ class _Reader:
     def trees(self, model: ET.Element, scope: _Scope):
         """A TreeModel or a MiningModel of trees as one tree ensemble."""
         task = self.signature.task
-        n_out = len(self.signature.classes) if task == "classification" else 1
+        n_out = len(self.classifier_classes()) if task == "classification" else 1
         if task == "classification" and not self.signature.classes:
             raise ConversionError("a classifier that names no classes is not read")
         builder = _Ensemble(self, n_out)
@@ -653,7 +665,7 @@ class _Reader:
             builder.base[0] += value.const
             return builder.node("sum"), ir.Output("regression", "identity")
         combine, transform = self.classifier(model, scope, builder)
-        classes = list(self.signature.classes)
+        classes = list(self.classifier_classes())
         return builder.node(combine), ir.Output("classification", transform, classes)
 
     def regression_value(self, model: ET.Element, scope: _Scope) -> _TreeSum:
@@ -672,6 +684,7 @@ class _Reader:
 
     def _mining_regression(self, model: ET.Element, scope: _Scope) -> _TreeSum:
         seg = model.find("Segmentation")
+        assert seg is not None  # required by PMML
         method = seg.get("multipleModelMethod")
         segments = seg.findall("Segment")
         if method == "modelChain":
@@ -682,6 +695,7 @@ class _Reader:
         treatment = _treatment(seg)
         # a segment with no answer makes the whole answer missing, except that a skipped
         # one adds nothing to a sum; an average of the others is not in the form
+        null: float | str
         if treatment != "skipSegment":
             null = math.nan
         elif method in ("sum", "weightedSum"):
@@ -720,6 +734,7 @@ class _Reader:
                 if feature == "predictedValue":
                     chain.values[of.get("name")] = value
                 elif feature == "transformedValue":
+                    assert output is not None  # its fields are being read
                     expr = _expression_of(of)
                     local = chain.child()
                     local.values.update({o.get("name"): chain.values[o.get("name")]
@@ -746,6 +761,7 @@ class _Reader:
         if model.tag != "MiningModel":
             raise ConversionError(f"the form has no {model.tag} inside a tree ensemble")
         seg = model.find("Segmentation")
+        assert seg is not None  # required by PMML
         method = seg.get("multipleModelMethod")
         segments = seg.findall("Segment")
         if method == "modelChain":
@@ -762,6 +778,7 @@ class _Reader:
             # a tree with no answer makes the answer missing, except that a vote counts it
             # as a vote for "no answer" and skipping it averages the others: neither is in
             # the form
+            null: float | str
             if treatment == "returnMissing" or (treatment == "continue" and not vote):
                 null = math.nan
             else:
@@ -801,7 +818,7 @@ class _Reader:
                     if float(child.get("exponent", "1")) != 1.0:
                         raise ConversionError("the form has no NumericPredictor exponent")
                     value = scope.get(child.get("name"))
-                    coefficient = sign * float(child.get("coefficient"))
+                    coefficient = sign * float(child.attrib["coefficient"])
                     if isinstance(value, _Const) and isinstance(value.value, float):
                         builder.base[column] += coefficient * value.value
                         continue
@@ -820,7 +837,7 @@ class _Reader:
         """``(table, raw column, sign)`` per RegressionTable of a classifier, and checks
         its link: ``softmax`` (a column per class) or ``logit`` over two classes (one
         column: the first table's score; the other class gets one minus its probability)."""
-        classes = self.signature.classes
+        classes = self.classifier_classes()
         index = {}
         for t in tables:
             index[id(t)] = class_index(t.get("targetCategory"), classes)
@@ -864,13 +881,13 @@ class _Reader:
         if model.find("Targets") is not None:
             raise ConversionError("the form has no Targets of a classifier")
         columns = self._table_columns(tables, norm)
-        linear.columns = 1 if norm == "logit" else len(self.signature.classes)
+        linear.columns = 1 if norm == "logit" else len(self.classifier_classes())
         for table, column, sign in columns:
             if column is not None:
                 linear.table(table, scope, column, sign)
         transform = "logistic" if norm == "logit" else "softmax"
         return linear.node(), ir.Output("classification", transform,
-                                        list(self.signature.classes))
+                                        list(self.classifier_classes()))
 
     def general_regression(self, model: ET.Element, scope: _Scope):
         """A GeneralRegressionModel whose parameters each hold one covariate (to the first
@@ -888,10 +905,10 @@ class _Reader:
             if transform is None:
                 raise ConversionError(f"the form has no GeneralRegressionModel linkFunction "
                                       f"{link!r}")
-            columns = {None: 0}
+            columns: dict[object, int] = {None: 0}
         elif model_type == "multinomialLogistic":
             transform = "softmax"
-            columns = {c: k for k, c in enumerate(self.signature.classes)}
+            columns = {c: k for k, c in enumerate(self.classifier_classes())}
         else:
             raise ConversionError(f"the form has no GeneralRegressionModel modelType "
                                   f"{model_type!r} for classification")
@@ -900,7 +917,7 @@ class _Reader:
                 raise ConversionError(f"the form has no GeneralRegressionModel {attr}")
         factors = {p.get("name") for p in model.iter("Predictor")
                    if _parent_tag(model, p) == "FactorList"}
-        cells: dict[str, list] = {}
+        cells: dict[str | None, list] = {}
         for cell in model.iter("PPCell"):
             cells.setdefault(cell.get("parameterName"), []).append(cell)
         linear = _Linear(self)
@@ -913,9 +930,9 @@ class _Reader:
             if task == "regression":
                 column = 0
             else:
-                column = columns[self.signature.classes[class_index(category, self.signature
-                                                                     .classes)]]
-            beta = float(pcell.get("beta"))
+                classes = self.classifier_classes()
+                column = columns[classes[class_index(category, classes)]]
+            beta = float(pcell.attrib["beta"])
             parameter = pcell.get("parameterName")
             found = cells.get(parameter, [])
             if not found:
@@ -931,9 +948,11 @@ class _Reader:
                 if not isinstance(field, _Cat):
                     raise ConversionError(f"factor {name!r} is not categorical")
                 # a missing factor gives no answer, as evaluators have it
+                assert value is not None  # required by PMML
                 level = canonical(value, field.data_type)
                 linear.number(_CatNum(field, ((level, 1.0),), 0.0, None), name, column, beta)
             else:
+                assert value is not None  # required by PMML
                 if float(value) != 1.0:
                     raise ConversionError(f"the form has no covariate {name!r} to the power "
                                           f"{value}")
@@ -941,12 +960,12 @@ class _Reader:
         if task == "classification":
             reference = model.get("targetReferenceCategory")
             named = {pc.get("targetCategory") for pc in model.iter("PCell")}
-            if len(named) != len(self.signature.classes) - 1 or (
+            if len(named) != len(self.classifier_classes()) - 1 or (
                     reference is not None and reference in named):
                 raise ConversionError("the GeneralRegressionModel's parameters name other "
                                       "classes than all but its reference class")
             return linear.node(), ir.Output("classification", transform,
-                                            list(self.signature.classes))
+                                            list(self.classifier_classes()))
         return linear.node(), ir.Output("regression", transform)
 
     def scorecard(self, model: ET.Element, scope: _Scope):
@@ -1003,11 +1022,13 @@ class _Reader:
 
     def naive_bayes(self, model: ET.Element, scope: _Scope):
         """A NaiveBayesModel whose inputs are all Gaussian, as Gaussian naive Bayes."""
-        classes = self.signature.classes
         threshold = float(model.get("threshold", "0"))
         if threshold > 0:
             raise ConversionError("the form has no NaiveBayesModel threshold above 0")
-        features, theta, var = [], [[] for _ in classes], [[] for _ in classes]
+        classes = self.classifier_classes()
+        features: list[str] = []
+        theta: list[list[float]] = [[] for _ in classes]
+        var: list[list[float]] = [[] for _ in classes]
         inputs = model.find("BayesInputs")
         for bi in [] if inputs is None else inputs.findall("BayesInput"):
             if bi.find("DerivedField") is not None or bi.find("PairCounts") is not None:
@@ -1021,8 +1042,8 @@ class _Reader:
                     raise ConversionError("the form has no NaiveBayesModel distribution other "
                                           "than GaussianDistribution")
                 k = class_index(tvs.get("value"), classes)
-                theta[k].append(float(gauss.get("mean")))
-                var[k].append(float(gauss.get("variance")))
+                theta[k].append(float(gauss.attrib["mean"]))
+                var[k].append(float(gauss.attrib["variance"]))
                 seen.add(k)
             if seen != set(range(len(classes))):
                 raise ConversionError(f"BayesInput {bi.get('fieldName')!r} lacks a class")
@@ -1030,14 +1051,15 @@ class _Reader:
                                                bi.get("fieldName"), "NaiveBayesModel"))
         counts = [0.0] * len(classes)
         output = model.find("BayesOutput")
+        assert output is not None  # required by PMML
         for tv in output.iter("TargetValueCount"):
-            counts[class_index(tv.get("value"), classes)] = float(tv.get("count"))
+            counts[class_index(tv.get("value"), classes)] = float(tv.attrib["count"])
         total = sum(counts)
         log_prior = [math.log(c / total) for c in counts]
         return (ir.GaussianNB(features, theta, var, log_prior),
                 ir.Output("classification", "softmax", list(classes)))
 
-    def defined_field(self, value, where: str, model: str) -> str:
+    def defined_field(self, value, where: str | None, model: str) -> str:
         """The IR field of a number that is never missing: evaluators leave a missing
         value out of a distance or a likelihood, which the form's centroids and Gaussian
         naive Bayes do not, so such a model is read only when its inputs are replaced
@@ -1058,7 +1080,7 @@ class _Reader:
             return step.unknown is not None and step.missing is not None
         return self.never_missing(step.source)
 
-    def numeric_field(self, value, where: str) -> str:
+    def numeric_field(self, value, where: str | None) -> str:
         """The IR field of a number the model node reads as it is."""
         if isinstance(value, _Num):
             if value.float32:
@@ -1076,11 +1098,12 @@ class _Reader:
         """A 0/1 number of a category as an Indicator step."""
         sources = self._source_values(value.cat)
         ones = [s for s in sources if value.number(value.cat.value_of(s)) == 1.0]
-        cats = list(ones) + ([None] if value.number(value.cat.value_of(None)) == 1.0 else [])
+        cats: list[str | None] = list(ones) + (
+            [None] if value.number(value.cat.value_of(None)) == 1.0 else [])
         listed = set(sources)
         if value.number(value.cat.value_of(_UNLISTED_TEXT)) == 1.0:
             # anything unlisted is a one: the complement of the listed zeros
-            zeros = [s for s in listed if s not in ones]
+            zeros: list[str | None] = [s for s in listed if s not in ones]
             zeros += [] if None in cats else [None]
             return self.add(ir.Indicator(f"{value.cat.source}!={zeros}", value.cat.source,
                                          zeros, negate=True))
@@ -1116,22 +1139,22 @@ class _Linear:
                     raise ConversionError(f"the form has no NumericPredictor exponent "
                                           f"({child.get('name')!r})")
                 self.number(scope.get(child.get("name")), child.get("name"), column,
-                            sign * float(child.get("coefficient")))
+                            sign * float(child.attrib["coefficient"]))
             elif child.tag == "CategoricalPredictor":
                 value = scope.get(child.get("name"))
                 if not isinstance(value, _Cat):
                     raise ConversionError(f"CategoricalPredictor over non-categorical field "
                                           f"{child.get('name')!r} is not read")
-                category = canonical(child.get("value"), value.data_type)
+                category = canonical(child.attrib["value"], value.data_type)
                 # a missing category matches no predictor: the term is zero, as evaluators have it
                 self.number(_CatNum(value, ((category, 1.0),), 0.0, 0.0), child.get("name"),
-                            column, sign * float(child.get("coefficient")))
+                            column, sign * float(child.attrib["coefficient"]))
             elif child.tag == "PredictorTerm":
                 raise ConversionError("the form has no PredictorTerm (products of fields)")
             elif child.tag != "Extension":
                 raise ConversionError(f"the form has no {child.tag} in a RegressionTable")
 
-    def number(self, value, where: str, column: int, weight: float) -> None:
+    def number(self, value, where: str | None, column: int, weight: float) -> None:
         reader = self.reader
         if isinstance(value, _Const) and isinstance(value.value, float):
             self.intercept[column] = self.intercept.get(column, 0.0) + weight * value.value
@@ -1143,7 +1166,8 @@ class _Linear:
             raise ConversionError(f"the form has no {_describe([value])} as a predictor "
                                   f"({where!r})")
 
-    def category_number(self, value: _CatNum, where: str, column: int, weight: float) -> None:
+    def category_number(self, value: _CatNum, where: str | None, column: int,
+                        weight: float) -> None:
         """``weight * number(category)``: an indicator term per distinct number, over the
         number of unlisted categories; a zero-weight term that is NaN exactly where the
         number is missing makes the score missing there, as PMML has it."""
@@ -1278,7 +1302,12 @@ class _Ensemble:
                 return tree.leaf(None)
             segment, sub, sub_scope = conts[i]
             root = sub.find("Node")
-            taken = _Cont(("segment", i), lambda k: tree.model(sub, sub_scope, root, k))
+
+            def take(k: _Known) -> int:
+                assert root is not None  # required by PMML
+                return tree.model(sub, sub_scope, root, k)
+
+            taken = _Cont(("segment", i), take)
             skipped = _Cont(("after", i), lambda k: pick(i + 1, k))
             # a segment whose predicate is unknown is not selected
             return tree.decide(_predicate(segment), scope, known, taken, skipped, skipped)
@@ -1309,8 +1338,10 @@ class _TreeBuild:
         self.output = output
         self.vote = vote
         self.single = single
+        #: the tree's categories while it is built (finish may drop them)
+        self.categories: list[list | None] = []
         self.t = ir.Tree(feature=[], threshold=[], left=[], right=[], missing_left=[],
-                         value=[], categories=[])
+                         value=[], categories=self.categories)
         self.cover: list[float] = []
         #: whether the covers are the training weights: None until a TreeModel is read
         self.counted: bool | None = None
@@ -1319,7 +1350,7 @@ class _TreeBuild:
 
     def finish(self) -> ir.Tree:
         t = self.t
-        if all(c is None for c in t.categories):
+        if all(c is None for c in self.categories):
             t.categories = None
         t.output = self.output
         if self.counted and self.weighable():
@@ -1361,6 +1392,7 @@ class _TreeBuild:
         if not self.counted:
             return
         count = _count(node)
+        assert count is not None  # counts() found one on every Node
         if count > 0.0:
             if id(node) in self.built:
                 self.counted = False
@@ -1419,7 +1451,7 @@ class _TreeBuild:
         t.right.append(-1)
         t.missing_left.append(False)
         t.value.append([0.0] * (1 if self.single else self.ensemble.n_out))
-        t.categories.append(None)
+        self.categories.append(None)
         self.cover.append(0.0)
         return len(t.feature) - 1
 
@@ -1445,7 +1477,7 @@ class _TreeBuild:
         t.feature[i] = self.ensemble.feature(feature, float32)
         t.threshold[i] = threshold
         t.missing_left[i] = missing_left
-        t.categories[i] = categories
+        self.categories[i] = categories
         t.left[i] = left.build(known_left)
         t.right[i] = right.build(known_right)
         self.cover[i] = self.cover[t.left[i]] + self.cover[t.right[i]]
@@ -1457,7 +1489,9 @@ class _TreeBuild:
         if node.find("Partition") is not None or node.find("EmbeddedModel") is not None:
             raise ConversionError("the form has no EmbeddedModel in a tree node")
         if not children:
-            at = self.leaf(self.values(node, settings), _count(node) if self.counted else 0.0)
+            count = _count(node) if self.counted else 0.0
+            assert count is not None  # counts() found one on every Node
+            at = self.leaf(self.values(node, settings), count)
             self.check_count(node, at)
             return at
         strategy, no_true, _ = settings
@@ -1514,6 +1548,7 @@ class _TreeBuild:
             except ValueError:
                 raise ConversionError(f"tree node score {score!r} is not a number") from None
         classes = self.ensemble.classes
+        assert classes is not None  # trees() reads no classifier without classes
         dists = node.findall("ScoreDistribution")
         score = node.get("score")
         if self.vote:
@@ -1532,7 +1567,7 @@ class _TreeBuild:
             for d in dists:
                 out[class_index(d.get("value"), classes)] = float(d.get("probability", "0"))
             return out
-        counts = [(d.get("value"), float(d.get("recordCount"))) for d in dists]
+        counts = [(d.get("value"), float(d.attrib["recordCount"])) for d in dists]
         total = sum(c for _, c in counts)
         if total == 0:
             return None
@@ -1562,13 +1597,16 @@ class _TreeBuild:
                 return self._missing(value, name, known, t, f)
             text = pred.get("value")
             if isinstance(value, _Num):
+                assert text is not None  # required by PMML
                 return self._compare(value, op, float(text), known, on_true, on_false,
                                      on_unknown)
             if isinstance(value, _Cat) and op in ("equal", "notEqual"):
+                assert text is not None  # required by PMML
                 wanted = {canonical(text, value.data_type)}
                 t, f = (on_true, on_false) if op == "equal" else (on_false, on_true)
                 return self._category(value, wanted, known, t, f, on_unknown)
             if isinstance(value, _CatNum):
+                assert text is not None  # required by PMML
                 return self._category_number(value, op, float(text), known, on_true, on_false,
                                              on_unknown)
             raise ConversionError(f"the form has no SimplePredicate {op!r} on "
@@ -1614,7 +1652,7 @@ class _TreeBuild:
             raise ConversionError("an empty CompoundPredicate is not read")
         return chain(0, on_true, on_false, on_unknown, known)
 
-    def _missing(self, value, name: str, known: _Known, on_missing: _Cont,
+    def _missing(self, value, name: str | None, known: _Known, on_missing: _Cont,
                  on_present: _Cont) -> int:
         if isinstance(value, _Num):
             lo, hi, miss = known.num.get(value.name, (-math.inf, math.inf, None))
@@ -1633,7 +1671,7 @@ class _TreeBuild:
                               known, on_missing, on_present, None)
         raise ConversionError(f"the form has no isMissing on {_describe([value])} ({name!r})")
 
-    def _compare(self, value: _Num, op: str, t: float, known: _Known, on_true: _Cont,
+    def _compare(self, value: _Num, op: str | None, t: float, known: _Known, on_true: _Cont,
                  on_false: _Cont, on_unknown: _Cont) -> int:
         if value.float32:
             t = float(np.float32(t))
@@ -1702,11 +1740,12 @@ class _TreeBuild:
         return self._sets(value.source, hit, other_hit, None, known, on_true, on_false,
                           on_missing)
 
-    def _category_number(self, value: _CatNum, op: str, t: float, known, on_true, on_false,
-                         on_unknown) -> int:
+    def _category_number(self, value: _CatNum, op: str | None, t: float, known, on_true,
+                         on_false, on_unknown) -> int:
         test = {"lessOrEqual": lambda x: x <= t, "lessThan": lambda x: x < t,
                 "greaterThan": lambda x: x > t, "greaterOrEqual": lambda x: x >= t,
-                "equal": lambda x: x == t, "notEqual": lambda x: x != t}.get(op)
+                "equal": lambda x: x == t, "notEqual": lambda x: x != t}.get(op) \
+            if op is not None else None
         if test is None:
             raise ConversionError(f"the form has no SimplePredicate operator {op!r}")
         cat = value.cat
@@ -1872,9 +1911,9 @@ def _target_rescale(model: ET.Element) -> tuple[float, float]:
     target = found[0]
     named = target.get("field")
     schema = model.find("MiningSchema")
-    targets = [] if schema is None else [mf.get("name") for mf in schema.findall("MiningField")
-                                         if mf.get("usageType") in ("target", "predicted")]
-    if named is not None and named not in targets:
+    predicted = [] if schema is None else [mf.get("name") for mf in schema.findall("MiningField")
+                                           if mf.get("usageType") in ("target", "predicted")]
+    if named is not None and named not in predicted:
         # a Target for a field the model does not predict does not apply to it
         return 1.0, 0.0
     for attr in ("min", "max"):
@@ -1946,7 +1985,7 @@ def class_index(text: str | None, classes: list) -> int:
         if str(c) == text:
             return i
     try:
-        number = float(text)
+        number = float(text) if text is not None else None
     except (TypeError, ValueError):
         number = None
     if number is not None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Callable
 
 from modelport.compile import ir
 from modelport.compile.from_mojo import (
@@ -88,6 +89,7 @@ def to_ir(source: str, signature: Signature) -> ir.ModelIR:
         raise ConversionError("the POJO's class does not extend GenModel as H2O writes GBM, "
                               "DRF and GLM classes")
     body = _score0(main[0])
+    node: ir.TreeEnsemble | ir.Linear
     if body.startswith("java.util.Arrays.fill(preds,0);"):
         steps, fields = tree_inputs(model, signature)
         node, output = _trees(body, name, classes, model, fields)
@@ -147,7 +149,8 @@ def _score0(main: str) -> str:
     return found[0]
 
 
-def _described(main: str, name: str, classes, signature: Signature) -> Mojo:
+def _described(main: str, name: str, classes: dict[str, tuple[str, int]],
+               signature: Signature) -> Mojo:
     """The model as the MOJO reader's builders take it, from the signature the compiled
     class reported, checked against what the source declares."""
     category_match = re.search(r"public hex\.ModelCategory getModelCategory\(\)\{return "
@@ -210,7 +213,8 @@ def _described(main: str, name: str, classes, signature: Signature) -> Mojo:
 # --- GBM and DRF ------------------------------------------------------------------------------
 
 
-def _trees(body: str, name: str, classes, model: Mojo, fields: list[str]):
+def _trees(body: str, name: str, classes: dict[str, tuple[str, int]], model: Mojo,
+           fields: list[str]) -> tuple[ir.TreeEnsemble, ir.Output]:
     """The ensemble and output of a tree POJO's ``score0`` body."""
     q = re.escape(name)
     calls = re.match(rf"java\.util\.Arrays\.fill\(preds,0\);((?:{q}_Forest_\d+\.score0\(data,"
@@ -259,7 +263,8 @@ def _trees(body: str, name: str, classes, model: Mojo, fields: list[str]):
                           "balance_classes corrections and other links are not read)")
 
 
-def _forest(j: int, name: str, classes, model: Mojo, regression: bool):
+def _forest(j: int, name: str, classes: dict[str, tuple[str, int]], model: Mojo,
+            regression: bool) -> list[tuple[int, ir.Tree]]:
     """``(class index, tree)`` for each tree forest ``j`` adds, in class order."""
     q = re.escape(f"{name}_Forest_{j}")
     forest = classes.get(f"{name}_Forest_{j}")
@@ -280,7 +285,7 @@ def _forest(j: int, name: str, classes, model: Mojo, regression: bool):
     return out
 
 
-def _tree(cls: str, classes, model: Mojo) -> ir.Tree:
+def _tree(cls: str, classes: dict[str, tuple[str, int]], model: Mojo) -> ir.Tree:
     """One tree class's nested conditional as flat IR arrays (pre-order, root first)."""
     text = classes.get(cls)
     q = re.escape(cls)
@@ -429,7 +434,7 @@ def _glm_info(body: str, main: str, model: Mojo) -> dict:
             "mean_imputation": True, "n_classes": model.get("n_classes")}
 
 
-def _array(main: str, name: str, kind: str, parse) -> list:
+def _array(main: str, name: str, kind: str, parse: Callable[[str], object]) -> list:
     """The values of nested class ``name``'s ``VALUES`` array, filled by H2O's chunks."""
     start = re.search(rf"(?:^|[;{{}}])(?:public )?static class {name} implements java\.io\."
                       rf"Serializable\{{public static final {kind}\[\]VALUES=new {kind}\[(\d+)\];",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from modelport.errors import ConversionError
 from modelport.signature import Signature
 
 
-def to_ir(model, signature: Signature) -> ir.ModelIR:
+def to_ir(model: Any, signature: Signature) -> ir.ModelIR:
     """The intermediate form of fitted ``model`` reading the columns of ``signature``.
 
     A Pipeline's transformers become preprocessing steps and its last step the model node;
@@ -56,7 +57,7 @@ class _Builder:
 
     # --- fields -------------------------------------------------------------------------
 
-    def add(self, step, kind: str = "numeric") -> str:
+    def add(self, step: ir.Step, kind: str = "numeric") -> str:
         name, n = step.name, 1
         while name in self.kinds:  # derived names must never shadow another field
             n += 1
@@ -66,7 +67,7 @@ class _Builder:
         self.steps.append(step)
         return name
 
-    def numeric(self, fields: list[str], est, path: str) -> None:
+    def numeric(self, fields: list[str], est: Any, path: str) -> None:
         for f in fields:
             if self.kinds[f] != "numeric":
                 raise ConversionError(
@@ -76,7 +77,7 @@ class _Builder:
 
     # --- transformers -------------------------------------------------------------------
 
-    def transform(self, est, fields: list[str], path: str) -> list[str]:
+    def transform(self, est: Any, fields: list[str], path: str) -> list[str]:
         if est is None or (isinstance(est, str) and est == "passthrough"):
             return fields
         name = type(est).__name__
@@ -90,12 +91,12 @@ class _Builder:
             )
         return handler(est, fields, path)
 
-    def _t_Pipeline(self, est, fields, path):
+    def _t_Pipeline(self, est: Any, fields: list[str], path: str) -> list[str]:
         for i, (_, step) in enumerate(est.steps):
             fields = self.transform(step, fields, f"{path}.steps[{i}]")
         return fields
 
-    def _t_ColumnTransformer(self, est, fields: list[str], path: str) -> list[str]:
+    def _t_ColumnTransformer(self, est: Any, fields: list[str], path: str) -> list[str]:
         indices = est._transformer_to_input_indices
         out: list[str] = []
         for i, (name, trans, _) in enumerate(est.transformers_):
@@ -105,7 +106,7 @@ class _Builder:
             out += self.transform(trans, cols, f"{path}.transformers[{i}]")
         return out
 
-    def _t_FunctionTransformer(self, est, fields, path):
+    def _t_FunctionTransformer(self, est: Any, fields: list[str], path: str) -> list[str]:
         func = getattr(est.func, "func", est.func)  # functools.partial
         if est.func is None or getattr(func, "__name__", "") == "check_array":
             return fields  # identity, or the input check HistGradientBoosting wraps up
@@ -128,7 +129,7 @@ class _Builder:
                 out.append(self.add(ir.IsMissing(f"missing({fields[j]})", fields[j])))
         return out
 
-    def _t_StandardScaler(self, est, fields, path):
+    def _t_StandardScaler(self, est: Any, fields: list[str], path: str) -> list[str]:
         self.numeric(fields, est, path)
         return [
             self.add(ir.Scale(f"scale({f})", f,
@@ -137,7 +138,7 @@ class _Builder:
             for j, f in enumerate(fields)
         ]
 
-    def _t_RobustScaler(self, est, fields, path):
+    def _t_RobustScaler(self, est: Any, fields: list[str], path: str) -> list[str]:
         self.numeric(fields, est, path)
         return [
             self.add(ir.Scale(f"scale({f})", f,
@@ -146,19 +147,19 @@ class _Builder:
             for j, f in enumerate(fields)
         ]
 
-    def _t_MaxAbsScaler(self, est, fields, path):
+    def _t_MaxAbsScaler(self, est: Any, fields: list[str], path: str) -> list[str]:
         self.numeric(fields, est, path)
         return [self.add(ir.Scale(f"scale({f})", f, 0.0, float(est.scale_[j])))
                 for j, f in enumerate(fields)]
 
-    def _t_MinMaxScaler(self, est, fields, path):
+    def _t_MinMaxScaler(self, est: Any, fields: list[str], path: str) -> list[str]:
         self.numeric(fields, est, path)
         if est.clip:
             raise ConversionError(f"MinMaxScaler at {path} clips; clip=True does not compile")
         return [self.add(ir.Affine(f"minmax({f})", f, float(est.scale_[j]), float(est.min_[j])))
                 for j, f in enumerate(fields)]
 
-    def _t_OneHotEncoder(self, est, fields, path):
+    def _t_OneHotEncoder(self, est: Any, fields: list[str], path: str) -> list[str]:
         out = []
         for i, f in enumerate(fields):
             kind = self.kinds[f]
@@ -190,7 +191,7 @@ class _Builder:
                 out.append(self.add(step))
         return out
 
-    def _t_OrdinalEncoder(self, est, fields, path):
+    def _t_OrdinalEncoder(self, est: Any, fields: list[str], path: str) -> list[str]:
         if est._infrequent_enabled:
             raise ConversionError(f"OrdinalEncoder at {path} groups infrequent categories; "
                                   "max_categories/min_frequency do not compile")
@@ -210,7 +211,7 @@ class _Builder:
 
     # --- final estimators ---------------------------------------------------------------
 
-    def model(self, est, fields: list[str], path: str):
+    def model(self, est: Any, fields: list[str], path: str) -> tuple[ir.Node, ir.Output, str]:
         name = type(est).__name__
         n_in = getattr(est, "n_features_in_", None)
         if n_in is not None and n_in != len(fields):
@@ -250,7 +251,7 @@ _TREES = ("DecisionTreeClassifier", "DecisionTreeRegressor", "ExtraTreeClassifie
           "ExtraTreesClassifier", "ExtraTreesRegressor")
 
 
-def _linear(est, fields, path):
+def _linear(est: Any, fields: list[str], path: str) -> tuple[ir.Linear, ir.Output, str]:
     from sklearn.base import is_classifier
 
     name = type(est).__name__
@@ -276,7 +277,7 @@ def _linear(est, fields, path):
     return node, ir.Output("classification", "margin", classes), "float64"
 
 
-def _sklearn_tree(tree, classifier: bool) -> ir.Tree:
+def _sklearn_tree(tree: Any, classifier: bool) -> ir.Tree:
     t = tree.tree_
     leaf = t.children_left == -1
     if classifier:
@@ -300,7 +301,8 @@ def _sklearn_tree(tree, classifier: bool) -> ir.Tree:
     )
 
 
-def _sklearn_trees(est, fields, path):
+def _sklearn_trees(est: Any, fields: list[str], path: str
+                   ) -> tuple[ir.TreeEnsemble, ir.Output, str]:
     from sklearn.base import is_classifier
 
     if getattr(est, "n_outputs_", 1) != 1:
@@ -316,7 +318,8 @@ def _sklearn_trees(est, fields, path):
     return node, ir.Output("regression", "identity"), "float64"
 
 
-def _gradient_boosting(est, fields, path):
+def _gradient_boosting(est: Any, fields: list[str], path: str
+                       ) -> tuple[ir.TreeEnsemble, ir.Output, str]:
     from sklearn.base import is_classifier
 
     name = type(est).__name__
@@ -345,7 +348,8 @@ def _gradient_boosting(est, fields, path):
     return node, ir.Output("classification", transform, _classes(est)), "float64"
 
 
-def _hist_gradient_boosting(est, fields, path):
+def _hist_gradient_boosting(est: Any, fields: list[str], path: str
+                            ) -> tuple[ir.TreeEnsemble, ir.Output, str]:
     from sklearn.base import is_classifier
 
     name = type(est).__name__
@@ -368,6 +372,7 @@ def _hist_gradient_boosting(est, fields, path):
                 cover=[float(c) for c in nodes["count"]],
             )
             if known is not None:
+                assert f_idx_map is not None  # made with known
                 _hgb_categories(tree, nodes, predictor.raw_left_cat_bitsets, known, f_idx_map)
             trees.append(tree)
     base = np.asarray(est._baseline_prediction, dtype=np.float64).reshape(-1)
@@ -384,12 +389,13 @@ def _hist_gradient_boosting(est, fields, path):
     return node, ir.Output("regression", "identity"), "float64"
 
 
-def _bitset_members(bitset) -> list[float]:
+def _bitset_members(bitset: np.ndarray) -> list[float]:
     """The category codes (0-255) set in one of scikit-learn's 8 x 32-bit bitsets."""
     return [float(c) for c in range(256) if (int(bitset[c // 32]) >> (c % 32)) & 1]
 
 
-def _hgb_categories(tree: ir.Tree, nodes, left_bitsets, known, f_idx_map) -> None:
+def _hgb_categories(tree: ir.Tree, nodes: np.ndarray, left_bitsets: np.ndarray,
+                    known: np.ndarray, f_idx_map: np.ndarray) -> None:
     """Categorical splits: known codes left or right; unknown ones go with missing values."""
     n = len(tree.feature)
     tree.categories = [None] * n
@@ -401,7 +407,8 @@ def _hgb_categories(tree: ir.Tree, nodes, left_bitsets, known, f_idx_map) -> Non
         tree.categories_right[i] = [c for c in seen if c not in set(left)]
 
 
-def _lightgbm(est, fields, path):
+def _lightgbm(est: Any, fields: list[str], path: str
+              ) -> tuple[ir.TreeEnsemble, ir.Output, str]:
     name = type(est).__name__
     dump = est.booster_.dump_model()
     objective = dump.get("objective", "").split()
@@ -481,7 +488,8 @@ def _lightgbm_tree(root: dict, name: str, path: str) -> ir.Tree:
     return t
 
 
-def _xgboost(est, fields, path):
+def _xgboost(est: Any, fields: list[str], path: str
+             ) -> tuple[ir.TreeEnsemble, ir.Output, str]:
     name = type(est).__name__
     if not _is_nan(est.missing):
         raise ConversionError(f"{name} at {path} treats {est.missing!r} as missing; "
@@ -541,17 +549,17 @@ def _xgboost(est, fields, path):
     return node, output, "float32"
 
 
-def _xgboost_base(text, n_out: int) -> list[float]:
+def _xgboost_base(text: str, n_out: int) -> list[float]:
     values = json.loads(text) if str(text).startswith("[") else [float(text)]
     values = [float(np.float32(v)) for v in values]
     return values * n_out if len(values) == 1 else values
 
 
-def _classes(est) -> list:
+def _classes(est: Any) -> list:
     return [c.item() if isinstance(c, np.generic) else c for c in est.classes_]
 
 
-def _is_nan(value) -> bool:
+def _is_nan(value: Any) -> bool:
     if value is None:
         return True
     try:
@@ -560,7 +568,7 @@ def _is_nan(value) -> bool:
         return type(value).__name__ in ("NAType", "NaTType")
 
 
-def _category(value, kind: str):
+def _category(value: Any, kind: str) -> str | float | None:
     """A fitted category as the field holds it: str for categorical fields, float for numeric."""
     if _is_nan(value):
         return None
@@ -571,5 +579,5 @@ def _category(value, kind: str):
     return float(value)
 
 
-def _number_or_none(value) -> float | None:
+def _number_or_none(value: Any) -> float | None:
     return None if _is_nan(value) else float(value)

@@ -12,7 +12,7 @@ splits are category sets.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
 
@@ -94,6 +94,8 @@ class Ordinal:
 
 
 STEPS = {cls.op: cls for cls in (Impute, Scale, Affine, Indicator, IsMissing, Ordinal)}
+
+Step: TypeAlias = Impute | Scale | Affine | Indicator | IsMissing | Ordinal
 
 # --- model nodes: each turns ``features`` into raw scores, one column per ``n_outputs`` ---------
 
@@ -204,6 +206,8 @@ class Centroids:
 
 NODES = {cls.kind: cls for cls in (Linear, TreeEnsemble, GaussianNB, Centroids)}
 
+Node: TypeAlias = Linear | TreeEnsemble | GaussianNB | Centroids
+
 #: how raw scores become outputs
 TRANSFORMS = {
     "identity": "regression value = raw[:, 0]",
@@ -288,7 +292,7 @@ class ModelIR:
         return kinds
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     """Python numbers and lists in place of NumPy ones (NaN and infinity stay floats)."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}

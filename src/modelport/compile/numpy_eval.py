@@ -8,14 +8,17 @@ two agree to the last bits for float64 models.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport.compile import ir
 
+if TYPE_CHECKING:
+    import pandas as pd
 
-def evaluate(model_ir: ir.ModelIR, frame) -> dict[str, np.ndarray]:
+
+def evaluate(model_ir: ir.ModelIR, frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """Outputs of ``model_ir`` on a DataFrame coerced to its signature, as a Predictor gives.
 
     ``label`` and ``proba`` (in ``classes`` order) for classifiers, ``value`` for
@@ -25,7 +28,7 @@ def evaluate(model_ir: ir.ModelIR, frame) -> dict[str, np.ndarray]:
     return outputs(model_ir.output, raw_scores(model_ir.model, feature_matrix(model_ir, frame)))
 
 
-def feature_matrix(model_ir: ir.ModelIR, frame) -> np.ndarray:
+def feature_matrix(model_ir: ir.ModelIR, frame: pd.DataFrame) -> np.ndarray:
     """The model node's input, shape (rows, features): ``frame`` through every step."""
     values = {c: frame[c].to_numpy() for c in frame.columns}
     for step in model_ir.steps:
@@ -37,7 +40,7 @@ def feature_matrix(model_ir: ir.ModelIR, frame) -> np.ndarray:
     return X
 
 
-def raw_scores(node, X: np.ndarray) -> np.ndarray:
+def raw_scores(node: ir.Node, X: np.ndarray) -> np.ndarray:
     """The model node's raw scores, shape (rows, outputs), on feature matrix ``X``."""
     if isinstance(node, ir.Linear):
         return X @ np.asarray(node.coef).T + np.asarray(node.intercept)

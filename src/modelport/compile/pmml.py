@@ -34,7 +34,7 @@ LABEL, VALUE, CLUSTER = "label", "value", "cluster"
 TARGET = "target"
 
 
-def probability_field(cls) -> str:
+def probability_field(cls: object) -> str:
     return f"probability({cls})"
 
 
@@ -83,7 +83,7 @@ def _num(value: float) -> str:
     return repr(value)
 
 
-def _data_dictionary(root, model_ir: ir.ModelIR, target: str) -> None:
+def _data_dictionary(root: ET.Element, model_ir: ir.ModelIR, target: str) -> None:
     dd = ET.SubElement(root, "DataDictionary")
     for col in model_ir.signature.inputs:
         if col.kind == "numeric":
@@ -125,7 +125,7 @@ def _const(value: float) -> ET.Element:
     return e
 
 
-def _norm_discrete(field: str, value) -> ET.Element:
+def _norm_discrete(field: str, value: object) -> ET.Element:
     return ET.Element("NormDiscrete", {"field": field, "value": str(value), "mapMissingTo": "0"})
 
 
@@ -177,7 +177,7 @@ class _Writer:
         hits = [_norm_discrete(source, c) for c in categories]
         return hits[0] if len(hits) == 1 else _apply("sum", *hits)
 
-    def derived_field(self, step) -> ET.Element:
+    def derived_field(self, step: ir.Step) -> ET.Element:
         categorical = self.kinds[step.name] == "categorical"
         df = ET.Element("DerivedField", {
             "name": step.name,
@@ -307,8 +307,9 @@ class _Writer:
             return self._ensemble(node)
         raise TypeError(f"unknown model node {type(node).__name__}")
 
-    def _regression_model(self, function: str, normalization: str, tables, *,
-                          schema_extra=(), output: bool = True) -> ET.Element:
+    def _regression_model(self, function: str, normalization: str,
+                          tables: Sequence[tuple[object, float, list[tuple[str, float]]]], *,
+                          schema_extra: Sequence[str] = (), output: bool = True) -> ET.Element:
         """A RegressionModel; ``tables`` is a list of (category, intercept, [(field, coef)])."""
         m = ET.Element("RegressionModel", {"functionName": function,
                                            "normalizationMethod": normalization})
@@ -350,7 +351,7 @@ class _Writer:
                  for f, w in zip(node.features, node.coef[k], strict=True)]
         return _apply("sum", _const(node.intercept[k]), *terms)
 
-    def _ovr_logistic(self, node: ir.Linear, classes) -> ET.Element:
+    def _ovr_logistic(self, node: ir.Linear, classes: list) -> ET.Element:
         """One-vs-rest logistic: sigmoid fields, then 'simplemax' normalises them to sum 1."""
         m = ET.Element("RegressionModel", {"functionName": "classification",
                                            "normalizationMethod": "simplemax"})
@@ -373,10 +374,11 @@ class _Writer:
     def _naive_bayes(self, node: ir.GaussianNB) -> ET.Element:
         scores = [self._log_likelihood(node, k) for k in range(node.n_outputs)]
         assert self.ir.output is not None  # set by every front end
+        assert self.ir.output.classes is not None  # a classifier's
         return self._softmax(self.ir.output.classes, scores)
 
-    def _softmax(self, classes, scores: list[ET.Element], *, schema_extra=(),
-                 output: bool = True) -> ET.Element:
+    def _softmax(self, classes: list, scores: list[ET.Element], *,
+                 schema_extra: Sequence[str] = (), output: bool = True) -> ET.Element:
         """A softmax classifier over score expressions, each shifted by their maximum.
 
         pypmml exponentiates the scores as they are, so a score over ~709 gives NaN
@@ -453,6 +455,7 @@ class _Writer:
                 [(c[1], 0.0, [(raw_names[0], 1.0)]), (c[0], 0.0, [])],
                 schema_extra=raw_names, output=False)
         elif out.transform == "softmax":
+            assert out.classes is not None  # a classifier's
             final = self._softmax(out.classes, [_field_ref(n) for n in raw_names],
                                   schema_extra=raw_names, output=False)
         elif out.transform == "normalize":
@@ -497,7 +500,7 @@ class _Writer:
         return m
 
     def _tree_model(self, node: ir.TreeEnsemble, tree: ir.Tree, column: int = 0,
-                    classes=None) -> ET.Element:
+                    classes: list | None = None) -> ET.Element:
         function = "classification" if classes is not None else "regression"
         m = ET.Element("TreeModel", {"functionName": function,
                                      "missingValueStrategy": "none",

@@ -14,16 +14,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
 from modelport.errors import ConversionError, UserError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from modelport.compile.ir import ModelIR
+    from modelport.registry import Registry, Version
+
+    #: the registered sample coerced to the signature, and the native model's outputs on it
+    Proof: TypeAlias = tuple[pd.DataFrame, dict[str, np.ndarray]]
+
 #: the largest difference from the native model a compiled form may show
 TOLERANCE = 1e-9
 
 
-def proven_ir(reg, version):
+def proven_ir(reg: Registry, version: Version) -> tuple[ModelIR, Proof | None]:
     """The version's intermediate form checked against the native model, and the proof.
 
     The proof is ``(sample frame, native outputs)``, or ``None`` for a version registered
@@ -59,7 +69,7 @@ def proven_ir(reg, version):
     return model_ir, proof
 
 
-def _stored_ir(reg, version):
+def _stored_ir(reg: Registry, version: Version) -> tuple[ModelIR, Proof | None]:
     """The stored compiled form of a version with no Python model (an imported H2O MOJO):
     it was proven against its native scorer at registration; the proof here is its own
     outputs on the registered sample, which every backend written from it must match."""
@@ -92,7 +102,7 @@ sys.stdout.write(json.dumps([module.score(row) for row in json.load(sys.stdin)])
 _PROOF_SECONDS = 600
 
 
-def check_python(source: str, proof) -> float | None:
+def check_python(source: str, proof: Proof | None) -> float | None:
     """Score the registered sample with generated Python ``source`` in a separate
     interpreter and return its largest difference from the native model (``None`` without
     a sample or for outputs that are not numbers).
@@ -151,7 +161,7 @@ def largest_difference(got: np.ndarray, expected: np.ndarray) -> float:
     return float(delta.max())
 
 
-def check_sql(conn, dialect: str, model_ir, proof,
+def check_sql(conn: Any, dialect: str, model_ir: ModelIR, proof: Proof | None,
               forms: tuple[str, ...] = ("expression",),
               native: Callable[[str], str] | None = None) -> float | None:
     """Evaluate the model's SQL over the registered sample in the database behind the
@@ -212,7 +222,7 @@ def check_sql(conn, dialect: str, model_ir, proof,
     return worst
 
 
-def check_reasons_sql(conn, dialect: str, model_ir, proof, k: int,
+def check_reasons_sql(conn: Any, dialect: str, model_ir: ModelIR, proof: Proof | None, k: int,
                       forms: tuple[str, ...] = ("expression",)) -> float | None:
     """Evaluate a linear model's reasons in SQL (:func:`~modelport.compile.sql.reasons`)
     over the registered sample in the database behind ``conn``, measured from the sample's
@@ -279,7 +289,7 @@ def check_reasons_sql(conn, dialect: str, model_ir, proof, k: int,
     return worst
 
 
-def _call(dialect: str, model_ir, function: str, *first: int) -> str:
+def _call(dialect: str, model_ir: ModelIR, function: str, *first: int) -> str:
     """A call of a scratch function over the sample table's input columns."""
     from modelport.quoting.sql import identifier
 
@@ -288,7 +298,7 @@ def _call(dialect: str, model_ir, function: str, *first: int) -> str:
     return f"{identifier(function, dialect, 'function name')}({', '.join(args)})"
 
 
-def _on_sample(conn, dialect: str, model_ir, frame, selects: list[str],
+def _on_sample(conn: Any, dialect: str, model_ir: ModelIR, frame: pd.DataFrame, selects: list[str],
                functions: list[tuple[str, str]], scratch: str) -> list[list] | None:
     """``selects`` evaluated over the sample ``frame`` in a scratch table, one list per
     row (None for an empty sample), after creating ``functions`` (``(statement, name)``);
@@ -339,7 +349,7 @@ def _on_sample(conn, dialect: str, model_ir, frame, selects: list[str],
         _clean_up(conn, cur, dialect, table, made)
 
 
-def _clean_up(conn, cur, dialect: str, table: str, functions: list[str]) -> None:
+def _clean_up(conn: Any, cur: Any, dialect: str, table: str, functions: list[str]) -> None:
     """Leave the database as it was: roll back, drop the scratch table and functions."""
     try:
         conn.rollback()

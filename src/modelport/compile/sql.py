@@ -18,10 +18,14 @@ only through :mod:`modelport.quoting.sql`, which refuses what a dialect cannot h
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 from modelport.compile import ir
 from modelport.errors import ConversionError, UserError
 from modelport.quoting.sql import DIALECTS, dollar_quoted, fit, identifier, literal
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["DIALECTS", "create_function", "create_reason_functions", "function_name",
            "reason_function_names", "reasons", "result_kind", "to_sql", "to_sql_parts",
@@ -120,7 +124,7 @@ def _head(w: _Writer, name: str) -> tuple[str, str, str]:
     return fn, params, w.result_type()
 
 
-def reasons(model_ir: ir.ModelIR, dialect: str, k: int, means, prefix: str = "",
+def reasons(model_ir: ir.ModelIR, dialect: str, k: int, means: np.ndarray, prefix: str = "",
             inline: bool | None = None) -> list[tuple[str, str]]:
     """A linear model's top ``k`` reasons as SQL: ``[("reason_1", expression),
     ("contribution_1", expression), ...]``, one expression per reason.
@@ -161,7 +165,7 @@ def reason_function_names(name: str) -> tuple[str, str]:
 
 
 def create_reason_functions(model_ir: ir.ModelIR, dialect: str, name: str,
-                            means) -> list[str]:
+                            means: np.ndarray) -> list[str]:
     """``CREATE FUNCTION`` statements for PostgreSQL or MariaDB/MySQL of a linear model's
     reasons (see :func:`reasons`): ``<name>_reason(n, col, ...)``, the input column of the
     ``n``-th reason, and ``<name>_contribution(n, col, ...)``, its contribution; the
@@ -283,10 +287,10 @@ class _Writer:
         self.longest_text = max(self.longest_text, len(str(v)))
         return literal(v, self.dialect, what)
 
-    def value(self, v, kind: str) -> str:
+    def value(self, v: Any, kind: str) -> str:
         return self.text(v) if kind == "categorical" else self.num(v)
 
-    def label(self, c) -> str:
+    def label(self, c: str | float) -> str:
         if isinstance(c, bool):
             return "1" if c else "0"
         if isinstance(c, int):
@@ -348,7 +352,7 @@ class _Writer:
 
     # --- preprocessing --------------------------------------------------------------------
 
-    def step(self, s) -> str:
+    def step(self, s: ir.Step) -> str:
         x = self.expr[s.source]
         kind = self.kinds[s.source]
         if isinstance(s, ir.Impute):
@@ -477,7 +481,7 @@ class _Writer:
 
     # --- reasons ----------------------------------------------------------------------------
 
-    def contributions(self, means) -> list[str]:
+    def contributions(self, means: np.ndarray) -> list[str]:
         """One expression per input column: its contribution to the raw score reasons
         explain, ``coef * (feature - mean)`` summed over the features made from it."""
         from modelport.compile.explain import explained_output
@@ -581,7 +585,7 @@ class _Writer:
         return f"CASE {' '.join(whens)} ELSE {self.label(labels[-1])} END"
 
 
-def _nullable(step, source_nullable: bool) -> bool:
+def _nullable(step: ir.Step, source_nullable: bool) -> bool:
     """Whether ``step`` can give NULL, given whether its source can."""
     if isinstance(step, ir.Impute | ir.IsMissing | ir.Indicator):
         return False  # a value is filled in, or a CASE with an ELSE

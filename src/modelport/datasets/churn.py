@@ -21,7 +21,12 @@ Example::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PLANS = ("basic", "standard", "premium", "unlimited")
 CONTRACTS = ("month-to-month", "one-year", "two-year")
@@ -40,7 +45,7 @@ MISSING = {
 FIRST_ID = 100_001
 
 
-def generate(n_rows: int, seed: int = 0, drift: float = 0.0):
+def generate(n_rows: int, seed: int = 0, drift: float = 0.0) -> pd.DataFrame:
     """Return ``n_rows`` customers as a DataFrame, the same for the same ``seed`` and ``drift``.
 
     Columns: ``customer_id`` (unique int), ``tenure_months``, ``monthly_charges``,
@@ -105,7 +110,9 @@ def generate(n_rows: int, seed: int = 0, drift: float = 0.0):
     return frame
 
 
-def _churn(rng, tenure, contract, plan, payment, region, monthly, usage, calls, age):
+def _churn(rng: np.random.Generator, tenure: np.ndarray, contract: np.ndarray, plan: np.ndarray,
+           payment: np.ndarray, region: np.ndarray, monthly: np.ndarray, usage: np.ndarray,
+           calls: np.ndarray, age: np.ndarray) -> np.ndarray:
     """The hidden rule: a logit with thresholds and interactions, then a coin flip."""
     new = np.exp(-tenure / 10.0)  # ~1 for brand-new customers, ~0 after two years
     logit = (
@@ -128,13 +135,13 @@ def _churn(rng, tenure, contract, plan, payment, region, monthly, usage, calls, 
     return (rng.random(len(tenure)) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
 
 
-def _choice(rng, n: int, p: list[float]) -> np.ndarray:
+def _choice(rng: np.random.Generator, n: int, p: list[float]) -> np.ndarray:
     weights = np.clip(np.asarray(p, dtype=np.float64), 0.0, None)
     return np.searchsorted(np.cumsum(weights / weights.sum()), rng.random(n),
                            side="right").clip(0, len(weights) - 1)
 
 
-def _strings(labels: tuple[str, ...], codes: np.ndarray):
+def _strings(labels: tuple[str, ...], codes: np.ndarray) -> np.ndarray:
     import pandas as pd
 
     # a categorical decoded once per label is far faster than mapping each row

@@ -11,12 +11,18 @@ refused naming that piece.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport.errors import ConversionError, UserError
 from modelport.predictor import Predictor
 from modelport.signature import Signature
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from modelport.compile.explain import Background, Rows
 
 NAME = "compiled"
 EXTRA = None
@@ -27,7 +33,7 @@ def available() -> bool:
     return True
 
 
-def convert(model, signature: Signature, sample) -> bytes:
+def convert(model: Any, signature: Signature, sample: Any) -> bytes:
     """The compiled form of fitted ``model`` as JSON bytes.
 
     Raises :class:`ConversionError` when a step has no compiler, or when the form differs
@@ -109,10 +115,11 @@ class CompiledPredictor(Predictor):
     # the runtime encodes each distinct word of a dictionary-encoded column once
     _run_batch = _run_columns
 
-    def _run(self, frame) -> dict[str, np.ndarray]:
+    def _run(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         return self._prepared.run({c: frame[c].to_numpy() for c in frame.columns})
 
-    def _contributions(self, frame, background):
+    def _contributions(self, frame: Rows, background: Background | None
+                       ) -> tuple[np.ndarray, np.ndarray]:
         from modelport.compile.explain import contributions
 
         try:

@@ -7,6 +7,7 @@ recorded at registration before this module ever sees the bytes; a changed file 
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from modelport.formats.native import NativePredictor
 from modelport.signature import Signature
@@ -20,7 +21,7 @@ def available() -> bool:
     return True
 
 
-def convert(model, signature: Signature, sample) -> bytes:
+def convert(model: Any, signature: Signature, sample: Any) -> bytes:
     import joblib
 
     buf = io.BytesIO()

@@ -6,11 +6,19 @@ check compares every conversion with.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from modelport.errors import ConversionError, UserError
 from modelport.predictor import Predictor
 from modelport.signature import Signature
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from modelport.compile.explain import Background, Rows
+    from modelport.compile.ir import ModelIR
 
 
 class NativePredictor(Predictor):
@@ -18,7 +26,7 @@ class NativePredictor(Predictor):
 
     format = "native"
 
-    def __init__(self, model, signature: Signature, format: str = "native") -> None:
+    def __init__(self, model: Any, signature: Signature, format: str = "native") -> None:
         super().__init__(signature)
         self.model = model
         self.format = format
@@ -26,22 +34,22 @@ class NativePredictor(Predictor):
         # array take the columns in signature order.
         self._by_name = hasattr(model, "feature_names_in_")
         self._proba = signature.task == "classification" and hasattr(model, "predict_proba")
-        self._ir = None
+        self._ir: ModelIR | None = None
 
     def _gives_proba(self) -> bool:
         return self._proba
 
-    def _features(self, frame):
+    def _features(self, frame: pd.DataFrame) -> pd.DataFrame | np.ndarray:
         if self._by_name:
             return frame
         if self.signature.categorical:
             return frame.to_numpy(dtype=object)
         return frame.to_numpy(dtype=np.float64)
 
-    def _run(self, frame) -> dict[str, np.ndarray]:
+    def _run(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         return self.score_coerced(frame)
 
-    def score_coerced(self, frame) -> dict[str, np.ndarray]:
+    def score_coerced(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """The estimator's outputs for ``frame``, already coerced to the signature, with no
         row checks: the reference every conversion and compiled form is proven against."""
         X = self._features(frame)
@@ -56,7 +64,8 @@ class NativePredictor(Predictor):
         return {"cluster": np.asarray(self.model.predict(X), dtype=np.int64).reshape(-1)}
 
 
-    def _contributions(self, frame, background):
+    def _contributions(self, frame: Rows, background: Background | None
+                       ) -> tuple[np.ndarray, np.ndarray]:
         """Contributions from the model's intermediate form, read on first use; on every
         call the score they add up to is checked against the estimator's on the rows
         explained (to the compiled format's 1e-9, 1e-6 for float32 models), so an
@@ -77,6 +86,7 @@ class NativePredictor(Predictor):
                 frame = pd.DataFrame(frame, columns=self.signature.names)
             raw = base + (contrib.sum(axis=1) if contrib.ndim == 3
                           else contrib.sum(axis=1)[:, None])
+            assert self._ir.output is not None  # set by every front end
             result = compare(self.score_coerced(frame), outputs(self._ir.output, raw),
                              self.task, tolerance)
             if not result["passed"]:
@@ -87,7 +97,7 @@ class NativePredictor(Predictor):
             raise UserError(f"model {self.describe()} cannot be explained: {exc}") from exc
 
 
-def infer_task(model) -> str:
+def infer_task(model: Any) -> str:
     """``classification``, ``regression`` or ``clustering`` for a fitted estimator."""
     from sklearn.base import is_classifier, is_regressor
 
@@ -103,7 +113,7 @@ def infer_task(model) -> str:
     return "regression"
 
 
-def classes_of(model) -> list | None:
+def classes_of(model: Any) -> list | None:
     classes = getattr(model, "classes_", None)
     if classes is None:
         return None

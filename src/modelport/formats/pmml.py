@@ -24,6 +24,7 @@ import re
 import shutil
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from modelport.compile.from_pmml import MODEL_TAGS, canonical, read_pmml, top_mo
 from modelport.errors import ConversionError, UserError, require
 from modelport.predictor import Predictor
 from modelport.signature import Column, Signature
+
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
 
 NAME = "pmml"
 EXTRA = "pmml"
@@ -103,7 +107,7 @@ def inspect(data: bytes) -> Signature:
     model = top_model(root)
     function = model.get("functionName")
     task = {"classification": "classification", "regression": "regression",
-            "clustering": "clustering"}.get(function)
+            "clustering": "clustering"}.get(function) if function is not None else None
     if task is None:
         raise UserError(f"PMML model function {function!r} is not supported: "
                         "use a classification, regression or clustering model")
@@ -120,7 +124,8 @@ def inspect(data: bytes) -> Signature:
         df = fields.get(name)
         if df is None:
             raise UserError(f"PMML MiningField {name!r} has no DataField: the file is invalid")
-        values = [v.get("value") for v in df.findall("Value")
+        assert name is not None  # required by PMML
+        values = [v.attrib["value"] for v in df.findall("Value")
                   if v.get("property", "valid") == "valid"]
         numeric = df.get("optype") == "continuous" and df.get("dataType") not in ("string",
                                                                                  "boolean")
@@ -134,11 +139,11 @@ def inspect(data: bytes) -> Signature:
     if task == "classification":
         df = fields.get(target)
         data_type = df.get("dataType") if df is not None else None
-        values = [] if df is None else [v.get("value") for v in df.findall("Value")
+        values = [] if df is None else [v.attrib["value"] for v in df.findall("Value")
                                         if v.get("property", "valid") == "valid"]
         if not values:
             # no declared target values: the classes the Output gives probabilities for
-            values = [o.get("value") for o in model.iter("OutputField")
+            values = [o.attrib["value"] for o in model.iter("OutputField")
                       if o.get("feature") == "probability" and o.get("value") is not None]
         if not values:
             values = _model_classes(model)
@@ -152,8 +157,9 @@ def _model_classes(model) -> list[str]:
     for tag, attr in (("ScoreDistribution", "value"), ("RegressionTable", "targetCategory"),
                       ("TargetValueCount", "value"), ("Node", "score")):
         for el in model.iter(tag):
-            seen.setdefault(el.get(attr), None)
-        seen.pop(None, None)
+            value = el.get(attr)
+            if value is not None:
+                seen.setdefault(value, None)
         if seen:
             # the first kind of element that names classes names them all
             return list(seen)
@@ -245,7 +251,7 @@ def verification(root, signature: Signature):
         return None
     model = top_model(root)
     data_types = {f.get("name"): f.get("dataType") for f in root.iter("DataField")}
-    columns = {}
+    columns: dict[str, list] = {}
     for col in signature.inputs:
         texts = [r.get(col.name) for r in rows]
         if col.kind == "numeric":
@@ -267,7 +273,8 @@ def verification(root, signature: Signature):
             "predictedValue" if name in targets else None)
         if feature == "predictedValue" and predicted is None:
             predicted = name
-        elif feature == "probability" and of.get("value") is not None and classes:
+        elif feature == "probability" and of is not None and of.get("value") is not None \
+                and classes:
             try:
                 proba[_class_position(of.get("value"), classes)] = name
             except ValueError:
@@ -285,7 +292,7 @@ def verification(root, signature: Signature):
         expected["value"] = np.array([_float(r.get(predicted)) for r in rows])
     elif predicted is not None:
         ids = cluster_ids(root)
-        expected["cluster"] = np.array([ids.get(r.get(predicted), -1) if r.get(predicted)
+        expected["cluster"] = np.array([ids.get(r[predicted], -1) if r.get(predicted)
                                         is not None else -1 for r in rows], dtype=np.int64)
     if not expected:
         return None
@@ -344,8 +351,9 @@ def check_records(expected: dict, got: dict, signature: Signature,
             if bad.any():
                 why.append(f"{key} differs on {int(bad.sum())} of {rows} records")
         wrong |= bad
-    out = {"rows": rows, "max_abs_diff": worst, "label_flips": int(wrong.sum()),
-           "tolerance": tolerance, "passed": not wrong.any()}
+    out: dict[str, object] = {"rows": rows, "max_abs_diff": worst,
+                              "label_flips": int(wrong.sum()), "tolerance": tolerance,
+                              "passed": not wrong.any()}
     if why:
         out["reason"] = "; ".join(why)
     return out
@@ -588,6 +596,7 @@ class PmmlPredictor(Predictor):
     def _gives_proba(self) -> bool:
         if self._prepared is not None:
             return self._proba
+        assert self._pypmml is not None  # set when there is no read form
         return self._pypmml.gives_proba
 
     def _run_columns(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -598,6 +607,7 @@ class PmmlPredictor(Predictor):
     def _run(self, frame) -> dict[str, np.ndarray]:
         if self._prepared is not None:
             return self._prepared.run({c: frame[c].to_numpy() for c in frame.columns})
+        assert self._pypmml is not None  # set when there is no read form
         return self._pypmml.run(frame)
 
 
@@ -692,7 +702,7 @@ def _for_pypmml(data: bytes, root, signature: Signature):
     """
     model = top_model(root)
     fields = []
-    node = model
+    node: ET.Element | None = model
     while node is not None:
         output = node.find("Output")
         fields += [] if output is None else output.findall("OutputField")
@@ -701,15 +711,17 @@ def _for_pypmml(data: bytes, root, signature: Signature):
             break
         segments = seg.findall("Segment")
         node = next((c for c in segments[-1] if c.tag in MODEL_TAGS), None) if segments else None
-    primary, by_class = None, {}
+    primary: str | None = None
+    by_class: dict[int, str | None] = {}
     classes = signature.classes or []
     for f in fields:
         feature = f.get("feature", "predictedValue")
+        value = f.get("value")
         if feature == "predictedValue" and primary is None:
             primary = f.get("name")
-        elif feature == "probability" and f.get("value") is not None and classes:
+        elif feature == "probability" and value is not None and classes:
             try:
-                by_class.setdefault(_class_position(f.get("value"), classes), f.get("name"))
+                by_class.setdefault(_class_position(value, classes), f.get("name"))
             except ValueError:
                 continue
     text = data.decode("utf-8") if isinstance(data, bytes) else str(data)
@@ -736,7 +748,9 @@ def _add_predicted(text: str) -> str:
     """
     tags = "|".join(MODEL_TAGS)
     top = re.search(rf"<(\w+:)?({tags})[\s>]", text)
+    assert top is not None  # the caller found the model
     output = re.compile(r"<((?:\w+:)?)Output(\s[^>]*?)?(/?)>").search(text, top.start())
+    assert output is not None  # the caller found its Output
     prefix, closed = output.group(1), output.group(3) == "/"
     field = f'<{prefix}OutputField name="{_PREDICTED}" feature="predictedValue"/>'
     if closed:

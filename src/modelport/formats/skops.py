@@ -7,6 +7,8 @@ outside it is refused, whatever it claims to be.
 
 from __future__ import annotations
 
+from typing import Any
+
 from modelport.errors import ConversionError, UserError
 from modelport.formats.native import NativePredictor
 from modelport.signature import Signature
@@ -54,7 +56,7 @@ def available() -> bool:
     return True
 
 
-def convert(model, signature: Signature, sample) -> bytes:
+def convert(model: Any, signature: Signature, sample: Any) -> bytes:
     import skops.io as sio
 
     data = sio.dumps(model)

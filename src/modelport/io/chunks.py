@@ -26,10 +26,17 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import UserError
 from modelport.io.tables import URL_SCHEME, connect, describe, file_kind, first_line, redact
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.csv
+    from sqlalchemy.sql.expression import Executable
+
+    from modelport.io.tables import Source
 
 #: a ``#fragment`` that starts like this is a query, not a table name
 _QUERY = re.compile(r"^\s*(select|with)\s", re.IGNORECASE)
@@ -106,7 +113,7 @@ class ChunkSource:
             yield pa.Table.from_batches(pending).combine_chunks()
 
 
-def _is_text(t) -> bool:
+def _is_text(t: pa.DataType) -> bool:
     import pyarrow as pa
 
     if pa.types.is_dictionary(t):
@@ -126,7 +133,7 @@ def _dropping(batches: Iterator[Any], rows: int) -> Iterator[Any]:
         yield batch
 
 
-def open_source(source, chunk_rows: int = 100_000, columns: Sequence[str] | None = None, *,
+def open_source(source: Source, chunk_rows: int = 100_000, columns: Sequence[str] | None = None, *,
                 order_by: str | None = None, numbers: Sequence[str] = (),
                 text_columns: Sequence[str] = (),
                 dictionaries: Sequence[str] = ()) -> ChunkSource:
@@ -392,7 +399,7 @@ class CsvSource(ChunkSource):
             raise UserError(f"cannot read {self.name} as CSV: {first_line(exc)}") from None
         return self._cut(self._guarded(reader), skip * self.chunk_rows)
 
-    def _guarded(self, reader) -> Iterator[Any]:
+    def _guarded(self, reader: pyarrow.csv.CSVStreamingReader) -> Iterator[Any]:
         import pyarrow as pa
 
         try:
@@ -524,7 +531,7 @@ class SqlSource(ChunkSource):
             return int(conn.execute(select(func.count()).select_from(
                 table(name, schema=schema or None))).scalar_one())
 
-    def _select(self, offset: int = 0):
+    def _select(self, offset: int = 0) -> Executable:
         from sqlalchemy import column, select, table, text
 
         if self._query is not None:
@@ -568,7 +575,7 @@ class SqlSource(ChunkSource):
         self._engine.dispose()
 
 
-def _table_from_records(names: Sequence[str], records: list[dict]):
+def _table_from_records(names: Sequence[str], records: list[dict[str, Any]]) -> pa.Table:
     """An Arrow table from JSON objects; a record without one of ``names`` is a reader
     reject (a missing value is sent as null)."""
     wanted = set(names)
@@ -581,8 +588,8 @@ def _table_from_records(names: Sequence[str], records: list[dict]):
     return _table_from_rows(names, [[r.get(n) for r in records] for n in names], rejects)
 
 
-def _table_from_rows(names: Sequence[str], columns: Sequence[list],
-                     rejects: dict[int, tuple[str, str, str]] | None = None):
+def _table_from_rows(names: Sequence[str], columns: Sequence[list[Any]],
+                     rejects: dict[int, tuple[str, str, str]] | None = None) -> pa.Table:
     """An Arrow table from Python values. A column Arrow cannot type as it is (mixed types,
     lists or objects, text that is not Unicode) is kept as text; a list or an object in it
     is a reader reject (see :func:`reader_rejects`)."""
@@ -607,7 +614,8 @@ def _table_from_rows(names: Sequence[str], columns: Sequence[list],
     return table
 
 
-def _as_text(value, name: str, row: int, rejects: dict[int, tuple[str, str, str]]):
+def _as_text(value: Any, name: str, row: int,
+             rejects: dict[int, tuple[str, str, str]]) -> str | None:
     """One value of a column kept as text: None for a missing one (NaN included)."""
     if value is None or (isinstance(value, float) and value != value):
         return None
@@ -631,7 +639,7 @@ def _as_text(value, name: str, row: int, rejects: dict[int, tuple[str, str, str]
     return text
 
 
-def reader_rejects(table) -> dict[int, tuple[str, str, str]]:
+def reader_rejects(table: pa.Table) -> dict[int, tuple[str, str, str]]:
     """The rows of a chunk its reader found unusable, by position: ``(field, code,
     message)`` for a record that lacks a field, holds a list or an object where a number or
     a string belongs, or text that is not Unicode. Empty for columnar sources (Parquet,

@@ -11,12 +11,12 @@ import asyncio
 import signal
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 FORMATS = ("json", "msgpack")
 
 
-def decode(payload: bytes, fmt: str) -> Any:
+def decode(payload: bytes | bytearray, fmt: str) -> Any:
     """One event from its wire form (``json`` via orjson, or ``msgpack``).
 
     JSON that orjson refuses although it is JSON (an integer beyond 64 bits, an escaped
@@ -41,7 +41,7 @@ def decode(payload: bytes, fmt: str) -> Any:
             raise exc from None
 
 
-def fast_json() -> Callable[[bytes], Any]:
+def fast_json() -> Callable[[bytes | bytearray], Any]:
     """orjson's own ``loads``, for a loop that tries it on every message first and calls
     :func:`decode` only for what it refuses."""
     import orjson
@@ -49,7 +49,7 @@ def fast_json() -> Callable[[bytes], Any]:
     return orjson.loads
 
 
-def _not_json(name: str):
+def _not_json(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 

@@ -27,6 +27,7 @@ import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from modelport.errors import UserError
@@ -37,7 +38,10 @@ if TYPE_CHECKING:
     import pyarrow.csv
     import pyarrow.ipc
     import pyarrow.parquet as pq
-    from sqlalchemy import Table
+    from numpy import ndarray
+    from sqlalchemy import Engine, Select, Table
+    from sqlalchemy.dialects import postgresql, sqlite
+    from sqlalchemy.sql.dml import UpdateBase
 
 PROGRESS_TABLE = "modelport_batch_progress"
 #: the staging table of a job is this prefix and the start of the job's key
@@ -56,11 +60,11 @@ class Sink:
     #: where the output is, for messages
     location: str = ""
 
-    def start(self, schema, resume: bool) -> int:
+    def start(self, schema: pa.Schema, resume: bool) -> int:
         """Prepare for writing ``schema``; return the number of chunks already committed."""
         raise NotImplementedError
 
-    def write(self, index: int, table) -> None:
+    def write(self, index: int, table: pa.Table) -> None:
         """Commit chunk number ``index``."""
         raise NotImplementedError
 
@@ -134,7 +138,7 @@ class FileSink(Sink):
         :class:`PartWriter`), which commits it as :meth:`write` would."""
         return self._part(index)
 
-    def start(self, schema, resume: bool) -> int:
+    def start(self, schema: pa.Schema, resume: bool) -> int:
         self._schema = schema
         manifest = self.staging / "job.json"
         if resume and manifest.is_file():
@@ -153,7 +157,7 @@ class FileSink(Sink):
         _atomic_write_bytes(manifest, json.dumps({"job": self.job}).encode())
         return 0
 
-    def write(self, index: int, table) -> None:
+    def write(self, index: int, table: pa.Table) -> None:
         write_part(table, self._part(index), self.kind)
 
     def committed(self, index: int) -> None:
@@ -241,7 +245,7 @@ class FileSink(Sink):
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
-def write_part(table, path: Path, kind: str) -> None:
+def write_part(table: pa.Table, path: Path, kind: str) -> None:
     """Write ``table`` to ``path`` as ``kind`` through a temporary file and a rename."""
     with PartWriter(path, kind) as part:
         part.write(table)
@@ -257,7 +261,7 @@ class PartWriter:
         self._fh = open(self.tmp, "wb")
         self._writer: pyarrow.ipc.RecordBatchFileWriter | pyarrow.csv.CSVWriter | None = None
 
-    def write(self, table) -> None:
+    def write(self, table: pa.Table) -> None:
         if self.kind == "parquet":
             import pyarrow.ipc as ipc
 
@@ -284,7 +288,8 @@ class PartWriter:
     def __enter__(self) -> PartWriter:
         return self
 
-    def __exit__(self, kind, exc, tb) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if kind is None:
             self.close()
         else:
@@ -292,7 +297,7 @@ class PartWriter:
             self.tmp.unlink(missing_ok=True)
 
 
-def jsonl_bytes(table) -> bytes:
+def jsonl_bytes(table: pa.Table | list[dict[str, Any]]) -> bytes:
     """``table`` (an Arrow table, or a list of plain records) as JSON lines (missing values
     as null)."""
     if isinstance(table, list):
@@ -306,12 +311,12 @@ def jsonl_bytes(table) -> bytes:
     return (text if text.endswith("\n") else text + "\n").encode()
 
 
-def _records_jsonl(records: list[dict]) -> bytes:
+def _records_jsonl(records: list[dict[str, Any]]) -> bytes:
     """Flat records (values: numbers, text, lists of text) as JSON lines, NaN as null; with
     orjson when it is installed (a warnings file may hold tens of thousands of rows), and
     the standard library for what orjson refuses (lone surrogates, integers beyond 64
     bits), which it writes escaped."""
-    def plain(r: dict) -> bytes:
+    def plain(r: dict[str, Any]) -> bytes:
         return json.dumps({k: None if type(v) is float and v - v != 0.0 else v
                            for k, v in r.items()}, default=str).encode()
 
@@ -367,7 +372,7 @@ class SqlSink(Sink):
         self._progress: Table | None = None
         self._stage: Table | None = None
 
-    def start(self, schema, resume: bool) -> int:
+    def start(self, schema: pa.Schema, resume: bool) -> int:
         from sqlalchemy import delete, inspect, select
         from sqlalchemy.exc import SQLAlchemyError
 
@@ -398,7 +403,7 @@ class SqlSink(Sink):
             raise UserError(f"cannot write to {self.location}: {first_line(exc)}") from None
         return count
 
-    def _ensure_tables(self, schema) -> tuple[Table, Table]:
+    def _ensure_tables(self, schema: pa.Schema) -> tuple[Table, Table]:
         """The lookup and progress tables; a lookup table that exists must have the columns
         of these scores. A staged sink leaves a missing lookup table to :meth:`finish`."""
         from sqlalchemy import (
@@ -460,7 +465,7 @@ class SqlSink(Sink):
         return Table(STAGE_PREFIX + self.job[:24], MetaData(schema=self.schema_name or None),
                      Column("_seq", BigInteger, primary_key=True, autoincrement=False), *cols)
 
-    def write(self, index: int, table) -> None:
+    def write(self, index: int, table: pa.Table) -> None:
         """Commit chunk ``index`` (staged) with its progress row. A chunk the database could
         not take (away or busy) is tried again after :data:`RETRY_SECONDS`; rows it refuses
         (a value its columns cannot hold) raise :class:`Refused`, nothing written."""
@@ -486,7 +491,7 @@ class SqlSink(Sink):
                     raise self._failed(exc) from None
                 time.sleep(wait)
 
-        def probe(positions) -> None:
+        def probe(positions: ndarray) -> None:
             assert self._stage is not None  # a staged sink's, set by start
             with self.engine.connect() as conn:
                 with conn.begin() as tx:
@@ -506,7 +511,7 @@ class SqlSink(Sink):
         except SQLAlchemyError as exc:
             raise self._failed(exc) from None
 
-    def _rows(self, table) -> list[dict]:
+    def _rows(self, table: pa.Table) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
         rows = table.to_pylist()
         for row in rows:
@@ -515,7 +520,7 @@ class SqlSink(Sink):
             row["scored_at"] = now
         return rows
 
-    def _commit(self, rows: list[dict], progress: dict) -> None:
+    def _commit(self, rows: list[dict[str, Any]], progress: dict[str, Any]) -> None:
         assert self._stage is not None and self._progress is not None  # set by start
         with self.engine.begin() as conn:
             if rows:
@@ -539,7 +544,8 @@ class SqlSink(Sink):
                 (self._progress.c.job == self.job) & (self._progress.c.chunk == chunk))
             ).first() is not None
 
-    def upsert(self, table, *, version: int | None = None, progress: dict | None = None) -> None:
+    def upsert(self, table: pa.Table, *, version: int | None = None,
+               progress: dict[str, Any] | None = None) -> None:
         """Upsert the scores in ``table`` (scored by ``version``, default the sink's) into the
         lookup table in one transaction, with the ``progress`` row when given. :meth:`start`
         first."""
@@ -562,18 +568,22 @@ class SqlSink(Sink):
         except SQLAlchemyError as exc:
             raise UserError(f"cannot write to {self.location}: {first_line(exc)}") from None
 
-    def _upsert(self, rows_from=None):
+    def _upsert(self, rows_from: Select | None = None) -> UpdateBase:
         """The upsert into the lookup table, of parameters or of the select ``rows_from``."""
         assert self._table is not None  # set by start
         dialect = self.engine.dialect.name
         names = [c.name for c in self._table.columns]
         updated = [n for n in names if n != self.id_column]
         if dialect in ("postgresql", "sqlite"):
+            stmt: postgresql.Insert | sqlite.Insert
             if dialect == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert
+                from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+                stmt = postgresql_insert(self._table)
             else:
-                from sqlalchemy.dialects.sqlite import insert
-            stmt = insert(self._table)
+                from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+                stmt = sqlite_insert(self._table)
             if rows_from is not None:
                 stmt = stmt.from_select(names, rows_from)
             return stmt.on_conflict_do_update(
@@ -582,10 +592,11 @@ class SqlSink(Sink):
         if dialect in ("mysql", "mariadb"):
             from sqlalchemy.dialects.mysql import insert
 
-            stmt = insert(self._table)
+            mysql_stmt = insert(self._table)
             if rows_from is not None:
-                stmt = stmt.from_select(names, rows_from)
-            return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in updated})
+                mysql_stmt = mysql_stmt.from_select(names, rows_from)
+            return mysql_stmt.on_duplicate_key_update(
+                {c: mysql_stmt.inserted[c] for c in updated})
         raise UserError(f"cannot upsert into {self.location}: {dialect} is not supported; use "
                         "SQLite, PostgreSQL or MariaDB/MySQL")
 
@@ -635,7 +646,7 @@ class SqlSink(Sink):
         self.engine.dispose()
 
 
-def lookup_engine(url: str, create: bool = False):
+def lookup_engine(url: str, create: bool = False) -> Engine:
     """A SQLAlchemy engine for a lookup-table database (:func:`modelport.io.urls.engine`).
 
     A SQLite file is created when ``create`` (a job writing its first scores), and must
@@ -646,7 +657,7 @@ def lookup_engine(url: str, create: bool = False):
     return engine(url, sqlite="create" if create else "exists")
 
 
-def _sql_type(arrow_type, key: bool = False) -> Any:
+def _sql_type(arrow_type: pa.DataType, key: bool = False) -> Any:
     import pyarrow as pa
     from sqlalchemy import BigInteger, Boolean, Float, String, Text
     from sqlalchemy.dialects import mysql

@@ -17,11 +17,23 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from modelport.errors import UserError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.csv
+    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.streaming import DataStreamReader, StreamingQuery
+    from pyspark.sql.types import DataType, StructType
+
+    from modelport.signature import Signature
 
 #: the column Spark fills with a line that is no JSON object or CSV row
 CORRUPT = "_corrupt_record"
@@ -144,7 +156,8 @@ def _folder_kind(path: Path) -> str:
     return kinds.pop() if kinds else "json"
 
 
-def session(master: str | None = None, app: str = "modelport stream", kafka: bool = False):
+def session(master: str | None = None, app: str = "modelport stream",
+            kafka: bool = False) -> SparkSession:
     """A Spark session for streaming: ``master`` (else ``MODELPORT_SPARK_MASTER``, else
     ``local[*]`` outside ``spark-submit``), modest driver memory, two shuffle partitions
     (micro-batches are small), and the Kafka connector when a Kafka URL is used."""
@@ -177,8 +190,9 @@ def session(master: str | None = None, app: str = "modelport stream", kafka: boo
             .getOrCreate())
 
 
-def read_stream(spark, source: Endpoint, names: list[str], numeric: list[str],
-                categorical: list[str], id: str | None, signature=None, files: bool = False):
+def read_stream(spark: SparkSession, source: Endpoint, names: list[str], numeric: list[str],
+                categorical: list[str], id: str | None, signature: Signature | None = None,
+                files: bool = False) -> DataFrame:
     """The streaming DataFrame of ``source``: the model's columns (as text for JSON, CSV and
     Kafka, so that the checks parse each value and a bad one rejects its row), the id, and
     :data:`CORRUPT` for a record that is not an object (for CSV, a row that does not fit
@@ -233,7 +247,8 @@ def read_stream(spark, source: Endpoint, names: list[str], numeric: list[str],
     return reader.json(path).select(*wanted, CORRUPT, *_file_columns(files))
 
 
-def _csv_stream(reader, path: str, fields, id: str | None, files: bool):
+def _csv_stream(reader: DataStreamReader, path: str, fields: StructType, id: str | None,
+                files: bool) -> DataFrame:
     """A folder of CSV files as rows of ``fields``, :data:`CORRUPT` and
     :data:`CORRUPT_REASON`, each file read by its own header.
 
@@ -270,7 +285,7 @@ def _csv_stream(reader, path: str, fields, id: str | None, files: bool):
     id_type = to_arrow_type(fields[names.index(id)].dataType) if id in names else None
     arrow = pa.schema([pa.field(f.name, to_arrow_type(f.dataType)) for f in out])
 
-    def parse(batches):
+    def parse(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             for i, content in enumerate(batch.column("content").to_pylist()):
                 table = csv_rows(content or b"", names, id, id_type)
@@ -285,7 +300,8 @@ def _csv_stream(reader, path: str, fields, id: str | None, files: bool):
                       "content").mapInArrow(parse, out)
 
 
-def csv_rows(data: bytes, names: list[str], id: str | None, id_type=None):
+def csv_rows(data: bytes, names: list[str], id: str | None,
+             id_type: pa.DataType | None = None) -> pa.Table:
     """The rows of one CSV file as an Arrow table of ``names`` (as text; the id, when
     ``id`` is one of them, as ``id_type``), :data:`CORRUPT` and :data:`CORRUPT_REASON`,
     the columns taken from the file by the names in its header.
@@ -304,7 +320,7 @@ def csv_rows(data: bytes, names: list[str], id: str | None, id_type=None):
         return _csv_table(names, id, id_type, {}, 0, [])
     unfit: list[tuple[str, str | None]] = []
 
-    def invalid(row) -> str:
+    def invalid(row: pyarrow.csv.InvalidRow) -> str:
         unfit.append((row.text, f"the row has {row.actual_columns} field(s) where the "
                                 f"header has {row.expected_columns}"))
         return "skip"
@@ -353,7 +369,7 @@ def csv_rows(data: bytes, names: list[str], id: str | None, id_type=None):
     return _csv_table(names, id, id_type, columns, n, records + unfit, reasons)
 
 
-def _csv_lines(table) -> list[str]:
+def _csv_lines(table: pa.Table) -> list[str]:
     """Each row of a table of text as a line of CSV (a missing value as an empty field)."""
     import csv
     import io
@@ -367,8 +383,9 @@ def _csv_lines(table) -> list[str]:
     return out
 
 
-def _csv_table(names, id, id_type, columns: dict, n: int, corrupt: list[tuple[str, str | None]],
-               reasons: list | None = None):
+def _csv_table(names: list[str], id: str | None, id_type: pa.DataType | None,
+               columns: dict[str, pa.Array], n: int, corrupt: list[tuple[str, str | None]],
+               reasons: list[str | None] | None = None) -> pa.Table:
     """The rows that fit (``columns``, ``n`` of them, those with a reason dropped) and then
     one row per ``(text, reason)`` of ``corrupt``, as :func:`csv_rows` gives them."""
     import pyarrow as pa
@@ -384,7 +401,7 @@ def _csv_table(names, id, id_type, columns: dict, n: int, corrupt: list[tuple[st
     return pa.table(arrays)
 
 
-def _csv_header(spark, path: str) -> list[str]:
+def _csv_header(spark: SparkSession, path: str) -> list[str]:
     """The columns of the CSV files already in the folder, in their order (none yet: [])."""
     try:
         return spark.read.option("header", True).option("pathGlobFilter", "*.csv") \
@@ -393,7 +410,7 @@ def _csv_header(spark, path: str) -> list[str]:
         return []
 
 
-def _file_columns(files: bool) -> list:
+def _file_columns(files: bool) -> list[Column]:
     from pyspark.sql import functions as F
 
     if not files:
@@ -402,7 +419,7 @@ def _file_columns(files: bool) -> list:
             F.unix_micros(F.col("_metadata.file_modification_time")).alias(MTIME)]
 
 
-def _id_type(spark, source: Endpoint, id: str):
+def _id_type(spark: SparkSession, source: Endpoint, id: str) -> DataType:
     """The id's type as Spark infers it from the files already in the folder (text when
     there are none, or the id is not there)."""
     from pyspark.sql.types import StringType
@@ -419,7 +436,8 @@ def _id_type(spark, source: Endpoint, id: str):
     return StringType()
 
 
-def _parquet_schema(spark, path: str, wanted: list[str], numeric: list[str], id: str | None):
+def _parquet_schema(spark: SparkSession, path: str, wanted: list[str], numeric: list[str],
+                    id: str | None) -> StructType:
     """The Parquet files' own schema when the folder has some; else the signature's."""
     from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
@@ -433,7 +451,8 @@ def _parquet_schema(spark, path: str, wanted: list[str], numeric: list[str], id:
                        for c in wanted])
 
 
-def _rate(spark, source: Endpoint, signature, id: str | None):
+def _rate(spark: SparkSession, source: Endpoint, signature: Signature | None,
+          id: str | None) -> DataFrame:
     """Spark's rate source with the model's columns made from each row's number: numbers
     swept across the training range, categories taken in turn (a load generator)."""
     from pyspark.sql import functions as F
@@ -445,6 +464,7 @@ def _rate(spark, source: Endpoint, signature, id: str | None):
     frame = reader.load()
     value = F.col("value")
     columns = []
+    assert signature is not None  # a rate source is read for a model, with its signature
     for c in signature.inputs:
         if c.kind == "numeric":
             lo = c.min if c.min is not None else 0.0
@@ -459,7 +479,7 @@ def _rate(spark, source: Endpoint, signature, id: str | None):
     return frame.select(*columns, F.lit(None).cast("string").alias(CORRUPT))
 
 
-def stop_on_signals(query):
+def stop_on_signals(query: StreamingQuery) -> Callable[[], None]:
     """Stop ``query`` at SIGTERM or SIGINT (the micro-batch running finishes or is rerun
     after a restart); return what puts the old handlers back."""
     import signal
@@ -469,7 +489,7 @@ def stop_on_signals(query):
         return lambda: None
     saved = {}
 
-    def handler(signum, frame) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         query.stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):

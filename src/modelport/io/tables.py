@@ -20,10 +20,14 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import UserError
 from modelport.io.urls import URL_SCHEME, first_line, redact, scrubbed
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sqlalchemy.engine import Engine
 
 __all__ = ["URL_SCHEME", "connect", "describe", "file_kind", "first_line", "read_table",
            "redact", "scrubbed", "write_table"]
@@ -44,7 +48,7 @@ Source = str | Path | Mapping[str, Any]
 
 
 def read_table(source: Source, columns: Sequence[str] | None = None, *,
-               base: str | Path | None = None):
+               base: str | Path | None = None) -> pd.DataFrame:
     """Read a whole table from a file, a folder of Parquet files or a SQL table or query.
 
     ``columns`` keeps only those columns, in that order (a missing one is an error naming
@@ -62,7 +66,7 @@ def read_table(source: Source, columns: Sequence[str] | None = None, *,
     return _read_file(_resolve(Path(text), base), columns)
 
 
-def write_table(frame, dest: str | Path) -> Path:
+def write_table(frame: pd.DataFrame, dest: str | Path) -> Path:
     """Write ``frame`` to a ``.csv``, ``.parquet`` or ``.jsonl`` file, atomically.
 
     The table is written to a temporary file in the destination folder and renamed into
@@ -123,7 +127,7 @@ def file_kind(path: Path) -> str:
     )
 
 
-def _read_file(path: Path, columns: Sequence[str] | None):
+def _read_file(path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
     import pandas as pd
 
     if path.is_dir():
@@ -152,7 +156,7 @@ def _read_file(path: Path, columns: Sequence[str] | None):
     return _select(frame, columns, str(path))
 
 
-def _read_parquet(path: Path, columns: Sequence[str] | None):
+def _read_parquet(path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.dataset as ds
 
@@ -172,7 +176,7 @@ def _read_parquet(path: Path, columns: Sequence[str] | None):
 
 # -- SQL -----------------------------------------------------------------------------------
 
-def connect(url: str, base: str | Path | None):
+def connect(url: str, base: str | Path | None) -> Engine:
     """A SQLAlchemy engine on the existing database at ``url`` (a relative SQLite file
     taken from ``base``): :func:`modelport.io.urls.engine`."""
     from modelport.io.urls import engine
@@ -181,7 +185,7 @@ def connect(url: str, base: str | Path | None):
 
 
 def _read_sql_table(text: str, scheme: str, columns: Sequence[str] | None,
-                    base: str | Path | None):
+                    base: str | Path | None) -> pd.DataFrame:
     import pandas as pd
     from sqlalchemy import column, inspect, select, table
     from sqlalchemy.exc import SQLAlchemyError
@@ -228,7 +232,7 @@ def _read_sql_table(text: str, scheme: str, columns: Sequence[str] | None,
     return frame
 
 
-def _read_query(source: Mapping[str, Any], columns: Sequence[str] | None):
+def _read_query(source: Mapping[str, Any], columns: Sequence[str] | None) -> pd.DataFrame:
     import pandas as pd
     from sqlalchemy import text as sql_text
     from sqlalchemy.exc import SQLAlchemyError
@@ -263,7 +267,7 @@ def _check_columns(wanted: list[str], have: list[str], where: str) -> None:
         )
 
 
-def _select(frame, columns: Sequence[str] | None, where: str):
+def _select(frame: pd.DataFrame, columns: Sequence[str] | None, where: str) -> pd.DataFrame:
     if columns is None:
         return frame
     _check_columns(list(columns), [str(c) for c in frame.columns], where)

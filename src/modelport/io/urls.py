@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import UserError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Engine
 
 #: a URL's scheme (``sqlite://``, ``postgresql+psycopg://``...): what tells a URL from a path
 URL_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://")
@@ -38,7 +41,7 @@ def redact(text: str) -> str:
     return re.sub(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/:@#?]*:)[^@/#?]*@", r"\1***@", text)
 
 
-def scrubbed(text: str, password) -> str:
+def scrubbed(text: str, password: str | None) -> str:
     """``text`` (a driver's message, which may quote the URL it was given) with
     ``password`` (a parsed URL's, or None) replaced by ``***``."""
     return text.replace(str(password), "***") if password else text
@@ -61,7 +64,7 @@ def dialect(url: str) -> str | None:
 
 
 def database_url(url: str, *, base: str | Path | None = None, sqlite: str = "any",
-                 hint: str = "#table"):
+                 hint: str = "#table") -> URL:
     """The SQLAlchemy URL for ``url`` with modelport's driver for its database.
 
     ``sqlite`` says what a SQLite URL's file must be: ``"exists"`` (reading: a mistyped
@@ -97,7 +100,7 @@ def database_url(url: str, *, base: str | Path | None = None, sqlite: str = "any
     return parsed
 
 
-def engine(url: str, **options: Any):
+def engine(url: str, **options: Any) -> Engine:
     """A SQLAlchemy engine for ``url`` (read by :func:`database_url` with ``options``); a
     driver that is not installed is a UserError naming the extra to install."""
     from sqlalchemy import create_engine

@@ -19,17 +19,20 @@ what changed since training.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 __all__ = ["analyse", "run_check_file"]
 
 
-def analyse(*args, **kwargs):
+def analyse(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """See :func:`modelport.monitor.analysis.analyse`."""
     from modelport.monitor.analysis import analyse as run
 
     return run(*args, **kwargs)
 
 
-def run_check_file(path):
+def run_check_file(path: str | Path) -> dict[str, Any]:
     """See :func:`modelport.monitor.alerts.run_check_file`."""
     from modelport.monitor.alerts import run_check_file as run
 

@@ -42,9 +42,12 @@ import operator
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import UserError
+
+if TYPE_CHECKING:
+    from modelport.registry import Registry
 
 log = logging.getLogger("modelport.monitor")
 
@@ -228,7 +231,7 @@ def load_rules_file(path: str | Path) -> dict[str, Any]:
     return {**raw, "log": log_url, "rules": parsed, "on_alert": action, "path": str(path)}
 
 
-def _on_alert(value, path: Path) -> dict[str, Any] | None:
+def _on_alert(value: Any, path: Path) -> dict[str, Any] | None:
     if not value:
         return None
     if isinstance(value, dict) and set(value) == {"retrain"}:
@@ -245,7 +248,8 @@ def _on_alert(value, path: Path) -> dict[str, Any] | None:
     return {"action": "retrain", "spec": str(spec_path)}
 
 
-def check(config: dict[str, Any], registry=None, act: bool = True) -> dict[str, Any]:
+def check(config: dict[str, Any], registry: Registry | None = None,
+          act: bool = True) -> dict[str, Any]:
     """Analyse the log a loaded rules file names, evaluate its rules and, when one fires
     and ``act``, run its ``on_alert``. Returns the outcome (see :func:`run_check_file`)."""
     from modelport.monitor.analysis import analyse
@@ -283,7 +287,8 @@ def run_check_file(path: str | Path) -> dict[str, Any]:
     return check(load_rules_file(path))
 
 
-def _record(report: dict[str, Any], fired: list[dict[str, Any]], registry) -> None:
+def _record(report: dict[str, Any], fired: list[dict[str, Any]],
+            registry: Registry | None) -> None:
     try:
         from modelport.registry import Registry
 

@@ -25,13 +25,19 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport.errors import MissingExtra, UserError
 from modelport.monitor import drift as D
 from modelport.monitor import performance as P
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from modelport.predictor import Predictor
+    from modelport.registry import Registry, Version
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*$", re.I)
 _UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -65,10 +71,11 @@ def _aware(t: datetime) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
-def analyse(model_uri: str, log_url: str, *, window: str = "1d", since=None, until=None,
+def analyse(model_uri: str, log_url: str, *, window: str = "1d",
+            since: str | datetime | None = None, until: str | datetime | None = None,
             reference: str = "training", thresholds: dict[str, float] | None = None,
             detector: str | None = "adwin", min_rows: int = D.MIN_ROWS,
-            min_labels: int = P.MIN_LABELS, registry=None) -> dict[str, Any]:
+            min_labels: int = P.MIN_LABELS, registry: Registry | None = None) -> dict[str, Any]:
     """Monitor ``model_uri`` (``churn``, ``churn/3``, ``churn@production``) from the
     prediction log at ``log_url``; return the report as a dict (see the module docstring).
 
@@ -210,7 +217,8 @@ def analyse(model_uri: str, log_url: str, *, window: str = "1d", since=None, unt
 DRIVER_ROWS = 500
 
 
-def _drivers(registry, monitored, inputs, logged, windows: list[dict],
+def _drivers(registry: Registry, monitored: Version, inputs: pd.DataFrame,
+             logged: pd.DataFrame, windows: list[dict[str, Any]],
              features: list[str]) -> dict[str, Any]:
     """What drives the scores: each input column's mean absolute contribution to the raw
     score (:mod:`modelport.compile.explain`) over the training sample and over each
@@ -250,7 +258,7 @@ def _drivers(registry, monitored, inputs, logged, windows: list[dict],
             "reference": reference, "columns": columns}
 
 
-def _mean_contributions(predictor, rows) -> dict[str, float]:
+def _mean_contributions(predictor: Predictor, rows: pd.DataFrame) -> dict[str, float]:
     """Each input column's mean absolute contribution over ``rows`` (and over the classes,
     for a model with one raw score per class)."""
     n = len(rows)
@@ -263,7 +271,7 @@ def _mean_contributions(predictor, rows) -> dict[str, float]:
     return {name: round(float(total.get(name, 0.0)) / (n * outputs), 6) for name in names}
 
 
-def _flagged(rows) -> dict[str, Any]:
+def _flagged(rows: pd.DataFrame) -> dict[str, Any]:
     """Rows scored with a value outside what training saw: how many, their share, and how
     many by field and kind (``tenure: out of range``), from the log's ``warnings``."""
     warned = rows["warnings"].dropna() if "warnings" in rows else []
@@ -278,7 +286,7 @@ def _flagged(rows) -> dict[str, Any]:
             "flagged_by": dict(sorted(by.items(), key=lambda kv: -kv[1]))}
 
 
-def _reference_version(registry, monitored, reference: str):
+def _reference_version(registry: Registry, monitored: Version, reference: str) -> Version:
     from modelport.uri import ModelURI
 
     ref = str(reference or "training").strip()
@@ -290,7 +298,7 @@ def _reference_version(registry, monitored, reference: str):
     return registry.get(ModelURI(monitored.name, int(ref)))
 
 
-def _join(logged, labels):
+def _join(logged: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """Add ``truth`` (label text) and ``truth_value`` (number) to each prediction whose id
     has a label."""
     if labels.empty:
@@ -305,7 +313,7 @@ def _join(logged, labels):
     return logged
 
 
-def _inputs(records: list[dict], features: list[str]):
+def _inputs(records: list[dict[str, Any]], features: list[str]) -> pd.DataFrame:
     import pandas as pd
 
     frame = pd.DataFrame.from_records(records, columns=features) if records else \
@@ -313,7 +321,8 @@ def _inputs(records: list[dict], features: list[str]):
     return frame
 
 
-def _prediction_tests(ref: dict, rows, thresholds, min_rows: int, details: bool) -> list:
+def _prediction_tests(ref: dict[str, Any], rows: pd.DataFrame, thresholds: dict[str, float],
+                      min_rows: int, details: bool) -> list[dict[str, Any]]:
     out = []
     pred = ref.get("prediction") or {}
     if "score" in pred:
@@ -339,7 +348,8 @@ def _by_feature(tests: list[dict]) -> dict[str, dict[str, Any]]:
     return {k: _summary(v) for k, v in grouped.items()}
 
 
-def _changes(rows, task: str, classes, detector: str | None) -> dict[str, Any]:
+def _changes(rows: pd.DataFrame, task: str, classes: list[Any] | None,
+             detector: str | None) -> dict[str, Any]:
     """Change points (times) of the score stream and, where labelled, the error stream."""
     if not detector:
         return {}
@@ -365,7 +375,7 @@ def _changes(rows, task: str, classes, detector: str | None) -> dict[str, Any]:
     return out
 
 
-def _mean(values) -> float | None:
+def _mean(values: pd.Series) -> float | None:
     x = values.to_numpy(dtype=np.float64)
     x = x[np.isfinite(x)]
     return round(float(x.mean()), 6) if x.size else None

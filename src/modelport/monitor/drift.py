@@ -21,6 +21,7 @@ score stream or error stream and returns where it fired, for models scoring in r
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from modelport.errors import MissingExtra, UserError
 from modelport.monitor.reference import MISSING, OTHER, bin_counts
 
 if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
     from river.base import DriftDetector
 
 #: statistic -> (threshold, how a value compares with it to be called drift)
@@ -55,7 +57,8 @@ def numeric_counts(ref: dict[str, Any], values: np.ndarray) -> tuple[np.ndarray,
     return reference, current
 
 
-def categorical_counts(ref: dict[str, Any], values) -> tuple[list[str], np.ndarray, np.ndarray]:
+def categorical_counts(ref: dict[str, Any],
+                       values: Iterable[Any]) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(categories, reference, current) counts; categories unseen in the reference are
     counted together as ``(other)``, missing values as ``(missing)``."""
     known = ref["frequencies"]
@@ -116,7 +119,8 @@ def chi2(ref_counts: np.ndarray, cur_counts: np.ndarray) -> tuple[float, float]:
     return float(stat), float(p)
 
 
-def test_feature(name: str, ref: dict[str, Any], values, thresholds: dict[str, float],
+def test_feature(name: str, ref: dict[str, Any], values: Iterable[Any] | np.ndarray,
+                 thresholds: dict[str, float],
                  min_rows: int = MIN_ROWS, details: bool = True) -> list[dict[str, Any]]:
     """The drift tests of one column: a list of ``{feature, kind, statistic, value,
     threshold, drifted}`` (plus ``p_value`` for KS, ``chi2`` for chi-square and, with
@@ -175,7 +179,7 @@ def _row(feature: str, kind: str, statistic: str, value: float, threshold: float
             "threshold": threshold, "drifted": bool(drifted)}
 
 
-def _round(v):
+def _round(v: float | None) -> float | None:
     if v is None:
         return None
     v = float(v)
@@ -223,7 +227,7 @@ def parse_thresholds(items: list[str] | dict[str, Any] | None) -> dict[str, floa
 
 # -- change points in a stream -----------------------------------------------------------
 
-def change_points(values, detector: str = "adwin") -> list[int]:
+def change_points(values: ArrayLike, detector: str = "adwin") -> list[int]:
     """Positions in ``values`` (in time order) where a River drift detector fired.
 
     ``adwin`` (ADWIN: a change in the mean of the stream), ``kswin`` (a sliding-window

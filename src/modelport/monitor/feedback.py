@@ -20,9 +20,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import UserError
 from modelport.monitor.log import _label, _redact, open_log
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sqlalchemy import Engine, Table
+    from sqlalchemy.dialects import postgresql, sqlite
+    from sqlalchemy.sql.dml import UpdateBase
+
+    from modelport.monitor.log import LogTables
 
 log = logging.getLogger("modelport.monitor")
 STREAM_SCHEMES = ("redis", "rediss", "nats", "amqp", "amqps", "mqtt", "kafka")
@@ -43,13 +52,15 @@ class FeedbackResult:
                 f"{self.seconds:.1f} s")
 
 
-def record(log_url: str, model: str, ids: Sequence, labels: Sequence,
-           at: datetime | None = None, *, engine=None, tables=None) -> tuple[int, int]:
+def record(log_url: str, model: str, ids: Sequence[Any], labels: Sequence[Any],
+           at: datetime | None = None, *, engine: Engine | None = None,
+           tables: LogTables | None = None) -> tuple[int, int]:
     """Upsert ``labels`` for ``ids`` of ``model``; return (ids stored, rows skipped for
     want of an id or a label). An id given twice keeps its last label."""
     own = engine is None
     if own:
         engine, tables = open_log(log_url)
+    assert engine is not None and tables is not None  # opened above, or given together
     now = at or datetime.now(UTC)
     rows = []
     skipped = 0
@@ -71,7 +82,7 @@ def record(log_url: str, model: str, ids: Sequence, labels: Sequence,
     return len(latest), skipped
 
 
-def _number(v) -> float | None:
+def _number(v: Any) -> float | None:
     if isinstance(v, bool):
         return float(v)
     try:
@@ -81,21 +92,26 @@ def _number(v) -> float | None:
     return x if x == x else None
 
 
-def _upsert(engine, table):
+def _upsert(engine: Engine, table: Table) -> UpdateBase:
     name = engine.dialect.name
+    stmt: sqlite.Insert | postgresql.Insert
     if name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table)
     elif name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        stmt = postgresql_insert(table)
     elif name in ("mysql", "mariadb"):
         from sqlalchemy.dialects.mysql import insert
 
-        stmt = insert(table)
-        return stmt.on_duplicate_key_update(label=stmt.inserted.label,
-                                            value=stmt.inserted.value, at=stmt.inserted.at)
+        mysql_stmt = insert(table)
+        return mysql_stmt.on_duplicate_key_update(label=mysql_stmt.inserted.label,
+                                                  value=mysql_stmt.inserted.value,
+                                                  at=mysql_stmt.inserted.at)
     else:
         raise UserError(f"feedback cannot be stored in {name}: use SQLite or PostgreSQL")
-    stmt = insert(table)
     return stmt.on_conflict_do_update(
         index_elements=["model", "id"],
         set_={"label": stmt.excluded.label, "value": stmt.excluded.value,
@@ -171,7 +187,7 @@ async def _from_stream(model: str, source: str, log_url: str, id: str, label: st
     return stored, skipped
 
 
-def read_feedback(log_url: str, model: str):
+def read_feedback(log_url: str, model: str) -> pd.DataFrame:
     """The stored labels of ``model`` as a DataFrame: ``id``, ``label``, ``value``, ``at``."""
     import pandas as pd
     from sqlalchemy import inspect, select

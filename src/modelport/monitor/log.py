@@ -34,11 +34,17 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from itertools import repeat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sqlalchemy import Engine, Table
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.pool import ConnectionPoolEntry
 
 log = logging.getLogger("modelport.monitor")
 
@@ -135,7 +141,7 @@ class LogTables:
         )
 
 
-def open_log(url: str, *, create: bool = True):
+def open_log(url: str, *, create: bool = True) -> tuple[Engine, LogTables]:
     """(engine, :class:`LogTables`) for a log URL; the tables are created when ``create``.
 
     A URL that cannot be parsed, a missing driver or an unreachable database raise a
@@ -150,7 +156,7 @@ def open_log(url: str, *, create: bool = True):
     engine = lookup_engine(db, create=create)
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record):
+        def _pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
             # WAL lets `modelport monitor` read while servers write; several server
             # processes take turns for the write lock instead of failing
             cur = dbapi_conn.cursor()
@@ -173,7 +179,7 @@ def open_log(url: str, *, create: bool = True):
     return engine, tables
 
 
-def _add_warnings(engine, table: str) -> None:
+def _add_warnings(engine: Engine, table: str) -> None:
     """Give a log table made before rows carried warnings its ``warnings`` column."""
     from sqlalchemy import inspect
     from sqlalchemy.exc import SQLAlchemyError
@@ -203,7 +209,7 @@ def _check_sample(sample: float) -> None:
                         "more than 0 and at most 1 (e.g. 0.1)")
 
 
-def _create(engine, tables: LogTables) -> None:
+def _create(engine: Engine, tables: LogTables) -> None:
     from sqlalchemy import inspect
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -231,7 +237,7 @@ def _json_encoder() -> Callable[[Any], str]:
     except ImportError:
         import json
 
-        def standard(obj) -> str:
+        def standard(obj: Any) -> str:
             return json.dumps(_finite(obj), default=_plain)
 
         return standard
@@ -239,7 +245,7 @@ def _json_encoder() -> Callable[[Any], str]:
 
     option = orjson.OPT_SERIALIZE_NUMPY
 
-    def dumps(obj) -> str:
+    def dumps(obj: Any) -> str:
         try:
             return orjson.dumps(obj, option=option, default=_plain).decode()
         except orjson.JSONEncodeError:
@@ -250,7 +256,7 @@ def _json_encoder() -> Callable[[Any], str]:
     return dumps
 
 
-def _plain(value):
+def _plain(value: object) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
@@ -258,7 +264,7 @@ def _plain(value):
     return str(value)
 
 
-def _finite(obj):
+def _finite(obj: Any) -> Any:
     """NaN and infinities as null (JSON has no NaN), for the encoder without orjson."""
     if isinstance(obj, float | np.floating):
         return None if not math.isfinite(obj) else float(obj)
@@ -274,7 +280,7 @@ COLUMNS = ("at", "model", "version", "role", "source", "id", "request_id", "inpu
            "outputs", "label", "score", "latency_ms", "error", "sample_rate", "warnings")
 
 
-def _concat(parts: list) -> list:
+def _concat(parts: list[Any]) -> list[Any]:
     """Python values of several columns (NumPy arrays or sequences) laid end to end."""
     if len(parts) == 1:
         p = parts[0]
@@ -296,8 +302,9 @@ def _rows(record: dict[str, Any]) -> int:
     return int(n)
 
 
-def encode(records: list[dict[str, Any]], dumps, timestamp,
-           on_error: Callable[[dict[str, Any]], Any] | None = None) -> list[tuple]:
+def encode(records: list[dict[str, Any]], dumps: Callable[[Any], str],
+           timestamp: Callable[[list[Any]], list[Any]],
+           on_error: Callable[[dict[str, Any]], Any] | None = None) -> list[tuple[Any, ...]]:
     """The table rows (tuples in :data:`COLUMNS` order) of buffered records; a record that
     cannot be encoded is handed to ``on_error`` (or raises without one)."""
     try:
@@ -317,7 +324,8 @@ def encode(records: list[dict[str, Any]], dumps, timestamp,
     return rows
 
 
-def _encode_one(record: dict[str, Any], stamp, dumps) -> tuple:
+def _encode_one(record: dict[str, Any], stamp: Any,
+                dumps: Callable[[Any], str]) -> tuple[Any, ...]:
     """One row: the web service's common case, with no column lists to build (the hottest
     path of the log thread, hence written out)."""
     get = record.get
@@ -359,7 +367,8 @@ def _encode_one(record: dict[str, Any], stamp, dumps) -> tuple:
             _text(error, 2000), get("sample_rate"), _text(warned, 2000))
 
 
-def _encode(record: dict[str, Any], stamp, dumps) -> list[tuple]:
+def _encode(record: dict[str, Any], stamp: Any,
+            dumps: Callable[[Any], str]) -> list[tuple[Any, ...]]:
     n = _rows(record)
     if n == 1:
         return [_encode_one(record, stamp, dumps)]
@@ -419,7 +428,7 @@ def _encode(record: dict[str, Any], stamp, dumps) -> list[tuple]:
         repeat(record.get("sample_rate"), n), warned, strict=False))
 
 
-def _labels(values) -> list:
+def _labels(values: Any) -> list[str | None]:
     """Label texts of a column at once where NumPy can (integers, strings)."""
     arr = np.asarray(values)
     if arr.dtype.kind in "iuU":
@@ -446,7 +455,7 @@ def _beyond_columns(outs: dict[str, Any], first: bool = True) -> bool:
     return False
 
 
-def _finite_list(values: np.ndarray) -> list:
+def _finite_list(values: np.ndarray) -> list[float | None]:
     """Floats with None where a value is NaN or infinite (a score is never stored as NaN)."""
     ok = np.isfinite(values)
     if ok.all():
@@ -454,7 +463,7 @@ def _finite_list(values: np.ndarray) -> list:
     return [float(v) if good else None for v, good in zip(values.tolist(), ok, strict=True)]
 
 
-def _text(value, limit: int) -> str | None:
+def _text(value: object, limit: int) -> str | None:
     """``value`` as text any database can hold, at most ``limit`` characters: NUL (which
     PostgreSQL refuses) and lone surrogates (which no UTF-8 driver can send) become
     U+FFFD."""
@@ -471,7 +480,7 @@ def _text(value, limit: int) -> str | None:
     return text[:limit]
 
 
-def _label(v) -> str | None:
+def _label(v: object) -> str | None:
     if type(v) is str:
         return _text(v, 255)
     if v is None or (isinstance(v, float) and v != v):
@@ -614,7 +623,7 @@ class PredictionLogger:
         except Exception:  # noqa: BLE001 - logging must never break scoring
             log.exception("could not queue %s predictions for the log", model)
 
-    def _count_drop(self, model, reason: str, rows: int = 1) -> None:
+    def _count_drop(self, model: object, reason: str, rows: int = 1) -> None:
         with self._drop_lock:
             self.dropped += rows
             key = (str(model), reason)
@@ -689,7 +698,7 @@ class PredictionLogger:
         whole batch to be retried later."""
         from modelport.scoring.isolation import isolate, reason
 
-        def insert(positions) -> None:
+        def insert(positions: np.ndarray) -> None:
             part = rows if len(positions) == len(rows) else [rows[i] for i in positions]
             with self.engine.begin() as conn:
                 conn.exec_driver_sql(self._insert, part)
@@ -754,7 +763,7 @@ class PredictionLogger:
         self.engine.dispose()
 
 
-def _insert_sql(engine, table) -> tuple[str, Callable[[Any], Any]]:
+def _insert_sql(engine: Engine, table: Table) -> tuple[str, Callable[[Any], Any]]:
     """The driver-level INSERT of one row and the function making its timestamp parameter.
 
     Rows go to the driver's ``executemany`` as tuples: SQLAlchemy's per-row parameter
@@ -770,7 +779,7 @@ def _insert_sql(engine, table) -> tuple[str, Callable[[Any], Any]]:
     return sql, lambda times: [_utc(t) for t in times]
 
 
-def _sqlite_times(times: list) -> list[str]:
+def _sqlite_times(times: list[Any]) -> list[str]:
     """UNIX times or datetimes as the text SQLAlchemy's SQLite DateTime reads back (UTC)."""
     if all(type(t) is float for t in times):
         micros = (np.asarray(times, dtype=np.float64) * 1e6).astype("datetime64[us]")
@@ -778,13 +787,14 @@ def _sqlite_times(times: list) -> list[str]:
     return [_utc(t).strftime("%Y-%m-%d %H:%M:%S.%f") for t in times]
 
 
-def _utc(at) -> datetime:
+def _utc(at: datetime | float) -> datetime:
     if isinstance(at, datetime):
         return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
     return datetime.fromtimestamp(float(at), UTC)
 
 
-def _length(inputs, outputs, ids, errors) -> int:
+def _length(inputs: dict[str, Any] | None, outputs: dict[str, Any] | None,
+            ids: Sequence[Any] | None, errors: Sequence[Any] | None) -> int:
     for part in (inputs, outputs):
         if part:
             return len(next(iter(part.values())))
@@ -795,7 +805,7 @@ def _length(inputs, outputs, ids, errors) -> int:
 
 
 def _take(record: dict[str, Any], keep: np.ndarray) -> dict[str, Any]:
-    def take(values):
+    def take(values: Any) -> Any:
         if isinstance(values, np.ndarray):
             return values[keep]
         return [values[i] for i in keep]
@@ -815,7 +825,8 @@ def _take(record: dict[str, Any], keep: np.ndarray) -> dict[str, Any]:
 
 def read_predictions(url: str, model: str, *, versions: Sequence[int] | None = None,
                      since: datetime | None = None, until: datetime | None = None,
-                     roles: Sequence[str] | None = None, exclude_roles=("shadow",)):
+                     roles: Sequence[str] | None = None,
+                     exclude_roles: Sequence[str] = ("shadow",)) -> pd.DataFrame:
     """Logged rows of ``model`` as a DataFrame, oldest first.
 
     Columns: ``at`` (UTC), ``version``, ``role``, ``source``, ``id``, ``request_id``,
@@ -885,7 +896,7 @@ def read_drops(url: str, model: str, since: datetime | None = None,
         engine.dispose()
 
 
-def _json_decoder():
+def _json_decoder() -> Callable[[str | bytes], Any]:
     try:
         import orjson
 

@@ -10,9 +10,14 @@ reference. A metric the labels cannot support (one class only) is left out.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from numpy.typing import ArrayLike
 
 #: metrics where a smaller value is better (a "drop" in them is an improvement)
 LOWER_IS_BETTER = ("log_loss", "rmse", "mae")
@@ -20,14 +25,14 @@ LOWER_IS_BETTER = ("log_loss", "rmse", "mae")
 MIN_LABELS = 50
 
 
-def class_index(labels, classes: list) -> np.ndarray:
+def class_index(labels: Iterable[Any], classes: Sequence[Any]) -> np.ndarray:
     """Each label's position in ``classes`` (-1 when it is not a known class), comparing
     as text so that ``"1"``, ``1`` and ``1.0`` are one class."""
     keys = {_text(c): i for i, c in enumerate(classes)}
     return np.array([keys.get(_text(v), -1) for v in labels], dtype=np.int64)
 
 
-def _text(v) -> str:
+def _text(v: object) -> str:
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
     if isinstance(v, np.generic):
@@ -35,7 +40,8 @@ def _text(v) -> str:
     return str(v)
 
 
-def classification(truth, proba: np.ndarray | None, predicted, classes: list) -> dict[str, float]:
+def classification(truth: Iterable[Any], proba: np.ndarray | None, predicted: ArrayLike,
+                   classes: Sequence[Any]) -> dict[str, float]:
     """Metrics of a classifier from true labels, probabilities (rows in ``classes``
     order, or None) and predicted labels."""
     from sklearn import metrics as M
@@ -69,7 +75,7 @@ def classification(truth, proba: np.ndarray | None, predicted, classes: list) ->
     return out
 
 
-def regression(truth, predicted) -> dict[str, float]:
+def regression(truth: ArrayLike, predicted: ArrayLike) -> dict[str, float]:
     """RMSE, MAE and R² of predicted values against true ones."""
     y = np.asarray(truth, dtype=np.float64)
     p = np.asarray(predicted, dtype=np.float64)
@@ -86,7 +92,7 @@ def regression(truth, predicted) -> dict[str, float]:
     return out
 
 
-def evaluate(joined, task: str, classes: list | None) -> dict[str, float]:
+def evaluate(joined: pd.DataFrame, task: str, classes: list[Any] | None) -> dict[str, float]:
     """Metrics of labelled rows of a joined frame (``truth``, ``label``, ``score``,
     ``outputs``)."""
     if task == "classification" and classes:

@@ -25,13 +25,19 @@ sample the first time it is monitored.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport.errors import UserError
 from modelport.signature import CHUNK_ROWS, Signature, ValueCounts, row_chunks
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from numpy.typing import ArrayLike
+
+    from modelport.registry import Registry, Version
 
 #: decile edges: ten bins (fewer when values repeat) plus one for missing values
 BIN_QUANTILES = np.linspace(0.1, 0.9, 9)
@@ -46,14 +52,14 @@ OTHER = "(other)"
 
 # -- computing ---------------------------------------------------------------------------
 
-def numeric(values) -> dict[str, Any]:
+def numeric(values: ArrayLike) -> dict[str, Any]:
     """The statistics of one numeric column (NaN is missing)."""
     summary = NumericSummary()
     summary.add(values)
     return summary.result()
 
 
-def categorical(values) -> dict[str, Any]:
+def categorical(values: ArrayLike) -> dict[str, Any]:
     """The statistics of one categorical column (None or NaN is missing)."""
     summary = CategoricalSummary()
     summary.add(values)
@@ -80,7 +86,7 @@ class NumericSummary:
         self._held = np.empty(0)
         self._held_keys = np.empty(0, dtype=np.uint64)
 
-    def add(self, values) -> None:
+    def add(self, values: ArrayLike) -> None:
         """Take the next values of the column, in row order."""
         x = np.asarray(values, dtype=np.float64).reshape(-1)
         finite_at = np.isfinite(x)
@@ -173,7 +179,7 @@ class CategoricalSummary:
         self.missing = 0
         self._counts = ValueCounts()
 
-    def add(self, values) -> None:
+    def add(self, values: ArrayLike) -> None:
         """Take the next values of the column."""
         counts, present, n = _word_counts(values)
         self.rows += n
@@ -191,7 +197,7 @@ class Reference:
     chunks of training rows: :meth:`add` each chunk with the model's outputs on it,
     :meth:`result` for the statistics of all of them."""
 
-    def __init__(self, signature) -> None:
+    def __init__(self, signature: Signature) -> None:
         self.signature = signature
         self.rows = 0
         self._features: dict[str, NumericSummary | CategoricalSummary] = {}
@@ -199,7 +205,7 @@ class Reference:
         self._label = CategoricalSummary()
         self._scored = self._labelled = False
 
-    def add(self, frame, outputs: dict[str, Any]) -> None:
+    def add(self, frame: pd.DataFrame, outputs: dict[str, Any]) -> None:
         """Take one chunk of rows (a DataFrame holding the signature's inputs) and the
         model's outputs on it."""
         self.rows += int(len(frame))
@@ -236,7 +242,7 @@ class Reference:
                 "prediction": prediction}
 
 
-def bin_counts(finite: np.ndarray, edges) -> np.ndarray:
+def bin_counts(finite: np.ndarray, edges: Sequence[float] | np.ndarray) -> np.ndarray:
     """Counts of finite values in the bins (-inf, e0], (e0, e1], ..., (ek, inf)."""
     index = np.searchsorted(np.asarray(edges, dtype=np.float64), finite, side="left")
     return np.bincount(index, minlength=len(edges) + 1)
@@ -253,7 +259,7 @@ def scores(outputs: dict[str, Any], task: str) -> np.ndarray | None:
     return None
 
 
-def compute(frame, outputs: dict[str, Any], signature) -> dict[str, Any]:
+def compute(frame: pd.DataFrame, outputs: dict[str, Any], signature: Signature) -> dict[str, Any]:
     """The statistics of a sample (a DataFrame holding the signature's inputs) and of the
     model's ``outputs`` on it."""
     reference = Reference(signature)
@@ -261,7 +267,8 @@ def compute(frame, outputs: dict[str, Any], signature) -> dict[str, Any]:
     return reference.result()
 
 
-def compute_in_chunks(frame, score: Callable[[Any], dict[str, Any]], signature,
+def compute_in_chunks(frame: pd.DataFrame, score: Callable[[Any], dict[str, Any]],
+                      signature: Signature,
                       chunk_rows: int = CHUNK_ROWS) -> dict[str, Any]:
     """The statistics of every row of ``frame`` and of ``score(chunk)``, the model's
     outputs, read ``chunk_rows`` rows at a time so that memory holds one chunk, not the
@@ -311,7 +318,7 @@ def _scaled(counts: np.ndarray, total: int) -> np.ndarray:
 _COUNTABLE = frozenset({str, int, float, bool, type(None)})
 
 
-def _word_counts(values) -> tuple[dict[str, int], int, int]:
+def _word_counts(values: ArrayLike) -> tuple[dict[str, int], int, int]:
     """(count of each word, values present, values) of categories read as :func:`_words`
     reads them; pandas counts the raw values first, since a Python loop over every row of a
     training set is slow and the distinct values are few."""
@@ -328,11 +335,12 @@ def _word_counts(values) -> tuple[dict[str, int], int, int]:
     out: dict[str, int] = {}
     for word, n in zip(_words(counted.index.to_numpy(dtype=object)), counted.tolist(),
                        strict=True):
+        assert word is not None  # value_counts left the missing values out
         out[word] = out.get(word, 0) + int(n)
     return out, int(sum(out.values())), int(arr.size)
 
 
-def _words(values) -> list:
+def _words(values: ArrayLike) -> list[str | None]:
     """Categories as strings, the way the signature reads them (2.0 -> "2"), None if missing."""
     out: list[str | None] = []
     for v in np.asarray(values, dtype=object).tolist():
@@ -347,19 +355,20 @@ def _words(values) -> list:
 
 # -- storing -----------------------------------------------------------------------------
 
-def _identity(version) -> dict[str, Any]:
+def _identity(version: Version) -> dict[str, Any]:
     # a model deleted and registered again reuses version numbers: statistics belong to
     # the version that had this sample and creation time
     return {"sample_sha256": version.sample_sha256, "created_at": version.created_at}
 
 
-def record(registry, version, statistics: dict[str, Any]) -> None:
+def record(registry: Registry, version: Version, statistics: dict[str, Any]) -> None:
     """Store ``statistics`` as the reference of ``version`` (replacing any older row)."""
     registry.set_reference(version.name, version.version,
                            {**statistics, "version": _identity(version)})
 
 
-def record_training(registry, version, frame, score: Callable[[Any], dict[str, Any]],
+def record_training(registry: Registry, version: Version, frame: pd.DataFrame,
+                    score: Callable[[Any], dict[str, Any]],
                     chunk_rows: int = CHUNK_ROWS) -> None:
     """Compute and store the reference of a version just registered, from every row of its
     training ``frame`` and ``score(chunk)``, the model's outputs on each chunk."""
@@ -367,7 +376,7 @@ def record_training(registry, version, frame, score: Callable[[Any], dict[str, A
     record(registry, version, compute_in_chunks(frame, score, signature, chunk_rows))
 
 
-def load(registry, version) -> dict[str, Any]:
+def load(registry: Registry, version: Version) -> dict[str, Any]:
     """The reference statistics of ``version``: stored, or computed from its sample (and
     stored) for versions registered without them."""
     stored = registry.reference(version.name, version.version)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.monitor import svg
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def to_json(report: dict[str, Any], outcome: dict[str, Any] | None = None) -> str:
@@ -18,7 +21,7 @@ def to_json(report: dict[str, Any], outcome: dict[str, Any] | None = None) -> st
     return json.dumps(data, indent=2, default=str)
 
 
-def _num(x, digits: int = 4) -> str:
+def _num(x: object, digits: int = 4) -> str:
     if x is None:
         return "-"
     if isinstance(x, float):
@@ -42,7 +45,7 @@ def _tests_by_feature(tests: list[dict]) -> dict[str, dict[str, dict]]:
 
 # -- terminal ----------------------------------------------------------------------------
 
-def print_terminal(report: dict[str, Any], console=None,
+def print_terminal(report: dict[str, Any], console: Console | None = None,
                    outcome: dict[str, Any] | None = None) -> None:
     """Print the report as a few rich tables."""
     from rich.console import Console
@@ -138,7 +141,7 @@ def _cell(test: dict) -> str:
     return f"[bold red]{value}[/]" if test.get("drifted") else value
 
 
-def _print_outcome(console, outcome) -> None:
+def _print_outcome(console: Console, outcome: dict[str, Any] | None) -> None:
     if outcome is None:
         return
     for r in outcome["rules"]:
@@ -152,7 +155,7 @@ def _print_outcome(console, outcome) -> None:
             console.print(f"on_alert retrain {action['spec']}: {_short(action.get('result'))}")
 
 
-def _short(result) -> str:
+def _short(result: Any) -> str:
     text = json.dumps(result, default=str)
     return text if len(text) < 300 else text[:297] + "..."
 

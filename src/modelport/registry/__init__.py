@@ -40,7 +40,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import delete, func, insert, select, update
 
@@ -57,6 +57,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@overload
+def _iso(value: datetime) -> str: ...
+@overload
+def _iso(value: None) -> None: ...
 def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None

@@ -20,7 +20,7 @@ rest of modelport its entry points:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,11 @@ from modelport.kernel import (
     policy,
     shown,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from modelport.signature import Signature
 
 __all__ = ["Checked", "Coded", "Flag", "InputPolicy", "Reject", "Unreadable", "arrow_columns",
            "as_event", "check", "checker", "shown"]
@@ -82,7 +87,7 @@ class InputPolicy:
 FLAG = InputPolicy()
 
 
-def checker(signature, policy: InputPolicy = FLAG, *, unknown: str = "reject",
+def checker(signature: Signature, policy: InputPolicy = FLAG, *, unknown: str = "reject",
             no_default: frozenset[str] | set[str] = frozenset()) -> Inputs:
     """The row checker of ``signature`` under ``policy``, built once per signature object.
 
@@ -101,7 +106,8 @@ def checker(signature, policy: InputPolicy = FLAG, *, unknown: str = "reject",
     return found
 
 
-def check(rows, signature, policy: InputPolicy = FLAG, *, unknown: str = "reject") -> Checked:
+def check(rows: Any, signature: Signature, policy: InputPolicy = FLAG, *,
+          unknown: str = "reject") -> Checked:
     """``rows`` checked against ``signature``: every row's columns, its rejects and flags.
 
     An input that is not rows at all (a column absent from columnar input, columns of
@@ -157,7 +163,8 @@ def warning_text(flags: list[Flag]) -> str:
 
 # -- Arrow -------------------------------------------------------------------------------------
 
-def arrow_columns(table, signature) -> tuple[dict[str, Any], dict[int, Reject]]:
+def arrow_columns(table: pa.Table | pa.RecordBatch,
+                  signature: Signature) -> tuple[dict[str, Any], dict[int, Reject]]:
     """The signature's columns of an Arrow table as the model is fed them, and the rows whose
     text in a numeric column is not a number.
 
@@ -180,7 +187,7 @@ def arrow_columns(table, signature) -> tuple[dict[str, Any], dict[int, Reject]]:
     return cols, bad
 
 
-def _arrow_numbers(values, name: str, bad: dict[int, Reject]) -> np.ndarray:
+def _arrow_numbers(values: pa.Array, name: str, bad: dict[int, Reject]) -> np.ndarray:
     import pyarrow as pa
 
     t = values.type
@@ -222,7 +229,7 @@ def _arrow_numbers(values, name: str, bad: dict[int, Reject]) -> np.ndarray:
     return _overflowed(out, stripped, name, bad)
 
 
-def _overflowed(out: np.ndarray, texts, name: str, bad: dict[int, Reject]) -> np.ndarray:
+def _overflowed(out: np.ndarray, texts: pa.Array, name: str, bad: dict[int, Reject]) -> np.ndarray:
     """``out`` with the numbers whose text overflows a float (a 400-digit integer, ``1e400``)
     rejected: parsing makes them infinite, as if the text had said ``inf``, which it did not."""
     at = np.flatnonzero(np.isinf(out))
@@ -239,7 +246,7 @@ def _overflowed(out: np.ndarray, texts, name: str, bad: dict[int, Reject]) -> np
     return out
 
 
-def float64(values) -> np.ndarray:
+def float64(values: pa.Array) -> np.ndarray:
     """An Arrow array of numbers as float64, NaN where null, read from its buffers.
 
     Arrow's own conversion of an array with nulls goes through pandas, and its compute
@@ -257,7 +264,7 @@ def float64(values) -> np.ndarray:
     return out
 
 
-def _arrow_categories(values):
+def _arrow_categories(values: pa.Array) -> Coded | np.ndarray:
     """A :class:`Coded` column: each distinct string once, and codes. Dictionary-encoded
     Arrow columns (Parquet's own encoding of strings) are taken as they are; plain strings
     are encoded first."""
@@ -273,7 +280,7 @@ def _arrow_categories(values):
         return values.to_numpy(zero_copy_only=False)
     # the words are few: a list of them, since Arrow's own conversion goes through pandas
     words = np.array(encoded.dictionary.to_pylist() + [None], dtype=object)[:-1]
-    words[np.equal(words, None)] = np.nan
+    words[np.equal(words, None)] = np.nan  # type: ignore[call-overload]  # stubs: no None operand
     codes = float64(encoded.indices)
     return Coded(words, np.where(np.isnan(codes), -1, codes).astype(np.int64)
                  if encoded.null_count else codes.astype(np.int64))

@@ -20,9 +20,15 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from modelport.predictor import Predictor
+    from modelport.registry import Registry, Version
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +51,7 @@ class Choice:
         return {"format": self.format, "purpose": self.purpose, "why": self.why}
 
 
-def choose(version, purpose: str = "row", forced: str | None = None) -> Choice:
+def choose(version: Version, purpose: str = "row", forced: str | None = None) -> Choice:
     """The artefact to score ``version`` with, for ``purpose`` (``row`` or ``batch``).
 
     ``forced`` (``--format``) must name an accepted artefact. Otherwise the accepted
@@ -79,7 +85,7 @@ def choose(version, purpose: str = "row", forced: str | None = None) -> Choice:
     raise UserError(f"{version.uri} has no accepted artefact to score with")
 
 
-def describe(version) -> dict[str, Any]:
+def describe(version: Version) -> dict[str, Any]:
     """What every surface will score ``version`` with, and why: ``row`` (HTTP, streams,
     triggers) and ``batch`` (``modelport predict``), or the reason none can."""
     out: dict[str, Any] = {}
@@ -91,11 +97,12 @@ def describe(version) -> dict[str, Any]:
     return out
 
 
-def _ranked(version, purpose: str) -> list[tuple[str, str | None]]:
+def _ranked(version: Version, purpose: str) -> list[tuple[str, str | None]]:
     """Accepted formats, best first, each with a sentence on its measurement (or None)."""
     key, order = ("single_row_us", ROW_ORDER) if purpose == "row" else \
         ("batch_rows_per_s", BATCH_ORDER)
-    timed, untimed = [], []
+    timed: list[tuple[float, str]] = []
+    untimed: list[tuple[int, str]] = []
     for a in version.artefacts:
         if a.status != "accepted":
             continue
@@ -107,8 +114,8 @@ def _ranked(version, purpose: str) -> list[tuple[str, str | None]]:
             untimed.append((rank, a.format))
     if purpose == "row":
         timed.sort()
-        measured = [(f, f"the fastest accepted: {t:,.1f} µs per row at registration")
-                    for t, f in timed]
+        measured: list[tuple[str, str | None]] = [
+            (f, f"the fastest accepted: {t:,.1f} µs per row at registration") for t, f in timed]
     else:
         timed.sort(reverse=True)
         measured = [(f, f"the fastest accepted: {t:,.0f} rows/s at registration")
@@ -130,7 +137,8 @@ def _unavailable(fmt: str) -> str | None:
         return f"its runtime fails to load: {type(exc).__name__}"
 
 
-def load(registry, version, purpose: str = "row", forced: str | None = None):
+def load(registry: Registry, version: Version, purpose: str = "row",
+         forced: str | None = None) -> tuple[Predictor, Choice]:
     """The chosen artefact of ``version`` loaded into a Predictor and warmed up (one made-up
     row scored, so the first real row pays no lazy initialisation), with the
     :class:`Choice` that picked it."""
@@ -142,7 +150,7 @@ def load(registry, version, purpose: str = "row", forced: str | None = None):
     return predictor, chosen
 
 
-def compile_trees_later(predictor) -> threading.Thread | None:
+def compile_trees_later(predictor: Predictor) -> threading.Thread | None:
     """Start building the compiled trees of a large tree ensemble a row-at-a-time surface
     serves (:mod:`modelport.compile.ctrees`); return the thread, or None when there is
     nothing to build.
@@ -163,7 +171,7 @@ def compile_trees_later(predictor) -> threading.Thread | None:
     return thread
 
 
-def _compile_quietly(predictor) -> None:
+def _compile_quietly(predictor: Predictor) -> None:
     try:
         predictor.prepare_batch()
     except Exception:  # noqa: BLE001 - the version keeps serving with the NumPy walk
@@ -171,7 +179,7 @@ def _compile_quietly(predictor) -> None:
                     predictor.describe(), exc_info=True)
 
 
-def warm_up(predictor) -> None:
+def warm_up(predictor: Predictor) -> None:
     """Score one made-up row inside the training ranges."""
     row: dict[str, Any] = {}
     for col in predictor.signature.inputs:
@@ -185,7 +193,7 @@ def warm_up(predictor) -> None:
         pass
 
 
-def _column(value):
+def _column(value: Any) -> np.ndarray:
     import numpy as np
 
     if value is None or isinstance(value, str):

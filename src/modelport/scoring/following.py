@@ -29,9 +29,12 @@ import time
 import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from modelport.uri import ModelURI
+
+if TYPE_CHECKING:
+    from modelport.registry import Registry, Version
 
 log = logging.getLogger("modelport.follow")
 T = TypeVar("T")
@@ -87,7 +90,7 @@ class Heartbeat:
     (:data:`modelport.scoring.metrics.LIVE`), turned into rates between two beats.
     """
 
-    def __init__(self, registry, uri, *, surface: str | None = None,
+    def __init__(self, registry: Registry, uri: str | ModelURI, *, surface: str | None = None,
                  seconds: float | None = None,
                  stats: Callable[[], dict[str, Any]] | None = None) -> None:
         self.registry = registry
@@ -187,7 +190,7 @@ class Heartbeat:
                 "rejected": {k: int(v) for k, v in sorted(rejected.items())},
                 "warnings": {k: int(v) for k, v in sorted(warnings.items())}}
 
-    def _rate(self, scored) -> float | None:
+    def _rate(self, scored: float | None) -> float | None:
         """Rows per second since the previous beat, from the running total ``scored``."""
         if scored is None:
             return None
@@ -208,7 +211,7 @@ class Follower(Generic[T]):
     that cannot load its model fails at start with the reason.
     """
 
-    def __init__(self, uri: str | ModelURI, registry, load: Callable[[Any], T], *,
+    def __init__(self, uri: str | ModelURI, registry: Registry, load: Callable[[Version], T], *,
                  poll_seconds: float = 2.0,
                  on_reload: Callable[[Follower, str], None] | None = None,
                  heartbeat: Heartbeat | None = None) -> None:

@@ -16,7 +16,7 @@ raised on or gave a score that is not a number for.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -126,7 +126,7 @@ class Outcome:
         """The flags of each scored row, aligned with :attr:`outputs`."""
         return [self.flags.get(i, []) for i in self.positions.tolist()]
 
-    def reject(self, rows, why: Reject) -> None:
+    def reject(self, rows: Iterable[int], why: Reject) -> None:
         """Take scored rows (positions of the batch) out: they failed a later step."""
         drop = {int(i) for i in rows}
         for i in drop:
@@ -241,7 +241,8 @@ def not_finite(outputs: dict[str, Any]) -> np.ndarray:
 _NONE = np.zeros(0, dtype=np.int64)
 
 
-def _concat(parts: list[dict[str, np.ndarray]], empty) -> dict[str, np.ndarray]:
+def _concat(parts: list[dict[str, np.ndarray]],
+            empty: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     if not parts:
         return empty()
     if len(parts) == 1:

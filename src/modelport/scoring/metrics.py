@@ -25,7 +25,17 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from modelport.kernel import Flag, Reject
+    from modelport.scoring.following import Follower
+    from modelport.scoring.isolation import Outcome
+
+_M = TypeVar("_M", bound="MetricWrapperBase")
 
 LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
@@ -64,13 +74,14 @@ class Metrics:
                                    registry=r)
         self.log_refused = Counter("modelport_prediction_log_refused",
                                    "Prediction-log records its table refused", registry=r)
-        self._children: dict[tuple, object] = {}
+        self._children: dict[tuple, Any] = {}
         LIVE.add(self)  # the registry heartbeat (scoring.following) reads the counts
 
     # -- what the scoring core gave ----------------------------------------------------------
 
-    def count(self, model: str, version, outcome=None, *, scored: int = 0, rejects=(),
-              flags=(), seconds: float | None = None) -> None:
+    def count(self, model: str, version: int | str, outcome: Outcome | None = None, *,
+              scored: int = 0, rejects: Iterable[Reject] = (), flags: Iterable[list[Flag]] = (),
+              seconds: float | None = None) -> None:
         """Count one scoring call: an :class:`~modelport.scoring.isolation.Outcome`, or the
         rows scored, the :class:`Reject` s and the per-row :class:`Flag` lists given apart."""
         if outcome is not None:
@@ -86,26 +97,26 @@ class Metrics:
         if seconds is not None:
             self._child(self.scoring_seconds, model).observe(seconds)
 
-    def rejected(self, model: str, rejects: Iterable) -> None:
+    def rejected(self, model: str, rejects: Iterable[Reject]) -> None:
         """Count rejected rows by the code of their reason."""
         for why in rejects:
             code = getattr(why, "code", None) or str(why)
             self._child(self.rejected_rows, model, code).inc()
 
-    def set_serving(self, model: str, role: str, version) -> None:
+    def set_serving(self, model: str, role: str, version: int) -> None:
         self._child(self.serving, model, role).set(int(version))
 
     def reload(self, model: str, outcome: str) -> None:
         self._child(self.reloads, model, outcome).inc()
 
-    def follower_hook(self, role: str = "champion"):
+    def follower_hook(self, role: str = "champion") -> Callable[[Follower[Any], str], None]:
         """An ``on_reload`` for a :class:`~modelport.scoring.following.Follower`."""
-        def hook(follower, outcome: str) -> None:
+        def hook(follower: Follower[Any], outcome: str) -> None:
             self.reload(follower.name, outcome)
             self.set_serving(follower.name, role, follower.version)
         return hook
 
-    def _child(self, metric, *labels):
+    def _child(self, metric: _M, *labels: str) -> _M:
         key = (id(metric), *labels)
         child = self._children.get(key)
         if child is None:

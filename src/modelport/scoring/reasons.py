@@ -21,7 +21,7 @@ the row's raw score.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,11 +30,15 @@ from modelport.compile.explain import explained, ranked
 from modelport.errors import UserError
 from modelport.kernel import Coded
 
+if TYPE_CHECKING:
+    from modelport.predictor import Predictor
+    from modelport.registry import Registry, Version
+
 #: the formats that hold an intermediate form to read contributions from, best first
 EXPLAINING_FORMATS = ("compiled", "joblib", "skops")
 
 
-def explaining_format(version, serving: str | None = None) -> str | None:
+def explaining_format(version: Version, serving: str | None = None) -> str | None:
     """The artefact of ``version`` reasons are read from: ``serving`` (the format that
     scores) when it holds an intermediate form, else the first accepted in
     :data:`EXPLAINING_FORMATS`; None when the version has none."""
@@ -44,7 +48,8 @@ def explaining_format(version, serving: str | None = None) -> str | None:
     return next((f for f in EXPLAINING_FORMATS if f in accepted), None)
 
 
-def explaining(predictor, registry=None, version=None):
+def explaining(predictor: Predictor, registry: Registry | None = None,
+               version: Version | None = None) -> Predictor:
     """A predictor of the same version that can explain: ``predictor`` itself when its
     format can, else the version's artefact :func:`explaining_format` names, loaded from
     ``registry``. A :class:`UserError` when there is none."""
@@ -71,7 +76,7 @@ class Explains:
     find_explainer: Any
     _explainer: Any
 
-    def explainer(self):
+    def explainer(self) -> Predictor:
         """The predictor giving this version's reasons, found on first use and kept; a
         :class:`UserError` when the version cannot explain."""
         if self._explainer is None:
@@ -82,10 +87,10 @@ class Explains:
         return self._explainer
 
 
-def warm_up(predictor) -> None:
+def warm_up(predictor: Predictor) -> None:
     """Build ``predictor``'s explanation tables now (one made-up row explained), so the
     first real request pays only for its rows; a model that cannot explain raises here."""
-    row = {}
+    row: dict[str, np.ndarray] = {}
     for col in predictor.signature.inputs:
         if col.kind == "numeric":
             row[col.name] = np.array([col.min if col.min is not None else 0.0])
@@ -141,7 +146,7 @@ def empty_table(k: int) -> dict[str, np.ndarray]:
     return out
 
 
-def top(predictor, cols: dict, k: int) -> Reasons:
+def top(predictor: Predictor, cols: dict[str, Any], k: int) -> Reasons:
     """The ``k`` reasons of each row of ``cols`` (columns the scoring core checked) from
     ``predictor`` (one that :func:`explaining` gave)."""
     base, contrib = predictor.contributions_checked(cols)
@@ -149,7 +154,7 @@ def top(predictor, cols: dict, k: int) -> Reasons:
     n = contrib.shape[0]
     n_out = contrib.shape[2] if contrib.ndim == 3 else 1
     base, contrib, pick = explained(base, contrib)
-    output = None
+    output: np.ndarray | None = None
     if pick is not None:
         classes = predictor.classes
         labels = np.asarray(classes if classes is not None and len(classes) == n_out
@@ -175,7 +180,7 @@ def top(predictor, cols: dict, k: int) -> Reasons:
     return Reasons(base, names[order], values, contrib[rows, order], output)
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and value != value:

@@ -14,6 +14,7 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
@@ -80,7 +81,8 @@ class Backoff:
             self.delay = min(self.delay * 2, BACKOFF_S[1])
 
 
-async def retried(what: str, call, stats: Stats, stop: asyncio.Event) -> None:
+async def retried(what: str, call: Callable[[], Awaitable[object]], stats: Stats,
+                  stop: asyncio.Event) -> None:
     """``await call()`` until it works, pausing after failures not tied to events; gives up
     (raising) after :data:`BROKER_PATIENCE_S` or once the worker is told to stop."""
     backoff = Backoff(what, stats, BROKER_PATIENCE_S)

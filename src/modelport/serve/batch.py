@@ -42,10 +42,10 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from modelport.errors import UserError
 from modelport.scoring.checks import FLAG, InputPolicy, Reject, check
@@ -53,7 +53,21 @@ from modelport.serve.batch_settings import ON_ERROR as ON_ERROR
 from modelport.serve.batch_settings import BatchSettings
 
 if TYPE_CHECKING:
-    from modelport.registry import Registry
+    from concurrent.futures import ProcessPoolExecutor
+
+    import numpy as np
+    import pyarrow as pa
+    from rich.progress import Progress
+    from threadpoolctl import threadpool_limits
+
+    from modelport.io.chunks import ChunkSource, ParquetSource, Piece
+    from modelport.io.sinks import FileSink
+    from modelport.monitor.log import PredictionLogger
+    from modelport.predictor import Predictor
+    from modelport.registry import Registry, Version
+    from modelport.scoring.checks import Checked
+    from modelport.scoring.isolation import Outcome
+    from modelport.signature import Signature
 
 #: environment that keeps every worker to one thread, and idle OpenMP threads asleep
 _ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -61,6 +75,10 @@ _ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THR
 _FIX = "fix the row, or use --on-error reject to set rows that cannot be scored aside"
 #: what loads a worker's model: format, artefact, signature, name, version, explaining
 _WorkerInit = tuple[str, bytes, dict, str, int, tuple | None]
+#: a task for a worker: ``(index, item, (function, *args))``
+_Task = tuple[int, Any, tuple[Any, ...]]
+#: ``(field, kind, message)`` per value outside what training saw, by row
+_Warned = dict[int, list[tuple[str, str, str]]]
 
 
 @dataclass
@@ -102,7 +120,7 @@ def predict(model: str, input: Any, output: str | Path, *, id: str | None = None
             rejects: str | Path | None = None, warnings: str | Path | None = None,
             strict: bool = False, out_of_range: str | None = None,
             unseen_categories: str | None = None, progress: bool | None = None,
-            registry=None, log_url: str | None = None, log_sample: float = 1.0,
+            registry: Registry | None = None, log_url: str | None = None, log_sample: float = 1.0,
             explain: int | str | None = None) -> BatchResult:
     """Score ``input`` with ``model`` (``churn``, ``churn/3``, ``churn@production``) into ``output``.
 
@@ -187,7 +205,7 @@ def predict_settings(settings: BatchSettings, *, registry: Registry | None = Non
             plog.close(timeout=120)
 
 
-def _prediction_log(log_url: str | None, sample: float):
+def _prediction_log(log_url: str | None, sample: float) -> PredictionLogger | None:
     """The prediction log the job keeps a ``sample`` share of its rows in, or None."""
     if not log_url:
         return None
@@ -200,8 +218,11 @@ def _prediction_log(log_url: str | None, sample: float):
 
 # -- the local engine ----------------------------------------------------------------------
 
-def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers, chunk_rows,
-             resume, on_error, policy, rejects, warnings, progress, plog=None) -> BatchResult:
+def _run_job(version: Version, fmt: str, input: Any, output: str | Path,
+             pool: ProcessPoolExecutor | None, init: _WorkerInit, started: float, *,
+             id: str | None, n_workers: int, chunk_rows: int, resume: bool, on_error: str,
+             policy: InputPolicy, rejects: str | Path | None, warnings: str | Path | None,
+             progress: bool | None, plog: PredictionLogger | None = None) -> BatchResult:
     """Score ``input`` into ``output`` with the local engine: check the input before anything
     is written, open the outputs, score every chunk (in ``pool``, or here without one) and
     commit it in input order, then make the outputs whole. A failure leaves the committed
@@ -223,11 +244,13 @@ def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers,
                                     output, cut), version, id, rejects, warnings, on_error)
     skip = sinks.start(job.schema, resume)
     total = source.total_rows()
-    bar = _Progress(total, source.rows_before(skip) if direct else skip * chunk_rows, progress)
+    bar = _Progress(total, cast("ParquetSource", source).rows_before(skip) if direct
+                    else skip * chunk_rows, progress)
     commits = _Commits(job, sinks, bar, plog, version)
     commit: Callable[[int, Any, Any], None]
     if direct:
-        tasks, commit = _piece_tasks(source, skip, sinks, job), commits.piece
+        tasks, commit = (_piece_tasks(cast("ParquetSource", source), skip, sinks, job),
+                         commits.piece)
     else:
         tasks, commit = _chunk_tasks(source, skip, job), commits.chunk
 
@@ -253,7 +276,8 @@ def _run_job(version, fmt, input, output, pool, init, started, *, id, n_workers,
         warnings=commits.warnings, warnings_output=warnings_output)
 
 
-def _open_input(input, signature, id: str | None, chunk_rows: int):
+def _open_input(input: Any, signature: Signature, id: str | None,
+                chunk_rows: int) -> ChunkSource:
     """The input as a chunk source of the columns the job reads (the model's and the id),
     refused with the columns it lacks."""
     from modelport.io.chunks import open_source
@@ -290,8 +314,9 @@ class _Job:
     reasons: int
 
 
-def _checked_job(source, signature, output, id: str | None, policy: InputPolicy,
-                 on_error: str, chunk_rows: int, explaining: tuple | None) -> _Job:
+def _checked_job(source: ChunkSource, signature: Signature, output: str | Path, id: str | None,
+                 policy: InputPolicy, on_error: str, chunk_rows: int,
+                 explaining: tuple | None) -> _Job:
     """The job's settings, once the first rows have passed the signature check: a missing
     column or a column of the wrong type fails here, and with ``on_error="fail"`` a bad row
     too, with no output touched."""
@@ -309,7 +334,8 @@ class _Sinks:
     """The job's outputs: the scores, the rejects (with ``on_error="reject"``) and the
     warnings, started, committed, abandoned and finished together."""
 
-    def __init__(self, output, job: str, version, id: str | None, rejects, warnings,
+    def __init__(self, output: str | Path, job: str, version: Version, id: str | None,
+                 rejects: str | Path | None, warnings: str | Path | None,
                  on_error: str) -> None:
         from modelport.io.sinks import FileSink, open_sink
 
@@ -321,7 +347,7 @@ class _Sinks:
         self.warnings = FileSink(warnings_path, job)
         self.sides = [s for s in (self.rejects, self.warnings) if s is not None]
 
-    def start(self, schema, resume: bool) -> int:
+    def start(self, schema: pa.Schema, resume: bool) -> int:
         """Prepare every output; return the number of chunks a resumed job skips."""
         skip = self.scores.start(schema, resume)
         for side in self.sides:
@@ -340,7 +366,7 @@ class _Sinks:
         for side in self.sides:
             side.abandon()
 
-    def finish(self, rejected, warned) -> tuple[str, str | None, str | None]:
+    def finish(self, rejected: int, warned: int) -> tuple[str, str | None, str | None]:
         """Make the outputs whole: where the scores, the rejects and the warnings are (a side
         file only when it has rows: ``rejected`` or ``warned``)."""
         location = self.scores.finish()
@@ -352,11 +378,12 @@ class _Commits:
     """Commits scored work in input order: a chunk's rejects and warnings, then its scores,
     into the sinks; its rows to the prediction log; the counts and the progress bar."""
 
-    def __init__(self, job: _Job, sinks: _Sinks, bar: _Progress, plog, version) -> None:
+    def __init__(self, job: _Job, sinks: _Sinks, bar: _Progress, plog: PredictionLogger | None,
+                 version: Version) -> None:
         self.job, self.sinks, self.bar, self.plog, self.version = job, sinks, bar, plog, version
         self.rows = self.rejects = self.warnings = self.chunks = 0
 
-    def chunk(self, index: int, chunk, scored) -> None:
+    def chunk(self, index: int, chunk: pa.Table, scored: tuple[Outcome, _Warned]) -> None:
         """Commit a chunk read here and scored (``(outcome, warnings)``) in a worker."""
         outcome, warned = scored
         ids = self._ids(chunk, outcome, warned)
@@ -366,13 +393,13 @@ class _Commits:
                        warned)
         self._count(index, chunk.num_rows, outcome.scored, len(outcome.rejects), len(warned))
 
-    def piece(self, index: int, piece, outcome) -> None:
+    def piece(self, index: int, piece: Piece, outcome: tuple[int, int, int, int]) -> None:
         """Commit a Parquet piece a worker read, scored and staged itself: only its counts
         (rows read, scored, rejected, with warnings) come back."""
         rows, scored, rejected, warned = outcome
         self._count(index, rows, scored, rejected, warned)
 
-    def _ids(self, chunk, outcome, warned):
+    def _ids(self, chunk: pa.Table, outcome: Outcome, warned: _Warned) -> pa.Array | None:
         """The chunk's ids, with the rows whose id is unusable taken out as rejects."""
         job = self.job
         if not job.id:
@@ -381,7 +408,8 @@ class _Commits:
         reject_later(outcome, warned, bad)
         return ids
 
-    def _write(self, index: int, chunk, outcome, warned, ids) -> None:
+    def _write(self, index: int, chunk: pa.Table, outcome: Outcome, warned: _Warned,
+               ids: pa.Array | None) -> None:
         """Stage the chunk's rejects and warnings, then commit its scores; rows the lookup
         table refuses become rejects, and the chunk is written again without them."""
         from modelport.io.sinks import Refused
@@ -418,18 +446,19 @@ class _Commits:
         self.sinks.committed(index)
 
 
-def _piece_tasks(source, skip: int, sinks, job: _Job):
+def _piece_tasks(source: ParquetSource, skip: int, sinks: _Sinks, job: _Job) -> Iterator[_Task]:
     """The pieces of a Parquet ``source`` from number ``skip`` on, as tasks: a worker reads,
     scores and stages each into the part files of ``sinks`` (file outputs)."""
     rejects = sinks.rejects
-    return ((p.index, p, (_score_piece, p, str(sinks.scores.part_path(p.index)),
+    scores = cast("FileSink", sinks.scores)  # pieces go to file outputs
+    return ((p.index, p, (_score_piece, p, str(scores.part_path(p.index)),
                           str(rejects.part_path(p.index)) if rejects else None,
-                          str(sinks.warnings.part_path(p.index)), sinks.scores.kind,
+                          str(sinks.warnings.part_path(p.index)), scores.kind,
                           job.policy, job.on_error, job.where, job.id, job.id_type, job.schema))
             for p in source.pieces(skip))
 
 
-def _chunk_tasks(source, skip: int, job: _Job):
+def _chunk_tasks(source: ChunkSource, skip: int, job: _Job) -> Iterator[_Task]:
     """The input's chunks from number ``skip`` on, as tasks: a worker checks and scores
     the model's columns of each."""
     names = job.signature.names
@@ -438,7 +467,9 @@ def _chunk_tasks(source, skip: int, job: _Job):
             for index, chunk in enumerate(source.chunks(skip), start=skip))
 
 
-def _check_head(first, signature, policy, on_error, where, id, id_type, keyed) -> None:
+def _check_head(first: pa.Table | None, signature: Signature, policy: InputPolicy,
+                on_error: str, where: str, id: str | None, id_type: pa.DataType | None,
+                keyed: bool) -> None:
     """The first rows against the signature: a column of the wrong type is a UserError, and
     with ``on_error="fail"`` so is the first row that cannot be scored."""
     if first is None:
@@ -461,7 +492,7 @@ def _check_head(first, signature, policy, on_error, where, id, id_type, keyed) -
         raise _failure(where, 0, rejects)
 
 
-def _id_type(first, id: str | None):
+def _id_type(first: pa.Table | None, id: str | None) -> pa.DataType | None:
     """The type of the id column in the output: the first rows' (text when they hold no
     id at all)."""
     import pyarrow as pa
@@ -476,7 +507,7 @@ def _id_type(first, id: str | None):
     return pa.string() if pa.types.is_null(t) else t
 
 
-def _finish_side(side, needed) -> str | None:
+def _finish_side(side: FileSink | None, needed: int) -> str | None:
     """Make a rejects or warnings file whole, when it has rows; else leave none."""
     if side is None:
         return None
@@ -491,7 +522,8 @@ def _finish_side(side, needed) -> str | None:
     return location
 
 
-def _log_chunk(plog, version, signature, chunk, outcome, id, warned: dict) -> None:
+def _log_chunk(plog: PredictionLogger, version: Version, signature: Signature, chunk: pa.Table,
+               outcome: Outcome, id: str | None, warned: _Warned) -> None:
     """Hand a committed chunk's sampled rows (and its rejects, as errors) to the log, each
     scored row with its flags (``field: kind; ...``)."""
     import numpy as np
@@ -538,7 +570,7 @@ def _small_file(input: Any) -> bool:
         return False
 
 
-def _start_pool(n_workers: int, init: _WorkerInit):
+def _start_pool(n_workers: int, init: _WorkerInit) -> ProcessPoolExecutor:
     """Worker processes, each holding the model loaded once and limited to one thread.
 
     Where the platform forks (Linux), the model is loaded here first and the workers are
@@ -585,7 +617,8 @@ def _ready() -> None:
     """A no-op task: submitting one starts a worker."""
 
 
-def _run_here(init: _WorkerInit, tasks, commit) -> None:
+def _run_here(init: _WorkerInit, tasks: Iterable[_Task],
+              commit: Callable[[int, Any, Any], None]) -> None:
     """Run ``(index, item, (function, *args))`` tasks in this process, one after the other,
     committing each as it is done: the job without workers."""
     _init_worker(*init)
@@ -593,7 +626,8 @@ def _run_here(init: _WorkerInit, tasks, commit) -> None:
         commit(index, item, fn(*args))
 
 
-def _run_pool(pool, tasks, n_workers, commit) -> None:
+def _run_pool(pool: ProcessPoolExecutor, tasks: Iterable[_Task], n_workers: int,
+              commit: Callable[[int, Any, Any], None]) -> None:
     """Run ``(index, item, (function, *args))`` tasks in the workers, at most two per worker
     in flight, and commit their outcomes in order."""
     pending: deque = deque()
@@ -613,9 +647,10 @@ def _run_pool(pool, tasks, n_workers, commit) -> None:
 
 # -- in each worker ------------------------------------------------------------------------
 
-_PREDICTOR = None
-_EXPLAIN = None  # (k, the predictor giving reasons, or None when _PREDICTOR does)
-_LIMITS = None
+_PREDICTOR: Predictor | None = None
+#: (k, the predictor giving reasons, or None when _PREDICTOR does)
+_EXPLAIN: tuple[int, Predictor | None] | None = None
+_LIMITS: threadpool_limits | None = None
 
 
 def _init_worker(fmt: str, data: bytes, signature: dict, name: str, version: int,
@@ -644,7 +679,7 @@ def _init_worker(fmt: str, data: bytes, signature: dict, name: str, version: int
     # runtime asked for (MODELPORT_TREES), which loading decides
     key = (fmt, hashlib.sha256(data).hexdigest(), os.environ.get("MODELPORT_TREES"))
     if _PREDICTOR is not None and getattr(_PREDICTOR, "_batch_key", None) == key:
-        if explaining and _EXPLAIN[1] is None:
+        if explaining and _EXPLAIN is not None and _EXPLAIN[1] is None:
             _PREDICTOR.background = explaining[3]
         return
     predictor = formats.get(fmt).load(data, Signature.from_dict(signature))
@@ -656,7 +691,7 @@ def _init_worker(fmt: str, data: bytes, signature: dict, name: str, version: int
     _PREDICTOR = predictor
 
 
-def refuse_stale_reasons(output, command: str) -> None:
+def refuse_stale_reasons(output: str | Path, command: str) -> None:
     """Refuse to update a lookup table that holds reasons without writing reasons: its
     rows would keep the reasons of scores they no longer hold."""
     from sqlalchemy import inspect
@@ -688,7 +723,7 @@ def refuse_stale_reasons(output, command: str) -> None:
                         "to a new table")
 
 
-def _explaining(registry, version, fmt: str, explain) -> tuple:
+def _explaining(registry: Registry, version: Version, fmt: str, explain: int | str) -> tuple:
     """``(k, format, artefact, background rows)`` for ``--explain``: the number checked, the
     artefact that explains (the scoring one when it can), proven able to explain here
     before any output is written."""
@@ -726,8 +761,10 @@ def _limit_threads() -> None:
         _LIMITS = threadpool_limits(limits=1)
 
 
-def _score_chunk(table, policy: InputPolicy, first_row: int, where: str, on_error: str):
+def _score_chunk(table: pa.Table, policy: InputPolicy, first_row: int, where: str,
+                 on_error: str) -> tuple[Outcome, _Warned]:
     """Score one chunk in a worker: see :func:`score_chunk`."""
+    assert _PREDICTOR is not None  # loaded by _init_worker
     return score_chunk(_PREDICTOR, table, policy, first_row=first_row, where=where,
                        on_error=on_error, explain=_explain_args())
 
@@ -740,9 +777,9 @@ def _explain_args() -> tuple | None:
     return k, explainer if explainer is not None else _PREDICTOR
 
 
-def _score_piece(piece, part: str, rejects_part: str | None, warnings_part: str, kind: str,
-                 policy: InputPolicy, on_error: str, where: str, id: str | None, id_type,
-                 schema) -> tuple[int, int, int, int]:
+def _score_piece(piece: Piece, part: str, rejects_part: str | None, warnings_part: str, kind: str,
+                 policy: InputPolicy, on_error: str, where: str, id: str | None,
+                 id_type: pa.DataType | None, schema: pa.Schema) -> tuple[int, int, int, int]:
     """Read, score and stage one Parquet piece: (rows read, scored, rejected, with warnings).
 
     The rejects and warnings parts are renamed into place before the scores' part, so a
@@ -786,20 +823,21 @@ def _score_piece(piece, part: str, rejects_part: str | None, warnings_part: str,
 class _NoPart:
     """Where rejects go when they are not kept."""
 
-    def write(self, table) -> None:
+    def write(self, table: pa.Table) -> None:
         pass
 
     def __enter__(self) -> _NoPart:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         pass
 
 
 # -- the scoring core, for one chunk -------------------------------------------------------
 
-def score_chunk(predictor, table, policy: InputPolicy = FLAG, *, first_row: int = 0,
-                where: str = "input", on_error: str = "reject", explain: tuple | None = None):
+def score_chunk(predictor: Predictor, table: pa.Table, policy: InputPolicy = FLAG, *,
+                first_row: int = 0, where: str = "input", on_error: str = "reject",
+                explain: tuple[int, Predictor] | None = None) -> tuple[Outcome, _Warned]:
     """Check and score one Arrow table with ``predictor``: the
     :class:`~modelport.scoring.isolation.Outcome` (the outputs of the rows scored, a
     :class:`Reject` per row that was not) and the warnings of each row scored with a value
@@ -840,7 +878,7 @@ def score_chunk(predictor, table, policy: InputPolicy = FLAG, *, first_row: int 
     return outcome, warnings
 
 
-def warning_messages(checked, flagged: dict, signature) -> dict[int, list[tuple[str, str, str]]]:
+def warning_messages(checked: Checked, flagged: dict, signature: Signature) -> _Warned:
     """One ``(field, kind, message)`` per value outside what training saw, for each row of
     ``flagged`` (the positions of the scored rows that have flags); the message names the
     field and the row's value."""
@@ -869,7 +907,7 @@ def warning_messages(checked, flagged: dict, signature) -> dict[int, list[tuple[
     return out
 
 
-def reject_later(outcome, warnings: dict[int, list], rejects: dict[int, Reject]) -> None:
+def reject_later(outcome: Outcome, warnings: dict[int, list], rejects: dict[int, Reject]) -> None:
     """Take rows out of a scored chunk's ``outcome`` (and ``warnings``) that a step after
     scoring failed on: an id, the lookup table."""
     if not rejects:
@@ -882,7 +920,8 @@ def reject_later(outcome, warnings: dict[int, list], rejects: dict[int, Reject])
         outcome.reject(rows, why)
 
 
-def id_column(values, id_type, name: str, required: bool):
+def id_column(values: pa.Array | pa.ChunkedArray, id_type: pa.DataType | None, name: str,
+              required: bool) -> tuple[pa.Array, dict[int, Reject]]:
     """The ids of a chunk as ``id_type`` (the output's id type), and a :class:`Reject` for
     each row whose id is unusable: one that is not of that type, or, when ``required`` (a
     lookup table keeps one row per id), a missing one (null or NaN)."""
@@ -901,7 +940,7 @@ def id_column(values, id_type, name: str, required: bool):
         try:
             values = values.cast(id_type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-            kept = []
+            kept: list[Any] = []
             for i, v in enumerate(values.to_pylist()):
                 try:
                     kept.append(pa.array([v]).cast(id_type)[0].as_py())
@@ -913,6 +952,7 @@ def id_column(values, id_type, name: str, required: bool):
                                     "of one type")
             values = pa.array(kept, type=id_type)
     if required:
+        missing: np.ndarray | None
         if pa.types.is_null(values.type):
             missing = np.ones(len(values), dtype=bool)
         elif pa.types.is_floating(values.type):
@@ -939,7 +979,8 @@ def _failure(where: str, first_row: int, rejects: dict[int, Reject]) -> UserErro
 
 # -- Arrow in, Arrow out -------------------------------------------------------------------
 
-def output_schema(signature, id_type=None, id: str | None = None, explain: int = 0):
+def output_schema(signature: Signature, id_type: pa.DataType | None = None, id: str | None = None,
+                  explain: int = 0) -> pa.Schema:
     """The Arrow schema of the scores: the id column, then the outputs of the task, then
     ``reason_i`` and ``contribution_i`` for ``i`` up to ``explain``."""
     import pyarrow as pa
@@ -962,12 +1003,12 @@ def output_schema(signature, id_type=None, id: str | None = None, explain: int =
     return pa.schema(fields)
 
 
-def proba_column(cls) -> str:
+def proba_column(cls: Any) -> str:
     """The name of the probability column of class ``cls``: ``proba_<class>``."""
     return f"proba_{cls}"
 
 
-def _label_type(classes):
+def _label_type(classes: list | None) -> pa.DataType:
     import pyarrow as pa
 
     if not classes:
@@ -981,17 +1022,19 @@ def _label_type(classes):
     return pa.string()
 
 
-def output_table(signature, outputs: dict, id_values, id: str | None, schema):
+def output_table(signature: Signature, outputs: dict, id_values: pa.Array | None, id: str | None,
+                 schema: pa.Schema) -> pa.Table:
     """The scores of one chunk as an Arrow table with ``schema``."""
     import numpy as np
     import pyarrow as pa
 
-    arrays = {}
+    arrays: dict[str, Any] = {}
     if id and id_values is not None:
         arrays[id] = id_values
     if signature.task == "classification":
         arrays["label"] = np.asarray(outputs["label"])
         if "score" in schema.names or any(n.startswith("proba_") for n in schema.names):
+            assert signature.classes is not None  # the schema holds their probabilities
             proba = outputs.get("proba")
             if proba is None:
                 proba = np.full((len(outputs["label"]), len(signature.classes)), np.nan)
@@ -1009,7 +1052,7 @@ def output_table(signature, outputs: dict, id_values, id: str | None, schema):
     return pa.Table.from_arrays([_typed(arrays[f.name], f.type) for f in schema], schema=schema)
 
 
-def _typed(values, type):
+def _typed(values: Any, type: pa.DataType) -> pa.Array:
     """``values`` (Arrow, or NumPy) as an Arrow array of ``type``.
 
     NumPy arrays of the output types are wrapped from their buffers: ``pa.array`` imports
@@ -1039,7 +1082,7 @@ def _typed(values, type):
     return values if values.type == type else values.cast(type)
 
 
-def rejects_table(chunk, rejects: dict[int, Reject], first_row: int):
+def rejects_table(chunk: pa.Table, rejects: dict[int, Reject], first_row: int) -> pa.Table:
     """The rejected rows of ``chunk`` with their row number ``_row`` (from 1), the
     ``_reason`` and its ``_code``."""
     import pyarrow as pa
@@ -1054,7 +1097,7 @@ def rejects_table(chunk, rejects: dict[int, Reject], first_row: int):
                                                   type=pa.string()))
 
 
-def warnings_records(ids, warnings: dict[int, list[tuple[str, str, str]]], first_row: int,
+def warnings_records(ids: pa.Array | None, warnings: _Warned, first_row: int,
                      id: str | None) -> list[dict]:
     """The rows scored with warnings, as records for a JSON-lines file: their number
     ``_row`` (from 1), the id, and ``_warnings``, one message per value outside what
@@ -1070,7 +1113,7 @@ def warnings_records(ids, warnings: dict[int, list[tuple[str, str, str]]], first
     return out
 
 
-def scored_ids(ids, outcome):
+def scored_ids(ids: pa.Array | None, outcome: Outcome) -> pa.Array | None:
     """The ids of the rows ``outcome`` scored: all of ``ids`` when every row was scored
     (nothing to compute), else the ones at its positions."""
     if ids is None or outcome.scored == len(ids):
@@ -1083,7 +1126,7 @@ def scored_ids(ids, outcome):
                                           [None, pa.py_buffer(positions)]))
 
 
-def is_table(output) -> bool:
+def is_table(output: str | Path) -> bool:
     """Whether ``output`` names a SQL table (a lookup table) rather than a file."""
     from modelport.io.tables import URL_SCHEME
 
@@ -1091,17 +1134,17 @@ def is_table(output) -> bool:
     return bool(URL_SCHEME.match(text)) and not text.startswith("file://")
 
 
-def default_rejects_path(output) -> Path:
+def default_rejects_path(output: str | Path) -> Path:
     """Beside a file output (``scores.rejects.jsonl``); in the working folder for a table."""
     return _beside(output, "rejects")
 
 
-def default_warnings_path(output) -> Path:
+def default_warnings_path(output: str | Path) -> Path:
     """Beside a file output (``scores.warnings.jsonl``); in the working folder for a table."""
     return _beside(output, "warnings")
 
 
-def _beside(output, what: str) -> Path:
+def _beside(output: str | Path, what: str) -> Path:
     text = str(output)
     if is_table(output):
         table = text.partition("#")[2] or "scores"
@@ -1115,7 +1158,7 @@ def _beside(output, what: str) -> Path:
     return path.with_name(f"{name}.{what}.jsonl")
 
 
-def _side_path(given, output, what: str, option: str) -> Path:
+def _side_path(given: str | Path | None, output: str | Path, what: str, option: str) -> Path:
     path = Path(given) if given else _beside(output, what)
     if not path.name.endswith(".jsonl"):
         raise UserError(f"{option} {path}: the {what} file is JSON lines; give a path ending "
@@ -1123,7 +1166,8 @@ def _side_path(given, output, what: str, option: str) -> Path:
     return path
 
 
-def _job_key(version, fmt, input, id, chunk_rows, on_error, policy, output, cut: str) -> str:
+def _job_key(version: Version, fmt: str, input: Any, id: str | None, chunk_rows: int,
+             on_error: str, policy: InputPolicy, output: str | Path, cut: str) -> str:
     """What makes two runs the same job (resume skips only chunks of the same job)."""
     from modelport.io.tables import describe
 
@@ -1147,7 +1191,7 @@ class _Progress:
         self.total, self.done = total, done
         self.tty = sys.stderr.isatty() if show is None else show
         self.started = self.last = time.monotonic()
-        self._bar = None
+        self._bar: Progress | None = None
         if self.tty:
             from rich.progress import (
                 BarColumn,

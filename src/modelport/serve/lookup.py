@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import UserError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Column
 
 #: the lookup store used when none is given
 STORE_ENV = "MODELPORT_LOOKUP_STORE"
@@ -82,7 +85,7 @@ _KEY_RANGE = range(-2**63, 2**63)
 _WHOLE = re.compile(r"[+-]?[0-9]+")
 
 
-def key_value(column, value: Any) -> Any:
+def key_value(column: Column[Any], value: Any) -> Any:
     """``value`` (often a string from a command line or URL) in the type of the key
     ``column``, or None when no row can hold it: a whole number beyond 64 bits for an
     integer key, which database drivers refuse to send rather than match nothing. Text
@@ -109,7 +112,7 @@ def key_value(column, value: Any) -> Any:
     return value
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     from datetime import UTC, datetime
     from decimal import Decimal
 

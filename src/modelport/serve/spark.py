@@ -30,11 +30,20 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import UserError, require
 from modelport.scoring.checks import InputPolicy
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark import Broadcast
+    from pyspark.sql import DataFrame, DataFrameReader, SparkSession
+
+    from modelport.registry import Version
+    from modelport.serve.batch import BatchResult
 
 #: loaded Predictors per Python worker, by artefact identity (a worker runs many tasks)
 _LOADED: dict[tuple, Any] = {}
@@ -47,9 +56,10 @@ _STATUS = ("_mid", "_code", "_reason", "_warnings")
 _IN = "_in_"
 
 
-def predict_spark(version, fmt: str, data: bytes, input: Any, output, *, id: str | None,
-                  on_error: str = "fail", policy: InputPolicy | None = None,
-                  rejects=None, warnings=None):
+def predict_spark(version: Version, fmt: str, data: bytes, input: Any, output: str | Path, *,
+                  id: str | None, on_error: str = "fail", policy: InputPolicy | None = None,
+                  rejects: str | Path | None = None,
+                  warnings: str | Path | None = None) -> BatchResult:
     """Score ``input`` into ``output`` on Spark; return a
     :class:`~modelport.serve.batch.BatchResult`. ``on_error``, ``policy``, ``rejects`` and
     ``warnings`` mean what they mean for :func:`~modelport.serve.batch.predict`; with
@@ -118,6 +128,7 @@ def predict_spark(version, fmt: str, data: bytes, input: Any, output, *, id: str
         offsets = _offsets(rows) if n_rejects or n_warnings else {}
         if on_error == "fail" and n_rejects:
             first = refused.orderBy("_mid").first()
+            assert first is not None  # n_rejects rows were refused
             raise UserError(f"{src} row {_row(first['_mid'], offsets):,}: {first['_reason']}; "
                             "fix the row, or use --on-error reject to set rows that cannot be "
                             "scored aside")
@@ -148,7 +159,7 @@ def predict_spark(version, fmt: str, data: bytes, input: Any, output, *, id: str
                        warnings_output=warnings_output)
 
 
-def _session():
+def _session() -> SparkSession:
     # executors must run this interpreter, the one with modelport and the model's libraries
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -165,7 +176,7 @@ def _session():
             .getOrCreate())
 
 
-def _read(spark, src: Path, kind: str, names: list[str]):
+def _read(spark: SparkSession, src: Path, kind: str, names: list[str]) -> DataFrame:
     """The input as Spark reads it. CSV and JSON are read with the types Spark infers,
     except the model's columns, read as text as the local engine reads them, so that the
     checks parse each value and a bad one rejects its row (an id keeps its type). A line of
@@ -175,7 +186,7 @@ def _read(spark, src: Path, kind: str, names: list[str]):
     if kind == "parquet":
         return spark.read.parquet(str(src))
 
-    def reader():
+    def reader() -> DataFrameReader:
         if kind == "csv":
             return spark.read.option("header", True).option("escape", '"')
         return spark.read.option("mode", "FAILFAST")
@@ -206,7 +217,7 @@ def _user_error(exc: BaseException, src: Path) -> BaseException:
     return exc
 
 
-def _counted(rows, src: Path) -> tuple[int, int, int]:
+def _counted(rows: DataFrame, src: Path) -> tuple[int, int, int]:
     """The rows, the rejected ones and those with warnings, in one pass: the first action,
     which reads the input and scores it."""
     from pyspark.sql import functions as F
@@ -215,15 +226,17 @@ def _counted(rows, src: Path) -> tuple[int, int, int]:
         found = rows.agg(F.count(F.lit(1)), F.count("_code"), F.count("_warnings")).first()
     except Exception as exc:  # noqa: BLE001 - Spark's own exception classes, via Py4J
         raise _user_error(exc, src) from None
+    assert found is not None  # an aggregate gives one row
     return int(found[0]), int(found[1]), int(found[2])
 
 
-def _offsets(rows) -> dict[int, int]:
+def _offsets(rows: DataFrame) -> dict[int, int]:
     """The number of input rows before each partition, from the rows each one gave."""
     from pyspark.sql import functions as F
 
     counts = sorted((r[0], r[1]) for r in rows.groupBy(
         F.shiftright("_mid", _PART_BITS).alias("p")).count().collect())
+    offsets: dict[int, int]
     offsets, seen = {}, 0
     for partition, n in counts:
         offsets[partition] = seen
@@ -236,7 +249,8 @@ def _row(mid: int, offsets: dict[int, int]) -> int:
     return offsets.get(mid >> _PART_BITS, 0) + (mid & ((1 << _PART_BITS) - 1)) + 1
 
 
-def _side(frame, path: Path, offsets: dict[int, int], columns: list[tuple[str, str]]) -> str:
+def _side(frame: DataFrame, path: Path, offsets: dict[int, int],
+          columns: list[tuple[str, str]]) -> str:
     """Stream the rows of ``frame`` (rejects or warnings, in input order) into the JSON-lines
     file ``path``, written to a temporary name and renamed into place."""
     import pyarrow as pa
@@ -262,10 +276,13 @@ def _side(frame, path: Path, offsets: dict[int, int], columns: list[tuple[str, s
     return str(path)
 
 
-def _scorer(blob, key, fmt, signature_dict, policy, id, id_type, schema, status, wanted):
+def _scorer(blob: Broadcast[bytes], key: tuple[str, str], fmt: str, signature_dict: dict,
+            policy: InputPolicy, id: str | None, id_type: pa.DataType | None, schema: pa.Schema,
+            status: pa.Schema, wanted: list[str]
+            ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """The function ``mapInArrow`` runs on each partition (pickled to the executors)."""
 
-    def score(batches):
+    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import numpy as np
         import pyarrow as pa
 
@@ -297,10 +314,11 @@ def _scorer(blob, key, fmt, signature_dict, policy, id, id_type, schema, status,
             mids = table.column("_mid")
             refused = sorted(outcome.rejects)
             at = pa.array(refused, type=pa.int64())
-            columns = {}
+            columns: dict[str, Any] = {}
             for f in schema:
                 part = scores.column(f.name)
                 if f.name == id:
+                    assert ids is not None  # read above: the job has an id
                     rest = ids.take(at)
                 else:
                     rest = pa.nulls(len(refused), f.type)

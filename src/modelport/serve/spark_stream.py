@@ -44,7 +44,11 @@ from modelport.scoring.checks import InputPolicy
 from modelport.scoring.following import Follower
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import DataFrame, SparkSession
+
     from modelport.io.sinks import SqlSink
+    from modelport.registry import Registry, Version
 
 log = logging.getLogger("modelport.stream")
 
@@ -79,7 +83,8 @@ class _Shipped:
 class _Batches:
     """What ``foreachBatch`` runs on the driver for each micro-batch."""
 
-    def __init__(self, spark, registry, uri: str, sink: Endpoint, dead: Endpoint,
+    def __init__(self, spark: SparkSession, registry: Registry, uri: str, sink: Endpoint,
+                 dead: Endpoint,
                  policy: InputPolicy, id: str, job: str, poll_seconds: float) -> None:
         self.spark, self.registry, self.uri = spark, registry, uri
         self.sink, self.dead, self.policy, self.id, self.job = sink, dead, policy, id, job
@@ -99,7 +104,7 @@ class _Batches:
         else:
             self.follower.poll_due()
 
-    def _ship(self, version) -> _Shipped:
+    def _ship(self, version: Version) -> _Shipped:
         """The artefact the scoring core chooses for batches, broadcast to the executors
         (the previous one let go: the micro-batch that used it is done)."""
         from modelport.scoring.choice import choose
@@ -114,14 +119,14 @@ class _Batches:
         log.info("scoring with %s (%s)", version.uri, fmt)
         return shipped
 
-    def __call__(self, frame, batch_id: int) -> None:
+    def __call__(self, frame: DataFrame, batch_id: int) -> None:
         try:
             self.run(frame, batch_id)
         except BaseException as exc:
             self.failure = exc
             raise
 
-    def run(self, frame, batch_id: int) -> None:
+    def run(self, frame: DataFrame, batch_id: int) -> None:
         import pyarrow as pa
         from pyspark import StorageLevel
         from pyspark.sql import functions as F
@@ -176,6 +181,7 @@ class _Batches:
                     F.coalesce("_code", F.lit("missing_id")).alias("_code"))
                 counts = rows.agg(F.count(F.lit(1)), F.count("_code"),
                                   F.count(F.when(missing, 1))).first()
+                assert counts is not None  # an aggregate gives one row
                 n_bad = int(counts[1]) + int(counts[2])
                 n_corrupt = corrupt.count()
                 wrote = self.write(scored, batch_id, schema, version)
@@ -196,7 +202,8 @@ class _Batches:
         log.info("batch %d: %d scored, %d dead letters, version %s", batch_id,
                  int(counts[0]) - n_bad, n_bad + n_corrupt, version.version)
 
-    def write(self, scored, batch_id: int, schema, version) -> bool:
+    def write(self, scored: DataFrame, batch_id: int, schema: pa.Schema,
+              version: Version) -> bool:
         """Write one micro-batch's scores; False when the lookup table already holds it."""
         if self.sink.kind == "folder":
             _write_folder(scored, Path(self.sink.location), batch_id, self.sink.format)
@@ -206,7 +213,8 @@ class _Batches:
             return True
         return self._upsert(scored, batch_id, schema, version)
 
-    def _upsert(self, scored, batch_id: int, schema, version) -> bool:
+    def _upsert(self, scored: DataFrame, batch_id: int, schema: pa.Schema,
+                version: Version) -> bool:
         from modelport.io.sinks import SqlSink
 
         if self.table_sink is None:
@@ -223,7 +231,7 @@ class _Batches:
                     progress={"job": self.job, "chunk": batch_id})
         return True
 
-    def write_dead(self, frame, batch_id: int, what: str) -> None:
+    def write_dead(self, frame: DataFrame, batch_id: int, what: str) -> None:
         from pyspark.sql import functions as F
 
         frame = frame.withColumn("_batch", F.lit(batch_id))
@@ -240,7 +248,7 @@ class _Batches:
             self.table_sink.engine.dispose()
 
 
-def _write_folder(frame, folder: Path, batch_id: int, fmt: str) -> None:
+def _write_folder(frame: DataFrame, folder: Path, batch_id: int, fmt: str) -> None:
     """One micro-batch as its own ``batch=N`` folder, written under a temporary name and
     renamed into place: a rerun of the batch replaces it, so each batch is there once."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -260,7 +268,7 @@ def _write_folder(frame, folder: Path, batch_id: int, fmt: str) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_kafka(frame, endpoint: Endpoint, id: str | None) -> None:
+def _write_kafka(frame: DataFrame, endpoint: Endpoint, id: str | None) -> None:
     from pyspark.sql import functions as F
 
     key = F.col(id).cast("string") if id else F.lit(None).cast("string")
@@ -273,7 +281,8 @@ def stream_spark(uri: str, source: str, sink: str, *, checkpoint: str | Path | N
                  dead_letter: str | None = None, master: str | None = None,
                  id: str | None = None, policy: InputPolicy | None = None,
                  poll_seconds: float = 2.0, available_now: bool = False,
-                 trigger_seconds: float = 0.0, registry=None) -> StreamResult:
+                 trigger_seconds: float = 0.0,
+                 registry: Registry | None = None) -> StreamResult:
     """Score the stream ``source`` into ``sink`` with ``uri`` on Spark Structured Streaming
     until stopped (SIGTERM, Ctrl-C), or, with ``available_now``, until what the source
     holds now is scored. ``checkpoint`` (a folder) keeps Spark's offsets: a restarted query

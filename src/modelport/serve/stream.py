@@ -39,7 +39,7 @@ import gc
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -68,9 +68,15 @@ from modelport.serve.stream_settings import StreamSettings
 from modelport.uri import ModelURI
 
 if TYPE_CHECKING:
+    from sqlalchemy import Column, RowMapping
+
+    from modelport.io.brokers import Message
     from modelport.io.sinks import SqlSink
-    from modelport.registry import Registry
+    from modelport.monitor.log import PredictionLogger
+    from modelport.registry import Registry, Version
+    from modelport.scoring.checks import Checked
     from modelport.scoring.metrics import StreamMetrics
+    from modelport.signature import Signature
 
 log = logging.getLogger("modelport.stream")
 
@@ -112,17 +118,18 @@ class Scorer(reasons.Explains):
     _explainer: Any = None
 
     @property
-    def signature(self):
+    def signature(self) -> Signature:
         return self.predictor.signature
 
 
-def follow(uri: str | ModelURI, registry, *, poll_seconds: float = 2.0,
-           forced: str | None = None, on_reload=None) -> Follower[Scorer]:
+def follow(uri: str | ModelURI, registry: Registry, *, poll_seconds: float = 2.0,
+           forced: str | None = None,
+           on_reload: Callable[[Follower, str], None] | None = None) -> Follower[Scorer]:
     """A follower of ``uri`` whose versions load as :class:`Scorer` s (the artefact that
     scores a row fastest, or ``forced``); the first version loads now."""
     muri = uri if isinstance(uri, ModelURI) else ModelURI.parse(str(uri))
 
-    def load(version) -> Scorer:
+    def load(version: Version) -> Scorer:
         predictor, chosen = choice.load(registry, version, "row", forced)
         return Scorer(muri.name, version.version, chosen.format, predictor, chosen.why,
                       find_explainer=functools.partial(reasons.explaining, predictor,
@@ -133,11 +140,11 @@ def follow(uri: str | ModelURI, registry, *, poll_seconds: float = 2.0,
 
 # -- the wire ----------------------------------------------------------------------------
 
-def _missing(value) -> bool:
+def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and value != value)
 
 
-def _text(value) -> str:
+def _text(value: Any) -> str:
     """``value`` as text every wire format can carry (lone surrogates become U+FFFD)."""
     text = value if type(value) is str else str(value)
     if not text.isascii():
@@ -152,7 +159,7 @@ def _text(value) -> str:
 _INT64_MIN, _UINT64_MAX = -2**63, 2**64 - 1
 
 
-def _plain_id(value):
+def _plain_id(value: Any) -> Any:
     """An event's own ``id`` as an output can carry it: numbers and booleans as they are,
     anything else (text beyond UTF-8, an integer beyond 64 bits, a list) as text."""
     if type(value) is str:
@@ -163,7 +170,7 @@ def _plain_id(value):
     return _text(value)
 
 
-def _message_id(msg, event) -> str:
+def _message_id(msg: Message, event: Any) -> str:
     """The broker's stable id, else the event's ``id`` field, else a hash of the payload."""
     if msg.id is not None:
         return msg.id
@@ -172,7 +179,7 @@ def _message_id(msg, event) -> str:
     return hashlib.sha1(msg.payload).hexdigest()[:20]
 
 
-def _wire_key(mid: str, suffix) -> str:
+def _wire_key(mid: str, suffix: str | int) -> str:
     """The key an output is published under (NATS ``Nats-Msg-Id``, AMQP ``message_id``,
     Kafka key): ``<message id>@<suffix>``, hashed when the message id is long or holds
     characters a header cannot (an AMQP message id is at most 255 bytes)."""
@@ -182,7 +189,7 @@ def _wire_key(mid: str, suffix) -> str:
     return hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest() + f"@{suffix}"
 
 
-def _dead_record(msg, mid: str, why: Reject, fmt: str) -> tuple[str, bytes]:
+def _dead_record(msg: Message, mid: str, why: Reject, fmt: str) -> tuple[str, bytes]:
     record: dict[str, Any] = {"id": mid, "reason": why.message, "reason_code": why.code}
     if why.field is not None:
         record["field"] = _text(why.field)
@@ -195,7 +202,7 @@ def _dead_record(msg, mid: str, why: Reject, fmt: str) -> tuple[str, bytes]:
 
 # -- keys of stored rows -----------------------------------------------------------------
 
-def _whole(column) -> bool:
+def _whole(column: Column[Any] | None) -> bool:
     """Whether a table column holds whole numbers (False for None)."""
     try:
         return column is not None and column.type.python_type is int
@@ -203,7 +210,7 @@ def _whole(column) -> bool:
         return False
 
 
-def _key(column, value, option: str):
+def _key(column: Column[Any], value: Any, option: str) -> Any:
     """``value`` in the type of the key ``column`` of a table, or a ValueError naming the
     value and the fix when no row of the table can have it (text for a column of whole
     numbers, a list, a number beyond 64 bits)."""
@@ -286,7 +293,7 @@ class Enrich:
             return events, bad
         col = self.column
 
-        def query(positions: np.ndarray) -> list:
+        def query(positions: np.ndarray) -> Sequence[RowMapping]:
             wanted = [distinct[p] for p in positions.tolist()]
             with self.engine.connect() as conn:
                 return conn.execute(sa.select(self.table).where(col.in_(wanted))).mappings().all()
@@ -330,10 +337,10 @@ class LookupStore:
         self.url, self.table, self.key = url, table, key
         self.explain = explain  # reason_1..k and contribution_1..k columns
         self._sink: SqlSink | None = None
-        self.column = None
+        self.column: Column[Any] | None = None
         self.location = redact(spec)
 
-    def start(self, scorer: Scorer, key_column=None) -> None:
+    def start(self, scorer: Scorer, key_column: Column[Any] | None = None) -> None:
         """Create the table if needed (its key typed like ``key_column``, else text) and
         learn the type of its key column."""
         import pyarrow as pa
@@ -343,9 +350,9 @@ class LookupStore:
         from modelport.serve.batch import output_schema
 
         sink = SqlSink(self.url, self.table, self.key, scorer.name, scorer.version, "stream")
-        where = {"schema": sink.schema_name or None}
+        where: dict[str, Any] = {"schema": sink.schema_name or None}
 
-        def key_of_table():
+        def key_of_table() -> Column[Any]:
             table = sa.Table(sink.table_name, sa.MetaData(**where), autoload_with=sink.engine)
             return table.c[self.key]
 
@@ -381,6 +388,7 @@ class LookupStore:
             value = events[p].get(self.key)
             if _missing(value):
                 continue
+            assert self.column is not None  # set by start
             try:
                 k = _key(self.column, value, "--lookup-store")
             except ValueError as exc:
@@ -446,7 +454,7 @@ class Scored:
     seconds: float = 0.0
 
 
-def score_batch(scorer: Scorer, messages: list, steps: Steps | None = None) -> Scored:
+def score_batch(scorer: Scorer, messages: list[Message], steps: Steps | None = None) -> Scored:
     """Score ``messages`` through the scoring core: one check call and one model call for
     a clean batch; every event that cannot be scored becomes a dead letter with its reason.
 
@@ -504,6 +512,7 @@ def score_batch(scorer: Scorer, messages: list, steps: Steps | None = None) -> S
     if steps.plog is not None:
         _log(steps.plog, scorer, messages, mids, events, at, checked, outcome, rejects)
     if outcome is not None and outcome.scored:
+        assert checked is not None  # checked before scored
         scored.outputs = _outputs(scorer, events, at, mids, outcome, checked, fmt)
         scored.flags = list(outcome.flags.values())
     for i in sorted(rejects):
@@ -513,7 +522,7 @@ def score_batch(scorer: Scorer, messages: list, steps: Steps | None = None) -> S
     return scored
 
 
-def _explain(scorer: Scorer, checked, outcome: Outcome, k: int) -> None:
+def _explain(scorer: Scorer, checked: Checked, outcome: Outcome, k: int) -> None:
     """Add the scored events' reasons to ``outcome``'s outputs: the columns a lookup table
     holds and, under :data:`REASONS`, each output's ``base`` and ``reasons`` (rows the
     later steps reject are taken out with their scores)."""
@@ -537,8 +546,8 @@ def _scores(outputs: dict) -> dict:
             if k != REASONS and not k.startswith(("reason_", "contribution_"))}
 
 
-def _outputs(scorer: Scorer, events, at, mids, outcome: Outcome, checked,
-             fmt: str) -> list[tuple[str, bytes]]:
+def _outputs(scorer: Scorer, events: list[dict], at: list[int], mids: list[str],
+             outcome: Outcome, checked: Checked, fmt: str) -> list[tuple[str, bytes]]:
     base = {"model": scorer.name, "version": scorer.version}
     columns = {k: np.asarray(v).tolist() for k, v in _scores(outcome.outputs).items()}
     explained = outcome.outputs.get(REASONS)
@@ -576,7 +585,7 @@ class _Warnings:
     flag's own message names only the first); what does not depend on the value is worked
     out once per flag."""
 
-    def __init__(self, signature, checked) -> None:
+    def __init__(self, signature: Signature, checked: Checked) -> None:
         self.columns = {c.name: c for c in signature.inputs}
         self.checked = checked
         self.parts: dict[int, tuple] = {}
@@ -604,9 +613,12 @@ class _Warnings:
         return _text(f.field), f.kind, "", "", None
 
 
-def _log(plog, scorer: Scorer, messages, mids, events, at, checked, outcome, rejects) -> None:
+def _log(plog: PredictionLogger, scorer: Scorer, messages: list[Message], mids: list[str],
+         events: list[dict], at: list[int], checked: Checked | None, outcome: Outcome | None,
+         rejects: dict[int, Reject]) -> None:
     """The scored events and the reasons of the rejected ones into the prediction log."""
     if outcome is not None and outcome.scored:
+        assert checked is not None  # checked before scored
         positions = outcome.positions
         cols = checked.columns if len(positions) == checked.rows else \
             {k: v[positions] for k, v in checked.columns.items()}
@@ -629,7 +641,7 @@ def _log(plog, scorer: Scorer, messages, mids, events, at, checked, outcome, rej
                  errors=[rejects[i].message for i in rows])
 
 
-def _score_alone(scorer: Scorer, messages: list, steps: Steps) -> Scored:
+def _score_alone(scorer: Scorer, messages: list[Message], steps: Steps) -> Scored:
     """Score ``messages`` one at a time, after a batch failed in a way no step isolated:
     what fails alone is dead-lettered with the error (code ``internal``), the rest scored."""
     out = Scored(scorer.version)
@@ -657,7 +669,7 @@ def _score_alone(scorer: Scorer, messages: list, steps: Steps) -> Scored:
 async def run(uri: str, source_url: str, sink_url: str, *, dead_letter_url: str | None = None,
               group: str = "modelport", batch: int = 500, max_wait_ms: float = 20.0,
               fmt: str = "json", enrich: str | None = None, poll_seconds: float = 2.0,
-              metrics_port: int | None = None, registry=None,
+              metrics_port: int | None = None, registry: Registry | None = None,
               stop: asyncio.Event | None = None, log_url: str | None = None,
               log_sample: float = 1.0, lookup_store: str | None = None,
               inflight: int = 3, policy: InputPolicy = FLAG,
@@ -739,7 +751,7 @@ async def run_settings(settings: StreamSettings, *, registry: Registry | None = 
     return stats
 
 
-async def _score(follower: Follower[Scorer], msgs: list, steps: Steps, stats: Stats,
+async def _score(follower: Follower[Scorer], msgs: list[Message], steps: Steps, stats: Stats,
                  stop: asyncio.Event) -> Scored | None:
     """The batch scored by the version served now; after a failure not tied to events (a
     database that is away) the whole batch again, after a pause, until it works or the

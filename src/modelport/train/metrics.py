@@ -10,6 +10,12 @@ points.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from numpy.typing import ArrayLike
+    from sklearn.base import BaseEstimator
 
 #: the metrics a spec may name, per task
 METRICS = {
@@ -31,7 +37,8 @@ SMALLER_IS_BETTER = ("log_loss", "rmse", "mae")
 SILHOUETTE_ROWS = 5000
 
 
-def evaluate(task: str, model, X, y, metrics: Sequence[str],
+def evaluate(task: str, model: BaseEstimator, X: pd.DataFrame, y: ArrayLike,
+             metrics: Sequence[str],
              seed: int = 0) -> tuple[dict[str, float], dict[str, str]]:
     """Measure a fitted model on held-out rows; return (metrics, skipped with reasons).
 
@@ -85,7 +92,7 @@ def evaluate(task: str, model, X, y, metrics: Sequence[str],
     return out, skipped
 
 
-def _silhouette(model, X, seed: int) -> float:
+def _silhouette(model: BaseEstimator, X: pd.DataFrame, seed: int) -> float:
     import numpy as np
     from sklearn.metrics import silhouette_score
 
@@ -104,7 +111,8 @@ def higher_is_better(metric: str) -> bool:
     return metric not in SMALLER_IS_BETTER
 
 
-def metric_value(metric: str, task: str, y_true, model, X, classes=None) -> float:
+def metric_value(metric: str, task: str, y_true: ArrayLike, model: BaseEstimator,
+                 X: pd.DataFrame, classes: Sequence[Any] | None = None) -> float:
     """``metric`` of a fitted ``model`` on ``X``, ``y_true`` — the one definition every
     engine and the promotion gate use (:func:`evaluate`); a metric the rows cannot
     support is a ``ValueError``."""

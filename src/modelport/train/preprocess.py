@@ -10,11 +10,17 @@ keeps one recipe for all).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.base import BaseEstimator
+    from sklearn.compose import ColumnTransformer
 
 MISSING_CATEGORY = "missing"
 
 
-def column_kinds(frame, columns: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
+def column_kinds(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
     """Split ``columns`` into (numeric, categorical, unsupported) by their dtype.
 
     Numbers and booleans are numeric; strings, objects and pandas categoricals are
@@ -32,8 +38,8 @@ def column_kinds(frame, columns: Sequence[str]) -> tuple[list[str], list[str], l
     return numeric, categorical, other
 
 
-def auto_preprocessor(frame, numeric: Sequence[str] | None = None,
-                      categorical: Sequence[str] | None = None):
+def auto_preprocessor(frame: pd.DataFrame, numeric: Sequence[str] | None = None,
+                      categorical: Sequence[str] | None = None) -> ColumnTransformer:
     """A ColumnTransformer that imputes and scales ``numeric`` and imputes and one-hots
     ``categorical`` columns (both inferred from ``frame``'s dtypes when not given).
 
@@ -62,8 +68,8 @@ def auto_preprocessor(frame, numeric: Sequence[str] | None = None,
     return ColumnTransformer(parts, remainder="drop")
 
 
-def build_pipeline(estimator, frame, numeric: Sequence[str], categorical: Sequence[str],
-                   preprocess: str = "auto"):
+def build_pipeline(estimator: BaseEstimator, frame: pd.DataFrame, numeric: Sequence[str],
+                   categorical: Sequence[str], preprocess: str = "auto") -> BaseEstimator:
     """``Pipeline([("preprocess", auto_preprocessor), ("model", estimator)])`` for
     ``preprocess="auto"``; the bare estimator, fed the raw columns, for ``"none"``.
     """

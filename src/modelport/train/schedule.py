@@ -48,7 +48,13 @@ from typing import TYPE_CHECKING, Any, overload
 from modelport.errors import NotFound, UserError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from types import FrameType
+
+    from sqlalchemy import RowMapping
+
     from modelport.registry import Registry
+    from modelport.registry.schedules import Plan
 
 KINDS = ("retrain", "check")
 MISSED = ("skip", "once", "all")
@@ -123,7 +129,7 @@ class Schedule:
     claims: int = 0
 
     @classmethod
-    def from_row(cls, row) -> Schedule:
+    def from_row(cls, row: RowMapping | Mapping[str, Any]) -> Schedule:
         return cls(name=row["name"], kind=row["kind"], path=row["path"], cron=row["cron"],
                    missed=row["missed"], grace_s=row["grace_s"], timeout_s=row["timeout_s"],
                    next_run_at=_utc(row["next_run_at"]), created_at=_utc(row["created_at"]),
@@ -228,7 +234,7 @@ def history(name: str | None = None, *, limit: int = 20, with_log: bool = False,
     return [_run_dict(r, with_log) for r in rows]
 
 
-def _run_dict(row, with_log: bool) -> dict[str, Any]:
+def _run_dict(row: RowMapping, with_log: bool) -> dict[str, Any]:
     d = {"id": row["id"], "schedule": row["schedule"], "due_at": _iso(row["due_at"]),
          "status": row["status"], "owner": row["owner"],
          "started_at": _iso(row["started_at"]), "finished_at": _iso(row["finished_at"]),
@@ -309,7 +315,7 @@ class Scheduler:
         log.info("scheduler %s stopped: %s", self.owner, self.stats)
         return dict(self.stats)
 
-    def _signalled(self, signum, _frame) -> None:
+    def _signalled(self, signum: int, _frame: FrameType | None) -> None:
         self.stopping = signal.Signals(signum).name
 
     def _until_next(self, now: datetime) -> float:
@@ -441,7 +447,7 @@ class Scheduler:
             t.join()
 
 
-def plan(s: Schedule, now: datetime, busy: bool):
+def plan(s: Schedule, now: datetime, busy: bool) -> Plan:
     """(occurrence, next due time, run status, note) for a due schedule, following its
     missed-run policy; occurrence None when it must wait."""
     due = s.next_run_at

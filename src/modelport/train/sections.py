@@ -18,8 +18,8 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from collections.abc import Callable, Mapping
-from typing import Annotated, Any, ClassVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -40,7 +40,10 @@ class Section(BaseModel):
     hints: ClassVar[Mapping[str, Callable[[Any], str]]] = {}
 
 
-def did_you_mean(value: Any, choices) -> str:
+
+SectionT = TypeVar("SectionT", bound=Section)
+
+def did_you_mean(value: Any, choices: Iterable[Any]) -> str:
     """``"did you mean 'x'? "`` for the closest of ``choices``, or nothing."""
     close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
     return f"did you mean {close[0]!r}? " if close else ""
@@ -167,7 +170,8 @@ class PromotionKeys(Section):
     hints = {"metric": lambda v: f"unknown metric {v!r}"}
 
 
-def read(model: type[Section], raw: Mapping[str, Any], label: str, prefix: str = ""):
+def read(model: type[SectionT], raw: Mapping[str, Any], label: str,
+         prefix: str = "") -> SectionT:
     """``raw`` checked against ``model``; the first problem as a UserError naming its key."""
     try:
         return model.model_validate(dict(raw))

@@ -53,10 +53,10 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
@@ -79,6 +79,9 @@ from modelport.train.sections import (
     read,
 )
 
+if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
+
 DEFAULT_ESTIMATORS = {
     "classification": "sklearn.ensemble.HistGradientBoostingClassifier",
     "regression": "sklearn.ensemble.HistGradientBoostingRegressor",
@@ -95,11 +98,11 @@ ALLOWED_MODULES = ("sklearn", "lightgbm", "xgboost", "river", "modelport")
 ALLOWED_MODULES_ENV = "MODELPORT_ALLOWED_MODULES"
 
 
-def _fraction(value) -> str:
+def _fraction(value: Any) -> str:
     return f"must be a fraction between 0 and 1 (exclusive), got {value!r}; e.g. 0.2"
 
 
-def _column(value) -> str:
+def _column(value: Any) -> str:
     return f"expected a column name, got {value!r}"
 
 
@@ -132,7 +135,7 @@ class DataSection(Section):
 
     @field_validator("source")
     @classmethod
-    def _query_or_path(cls, value):
+    def _query_or_path(cls, value: Any) -> Any:
         if isinstance(value, dict):
             if not value.get("url") or not value.get("query") or set(value) - {"url", "query"}:
                 raise ValueError("a query source has exactly two keys, url and query, e.g. "
@@ -150,7 +153,7 @@ class ModelSection(EstimatorKeys):
 
     @field_validator("preprocess")
     @classmethod
-    def _known_preprocess(cls, value):
+    def _known_preprocess(cls, value: Any) -> str:
         if str(value).lower() not in PREPROCESS:
             raise ValueError(f"unknown value {value!r}; use auto (impute, scale and one-hot "
                              "encode) or none (raw features)")
@@ -283,7 +286,7 @@ class Spec:
         """The estimator class ``model.estimator`` names (imported, see :func:`import_class`)."""
         return import_class(self.estimator, self.label)
 
-    def make_estimator(self):
+    def make_estimator(self) -> BaseEstimator:
         """A fresh, unfitted estimator with ``model.params``."""
         cls = self.estimator_class()
         try:
@@ -419,7 +422,8 @@ def _check(raw: dict[str, Any], base: Path, path: Path | None) -> Spec:
 
 
 def _check_retrain(automl_given: AutoMLSection | None, promotion_given: PromotionSection,
-                   task: str, metrics: list[str], fail) -> tuple[AutoML | None, Promotion]:
+                   task: str, metrics: list[str],
+                   fail: Callable[[str, str], UserError]) -> tuple[AutoML | None, Promotion]:
     """The ``automl`` and ``promotion`` sections; both metrics default to each other, then
     to the first of ``metrics``."""
     if automl_given is not None and task == "clustering":
@@ -485,7 +489,7 @@ def _check_estimator(spec: Spec) -> None:
                             "or use an estimator with predict_proba")
 
 
-def _estimator_kind(instance) -> str | None:
+def _estimator_kind(instance: BaseEstimator) -> str | None:
     try:
         from sklearn.utils import get_tags
 

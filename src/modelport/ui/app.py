@@ -13,13 +13,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Iterable
 from http.cookies import SimpleCookie
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote
 
 from modelport.errors import NotFound, UserError
 from modelport.ui import pages
 from modelport.ui.security import AUTH_COOKIE, SESSION_COOKIE, Guard
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from modelport.registry import Registry
+    from modelport.serve.http.routing import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger("modelport.ui")
 
@@ -71,7 +78,7 @@ class Console:
     signed-in session); ``base`` is the path it is mounted under (``/ui`` inside
     ``modelport serve``)."""
 
-    def __init__(self, registry, *, token: str | None = None,
+    def __init__(self, registry: Registry, *, token: str | None = None,
                  sources: pages.Sources | None = None, base: str = "",
                  private: bool = False) -> None:
         from modelport.ui.templates import environment
@@ -88,7 +95,7 @@ class Console:
 
     # -- ASGI -------------------------------------------------------------------------------
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             while True:
                 message = await receive()
@@ -139,7 +146,8 @@ class Console:
             text += f"; Max-Age={max_age}"
         return text
 
-    def _failed(self, exc: Exception, request: Request, session: str):
+    def _failed(self, exc: Exception, request: Request,
+                session: str) -> tuple[int, list[tuple[str, str]], str]:
         if isinstance(exc, Refused):
             status, message = exc.status, str(exc)
         elif isinstance(exc, NotFound):
@@ -155,7 +163,7 @@ class Console:
 
     # -- routes -------------------------------------------------------------------------------
 
-    def _handle(self, request: Request, session: str) -> tuple[int, list, str]:
+    def _handle(self, request: Request, session: str) -> tuple[int, list[tuple[str, str]], str]:
         parts = [unquote(p) for p in request.path.strip("/").split("/") if p]
         if request.method not in ("GET", "HEAD", "POST"):
             raise Refused(405, f"{request.method} is not answered here")
@@ -265,8 +273,9 @@ def _version(text: str, what: str) -> int:
     return int(text)
 
 
-def create_app(registry=None, *, token: str | None = None, token_file: str | None = None,
-               log_url: str | None = None, checks=(), base: str = "",
+def create_app(registry: Registry | None = None, *, token: str | None = None,
+               token_file: str | None = None, log_url: str | None = None,
+               checks: Iterable[str | Path] = (), base: str = "",
                private: bool = False) -> Console:
     """The console over ``registry`` (default: the configured one). ``token_file`` (or
     ``token``) allows promoting and rolling back, and with ``private`` guards every page;
@@ -292,18 +301,18 @@ def create_app(registry=None, *, token: str | None = None, token_file: str | Non
     return Console(registry, token=token, sources=sources, base=base, private=private)
 
 
-def mount(app, console: Console, prefix: str = "/ui"):
+def mount(app: ASGIApp, console: Console, prefix: str = "/ui") -> Mounted:
     """An ASGI app answering ``prefix`` and below with ``console`` and the rest with
     ``app`` (``modelport serve --ui``); attributes of ``app`` stay reachable."""
     return Mounted(app, console, prefix)
 
 
 class Mounted:
-    def __init__(self, app, console: Console, prefix: str) -> None:
+    def __init__(self, app: ASGIApp, console: Console, prefix: str) -> None:
         self.app, self.console, self.prefix = app, console, prefix.rstrip("/")
         self.server = getattr(app, "server", None)
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
         if path == self.prefix or path.startswith(self.prefix + "/"):
             if path == self.prefix:

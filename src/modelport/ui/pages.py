@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import UserError
 from modelport.registry import heartbeats
 from modelport.uri import ModelURI
+
+if TYPE_CHECKING:
+    from modelport.registry import Artefact, Registry, Version
 
 log = logging.getLogger("modelport.ui")
 
@@ -44,7 +48,7 @@ def parse_tag(text: str) -> dict[str, str]:
     return {key.strip(): value.strip()}
 
 
-def models(registry, q: str = "", tag: str = "") -> list[dict[str, Any]]:
+def models(registry: Registry, q: str = "", tag: str = "") -> list[dict[str, Any]]:
     """Models whose name contains ``q`` and that have a version tagged ``tag``
     (``KEY=VALUE``), each with its versions, aliases and latest tags."""
     q = _printable(q)
@@ -72,7 +76,7 @@ def models(registry, q: str = "", tag: str = "") -> list[dict[str, Any]]:
     return out
 
 
-def processes(registry, sources: Sources, model: str | None = None) -> list[dict[str, Any]]:
+def processes(registry: Registry, sources: Sources, model: str | None = None) -> list[dict[str, Any]]:
     """The heartbeats (of ``model``, or all), each flagged ``behind`` when the URI it
     follows names a newer version than it serves, and ``stale`` when not seen for
     ``sources.stale_seconds``; ``next`` says what it will do next."""
@@ -101,7 +105,7 @@ def processes(registry, sources: Sources, model: str | None = None) -> list[dict
     return rows
 
 
-def model_page(registry, sources: Sources, name: str, window: str | None = None
+def model_page(registry: Registry, sources: Sources, name: str, window: str | None = None
                ) -> dict[str, Any]:
     """A model: its versions, aliases with the processes following each, the full alias
     history, retrain decisions and alerts, and monitoring when a prediction log is known."""
@@ -129,7 +133,8 @@ def model_page(registry, sources: Sources, name: str, window: str | None = None
 
 # -- a version and two side by side ----------------------------------------------------------
 
-def version_page(registry, name: str, version: int, cache: dict | None = None
+def version_page(registry: Registry, name: str, version: int,
+                 cache: dict[tuple[str, int, Any], list[tuple[str, float]] | str] | None = None
                  ) -> dict[str, Any]:
     """One version: everything it records, the artefact each purpose will serve and why,
     and the mean absolute reason-code contribution of each input over its stored sample
@@ -161,7 +166,7 @@ def _versions_named(event: dict[str, Any]) -> set[int]:
     return found
 
 
-def importance(registry, v, rows: int = 200) -> list[tuple[str, float]] | str:
+def importance(registry: Registry, v: Version, rows: int = 200) -> list[tuple[str, float]] | str:
     """Columns by mean absolute contribution to the raw score over the first ``rows`` of
     the version's sample, largest first; or the reason there is none."""
     if not v.sample_sha256:
@@ -184,7 +189,7 @@ def importance(registry, v, rows: int = 200) -> list[tuple[str, float]] | str:
     return result
 
 
-def compare(registry, name: str, a: int, b: int) -> dict[str, Any]:
+def compare(registry: Registry, name: str, a: int, b: int) -> dict[str, Any]:
     """Versions ``a`` and ``b`` side by side: metrics, signature changes (new and dropped
     columns, moved ranges, new and dropped categories, changed kinds), each format's
     parity and latency."""
@@ -232,7 +237,7 @@ def compare(registry, name: str, a: int, b: int) -> dict[str, Any]:
     }
 
 
-def _art(a) -> dict[str, Any] | None:
+def _art(a: Artefact | None) -> dict[str, Any] | None:
     return None if a is None else {"status": a.status, **(a.parity or {}), "size": a.size}
 
 
@@ -242,7 +247,7 @@ def _describe_column(c: dict[str, Any]) -> str:
     return f"{c.get('dtype')} {_num(c.get('min'))} .. {_num(c.get('max'))}"
 
 
-def _num(x) -> str:
+def _num(x: object) -> str:
     if x is None:
         return "-"
     if isinstance(x, float):
@@ -264,20 +269,20 @@ def _reason(reason: str) -> str:
     return reason[:500]
 
 
-def promote(registry, name: str, alias: str, version: str, reason: str, by: str) -> int:
+def promote(registry: Registry, name: str, alias: str, version: str, reason: str, by: str) -> int:
     """Point ``name@alias`` at ``version``, as ``modelport models alias`` does."""
     return registry.set_alias(name, version, alias.strip(), reason=_reason(reason),
                               by=by).version
 
 
-def roll_back(registry, name: str, alias: str, reason: str, by: str) -> int:
+def roll_back(registry: Registry, name: str, alias: str, reason: str, by: str) -> int:
     """Move ``name@alias`` back, as ``modelport models rollback`` does."""
     return registry.rollback(name, alias.strip(), reason=_reason(reason), by=by).version
 
 
 # -- monitoring ----------------------------------------------------------------------------
 
-def rules_for(registry, sources: Sources, name: str) -> list[dict[str, Any]]:
+def rules_for(registry: Registry, sources: Sources, name: str) -> list[dict[str, Any]]:
     """The alert rules files that watch model ``name``: ``--check`` files and the files of
     ``check`` schedules, each loaded (``model``, ``log``, ``rules``, ...)."""
     from modelport.monitor.alerts import load_rules_file
@@ -304,7 +309,7 @@ def rules_for(registry, sources: Sources, name: str) -> list[dict[str, Any]]:
     return found
 
 
-def monitoring(registry, sources: Sources, name: str, window: str) -> dict[str, Any]:
+def monitoring(registry: Registry, sources: Sources, name: str, window: str) -> dict[str, Any]:
     """The figures of ``modelport monitor`` for the model over ``window``-long windows, its
     alert rules evaluated on them, and the columns ordered drifting first."""
     from modelport.monitor.alerts import evaluate
@@ -385,7 +390,7 @@ def _charts(report: dict[str, Any], order: list[str], drifted: set[str]
 
 # -- schedules -------------------------------------------------------------------------------
 
-def schedules(registry) -> list[dict[str, Any]]:
+def schedules(registry: Registry) -> list[dict[str, Any]]:
     """Each schedule with its next run and its latest runs, decisions included."""
     out = []
     for row, _ in registry.schedules_with_last_run():
@@ -405,7 +410,7 @@ def schedules(registry) -> list[dict[str, Any]]:
     return out
 
 
-def _why(result) -> str:
+def _why(result: Any) -> str:
     if not isinstance(result, dict):
         return ""
     why = result.get("reason") or result.get("error") or ""
@@ -414,7 +419,7 @@ def _why(result) -> str:
     return str(why)
 
 
-def _iso(value) -> str | None:
+def _iso(value: datetime | None) -> str | None:
     from datetime import UTC
 
     if value is None:

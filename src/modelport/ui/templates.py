@@ -4,7 +4,11 @@ server, so a page needs no network and no JavaScript."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import quote
+
+if TYPE_CHECKING:
+    import jinja2
 
 _CSS = """
 *{box-sizing:border-box}body{margin:0;font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;
@@ -255,7 +259,7 @@ TEMPLATES = {"base": _BASE, "models": _MODELS, "processes": _PROCESSES, "model":
              "schedules": _SCHEDULES, "login": _LOGIN, "error": _ERROR}
 
 
-def _num(x) -> str:
+def _num(x: object) -> str:
     if x is None:
         return "-"
     if isinstance(x, bool):
@@ -265,7 +269,7 @@ def _num(x) -> str:
     return str(x)
 
 
-def environment():
+def environment() -> jinja2.Environment:
     """The Jinja2 environment of the console: autoescaping on, the templates above."""
     from modelport.errors import require
 

@@ -7,6 +7,8 @@ missing). ``<name>_score(num, cat, out)`` writes ``<NAME>_N_OUTPUTS`` numbers to
 
 from __future__ import annotations
 
+from typing import Any
+
 from modelport.compile import ir
 from modelport.compile.codegen import treeshap
 from modelport.compile.codegen.lowering import Lowering, shown, shown_names, usage_returns
@@ -21,40 +23,40 @@ class CLowering(Lowering):
     numeric: list[str]
     categorical: list[str]
 
-    def isnan(self, x):
+    def isnan(self, x: str) -> str:
         return f"isnan({x})"
 
-    def is_null(self, s):
+    def is_null(self, s: str) -> str:
         return f"{s} == NULL"
 
-    def str_eq(self, s, literal):
+    def str_eq(self, s: str, literal: str) -> str:
         return f"({s} != NULL && strcmp({s}, {literal}) == 0)"
 
-    def exp(self, x):
+    def exp(self, x: str) -> str:
         return f"exp({x})"
 
-    def sqrt(self, x):
+    def sqrt(self, x: str) -> str:
         return f"sqrt({x})"
 
-    def declare_num(self, var, expr):
+    def declare_num(self, var: str, expr: str) -> str:
         return f"double {var} = {expr};"
 
-    def declare_str(self, var, expr):
+    def declare_str(self, var: str, expr: str) -> str:
         return f"const char *{var} = {expr};"
 
-    def equals(self, x, c, kind):
+    def equals(self, x: str, c: Any, kind: str) -> str:
         # a C string ends at its first NUL, so no input equals a category holding one
         if kind == "categorical" and "\0" in str(c):
             return self.false_literal
         return super().equals(x, c, kind)
 
-    def read_num(self, i, name):
+    def read_num(self, i: int, name: str) -> str:
         return f"num[{self.numeric.index(name)}]"
 
-    def read_str(self, i, name):
+    def read_str(self, i: int, name: str) -> str:
         return f"cat[{self.categorical.index(name)}]"
 
-    def no_op(self):
+    def no_op(self) -> str:
         return ";"
 
 

@@ -18,46 +18,46 @@ class GoLowering(Lowering):
     nan_literal = "math.NaN()"
     inf_literal = "math.Inf(1)"
 
-    def isnan(self, x):
+    def isnan(self, x: str) -> str:
         return f"math.IsNaN({x})"
 
-    def is_null(self, s):
+    def is_null(self, s: str) -> str:
         return f"{s} == nil"
 
-    def str_eq(self, s, literal):
+    def str_eq(self, s: str, literal: str) -> str:
         return f"({s} != nil && *{s} == {literal})"
 
-    def exp(self, x):
+    def exp(self, x: str) -> str:
         return f"math.Exp({x})"
 
-    def sqrt(self, x):
+    def sqrt(self, x: str) -> str:
         return f"math.Sqrt({x})"
 
-    def declare_num(self, var, expr):
+    def declare_num(self, var: str, expr: str) -> str:
         return f"var {var} float64 = {expr}"
 
-    def declare_str(self, var, expr):
+    def declare_str(self, var: str, expr: str) -> str:
         return f"var {var} *string = {expr}"
 
-    def assign(self, var, expr):
+    def assign(self, var: str, expr: str) -> str:
         return f"{var} = {expr}"
 
-    def assign_str(self, var, literal):
+    def assign_str(self, var: str, literal: str) -> str:
         return f"{var} = strPtr({literal})"
 
-    def read_num(self, i, name):
+    def read_num(self, i: int, name: str) -> str:
         return f"num(row[{self.key(i)}])"
 
-    def read_str(self, i, name):
+    def read_str(self, i: int, name: str) -> str:
         return f"str(row[{self.key(i)}])"
 
-    def add_raw(self, k, expr):
+    def add_raw(self, k: int, expr: str) -> str:
         return f"raw[{k}] += {expr}"
 
-    def call_tree(self, fn):
+    def call_tree(self, fn: str) -> str:
         return f"{fn}(x, raw)"
 
-    def no_op(self):
+    def no_op(self) -> str:
         return "// nothing to add"
 
 

@@ -20,31 +20,31 @@ class JavaLowering(Lowering):
     nan_literal = "Double.NaN"
     inf_literal = "Double.POSITIVE_INFINITY"
 
-    def isnan(self, x):
+    def isnan(self, x: str) -> str:
         return f"Double.isNaN({x})"
 
-    def is_null(self, s):
+    def is_null(self, s: str) -> str:
         return f"{s} == null"
 
-    def str_eq(self, s, literal):
+    def str_eq(self, s: str, literal: str) -> str:
         return f"{literal}.equals({s})"
 
-    def exp(self, x):
+    def exp(self, x: str) -> str:
         return f"Math.exp({x})"
 
-    def sqrt(self, x):
+    def sqrt(self, x: str) -> str:
         return f"Math.sqrt({x})"
 
-    def declare_num(self, var, expr):
+    def declare_num(self, var: str, expr: str) -> str:
         return f"double {var} = {expr};"
 
-    def declare_str(self, var, expr):
+    def declare_str(self, var: str, expr: str) -> str:
         return f"String {var} = {expr};"
 
-    def read_num(self, i, name):
+    def read_num(self, i: int, name: str) -> str:
         return f"num(row.get({self.key(i)}))"
 
-    def read_str(self, i, name):
+    def read_str(self, i: int, name: str) -> str:
         return f"str(row.get({self.key(i)}))"
 
 

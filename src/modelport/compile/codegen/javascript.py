@@ -16,30 +16,30 @@ class JavaScriptLowering(Lowering):
     nan_literal = "NaN"
     inf_literal = "Infinity"
 
-    def isnan(self, x):
+    def isnan(self, x: str) -> str:
         return f"Number.isNaN({x})"
 
-    def is_null(self, s):
+    def is_null(self, s: str) -> str:
         return f"{s} === null"
 
-    def str_eq(self, s, literal):
+    def str_eq(self, s: str, literal: str) -> str:
         return f"{s} === {literal}"
 
-    def exp(self, x):
+    def exp(self, x: str) -> str:
         return f"Math.exp({x})"
 
-    def sqrt(self, x):
+    def sqrt(self, x: str) -> str:
         return f"Math.sqrt({x})"
 
-    def declare_num(self, var, expr):
+    def declare_num(self, var: str, expr: str) -> str:
         return f"let {var} = {expr};"
 
     declare_str = declare_num
 
-    def read_num(self, i, name):
+    def read_num(self, i: int, name: str) -> str:
         return f"num(row[{self.key(i)}])"
 
-    def read_str(self, i, name):
+    def read_str(self, i: int, name: str) -> str:
         return f"str(row[{self.key(i)}])"
 
 
@@ -365,7 +365,7 @@ def explain_lines(lo: JavaScriptLowering, pre: list[str], model: list[str]) -> l
     return out
 
 
-def _label(lo: JavaScriptLowering, label) -> str:
+def _label(lo: JavaScriptLowering, label: object) -> str:
     """A class label or raw-score index as a JavaScript literal."""
     if isinstance(label, bool):
         return "true" if label else "false"

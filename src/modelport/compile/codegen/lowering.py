@@ -19,6 +19,7 @@ original names stay in a lookup table, ``COLUMNS``, from which ``score`` reads t
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class Lowering:
     true_literal = "true"
     false_literal = "false"
 
-    def text(self, s) -> str:
+    def text(self, s: object) -> str:
         return string_literal(self.language, str(s))
 
     def isnan(self, x: str) -> str:
@@ -153,7 +154,7 @@ class Lowering:
             self.var[s.name] = v
         return lines
 
-    def step(self, s, v: str, x: str, kind: str) -> list[str]:
+    def step(self, s: ir.Step, v: str, x: str, kind: str) -> list[str]:
         one, zero = self.num(1.0), self.num(0.0)
         if isinstance(s, ir.Impute):
             if kind == "categorical":
@@ -190,7 +191,7 @@ class Lowering:
             return lines
         raise ConversionError(f"no code generator for step {type(s).__name__}")
 
-    def equals(self, x: str, c, kind: str) -> str:
+    def equals(self, x: str, c: Any, kind: str) -> str:
         if kind == "categorical":
             return self.str_eq(x, self.text(c))
         return f"{x} == {self.num(c)}"
@@ -257,7 +258,8 @@ class Lowering:
             root, fn = pending.pop()
             body: list[str] = []
 
-            def visit(i: int, depth: int, fn=fn, body=body, root=root) -> None:
+            def visit(i: int, depth: int, fn: str = fn, body: list[str] = body,
+                      root: int = root) -> None:
                 pad = self.indent_unit * depth
                 if i != root and (size[i] > NODES_PER_FUNCTION or depth >= DEPTH_PER_FUNCTION):
                     sub = f"{fn}_{i}"
@@ -287,7 +289,8 @@ class Lowering:
     def no_op(self) -> str:
         return ";"
 
-    def goes_left(self, node, tree, i, cats, cats_right) -> str:
+    def goes_left(self, node: ir.TreeEnsemble, tree: ir.Tree, i: int, cats: list | None,
+                  cats_right: list | None) -> str:
         x = self.x(tree.feature[i])
         ml = tree.missing_left[i]
         if cats is not None:
@@ -390,7 +393,7 @@ def _subtree_sizes(tree: ir.Tree) -> list[int]:
     return size
 
 
-def shown(value) -> str:
+def shown(value: object) -> str:
     """A name or label as comments and usage notes show it: text in quotes, in the display
     form of :func:`~modelport.quoting.code.comment_text`; numbers as they are."""
     if isinstance(value, str):

@@ -14,63 +14,63 @@ class PythonLowering(Lowering):
     true_literal = "True"
     false_literal = "False"
 
-    def isnan(self, x):
+    def isnan(self, x: str) -> str:
         return f"{x} != {x}"
 
-    def is_null(self, s):
+    def is_null(self, s: str) -> str:
         return f"{s} is None"
 
-    def str_eq(self, s, literal):
+    def str_eq(self, s: str, literal: str) -> str:
         return f"{s} == {literal}"
 
-    def not_(self, cond):
+    def not_(self, cond: str) -> str:
         return f"not ({cond})"
 
-    def and_(self, *conds):
+    def and_(self, *conds: str) -> str:
         return "(" + " and ".join(conds) + ")"
 
-    def or_(self, *conds):
+    def or_(self, *conds: str) -> str:
         return "(" + " or ".join(f"({c})" for c in conds) + ")"
 
-    def exp(self, x):
+    def exp(self, x: str) -> str:
         return f"math.exp({x})"
 
-    def sqrt(self, x):
+    def sqrt(self, x: str) -> str:
         return f"math.sqrt({x})"
 
-    def sigmoid(self, z):
+    def sigmoid(self, z: str) -> str:
         return f"_sigmoid({z})"
 
-    def if_(self, cond):
+    def if_(self, cond: str) -> str:
         return f"if {cond}:"
 
-    def else_(self):
+    def else_(self) -> str:
         return "else:"
 
-    def end(self):
+    def end(self) -> None:
         return None
 
-    def no_op(self):
+    def no_op(self) -> str:
         return "pass"
 
-    def declare_num(self, var, expr):
+    def declare_num(self, var: str, expr: str) -> str:
         return f"{var} = {expr}"
 
     declare_str = declare_num
 
-    def assign(self, var, expr):
+    def assign(self, var: str, expr: str) -> str:
         return f"{var} = {expr}"
 
-    def read_num(self, i, name):
+    def read_num(self, i: int, name: str) -> str:
         return f"_num(row.get({self.key(i)}))"
 
-    def read_str(self, i, name):
+    def read_str(self, i: int, name: str) -> str:
         return f"_str(row.get({self.key(i)}))"
 
-    def add_raw(self, k, expr):
+    def add_raw(self, k: int, expr: str) -> str:
         return f"raw[{k}] += {expr}"
 
-    def call_tree(self, fn):
+    def call_tree(self, fn: str) -> str:
         return f"{fn}(x, raw)"
 
 

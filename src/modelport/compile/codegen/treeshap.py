@@ -21,10 +21,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from modelport.compile import ir
 from modelport.compile.explain import _feature_columns
 from modelport.errors import ConversionError
+
+if TYPE_CHECKING:
+    from modelport.compile.codegen.lowering import Lowering
 
 #: the languages whose generated code can carry reasons
 EXPLAINED = ("c", "javascript")
@@ -147,7 +151,7 @@ def _base(node: ir.TreeEnsemble) -> list[float]:
     return base
 
 
-def goes_left_tests(lo, node: ir.TreeEnsemble, tree: ir.Tree) -> list[tuple[int, str]]:
+def goes_left_tests(lo: Lowering, node: ir.TreeEnsemble, tree: ir.Tree) -> list[tuple[int, str]]:
     """``(node index within the tree, test)`` for each split of ``tree``: the expression on
     ``x`` that is true when a row goes left, exactly as ``lo``'s ``score`` writes it."""
     cats = tree.categories or [None] * len(tree.feature)

@@ -42,10 +42,16 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
 
 from modelport.errors import UserError
+
+if TYPE_CHECKING:
+    import asyncio
+
+T = TypeVar("T")
 
 #: URL scheme -> (module, the query parameter naming the destination)
 SCHEMES = {
@@ -65,7 +71,7 @@ class Message:
     one, else None), its raw payload, and what the adapter needs to ack it."""
 
     id: str | None
-    payload: bytes
+    payload: bytes | bytearray
     token: Any = None
     received: float = 0.0
 
@@ -172,7 +178,7 @@ def parse(url: str, what: str = "--source") -> BrokerURL:
     return BrokerURL(url=url, scheme=scheme, destination=destination, options=options)
 
 
-async def gather(inbox, n: int, wait_s: float) -> list:
+async def gather(inbox: asyncio.Queue[T], n: int, wait_s: float) -> list[T]:
     """Up to ``n`` items from an asyncio queue: wait up to ``wait_s`` for the first, then
     keep collecting for up to ``wait_s`` more, since push-style clients deliver one
     message per callback."""
@@ -228,7 +234,7 @@ class Outputs:
                 self.done.set_result(None)
 
 
-def _module(scheme: str):
+def _module(scheme: str) -> ModuleType:
     return importlib.import_module(f"modelport.io.brokers.{SCHEMES[scheme][0]}")
 
 

@@ -17,7 +17,8 @@ from modelport.errors import require
 from modelport.io.brokers import BrokerURL, Message
 
 if TYPE_CHECKING:
-    from confluent_kafka import Consumer, Producer
+    from confluent_kafka import Consumer, KafkaError, Producer
+    from confluent_kafka import Message as KafkaMessage
 
 
 def _bootstrap(u: BrokerURL) -> str:
@@ -96,9 +97,9 @@ class Sink:
         if not records:
             return
         assert self.producer is not None  # set by connect
-        errors: list = []
+        errors: list[KafkaError] = []
 
-        def report(err, msg) -> None:
+        def report(err: KafkaError | None, msg: KafkaMessage) -> None:
             if err is not None:
                 errors.append(err)
 

@@ -28,12 +28,25 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import require
 from modelport.io.brokers import BrokerURL, Message, Outputs, gather
 
+if TYPE_CHECKING:
+    from paho.mqtt.client import (
+        Client,
+        ConnectFlags,
+        DisconnectFlags,
+        MQTTMessage,
+        SocketLike,
+    )
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.reasoncodes import ReasonCode
 
-def _client(u: BrokerURL, client_id: str, receive_max: int):
+
+def _client(u: BrokerURL, client_id: str,
+            receive_max: int) -> tuple[Client, str, int, Properties]:
     mqtt = require("paho.mqtt.client", "brokers", "MQTT")
     props = require("paho.mqtt.properties", "brokers", "MQTT")
     packettypes = require("paho.mqtt.packettypes", "brokers", "MQTT")
@@ -58,7 +71,7 @@ def _client(u: BrokerURL, client_id: str, receive_max: int):
 _PUBLISH, _PUBACK = 0x30, 0x40
 
 
-def _join_packets(client) -> None:
+def _join_packets(client: Client) -> None:
     """Join runs of unsent QoS 1 PUBLISH and PUBACK packets in ``client``'s out queue."""
     queue = getattr(client, "_out_packet", None)
     if queue is None or len(queue) < 2:
@@ -120,8 +133,10 @@ class _Connection:
         c.on_socket_close = self._on_socket_close
         c.on_socket_register_write = \
             lambda client, userdata, sock: self.loop.add_writer(sock, self._write)
-        c.on_socket_unregister_write = \
-            lambda client, userdata, sock: self.loop.remove_writer(sock)
+        c.on_socket_unregister_write = self._on_unregister_write
+
+    def _on_unregister_write(self, client: Client, userdata: Any, sock: SocketLike) -> None:
+        self.loop.remove_writer(sock)
 
     def _write(self) -> None:
         """paho's ``loop_write``, after joining the queued packets into few buffers.
@@ -136,12 +151,12 @@ class _Connection:
         _join_packets(self.client)
         self.client.loop_write()
 
-    def _on_socket_open(self, client, userdata, sock) -> None:
+    def _on_socket_open(self, client: Client, userdata: Any, sock: SocketLike) -> None:
         self.loop.add_reader(sock, client.loop_read)
         if self._misc is None or self._misc.done():
             self._misc = self.loop.create_task(self._keepalive())
 
-    def _on_socket_close(self, client, userdata, sock) -> None:
+    def _on_socket_close(self, client: Client, userdata: Any, sock: SocketLike) -> None:
         self.loop.remove_reader(sock)
         self.loop.remove_writer(sock)
 
@@ -151,7 +166,8 @@ class _Connection:
             self.client.loop_misc()
             await asyncio.sleep(1)
 
-    def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
+    def _on_disconnect(self, client: Client, userdata: Any, flags: DisconnectFlags,
+                       reason: ReasonCode, properties: Properties | None) -> None:
         self.connected.clear()
         self.disconnected.set()
         if not self.stopping and (self._reconnecting is None or self._reconnecting.done()):
@@ -214,7 +230,7 @@ class Source:
         self.receive_max = int(url.options.get("receive_max",
                                                str(max(2000, window or 2 * batch))))
         self.conn: _Connection | None = None
-        self._inbox: asyncio.Queue = asyncio.Queue()
+        self._inbox: asyncio.Queue[MQTTMessage] = asyncio.Queue()
 
     async def connect(self) -> None:
         self.conn = _Connection(self.url, self.group, self.receive_max)
@@ -224,7 +240,8 @@ class Source:
         subscribed = asyncio.Event()
         conn.client.on_subscribe = lambda *a: subscribed.set()
 
-        def on_connect(client, userdata, flags, reason, properties) -> None:
+        def on_connect(client: Client, userdata: Any, flags: ConnectFlags, reason: ReasonCode,
+                       properties: Properties | None) -> None:
             conn.connected.set()
             if subscribed.is_set() and not flags.session_present:
                 client.subscribe(self.topic, qos=1)  # a broker that lost the session

@@ -29,6 +29,7 @@ from modelport.io.brokers import BrokerURL, Message, Outputs
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
+    from nats.aio.msg import Msg
     from nats.js import JetStreamContext
 
 
@@ -39,7 +40,7 @@ async def _connect(u: BrokerURL) -> tuple[Client, JetStreamContext]:
     return nc, nc.jetstream(timeout=10)
 
 
-async def _ensure_stream(js, subject: str, name: str | None) -> str:
+async def _ensure_stream(js: JetStreamContext, subject: str, name: str | None) -> str:
     """The stream capturing ``subject``: the one named, the one found, or a new one."""
     if name:
         return name
@@ -52,7 +53,7 @@ async def _ensure_stream(js, subject: str, name: str | None) -> str:
     return name
 
 
-async def _fetch(sub, n: int, wait_s: float) -> list:
+async def _fetch(sub: JetStreamContext.PullSubscription, n: int, wait_s: float) -> list[Msg]:
     """Up to ``n`` messages from a pull subscription, waiting at most ``wait_s``."""
     errors = require("nats.errors", "brokers", "NATS JetStream")
     try:
@@ -61,7 +62,7 @@ async def _fetch(sub, n: int, wait_s: float) -> list:
         return []
 
 
-def _stream_sequence(msg) -> str:
+def _stream_sequence(msg: Msg) -> str:
     """The message's stream sequence, read from its ack subject
     (``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...``, nine tokens, or with a
     domain and account hash after ``ACK``, twelve) without building the client's whole
@@ -101,6 +102,7 @@ class Source:
                                                 stream=self.stream, config=config)
 
     async def read(self, n: int, wait_s: float) -> list[Message]:
+        assert self.sub is not None  # set by connect
         msgs = await _fetch(self.sub, n, wait_s)
         now = time.time()
         return [Message(id=_stream_sequence(m), payload=m.data, token=m, received=now)
@@ -152,6 +154,7 @@ class Reader:
                                                 config=config)
 
     async def read(self, n: int, wait_s: float) -> list[Message]:
+        assert self.sub is not None  # set by connect
         msgs = await _fetch(self.sub, n, wait_s)
         now = time.time()
         out = [Message(id=_stream_sequence(m), payload=m.data, received=now) for m in msgs]
@@ -169,10 +172,10 @@ class Reader:
         return last or None
 
     @staticmethod
-    def beyond(position, end) -> bool:
+    def beyond(position: int | str, end: int | str) -> bool:
         return int(position) > int(end)
 
-    def reached(self, end) -> bool:
+    def reached(self, end: int | str) -> bool:
         return self.position >= int(end)
 
     async def close(self) -> None:
@@ -212,7 +215,7 @@ class Sink:
         await self.nc.subscribe(self._prefix + "*", cb=self._acked,
                                 pending_msgs_limit=-1, pending_bytes_limit=-1)
 
-    async def _acked(self, msg) -> None:
+    async def _acked(self, msg: Msg) -> None:
         batch = self._waiting.pop(msg.subject[len(self._prefix):], None)
         if batch is None:
             return

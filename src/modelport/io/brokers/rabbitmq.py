@@ -29,6 +29,8 @@ from modelport.io.brokers import BrokerURL, Message, Outputs, gather
 if TYPE_CHECKING:
     from pika.adapters.asyncio_connection import AsyncioConnection
     from pika.channel import Channel
+    from pika.frame import Method
+    from pika.spec import Basic, BasicProperties
 
 
 class _Connection:
@@ -43,12 +45,12 @@ class _Connection:
         self.on_lost: Callable[[BaseException], None] | None = None
         self._calls: set[asyncio.Future] = set()
 
-    async def call(self, start) -> Any:
+    async def call(self, start: Callable[[Callable[..., None]], object]) -> Any:
         """Run a pika call that reports through a callback; return what the callback got.
         A channel the broker closes instead (a refused declare, say) fails the call."""
         done = asyncio.get_running_loop().create_future()
 
-        def finish(result=None) -> None:
+        def finish(result: Any = None) -> None:
             if not done.done():
                 done.set_result(result)
 
@@ -59,7 +61,7 @@ class _Connection:
         finally:
             self._calls.discard(done)
 
-    def _fail_calls(self, reason) -> None:
+    def _fail_calls(self, reason: BaseException) -> None:
         for done in list(self._calls):
             if not done.done():
                 done.set_exception(ConnectionError(f"RabbitMQ closed the channel: {reason}"))
@@ -72,12 +74,12 @@ class _Connection:
         opened = loop.create_future()
         self.closed = loop.create_future()
 
-        def open_failed(conn, error) -> None:
+        def open_failed(conn: AsyncioConnection, error: BaseException | str) -> None:
             if not opened.done():
                 opened.set_exception(ConnectionError(
                     f"RabbitMQ at {_redact(self.url.server)}: {error!r}"))
 
-        def lost(conn, reason) -> None:
+        def lost(conn: AsyncioConnection, reason: BaseException) -> None:
             assert self.closed is not None  # set before the connection opens
             if not self.closed.done():
                 self.closed.set_result(reason)
@@ -96,7 +98,7 @@ class _Connection:
         self.channel = await self.call(lambda cb: conn.channel(on_open_callback=cb))
         self.channel.add_on_close_callback(self._channel_closed)
 
-    def _channel_closed(self, channel, reason) -> None:
+    def _channel_closed(self, channel: Channel, reason: BaseException) -> None:
         self._fail_calls(reason)
         if self.on_lost is not None:
             self.on_lost(reason)
@@ -118,7 +120,7 @@ class _Connection:
             buffers.clear()
             buffers.append(joined)
 
-    async def declare(self, queue: str, passive: bool = False):
+    async def declare(self, queue: str, passive: bool = False) -> Method:
         channel = self.channel
         assert channel is not None  # set by open
         return await self.call(lambda cb: channel.queue_declare(
@@ -147,7 +149,7 @@ class Source:
         self.queue_name = url.destination
         self.prefetch = int(url.options.get("prefetch", str(max(window or 2 * batch, 100))))
         self.link = _Connection(url)
-        self._inbox: asyncio.Queue = asyncio.Queue()
+        self._inbox: asyncio.Queue[tuple[str | None, bytes, int]] = asyncio.Queue()
         self._lost: BaseException | None = None
 
     async def connect(self) -> None:
@@ -161,12 +163,13 @@ class Source:
         await link.declare(self.queue_name)
         inbox = self._inbox
 
-        def deliver(channel, method, properties, body) -> None:
+        def deliver(channel: Channel, method: Basic.Deliver, properties: BasicProperties,
+                    body: bytes) -> None:
             inbox.put_nowait((properties.message_id, body, method.delivery_tag))
 
         channel.basic_consume(self.queue_name, deliver, auto_ack=False)
 
-    def _on_lost(self, reason) -> None:
+    def _on_lost(self, reason: BaseException) -> None:
         self._lost = ConnectionError(f"RabbitMQ closed the channel: {reason}")
 
     async def read(self, n: int, wait_s: float) -> list[Message]:
@@ -212,7 +215,7 @@ class Sink:
         await link.call(lambda cb: channel.confirm_delivery(self._on_confirm, callback=cb))
         await link.declare(self.queue_name)
 
-    def _on_confirm(self, frame) -> None:
+    def _on_confirm(self, frame: Method) -> None:
         method = frame.method
         refused = "RabbitMQ basic.nack" if method.NAME.endswith("Nack") else None
         tags: Iterable[int]
@@ -229,7 +232,7 @@ class Sink:
         while self._low <= self._tag and self._low not in waiting:
             self._low += 1  # single confirms at the front move the settled mark on too
 
-    def _on_lost(self, reason) -> None:
+    def _on_lost(self, reason: BaseException) -> None:
         error = ConnectionError(f"RabbitMQ closed the channel before confirming: {reason}")
         for batch in set(self._waiting.values()):
             if not batch.done.done():

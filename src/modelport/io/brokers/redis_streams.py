@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from modelport.errors import require
@@ -27,6 +28,7 @@ from modelport.io.brokers import BrokerURL, Message
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
 
 FIELD = b"data"
 CLAIM_EVERY_S = 2.0
@@ -59,10 +61,14 @@ return a
 """
 
 
-async def _append(script, outputs, ack: tuple[str, str, list] | None = None) -> None:
+async def _append(script: AsyncScript,
+                  outputs: Iterable[tuple[Sink, Sequence[tuple[str | None, bytes]]]],
+                  ack: tuple[str, str, list[str]] | None = None) -> None:
     """One call of the ``_APPEND`` script: XADD each (sink, records) pair's payloads and,
     when ``ack`` is (stream, group, ids), XACK those ids, all at once."""
-    keys, counts, payloads = [], [], []
+    keys: list[str] = []
+    counts: list[str | int] = []
+    payloads: list[bytes] = []
     for sink, records in outputs:
         if records:
             keys.append(sink.stream)
@@ -116,7 +122,7 @@ class Source:
         reply = await self.redis.xreadgroup(self.group, self.consumer, {self.stream: ">"},
                                             count=n, block=_block(wait_s))
         # a list on this RESP2 connection; redis-py's type also allows RESP3's dict
-        return _messages(reply[0][1]) if reply else []  # type: ignore[index]
+        return _messages(reply[0][1]) if reply else []  # type: ignore[index, arg-type]
 
     async def _claim(self, n: int) -> list[Message]:
         """Entries left pending by a consumer idle longer than claim_idle_ms."""
@@ -141,13 +147,17 @@ class Source:
                 ids.append(m.id)
             await self.redis.xack(self.stream, self.group, *ids)
 
-    def shares_server(self, sink) -> bool:
+    def shares_server(self, sink: object) -> bool:
         return isinstance(sink, Sink) and sink.url.server == self.url.server
 
     async def publish_and_ack(self, outputs: list[tuple[Sink, list[tuple[str, bytes]]]],
                               messages: list[Message]) -> None:
         """XADD every output and XACK the messages in one atomic script call."""
-        await _append(self.script, outputs, (self.stream, self.group, [m.id for m in messages]))
+        ids: list[str] = []
+        for m in messages:
+            assert m.id is not None  # the entry id, read by this source
+            ids.append(m.id)
+        await _append(self.script, outputs, (self.stream, self.group, ids))
 
     async def lag(self) -> int | None:
         assert self.redis is not None  # set by connect
@@ -188,7 +198,7 @@ class Reader:
         if not reply:
             return []
         # a list on this RESP2 connection; redis-py's type also allows RESP3's dict
-        messages = _messages(reply[0][1])  # type: ignore[index]
+        messages = _messages(reply[0][1])  # type: ignore[index, arg-type]
         if messages:
             last = messages[-1].id
             assert last is not None  # an entry id, read above
@@ -255,7 +265,7 @@ class Sink:
             await self.redis.aclose()
 
 
-def _messages(entries) -> list[Message]:
+def _messages(entries: Iterable[tuple[bytes | str, Mapping[bytes | str, bytes]]]) -> list[Message]:
     now = time.time()
     out = []
     for entry_id, fields in entries:

@@ -6,10 +6,14 @@ shadow rollouts, metrics and auth. Build the ASGI app with :func:`create_app`; r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelport.serve.http.access_log import AccessLog
+    from modelport.serve.http.auth import BearerAuth
 
 
-def create_app(uris, **options: Any):
+def create_app(uris: list[str] | str, **options: Any) -> AccessLog | BearerAuth:
     """The ASGI app; see :func:`modelport.serve.http.app.create_app`."""
     from modelport.serve.http.app import create_app as _create_app
 

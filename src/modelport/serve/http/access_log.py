@@ -16,8 +16,12 @@ import itertools
 import logging
 import os
 import time
+from typing import TYPE_CHECKING
 
 from modelport.serve.http.routing import dumps
+
+if TYPE_CHECKING:
+    from modelport.serve.http.routing import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("modelport.access")
 FLUSH_SECONDS = 0.1
@@ -26,7 +30,7 @@ FLUSH_SECONDS = 0.1
 class AccessLog:
     """Adds the request id and logs one line per request (when ``enabled``)."""
 
-    def __init__(self, app, enabled: bool = True) -> None:
+    def __init__(self, app: ASGIApp, enabled: bool = True) -> None:
         self.app = app
         self.enabled = enabled
         self._prefix = os.urandom(4).hex()
@@ -34,10 +38,10 @@ class AccessLog:
         self._lines: list[bytes] = []
         atexit.register(self.flush)
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        request_id = None
+        request_id: bytes | None = None
         for key, value in scope["headers"]:
             if key == b"x-request-id":
                 request_id = value[:128]
@@ -49,7 +53,7 @@ class AccessLog:
         start = time.perf_counter()
         status = [0]
 
-        async def send_with_id(message) -> None:
+        async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
                 message["headers"] = list(message.get("headers", [])) + [

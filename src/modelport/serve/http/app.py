@@ -36,6 +36,12 @@ from modelport.serve.http.settings import ServeSettings
 
 if TYPE_CHECKING:
     from modelport.monitor.log import PredictionLogger
+    from modelport.registry import Registry
+    from modelport.scoring.checks import Checked
+    from modelport.scoring.reasons import Reasons
+    from modelport.serve.http.batching import Outputs
+    from modelport.serve.http.routing import ASGIApp, Receive, Scope, Send
+    from modelport.uri import ModelURI
 
 log = logging.getLogger("modelport.serve")
 VERSION_HEADER = b"modelport-model-version"
@@ -71,7 +77,7 @@ class ModelServer:
 
     # -- ASGI ------------------------------------------------------------------------------
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             return await self._lifespan(receive, send)
         if scope["type"] != "http":
@@ -91,7 +97,7 @@ class ModelServer:
                 (VERSION_HEADER, (response.version or self._versions()).encode()))
         await response.send(send)
 
-    async def _lifespan(self, receive, send) -> None:
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -254,7 +260,7 @@ class ModelServer:
     # -- scoring ---------------------------------------------------------------------------
 
     async def _score(self, req: Request, name: str, loaded: Loaded, role: str, raw: dict,
-                     protocol: str):
+                     protocol: str) -> tuple[Outputs, Checked]:
         start = time.perf_counter()
         served = self.served[name]
         try:
@@ -298,7 +304,7 @@ class ModelServer:
             task.add_done_callback(self._background.discard)
         return out, checked
 
-    async def _check(self, raw: dict, loaded: Loaded, large: bool):
+    async def _check(self, raw: dict, loaded: Loaded, large: bool) -> Checked:
         """The request's rows checked by the scoring core; a 422 naming the first row that
         cannot be scored. Many rows are checked in a worker thread, off the event loop."""
         signature = loaded.signature
@@ -317,7 +323,7 @@ class ModelServer:
             raise HTTPError(422, where + why.message, why.field)
         return checked
 
-    async def _shadow(self, loaded: Loaded, name: str, checked, request_id: str) -> None:
+    async def _shadow(self, loaded: Loaded, name: str, checked: Checked, request_id: str) -> None:
         start = time.perf_counter()
         try:
             out = await loaded.batcher.submit(checked.columns, checked.rows)
@@ -335,7 +341,8 @@ class ModelServer:
                 "inputs": checked.columns, "outputs": out, "request_id": request_id,
                 "latency_ms": seconds * 1000})
 
-    async def _answer(self, encode: Callable[[], Any], loaded: Loaded, checked) -> Response:
+    async def _answer(self, encode: Callable[[], Any], loaded: Loaded,
+                      checked: Checked) -> Response:
         """The response of a scored request: ``encode()`` gives its body; many rows are
         encoded in a worker thread, off the event loop."""
         if checked.rows > OFFLOAD_ROWS:
@@ -355,7 +362,7 @@ class ModelServer:
     # -- reason codes ----------------------------------------------------------------------
 
     @staticmethod
-    def _explain_count(value, loaded: Loaded) -> int | None:
+    def _explain_count(value: Any, loaded: Loaded) -> int | None:
         """How many reasons a request asks for (None: not asked); a 400 naming ``explain``
         for a value that is not a whole number from 1 to the model's input columns."""
         if value is None:
@@ -365,7 +372,8 @@ class ModelServer:
         except UserError as exc:
             raise HTTPError(400, str(exc), "explain") from None
 
-    async def _reasons(self, loaded: Loaded, checked, k: int | None):
+    async def _reasons(self, loaded: Loaded, checked: Checked,
+                       k: int | None) -> Reasons | None:
         """The top ``k`` reasons of the checked rows (None when not asked); a 422 saying
         why for a model that cannot explain. The first call finds the version's explaining
         predictor and builds its tables in a worker thread; more than
@@ -483,7 +491,7 @@ class ModelServer:
         return await self._answer(lambda: answer, loaded, checked)
 
 
-def create_app(uris: list[str] | str, *, registry=None, max_batch_size: int = 64,
+def create_app(uris: list[str] | str, *, registry: Registry | None = None, max_batch_size: int = 64,
                max_latency_ms: float = 0.0, token: str | None = None,
                token_file: str | None = None, canary: list[str] | None = None,
                shadow: list[str] | None = None, poll_seconds: float = 2.0,
@@ -494,7 +502,7 @@ def create_app(uris: list[str] | str, *, registry=None, max_batch_size: int = 64
                prediction_log: Callable[..., Any] | str | None = None,
                lookup_store: str | None = None, feature_table: str | None = None,
                log_url: str | None = None, log_sample: float = 1.0,
-               body_timeout_s: float = 30.0):
+               body_timeout_s: float = 30.0) -> AccessLog | BearerAuth:
     """A plain ASGI app serving the models ``uris`` name (each under its registry name).
 
     ``canary`` entries look like ``churn@challenger:10`` (10% of ``churn``'s requests go to
@@ -529,7 +537,7 @@ def create_app(uris: list[str] | str, *, registry=None, max_batch_size: int = 64
     metrics = HttpMetrics()
     batching = {"max_batch_size": max_batch_size, "max_latency_ms": max_latency_ms}
 
-    def following(uri, role: str = "champion") -> Follower:
+    def following(uri: str | ModelURI, role: str = "champion") -> Follower[Loaded]:
         return follow(uri, registry, batching=batching, fmt=format, on_batch=metrics.batch,
                       poll_seconds=poll_seconds, on_reload=metrics.follower_hook(role))
 
@@ -570,11 +578,12 @@ def create_app(uris: list[str] | str, *, registry=None, max_batch_size: int = 64
     return wrapped
 
 
-def app_from_settings(settings: ServeSettings, *, registry=None):
+def app_from_settings(settings: ServeSettings, *,
+                      registry: Registry | None = None) -> ASGIApp:
     """The app ``settings`` describe: :func:`create_app` with their options and, with
     ``settings.ui``, the operations console mounted under ``/ui`` behind the same token
     (every page, not only the writes). What each ``modelport serve`` worker serves."""
-    app = create_app(list(settings.uris), registry=registry, **settings.app_options())
+    app: ASGIApp = create_app(list(settings.uris), registry=registry, **settings.app_options())
     if settings.ui:
         import modelport.ui as console
 
@@ -584,7 +593,7 @@ def app_from_settings(settings: ServeSettings, *, registry=None):
     return app
 
 
-def _rollout_target(served: dict[str, ServedModel], uri, option: str) -> ServedModel:
+def _rollout_target(served: dict[str, ServedModel], uri: ModelURI, option: str) -> ServedModel:
     if uri.name not in served:
         raise UserError(f"{option} {uri} names a model that is not served; serve "
                         f"{uri.name} too (served: {', '.join(served)})")

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import hmac
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelport.errors import UserError
+
+if TYPE_CHECKING:
+    from modelport.serve.http.routing import ASGIApp, Receive, Scope, Send
 
 #: probes an orchestrator calls without credentials
 OPEN_PATHS = frozenset({"/ping", "/health", "/v2/health/live", "/v2/health/ready"})
@@ -40,11 +44,11 @@ def unauthenticated(scope: dict) -> bool:
 class BearerAuth:
     """Answers 401 unless the request carries the bearer token."""
 
-    def __init__(self, app, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
         self._expected = f"Bearer {token}".encode()
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         given = b""

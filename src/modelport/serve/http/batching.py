@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from modelport.kernel import Coded
+from modelport.kernel import Coded, Reject
 from modelport.scoring.checks import Checked
 from modelport.scoring.isolation import Outcome, score
 
@@ -41,7 +41,7 @@ class RowsRejected(Exception):
     """Rows of one request the model could not score: ``rejects`` maps the row's position
     in the request to its :class:`~modelport.scoring.checks.Reject`."""
 
-    def __init__(self, rejects: dict) -> None:
+    def __init__(self, rejects: dict[int, Reject]) -> None:
         row = min(rejects)
         super().__init__(f"row {row}: {rejects[row].message}")
         self.rejects = rejects
@@ -115,17 +115,19 @@ class MicroBatcher:
         task = loop.run_in_executor(self._executor, self._score, batch)
         task.add_done_callback(lambda t: self._done(loop, batch, t))
 
-    def _done(self, loop, batch, task) -> None:
+    def _done(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[dict, int, asyncio.Future]],
+              task: asyncio.Future[tuple[Outcome | None, BaseException | None]]) -> None:
         self._busy = False
         self._deliver(batch, *task.result())
         self._next(loop)
 
-    def _next(self, loop) -> None:
+    def _next(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._pending and not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush, loop)
 
-    def _score(self, batch) -> tuple[Outcome | None, BaseException | None]:
+    def _score(self, batch: list[tuple[dict, int, asyncio.Future]]
+               ) -> tuple[Outcome | None, BaseException | None]:
         start = time.perf_counter()
         rows = sum(b[1] for b in batch)
         try:
@@ -149,7 +151,8 @@ class MicroBatcher:
             return self._empty()
         raise ValueError("no rows to score")
 
-    def _deliver(self, batch, out: Outcome | None, error: BaseException | None) -> None:
+    def _deliver(self, batch: list[tuple[dict, int, asyncio.Future]], out: Outcome | None,
+                 error: BaseException | None) -> None:
         start = 0
         for _columns, rows, future in batch:
             if future.done():
@@ -180,6 +183,6 @@ class MicroBatcher:
             self._executor.shutdown(wait=True)
 
 
-def _concat(parts: list):
+def _concat(parts: list[np.ndarray | Coded]) -> np.ndarray:
     """Columns of several requests as one; dictionary-encoded ones decoded first."""
     return np.concatenate([p.decode() if isinstance(p, Coded) else p for p in parts])

@@ -10,15 +10,18 @@ indexed query, not a new connection pool.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import NotFound, UserError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine, Table
 
 _engines: dict[str, Any] = {}
 _lock = threading.Lock()
 
 
-def _table(url: str):
+def _table(url: str) -> tuple[Engine, Table]:
     from sqlalchemy import MetaData, Table
 
     from modelport.io.sinks import lookup_engine

@@ -14,14 +14,19 @@ from __future__ import annotations
 import functools
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import UserError
 from modelport.scoring import choice, reasons
 from modelport.scoring.following import Follower
 from modelport.serve.http.batching import MicroBatcher
 from modelport.uri import ModelURI
+
+if TYPE_CHECKING:
+    from modelport.registry import Registry, Version
+    from modelport.signature import Signature
 
 
 @dataclass
@@ -41,7 +46,7 @@ class Loaded(reasons.Explains):
     _explainer: Any = None
 
     @property
-    def signature(self):
+    def signature(self) -> Signature:
         return self.predictor.signature
 
     def describe(self) -> dict[str, Any]:
@@ -49,12 +54,15 @@ class Loaded(reasons.Explains):
                 "loaded_at": self.loaded_at}
 
 
-def follow(uri: str | ModelURI, registry, *, batching: dict[str, Any], fmt: str | None = None,
-           on_batch=None, poll_seconds: float = 2.0, on_reload=None) -> Follower[Loaded]:
+def follow(uri: str | ModelURI, registry: Registry, *, batching: dict[str, Any],
+           fmt: str | None = None,
+           on_batch: Callable[[tuple[str, str], int, int, float], None] | None = None,
+           poll_seconds: float = 2.0,
+           on_reload: Callable[[Follower, str], None] | None = None) -> Follower[Loaded]:
     """A follower of ``uri`` whose versions load as :class:`Loaded`."""
     muri = uri if isinstance(uri, ModelURI) else ModelURI.parse(str(uri))
 
-    def load(version) -> Loaded:
+    def load(version: Version) -> Loaded:
         predictor, chosen = choice.load(registry, version, "row", fmt)
         labels = (muri.name, str(version.version))
         report = (lambda n, rows, secs: on_batch(labels, n, rows, secs)) if on_batch else None

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import modelport
 
+if TYPE_CHECKING:
+    from modelport.signature import Signature
 
-def record_schema(signature) -> dict[str, Any]:
+
+def record_schema(signature: Signature) -> dict[str, Any]:
     """A JSON Schema of one input row: numbers and strings, categories as an enum."""
     props: dict[str, Any] = {}
     for c in signature.inputs:

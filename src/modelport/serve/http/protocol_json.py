@@ -9,11 +9,15 @@ each prediction's three largest reasons (:mod:`modelport.scoring.reasons`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport.serve.http.routing import HTTPError, loads
+
+if TYPE_CHECKING:
+    from modelport.scoring.reasons import Reasons
+    from modelport.signature import Signature
 
 
 def columns_from_records(records: list, names: list[str]) -> dict[str, list]:
@@ -71,8 +75,8 @@ def decode_body(body: bytes, names: list[str]) -> dict[str, Any]:
     return decode(loads(body), names)
 
 
-def encode(out: dict[str, np.ndarray], signature, model: str, version: int,
-           reasons=None) -> dict[str, Any]:
+def encode(out: dict[str, np.ndarray], signature: Signature, model: str, version: int,
+           reasons: Reasons | None = None) -> dict[str, Any]:
     """The answer: one prediction per row; with ``reasons`` (``?explain=k``, a
     :class:`~modelport.scoring.reasons.Reasons`) each prediction also holds ``base`` and
     ``reasons`` (``[{"column", "value", "contribution"}]``, largest first), and ``output``
@@ -81,6 +85,7 @@ def encode(out: dict[str, np.ndarray], signature, model: str, version: int,
     if task == "classification":
         labels = out["label"].tolist()
         if "proba" in out:
+            assert signature.classes is not None  # only a classifier gives probabilities
             classes = [str(c) for c in signature.classes]
             preds = [{"label": lab, "proba": dict(zip(classes, p, strict=True))}
                      for lab, p in zip(labels, out["proba"].tolist(), strict=True)]

@@ -6,13 +6,16 @@ The body is ``{"instances": [...]}`` with records or rows in signature order; th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport.predictor import PRIMARY_OUTPUT
 from modelport.serve.http.protocol_json import columns_from_any
 from modelport.serve.http.routing import HTTPError, loads
+
+if TYPE_CHECKING:
+    from modelport.signature import Signature
 
 
 def decode(data: Any, names: list[str]) -> dict[str, Any]:
@@ -27,5 +30,5 @@ def decode_body(body: bytes, names: list[str]) -> dict[str, Any]:
     return decode(loads(body), names)
 
 
-def encode(out: dict[str, np.ndarray], signature) -> dict[str, Any]:
+def encode(out: dict[str, np.ndarray], signature: Signature) -> dict[str, Any]:
     return {"predictions": out[PRIMARY_OUTPUT[signature.task]].tolist()}

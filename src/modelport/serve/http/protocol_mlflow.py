@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport.predictor import PRIMARY_OUTPUT
 from modelport.serve.http.protocol_json import columns_from_any, columns_from_rows
 from modelport.serve.http.routing import HTTPError, loads
+
+if TYPE_CHECKING:
+    from modelport.scoring.reasons import Reasons
+    from modelport.signature import Signature
 
 KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 CSV_TYPES = ("text/csv", "application/csv")
@@ -83,7 +87,8 @@ def _csv(body: bytes) -> dict[str, list]:
             for j, name in enumerate(header)}
 
 
-def encode(out: dict[str, np.ndarray], signature, params: dict, reasons=None) -> dict[str, Any]:
+def encode(out: dict[str, np.ndarray], signature: Signature, params: dict,
+           reasons: Reasons | None = None) -> dict[str, Any]:
     """``{"predictions": [...]}``; with ``params: {"explain": k}`` also ``reasons``, one
     ``{"base", "reasons": [{"column", "value", "contribution"}]}`` per prediction, so
     MLflow clients reading ``predictions`` see the same answer."""

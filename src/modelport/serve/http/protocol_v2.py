@@ -13,11 +13,15 @@ adds the three largest reasons of each row as tensors (see :func:`encode`).
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport.serve.http.routing import HTTPError, loads, parse_length
+
+if TYPE_CHECKING:
+    from modelport.scoring.reasons import Reasons
+    from modelport.signature import Signature
 
 _BINARY = {"BOOL": "?", "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
            "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
@@ -185,8 +189,8 @@ def decode_body(body: bytes, headers: dict[str, str],
     return request, decode(request, blobs, names)
 
 
-def encode(out: dict[str, np.ndarray], signature, model: str, version: int,
-           request: dict, request_id: str, reasons=None) -> dict[str, Any]:
+def encode(out: dict[str, np.ndarray], signature: Signature, model: str, version: int,
+           request: dict, request_id: str, reasons: Reasons | None = None) -> dict[str, Any]:
     """The infer response. With ``reasons`` (``"parameters": {"explain": k}``) it also
     holds, as tensors of shape ``[n]``, ``base`` (FP64), ``reason_1..k`` (BYTES, input
     column names, largest first) and ``contribution_1..k`` (FP64), plus ``reason_output``
@@ -213,6 +217,7 @@ def encode(out: dict[str, np.ndarray], signature, model: str, version: int,
             entry = {"name": name, "shape": [len(arr)], "datatype": datatype(kind),
                      "data": arr.tolist()}
         elif name == "proba":
+            assert signature.classes is not None  # only a classifier gives probabilities
             entry = {"name": "proba", "shape": list(arr.shape), "datatype": "FP64",
                      "data": arr.reshape(-1).tolist(),
                      "parameters": {"classes": [str(c) for c in signature.classes]}}
@@ -227,7 +232,7 @@ def encode(out: dict[str, np.ndarray], signature, model: str, version: int,
     return body
 
 
-def metadata(name: str, versions: list[int], signature, fmt: str) -> dict[str, Any]:
+def metadata(name: str, versions: list[int], signature: Signature, fmt: str) -> dict[str, Any]:
     outputs = []
     for o in signature.outputs:
         shape = o.get("shape", [-1])

@@ -29,6 +29,12 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _LONG_DIGITS = re.compile(r"[0-9]{309}")
 _MAX_DEPTH = 200  # orjson encodes at most 254 levels of nesting
 T = TypeVar("T")
+#: the ASGI interface: a connection's scope, the messages it receives and sends
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def loads(data: bytes) -> Any:
@@ -204,7 +210,7 @@ class Request:
     __slots__ = ("scope", "receive", "params", "max_body", "body_timeout", "_headers",
                  "_query", "id", "state", "size")
 
-    def __init__(self, scope: dict, receive, params: dict[str, str], max_body: int,
+    def __init__(self, scope: Scope, receive: Receive, params: dict[str, str], max_body: int,
                  body_timeout: float = 30.0) -> None:
         self.scope = scope
         self.receive = receive
@@ -325,7 +331,7 @@ class Response:
     def text(cls, text: str, status: int = 200, content_type: bytes = b"text/plain") -> Response:
         return cls(text.encode("utf-8", "replace"), status, content_type)
 
-    async def send(self, send) -> None:
+    async def send(self, send: Send) -> None:
         headers = self.headers + [(b"content-length", str(len(self.body)).encode())]
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})

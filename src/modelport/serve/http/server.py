@@ -19,8 +19,14 @@ import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from modelport.serve.http.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from uvicorn import Config
+
+    from modelport.serve.http.routing import ASGIApp
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,7 @@ class AppFactory:
 
     settings: ServeSettings
 
-    def __call__(self):
+    def __call__(self) -> ASGIApp:
         from modelport.serve.http.app import app_from_settings
 
         return app_from_settings(self.settings)
@@ -75,7 +81,7 @@ def run(settings: ServeSettings) -> None:
         sys.exit(STARTUP_FAILURE)  # as uvicorn.run: the app or the socket failed to start
 
 
-def _supervise(config) -> None:
+def _supervise(config: Config) -> None:
     """Run ``config.workers`` worker processes on one socket bound here, under uvicorn's
     own ``Multiprocess`` supervisor: what ``uvicorn.run`` does for workers, which it allows
     only for an app given as an import string. Each worker unpickles the config (with the

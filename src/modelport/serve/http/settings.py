@@ -9,7 +9,10 @@ picklable: plain values only) to build the app with
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelport.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ class ServeSettings:
             "log_url": self.log_url, "log_sample": self.log_sample,
         }
 
-    def check(self, registry=None) -> None:
+    def check(self, registry: Registry | None = None) -> None:
         """Fail now, once, on what every worker would fail on: a body timeout that is not
         above 0, a model (canary and shadow included) the registry does not have, an
         unreadable token file, a misspelt input policy, a bad prediction log URL or

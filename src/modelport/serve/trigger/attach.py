@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import UserError
 from modelport.quoting.sql import derived_name, identifier
@@ -20,12 +21,15 @@ from modelport.scoring.checks import FLAG, InputPolicy, check
 from modelport.scoring.isolation import score
 from modelport.serve.trigger.spec import EVENTS
 
+if TYPE_CHECKING:
+    from modelport.registry import Registry
+
 log = logging.getLogger("modelport.trigger")
 
 
 def attach(connection: sqlite3.Connection, uri: str, *, table: str, key: str,
            output_column: str, columns: dict[str, str] | None = None,
-           on: tuple[str, ...] = EVENTS, registry=None,
+           on: tuple[str, ...] = EVENTS, registry: Registry | None = None,
            policy: InputPolicy | None = None) -> None:
     """Score rows that ``connection`` inserts into (or updates in) ``table`` with ``uri``.
 
@@ -62,7 +66,7 @@ def attach(connection: sqlite3.Connection, uri: str, *, table: str, key: str,
     names = list(mapping)
     rules = policy or FLAG
 
-    def score_one(*values):
+    def score_one(*values: Any) -> Any:
         try:
             checked = check(dict(zip(names, values, strict=True)), signature, rules,
                             unknown="ignore")

@@ -12,14 +12,22 @@ message repeats the URL's password.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import UserError
 from modelport.io.urls import first_line, redact, scrubbed
 from modelport.quoting.sql import identifier
 from modelport.serve.trigger.spec import META_TABLE, Installation
 
+if TYPE_CHECKING:
+    import numpy as np
+    from sqlalchemy.engine import URL
 
-def normalise_url(url: str):
+    from modelport.compile.ir import ModelIR
+    from modelport.serve.trigger.native import Compiled
+
+
+def normalise_url(url: str) -> URL:
     """The SQLAlchemy URL with the driver modelport uses for its dialect
     (:func:`modelport.io.urls.database_url`); the driver connection underneath is always
     psycopg or PyMySQL, whatever driver the URL names. A database triggers cannot run in is
@@ -58,7 +66,7 @@ def connect(url: str) -> Database:
                         "database is running") from None
 
 
-def masked(url) -> str:
+def masked(url: URL) -> str:
     """A parsed database URL as text with its password hidden, for messages."""
     return url.render_as_string(hide_password=True)
 
@@ -73,11 +81,11 @@ class Database:
     #: the dialect's current UTC time, as stored in the scored-at column
     now_sql = "now()"
 
-    def __init__(self, url) -> None:
+    def __init__(self, url: URL) -> None:
         self.url = url
         self.conn = self._open(url)
 
-    def _open(self, url):
+    def _open(self, url: URL) -> Any:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -89,7 +97,7 @@ class Database:
     def __enter__(self) -> Database:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- plain SQL ----------------------------------------------------------------------
@@ -184,21 +192,24 @@ class Database:
         """Statements creating the queue (unless ``queue`` is false) and enqueue triggers."""
         raise NotImplementedError
 
-    def sql_ddl(self, inst: Installation, model_ir, means=None) -> list[str]:
+    def sql_ddl(self, inst: Installation, model_ir: ModelIR,
+                means: np.ndarray | None = None) -> list[str]:
         """Statements creating the scoring function and trigger (and, with
         ``inst.explain``, the reason functions; ``means`` are the model's feature means
         its reasons are measured from)."""
         raise NotImplementedError
 
-    def reason_functions(self, inst: Installation, model_ir, means) -> list[str]:
+    def reason_functions(self, inst: Installation, model_ir: ModelIR,
+                         means: np.ndarray | None) -> list[str]:
         """Statements creating the reason functions of SQL mode (none without reasons)."""
         from modelport.compile import sql
 
         if not inst.explain:
             return []
+        assert means is not None  # install measures them when it writes reasons
         return sql.create_reason_functions(model_ir, self.dialect, inst.model_base, means)
 
-    def sql_reasons(self, inst: Installation, model_ir, means,
+    def sql_reasons(self, inst: Installation, model_ir: ModelIR, means: np.ndarray | None,
                     prefix: str = "") -> list[tuple[str, str]]:
         """``(column, SQL)`` of each reason column for one row, read with ``prefix``
         (``NEW.`` in a trigger body): calls of the installed reason functions."""
@@ -220,7 +231,8 @@ class Database:
         return [f"DROP FUNCTION IF EXISTS {self.q(n)}"
                 for n in sql.reason_function_names(inst.model_base)]
 
-    def native_ddl(self, inst: Installation, model_ir, means, compiled,
+    def native_ddl(self, inst: Installation, model_ir: ModelIR, means: np.ndarray | None,
+                   compiled: Compiled,
                    types: dict[str, str]) -> list[str]:
         """What :meth:`sql_ddl` makes, with the model compiled to a library
         (:class:`~modelport.serve.trigger.native.Compiled`, native mode); ``types`` are the
@@ -233,7 +245,8 @@ class Database:
         built from its recorded names: nothing stored is run as SQL."""
         raise NotImplementedError
 
-    def sql_backfill(self, inst: Installation, model_ir, means=None) -> str:
+    def sql_backfill(self, inst: Installation, model_ir: ModelIR,
+                     means: np.ndarray | None = None) -> str:
         """An UPDATE scoring, in SQL, the rows that have no score yet."""
         q = self.q
         assert inst.version is not None  # set by install()
@@ -243,7 +256,7 @@ class Database:
                 f"{q(inst.out('version'))} = {int(inst.version)}, "
                 f"{q(inst.out('scored_at'))} = {self.now_sql} WHERE {q(inst.output)} IS NULL")
 
-    def sql_score(self, inst: Installation, model_ir) -> str:
+    def sql_score(self, inst: Installation, model_ir: ModelIR) -> str:
         """The SQL that scores one row: a call of the installed scoring function."""
         args = ", ".join(self.q(c) for c in inst.columns.values())
         return f"{self.q(inst.name('model_function'))}({args})"

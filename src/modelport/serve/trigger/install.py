@@ -9,7 +9,7 @@ that, with statements rebuilt from the record (never statements read back from i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import UserError
 from modelport.quoting.sql import identifier
@@ -26,11 +26,17 @@ from modelport.serve.trigger.spec import (
     check_key_type,
 )
 
+if TYPE_CHECKING:
+    from modelport.predictor import Predictor
+    from modelport.registry import Registry, Version
+    from modelport.signature import Signature
+
 
 def install(uri: str, db: str, *, table: str, key: str, output: str,
             on: list[str] | tuple[str, ...] = EVENTS, columns: list[str] | None = None,
             mode: str = "worker", upgrade: bool = False, backfill: bool = True,
-            explain: int | str | None = None, registry=None) -> Installation:
+            explain: int | str | None = None,
+            registry: Registry | None = None) -> Installation:
     """Score rows of ``table`` in database ``db`` with model ``uri`` whenever they change.
 
     ``output`` names the score column; beside it go ``<output>_version`` and
@@ -130,6 +136,7 @@ def install(uri: str, db: str, *, table: str, key: str, output: str,
                     f"INSERT INTO {conn.q(inst.queue)} (k) SELECT {conn.q(key)} FROM "
                     f"{conn.q(table)} WHERE {conn.q(output)} IS NULL")
         else:
+            assert model_ir is not None  # compiled above in SQL and native modes
             if compiled is not None:
                 types = {**have, **{col: conn.score_type(kind) for col, kind in wanted
                                     if col not in have}}
@@ -232,7 +239,7 @@ def _undo(conn: Database, inst: Installation) -> None:
     conn.commit()
 
 
-def _explain(explain: int | str | None, mode: str, signature) -> int:
+def _explain(explain: int | str | None, mode: str, signature: Signature) -> int:
     """The number of reasons to write (0 for none), or a :class:`UserError` naming
     ``--explain`` and the fix."""
     from modelport.compile.explain import count
@@ -249,7 +256,7 @@ def _explain(explain: int | str | None, mode: str, signature) -> int:
     return k
 
 
-def _events(on) -> list[str]:
+def _events(on: list[str] | tuple[str, ...] | str) -> list[str]:
     if isinstance(on, str):
         on = [e for e in on.split(",") if e.strip()]
     events = [e.strip().lower() for e in on]
@@ -259,7 +266,8 @@ def _events(on) -> list[str]:
     return [e for e in EVENTS if e in events]
 
 
-def _mapping(columns, names: list[str], have: dict[str, str], table: str) -> dict[str, str]:
+def _mapping(columns: list[str] | None, names: list[str], have: dict[str, str],
+             table: str) -> dict[str, str]:
     """Model input -> table column; ``input=column`` entries rename, the rest match by name."""
     mapping = {n: n for n in names}
     for entry in columns or []:
@@ -281,7 +289,7 @@ def _mapping(columns, names: list[str], have: dict[str, str], table: str) -> dic
     return mapping
 
 
-def worker_kind(registry, version, signature) -> str:
+def worker_kind(registry: Registry, version: Version, signature: Signature) -> str:
     """What a worker writes: the positive-class probability of a binary classifier whose
     served artefact (the scoring core's choice for row-at-a-time surfaces) gives
     probabilities, the value, the cluster, else the label."""
@@ -293,7 +301,7 @@ def worker_kind(registry, version, signature) -> str:
     return score_kind(signature, None)
 
 
-def score_kind(signature, predictor) -> str:
+def score_kind(signature: Signature, predictor: Predictor | None) -> str:
     """What the score column of ``predictor`` (of ``signature``) holds: see
     :data:`~modelport.serve.trigger.spec.SCORE_TYPES`."""
     if signature.task == "regression":
@@ -306,7 +314,7 @@ def score_kind(signature, predictor) -> str:
     return _label_kind(classes)
 
 
-def _sql_kind(kind: str, signature) -> str:
+def _sql_kind(kind: str, signature: Signature) -> str:
     return _label_kind(signature.classes or []) if kind == "label" else kind
 
 

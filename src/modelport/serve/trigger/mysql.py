@@ -11,9 +11,18 @@ read the same under every ``sql_mode`` (see :mod:`modelport.quoting.sql`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from modelport.errors import UserError, require
 from modelport.serve.trigger.db import ClaimConflict, Database, masked
 from modelport.serve.trigger.spec import SCORE_TYPES, Installation
+
+if TYPE_CHECKING:
+    import numpy as np
+    from pymysql.connections import Connection
+    from sqlalchemy.engine import URL
+
+    from modelport.compile.ir import ModelIR
 
 _TYPES = {"text": "TEXT", "int": "BIGINT", "float": "DOUBLE", "time": "DATETIME(6)"}
 
@@ -22,7 +31,7 @@ class MariaDB(Database):
     dialect = "mysql"
     now_sql = "UTC_TIMESTAMP(6)"
 
-    def _open(self, url):
+    def _open(self, url: URL) -> Connection:
         pymysql = require("pymysql", "mysql", "MariaDB/MySQL triggers")
         if not url.database:
             raise UserError(f"{masked(url)} names no database: add it after the "
@@ -74,7 +83,8 @@ class MariaDB(Database):
                           f"(NEW.{key}); END IF")
         return create
 
-    def sql_ddl(self, inst: Installation, model_ir, means=None) -> list[str]:
+    def sql_ddl(self, inst: Installation, model_ir: ModelIR,
+                means: np.ndarray | None = None) -> list[str]:
         from modelport.compile import sql
 
         q, t = self.q, self.q(inst.table)

@@ -22,8 +22,14 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelport.errors import ConversionError, UserError
+
+if TYPE_CHECKING:
+    from modelport.compile.ir import ModelIR
+    from modelport.compile.proof import Proof
+    from modelport.serve.trigger.db import Database
 
 #: where Debian puts each major version's pg_config (postgresql-server-dev-<major>)
 _DEBIAN_PG_CONFIG = "/usr/lib/postgresql/{major}/bin/pg_config"
@@ -53,7 +59,7 @@ class Compiled:
         return create_trigger_function(name, self.library)
 
 
-def prepare(db, model_ir, proof, uri: str, base: str) -> Compiled:
+def prepare(db: Database, model_ir: ModelIR, proof: Proof | None, uri: str, base: str) -> Compiled:
     """Build, place and prove the model's C function for the PostgreSQL connection ``db``,
     to be created as ``<base>_score`` (see :func:`modelport.compile.sql.function_name`).
     Anything in the way is a :class:`UserError` saying what and the fix."""
@@ -93,7 +99,7 @@ def prepare(db, model_ir, proof, uri: str, base: str) -> Compiled:
     return Compiled(library, pgfunction.create_function(model_ir, base, library))
 
 
-def locate(db) -> Server:
+def locate(db: Database) -> Server:
     """The headers and library folder of the server behind ``db``, from the ``pg_config``
     of its major version: ``$PG_CONFIG``, then Debian's
     ``/usr/lib/postgresql/<major>/bin/pg_config``, then ``pg_config`` on the path."""
@@ -122,7 +128,7 @@ def locate(db) -> Server:
                     "or point PG_CONFIG at that version's pg_config; or use --mode sql")
 
 
-def _superuser(db) -> None:
+def _superuser(db: Database) -> None:
     rows = db.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
     db.conn.rollback()
     if not (rows and rows[0][0]):
@@ -131,7 +137,7 @@ def _superuser(db) -> None:
                         "(e.g. postgres), or use --mode sql, which needs no such rights")
 
 
-def _readable_by_server(db, library: Path) -> None:
+def _readable_by_server(db: Database, library: Path) -> None:
     """A :class:`UserError` unless the server sees ``library`` as written here: a server on
     another host has its own disk."""
     try:

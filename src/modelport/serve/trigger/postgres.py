@@ -12,10 +12,20 @@ takes).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from modelport.errors import require
 from modelport.quoting.sql import dollar_quoted, literal
 from modelport.serve.trigger.db import Database
 from modelport.serve.trigger.spec import IN_DATABASE, SCORE_TYPES, Installation
+
+if TYPE_CHECKING:
+    import numpy as np
+    import psycopg
+    from sqlalchemy.engine import URL
+
+    from modelport.compile.ir import ModelIR
+    from modelport.serve.trigger.native import Compiled
 
 _TYPES = {"text": "text", "int": "bigint", "float": "double precision",
           "time": "timestamptz"}
@@ -25,7 +35,7 @@ class PostgreSQL(Database):
     dialect = "postgresql"
     skip_locked = True
 
-    def _open(self, url):
+    def _open(self, url: URL) -> psycopg.Connection[Any]:
         psycopg = require("psycopg", "postgres", "PostgreSQL triggers")
         conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
         return psycopg.connect(conninfo)
@@ -78,13 +88,15 @@ class PostgreSQL(Database):
                 f"EXECUTE FUNCTION {fn}()"]
         return create
 
-    def sql_ddl(self, inst: Installation, model_ir, means=None) -> list[str]:
+    def sql_ddl(self, inst: Installation, model_ir: ModelIR,
+                means: np.ndarray | None = None) -> list[str]:
         from modelport.compile import sql
 
         return self._scoring_ddl(inst, model_ir, means,
                                  sql.create_function(model_ir, "postgresql", inst.model_base))
 
-    def native_ddl(self, inst: Installation, model_ir, means, compiled,
+    def native_ddl(self, inst: Installation, model_ir: ModelIR, means: np.ndarray | None,
+                   compiled: Compiled,
                    types: dict[str, str]) -> list[str]:
         """The compiled model function and, where the C trigger reads every input column's
         type as the function's parameter receives it (and the written columns have the
@@ -122,7 +134,8 @@ class PostgreSQL(Database):
             + [f"UPDATE OF {', '.join(q(c) for c in inst.columns.values())}"]
             * ("update" in inst.events))
 
-    def _scoring_ddl(self, inst: Installation, model_ir, means, function: str) -> list[str]:
+    def _scoring_ddl(self, inst: Installation, model_ir: ModelIR, means: np.ndarray | None,
+                     function: str) -> list[str]:
         """The model function (``function`` creates it), the reason functions, and the
         trigger calling them for each row."""
         q, t = self.q, self.q(inst.table)
@@ -222,7 +235,7 @@ class PostgreSQL(Database):
 
 
 
-def _array(values: list):
+def _array(values: list) -> str | list:
     """Numbers as one array literal (far cheaper to send than a list adapted item by item);
     anything else as a list for the driver to adapt."""
     if all(type(v) is int for v in values):

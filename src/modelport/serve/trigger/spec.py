@@ -192,7 +192,7 @@ def score_columns(output: str, explain: int = 0) -> set[str]:
         f"{output}_{s}" for s in SUFFIXES["worker"]}
 
 
-def _text(value) -> bool:
+def _text(value: object) -> bool:
     return isinstance(value, str) and value != "" and "\x00" not in value
 
 

@@ -10,9 +10,16 @@ workers never claim the same entry.
 from __future__ import annotations
 
 import sqlite3
+from typing import TYPE_CHECKING
 
 from modelport.serve.trigger.db import Database
 from modelport.serve.trigger.spec import Installation
+
+if TYPE_CHECKING:
+    import numpy as np
+    from sqlalchemy.engine import URL
+
+    from modelport.compile.ir import ModelIR
 
 _TYPES = {"text": "TEXT", "int": "INTEGER", "float": "REAL", "time": "TEXT"}
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
@@ -23,7 +30,8 @@ class SQLite(Database):
     param = "?"
     now_sql = _NOW
 
-    def _open(self, url):
+    def _open(self, url: URL) -> sqlite3.Connection:
+        assert url.database is not None  # normalise_url refuses a SQLite URL without a file
         conn = sqlite3.connect(url.database, isolation_level=None, timeout=30.0,
                                check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 30000")
@@ -67,7 +75,8 @@ class SQLite(Database):
                           f"INSERT INTO {table} (k) VALUES (NEW.{key}); END")
         return create
 
-    def sql_ddl(self, inst: Installation, model_ir, means=None) -> list[str]:
+    def sql_ddl(self, inst: Installation, model_ir: ModelIR,
+                means: np.ndarray | None = None) -> list[str]:
         from modelport.compile import sql
 
         q, t, key = self.q, self.q(inst.table), self.q(inst.key)
@@ -102,23 +111,25 @@ class SQLite(Database):
                 f"DROP TRIGGER IF EXISTS {q(names['upd'])}"] + (
             [f"DROP TABLE IF EXISTS {q(inst.queue)}"] if queue else [])
 
-    def reason_functions(self, inst: Installation, model_ir, means) -> list[str]:
+    def reason_functions(self, inst: Installation, model_ir: ModelIR,
+                         means: np.ndarray | None) -> list[str]:
         return []  # no stored functions: the reason expressions are written in place
 
     def reason_drops(self, inst: Installation) -> list[str]:
         return []
 
-    def sql_reasons(self, inst: Installation, model_ir, means,
+    def sql_reasons(self, inst: Installation, model_ir: ModelIR, means: np.ndarray | None,
                     prefix: str = "") -> list[tuple[str, str]]:
         from modelport.compile import sql
 
         if not inst.explain:
             return []
+        assert means is not None  # install measures them when it writes reasons
         listed = sql.reasons(_renamed(model_ir, inst.columns), "sqlite", inst.explain, means,
                              prefix=prefix)
         return [(inst.out(name), e) for name, e in listed]
 
-    def sql_score(self, inst: Installation, model_ir) -> str:
+    def sql_score(self, inst: Installation, model_ir: ModelIR) -> str:
         from modelport.compile import sql
 
         # no stored functions in SQLite: the expression itself
@@ -142,7 +153,7 @@ class SQLite(Database):
         cur.close()
 
 
-def _renamed(model_ir, columns: dict[str, str]):
+def _renamed(model_ir: ModelIR, columns: dict[str, str]) -> ModelIR:
     """The IR, if the table names its columns as the model's inputs (the expression
     inlined in a trigger reads them by those names)."""
     from modelport.errors import UserError

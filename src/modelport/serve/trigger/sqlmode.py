@@ -9,17 +9,28 @@ cannot represent is refused with the reason.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from modelport.errors import ConversionError, UserError
 
+if TYPE_CHECKING:
+    import numpy as np
 
-def compile_model(registry, version):
+    from modelport.compile.ir import ModelIR
+    from modelport.compile.proof import Proof
+    from modelport.registry import Registry, Version
+    from modelport.serve.trigger.db import Database
+
+
+def compile_model(registry: Registry, version: Version) -> tuple[ModelIR, Proof | None]:
     """The version's proven IR and proof ``(sample frame, native outputs)`` (or None)."""
     from modelport.compile.proof import proven_ir
 
     return proven_ir(registry, version)
 
 
-def check_in_database(db, model_ir, proof, uri: str, explain: int = 0) -> float | None:
+def check_in_database(db: Database, model_ir: ModelIR, proof: Proof | None, uri: str,
+                      explain: int = 0) -> float | None:
     """Evaluate the model's SQL in ``db`` over the sample; return the largest difference.
 
     What is evaluated is what the trigger will run: on PostgreSQL and MariaDB the scoring
@@ -43,7 +54,8 @@ def check_in_database(db, model_ir, proof, uri: str, explain: int = 0) -> float 
                         "worker") from None
 
 
-def check_reasons(db, model_ir, proof, uri: str, explain: int) -> None:
+def check_reasons(db: Database, model_ir: ModelIR, proof: Proof | None, uri: str,
+                  explain: int) -> None:
     """Evaluate the reason functions of ``explain`` reasons in ``db`` over the sample and
     check them against the native model's (what :func:`check_in_database` checks beside
     the score)."""
@@ -57,7 +69,7 @@ def check_reasons(db, model_ir, proof, uri: str, explain: int) -> None:
             from None
 
 
-def reason_means(model_ir, proof, uri: str):
+def reason_means(model_ir: ModelIR, proof: Proof | None, uri: str) -> np.ndarray:
     """The feature means a linear model's reasons are measured from: those of the
     registered sample, as every surface measures them. A version with no sample, or a
     model SQL reasons cannot be written for, is a :class:`UserError` with the reason."""

@@ -25,7 +25,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,8 @@ from modelport.serve.trigger.spec import Installation
 from modelport.uri import ModelURI
 
 if TYPE_CHECKING:
-    from modelport.registry import Registry
+    from modelport.monitor.log import PredictionLogger
+    from modelport.registry import Registry, Version
     from modelport.scoring.metrics import TriggerMetrics
 
 log = logging.getLogger("modelport.trigger")
@@ -85,8 +86,8 @@ class Served:
 
 def run(db: str, *, tables: list[str] | None = None, batch: int = 2000,
         poll_ms: float = 20.0, reload_seconds: float = 2.0, once: bool = False,
-        max_seconds: float | None = None, registry=None, log_url: str | None = None,
-        log_sample: float = 1.0, policy: InputPolicy | None = None,
+        max_seconds: float | None = None, registry: Registry | None = None,
+        log_url: str | None = None, log_sample: float = 1.0, policy: InputPolicy | None = None,
         metrics: TriggerMetrics | None = None, metrics_port: int | None = None,
         stop: threading.Event | None = None) -> WorkerStats:
     """Score queued rows of every worker-mode installation in ``db`` until stopped.
@@ -187,9 +188,10 @@ class _Batch:
 class _Worker:
     """The claim-score-write loop over one connection."""
 
-    def __init__(self, conn: Database, installs: list[Installation], registry, *,
+    def __init__(self, conn: Database, installs: list[Installation], registry: Registry, *,
                  batch: int, policy: InputPolicy, reload_seconds: float,
-                 metrics: TriggerMetrics | None, plog, stop: threading.Event | None) -> None:
+                 metrics: TriggerMetrics | None, plog: PredictionLogger | None,
+                 stop: threading.Event | None) -> None:
         self.conn = conn
         self.installs = installs
         self.batch = batch
@@ -211,7 +213,8 @@ class _Worker:
             for f in self.followers.values():
                 metrics.set_serving(f.name, "champion", f.version)
 
-    def _reloaded(self, hook) -> Callable:
+    def _reloaded(self, hook: Callable[[Follower, str], None] | None
+                  ) -> Callable[[Follower, str], None]:
         def told(follower: Follower, outcome: str) -> None:
             if outcome == "loaded":
                 self.stats.reloads += 1
@@ -243,12 +246,13 @@ class _Worker:
         return (self.stop is not None and self.stop.is_set()) or (
             deadline is not None and time.monotonic() >= deadline)
 
-    def _retrying(self, step: Callable[[bool], Any], once: bool, deadline: float | None):
+    def _retrying(self, step: Callable[[bool], Any], once: bool, deadline: float | None) -> Any:
         """``step(careful)``, again after each failure not tied to rows (a lost connection,
         a lock timeout, a deadlock, a claim another worker won) once the transaction is
         rolled back and a growing pause has passed; again with ``careful`` when writing
         scores failed on the table itself. Gives up (raises) when told to stop, and in
         ``once`` mode after a minute of failures."""
+        failing_since: float | None
         pause, failing_since, careful = _FIRST_PAUSE, None, False
         while True:
             try:
@@ -352,7 +356,7 @@ class _Worker:
         when the table refuses even that, keeps what it had."""
         conn = self.conn
 
-        def write(rows) -> None:
+        def write(rows: Iterable[int]) -> None:
             conn.savepoint()
             try:
                 conn.write_scores(inst, [done.keys[i] for i in rows],
@@ -397,13 +401,14 @@ class _Worker:
             _log_rows(self.plog, inst, name, served.version, done)
 
 
-def _load(registry, version) -> Served:
+def _load(registry: Registry, version: Version) -> Served:
     predictor, chosen = choice.load(registry, version, "row")
     log.info("scoring with %s (%s: %s)", version.uri, chosen.format, chosen.why)
     return Served(version.version, predictor, chosen.format, chosen.why)
 
 
-def _log_rows(plog, inst: Installation, name: str, version: int, done: _Batch) -> None:
+def _log_rows(plog: PredictionLogger, inst: Installation, name: str, version: int,
+              done: _Batch) -> None:
     """Hand a committed batch to the prediction log: inputs by model input name as the
     table held them, the score under the name of what it holds, the reason of each row
     given an error status, the flags of each row scored with some."""
