@@ -407,6 +407,18 @@ def test_classes_written_as_doubles_or_only_in_the_model_keep_their_probabilitie
         np.testing.assert_allclose(predictor.predict_proba({"x": [-1.0]}), [[0.8, 0.2, 0.0]])
 
 
+@pytest.mark.parametrize("fixture", ["regression_softmax.pmml", "tree_classes_in_model.pmml"])
+def test_a_classifier_that_names_no_classes_is_not_read(fixture):
+    """Without classes the form cannot say what its columns are: every reader refuses it
+    with the reason (so the file goes to another evaluator), none crashes."""
+    import dataclasses
+
+    data = (FIXTURES / fixture).read_bytes()
+    signature = dataclasses.replace(pmml.inspect(data), classes=None)
+    with pytest.raises(ConversionError, match="a classifier that names no classes"):
+        to_ir(data, signature)
+
+
 def test_no_answer_where_pmml_gives_none():
     """A RegressionModel gives no answer for a missing number (NaN here, as the reference
     gives null); a missing category matches no predictor and adds nothing."""

@@ -354,9 +354,11 @@ class _Reader:
         return scope
 
     def classifier_classes(self) -> list:
-        """The classes of the classifier being read."""
+        """The classes of the classifier being read; a classifier that names none is not
+        read (a :class:`ConversionError`, so the file is left to another evaluator)."""
         classes = self.signature.classes
-        assert classes is not None, "the classifier names no classes"
+        if not classes:
+            raise ConversionError("a classifier that names no classes is not read")
         return classes
 
     # --- steps ------------------------------------------------------------------------------
@@ -655,8 +657,6 @@ class _Reader:
         """A TreeModel or a MiningModel of trees as one tree ensemble."""
         task = self.signature.task
         n_out = len(self.classifier_classes()) if task == "classification" else 1
-        if task == "classification" and not self.signature.classes:
-            raise ConversionError("a classifier that names no classes is not read")
         builder = _Ensemble(self, n_out)
         if task == "regression":
             value = self.regression_value(model, scope)
