@@ -6,12 +6,8 @@ one from its options; ``run`` and ``run_settings`` drain a queue the same way.""
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
-import os
 import pickle
-import subprocess
-import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -21,6 +17,7 @@ from modelport.registry import Registry
 from modelport.scoring.checks import InputPolicy
 from modelport.serve import trigger
 from modelport.serve.trigger import WorkerSettings, WorkerStats, run, run_settings
+from test_settings_objects import _command, _keywords
 from test_trigger_worker import (
     churn,  # noqa: F401 - churn is a fixture
     create_customers,
@@ -33,17 +30,6 @@ from test_trigger_worker import (
 LIVE = frozenset({"registry", "metrics", "stop"})
 NO_WORKER = ("no table in this database is set up for worker scoring: run modelport "
              "trigger install ... --mode worker first")
-
-
-def _keywords(function, leave_out: frozenset[str] = frozenset()) -> dict:
-    """Each parameter of ``function`` (or a settings class) and its default."""
-    return {name: p.default for name, p in inspect.signature(function).parameters.items()
-            if name not in leave_out}
-
-
-def _command(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "modelport", *args], capture_output=True,
-                          text=True, env=os.environ.copy(), timeout=120)
 
 
 def test_worker_settings_hold_what_run_takes_with_the_same_defaults():

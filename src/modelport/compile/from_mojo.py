@@ -427,15 +427,7 @@ def new_tree() -> ir.Tree:
 
 def new_node(t: ir.Tree) -> int:
     """A new leaf of value 0 in ``t``; its index."""
-    t.feature.append(-1)
-    t.threshold.append(0.0)
-    t.left.append(-1)
-    t.right.append(-1)
-    t.missing_left.append(False)
-    t.value.append([0.0])
-    assert t.categories is not None  # made by new_tree
-    t.categories.append(None)
-    return len(t.feature) - 1
+    return t.add_leaf()
 
 
 def bitset_split(t: ir.Tree, i: int, n_levels: int, bit_offset: int, n_bits: int,

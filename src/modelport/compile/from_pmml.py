@@ -1445,15 +1445,9 @@ class _TreeBuild:
         t = self.t
         if len(t.feature) >= MAX_NODES:
             raise ConversionError(f"the tree would take over {MAX_NODES} nodes in the form")
-        t.feature.append(-1)
-        t.threshold.append(0.0)
-        t.left.append(-1)
-        t.right.append(-1)
-        t.missing_left.append(False)
-        t.value.append([0.0] * (1 if self.single else self.ensemble.n_out))
-        self.categories.append(None)
-        self.cover.append(0.0)
-        return len(t.feature) - 1
+        i = t.add_leaf(1 if self.single else self.ensemble.n_out)  # categories included
+        self.cover.append(0.0)  # the tree holds its covers only once they are known
+        return i
 
     def leaf(self, values: list | None, count: float = 0.0) -> int:
         """A leaf giving ``values`` (None: no answer), reached by ``count`` training

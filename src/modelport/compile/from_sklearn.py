@@ -441,15 +441,9 @@ def _lightgbm_tree(root: dict, name: str, path: str) -> ir.Tree:
     t = ir.Tree([], [], [], [], [], [], cover=cover)
 
     def visit(node: dict) -> int:
-        i = len(t.feature)
-        t.feature.append(-1)
-        t.threshold.append(0.0)
-        t.left.append(-1)
-        t.right.append(-1)
-        t.missing_left.append(False)
-        t.value.append([0.0])
+        i = t.add_leaf()
         # a stump's single leaf has no leaf_count
-        cover.append(float(node.get("internal_count", node.get("leaf_count", 0.0))))
+        cover[i] = float(node.get("internal_count", node.get("leaf_count", 0.0)))
         if "split_feature" not in node:
             t.value[i] = [float(node["leaf_value"])]
             return i

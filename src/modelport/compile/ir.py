@@ -141,6 +141,23 @@ class Tree:
     output: int = 0
     cover: list[float] | None = None
 
+    def add_leaf(self, width: int = 1) -> int:
+        """Append a leaf of ``width`` zero scores and return its index; a reader then makes
+        it a split or sets its values. The per-node lists the tree holds (``categories``,
+        ``categories_right``, ``cover``) get their blank entry too, so they stay aligned."""
+        self.feature.append(-1)
+        self.threshold.append(0.0)
+        self.left.append(-1)
+        self.right.append(-1)
+        self.missing_left.append(False)
+        self.value.append([0.0] * width)
+        for kept in (self.categories, self.categories_right):
+            if kept is not None:
+                kept.append(None)
+        if self.cover is not None:
+            self.cover.append(0.0)
+        return len(self.feature) - 1
+
     def depth(self) -> int:
         """The longest root-to-leaf path, in splits."""
         best, stack = 0, [(0, 0)]

@@ -192,8 +192,12 @@ def check_sql(conn: Any, dialect: str, model_ir: ModelIR, proof: Proof | None,
             selects.append(sql.to_sql_subquery(model_ir, dialect))
         else:
             name = f"{scratch}_{form}"
-            create = native(name) if form == "native" and native else \
-                sql.create_function(model_ir, dialect, name)
+            if form != "native":
+                create = sql.create_function(model_ir, dialect, name)
+            elif native is not None:
+                create = native(name)
+            else:  # never evaluate the SQL function under the compiled one's name
+                raise ValueError("the native form needs native=, which creates the function")
             functions.append((create, sql.function_name(name)))
             selects.append(_call(dialect, model_ir, sql.function_name(name)))
     got = _on_sample(conn, dialect, model_ir, frame, selects, functions, scratch)

@@ -236,9 +236,10 @@ class Database:
                    types: dict[str, str]) -> list[str]:
         """What :meth:`sql_ddl` makes, with the model compiled to a library
         (:class:`~modelport.serve.trigger.native.Compiled`, native mode); ``types`` are the
-        table's column types once install has added its columns. Only PostgreSQL has it."""
-        raise UserError(f"native mode compiles the model into a PostgreSQL function; {self.dialect} "
-                        "has none here: use --mode sql or --mode worker")
+        table's column types once install has added its columns. Only PostgreSQL has it:
+        install refuses native mode elsewhere first
+        (:func:`~modelport.serve.trigger.native.require_postgresql`)."""
+        raise NotImplementedError
 
     def drops(self, inst: Installation, queue: bool = True) -> list[str]:
         """Statements removing the objects ``inst`` made (the queue only if ``queue``),

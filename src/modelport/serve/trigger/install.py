@@ -89,15 +89,13 @@ def install(uri: str, db: str, *, table: str, key: str, output: str,
             from modelport.compile import sql as sql_backend
             from modelport.serve.trigger import sqlmode
 
-            if mode == "native" and conn.dialect != "postgresql":
-                raise UserError("native mode compiles the model into a PostgreSQL function; "
-                                "MariaDB, MySQL and SQLite have none here: use --mode sql or "
-                                "--mode worker")
-            model_ir, proof = sqlmode.compile_model(registry, version)
-            means = sqlmode.reason_means(model_ir, proof, version.uri) if k else None
             if mode == "native":
                 from modelport.serve.trigger import native
 
+                native.require_postgresql(conn)  # before the model is compiled
+            model_ir, proof = sqlmode.compile_model(registry, version)
+            means = sqlmode.reason_means(model_ir, proof, version.uri) if k else None
+            if mode == "native":
                 compiled = native.prepare(conn, model_ir, proof, version.uri, inst.model_base)
                 if k:
                     sqlmode.check_reasons(conn, model_ir, proof, version.uri, k)

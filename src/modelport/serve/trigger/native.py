@@ -66,9 +66,7 @@ def prepare(db: Database, model_ir: ModelIR, proof: Proof | None, uri: str, base
     from modelport.compile import ctrees, pgfunction
     from modelport.compile.proof import check_sql
 
-    if db.dialect != "postgresql":
-        raise UserError("native mode compiles the model into a PostgreSQL function; MariaDB, "
-                        "MySQL and SQLite have none here: use --mode sql or --mode worker")
+    require_postgresql(db)
     _superuser(db)
     server = locate(db)
     try:
@@ -97,6 +95,13 @@ def prepare(db: Database, model_ir: ModelIR, proof: Proof | None, uri: str, base
         raise UserError(f"{uri} cannot be installed in native mode: {exc}; use --mode "
                         "sql or worker") from None
     return Compiled(library, pgfunction.create_function(model_ir, base, library))
+
+
+def require_postgresql(db: Database) -> None:
+    """A :class:`UserError` unless ``db`` is PostgreSQL, the one database with native mode."""
+    if db.dialect != "postgresql":
+        raise UserError("native mode compiles the model into a PostgreSQL function; MariaDB, "
+                        "MySQL and SQLite have none here: use --mode sql or --mode worker")
 
 
 def locate(db: Database) -> Server:
