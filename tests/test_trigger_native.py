@@ -101,6 +101,10 @@ def test_native_mode_scores_inserts_and_updates_exactly_as_the_native_model(post
         db.begin()
         db.execute("UPDATE customers SET support_calls = 7, plan = NULL "
                    "WHERE customer_id <= %s", (int(rows.customer_id.iloc[20]),))
+        # text on either side of the length the C trigger copies without allocating
+        for k, value in LONG_TEXT.items():
+            db.execute("UPDATE customers SET region = %s WHERE customer_id = %s",
+                       (value, int(rows.customer_id.iloc[k])))
         db.commit()
     # the model function and the row trigger are the compiled ones
     assert _language(postgres_url, inst.name("model_function")) == "c"
@@ -108,6 +112,8 @@ def test_native_mode_scores_inserts_and_updates_exactly_as_the_native_model(post
     changed = rows.copy()
     changed.loc[changed.customer_id <= rows.customer_id.iloc[20],
                 ["support_calls", "plan"]] = [7, np.nan]
+    for k, value in LONG_TEXT.items():
+        changed.loc[changed.customer_id == rows.customer_id.iloc[k], "region"] = value
     want = fitted[name].predict_proba(changed.drop(columns=["customer_id", "churned"]))[:, 1]
     got = _column(postgres_url, "churn")
     values = np.array([got[int(k)] for k in changed.customer_id], dtype=float)
@@ -115,6 +121,11 @@ def test_native_mode_scores_inserts_and_updates_exactly_as_the_native_model(post
     assert set(_column(postgres_url, "churn_version").values()) == {1}
     assert trigger.status(postgres_url)[0]["mode"] == "native"
     assert trigger.status(postgres_url)[0]["scored"] == 400
+
+
+#: row position -> a region: 63, 64 and 200 characters long (the last a known region with
+#: more after it), and a known one
+LONG_TEXT = {30: "e" * 63, 31: "e" * 64, 32: "east" + "t" * 196, 33: "east"}
 
 
 def _language(url: str, function: str) -> str:

@@ -177,10 +177,13 @@ def probe_rows(node: ir.TreeEnsemble, limit: int = 2048, seed: int = 0) -> np.nd
 
 
 def _source(model_ir: ir.ModelIR) -> str:
-    from modelport.compile.codegen.c import CLowering, function_lines
+    from modelport.compile.codegen.c import CLowering, function_lines, one_value_leaves
 
     node = model_ir.model
     lo = CLowering(model_ir)
+    lo.returns = one_value_leaves(node)
+    # the feature matrix comes from the caller, so any feature may hold NaN
+    lo.feature_missing = [True] * len(node.features)
     roots = [f"mp_{lo.tree_functions(node, tree, f'tree{t}')}"
              for t, tree in enumerate(node.trees)]
     out = ["/* modelport: the trees of one model, for batch scoring */",
@@ -188,10 +191,11 @@ def _source(model_ir: ir.ModelIR) -> str:
     out += function_lines(lo, "mp")
     # each tree gets a loop over a block of rows, into which the compiler inlines the
     # tree's own function: one call per tree and block rather than per tree and row
-    for fn in roots:
+    for fn, tree in zip(roots, node.trees, strict=True):
+        call = (f"out[r * {node.n_outputs} + {tree.output}] += {fn}(X + r * n_features);"
+                if lo.returns else f"{fn}(X + r * n_features, out + r * {node.n_outputs});")
         out.append(f"static void {fn}_rows(const double *X, long n, long n_features, "
-                   f"double *out) {{\n    for (long r = 0; r < n; r++) "
-                   f"{fn}(X + r * n_features, out + r * {node.n_outputs});\n}}")
+                   f"double *out) {{\n    for (long r = 0; r < n; r++) {call}\n}}")
     out.append("typedef void (*rows_fn)(const double *, long, long, double *);")
     out.append(f"static const rows_fn TREES[{len(roots)}] = "
                f"{{{', '.join(fn + '_rows' for fn in roots)}}};")

@@ -24,12 +24,13 @@ from modelport.signature import Signature
 
 @dataclass
 class Impute:
-    """``source``, or ``value`` where ``source`` is missing."""
+    """``source``, or ``value`` where ``source`` is missing (``None``: it stays missing, as
+    for a column that was empty when the imputer was fitted)."""
 
     op: ClassVar[str] = "impute"
     name: str
     source: str
-    value: float | str
+    value: float | str | None
 
 
 @dataclass
@@ -307,6 +308,39 @@ class ModelIR:
             # imputing keeps a column's kind; every other step makes a number
             kinds[s.name] = kinds[s.source] if isinstance(s, Impute) else "numeric"
         return kinds
+
+    @property
+    def missing_possible(self) -> dict[str, bool]:
+        """For every input and derived field, whether it can be missing (NaN, None, SQL
+        NULL) for some row: a backend writes a tree's missing-value test only on such a
+        field. Every input can be; a step's result follows from its source."""
+        return missing_possible([c.name for c in self.signature.inputs], self.steps)
+
+
+def missing_possible(inputs: list[str], steps: list[Step]) -> dict[str, bool]:
+    """For the fields ``inputs`` (each of which can be missing) and those ``steps`` make,
+    whether each can be missing (see :attr:`ModelIR.missing_possible`)."""
+    possible = dict.fromkeys(inputs, True)
+    for s in steps:
+        possible[s.name] = _missing_after(s, possible.get(s.source, True))
+    return possible
+
+
+def _missing_after(step: Step, source_missing: bool) -> bool:
+    """Whether ``step`` can give a missing value, given whether its source can. Arithmetic
+    counts as missing-free only when no finite or infinite input can make it NaN (a zero
+    scale, 0 x infinity, infinity - infinity)."""
+    if isinstance(step, IsMissing | Indicator):
+        return False
+    if isinstance(step, Impute):
+        return step.value is None or (isinstance(step.value, float) and bool(np.isnan(step.value)))
+    if isinstance(step, Ordinal):
+        return step.unknown is None or (step.missing is None and source_missing)
+    if isinstance(step, Scale):
+        safe = bool(np.isfinite(step.center) and np.isfinite(step.scale) and step.scale != 0)
+    else:
+        safe = bool(np.isfinite(step.mul) and np.isfinite(step.add) and step.mul != 0)
+    return source_missing or not safe
 
 
 def _plain(value: Any) -> Any:

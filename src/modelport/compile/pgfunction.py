@@ -103,7 +103,7 @@ def _entry(model_ir: ir.ModelIR) -> str:
             target = f"cat[{categorical.index(col.name)}]"
             args.append(f"    {target} = PG_ARGISNULL({at}) ? NULL : "
                         f"text_to_cstring(PG_GETARG_TEXT_PP({at}));")
-            fields.append(f"    {target} = mp_text(p, {at});")
+            fields.append(f"    {target} = mp_text(p, {at}, text[{categorical.index(col.name)}]);")
         else:
             target = f"num[{numeric.index(col.name)}]"
             args.append(f"    {target} = PG_ARGISNULL({at}) ? NAN : PG_GETARG_FLOAT8({at});")
@@ -138,6 +138,8 @@ def _entry(model_ir: ir.ModelIR) -> str:
         "    MpPlan *p;",
         "    Datum put[3];",
         "    bool put_null[3] = {false, false, false};",
+        f"    char text[{max(len(categorical), 1)}][MP_SHORT_TEXT];",
+        "    (void) text;",
         *arrays,
         "    if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event)",
         "        || !TRIGGER_FIRED_FOR_ROW(td->tg_event))",
@@ -238,13 +240,21 @@ static double mp_number(const MpPlan *p, int i) {
     return NAN;
 }
 
-static const char *mp_text(const MpPlan *p, int i) {
+/* a text value shorter than this is copied into the caller's buffer rather than palloc'd */
+#define MP_SHORT_TEXT 64
+
+static const char *mp_text(const MpPlan *p, int i, char *buffer) {
+    text *t;
     if (p->nulls[p->input[i]]) return NULL;
     if (p->type[i] != TEXTOID && p->type[i] != VARCHAROID)
         ereport(ERROR, (errmsg("modelport: column \\"%s\\" has a type the compiled trigger does "
                                "not read as text", NameStr(TupleDescAttr(p->desc, p->input[i])->attname)),
                         errhint("re-install the model with modelport trigger install --upgrade")));
-    return text_to_cstring(DatumGetTextPP(p->values[p->input[i]]));
+    t = DatumGetTextPP(p->values[p->input[i]]);
+    if (VARSIZE_ANY_EXHDR(t) >= MP_SHORT_TEXT) return text_to_cstring(t);
+    memcpy(buffer, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+    buffer[VARSIZE_ANY_EXHDR(t)] = '\\0';
+    return buffer;
 }
 """
 

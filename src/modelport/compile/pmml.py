@@ -186,7 +186,9 @@ class _Writer:
         })
         x = _field_ref(step.source)
         if isinstance(step, ir.Impute):
-            x.set("mapMissingTo", str(step.value) if categorical else _num(float(step.value)))
+            if step.value is not None:
+                x.set("mapMissingTo", str(step.value) if categorical
+                      else _num(float(step.value)))
             df.append(x)
         elif isinstance(step, ir.Scale):
             df.append(_apply("/", _apply("-", x, _const(step.center)), _const(step.scale)))

@@ -246,10 +246,9 @@ class _Writer:
         self.expr: dict[str, str] = {c.name: prefix + self.ident(c.name)
                                      for c in model_ir.signature.inputs}
         #: whether a field can be NULL: a tree's missing-value test is written only then
-        self.nullable: dict[str, bool] = {c.name: True for c in model_ir.signature.inputs}
+        self.nullable: dict[str, bool] = model_ir.missing_possible
         for s in model_ir.steps:
             self.expr[s.name] = self.step(s)
-            self.nullable[s.name] = _nullable(s, self.nullable[s.source])
         #: (name, expression) of each computed feature an ensemble reads, when shared
         self.lets: list[tuple[str, str]] = []
         node = model_ir.model
@@ -583,15 +582,6 @@ class _Writer:
             cond = " AND ".join(f"({raw[k]}) {op} ({raw[m]})" for m in range(k + 1, len(raw)))
             whens.append(f"WHEN {cond} THEN {self.label(labels[k])}")
         return f"CASE {' '.join(whens)} ELSE {self.label(labels[-1])} END"
-
-
-def _nullable(step: ir.Step, source_nullable: bool) -> bool:
-    """Whether ``step`` can give NULL, given whether its source can."""
-    if isinstance(step, ir.Impute | ir.IsMissing | ir.Indicator):
-        return False  # a value is filled in, or a CASE with an ELSE
-    if isinstance(step, ir.Ordinal):
-        return step.unknown is None or (step.missing is None and source_nullable)
-    return source_nullable  # arithmetic on the source
 
 
 def _variable_stem(inputs: set[str], stem: str = "mp_f") -> str:

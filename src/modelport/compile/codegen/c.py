@@ -7,6 +7,7 @@ missing). ``<name>_score(num, cat, out)`` writes ``<NAME>_N_OUTPUTS`` numbers to
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from modelport.compile import ir
@@ -57,7 +58,33 @@ class CLowering(Lowering):
         return f"cat[{self.categorical.index(name)}]"
 
     def no_op(self) -> str:
-        return ";"
+        return "return 0.0;" if self.returns else ";"
+
+    #: whether each tree function returns its leaf's value (every leaf of the ensemble
+    #: holds one number) rather than adding to ``raw``: the sum stays in a register and
+    #: a tree's last call is a jump, about a tenth faster over 300 trees
+    returns = False
+
+    def add_raw(self, k: int, expr: str) -> str:
+        return f"return {expr};" if self.returns else super().add_raw(k, expr)
+
+    def call_tree(self, fn: str) -> str:
+        return f"return {fn}(x);" if self.returns else super().call_tree(fn)
+
+    def tree_call(self, fn: str, tree: ir.Tree) -> str:
+        return f"raw[{tree.output}] += {fn}(x);" if self.returns else super().call_tree(fn)
+
+    def tree_signature(self, fn: str) -> str:
+        """The C declarator of tree function ``fn`` (already given its prefix)."""
+        if self.returns:
+            return f"static double {fn}(const double *x)"
+        return f"static void {fn}(const double *x, double *raw)"
+
+
+def one_value_leaves(node: object) -> bool:
+    """Whether ``node`` is a tree ensemble every leaf of which holds one number."""
+    return isinstance(node, ir.TreeEnsemble) and all(
+        len(v) == 1 for tree in node.trees for v in tree.value)
 
 
 _DOC = """The model {name}, compiled to C by modelport (C99; link with -lm).
@@ -76,6 +103,7 @@ def generate(model_ir: ir.ModelIR, name: str = "model", explain: bool = False) -
     if explain:
         treeshap.check(model_ir, "c")
     lo = CLowering(model_ir)
+    lo.returns = one_value_leaves(model_ir.model)
     lo.numeric = model_ir.signature.numeric
     lo.categorical = model_ir.signature.categorical
     sym = symbol_name(name)
@@ -124,20 +152,22 @@ def generate(model_ir: ir.ModelIR, name: str = "model", explain: bool = False) -
 def function_lines(lo: CLowering, sym: str) -> list[str]:
     """The lowering's functions (the trees) as static C functions named ``<sym>_<fn>``:
     their prototypes, then their bodies."""
-    out = [f"static void {sym}_{fn}(const double *x, double *raw);" for fn, _ in lo.functions]
+    out = [lo.tree_signature(f"{sym}_{fn}") + ";" for fn, _ in lo.functions]
     out.append("")
     for fn, body in lo.functions:
-        out.append(f"static void {sym}_{fn}(const double *x, double *raw) {{")
+        out.append(lo.tree_signature(f"{sym}_{fn}") + " {")
         out += ["    " + _prefix_calls(line, sym) for line in body]
         out.append("}\n")
     return out
 
 
+#: a call of a tree function, as the lowering writes it (``tree3(x, raw);``,
+#: ``raw[0] += tree3(x);``, ``return tree3_17(x);``)
+_TREE_CALL = re.compile(r"(?<![\w])(tree\d+(?:_\d+)*)\(x\b")
+
+
 def _prefix_calls(line: str, sym: str) -> str:
-    stripped = line.lstrip()
-    if stripped.startswith("tree") and stripped.endswith("(x, raw);"):
-        return line[: len(line) - len(stripped)] + f"{sym}_{stripped}"
-    return line
+    return _TREE_CALL.sub(lambda m: f"{sym}_{m.group(1)}(x", line)
 
 
 _EXPLAIN_DOC = """\

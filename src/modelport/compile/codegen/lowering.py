@@ -52,6 +52,12 @@ class Lowering:
         self.var: dict[str, str] = {}
         self.functions: list[tuple[str, list[str]]] = []  # (name, body lines)
         self.names = Identifiers(self.language, prefix="in_")
+        #: per model feature, whether it can be missing when the trees read it: a split's
+        #: missing-value test is written only then (the steps before the model decide it;
+        #: code fed features from elsewhere sets every entry True)
+        possible = model_ir.missing_possible
+        self.feature_missing: list[bool] = [possible.get(f, True)
+                                            for f in getattr(model_ir.model, "features", [])]
 
     # --- syntax a language must supply --------------------------------------------------
 
@@ -133,6 +139,10 @@ class Lowering:
     def call_tree(self, fn: str) -> str:
         return f"{fn}(x, raw);"
 
+    def tree_call(self, fn: str, tree: ir.Tree) -> str:
+        """The statement by which the model runs tree ``tree``'s root function ``fn``."""
+        return self.call_tree(fn)
+
     def x(self, j: int) -> str:
         return f"x[{j}]"
 
@@ -157,6 +167,9 @@ class Lowering:
     def step(self, s: ir.Step, v: str, x: str, kind: str) -> list[str]:
         one, zero = self.num(1.0), self.num(0.0)
         if isinstance(s, ir.Impute):
+            if s.value is None:
+                return [self.declare_str(v, x) if kind == "categorical" else
+                        self.declare_num(v, x)]
             if kind == "categorical":
                 return [self.declare_str(v, x), self.if_(self.is_null(v)),
                         self.indent_unit + self.assign_str(v, self.text(s.value)),
@@ -222,7 +235,7 @@ class Lowering:
             for k, b in enumerate(node.base):
                 lines.append(self.set_raw(k, self.num(b)))
             for t, tree in enumerate(node.trees):
-                lines.append(self.call_tree(self.tree_functions(node, tree, f"tree{t}")))
+                lines.append(self.tree_call(self.tree_functions(node, tree, f"tree{t}"), tree))
             if node.combine == "mean":
                 for k in range(node.n_outputs):
                     lines.append(self.set_raw(k, f"raw[{k}] / {self.num(len(node.trees))}"))
@@ -293,10 +306,13 @@ class Lowering:
                   cats_right: list | None) -> str:
         x = self.x(tree.feature[i])
         ml = tree.missing_left[i]
+        # the missing-value test, where the feature can be missing at all
+        nan = ml and self.feature_missing[tree.feature[i]]
         if cats is not None:
             tests = [f"{x} == {self.num(c)}" for c in cats]
             if ml:
-                tests.insert(0, self.isnan(x))
+                if nan:
+                    tests.insert(0, self.isnan(x))
                 if cats_right is not None:
                     # a code on neither side goes where missing values go
                     tests.append(self.not_(self.or_(*[f"{x} == {self.num(c)}"
@@ -305,7 +321,7 @@ class Lowering:
             return self.or_(*tests) if tests else self.false_literal
         op, t = node.split(tree.threshold[i])
         cond = f"{x} {op} {self.num(t)}"
-        return self.or_(self.isnan(x), cond) if ml else cond
+        return self.or_(self.isnan(x), cond) if nan else cond
 
     def result(self) -> tuple[list[str], str]:
         """Statements computing the outputs from ``raw``, and what ``score`` returns.
