@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from modelport.predictor import Predictor
     from modelport.registry import Registry, Version
 
@@ -27,14 +29,14 @@ __all__ = ["Registry", "import_model", "load", "log_model", "lookup", "set_alias
            "__version__"]
 
 
-def log_model(model, name: str, sample=None, **kwargs: Any) -> Version:
+def log_model(model: Any, name: str, sample: Any = None, **kwargs: Any) -> Version:
     """Register a fitted model; see :func:`modelport.register.log_model`."""
     from modelport.register import log_model as _log_model
 
     return _log_model(model, name, sample, **kwargs)
 
 
-def import_model(path, name: str, format: str | None = None, **kwargs: Any) -> Version:
+def import_model(path: str | Path, name: str, format: str | None = None, **kwargs: Any) -> Version:
     """Register an ONNX or PMML file; see :func:`modelport.register.import_model`."""
     from modelport.register import import_model as _import_model
 
@@ -80,7 +82,7 @@ def lookup(model: str, id: Any, store: str | None = None) -> dict[str, Any] | No
     return _lookup(model, id, store=store)
 
 
-def __getattr__(attr: str):
+def __getattr__(attr: str) -> type[Registry]:
     if attr == "Registry":
         from modelport.registry import Registry
 

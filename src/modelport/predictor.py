@@ -16,13 +16,20 @@ Outputs, by task:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport.errors import UserError
 from modelport.kernel import Coded
 from modelport.signature import Signature
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from modelport.compile.explain import Background, Rows
+    from modelport.scoring.checks import InputPolicy
 
 __all__ = ["Coded", "Predictor"]
 
@@ -43,11 +50,11 @@ class Predictor(ABC):
         self.model_version: int | None = None
         #: what a value outside what training saw does to its row (see
         #: :class:`~modelport.scoring.checks.InputPolicy`); flagged by default
-        self.policy = None
+        self.policy: InputPolicy | None = None
         #: the rows :meth:`explain` measures a linear model's contributions from when it is
         #: given none: a function returning them (``Registry.load`` sets the version's
         #: registered sample)
-        self.background = None
+        self.background: Background | None = None
 
     @property
     def task(self) -> str:
@@ -70,10 +77,10 @@ class Predictor(ABC):
         return False
 
     @abstractmethod
-    def _run(self, frame) -> dict[str, np.ndarray]:
+    def _run(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """Score a coerced DataFrame; return the outputs named in the module docstring."""
 
-    def run(self, data) -> dict[str, np.ndarray]:
+    def run(self, data: Any) -> dict[str, np.ndarray]:
         """Score ``data`` (DataFrame, Arrow table, dict, list of dicts, 2-D array).
 
         Rows are checked by the scoring core's row checker (fields the model does not take
@@ -131,11 +138,11 @@ class Predictor(ABC):
         return self._run_columns({k: v.decode() if isinstance(v, Coded) else v
                                   for k, v in cols.items()})
 
-    def predict(self, data) -> np.ndarray:
+    def predict(self, data: Any) -> np.ndarray:
         """Labels, values or cluster ids, one per row."""
         return self.run(data)[PRIMARY_OUTPUT[self.task]]
 
-    def predict_proba(self, data) -> np.ndarray:
+    def predict_proba(self, data: Any) -> np.ndarray:
         """Class probabilities, one row per input row, columns in ``classes`` order."""
         if not self.has_proba:
             raise UserError(
@@ -144,7 +151,7 @@ class Predictor(ABC):
             )
         return self.run(data)["proba"]
 
-    def explain(self, rows, top: int = 3, background=None):
+    def explain(self, rows: Any, top: int = 3, background: Any = None) -> pd.DataFrame:
         """The ``top`` input columns that moved each row's raw score most, as a DataFrame.
 
         One row per (input row, rank) with ``row``, ``rank``, ``column``, ``value`` (the
@@ -208,12 +215,12 @@ class Predictor(ABC):
                    for c in self.signature.names}
         return self._contributions(columns, self._background_reader(None))
 
-    def _background_reader(self, given):
+    def _background_reader(self, given: Any) -> Callable[[], pd.DataFrame]:
         """A function giving the coerced background rows: ``given``, or :attr:`background`
         read and coerced once and kept (so its feature means are worked out once)."""
         source = given if given is not None else getattr(self, "background", None)
 
-        def read_background():
+        def read_background() -> pd.DataFrame:
             if source is None:
                 raise UserError(
                     f"model {self.describe()} is linear: its contributions are measured from "
@@ -230,7 +237,8 @@ class Predictor(ABC):
 
         return read_background
 
-    def _contributions(self, frame, background) -> tuple[np.ndarray, np.ndarray]:
+    def _contributions(self, frame: Rows, background: Background | None
+                       ) -> tuple[np.ndarray, np.ndarray]:
         """``(base, contrib)`` of :func:`modelport.compile.explain.contributions` for a
         coerced frame or a dict of its columns; formats holding an intermediate form
         override this."""

@@ -13,8 +13,9 @@ import hashlib
 import io
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +26,11 @@ from modelport.registry import Artefact, NewVersion, Registry, Version
 from modelport.signature import CHUNK_ROWS, Signature, row_chunks, to_frame
 from modelport.uri import check_name
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from modelport.predictor import Predictor
+
 #: training rows kept with a version, and replayed through every format to prove it
 SAMPLE_ROWS = 1000
 _LIBRARIES = ("sklearn", "numpy", "pandas", "scipy", "lightgbm", "xgboost", "skl2onnx",
@@ -32,7 +38,7 @@ _LIBRARIES = ("sklearn", "numpy", "pandas", "scipy", "lightgbm", "xgboost", "skl
               "onnxscript")
 
 
-def log_model(model, name: str, sample=None, *, task: str | None = None,
+def log_model(model: Any, name: str, sample: Any = None, *, task: str | None = None,
               metrics: dict[str, float] | None = None, params: dict[str, Any] | None = None,
               tags: dict[str, Any] | None = None, parent: int | None = None,
               formats: tuple[str, ...] | list[str] | None = None,
@@ -114,7 +120,7 @@ def log_model(model, name: str, sample=None, *, task: str | None = None,
     return version
 
 
-def import_model(path: str | Path, name: str, format: str | None = None, sample=None, *,
+def import_model(path: str | Path, name: str, format: str | None = None, sample: Any = None, *,
                  task: str | None = None, classes: list | None = None,
                  metrics: dict | None = None, tags: dict | None = None,
                  description: str | None = None, alias: str | None = None,
@@ -236,7 +242,8 @@ def _check_probabilities(outputs: dict, source: str, hint: str | None = None) ->
                                    "--task regression"))
 
 
-def _record_reference(registry: Registry, version: Version, frame, load_predictor) -> None:
+def _record_reference(registry: Registry, version: Version, frame: pd.DataFrame,
+                      load_predictor: Callable[[], Predictor]) -> None:
     """Store the statistics of every training row and of the model's outputs on them, for
     monitoring; a failure here only means they are computed from the stored sample later,
     so it never fails the registration."""
@@ -245,7 +252,7 @@ def _record_reference(registry: Registry, version: Version, frame, load_predicto
 
         run = load_predictor().run
 
-        def score(chunk):
+        def score(chunk: pd.DataFrame) -> dict[str, np.ndarray]:
             # the model's own training rows, scored for their statistics only: input
             # warnings about them (say, identifiers past the vocabulary's 1,000 values),
             # once per chunk, would be noise
@@ -262,7 +269,7 @@ def _record_reference(registry: Registry, version: Version, frame, load_predicto
             "sample when first needed", version.uri, exc)
 
 
-def _log_h2o_model(model, name: str, sample, **kwargs) -> Version:
+def _log_h2o_model(model: Any, name: str, sample: Any, **kwargs: Any) -> Version:
     """An H2O model is registered as its MOJO, exported by the h2o client for the purpose."""
     from modelport.formats.mojo import exported_mojo, h2o_sample
 
@@ -275,9 +282,14 @@ def _log_h2o_model(model, name: str, sample, **kwargs) -> Version:
         return import_model(path, name, "mojo", sample=h2o_sample(sample), **kwargs)
 
 
-def _log_torch_module(module, name: str, sample, *, task, classes, output, formats,
-                      metrics, params, tags, parent, description, data_fingerprint, lineage,
-                      alias, registry) -> Version:
+def _log_torch_module(module: Any, name: str, sample: Any, *, task: str | None,
+                      classes: list | None, output: str | None,
+                      formats: tuple[str, ...] | list[str] | None,
+                      metrics: dict[str, float] | None, params: dict[str, Any] | None,
+                      tags: dict[str, Any] | None, parent: int | None,
+                      description: str | None, data_fingerprint: str | None,
+                      lineage: dict[str, Any] | None, alias: str | None,
+                      registry: Registry | None) -> Version:
     """A PyTorch module is registered as its ONNX export, proven against the module on the
     sample; the module itself is not stored (serving needs only the graph)."""
     from modelport.formats import onnx as onnx_format
@@ -321,7 +333,9 @@ def _log_torch_module(module, name: str, sample, *, task, classes, output, forma
     return version
 
 
-def _convert_all(model, signature: Signature, frame, reference, wanted):
+def _convert_all(model: Any, signature: Signature, frame: pd.DataFrame,
+                 reference: dict[str, np.ndarray], wanted: tuple[str, ...] | list[str] | None
+                 ) -> tuple[list[Artefact], dict[str, bytes]]:
     artefacts: list[Artefact] = []
     blobs: dict[str, bytes] = {}
     for fmt in wanted or F.DEFAULT_FORMATS:
@@ -358,7 +372,7 @@ def _convert_all(model, signature: Signature, frame, reference, wanted):
     return artefacts, blobs
 
 
-def _single_row_us(predictor, frame, runs: int = 200, budget_s: float = 0.25) -> float | None:
+def _single_row_us(predictor: Predictor, frame: pd.DataFrame, runs: int = 200, budget_s: float = 0.25) -> float | None:
     """Median microseconds to score one row given as a dict, the way a service calls it.
 
     Up to ``runs`` calls, stopping after ``budget_s`` seconds (at least 5 calls), so slow
@@ -380,7 +394,7 @@ def _single_row_us(predictor, frame, runs: int = 200, budget_s: float = 0.25) ->
     return round(float(np.median(times)) * 1e6, 1)
 
 
-def _frame(model, sample):
+def _frame(model: Any, sample: Any) -> pd.DataFrame:
     import pandas as pd
 
     if isinstance(sample, pd.DataFrame):
@@ -393,7 +407,7 @@ def _frame(model, sample):
     return frame.reset_index(drop=True)
 
 
-def _limit(frame):
+def _limit(frame: pd.DataFrame) -> pd.DataFrame:
     """At most ``SAMPLE_ROWS`` rows of ``frame``, in their order: the same rows for the same
     data, chosen without a permutation of every row, so a large training set is not
     copied."""
@@ -403,7 +417,7 @@ def _limit(frame):
     return frame.reset_index(drop=True)
 
 
-def _enrich(signature: Signature, frame) -> Signature:
+def _enrich(signature: Signature, frame: pd.DataFrame) -> Signature:
     missing = [n for n in signature.names if n not in frame.columns]
     if missing:
         raise UserError(f"the sample lacks column(s) {', '.join(map(repr, missing))}; the "
@@ -419,7 +433,7 @@ def _enrich(signature: Signature, frame) -> Signature:
     return signature
 
 
-def _parquet(frame) -> bytes | None:
+def _parquet(frame: pd.DataFrame | None) -> bytes | None:
     if frame is None:
         return None
     buf = io.BytesIO()
@@ -430,10 +444,10 @@ def _parquet(frame) -> bytes | None:
     return buf.getvalue()
 
 
-def _not_unicode(frame) -> str:
+def _not_unicode(frame: pd.DataFrame) -> str:
     """The message for training rows holding text that is not Unicode (a lone surrogate,
     which no file or database can store), naming the column."""
-    def bad(text) -> bool:
+    def bad(text: object) -> bool:
         try:
             str(text).encode("utf-8")
             return False
@@ -450,7 +464,7 @@ def _not_unicode(frame) -> str:
             "no artefact can store it; fix the text, or drop it before registering")
 
 
-def fingerprint(frame) -> str:
+def fingerprint(frame: pd.DataFrame) -> str:
     """A sha256 over a DataFrame's column names, dtypes and row hashes, hashed in chunks
     of rows (row hashes do not depend on the chunking, so neither does the digest)."""
     import pandas as pd
@@ -477,12 +491,12 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def _estimator_name(model) -> str:
+def _estimator_name(model: Any) -> str:
     t = type(model)
     return f"{t.__module__}.{t.__qualname__}"
 
 
-def _params(model) -> dict[str, Any]:
+def _params(model: Any) -> dict[str, Any]:
     try:
         params = model.get_params(deep=False)
     except Exception:
@@ -496,7 +510,7 @@ def _plain_dict(d: dict | None) -> dict:
     return {str(k): _plain(v) for k, v in d.items()}
 
 
-def _plain(v):
+def _plain(v: Any) -> Any:
     if isinstance(v, np.generic):
         return v.item()
     if isinstance(v, str | int | float | bool) or v is None:

@@ -131,7 +131,7 @@ def _show_version(v: dict) -> None:
                   + (f"  lineage: {lineage}" if lineage else ""))
 
 
-def _num(x) -> str:
+def _num(x: object) -> str:
     if x is None:
         return "-"
     if isinstance(x, float):

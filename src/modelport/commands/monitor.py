@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -70,7 +70,7 @@ def monitor_cmd(
         raise UserError("name the model to monitor (e.g. modelport monitor churn@production "
                         "--log URL) or give a --check file that names it")
 
-    def pick(given, key, default):
+    def pick(given: Any, key: str, default: Any) -> Any:
         return given if given is not None else (config or {}).get(key) or default
 
     thresholds = parse_thresholds((config or {}).get("thresholds"))

@@ -46,15 +46,23 @@ from __future__ import annotations
 import math
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from modelport.compile import ir
 from modelport.errors import ConversionError, UserError
 from modelport.signature import Signature
+
+if TYPE_CHECKING:
+    from typing import TypeAlias, TypeVar
+
+    #: what a field holds as the reader sees it
+    _Value: TypeAlias = "_Num | _Cat | _CatNum | _Const | _TreeSum"
+    _T = TypeVar("_T")
 
 MODEL_TAGS = ("RegressionModel", "TreeModel", "MiningModel", "ClusteringModel",
               "GeneralRegressionModel", "NaiveBayesModel", "NeuralNetwork",
@@ -180,7 +188,7 @@ class _Cat:
     other: object = None
     missing: object = None
 
-    def value_of(self, v):
+    def value_of(self, v: str | None) -> object:
         """What source value ``v`` (None: missing) is seen as."""
         if v is None:
             return self.missing
@@ -209,7 +217,7 @@ class _CatNum:
     other: float | None = None
     missing: float | None = None
 
-    def number(self, category):
+    def number(self, category: object) -> float | None:
         """The number of a category as the ``_Cat`` sees it (None: missing)."""
         if category is None:
             return self.missing
@@ -245,17 +253,17 @@ class _Scope:
     def __init__(self, reader: _Reader, parent: _Scope | None = None) -> None:
         self.reader = reader
         self.parent = parent
-        self.values: dict[str | None, object] = {}
+        self.values: dict[str | None, _Value] = {}
         self.derived: dict[str | None, ET.Element] = {}
 
     def child(self) -> _Scope:
         return _Scope(self.reader, self)
 
-    def define(self, derived_fields) -> None:
+    def define(self, derived_fields: Iterable[ET.Element]) -> None:
         for df in derived_fields:
             self.derived[df.get("name")] = df
 
-    def get(self, name: str | None):
+    def get(self, name: str | None) -> _Value:
         scope: _Scope | None = self
         while scope is not None:
             if name in scope.values:
@@ -309,6 +317,7 @@ class _Reader:
         if td is not None:
             scope.define(td.findall("DerivedField"))
         task = self.signature.task
+        node: ir.Node
         if task == "clustering":
             if model.tag != "ClusteringModel":
                 raise ConversionError(f"a clustering {model.tag} is not read")
@@ -363,7 +372,7 @@ class _Reader:
 
     # --- steps ------------------------------------------------------------------------------
 
-    def add(self, step) -> str:
+    def add(self, step: ir.Step) -> str:
         """Add ``step`` unless the same one exists; its field's name."""
         key = (step.op, step.source, *(repr(v) for k, v in vars(step).items()
                                        if k not in ("name", "source")))
@@ -378,7 +387,7 @@ class _Reader:
         self._step_names[key] = step.name
         return step.name
 
-    def impute(self, value, replacement: str, where: str | None):
+    def impute(self, value: _Value, replacement: str, where: str | None) -> _Num | _Cat:
         if isinstance(value, _Num):
             try:
                 number = float(replacement)
@@ -430,8 +439,9 @@ class _Reader:
 
     # --- expressions ------------------------------------------------------------------------
 
-    def expression(self, el: ET.Element, scope: _Scope, where: ET.Element):
+    def expression(self, el: ET.Element, scope: _Scope, where: ET.Element) -> _Value:
         tag = el.tag
+        value: _Value | str  # a field's value, or the category a NormDiscrete names
         if tag == "FieldRef":
             value = scope.get(el.get("field"))
             return self._map_missing(value, el.get("mapMissingTo"), el)
@@ -459,7 +469,7 @@ class _Reader:
             return self._apply(el, scope, where)
         raise ConversionError(f"the form has no {tag}")
 
-    def _map_missing(self, value, text: str | None, el: ET.Element):
+    def _map_missing(self, value: _Value, text: str | None, el: ET.Element) -> _Value:
         if text is None:
             return value
         if isinstance(value, _Num):
@@ -471,7 +481,7 @@ class _Reader:
             return _CatNum(value.cat, value.values, value.other, float(text))
         return value
 
-    def _norm_continuous(self, el: ET.Element, scope: _Scope):
+    def _norm_continuous(self, el: ET.Element, scope: _Scope) -> _Value:
         value = scope.get(el.get("field"))
         if not isinstance(value, _Num):
             raise ConversionError(f"NormContinuous over non-numeric field {el.get('field')!r} "
@@ -490,7 +500,7 @@ class _Reader:
         out = _Num(self.add(ir.Affine(f"norm({value.name})", scaled, n2 - n1, n1)))
         return self._map_missing(out, el.get("mapMissingTo"), el)
 
-    def _map_values(self, el: ET.Element, scope: _Scope, where: ET.Element):
+    def _map_values(self, el: ET.Element, scope: _Scope, where: ET.Element) -> _CatNum | _Cat:
         pairs = el.findall("FieldColumnPair")
         if len(pairs) != 1:
             raise ConversionError(f"the form has no MapValues over {len(pairs)} fields")
@@ -528,7 +538,7 @@ class _Reader:
     def _source_values(self, cat: _Cat) -> list[str]:
         return self.vocabulary(cat.source)
 
-    def _apply(self, el: ET.Element, scope: _Scope, where: ET.Element):
+    def _apply(self, el: ET.Element, scope: _Scope, where: ET.Element) -> _Value:
         function = el.get("function")
         args = [self.expression(a, scope, where) for a in el if a.tag != "Extension"]
         if el.get("invalidValueTreatment", "returnInvalid") not in ("returnInvalid", "asIs"):
@@ -537,7 +547,7 @@ class _Reader:
         result = self._function(function, args, el)
         return self._map_missing(result, el.get("mapMissingTo"), el)
 
-    def _function(self, function: str | None, args: list, el: ET.Element):
+    def _function(self, function: str | None, args: list, el: ET.Element) -> _Value:
         consts = [a for a in args if isinstance(a, _Const)]
         if len(consts) == len(args) and function in _FOLDABLE:
             values = [a.value for a in args]
@@ -560,11 +570,11 @@ class _Reader:
         raise ConversionError(f"the form has no Apply function {function!r} over "
                               f"{_describe(args)}")
 
-    def _arithmetic(self, function: str, args: list):
+    def _arithmetic(self, function: str, args: list) -> _Num | _TreeSum:
         a, b = args
         if isinstance(a, _Num) and isinstance(b, _Const) and isinstance(b.value, float):
             c = b.value
-            steps = {"+": ir.Affine(f"({a.name}+{c!r})", a.name, 1.0, c),
+            steps: dict[str, ir.Step] = {"+": ir.Affine(f"({a.name}+{c!r})", a.name, 1.0, c),
                      "-": ir.Affine(f"({a.name}-{c!r})", a.name, 1.0, -c),
                      "*": ir.Affine(f"({a.name}*{c!r})", a.name, c, 0.0),
                      "/": ir.Scale(f"({a.name}/{c!r})", a.name, 0.0, c)}
@@ -594,14 +604,14 @@ class _Reader:
         raise ConversionError(f"the form has no Apply function {function!r} over "
                               f"{_describe(args)} (arithmetic with a constant is read)")
 
-    def _is_missing(self, arg, negate: bool):
+    def _is_missing(self, arg: _Value, negate: bool) -> _Num | _CatNum:
         if isinstance(arg, _Num):
             name = self.add(ir.IsMissing(f"missing({arg.name})", arg.name))
             if negate:
                 name = self.add(ir.Affine(f"present({arg.name})", name, -1.0, 1.0))
             return _Num(name)
         if isinstance(arg, _Cat):
-            def flag(seen) -> float:
+            def flag(seen: object) -> float:
                 """1.0 where what the category is seen as is missing (or is not)."""
                 return float((seen is None) != negate)
 
@@ -611,7 +621,7 @@ class _Reader:
                            flag(arg.value_of(_UNLISTED_TEXT)), flag(arg.value_of(None)))
         raise ConversionError(f"the form has no isMissing over {_describe([arg])}")
 
-    def _if(self, args: list, el: ET.Element):
+    def _if(self, args: list, el: ET.Element) -> _CatNum | _Cat:
         cond, then = args[0], args[1]
         other = args[2] if len(args) == 3 else _Const(None)
         if not isinstance(cond, _CatNum):
@@ -620,13 +630,13 @@ class _Reader:
         cat = cond.cat
         sources = self._source_values(cat)
 
-        def pick(seen):
+        def pick(seen: object) -> _Value:
             flag = cond.number(seen)
             if flag is None:
                 return _Const(None)
             return then if flag else other
 
-        def result(probe, branch):
+        def result(probe: str | None, branch: _Value) -> object:
             """What the ``if`` gives for source value ``probe`` (None: missing)."""
             if isinstance(branch, _Const):
                 return branch.value
@@ -641,6 +651,8 @@ class _Reader:
         missing = result(None, pick(cat.value_of(None)))
         values = [*table.values(), unlisted, missing]
         if all(v is None or isinstance(v, float) for v in values):
+            assert unlisted is None or isinstance(unlisted, float)  # all() above checked it
+            assert missing is None or isinstance(missing, float)  # all() above checked it
             return _CatNum(_Cat(cat.source, cat.data_type), tuple(table.items()), unlisted,
                            missing)
         if any(isinstance(v, float) for v in values):
@@ -653,7 +665,7 @@ class _Reader:
 
     # --- trees and ensembles --------------------------------------------------------------
 
-    def trees(self, model: ET.Element, scope: _Scope):
+    def trees(self, model: ET.Element, scope: _Scope) -> tuple[ir.TreeEnsemble, ir.Output]:
         """A TreeModel or a MiningModel of trees as one tree ensemble."""
         task = self.signature.task
         n_out = len(self.classifier_classes()) if task == "classification" else 1
@@ -719,7 +731,8 @@ class _Reader:
             total = _TreeSum(total.trees + part.trees, total.const + part.const)
         return total
 
-    def _chain(self, segments: list, scope: _Scope, last: Callable):
+    def _chain(self, segments: list, scope: _Scope, last: Callable[[ET.Element, _Scope], _T]
+               ) -> _T:
         """Run a model chain: each segment's output fields become fields of the next."""
         chain = scope.child()
         for i, segment in enumerate(segments):
@@ -746,7 +759,8 @@ class _Reader:
                                           "inside a model chain")
         raise ConversionError("an empty model chain is not read")
 
-    def classifier(self, model: ET.Element, scope: _Scope, builder: _Ensemble):
+    def classifier(self, model: ET.Element, scope: _Scope, builder: _Ensemble
+                   ) -> tuple[str, str]:
         """Fill ``builder`` with a classifying TreeModel or MiningModel of trees; the
         ensemble's combine and output transform."""
         scope = self.model_scope(model, scope)
@@ -798,7 +812,8 @@ class _Reader:
         raise ConversionError(f"the form has no MiningModel multipleModelMethod {method!r} "
                               "for classification")
 
-    def _chain_classifier(self, model: ET.Element, scope: _Scope, builder: _Ensemble):
+    def _chain_classifier(self, model: ET.Element, scope: _Scope, builder: _Ensemble
+                          ) -> tuple[str, str]:
         """The last segment of a boosting chain: a RegressionModel over tree sums."""
         if model.tag != "RegressionModel" or model.get("functionName") != "classification":
             raise ConversionError(f"the form has no model chain ending in a "
@@ -833,7 +848,8 @@ class _Reader:
                     raise ConversionError(f"the form has no {child.tag} in a model chain")
         return "sum", "logistic" if norm == "logit" else "softmax"
 
-    def _table_columns(self, tables: list, norm: str):
+    def _table_columns(self, tables: list, norm: str
+                       ) -> list[tuple[ET.Element, int | None, float]]:
         """``(table, raw column, sign)`` per RegressionTable of a classifier, and checks
         its link: ``softmax`` (a column per class) or ``logit`` over two classes (one
         column: the first table's score; the other class gets one minus its probability)."""
@@ -859,7 +875,7 @@ class _Reader:
 
     # --- regression models ----------------------------------------------------------------
 
-    def regression(self, model: ET.Element, scope: _Scope):
+    def regression(self, model: ET.Element, scope: _Scope) -> tuple[ir.Linear, ir.Output]:
         """A top-level RegressionModel as a linear node."""
         task = self.signature.task
         tables = model.findall("RegressionTable")
@@ -889,7 +905,8 @@ class _Reader:
         return linear.node(), ir.Output("classification", transform,
                                         list(self.classifier_classes()))
 
-    def general_regression(self, model: ET.Element, scope: _Scope):
+    def general_regression(self, model: ET.Element, scope: _Scope
+                           ) -> tuple[ir.Linear, ir.Output]:
         """A GeneralRegressionModel whose parameters each hold one covariate (to the first
         power) or one factor level, as a linear node: a generalized linear regression with
         an identity or log link, or a multinomial logistic classifier."""
@@ -968,7 +985,7 @@ class _Reader:
                                             list(self.classifier_classes()))
         return linear.node(), ir.Output("regression", transform)
 
-    def scorecard(self, model: ET.Element, scope: _Scope):
+    def scorecard(self, model: ET.Element, scope: _Scope) -> tuple[ir.TreeEnsemble, ir.Output]:
         """A Scorecard whose partial scores are numbers, as a sum of trees: each
         Characteristic is a tree giving the ``partialScore`` of its first Attribute whose
         predicate is true (an unknown one is passed over) and no answer when none is, as
@@ -989,7 +1006,7 @@ class _Reader:
             raise ConversionError("a Scorecard has no Characteristic")
         return builder.node("sum"), ir.Output("regression", "identity")
 
-    def clustering(self, model: ET.Element, scope: _Scope):
+    def clustering(self, model: ET.Element, scope: _Scope) -> tuple[ir.Centroids, ir.Output]:
         if model.get("modelClass", "centerBased") != "centerBased":
             raise ConversionError(f"the form has no ClusteringModel modelClass "
                                   f"{model.get('modelClass')!r}")
@@ -1020,7 +1037,7 @@ class _Reader:
             centers.append(values)
         return ir.Centroids(features, centers), ir.Output("clustering", "nearest")
 
-    def naive_bayes(self, model: ET.Element, scope: _Scope):
+    def naive_bayes(self, model: ET.Element, scope: _Scope) -> tuple[ir.GaussianNB, ir.Output]:
         """A NaiveBayesModel whose inputs are all Gaussian, as Gaussian naive Bayes."""
         threshold = float(model.get("threshold", "0"))
         if threshold > 0:
@@ -1059,7 +1076,7 @@ class _Reader:
         return (ir.GaussianNB(features, theta, var, log_prior),
                 ir.Output("classification", "softmax", list(classes)))
 
-    def defined_field(self, value, where: str | None, model: str) -> str:
+    def defined_field(self, value: _Value, where: str | None, model: str) -> str:
         """The IR field of a number that is never missing: evaluators leave a missing
         value out of a distance or a likelihood, which the form's centroids and Gaussian
         naive Bayes do not, so such a model is read only when its inputs are replaced
@@ -1071,16 +1088,9 @@ class _Reader:
         return name
 
     def never_missing(self, name: str) -> bool:
-        step = next((s for s in self.steps if s.name == name), None)
-        if step is None:
-            return False
-        if isinstance(step, ir.Impute | ir.Indicator | ir.IsMissing):
-            return True
-        if isinstance(step, ir.Ordinal):
-            return step.unknown is not None and step.missing is not None
-        return self.never_missing(step.source)
+        return not ir.missing_possible([], self.steps).get(name, True)
 
-    def numeric_field(self, value, where: str | None) -> str:
+    def numeric_field(self, value: _Value, where: str | None) -> str:
         """The IR field of a number the model node reads as it is."""
         if isinstance(value, _Num):
             if value.float32:
@@ -1154,7 +1164,7 @@ class _Linear:
             elif child.tag != "Extension":
                 raise ConversionError(f"the form has no {child.tag} in a RegressionTable")
 
-    def number(self, value, where: str | None, column: int, weight: float) -> None:
+    def number(self, value: _Value, where: str | None, column: int, weight: float) -> None:
         reader = self.reader
         if isinstance(value, _Const) and isinstance(value.value, float):
             self.intercept[column] = self.intercept.get(column, 0.0) + weight * value.value
@@ -1185,6 +1195,7 @@ class _Linear:
             self.intercept[column] = self.intercept.get(column, 0.0) + weight * base
         groups: dict[float, list] = {}
         for s, n in numbers.items():
+            assert n is not None  # a missing number was refused above
             if n != base:
                 groups.setdefault(n, []).append(s)
         for n, group in groups.items():
@@ -1236,10 +1247,11 @@ class _Known:
     num: dict = field(default_factory=dict)
     cat: dict = field(default_factory=dict)
 
-    def with_num(self, name, lo, hi, missing) -> _Known:
+    def with_num(self, name: str, lo: float, hi: float, missing: bool | None) -> _Known:
         return _Known({**self.num, name: (lo, hi, missing)}, self.cat)
 
-    def with_cat(self, name, allowed, excluded, missing) -> _Known:
+    def with_cat(self, name: str, allowed: frozenset | None, excluded: frozenset,
+                 missing: bool | None) -> _Known:
         return _Known(self.num, {**self.cat, name: (allowed, excluded, missing)})
 
 
@@ -1477,7 +1489,8 @@ class _TreeBuild:
         self.cover[i] = self.cover[t.left[i]] + self.cover[t.right[i]]
         return i
 
-    def node(self, node: ET.Element, scope: _Scope, known: _Known, settings) -> int:
+    def node(self, node: ET.Element, scope: _Scope, known: _Known,
+             settings: tuple[str, str, bool]) -> int:
         """Arrived at PMML ``node`` (its predicate held): its children, or its value."""
         children = node.findall("Node")
         if node.find("Partition") is not None or node.find("EmbeddedModel") is not None:
@@ -1531,7 +1544,7 @@ class _TreeBuild:
 
         return after(0, _Known())
 
-    def values(self, node: ET.Element, settings) -> list | None:
+    def values(self, node: ET.Element, settings: tuple[str, str, bool]) -> list | None:
         """A node's leaf values: its score (regression), or its class probabilities."""
         if settings[2]:
             score = node.get("score")
@@ -1615,7 +1628,8 @@ class _TreeBuild:
             return self._category(value, wanted, known, t, f, on_unknown)
         raise ConversionError(f"the form has no {tag}")
 
-    def _compound(self, pred, scope, known, on_true, on_false, on_unknown) -> int:
+    def _compound(self, pred: ET.Element, scope: _Scope, known: _Known, on_true: _Cont,
+                  on_false: _Cont, on_unknown: _Cont) -> int:
         op = pred.get("booleanOperator")
         parts = [c for c in pred if c.tag in _PREDICATES]
         if op not in ("and", "or", "surrogate"):
@@ -1646,7 +1660,7 @@ class _TreeBuild:
             raise ConversionError("an empty CompoundPredicate is not read")
         return chain(0, on_true, on_false, on_unknown, known)
 
-    def _missing(self, value, name: str | None, known: _Known, on_missing: _Cont,
+    def _missing(self, value: _Value, name: str | None, known: _Known, on_missing: _Cont,
                  on_present: _Cont) -> int:
         if isinstance(value, _Num):
             lo, hi, miss = known.num.get(value.name, (-math.inf, math.inf, None))
@@ -1734,8 +1748,8 @@ class _TreeBuild:
         return self._sets(value.source, hit, other_hit, None, known, on_true, on_false,
                           on_missing)
 
-    def _category_number(self, value: _CatNum, op: str | None, t: float, known, on_true,
-                         on_false, on_unknown) -> int:
+    def _category_number(self, value: _CatNum, op: str | None, t: float, known: _Known,
+                         on_true: _Cont, on_false: _Cont, on_unknown: _Cont) -> int:
         test = {"lessOrEqual": lambda x: x <= t, "lessThan": lambda x: x < t,
                 "greaterThan": lambda x: x > t, "greaterOrEqual": lambda x: x >= t,
                 "equal": lambda x: x == t, "notEqual": lambda x: x != t}.get(op) \
@@ -1745,7 +1759,7 @@ class _TreeBuild:
         cat = value.cat
         sources = self.reader._source_values(cat)
 
-        def outcome(category):
+        def outcome(category: object) -> bool | None:
             n = value.number(category)
             return None if n is None else bool(test(n))
 
@@ -1829,7 +1843,9 @@ _FOLDABLE = {
 }
 
 
-def _compose_number(cat: _Cat, values, default, missing, sources) -> _CatNum:
+def _compose_number(cat: _Cat, values: Iterable[tuple[object, float | None]],
+                    default: float | None, missing: float | None,
+                    sources: Iterable[str]) -> _CatNum:
     """A numeric MapValues over what ``cat`` sees: a number per source category."""
     table = dict(values)
     out = []
@@ -1843,7 +1859,8 @@ def _compose_number(cat: _Cat, values, default, missing, sources) -> _CatNum:
     return _CatNum(_Cat(cat.source, cat.data_type), tuple(out), other, miss)
 
 
-def _compose_category(cat: _Cat, mapping: dict, default, missing, out_type, sources) -> _Cat:
+def _compose_category(cat: _Cat, mapping: dict, default: str | None, missing: str | None,
+                      out_type: str | None, sources: Iterable[str]) -> _Cat:
     out = []
     for s in sources:
         seen = cat.value_of(s)
@@ -1855,10 +1872,10 @@ def _compose_category(cat: _Cat, mapping: dict, default, missing, out_type, sour
     return _Cat(cat.source, out_type, tuple(out), other, miss)
 
 
-def _boolean(cat: _Cat, values: set, negate: bool, sources) -> _CatNum:
+def _boolean(cat: _Cat, values: set, negate: bool, sources: Iterable[str]) -> _CatNum:
     """1.0 where what ``cat`` sees is one of ``values`` (0.0 where it is not, inverted by
     ``negate``), missing where it is missing."""
-    def flag(seen):
+    def flag(seen: object) -> float | None:
         if seen is None:
             return None
         return float((seen in values) != negate)
@@ -2014,7 +2031,7 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

@@ -112,7 +112,7 @@ class _Builder:
             return fields  # identity, or the input check HistGradientBoosting wraps up
         raise ConversionError(f"no compiler for FunctionTransformer at {path} (func={est.func!r})")
 
-    def _t_SimpleImputer(self, est, fields, path):
+    def _t_SimpleImputer(self, est: Any, fields: list[str], path: str) -> list[str]:
         if not _is_nan(est.missing_values):
             raise ConversionError(
                 f"SimpleImputer at {path} imputes {est.missing_values!r}; only missing values "

@@ -23,11 +23,16 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport.errors import UserError, require
 from modelport.signature import Signature
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: the pip extra that brings JPype
 EXTRA = "mojo"
@@ -56,7 +61,7 @@ def genmodel_jar(near: Path | None = None) -> Path | None:
 # --- PredictCsv: the reference, one java run over a CSV ---------------------------------------
 
 
-def predict_csv(model_args: list[str], classpath: list[Path], frame,
+def predict_csv(model_args: list[str], classpath: list[Path], frame: Any,
                 signature: Signature) -> dict[str, np.ndarray]:
     """What ``PredictCsv`` gives for ``frame``, as Predictor outputs.
 
@@ -106,7 +111,7 @@ def read_predictions(header: list[str], body: list[list[str]],
     return {"value": values[:, 0]}
 
 
-def write_csv(path: Path, frame, signature: Signature) -> None:
+def write_csv(path: Path, frame: pd.DataFrame, signature: Signature) -> None:
     """``frame`` as the CSV ``PredictCsv`` reads: the signature's columns, missing as empty."""
     with open(path, "w", newline="") as fh:
         out = csv.writer(fh)
@@ -128,7 +133,7 @@ def _number(text: str) -> float:
     return float.fromhex(text) if "0x" in text.lower() else float(text)
 
 
-def _missing(v) -> bool:
+def _missing(v: object) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
@@ -138,19 +143,19 @@ _JVM_LOCK = threading.Lock()
 _LOADERS: dict[str, object] = {}
 
 
-def jpype_module(what: str):
+def jpype_module(what: str) -> ModuleType:
     """JPype, or a :class:`~modelport.errors.MissingExtra` naming ``what`` needs it."""
     return require("jpype", EXTRA, what)
 
 
-def genmodel_class(name: str, jar: Path):
+def genmodel_class(name: str, jar: Path) -> Any:
     """A class of h2o-genmodel, starting this process's JVM with the jar on first use."""
     jpype = jpype_module("scoring H2O models through h2o-genmodel")
     loader = _loader(jar)
     return jpype.JClass(name, loader=loader) if loader is not None else jpype.JClass(name)
 
 
-def _loader(jar: Path):
+def _loader(jar: Path) -> Any:
     """The class loader that sees ``jar`` (None: the JVM's own class path)."""
     jpype = jpype_module("scoring H2O models through h2o-genmodel")
     with _JVM_LOCK:
@@ -173,7 +178,7 @@ def _loader(jar: Path):
         return _LOADERS[key]
 
 
-def load_class(name: str, folder: Path, jar: Path):
+def load_class(name: str, folder: Path, jar: Path) -> Any:
     """Class ``name`` compiled into ``folder`` (a POJO), loaded beside h2o-genmodel."""
     jpype = jpype_module("scoring H2O POJOs")
     parent = _loader(jar)
@@ -189,7 +194,7 @@ class Scorer:
     a batch at a time under one lock: unseen levels count as missing, as ``PredictCsv``
     treats them."""
 
-    def __init__(self, model, signature: Signature, category: str, jar: Path) -> None:
+    def __init__(self, model: Any, signature: Signature, category: str, jar: Path) -> None:
         import jpype
 
         wrapper = genmodel_class("hex.genmodel.easy.EasyPredictModelWrapper", jar)

@@ -36,7 +36,9 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,6 +47,14 @@ from modelport.formats import h2o_jvm
 from modelport.formats.h2o_jvm import GENMODEL_ENV, GENMODEL_JAR, genmodel_jar
 from modelport.predictor import Predictor
 from modelport.signature import Signature
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from modelport.compile.fast import Prepared
+    from modelport.compile.from_mojo import Mojo
+    from modelport.compile.ir import ModelIR
+    from modelport.registry import Artefact
 
 NAME = "mojo"
 #: the extra for the h2o-genmodel runtime (JPype); reading GBM, DRF and GLM needs nothing
@@ -64,7 +74,7 @@ def available() -> bool:
 # --- the format contract ------------------------------------------------------------------
 
 
-def convert(model, signature: Signature, sample) -> bytes:
+def convert(model: Any, signature: Signature, sample: Any) -> bytes:
     """The MOJO of a trained H2O model object (the h2o client exports it)."""
     if not is_h2o_model(model):
         raise ConversionError(f"only H2O models have a MOJO, not {type(model).__name__}")
@@ -101,10 +111,10 @@ class MojoPredictor(Predictor):
                             "compiled or jvm")
         mojo = read_mojo(data)
         self.algo = mojo.algo
-        self.runtime = None
+        self.runtime: str | None = None
         self.reader_refusal: str | None = None
-        self._prepared = None
-        self._genmodel = None
+        self._prepared: Prepared | None = None
+        self._genmodel: _Genmodel | None = None
         if choice != "jvm":
             from modelport.compile.fast import Prepared
             from modelport.compile.from_mojo import to_ir
@@ -130,15 +140,17 @@ class MojoPredictor(Predictor):
         assert self._genmodel is not None  # set when the reader refused the MOJO
         return self._genmodel.run(cols)
 
-    def _run(self, frame) -> dict[str, np.ndarray]:
+    def _run(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         return self._run_columns({c: frame[c].to_numpy() for c in frame.columns})
 
 
 # --- import: the read form, its proof and the formats derived from it ---------------------
 
 
-def derived_artefacts(data: bytes, signature: Signature, frame=None, *, source=None,
-                      formats=None):
+def derived_artefacts(data: bytes, signature: Signature, frame: pd.DataFrame | None = None,
+                      *, source: str | Path | None = None, formats: Sequence[str] | None = None
+                      ) -> tuple[dict[str, Any], list[Artefact], dict[str, bytes],
+                                 dict[str, Any]]:
     """What importing MOJO ``data`` adds to its own artefact.
 
     Returns ``(mojo_parity, artefacts, blobs, params)``: the figures of the MOJO artefact
@@ -214,7 +226,8 @@ def _comparable(reference: dict, signature: Signature) -> dict:
     return {"label": classes[np.argmax(reference["proba"], axis=1)], "proba": reference["proba"]}
 
 
-def _pmml(model_ir, signature: Signature, proof, ours, required: bool):
+def _pmml(model_ir: ModelIR, signature: Signature, proof: pd.DataFrame,
+          ours: dict[str, np.ndarray], required: bool) -> tuple[Artefact, bytes | None]:
     """The PMML artefact written from the read form, proven with pypmml (1e-6)."""
     from modelport import formats as F
     from modelport.compile.pmml import to_pmml
@@ -240,7 +253,7 @@ def _pmml(model_ir, signature: Signature, proof, ours, required: bool):
                      reason=result.get("reason")), blob if status == "accepted" else None)
 
 
-def _h2o_params(mojo) -> dict:
+def _h2o_params(mojo: Mojo) -> dict[str, Any]:
     keep = ("algo", "algorithm", "category", "h2o_version", "mojo_version", "n_classes",
             "n_trees", "distribution", "link_function", "family", "link", "init_f",
             "use_all_factor_levels")
@@ -251,7 +264,8 @@ def _h2o_params(mojo) -> dict:
     return params
 
 
-def proof_rows(signature: Signature, model_ir, frame):
+def proof_rows(signature: Signature, model_ir: ModelIR | None,
+               frame: pd.DataFrame | None) -> pd.DataFrame:
     """The user's sample plus probe rows: split points and the largest value below each,
     every level, missing values and an unseen level, mixed by a seeded generator."""
     import pandas as pd
@@ -279,7 +293,7 @@ def proof_rows(signature: Signature, model_ir, frame):
     return pd.concat([signature.coerce(frame), probe], ignore_index=True)
 
 
-def _split_points(model_ir) -> dict[str, list[float]]:
+def _split_points(model_ir: ModelIR) -> dict[str, list[float]]:
     """Finite numeric split thresholds per input column of a tree ensemble."""
     from modelport.compile import ir
 
@@ -298,7 +312,8 @@ def _split_points(model_ir) -> dict[str, list[float]]:
 # --- h2o-genmodel, the reference scorer and the runtime of MOJOs the reader cannot read ----------
 
 
-def genmodel_outputs(data: bytes, frame, signature: Signature, jar: Path) -> dict[str, np.ndarray]:
+def genmodel_outputs(data: bytes, frame: Any, signature: Signature,
+                     jar: Path) -> dict[str, np.ndarray]:
     """What h2o-genmodel's ``PredictCsv`` gives for ``frame``, as Predictor outputs.
 
     One ``java`` run over a CSV of the rows (unseen levels become missing, as in
@@ -336,13 +351,13 @@ class _Genmodel(h2o_jvm.Scorer):
 # --- H2O model objects -------------------------------------------------------------------------
 
 
-def is_h2o_model(model) -> bool:
+def is_h2o_model(model: object) -> bool:
     """Whether ``model`` is a trained model of the h2o client (an H2O estimator)."""
     return type(model).__module__.split(".")[0] == "h2o" and hasattr(model, "download_mojo")
 
 
 @contextlib.contextmanager
-def exported_mojo(model):
+def exported_mojo(model: Any) -> Iterator[Path]:
     """A temporary folder holding ``model``'s MOJO and h2o-genmodel.jar; yields the MOJO."""
     with tempfile.TemporaryDirectory(prefix="modelport-h2o-") as tmp:
         try:
@@ -357,7 +372,7 @@ def exported_mojo(model):
         yield Path(path)
 
 
-def h2o_sample(sample):
+def h2o_sample(sample: Any) -> Any:
     """A pandas DataFrame of ``sample`` (an H2OFrame is fetched from the cluster)."""
     if type(sample).__module__.split(".")[0] == "h2o" and hasattr(sample, "as_data_frame"):
         return sample.as_data_frame()

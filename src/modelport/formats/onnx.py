@@ -24,14 +24,22 @@ from __future__ import annotations
 import copy
 import json
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport.errors import ConversionError, UserError, require
 from modelport.predictor import Predictor
 from modelport.signature import Column, Signature
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+    import pandas as pd
+    from onnx import GraphProto, ModelProto, TensorProto
 
 NAME = "onnx"
 EXTRA = "onnx"
@@ -92,7 +100,7 @@ class Layout:
 # --------------------------------------------------------------------------- converting
 
 
-def convert(model, signature: Signature, sample) -> bytes:
+def convert(model: Any, signature: Signature, sample: Any) -> bytes:
     """The serialized ONNX ModelProto of a fitted scikit-learn, LightGBM or XGBoost model.
 
     Raises :class:`ConversionError` naming the step no converter can represent.
@@ -155,7 +163,8 @@ def convert(model, signature: Signature, sample) -> bytes:
     raise ConversionError(f"onnx: conversion failed: {type(error).__name__}: {error}"[:500])
 
 
-def _convert(model, steps, columns, kinds, per_column, dtype):
+def _convert(model: Any, steps: list[Any], columns: list[str], kinds: dict[str, str],
+             per_column: bool, dtype: str) -> ModelProto:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import (
         DoubleTensorType,
@@ -180,7 +189,7 @@ def _convert(model, steps, columns, kinds, per_column, dtype):
                                target_opset=_TARGET_OPSET)
 
 
-def _output_roles(model, task: str, outs: list[str]) -> dict[str, str]:
+def _output_roles(model: Any, task: str, outs: list[str]) -> dict[str, str]:
     if task == "classification":
         roles = {"label": outs[0]}
         if hasattr(model, "predict_proba") and len(outs) > 1:
@@ -191,7 +200,7 @@ def _output_roles(model, task: str, outs: list[str]) -> dict[str, str]:
     return {"cluster": outs[0]}
 
 
-def _steps(model):
+def _steps(model: Any) -> Iterator[Any]:
     """Every estimator inside ``model``: pipeline steps, column transformers, unions."""
     yield model
     if hasattr(model, "steps"):
@@ -205,7 +214,7 @@ def _steps(model):
                 yield from _steps(step)
 
 
-def _check_steps(steps) -> None:
+def _check_steps(steps: Iterable[Any]) -> None:
     from skl2onnx._parse import sklearn_operator_name_map
 
     for step in steps:
@@ -220,7 +229,7 @@ def _check_steps(steps) -> None:
             raise ConversionError(f"onnx: no converter for {kind.__name__}")
 
 
-def _convertible(model, steps):
+def _convertible(model: Any, steps: list[Any]) -> Any:
     """A copy of ``model`` adjusted for the converters, or ``model`` if none is needed.
 
     String imputers look for the missing-category sentinel instead of NaN (skl2onnx cannot
@@ -228,12 +237,12 @@ def _convertible(model, steps):
     names (onnxmltools reads features only as ``f0``, ``f1``...).
     """
 
-    def string_imputer(step) -> bool:
+    def string_imputer(step: Any) -> bool:
         return (type(step).__name__ == "SimpleImputer"
                 and getattr(step, "_fit_dtype", np.dtype(float)).kind in "OUS"
                 and _is_nan(step.missing_values))
 
-    def named_booster(step) -> bool:
+    def named_booster(step: Any) -> bool:
         return (type(step).__module__.startswith("xgboost")
                 and hasattr(step, "get_booster") and step.get_booster().feature_names)
 
@@ -248,7 +257,7 @@ def _convertible(model, steps):
     return model
 
 
-def _is_nan(value) -> bool:
+def _is_nan(value: object) -> bool:
     return value is None or (isinstance(value, float) and value != value) or \
         type(value).__name__ in ("NAType", "NaTType")
 
@@ -294,7 +303,7 @@ def _register_gbm_converters() -> None:
     _gbm_registered = True
 
 
-def _thresholds_to_double(proto, hgb) -> None:
+def _thresholds_to_double(proto: ModelProto, hgb: Any) -> None:
     """Give a HistGradientBoosting tree ensemble float64 thresholds, as scikit-learn uses.
 
     skl2onnx writes thresholds as float32 even for float64 inputs, so a value between the
@@ -334,7 +343,7 @@ def _thresholds_to_double(proto, hgb) -> None:
             imp.version = max(imp.version, 3)
 
 
-def _imputers_to_double(proto, steps) -> None:
+def _imputers_to_double(proto: ModelProto, steps: list[Any]) -> None:
     """Replace float-only ``Imputer`` nodes by IsNaN/Where over float64 values.
 
     onnxruntime implements ``ai.onnx.ml.Imputer`` for float32 only; the fill values are
@@ -374,7 +383,7 @@ def with_layout(data: bytes, layout: Layout) -> bytes:
     return proto.SerializeToString()
 
 
-def _set_layout(proto, layout: Layout) -> None:
+def _set_layout(proto: ModelProto, layout: Layout) -> None:
     kept = [p for p in proto.metadata_props if p.key != _META_KEY]
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
@@ -390,7 +399,8 @@ class OnnxPredictor(Predictor):
 
     format = NAME
 
-    def __init__(self, session, layout: Layout, signature: Signature) -> None:
+    def __init__(self, session: ort.InferenceSession, layout: Layout,
+                 signature: Signature) -> None:
         super().__init__(signature)
         self._session = session
         self._layout = layout
@@ -428,7 +438,7 @@ class OnnxPredictor(Predictor):
                 feed[name] = values.astype(dtype, copy=False).reshape(shape)
         return feed
 
-    def _run(self, frame) -> dict[str, np.ndarray]:
+    def _run(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         return self._run_columns({c: frame[c].to_numpy() for c in frame.columns})
 
     def _run_columns(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -481,7 +491,7 @@ def load(data: bytes, signature: Signature) -> OnnxPredictor:
     return OnnxPredictor(session, layout, signature)
 
 
-def _session(data: bytes):
+def _session(data: bytes) -> ort.InferenceSession:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -494,7 +504,7 @@ def _session(data: bytes):
     return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
 
-def _stored_layout(proto) -> Layout | None:
+def _stored_layout(proto: ModelProto) -> Layout | None:
     for prop in proto.metadata_props:
         if prop.key == _META_KEY:
             return Layout.from_json(prop.value)
@@ -641,7 +651,7 @@ def _classes(task: str, given: list | None, named: list | None, width: int | Non
     return None
 
 
-def _parse(onnx, data: bytes, source: str = "the file"):
+def _parse(onnx: ModuleType, data: bytes, source: str = "the file") -> ModelProto:
     """The ModelProto in ``data``, or a :class:`UserError` saying it is not one."""
     try:
         return onnx.load_from_string(data)
@@ -666,7 +676,7 @@ def _one_line(exc: Exception, limit: int = 300) -> str:
     return f"{type(exc).__name__}: {text}"[:limit]
 
 
-def _tensors(graph):
+def _tensors(graph: GraphProto) -> Iterator[TensorProto]:
     """Every tensor a graph holds: initializers and node attributes, subgraphs included."""
     yield from graph.initializer
     for node in graph.node:
@@ -680,7 +690,7 @@ def _tensors(graph):
                 yield from _tensors(sub)
 
 
-def _external_location(tensor) -> str | None:
+def _external_location(tensor: TensorProto) -> str | None:
     from onnx import TensorProto
 
     if tensor.data_location != TensorProto.EXTERNAL:
@@ -695,7 +705,7 @@ def _column(name: str, elem: int) -> Column:
     return Column(name=name, dtype=dtype, kind="numeric", nullable=True)
 
 
-def _graph_inputs(proto) -> list[tuple[str, int, int | None]]:
+def _graph_inputs(proto: ModelProto) -> list[tuple[str, int, int | None]]:
     """(name, element type, width) of each graph input that is not an initializer."""
     constants = {t.name for t in proto.graph.initializer}
     out = []
@@ -709,7 +719,7 @@ def _graph_inputs(proto) -> list[tuple[str, int, int | None]]:
     return out
 
 
-def _feature_names(proto, width: int | None) -> list[str]:
+def _feature_names(proto: ModelProto, width: int | None) -> list[str]:
     if width is None:
         raise UserError("the ONNX input has an unknown number of columns; export it with a "
                         "fixed width, e.g. FloatTensorType([None, k])")
@@ -721,7 +731,7 @@ def _feature_names(proto, width: int | None) -> list[str]:
     return [f"x{i}" for i in range(width)]
 
 
-def _graph_classes(proto) -> list | None:
+def _graph_classes(proto: ModelProto) -> list | None:
     """Class labels from a ZipMap or the classifier node, if the graph names them."""
     found = None
     for node in proto.graph.node:
@@ -738,7 +748,7 @@ def _graph_classes(proto) -> list | None:
     return found
 
 
-def _drop_zipmap(proto) -> bool:
+def _drop_zipmap(proto: ModelProto) -> bool:
     """Replace a ZipMap output (a list of dicts) by the probability tensor feeding it."""
     from onnx import TensorProto, helper
 
@@ -758,7 +768,7 @@ def _drop_zipmap(proto) -> bool:
     return True
 
 
-def _graph_task(proto) -> tuple[str, int | None, str | None]:
+def _graph_task(proto: ModelProto) -> tuple[str, int | None, str | None]:
     """The task a graph's outputs describe, and the width and name of its score output."""
     producers = {o: n for n in proto.graph.node for o in n.output}
     outs = []
@@ -783,7 +793,7 @@ def _graph_task(proto) -> tuple[str, int | None, str | None]:
                     "(expected labels and probabilities, or one float output)")
 
 
-def _graph_layout(proto, signature: Signature) -> Layout:
+def _graph_layout(proto: ModelProto, signature: Signature) -> Layout:
     """How to feed and read a graph made elsewhere."""
     inputs = _graph_inputs(proto)
     names = signature.names

@@ -23,8 +23,9 @@ import os
 import re
 import shutil
 import threading
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -35,6 +36,12 @@ from modelport.signature import Column, Signature
 
 if TYPE_CHECKING:
     import xml.etree.ElementTree as ET
+
+    import pandas as pd
+
+    from modelport.compile.fast import Prepared
+    from modelport.compile.ir import ModelIR
+    from modelport.registry import Artefact
 
 NAME = "pmml"
 EXTRA = "pmml"
@@ -59,7 +66,7 @@ def available() -> bool:
     return shutil.which("java") is not None
 
 
-def convert(model, signature: Signature, sample) -> bytes:
+def convert(model: Any, signature: Signature, sample: Any) -> bytes:
     """PMML for fitted ``model``, after proving its compiled form on ``sample``.
 
     The form must match the native model within 1e-9 (1e-6 for models that compute in
@@ -151,7 +158,7 @@ def inspect(data: bytes) -> Signature:
     return Signature(inputs=inputs, task=task, classes=classes)
 
 
-def _model_classes(model) -> list[str]:
+def _model_classes(model: ET.Element) -> list[str]:
     """The classes a classifier names itself, in the order met."""
     seen: dict[str, None] = {}
     for tag, attr in (("ScoreDistribution", "value"), ("RegressionTable", "targetCategory"),
@@ -183,14 +190,15 @@ def _typed_classes(values: list[str], data_type: str | None) -> list:
 # --- the read form: the runtime of PMML made elsewhere ----------------------------------------
 
 
-def is_own(root) -> bool:
+def is_own(root: ET.Element) -> bool:
     """Whether modelport's own writer made this document (its Header says so)."""
     header = root.find("Header")
     app = header.find("Application") if header is not None else None
     return app is not None and app.get("name") == "modelport"
 
 
-def read_form(data: bytes, signature: Signature):
+def read_form(data: bytes, signature: Signature
+              ) -> tuple[ModelIR | None, dict[str, Any] | None, str | None]:
     """``(form, verification, refusal)``: the read form of a PMML file made elsewhere and
     its proof against the file's own ModelVerification records, or ``None`` and why not.
 
@@ -210,7 +218,8 @@ _forms: dict = {}
 _forms_lock = threading.Lock()
 
 
-def _read_form(data: bytes, signature: Signature):
+def _read_form(data: bytes, signature: Signature
+               ) -> tuple[ModelIR | None, dict[str, Any] | None, str | None]:
     from modelport.compile import evaluate
     from modelport.compile.from_pmml import to_ir
 
@@ -233,7 +242,9 @@ def _read_form(data: bytes, signature: Signature):
     return model_ir, result, None
 
 
-def verification(root, signature: Signature):
+def verification(root: ET.Element, signature: Signature
+                 ) -> tuple[pd.DataFrame, dict[str, np.ndarray],
+                            dict[str, tuple[float, float]]] | None:
     """The file's ModelVerification as ``(inputs frame, expected outputs, precision)``, or
     ``None``.
 
@@ -359,7 +370,7 @@ def check_records(expected: dict, got: dict, signature: Signature,
     return out
 
 
-def cluster_ids(root) -> dict[str, int]:
+def cluster_ids(root: ET.Element) -> dict[str, int]:
     """A clustering model's cluster ids and names, each to the cluster's position."""
     clusters = list(root.iter("Cluster"))
     ids: dict[str, int] = {}
@@ -372,11 +383,11 @@ def cluster_ids(root) -> dict[str, int]:
     return ids
 
 
-def _float(text) -> float:
+def _float(text: str | None) -> float:
     return float(text) if text is not None else np.nan
 
 
-def _class_position(text: str, classes: list) -> int:
+def _class_position(text: str | None, classes: list) -> int:
     from modelport.compile.from_pmml import class_index
 
     try:
@@ -385,7 +396,7 @@ def _class_position(text: str, classes: list) -> int:
         raise ValueError(text) from None
 
 
-def _class_of(text, classes: list):
+def _class_of(text: str | None, classes: list) -> object:
     if text is None:
         return None
     try:
@@ -397,8 +408,10 @@ def _class_of(text, classes: list):
 # --- import ----------------------------------------------------------------------------------
 
 
-def derived_artefacts(data: bytes, signature: Signature, frame=None, *, source=None,
-                      formats=None):
+def derived_artefacts(data: bytes, signature: Signature, frame: pd.DataFrame | None = None,
+                      *, source: str | Path | None = None, formats: Sequence[str] | None = None
+                      ) -> tuple[dict[str, Any], list[Artefact], dict[str, bytes],
+                                 dict[str, Any]]:
     """What importing PMML ``data`` adds to its own artefact.
 
     Returns ``(pmml_parity, artefacts, blobs, params)``: the figures of the PMML artefact
@@ -482,7 +495,7 @@ def derived_artefacts(data: bytes, signature: Signature, frame=None, *, source=N
     return parity, artefacts, blobs, {}
 
 
-def pypmml_mistakes(root) -> list[str]:
+def pypmml_mistakes(root: ET.Element) -> list[str]:
     """What pypmml is known to score wrongly in this document, one line per PMML construct.
 
     Each rule names an element or attribute and what pypmml does with it where
@@ -527,14 +540,14 @@ def pypmml_mistakes(root) -> list[str]:
     return list(found)
 
 
-def _reads(model, names: set) -> bool:
+def _reads(model: ET.Element, names: set) -> bool:
     """Whether the model's MiningSchema takes one of ``names`` as an active field."""
     schema = model.find("MiningSchema")
     return any(mf.get("name") in names and mf.get("usageType", "active") == "active"
                for mf in ([] if schema is None else schema.findall("MiningField")))
 
 
-def _may_be_missing(model, names: list[str] | None = None) -> bool:
+def _may_be_missing(model: ET.Element, names: Collection[str | None] | None = None) -> bool:
     """Whether one of the model's active fields (of ``names``, when given) can reach it
     missing: it has no ``missingValueReplacement``."""
     schema = model.find("MiningSchema")
@@ -562,8 +575,8 @@ class PmmlPredictor(Predictor):
         if choice not in ("auto", "compiled", "pypmml"):
             raise UserError(f"{RUNTIME_ENV}={choice!r} is not a PMML runtime: use auto, "
                             "compiled or pypmml")
-        self._prepared = None
-        self._pypmml = None
+        self._prepared: Prepared | None = None
+        self._pypmml: _Pypmml | None = None
         self.reader_refusal: str | None = None
         if choice != "pypmml":
             from modelport.compile.fast import Prepared
@@ -571,6 +584,7 @@ class PmmlPredictor(Predictor):
             model_ir, _, refusal = read_form(data, signature)
             if model_ir is not None:
                 self._prepared = Prepared(model_ir)
+                assert model_ir.output is not None  # set by every front end
                 self._proba = model_ir.output.gives_proba
                 self.runtime = "compiled"
             elif choice == "compiled":
@@ -604,7 +618,7 @@ class PmmlPredictor(Predictor):
             return self._prepared.run(cols)
         return super()._run_columns(cols)
 
-    def _run(self, frame) -> dict[str, np.ndarray]:
+    def _run(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         if self._prepared is not None:
             return self._prepared.run({c: frame[c].to_numpy() for c in frame.columns})
         assert self._pypmml is not None  # set when there is no read form
@@ -623,11 +637,11 @@ class _Pypmml:
         text, self._primary_column, by_class = _for_pypmml(data, root, signature)
         self._model = Model.fromString(text)
         names = set(self._model.outputNames)
-        self._proba_columns = None
+        self._proba_columns: list[str] | None = None
         if signature.task == "classification" and signature.classes and by_class:
             columns = [by_class.get(k) for k in range(len(signature.classes))]
             if all(c is not None and c in names for c in columns):
-                self._proba_columns = columns
+                self._proba_columns = cast("list[str]", columns)  # none is None: checked above
         if self._primary_column not in names:
             self._primary_column = next((n for n in self._model.outputNames
                                          if n.startswith("predicted_")), None)
@@ -640,7 +654,7 @@ class _Pypmml:
     def gives_proba(self) -> bool:
         return self._proba_columns is not None
 
-    def run(self, frame) -> dict[str, np.ndarray]:
+    def run(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         result = self._score(frame)
         task = self.signature.task
         if task == "classification":
@@ -655,12 +669,12 @@ class _Pypmml:
         return {"cluster": np.asarray([self._cluster_ids.get(_text(c), -1) for c in clusters],
                                       dtype=np.int64)}
 
-    def _primary(self, result: dict) -> str:
+    def _primary(self, result: dict[str, list]) -> str:
         if self._primary_column in result:
             return self._primary_column
         return next(iter(result))
 
-    def _labels(self, values) -> np.ndarray:
+    def _labels(self, values: Iterable[Any]) -> np.ndarray:
         classes = self.signature.classes or []
         out = []
         for v in values:
@@ -670,7 +684,7 @@ class _Pypmml:
                 out.append(v)
         return np.asarray(out)
 
-    def _score(self, frame) -> dict[str, list]:
+    def _score(self, frame: pd.DataFrame) -> dict[str, list]:
         # pypmml's own DataFrame path writes numbers with 10 decimals; JSON written here
         # keeps every double exact and sends missing values as null
         columns = [_json_column(frame[c].to_numpy()) for c in frame.columns]
@@ -692,7 +706,8 @@ class _Pypmml:
 _PREDICTED = "modelport-predicted-value"
 
 
-def _for_pypmml(data: bytes, root, signature: Signature):
+def _for_pypmml(data: bytes, root: ET.Element, signature: Signature
+                ) -> tuple[str, str | None, dict[int, str | None]]:
     """``(document, predicted column, probability column by class position)``.
 
     The result fields are the top model's Output fields, or, in a model chain, those of
@@ -769,14 +784,14 @@ def _json_column(values: np.ndarray) -> list:
     return out.tolist()
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     """A predicted value as PMML writes it (JSON may give ``1.0`` for the category ``1``)."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
 
 
-def _floats(values) -> np.ndarray:
+def _floats(values: Iterable[Any]) -> np.ndarray:
     return np.asarray([np.nan if v is None else float(v) for v in values], dtype=np.float64)
 
 

@@ -39,8 +39,10 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,6 +51,13 @@ from modelport.formats import h2o_jvm
 from modelport.predictor import Predictor
 from modelport.quoting.code import comment_text
 from modelport.signature import Signature
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from modelport.compile.fast import Prepared
+    from modelport.compile.ir import ModelIR
+    from modelport.registry import Artefact
 
 NAME = "pojo"
 #: JPype, for POJOs scored by h2o-genmodel (reading GBM, DRF and GLM needs nothing)
@@ -68,7 +77,7 @@ def available() -> bool:
 # --- the format contract ------------------------------------------------------------------
 
 
-def convert(model, signature: Signature, sample) -> bytes:
+def convert(model: Any, signature: Signature, sample: Any) -> bytes:
     raise ConversionError("a POJO is exported by H2O itself (h2o.download_pojo); modelport "
                           "imports it, and writes Java of its own with export --format java")
 
@@ -94,7 +103,7 @@ def load(data: bytes, signature: Signature) -> PojoPredictor:
     return PojoPredictor(data, signature)
 
 
-def read(data: bytes, signature: Signature):
+def read(data: bytes, signature: Signature) -> ModelIR:
     """The intermediate form of POJO source ``data`` (:mod:`modelport.compile.from_pojo`);
     ConversionError when it is not read."""
     from modelport.compile.from_pojo import to_ir
@@ -107,6 +116,8 @@ class PojoPredictor(Predictor):
     h2o-genmodel's ``EasyPredictModelWrapper`` (``runtime == "h2o-genmodel"``)."""
 
     format = NAME
+    _prepared: Prepared | None
+    _scorer: h2o_jvm.Scorer | None
 
     def __init__(self, data: bytes, signature: Signature, runtime: str | None = None) -> None:
         super().__init__(signature)
@@ -144,12 +155,14 @@ class PojoPredictor(Predictor):
         assert self._scorer is not None  # set when the reader refused the POJO
         return self._scorer.run(cols)
 
-    def _run(self, frame) -> dict[str, np.ndarray]:
+    def _run(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         return self._run_columns({c: frame[c].to_numpy() for c in frame.columns})
 
 
-def derived_artefacts(data: bytes, signature: Signature, frame=None, *, source=None,
-                      formats=None):
+def derived_artefacts(data: bytes, signature: Signature, frame: pd.DataFrame | None = None,
+                      *, source: Path | str | None = None, formats: Sequence[str] | None = None
+                      ) -> tuple[dict[str, Any], list[Artefact], dict[str, bytes],
+                                 dict[str, Any]]:
     """What importing POJO ``data`` adds to its own artefact: the ``compiled`` artefact of
     its read form, proven against the compiled class in the JVM, or why it is not read.
 
@@ -239,7 +252,7 @@ class Compiled:
     category: str
     algo: str
 
-    def model(self):
+    def model(self) -> Any:
         """A new instance of the model class (h2o-genmodel's ``GenModel``)."""
         return h2o_jvm.load_class(self.class_name, self.folder, self.jar)()
 

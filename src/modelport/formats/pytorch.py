@@ -20,7 +20,10 @@ import io
 import sys
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,20 +31,23 @@ from modelport.errors import UserError, require
 from modelport.predictor import Predictor
 from modelport.signature import CHUNK_ROWS, Signature
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 EXTRA = "torch"
 OUTPUTS = ("logits", "proba")
 #: how far from 1 a row of probabilities may sum before the output is not probabilities
 _SUM_TOLERANCE = 1e-3
 
 
-def is_module(model) -> bool:
+def is_module(model: object) -> bool:
     """Whether ``model`` is a ``torch.nn.Module``, without importing torch: a module's
     owner has imported it already."""
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(model, torch.nn.Module)
 
 
-def describe(module, sample, task: str | None, classes: list | None,
+def describe(module: Any, sample: Any, task: str | None, classes: list | None,
              output: str | None) -> tuple[object, Signature, str | None]:
     """The sample as a float DataFrame, the module's signature, and the output kind.
 
@@ -83,7 +89,7 @@ def describe(module, sample, task: str | None, classes: list | None,
     return frame, Signature.infer(frame, task, list(classes), chunk_rows=CHUNK_ROWS), output
 
 
-def convert(module, signature: Signature, rows, output: str | None) -> bytes:
+def convert(module: Any, signature: Signature, rows: pd.DataFrame, output: str | None) -> bytes:
     """The self-contained ONNX graph of ``module``, giving probabilities or values.
 
     Exported by ``torch.onnx.export`` (its dynamo exporter, rows as a dynamic dimension)
@@ -127,12 +133,12 @@ class TorchPredictor(Predictor):
 
     format = "torch"
 
-    def __init__(self, module, signature: Signature, output: str | None) -> None:
+    def __init__(self, module: Any, signature: Signature, output: str | None) -> None:
         super().__init__(signature)
         self.module = module
         self.output = output
 
-    def _run(self, frame) -> dict[str, np.ndarray]:
+    def _run(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         torch = require("torch", EXTRA, "PyTorch modules")
         raw = _forward(torch, self.module, frame[self.signature.names].to_numpy())
         if self.signature.task == "regression":
@@ -141,7 +147,7 @@ class TorchPredictor(Predictor):
         return {"label": self._labels_from_proba(proba), "proba": proba}
 
 
-def _frame(sample):
+def _frame(sample: Any) -> pd.DataFrame:
     """The sample as a float64 DataFrame: numeric columns by name, or array columns x0.."""
     import pandas as pd
 
@@ -172,7 +178,7 @@ def _frame(sample):
     return frame.astype(np.float64)
 
 
-def _dtype(torch, module):
+def _dtype(torch: ModuleType, module: Any) -> Any:
     """The float dtype the module computes in (float32 unless its weights say otherwise)."""
     for param in module.parameters():
         if param.dtype.is_floating_point:
@@ -180,7 +186,7 @@ def _dtype(torch, module):
     return torch.float32
 
 
-def _forward(torch, module, values: np.ndarray) -> np.ndarray:
+def _forward(torch: ModuleType, module: Any, values: np.ndarray) -> np.ndarray:
     """The module's raw output on ``values`` as a float64 ``[n, width]`` array."""
     with torch.no_grad(), _evaluating(module):
         x = torch.as_tensor(np.array(values, dtype=np.float64), dtype=_dtype(torch, module))
@@ -222,7 +228,7 @@ def _check_output(raw: np.ndarray, output: str) -> None:
                         "output='logits'")
 
 
-def _scored(torch, module, output: str | None):
+def _scored(torch: Any, module: Any, output: str | None) -> Any:
     """``module`` followed by what turns its output into probabilities, for the export."""
     if output is None:
         return module
@@ -232,7 +238,7 @@ def _scored(torch, module, output: str | None):
             super().__init__()
             self.inner = module
 
-        def forward(self, x):
+        def forward(self, x: Any) -> Any:
             y = self.inner(x)
             if y.shape[1] == 1:
                 p = torch.sigmoid(y) if output == "logits" else y
@@ -243,7 +249,7 @@ def _scored(torch, module, output: str | None):
 
 
 @contextlib.contextmanager
-def _evaluating(module):
+def _evaluating(module: Any) -> Iterator[Any]:
     """The module in eval mode (dropout off, batch-norm statistics frozen), restored after."""
     training = module.training
     module.eval()
@@ -254,7 +260,7 @@ def _evaluating(module):
 
 
 @contextlib.contextmanager
-def _quiet():
+def _quiet() -> Iterator[None]:
     """The exporter's progress lines, optional-operator notices and deprecation warnings
     kept off the user's terminal: none of them is something a user can act on."""
     import logging

@@ -6,12 +6,14 @@ filters and ``isinstance`` checks written against either path agree), ``import *
 what it always gave, and any other name the kernel has is looked up there on first use.
 """
 
+from typing import Any
+
 from modelport import kernel as _kernel
 from modelport.kernel import *  # noqa: F403
 from modelport.kernel import __all__  # noqa: F401
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # names the kernel's __all__ leaves out (Forest, double_split, shown, ...)
     try:
         return getattr(_kernel, name)

@@ -40,7 +40,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from sqlalchemy import delete, func, insert, select, update
 
@@ -51,6 +51,10 @@ from modelport.registry.aliases import rollback_target
 from modelport.registry.schedules import ScheduleRecords
 from modelport.registry.store import open_store
 from modelport.uri import ModelURI, check_alias, check_name
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sqlalchemy.engine import Connection, RowMapping
 
 
 def _now() -> datetime:
@@ -449,7 +453,7 @@ class Registry(ScheduleRecords):
                 "with another key; refusing to load it. Register the model again from a "
                 f"trusted copy, or set {SIGNING_KEY_ENV} to the key it was registered with")
 
-    def sample(self, uri: str | ModelURI | Version):
+    def sample(self, uri: str | ModelURI | Version) -> pd.DataFrame:
         """The sample of training rows stored with a version, as a DataFrame."""
         import io
 
@@ -460,13 +464,15 @@ class Registry(ScheduleRecords):
             raise NotFound(f"{v.uri} was registered without a sample")
         return pd.read_parquet(io.BytesIO(self.store.get(v.sample_sha256)))
 
-    def load(self, uri: str | ModelURI | Version, format: str | None = None):
+    def load(self, uri: str | ModelURI | Version, format: str | None = None) -> Any:
         """A Predictor for a version: ``format``, or the native format when there is one.
 
         Which artefact a surface serves is the scoring core's choice
         (:mod:`modelport.scoring.choice`); :func:`modelport.load` with ``format="fastest"``
         applies it.
         """
+        # a Predictor of the format's own class, typed Any: callers read that class's
+        # attributes (a native predictor's ``model``)
         from modelport import formats
         from modelport.signature import Signature
 
@@ -649,7 +655,7 @@ class Registry(ScheduleRecords):
 
     # -- internals ----------------------------------------------------------------------
 
-    def _require_model(self, name: str, conn=None) -> None:
+    def _require_model(self, name: str, conn: Connection | None = None) -> None:
         if conn is None:
             with self.engine.connect() as c:
                 return self._require_model(name, c)
@@ -659,14 +665,14 @@ class Registry(ScheduleRecords):
             hint = f" (known: {', '.join(names[:10])})" if names else " (the registry is empty)"
             raise NotFound(f"no model named {name!r}{hint}")
 
-    def _lock_model(self, conn, name: str) -> None:
+    def _lock_model(self, conn: Connection, name: str) -> None:
         # SQLite's BEGIN IMMEDIATE already serialises writers; on PostgreSQL the model's row
         # lock makes alias moves and deletions of one model wait for each other, so two
         # moves never both read the same "current" version.
         self._require_model(name, conn)
         conn.execute(select(S.models.c.name).where(S.models.c.name == name).with_for_update())
 
-    def _ensure_model(self, conn, name: str, now: datetime) -> None:
+    def _ensure_model(self, conn: Connection, name: str, now: datetime) -> None:
         values = {"name": name, "last_version": 0, "created_at": now}
         if conn.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -678,7 +684,8 @@ class Registry(ScheduleRecords):
         if found is None:
             conn.execute(insert(S.models).values(**values))
 
-    def _move_alias(self, conn, name, alias, version, action, reason, by) -> None:
+    def _move_alias(self, conn: Connection, name: str, alias: str, version: int, action: str,
+                    reason: str | None, by: str | None) -> None:
         current = conn.execute(select(S.aliases.c.version).where(
             S.aliases.c.model == name, S.aliases.c.alias == alias)).scalar()
         now = _now()
@@ -693,7 +700,7 @@ class Registry(ScheduleRecords):
             model=name, alias=alias, action=action, from_version=current, to_version=version,
             at=now, by=by or current_user(), reason=reason))
 
-    def _version(self, conn, row) -> Version:
+    def _version(self, conn: Connection, row: RowMapping) -> Version:
         arts = conn.execute(select(S.artefacts).where(
             S.artefacts.c.model == row["model"], S.artefacts.c.version == row["version"]
         ).order_by(S.artefacts.c.format)).mappings().all()

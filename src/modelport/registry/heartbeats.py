@@ -18,11 +18,14 @@ import os
 import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, insert, select, update
 
 from modelport.registry import schema as S
+
+if TYPE_CHECKING:
+    from modelport.registry import Registry
 
 #: a process not seen for this many seconds is shown as stale
 STALE_SECONDS = 60.0
@@ -38,7 +41,7 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-def beat(registry, *, surface: str, uri: str, model: str, version: int | None,
+def beat(registry: Registry, *, surface: str, uri: str, model: str, version: int | None,
          started_at: datetime, stats: Mapping[str, Any] | None = None,
          host: str | None = None, pid: int | None = None) -> None:
     """Record that this process (``host``/``pid``, default: this one) serves ``uri`` with
@@ -56,7 +59,7 @@ def beat(registry, *, surface: str, uri: str, model: str, version: int | None,
                                           started_at=started_at, **values))
 
 
-def forget(registry, *, host: str | None = None, pid: int | None = None) -> int:
+def forget(registry: Registry, *, host: str | None = None, pid: int | None = None) -> int:
     """Remove the rows of one process (default: this one), when it stops cleanly."""
     t = S.heartbeats
     host = host or socket.gethostname()
@@ -65,7 +68,7 @@ def forget(registry, *, host: str | None = None, pid: int | None = None) -> int:
         return conn.execute(delete(t).where(t.c.host == host, t.c.pid == pid)).rowcount
 
 
-def list(registry, model: str | None = None) -> Any:
+def list(registry: Registry, model: str | None = None) -> Any:
     """Every heartbeat row (of ``model``, or all), most recently seen first, each a dict
     with ``host``, ``pid``, ``surface``, ``uri``, ``model``, ``version``, ``started_at``,
     ``seen_at`` (ISO times), ``seen_seconds_ago`` and ``stats``."""

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -245,7 +247,7 @@ def add_missing_columns(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
 
 
-def _create(url: str, **kwargs) -> Engine:
+def _create(url: str, **kwargs: Any) -> Engine:
     # a malformed URL (a port that is no number, an unknown driver) is the user's to fix
     from sqlalchemy.exc import ArgumentError
 
@@ -267,7 +269,7 @@ def _sqlite_transactions(engine: Engine) -> None:
     # write lock up front (BEGIN IMMEDIATE) and wait for it, instead of failing with
     # "database is locked" when a read lock cannot be upgraded.
     @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn, _record):
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
@@ -276,14 +278,16 @@ def _sqlite_transactions(engine: Engine) -> None:
         cur.close()
 
     @event.listens_for(engine, "begin")
-    def _begin(conn: Connection):
+    def _begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get("modelport_write")
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 @contextmanager
-def write_txn(engine: Engine):
+def write_txn(engine: Engine) -> Iterator[Any]:
     """A transaction that holds the database's write lock from its first statement."""
+    # yields a Connection; typed Any because callers hand its RowMappings on where
+    # Mapping[str, Any] or dict is expected (registry.schedules, registry.aliases)
     with engine.connect() as conn:
         conn.execution_options(modelport_write=True)
         with conn.begin():

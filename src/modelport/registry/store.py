@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -132,7 +133,7 @@ class S3Store:
             return None
 
     @contextmanager
-    def _errors(self, doing: str, digest: str):
+    def _errors(self, doing: str, digest: str) -> Iterator[None]:
         """Turn a bucket that is missing or refuses us, or an endpoint that does not answer,
         into a UserError naming the settings to check; a missing object passes through."""
         from botocore.exceptions import BotoCoreError, ClientError
@@ -163,7 +164,7 @@ class S3Store:
         self.client.delete_object(Bucket=self.bucket, Key=self.key(digest))
 
 
-def open_store(location: str):
+def open_store(location: str) -> LocalStore | S3Store:
     """The artefact store at ``location``: a folder, or ``s3://bucket/prefix``."""
     if location.startswith("s3://"):
         return S3Store(location)

@@ -13,7 +13,7 @@ fingerprint of the data it learnt from.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,9 @@ from modelport.train.spec import Spec, load_spec
 from modelport.uri import check_alias
 
 if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.base import BaseEstimator
+
     from modelport.registry import Registry, Version
 
 @dataclass
@@ -100,7 +103,7 @@ def train(spec: str | Path | Mapping[str, Any] | Spec, registry: Registry | None
                        skipped_metrics=skipped)
 
 
-def _categoricals_as_strings(frame, categorical: list[str]):
+def _categoricals_as_strings(frame: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
     """String columns as pandas strings (missing stays missing), as the model will be fed."""
     if not categorical:
         return frame
@@ -110,7 +113,7 @@ def _categoricals_as_strings(frame, categorical: list[str]):
     return frame
 
 
-def feature_kinds(spec: Spec, frame) -> tuple[list[str], list[str], list[str]]:
+def feature_kinds(spec: Spec, frame: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
     """The spec's feature columns in ``frame`` and which are numeric and categorical; a
     column that is neither is refused naming ``data.features``."""
     features = spec.feature_columns(list(frame.columns))
@@ -122,7 +125,7 @@ def feature_kinds(spec: Spec, frame) -> tuple[list[str], list[str], list[str]]:
     return features, numeric, categorical
 
 
-def _check_target(spec: Spec, y) -> None:
+def _check_target(spec: Spec, y: pd.Series | None) -> None:
     if y is None:
         return
     if len(y) < 2:
@@ -142,7 +145,8 @@ def _check_target(spec: Spec, y) -> None:
                         "a regression target must be a number (or use task: classification)")
 
 
-def _split(spec: Spec, X, y):
+def _split(spec: Spec, X: pd.DataFrame, y: pd.Series | None) -> Sequence[Any]:
+    # (X_train, X_test, y_train, y_test), the last two None without a target
     from sklearn.model_selection import train_test_split
 
     try:
@@ -159,7 +163,7 @@ def _split(spec: Spec, X, y):
                         f"{str(exc).splitlines()[0]}") from None
 
 
-def _fit(spec: Spec, model, X, y) -> None:
+def _fit(spec: Spec, model: BaseEstimator, X: pd.DataFrame, y: pd.Series | None) -> None:
     from sklearn.utils._param_validation import InvalidParameterError
 
     try:

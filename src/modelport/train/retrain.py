@@ -32,7 +32,11 @@ from typing import TYPE_CHECKING, Any
 from modelport.errors import NotFound, UserError
 
 if TYPE_CHECKING:
-    from modelport.registry import Registry
+    import numpy as np
+    import pandas as pd
+
+    from modelport.predictor import Predictor
+    from modelport.registry import Registry, Version
     from modelport.train.spec import Spec
 
 EXIT_CODES = {"promoted": 0, "kept": 3, "failed": 1}
@@ -111,7 +115,7 @@ def summary_line(result: dict[str, Any]) -> str:
             f"{_fmt(champ['score'])} ({result['reason']})")
 
 
-def _fmt(value) -> str:
+def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
@@ -214,7 +218,7 @@ def _run(spec: Spec, reg: Registry, result: dict[str, Any]) -> None:
     result["decision"] = decision
 
 
-def _window(spec: Spec, frame):
+def _window(spec: Spec, frame: pd.DataFrame) -> pd.DataFrame:
     """Only the rows within ``data.window``'s last days."""
     if spec.window is None:
         return frame
@@ -236,14 +240,15 @@ def _window(spec: Spec, frame):
     return kept
 
 
-def _champion(reg: Registry, name: str, alias: str):
+def _champion(reg: Registry, name: str, alias: str) -> Version | None:
     try:
         return reg.get(f"{name}@{alias}")
     except NotFound:
         return None
 
 
-def _score_champion(reg: Registry, version, task: str, X, y, metrics: list[str],
+def _score_champion(reg: Registry, version: Version, task: str, X: pd.DataFrame,
+                    y: pd.Series, metrics: list[str],
                     metric: str) -> dict[str, Any]:
     """The champion's scores on the hold-out rows, through the model it serves with."""
     from modelport.train.metrics import evaluate
@@ -266,14 +271,14 @@ class _Scoring:
     """A loaded Predictor seen as an estimator, for models registered without a native
     format (imported ONNX or PMML)."""
 
-    def __init__(self, predictor) -> None:
+    def __init__(self, predictor: Predictor) -> None:
         self.predictor = predictor
         self.classes_ = predictor.classes
 
-    def predict(self, X):
+    def predict(self, X: Any) -> np.ndarray:
         return self.predictor.predict(X)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: Any) -> np.ndarray:
         return self.predictor.predict_proba(X)
 
 

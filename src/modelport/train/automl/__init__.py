@@ -27,12 +27,18 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import UserError, require
 from modelport.train.automl.problem import Candidate, Problem
 from modelport.train.automl.space import FAMILIES, families_for
 from modelport.train.metrics import higher_is_better
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    import pandas as pd
+    from numpy.typing import ArrayLike
 
 ENGINES = ("flaml", "optuna", "tpot")
 log = logging.getLogger("modelport.automl")
@@ -52,7 +58,7 @@ class SearchResult:
     summary: dict[str, Any]
 
 
-def engine_module(name: str):
+def engine_module(name: str) -> ModuleType:
     """The engine module ``name``, with its package imported (or a MissingExtra)."""
     if name not in ENGINES:
         raise UserError(f"unknown AutoML engine {name!r}; use one of {', '.join(ENGINES)}")
@@ -61,7 +67,7 @@ def engine_module(name: str):
     return module
 
 
-def search(X, y, *, task: str, metric: str, time_budget_s: float, engine: str = "flaml",
+def search(X: pd.DataFrame, y: ArrayLike, *, task: str, metric: str, time_budget_s: float, engine: str = "flaml",
            estimators: list[str] | None = None, feature_selection: bool = False,
            seed: int = 0) -> SearchResult:
     """Search for the best pipeline for ``X`` (a DataFrame) and ``y`` within the budget.
@@ -127,7 +133,7 @@ def search(X, y, *, task: str, metric: str, time_budget_s: float, engine: str = 
                         summary=summary)
 
 
-def _estimator(problem: Problem, c: Candidate):
+def _estimator(problem: Problem, c: Candidate) -> Any:
     return c.estimator if c.estimator is not None else \
         FAMILIES[c.family].make(problem.task, c.params, seed=problem.seed)
 
@@ -164,7 +170,7 @@ def _select_features(problem: Problem, best: Candidate, hard: float) -> dict[str
     return {"tried": True, "kept": True, "dropped": dropped, "score": round(score, 6)}
 
 
-def _refit(problem: Problem, best: Candidate, hard: float):
+def _refit(problem: Problem, best: Candidate, hard: float) -> tuple[Any, str]:
     """The winner fitted on every training row, or as fitted in the search when a refit
     would overrun the budget."""
     import numpy as np

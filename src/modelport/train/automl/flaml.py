@@ -16,11 +16,15 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.train.automl.problem import Candidate, Problem
 from modelport.train.automl.space import Family, Param
 from modelport.train.metrics import higher_is_better, metric_value
+
+if TYPE_CHECKING:
+    from flaml import AutoML
+    from flaml.automl.model import SKLearnEstimator
 
 EXTRA = "automl"
 MODULE = "flaml"
@@ -51,7 +55,8 @@ def run(problem: Problem, families: list[Family], deadline: float) -> list[Candi
         names[name] = family.name
     higher = higher_is_better(problem.metric)
 
-    def metric(X_val, y_val, estimator, *args, **kwargs):
+    def metric(X_val: Any, y_val: Any, estimator: Any, *args: Any, **kwargs: Any
+               ) -> tuple[float, dict[str, float]]:
         value = metric_value(problem.metric, problem.task, y_val, estimator, X_val)
         return (-value if higher else value), {problem.metric: value}
 
@@ -74,7 +79,7 @@ def run(problem: Problem, families: list[Family], deadline: float) -> list[Candi
     return _candidates(automl, names, higher)
 
 
-def _candidates(automl, names: dict[str, str], higher: bool) -> list[Candidate]:
+def _candidates(automl: AutoML, names: dict[str, str], higher: bool) -> list[Candidate]:
     out = []
     losses = automl.best_loss_per_estimator
     for name, family in names.items():
@@ -99,7 +104,7 @@ def _candidates(automl, names: dict[str, str], higher: bool) -> list[Candidate]:
     return out
 
 
-def _learner(family: Family, task: str, seed: int):
+def _learner(family: Family, task: str, seed: int) -> type[SKLearnEstimator]:
     """A FLAML learner for a family FLAML has none of, searching modelport's ranges."""
     from flaml.automl.model import SKLearnEstimator
 
@@ -108,7 +113,8 @@ def _learner(family: Family, task: str, seed: int):
 
     class Learner(SKLearnEstimator):
         @classmethod
-        def search_space(cls, data_size, task, **params):
+        def search_space(cls, data_size: tuple[int, int], task: Any, **params: Any
+                         ) -> dict[str, dict[str, Any]]:
             out = {}
             for name, param in space.items():
                 start = default.get(name)
@@ -119,7 +125,7 @@ def _learner(family: Family, task: str, seed: int):
                              else _middle(param)}
             return out
 
-        def __init__(self, task="binary", n_jobs=None, **config):
+        def __init__(self, task: Any = "binary", n_jobs: int | None = None, **config: Any) -> None:
             super().__init__(task, **config)
             kind = "classification" if self._task.is_classification() else "regression"
             self.estimator_class = family.cls(kind)
@@ -133,7 +139,7 @@ def _learner(family: Family, task: str, seed: int):
     return Learner
 
 
-def _domain(param: Param):
+def _domain(param: Param) -> Any:
     from flaml import tune
 
     if param.kind == "choice":
@@ -144,7 +150,7 @@ def _domain(param: Param):
     return (tune.loguniform if param.log else tune.uniform)(param.low, param.high)
 
 
-def _middle(param: Param):
+def _middle(param: Param) -> Any:
     if param.kind == "choice":
         return param.choices[0]
     value = math.sqrt(param.low * param.high) if param.log else (param.low + param.high) / 2

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from modelport.train.automl.problem import Candidate, Problem
 from modelport.train.automl.space import FAMILIES, Family, Param
 from modelport.train.metrics import higher_is_better
+
+if TYPE_CHECKING:
+    from optuna.distributions import CategoricalChoiceType
+    from optuna.trial import Trial
 
 EXTRA = "automl"
 MODULE = "optuna"
@@ -76,7 +80,7 @@ def run(problem: Problem, families: list[Family], deadline: float) -> list[Candi
     return list(best.values())
 
 
-def _suggest(trial, name: str, param: Param):
+def _suggest(trial: Trial, name: str, param: Param) -> CategoricalChoiceType:
     if param.kind == "choice":
         return trial.suggest_categorical(name, list(param.choices))
     if param.kind == "int":

@@ -17,11 +17,18 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport.train.metrics import higher_is_better, metric_value
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from numpy.typing import ArrayLike
+    from sklearn.compose import ColumnTransformer
+    from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold
+    from sklearn.pipeline import Pipeline
 
 CV_ROWS = 10_000
 FOLDS = 5
@@ -64,7 +71,7 @@ class Candidate:
 class Problem:
     """Training rows, preprocessed once, with the splits and metric of a search."""
 
-    def __init__(self, X, y, *, task: str, metric: str, seed: int = 0,
+    def __init__(self, X: pd.DataFrame, y: ArrayLike, *, task: str, metric: str, seed: int = 0,
                  cv_rows: int = CV_ROWS) -> None:
         from modelport.train.preprocess import auto_preprocessor, column_kinds
 
@@ -91,7 +98,7 @@ class Problem:
         return f"{FOLDS}-fold cross-validation" + (f", {self.repeats} times"
                                                    if self.repeats > 1 else "")
 
-    def splitter(self):
+    def splitter(self) -> RepeatedKFold | RepeatedStratifiedKFold:
         """The scikit-learn splitter of these folds (cross-validation only)."""
         from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold
 
@@ -121,13 +128,13 @@ class Problem:
             return True
         return a > b if higher_is_better(self.metric) else a < b
 
-    def score(self, model, rows=None) -> float:
+    def score(self, model: Any, rows: np.ndarray | None = None) -> float:
         """The metric of a fitted estimator on preprocessed rows ``rows`` (all by default)."""
         X = self.Xt if rows is None else self.Xt[rows]
         y = self.y if rows is None else self.y[rows]
         return metric_value(self.metric, self.task, y, model, X)
 
-    def evaluate(self, estimator) -> tuple[float, Any, float]:
+    def evaluate(self, estimator: Any) -> tuple[float, Any, float]:
         """Fit a clone of ``estimator`` on each split's training part and score it on the
         rest; return (mean score, the last fitted clone, mean fit seconds)."""
         from sklearn.base import clone
@@ -153,7 +160,7 @@ class Problem:
         self.Xt, self.owner = self.Xt[:, mask], [o for o, m in zip(self.owner, mask, strict=True) if m]
         self.keep = [c for c in self.columns if c in set(keep)]
 
-    def pipeline(self, fitted_model):
+    def pipeline(self, fitted_model: Any) -> Pipeline:
         """The servable pipeline: the fitted preprocessor, then ``fitted_model``."""
         from sklearn.pipeline import Pipeline
 
@@ -167,7 +174,7 @@ class Problem:
         return Pipeline([("preprocess", preprocess), ("model", fitted_model)])
 
 
-def _owners(preprocess, numeric: list[str], categorical: list[str]) -> list[str]:
+def _owners(preprocess: ColumnTransformer, numeric: list[str], categorical: list[str]) -> list[str]:
     """The input column each preprocessed column is made from, in output order."""
     owners: list[str] = []
     for name, transformer, columns in preprocess.transformers_:

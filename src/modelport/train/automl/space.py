@@ -38,7 +38,7 @@ class Param:
     log: bool = False
     choices: tuple = ()
 
-    def clip(self, value):
+    def clip(self, value: Any) -> Any:
         """``value`` moved inside the range (a default outside it becomes its nearest end)."""
         if self.kind == "choice":
             return value if value in self.choices else self.choices[0]
@@ -46,15 +46,15 @@ class Param:
         return int(round(value)) if self.kind == "int" else float(value)
 
 
-def _int(low, high, log=False) -> Param:
+def _int(low: float, high: float, log: bool = False) -> Param:
     return Param("int", low, high, log)
 
 
-def _float(low, high, log=False) -> Param:
+def _float(low: float, high: float, log: bool = False) -> Param:
     return Param("float", low, high, log)
 
 
-def _choice(*choices) -> Param:
+def _choice(*choices: Any) -> Param:
     return Param("choice", choices=tuple(choices))
 
 
@@ -91,7 +91,7 @@ class Family:
 
         return import_class(self.classes[task], f"automl family {self.name}", task)
 
-    def make(self, task: str, params: dict[str, Any] | None = None, seed: int = 0):
+    def make(self, task: str, params: dict[str, Any] | None = None, seed: int = 0) -> Any:
         """A fresh estimator of this family for ``task`` with ``params`` over the fixed ones."""
         cls = self.cls(task)
         merged = {**self.fixed, **(params or {})}

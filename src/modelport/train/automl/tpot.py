@@ -17,11 +17,17 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import UserError
 from modelport.train.automl.problem import Candidate, Problem
 from modelport.train.automl.space import FAMILIES, Family
 from modelport.train.metrics import higher_is_better, metric_value
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+    import numpy as np
 
 EXTRA = "tpot"
 MODULE = "tpot"
@@ -65,7 +71,7 @@ def run(problem: Problem, families: list[Family], deadline: float) -> list[Candi
     return out
 
 
-def _child(problem: Problem, names: list[str], left: float, send) -> None:
+def _child(problem: Problem, names: list[str], left: float, send: Connection) -> None:
     try:
         send.send(_search(problem, names, left))
     except Exception as exc:  # reported to the parent, which raises it
@@ -74,7 +80,8 @@ def _child(problem: Problem, names: list[str], left: float, send) -> None:
         send.close()
 
 
-def _search(problem: Problem, names: list[str], left: float):
+def _search(problem: Problem, names: list[str], left: float
+            ) -> tuple[Any, float, Any, float, str]:
     from distributed import Client, LocalCluster
     from tpot import TPOTClassifier, TPOTRegressor
     from tpot.config import get_search_space
@@ -84,7 +91,7 @@ def _search(problem: Problem, names: list[str], left: float):
                              n_features=problem.Xt.shape[1], random_state=problem.seed)
     sign = 1 if higher_is_better(problem.metric) else -1
 
-    def scorer(estimator, X, y):
+    def scorer(estimator: Any, X: np.ndarray, y: np.ndarray) -> float:
         return metric_value(problem.metric, problem.task, y, estimator, X)
 
     cls = TPOTClassifier if problem.task == "classification" else TPOTRegressor
@@ -112,13 +119,13 @@ def _search(problem: Problem, names: list[str], left: float):
     return estimator, score, fitted, seconds, family
 
 
-def unwrap(pipeline):
+def unwrap(pipeline: Any) -> Any:
     """An unfitted copy of a TPOT pipeline made of plain scikit-learn, LightGBM or XGBoost
     steps only; a single-step pipeline becomes its estimator."""
     from sklearn.base import clone
     from sklearn.pipeline import FeatureUnion, Pipeline
 
-    def plain(step):
+    def plain(step: Any) -> Any:
         if isinstance(step, str):
             return step
         kind = type(step)

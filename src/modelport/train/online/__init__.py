@@ -20,11 +20,16 @@ and :mod:`~.loop`, which drives them. The command line is
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelport.registry import Registry
+    from modelport.train.online.loop import Result
 
 
 def learn(spec: str | Path | dict[str, Any], *, follow: bool = False, fresh: bool = False,
-          registry=None, metrics_port: int | None = None, base: str | Path | None = None):
+          registry: Registry | None = None, metrics_port: int | None = None,
+          base: str | Path | None = None) -> Result:
     """Learn from a spec's source until it ends (with ``follow``: until SIGTERM/SIGINT),
     resuming from the model's newest checkpoint unless ``fresh``; return a
     :class:`~modelport.train.online.loop.Result`."""

@@ -19,13 +19,19 @@ learnt (1 while every event learnt is the same, where ``fit`` would divide by 0)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 class GaussianBayes:
     """Per-class event counts, means and sums of squared deviations of unscaled inputs."""
 
-    def __init__(self, var_smoothing: float = 1e-9, priors=None) -> None:
+    def __init__(self, var_smoothing: float = 1e-9,
+                 priors: ArrayLike | None = None) -> None:
         self.var_smoothing = float(var_smoothing)
         self.priors = None if priors is None else np.asarray(priors, dtype=np.float64)
         self.count: np.ndarray | None = None
@@ -54,7 +60,7 @@ class GaussianBayes:
         self.mean = self.mean + delta * ratio
         self.count = total
 
-    def write(self, estimator, classes: np.ndarray, shift: np.ndarray,
+    def write(self, estimator: Any, classes: np.ndarray, shift: np.ndarray,
               scale: np.ndarray) -> None:
         """Set ``estimator``'s (a ``GaussianNB``) fitted attributes to those ``fit`` gives
         on every event learnt, each column less ``shift`` and divided by ``scale``."""

@@ -25,13 +25,18 @@ import json
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport.train.online.evaluate import summarise, terms
 from modelport.train.online.learners import Prediction
 from modelport.train.online.spec import LOWER_IS_BETTER, OnlineSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from modelport.registry import Registry, Version
 
 log = logging.getLogger("modelport.learn")
 LINEAGE = "online"
@@ -69,7 +74,7 @@ class Written:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def latest(registry, name: str) -> tuple[Any, bytes] | None:
+def latest(registry: Registry, name: str) -> tuple[Version, bytes] | None:
     """The newest complete checkpoint of model ``name`` and its state, or None."""
     from modelport.uri import ModelURI
 
@@ -99,11 +104,11 @@ class Checkpointer:
     """Writes checkpoints one at a time in a background thread, so learning goes on while
     a checkpoint converts and proves its formats."""
 
-    def __init__(self, spec: OnlineSpec, registry) -> None:
+    def __init__(self, spec: OnlineSpec, registry: Registry) -> None:
         self.spec = spec
         self.registry = registry
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="modelport-checkpoint")
-        self.future: Future | None = None
+        self.future: Future[Written] | None = None
         self._champion: tuple[int, Any] | None = None
 
     @property
@@ -168,6 +173,7 @@ class Checkpointer:
         """Whether the new checkpoint may serve: its windowed metric is not worse than the
         serving version's on the same events by more than the threshold."""
         spec, reg = self.spec, self.registry
+        assert spec.promotion_alias is not None  # the gate runs only when promotion is on
         metric = spec.promotion_metric
         current = reg.aliases(spec.name).get(spec.promotion_alias)
         if current is None:
@@ -206,7 +212,7 @@ class Checkpointer:
         return ok, (f"{metric} {a:.4f} vs {b:.4f} of version {current} over {count} recent "
                     f"events (threshold {t:g}): {verdict}")
 
-    def _score(self, version: int, frame, y) -> dict[str, np.ndarray]:
+    def _score(self, version: int, frame: pd.DataFrame, y: np.ndarray) -> dict[str, np.ndarray]:
         """Per-event score terms of a registered version on raw rows."""
         if self._champion is None or self._champion[0] != version:
             from modelport.uri import ModelURI

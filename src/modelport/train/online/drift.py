@@ -19,17 +19,24 @@ dotted path, imported only from the modules specs may import from
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from modelport.errors import UserError, require
 
+if TYPE_CHECKING:
+    from modelport.train.online.spec import OnlineSpec
+
 _BINARY = ("DDM", "EDDM", "HDDM_A", "HDDM_W", "FHDDM")
 
 
-def make_detector(spec):
+def make_detector(spec: OnlineSpec) -> Detector:
     """A fresh detector as the spec names it."""
     drift = require("river.drift", "online", "drift detection")
     name = spec.drift_detector
+    assert name is not None  # called only when the spec names a detector
+    cls: type | None
     if "." in name:
         from modelport.train.spec import import_class
 
@@ -60,7 +67,7 @@ def make_detector(spec):
 class Detector:
     """A River detector and whether it takes right/wrong values rather than numbers."""
 
-    def __init__(self, detector, binary: bool) -> None:
+    def __init__(self, detector: Any, binary: bool) -> None:
         self.detector = detector
         self.binary = binary
         self.name = type(detector).__name__

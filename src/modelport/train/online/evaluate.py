@@ -10,6 +10,8 @@ drift challenger), and the raw rows are the sample a checkpoint registers.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from modelport.train.online.learners import Prediction
@@ -26,7 +28,8 @@ def needed(metrics: list[str]) -> frozenset[str]:
     return frozenset(_TERM[m] for m in metrics)
 
 
-def terms(task: str, y, prediction: Prediction | None, classes, n: int,
+def terms(task: str, y: np.ndarray, prediction: Prediction | None,
+          classes: list[Any] | np.ndarray | None, n: int,
           wanted: frozenset[str] | None = None) -> dict[str, np.ndarray]:
     """The per-event score terms of ``prediction`` against labels ``y`` (NaN where the event
     got no prediction): those in ``wanted``, else all the task has."""
@@ -62,7 +65,7 @@ def terms(task: str, y, prediction: Prediction | None, classes, n: int,
     return out
 
 
-def _class_index(classes, y, n: int) -> np.ndarray:
+def _class_index(classes: list[Any] | np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
     """The position of each label among ``classes`` (-1: not a class)."""
     known = np.asarray(classes)
     y = np.asarray(y)
@@ -115,7 +118,8 @@ class Window:
         self.filled = 0
         self.totals: dict[str, list[float]] = {}
 
-    def add(self, seq: np.ndarray, features: Features, y, values: dict[str, np.ndarray],
+    def add(self, seq: np.ndarray, features: Features, y: np.ndarray | None,
+            values: dict[str, np.ndarray],
             other: dict[str, np.ndarray] | None = None) -> None:
         """Append a batch of learnt events with their score terms (and those of a challenger
         learning beside the learner, if any)."""
@@ -140,14 +144,16 @@ class Window:
                 self.terms[k][slots] = ring[slots]
         self.other = {}
 
-    def _add_totals(self, values) -> None:
+    def _add_totals(self, values: dict[str, np.ndarray]) -> None:
         for k, v in values.items():
             seen = v[~np.isnan(v)]
             total = self.totals.setdefault(k, [0.0, 0.0])
             total[0] += float(seen.sum())
             total[1] += seen.size
 
-    def _write(self, seq, features: Features, y, values, other=None) -> None:
+    def _write(self, seq: np.ndarray, features: Features, y: np.ndarray | None,
+               values: dict[str, np.ndarray],
+               other: dict[str, np.ndarray] | None = None) -> None:
         n = len(seq)
         slots = (self.head + np.arange(n)) % self.size
         self.seq[slots] = seq

@@ -23,8 +23,9 @@ a checkpoint learns exactly what an uninterrupted run learnt.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 from scipy.special import expit as _expit
@@ -33,6 +34,12 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from modelport.errors import UserError, require
 from modelport.train.online.bayes import GaussianBayes
 from modelport.train.online.schema import Features, Schema
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+    from modelport.train.online.preprocess import Preprocessor
+    from modelport.train.online.spec import OnlineSpec
 
 #: parameters set unless the spec gives them (see the module docstring)
 STREAM_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -67,7 +74,7 @@ class Prediction:
     scored: np.ndarray | None = None
 
 
-def check_estimator(spec) -> None:
+def check_estimator(spec: OnlineSpec) -> None:
     """Import and build the spec's learner once: it exists, takes its parameters, learns
     incrementally and suits the task. Adjusts the default metrics to what it predicts."""
     explicit = "metrics" in (spec.raw.get("evaluation") or {})
@@ -106,7 +113,7 @@ def check_estimator(spec) -> None:
         spec.metrics.remove("log_loss")
 
 
-def build_sklearn(spec):
+def build_sklearn(spec: OnlineSpec) -> Any:
     """A fresh scikit-learn estimator with the stream defaults under the spec's params."""
     from modelport.train.spec import import_class
 
@@ -119,7 +126,7 @@ def build_sklearn(spec):
                         f"({exc}); check the names against its documentation") from None
 
 
-def effective_params(spec) -> dict:
+def effective_params(spec: OnlineSpec) -> dict[str, Any]:
     """The parameters the learner runs with: stream defaults, then the spec's."""
     if spec.river:
         return dict(spec.params)
@@ -127,7 +134,7 @@ def effective_params(spec) -> dict:
     return {**STREAM_DEFAULTS.get(name, {}), **spec.params}
 
 
-def make_learner(spec, schema: Schema):
+def make_learner(spec: OnlineSpec, schema: Schema) -> SklearnLearner | RiverLearner:
     """The learner a spec names, ready for its first batch."""
     if spec.river:
         return RiverLearner(_river_model(spec), spec.task, spec.classes, schema)
@@ -142,7 +149,7 @@ def make_learner(spec, schema: Schema):
     return SklearnLearner(build_sklearn(spec), prep, spec.task, spec.classes)
 
 
-def _sklearn_kind(estimator) -> str | None:
+def _sklearn_kind(estimator: Any) -> str | None:
     try:
         from sklearn.utils import get_tags
 
@@ -151,12 +158,12 @@ def _sklearn_kind(estimator) -> str | None:
         return getattr(estimator, "_estimator_type", None)
 
 
-def _river_model(spec):
+def _river_model(spec: OnlineSpec) -> Any:
     from modelport.train.spec import import_class
 
     require("river", "online", "River learners")
 
-    def build(path: str, params: dict, key: str):
+    def build(path: str, params: dict[str, Any], key: str) -> Any:
         cls = import_class(path, spec.label, key)
         try:
             return cls(**params)
@@ -193,14 +200,17 @@ class SklearnLearner:
     _epoch: _Epoch | None = None
     #: events learnt so far, which bound the next step (see test_then_train)
     learnt: int = 0
+    #: set by the learning loop (State.tag)
+    tag: int
 
-    def __init__(self, estimator, prep, task: str, classes: list | None) -> None:
+    def __init__(self, estimator: Any, prep: Preprocessor, task: str,
+                 classes: list | None) -> None:
         self.estimator = estimator
         self.prep = prep
         self.task = task
         self.classes = np.asarray(sorted(classes)) if classes else None
         self.fitted = False
-        self.waiting: list[tuple[np.ndarray, np.ndarray]] = []
+        self.waiting: list[tuple[np.ndarray, np.ndarray | None]] = []
         if type(estimator).__name__ == "GaussianNB" and \
                 type(estimator).__module__.startswith("sklearn."):
             self.bayes = GaussianBayes(estimator.var_smoothing, estimator.priors)
@@ -286,7 +296,7 @@ class SklearnLearner:
             return
         self._partial_fit(X, y)
 
-    def _partial_fit(self, Z: np.ndarray, y) -> None:
+    def _partial_fit(self, Z: np.ndarray, y: np.ndarray | None) -> None:
         import sklearn
 
         est = self.estimator
@@ -305,6 +315,7 @@ class SklearnLearner:
             with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
                 if self.bayes is not None:
                     assert self.classes is not None  # known before the first fit
+                    assert y is not None  # a GaussianNB classifies: its events have labels
                     self.bayes.learn(Z, y, self.classes)
                 elif self.task == "clustering":
                     est.partial_fit(Z)
@@ -335,7 +346,7 @@ class SklearnLearner:
                 return None
         return self._epoch
 
-    def _ready(self, X: np.ndarray, y) -> bool:
+    def _ready(self, X: np.ndarray, y: np.ndarray | None) -> bool:
         """Whether the first fit can happen: a classifier needs two classes (unless the spec
         lists them), k-means as many events as clusters. Until then events wait, in order."""
         if self.task == "classification" and self.classes is not None:
@@ -401,13 +412,13 @@ class SklearnLearner:
             return Prediction(label=classes[proba.argmax(1)], proba=proba)
         return Prediction(label=np.asarray(self._call("predict", Z)))
 
-    def _call(self, method: str, Z):
+    def _call(self, method: str, Z: np.ndarray) -> Any:
         import sklearn
 
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             return getattr(self.estimator, method)(Z)
 
-    def export(self):
+    def export(self) -> Pipeline:
         """A fitted scikit-learn Pipeline (preprocessing, then a copy of the estimator) that
         reads the raw fields by name: what a checkpoint registers."""
         from sklearn.pipeline import Pipeline
@@ -433,7 +444,7 @@ class _Epoch:
     code: a learner uses it only after it gave the very weights ``partial_fit`` gives on
     one of its batches (:meth:`SklearnLearner._partial_fit`)."""
 
-    def __init__(self, est) -> None:
+    def __init__(self, est: Any) -> None:
         from sklearn.linear_model import _stochastic_gradient as sgd
         from sklearn.utils._seq_dataset import ArrayDataset64
 
@@ -450,7 +461,7 @@ class _Epoch:
                          est.power_t, 0)
 
     @staticmethod
-    def fits(est) -> bool:
+    def fits(est: Any) -> bool:
         """Whether ``est`` is scikit-learn's ``SGDClassifier`` with two classes or its
         ``SGDRegressor``, neither averaging, shuffling nor stopping early (the stream
         defaults)."""
@@ -462,7 +473,7 @@ class _Epoch:
             return False
         return cls.__name__ == "SGDRegressor" or len(est.classes_) == 2
 
-    def __call__(self, est, Z: np.ndarray, y) -> None:
+    def __call__(self, est: Any, Z: np.ndarray, y: np.ndarray | None) -> None:
         n = len(Z)
         if self.regressor:
             target = np.asarray(y, dtype=np.float64)
@@ -479,7 +490,7 @@ class _Epoch:
         est.n_iter_ = epochs
 
 
-def _same_weights(a, b) -> bool:
+def _same_weights(a: Any, b: Any) -> bool:
     return (np.array_equal(a.coef_, b.coef_) and np.array_equal(a.intercept_, b.intercept_)
             and a.t_ == b.t_)
 
@@ -521,7 +532,10 @@ def _softmax(jll: np.ndarray) -> np.ndarray:
 class RiverLearner:
     """A River estimator or pipeline, predicting and learning one event at a time."""
 
-    def __init__(self, model, task: str, classes: list | None, schema: Schema) -> None:
+    #: set by the learning loop (State.tag)
+    tag: int
+
+    def __init__(self, model: Any, task: str, classes: list | None, schema: Schema) -> None:
         self.model = model
         self.task = task
         self.schema = schema
@@ -535,7 +549,8 @@ class RiverLearner:
     def accepts(self, y: np.ndarray) -> np.ndarray:
         return np.ones(len(y), dtype=bool)
 
-    def _labels(self, y) -> list:
+    def _labels(self, y: np.ndarray | None) -> list:
+        assert y is not None  # River learners classify or regress: events have labels
         values = y.tolist()
         if self.task == "classification":
             for v in values:
@@ -544,7 +559,7 @@ class RiverLearner:
                     self.classes.append(v)
         return values
 
-    def _one(self, x: dict):
+    def _one(self, x: dict[str, Any]) -> tuple[dict[Any, float] | None, Any]:
         if self.task == "classification":
             p = self.model.predict_proba_one(x)
             return p, (max(p, key=p.get) if p else None)
@@ -591,7 +606,7 @@ class RiverLearner:
             learn(x, target)
         self.fitted = self.fitted or bool(len(features))
 
-    def export(self):
+    def export(self) -> _RiverEstimator:
         cls = RiverClassifier if self.task == "classification" else RiverRegressor
         return cls(copy.deepcopy(self.model), list(self.schema.order), list(self.classes))
 
@@ -603,7 +618,8 @@ class _RiverEstimator(BaseEstimator):
     """A learnt River model with scikit-learn's ``predict`` over a DataFrame, so that it
     registers and serves like any other model (stored with joblib only)."""
 
-    def __init__(self, model=None, features=(), classes=()) -> None:
+    def __init__(self, model: Any = None, features: Sequence[str] = (),
+                 classes: Sequence[Any] = ()) -> None:
         self.model = model
         self.features = features
         self.classes = classes
@@ -612,10 +628,10 @@ class _RiverEstimator(BaseEstimator):
     def feature_names_in_(self) -> np.ndarray:
         return np.asarray(self.features, dtype=object)
 
-    def fit(self, X, y=None):
+    def fit(self, X: Any, y: Any = None) -> NoReturn:
         raise TypeError("a learnt River model is updated by modelport learn, not refitted")
 
-    def _rows(self, X) -> list[dict]:
+    def _rows(self, X: Any) -> list[dict[str, Any]]:
         import pandas as pd
 
         frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, columns=self.features)
@@ -628,7 +644,7 @@ class RiverClassifier(ClassifierMixin, _RiverEstimator):
     def classes_(self) -> np.ndarray:
         return np.asarray(self.classes)
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: Any) -> np.ndarray:
         index = {c: i for i, c in enumerate(self.classes)}
         rows = self._rows(X)
         out = np.zeros((len(rows), len(self.classes)))
@@ -638,10 +654,10 @@ class RiverClassifier(ClassifierMixin, _RiverEstimator):
                     out[r, index[c]] = v
         return out
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: Any) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(1)]
 
 
 class RiverRegressor(RegressorMixin, _RiverEstimator):
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: Any) -> np.ndarray:
         return np.array([self.model.predict_one(x) for x in self._rows(X)], dtype=np.float64)

@@ -59,7 +59,14 @@ from modelport.train.online.schema import Features, Schema
 from modelport.train.online.spec import LOWER_IS_BETTER, OnlineSpec
 
 if TYPE_CHECKING:
+    from modelport.io.brokers import Message
+    from modelport.registry import Registry, Version
+    from modelport.scoring.following import Heartbeat
+    from modelport.scoring.metrics import LearnMetrics
+    from modelport.signature import Signature
     from modelport.train.online.drift import Detector
+    from modelport.train.online.rejects import BrokerRejects, FileRejects
+    from modelport.train.online.sources import Batch, Source
 
 log = logging.getLogger("modelport.learn")
 SAMPLE_ROWS = 1000
@@ -219,32 +226,32 @@ class State:
         self.covered: set = set()
         self.last_version: int | None = None
 
-    def tag(self, learner):
+    def tag(self, learner: Learner) -> Learner:
         self.tags += 1
         learner.tag = self.tags
         return learner
 
 
-def _drift_config(spec: OnlineSpec):
+def _drift_config(spec: OnlineSpec) -> tuple[str | None, str, str]:
     return (spec.drift_detector, repr(sorted(spec.drift_params.items())), spec.drift_action)
 
 
 class Learning:
     """Drives a :class:`State` batch by batch; the registry only for drift events."""
 
-    def __init__(self, spec: OnlineSpec, state: State, registry) -> None:
+    def __init__(self, spec: OnlineSpec, state: State, registry: Registry) -> None:
         self.spec = spec
         self.state = state
         self.registry = registry
         self.on_drift: Callable[[str], None] | None = None
         self._warned: set[str] = set()
-        self._sig = None
+        self._sig: tuple[Schema | None, Signature] | None = None
         #: records of rejected events not yet taken for the spec's rejects destination
         self.rejects: list[dict] = []
 
     # -- one batch -----------------------------------------------------------------------
 
-    def process(self, batch) -> list:
+    def process(self, batch: Batch) -> list:
         """Learn a batch; returns broker messages to acknowledge at once (duplicates of
         events a checkpoint already covers). The events it rejects are counted by reason
         and, when the spec names a rejects destination, wait in :attr:`rejects` as records
@@ -283,7 +290,7 @@ class Learning:
             self._delayed(batch, features, y, has, ok, seq, blank)
         return ack_now
 
-    def _check(self, batch, has: np.ndarray,
+    def _check(self, batch: Batch, has: np.ndarray,
                rejects: dict[int, Reject]) -> tuple[Features, np.ndarray | None]:
         """The features of a batch, adding to ``rejects`` (by position) the events they keep
         from being learnt; with ``label_delay``, also which events are labels on their own.
@@ -345,7 +352,7 @@ class Learning:
                         rejects[i] = _not_learnable(schema.numeric[j], num[i, j])
         return features, blank
 
-    def _lacking(self, batch, gaps: np.ndarray, cat_gaps: list[np.ndarray]) -> list[int]:
+    def _lacking(self, batch: Batch, gaps: np.ndarray, cat_gaps: list[np.ndarray]) -> list[int]:
         """The positions of the events that lack a field (not merely hold null in it): for
         columns, every event or none; for rows, only events with a missing value can."""
         assert self.state.schema is not None  # set by _start
@@ -358,16 +365,18 @@ class Learning:
         if not some.any():
             return []
         fields, rows = frozenset(names), batch.rows
+        assert rows is not None  # a batch without columns holds rows
         return [i for i in np.flatnonzero(some).tolist() if not rows[i].keys() >= fields]
 
-    def _signature(self):
+    def _signature(self) -> Signature:
         """The signature the checker checks events against (built once per schema)."""
         st = self.state
+        assert st.schema is not None  # set by _start
         if self._sig is None or self._sig[0] is not st.schema:
             self._sig = (st.schema, st.schema.signature(self.spec.task))
         return self._sig[1]
 
-    def _reject(self, seq, why: Reject, *, event: dict | None = None,
+    def _reject(self, seq: int | np.integer, why: Reject, *, event: dict | None = None,
                 payload: bytes | None = None) -> None:
         """Count a rejected event by its reason and, when the spec names a rejects
         destination, keep its record for it."""
@@ -389,7 +398,7 @@ class Learning:
         out.sort(key=lambda r: r["seq"])
         return out
 
-    def _start(self, batch) -> None:
+    def _start(self, batch: Batch) -> None:
         st, spec = self.state, self.spec
         st.schema = Schema.infer(spec, batch.sample())
         st.learner = st.tag(make_learner(spec, st.schema))
@@ -404,10 +413,12 @@ class Learning:
         log.info("learning %s from %s: numeric %s, categorical %s", spec.name,
                  spec.source.describe(), st.schema.numeric, st.schema.categorical)
 
-    def _drop_duplicates(self, batch):
+    def _drop_duplicates(self, batch: Batch) -> tuple[Batch, list[Message]]:
         """Drop events a checkpoint already covers (delivered again after a crash between
         the checkpoint and its acknowledgement); their messages are acknowledged at once."""
         covered = self.state.covered
+        # called for broker messages with ids, which come with their messages
+        assert batch.ids is not None and batch.messages is not None
         keep = [i for i, m in enumerate(batch.ids) if m is None or m not in covered]
         if len(keep) == batch.n:
             return batch, []
@@ -421,7 +432,7 @@ class Learning:
         st = self.state
         return [st.learner] + ([st.challenger] if st.challenger is not None else [])
 
-    def _learn(self, seq: np.ndarray, features: Features, y: np.ndarray, batch,
+    def _learn(self, seq: np.ndarray, features: Features, y: np.ndarray, batch: Batch,
                at: np.ndarray) -> None:
         """Predict then learn events (``at``: their positions in ``batch``); a label
         outside the classes rejects its event."""
@@ -438,7 +449,8 @@ class Learning:
         predictions = {L.tag: L.test_then_train(features, y) for L in self._learners()}
         self._score(seq, features, y, predictions)
 
-    def _score(self, seq, features: Features, y, predictions: dict) -> None:
+    def _score(self, seq: np.ndarray, features: Features, y: np.ndarray,
+               predictions: dict[int, Prediction | None]) -> None:
         st, spec = self.state, self.spec
         assert st.learner is not None and st.window is not None and st.exemplars is not None
         n = len(seq)
@@ -462,8 +474,11 @@ class Learning:
 
     # -- delayed labels ------------------------------------------------------------------
 
-    def _delayed(self, batch, features: Features, y, has, ok, seq, blank) -> None:
+    def _delayed(self, batch: Batch, features: Features, y: np.ndarray, has: np.ndarray,
+                 ok: np.ndarray, seq: np.ndarray, blank: np.ndarray | None) -> None:
         st, spec = self.state, self.spec
+        # with label_delay the spec names an id, and _check finds the labels on their own
+        assert spec.id is not None and blank is not None
         ids = batch.column(spec.id)
         ids = [None] * batch.n if ids is None else list(ids.tolist()
                                                          if isinstance(ids, np.ndarray) else ids)
@@ -502,7 +517,7 @@ class Learning:
             st.pending.popitem(last=False)
             st.counts["expired"] += 1
 
-    def _join(self, joined: list, y: np.ndarray, batch, seq: np.ndarray) -> None:
+    def _join(self, joined: list, y: np.ndarray, batch: Batch, seq: np.ndarray) -> None:
         st = self.state
         assert st.learner is not None and st.schema is not None  # set by _start
         index = np.array([i for _, i in joined])
@@ -598,7 +613,7 @@ class Learning:
         except Exception as exc:  # noqa: BLE001 - an event that cannot be recorded is logged
             log.warning("could not record %s in the registry: %s", kind, exc)
 
-    def _unknown_class(self, label) -> Reject:
+    def _unknown_class(self, label: Any) -> Reject:
         classes = _classes(self.state.learner)
         label = label.item() if isinstance(label, np.generic) else label
         text = shown(label) if isinstance(label, str) else repr(label)[:40]
@@ -635,18 +650,18 @@ def _take(features: Features, index: np.ndarray, n: int) -> Features:
     return features if len(index) == n else features.take(index)
 
 
-def _present(value) -> bool:
+def _present(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and value != value)
 
 
-def _classes(learner):
+def _classes(learner: object) -> list[Any] | None:
     classes = getattr(learner, "classes", None)
     if classes is None:
         return None
     return list(classes.tolist() if isinstance(classes, np.ndarray) else classes)
 
 
-def _target(raw, n: int, task: str,
+def _target(raw: np.ndarray | list[Any] | None, n: int, task: str,
             name: str | None) -> tuple[np.ndarray, np.ndarray, dict[int, Reject]]:
     """The labels of a batch (aligned with its events), which events have one, and the
     events whose label cannot be learnt, by position: a list or an object for a class, a
@@ -703,7 +718,7 @@ def _infinite(y: np.ndarray, name: str | None, bad: dict[int, Reject]) -> None:
                                  "cannot be learnt; send a finite number"))
 
 
-def _float(v) -> float:
+def _float(v: Any) -> float:
     try:
         return float(v)
     except (TypeError, ValueError, OverflowError):
@@ -733,7 +748,8 @@ def _not_learnable(name: str, value: float) -> Reject:
                   "send a finite number")
 
 
-def _row(prediction: Prediction | None, j: int):
+def _row(prediction: Prediction | None,
+         j: int) -> tuple[Any, np.ndarray | None, float | None] | None:
     """One event's prediction, stored while its label is on the way."""
     if prediction is None or (prediction.scored is not None and not prediction.scored[j]):
         return None
@@ -742,7 +758,7 @@ def _row(prediction: Prediction | None, j: int):
             None if prediction.value is None else float(prediction.value[j]))
 
 
-def _stacked(rows: list, classes, task: str) -> Prediction | None:
+def _stacked(rows: list, classes: list[Any] | None, task: str) -> Prediction | None:
     """Stored predictions as one :class:`Prediction` (events predicted before the learner
     had learnt anything are marked unscored)."""
     n = len(rows)
@@ -769,7 +785,8 @@ def _stacked(rows: list, classes, task: str) -> Prediction | None:
 
 # -- the run -----------------------------------------------------------------------------
 
-def resume(spec: OnlineSpec, registry, fresh: bool = False) -> tuple[State, Any]:
+def resume(spec: OnlineSpec, registry: Registry,
+           fresh: bool = False) -> tuple[State, Version | None]:
     """The state to start from: the newest checkpoint's (unless ``fresh``), else a new one."""
     found = None if fresh else ckpt.latest(registry, spec.name)
     if found is None:
@@ -804,7 +821,8 @@ def resume(spec: OnlineSpec, registry, fresh: bool = False) -> tuple[State, Any]
     return state, version
 
 
-async def run(spec: OnlineSpec, *, follow: bool = False, fresh: bool = False, registry=None,
+async def run(spec: OnlineSpec, *, follow: bool = False, fresh: bool = False,
+              registry: Registry | None = None,
               stop: asyncio.Event | None = None, metrics_port: int | None = None) -> Result:
     """Learn from the spec's source until it ends (or ``stop`` is set, or SIGTERM/SIGINT),
     checkpointing on the way and once at the end; return what this run did.
@@ -819,7 +837,7 @@ async def run(spec: OnlineSpec, *, follow: bool = False, fresh: bool = False, re
                           metrics_port=metrics_port)
 
 
-async def _run(spec: OnlineSpec, *, follow: bool, fresh: bool, registry,
+async def _run(spec: OnlineSpec, *, follow: bool, fresh: bool, registry: Registry | None,
                stop: asyncio.Event | None, metrics_port: int | None) -> Result:
     """One run, top to bottom: the source, the state it resumes and what learns from it;
     then read, learn and checkpoint until the source ends or a signal comes; then the last
@@ -868,7 +886,7 @@ async def _run(spec: OnlineSpec, *, follow: bool, fresh: bool, registry,
     return tally.result(result)
 
 
-def _metrics(spec: OnlineSpec, learning: Learning, port: int | None):
+def _metrics(spec: OnlineSpec, learning: Learning, port: int | None) -> LearnMetrics | None:
     """Prometheus metrics on ``port`` (None without one), drifts counted as they come."""
     if not port:
         return None
@@ -880,7 +898,7 @@ def _metrics(spec: OnlineSpec, learning: Learning, port: int | None):
     return prom
 
 
-def _heartbeat(spec: OnlineSpec, state: State, registry):
+def _heartbeat(spec: OnlineSpec, state: State, registry: Registry) -> Heartbeat:
     """The learner's heartbeat in the registry: its checkpoint version and counts."""
     from modelport.scoring.following import Heartbeat
 
@@ -888,7 +906,8 @@ def _heartbeat(spec: OnlineSpec, state: State, registry):
         "scored": state.counts["learned"], "rejected": dict(state.reasons)})
 
 
-async def _learn(batch, learning: Learning, channel, source, checkpoints: _Checkpoints) -> None:
+async def _learn(batch: Batch, learning: Learning, channel: FileRejects | BrokerRejects | None,
+                 source: Source, checkpoints: _Checkpoints) -> None:
     """Learn one batch: its rejects go to the rejects channel; what needs no checkpoint
     (duplicates, unreadable messages) is acknowledged now, the rest is held for one."""
     ack_now = learning.process(batch)
@@ -911,8 +930,10 @@ class _Checkpoints:
     before it is submitted.
     """
 
-    def __init__(self, spec: OnlineSpec, state: State, learning: Learning, writer, source,
-                 channel, result: Result, prom) -> None:
+    def __init__(self, spec: OnlineSpec, state: State, learning: Learning,
+                 writer: ckpt.Checkpointer, source: Source,
+                 channel: FileRejects | BrokerRejects | None, result: Result,
+                 prom: LearnMetrics | None) -> None:
         self.spec, self.state, self.learning = spec, state, learning
         self.writer, self.source, self.channel = writer, source, channel
         self.result, self.prom = result, prom
@@ -927,7 +948,7 @@ class _Checkpoints:
         self.unacked.extend(held)
         self.state.recent_ids.extend(m.id for m in held)
 
-    async def settle(self, written) -> None:
+    async def settle(self, written: ckpt.Written | None) -> None:
         if written is None:
             return
         self.result.checkpoints.append(written.version)
@@ -991,7 +1012,7 @@ class _Tally:
     """This run's own figures: counts since it started, and its pace from the first batch
     learnt on (start-up is not counted), reported to the metrics once a second."""
 
-    def __init__(self, state: State, prom) -> None:
+    def __init__(self, state: State, prom: LearnMetrics | None) -> None:
         self.state, self.prom = state, prom
         self.start_counts, self.start_reasons = dict(state.counts), dict(state.reasons)
         self.first: float | None = None

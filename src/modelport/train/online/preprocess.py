@@ -14,8 +14,14 @@ convert; hashed fields use :class:`HashingEncoder`, which only joblib stores.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Self
+
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+    from sklearn.compose import ColumnTransformer
 
 #: category names that fill one-hot columns no category has taken yet
 UNUSED = "__modelport_unused_{}__"
@@ -67,12 +73,12 @@ class HashingEncoder(TransformerMixin, BaseEstimator):
     def __init__(self, buckets: int = 32) -> None:
         self.buckets = buckets
 
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: Any = None) -> Self:
         X = np.asarray(X, dtype=object)
         self.n_features_in_ = X.shape[1]
         return self
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         X = np.asarray(X, dtype=object)
         out = np.zeros((X.shape[0], X.shape[1] * self.buckets))
         for j in range(X.shape[1]):
@@ -238,7 +244,7 @@ class Preprocessor:
             out[rows, k + j * slots + codes[rows]] = 1.0
         return out
 
-    def export(self):
+    def export(self) -> ColumnTransformer:
         """A fitted scikit-learn transformer that computes what :meth:`transform` computes
         now, reading the fields by name from a DataFrame."""
         import pandas as pd
@@ -259,7 +265,8 @@ class Preprocessor:
         categories = []
         if self.categorical and self.categorical_mode == "onehot":
             for vocab in self.vocab:
-                taken = sorted(vocab, key=vocab.get)
+                # every key is in vocab: get gives its column, never None
+                taken = sorted(vocab, key=vocab.get)  # type: ignore[arg-type]
                 categories.append(taken + [UNUSED.format(i)
                                            for i in range(len(taken), self.max_categories)])
             parts.append(("categorical", OneHotEncoder(
@@ -269,7 +276,7 @@ class Preprocessor:
             parts.append(("categorical", HashingEncoder(self.hash_buckets), self.categorical))
         transformer = ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
         # fit the structure on two made-up rows, then set the learnt statistics
-        frame = {name: [0.0, 1.0] for name in self.numeric}
+        frame: dict[str, Any] = {name: [0.0, 1.0] for name in self.numeric}
         for j, name in enumerate(self.categorical):
             first = categories[j][0] if categories else "x"
             frame[name] = np.array([first, first], dtype=object)

@@ -32,12 +32,15 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from modelport.errors import UserError
 from modelport.scoring.checks import Reject
+
+if TYPE_CHECKING:
+    from modelport.train.online.spec import OnlineSpec
 
 log = logging.getLogger("modelport.learn")
 #: how long a broker holding the rejects may stay away before the learner gives up
@@ -62,7 +65,7 @@ def record(model: str, seq: int, why: Reject, event: dict | None = None,
     return out
 
 
-def plain(value):
+def plain(value: Any) -> Any:
     """``value`` as JSON can hold it: NumPy scalars as Python ones, a missing number as
     null, an infinite one as its text, bytes as text, dates in ISO form, anything else as
     its text."""
@@ -103,7 +106,7 @@ def encode(rec: dict[str, Any], fmt: str = "json") -> bytes:
         return json.dumps(rec, ensure_ascii=True, allow_nan=False).encode()
 
 
-def _texts(value):
+def _texts(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _texts(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -191,7 +194,7 @@ class BrokerRejects:
         await self.sink.close()
 
 
-def open_rejects(spec) -> FileRejects | BrokerRejects | None:
+def open_rejects(spec: OnlineSpec) -> FileRejects | BrokerRejects | None:
     """The reject channel the spec names (not connected yet), or None."""
     if spec.rejects is None:
         return None

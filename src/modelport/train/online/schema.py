@@ -10,14 +10,17 @@ float matrix of the numeric fields, an object array of text per categorical fiel
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport.errors import UserError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from modelport.signature import Signature
+    from modelport.train.online.spec import OnlineSpec
 
 
 @dataclass
@@ -30,7 +33,7 @@ class Features:
     def __len__(self) -> int:
         return self.num.shape[0]
 
-    def take(self, index) -> Features:
+    def take(self, index: slice | np.ndarray) -> Features:
         return Features(self.num[index], [c[index] for c in self.cat])
 
     @staticmethod
@@ -49,7 +52,7 @@ class Schema:
         self.order = order
 
     @classmethod
-    def infer(cls, spec, columns: dict[str, object]) -> Schema:
+    def infer(cls, spec: OnlineSpec, columns: dict[str, object]) -> Schema:
         """The schema of a spec from its first batch: the listed features (default every
         field but the target and the id), numeric unless they hold text."""
         skip = {spec.target, spec.id}
@@ -84,7 +87,7 @@ class Schema:
             num[:, j] = columns[name]
         return Features(num, [columns[name] for name in self.categorical])
 
-    def frame(self, features: Features):
+    def frame(self, features: Features) -> pd.DataFrame:
         """The features as a DataFrame of the raw fields, in the schema's order."""
         import pandas as pd
 
@@ -92,7 +95,7 @@ class Schema:
         data.update({name: features.cat[j] for j, name in enumerate(self.categorical)})
         return pd.DataFrame({name: data[name] for name in self.order})
 
-    def rows(self, features: Features) -> list[dict]:
+    def rows(self, features: Features) -> list[dict[str, Any]]:
         """One dict per event without its missing values (None or NaN), as River learners
         take them."""
         names = self.numeric + self.categorical
@@ -104,11 +107,11 @@ class Schema:
                         if v is not None and v == v})
         return out if columns else [{} for _ in range(len(features))]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, list[str]]:
         return {"numeric": self.numeric, "categorical": self.categorical, "order": self.order}
 
 
-def _is_text(values) -> bool:
+def _is_text(values: Any) -> bool:
     if values is None:
         return False
     if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":

@@ -23,16 +23,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from modelport.errors import UserError
 from modelport.scoring.checks import Reject
 from modelport.train.online.spec import SourceSpec
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from modelport.io.brokers import BrokerURL
+    from modelport.train.online.spec import OnlineSpec
 
 #: bytes read from a file at a time
 _BLOCK = 1 << 20
@@ -68,7 +75,7 @@ class Batch:
     not_text: dict[int, list[str]] = field(default_factory=dict)
     raw: Any = None
 
-    def column(self, name: str):
+    def column(self, name: str) -> Any:
         if self.columns is not None:
             return self.columns.get(name)
         return [r.get(name) for r in self.rows] if self.rows else None
@@ -97,7 +104,7 @@ class Batch:
             names.update(dict.fromkeys(r))
         return {name: self.column(name) for name in names}
 
-    def take(self, index) -> Batch:
+    def take(self, index: Sequence[int] | np.ndarray) -> Batch:
         """The events at ``index`` (rows or columns), keeping the position."""
         index = np.asarray(index)
         if self.columns is not None:
@@ -129,13 +136,13 @@ class Source(Protocol):
     async def close(self) -> None: ...
 
 
-def open_source(spec, follow: bool = False) -> Source:
+def open_source(spec: OnlineSpec, follow: bool = False) -> Source:
     """The source a spec names (not opened yet), paced when the spec gives a rate."""
     source = _open(spec, follow)
     return Paced(source, spec.source.rate) if spec.source.rate else source
 
 
-def _open(spec, follow: bool):
+def _open(spec: OnlineSpec, follow: bool) -> Source:
     src: SourceSpec = spec.source
     if src.kind == "file":
         path = Path(src.url)
@@ -168,10 +175,10 @@ class Paced:
         self.pacer = _Pacer(rate)
         self.window = source.window
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.source, name)
 
-    async def open(self, position) -> None:
+    async def open(self, position: Any) -> None:
         await self.source.open(position)
 
     async def read(self, n: int, wait_s: float) -> Batch | None:
@@ -370,7 +377,7 @@ class _FileSource:
         pass
 
 
-def _json_loads():
+def _json_loads() -> Callable[[bytes], Any]:
     """orjson's parser when installed (several times faster), else the standard one."""
     try:
         import orjson
@@ -400,7 +407,7 @@ def fields_not_text(event: dict) -> list[str]:
     return out
 
 
-def not_a_record(fmt: str, event) -> Reject:
+def not_a_record(fmt: str, event: Any) -> Reject:
     """Why a decoded event is not an event: it is not an object of fields."""
     return Reject(None, "not_a_record",
                   f"not a {fmt} object of fields, but a {type(event).__name__}")
@@ -509,7 +516,7 @@ class JsonlFile(_BlockFile):
 
     raw_events = True
 
-    async def open(self, position) -> None:
+    async def open(self, position: dict[str, Any] | None) -> None:
         #: fields whose text Arrow took for dates: read as text from then on
         self.text: dict[str, None] = {}
         self._start(int((position or {}).get("offset", 0)))
@@ -543,7 +550,7 @@ class JsonlFile(_BlockFile):
             return None  # a blank line, or one that is no object ("{")
         return self._arrow(block, starts, breaks)
 
-    def _parse(self, block: bytes):
+    def _parse(self, block: bytes) -> pa.Table:
         import pyarrow as pa
         from pyarrow import json as pj
 
@@ -611,7 +618,7 @@ class CsvFile(_BlockFile):
     at a time, the lines it still refuses going to the rejects (``not_csv``). Text stays
     text after the first block (a category such as "01" is not a number)."""
 
-    async def open(self, position) -> None:
+    async def open(self, position: dict[str, Any] | None) -> None:
         with open(self.path, "rb") as fh:
             header = fh.readline()
         if not header.strip():
@@ -649,7 +656,7 @@ class CsvFile(_BlockFile):
         text = self.header + b"\n" + b"\n".join(line.rstrip(b"\r") for line in lines) + b"\n"
         return self._arrays(self._table(text))
 
-    def _table(self, text: bytes):
+    def _table(self, text: bytes) -> pa.Table:
         import pyarrow as pa
         from pyarrow import csv
 
@@ -659,7 +666,7 @@ class CsvFile(_BlockFile):
                             convert_options=csv.ConvertOptions(column_types=self.types or {},
                                                                strings_can_be_null=True))
 
-    def _arrays(self, table) -> dict[str, Any]:
+    def _arrays(self, table: pa.Table) -> dict[str, Any]:
         import pyarrow as pa
 
         if self.types is None:
@@ -672,7 +679,7 @@ class CsvFile(_BlockFile):
 class ParquetFile(_FileSource):
     """A Parquet file read row group by row group; the position is the row number."""
 
-    async def open(self, position) -> None:
+    async def open(self, position: dict[str, Any] | None) -> None:
         import pyarrow.parquet as pq
 
         self.file = pq.ParquetFile(self.path)
@@ -681,7 +688,7 @@ class ParquetFile(_FileSource):
         self.block_start = self.block_rows = 0
         self._batches = self._iterate(self.row)
 
-    def _iterate(self, skip: int):
+    def _iterate(self, skip: int) -> Iterator[tuple[int, pa.RecordBatch]]:
         meta = self.file.metadata
         first, start = 0, 0
         while first < meta.num_row_groups and start + meta.row_group(first).num_rows <= skip:
@@ -734,10 +741,10 @@ class SqlTable:
         self.name = src.describe()
         self.poll_s = src.poll_ms / 1000
 
-    async def open(self, position) -> None:
+    async def open(self, position: dict[str, Any] | None) -> None:
         await asyncio.to_thread(self._open, position)
 
-    def _open(self, position) -> None:
+    def _open(self, position: dict[str, Any] | None) -> None:
         import sqlalchemy as sa
 
         from modelport.io.tables import connect
@@ -768,7 +775,7 @@ class SqlTable:
             with self.engine.connect() as conn:
                 self.end = conn.execute(sa.select(sa.func.max(self.key))).scalar()
 
-    def _from_json(self, value):
+    def _from_json(self, value: Any) -> Any:
         if value is None:
             return None
         try:
@@ -782,7 +789,7 @@ class SqlTable:
         return value
 
     @staticmethod
-    def _to_json(value):
+    def _to_json(value: Any) -> Any:
         if hasattr(value, "isoformat"):
             return value.isoformat()
         if isinstance(value, int | float | str) or value is None:
@@ -853,7 +860,7 @@ class PositionedBroker:
     window: int | None = None  # the position, not the broker, holds what is unacknowledged
     broker = True
 
-    def __init__(self, src: SourceSpec, url, follow: bool) -> None:
+    def __init__(self, src: SourceSpec, url: BrokerURL, follow: bool) -> None:
         self.src = src
         self.url = url
         self.follow = follow
@@ -863,7 +870,7 @@ class PositionedBroker:
 
         self.module = importlib.import_module(f"modelport.io.brokers.{module}")
 
-    async def open(self, position) -> None:
+    async def open(self, position: dict[str, Any] | None) -> None:
         self.reader = self.module.Reader(self.url, (position or {}).get("after"))
         await self.reader.connect()
         self.end = None if self.follow else await self.reader.end()
@@ -907,7 +914,8 @@ class AcknowledgedBroker:
     exactly_once = False
     broker = True
 
-    def __init__(self, src: SourceSpec, url, follow: bool, spec) -> None:
+    def __init__(self, src: SourceSpec, url: BrokerURL, follow: bool,
+                 spec: OnlineSpec) -> None:
         self.src = src
         self.follow = follow
         self.name = src.describe()
@@ -927,7 +935,7 @@ class AcknowledgedBroker:
                                           batch=spec.batch_size)
         self.last_event = time.monotonic()
 
-    async def open(self, position) -> None:
+    async def open(self, position: dict[str, Any] | None) -> None:
         await self.source.connect()
         self.last_event = time.monotonic()
 

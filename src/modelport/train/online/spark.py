@@ -47,10 +47,24 @@ import uuid
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport.errors import UserError, require
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import pandas as pd
+    from numpy.typing import ArrayLike
+    from pyspark.sql import DataFrame, SparkSession
+    from sklearn.base import BaseEstimator
+
+    from modelport.io.spark import Endpoint
+    from modelport.registry import Registry, Version
+    from modelport.train.online.loop import Result
+    from modelport.train.online.spec import OnlineSpec
 
 log = logging.getLogger("modelport.learn")
 
@@ -86,7 +100,7 @@ class Params:
         return self.decay_factor
 
 
-def sgd_update(weights, X, y, *, logistic: bool, step_size: float, num_iterations: int,
+def sgd_update(weights: ArrayLike, X: ArrayLike, y: ArrayLike, *, logistic: bool, step_size: float, num_iterations: int,
                mini_batch_fraction: float = 1.0, reg_param: float = 0.0,
                convergence_tol: float = 0.001, seed: tuple = (42,)) -> np.ndarray:
     """The weights after one micro-batch ``X, y`` of MLlib's ``GradientDescent`` from
@@ -119,7 +133,8 @@ def sgd_update(weights, X, y, *, logistic: bool, step_size: float, num_iteration
     return w
 
 
-def kmeans_update(centers, counts, X, *, decay_factor: float, time_unit: str = "batches"):
+def kmeans_update(centers: ArrayLike, counts: ArrayLike, X: ArrayLike, *, decay_factor: float,
+                  time_unit: str = "batches") -> tuple[np.ndarray, np.ndarray]:
     """The centres and their weights after one micro-batch ``X`` of MLlib's
     ``StreamingKMeansModel.update``."""
     centers = np.array(centers, dtype=np.float64)
@@ -148,12 +163,12 @@ def kmeans_update(centers, counts, X, *, decay_factor: float, time_unit: str = "
     return centers, counts
 
 
-def _nearest(centers, X) -> np.ndarray:
+def _nearest(centers: np.ndarray, X: np.ndarray) -> np.ndarray:
     d2 = ((X[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
     return np.argmin(d2, axis=1)
 
 
-def _sigmoid(z):
+def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
@@ -186,7 +201,7 @@ class State:
         return cls(**json.loads(data))
 
 
-def params_of(spec) -> Params:
+def params_of(spec: OnlineSpec) -> Params:
     """The spec's ``spark:`` section as MLlib parameters, each checked."""
     section = dict(spec.spark)
     p = Params()
@@ -225,7 +240,7 @@ def params_of(spec) -> Params:
     return p
 
 
-def _numbers(spec, value, key: str) -> list[float]:
+def _numbers(spec: OnlineSpec, value: Any, key: str) -> list[float]:
     if not isinstance(value, list) or not all(
             isinstance(v, int | float) and not isinstance(v, bool) for v in value):
         raise spec.fail(key, f"expected a list of numbers, got {value!r}")
@@ -235,8 +250,8 @@ def _numbers(spec, value, key: str) -> list[float]:
 class _Learner:
     """What ``foreachBatch`` runs on the driver for each micro-batch: predict, learn, save."""
 
-    def __init__(self, spec, registry, params: Params, state: State, folder: Path,
-                 result) -> None:
+    def __init__(self, spec: OnlineSpec, registry: Registry, params: Params, state: State,
+                 folder: Path, result: Result) -> None:
         from modelport.train.online.checkpoint import Checkpointer
 
         self.spec, self.registry, self.params, self.state = spec, registry, params, state
@@ -248,14 +263,14 @@ class _Learner:
         self.checkpointed_at = time.monotonic()
         self.failure: BaseException | None = None
 
-    def __call__(self, frame, batch_id: int) -> None:
+    def __call__(self, frame: DataFrame, batch_id: int) -> None:
         try:
             self.batch(frame, batch_id)
         except BaseException as exc:
             self.failure = exc
             raise
 
-    def batch(self, frame, batch_id: int) -> None:
+    def batch(self, frame: DataFrame, batch_id: int) -> None:
         st = self.state
         if batch_id <= st.last_batch:
             log.info("batch %d was learnt before the restart: skipped", batch_id)
@@ -283,7 +298,7 @@ class _Learner:
         if due and st.seq > st.checkpoint_seq:
             self.checkpoint()
 
-    def rows(self, frame) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+    def rows(self, frame: DataFrame) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
         """The batch's features and labels as numbers, in update units: one per file of a
         folder (in Spark's order of files: modification time, then name), else the whole
         batch. Events with a missing or unreadable value (or, for logistic regression, a
@@ -302,7 +317,7 @@ class _Learner:
         table = frame.select(*columns).toArrow()
         n = table.num_rows
 
-        def numbers(name):
+        def numbers(name: str) -> np.ndarray:
             return table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
 
         X = np.column_stack([numbers(c) for c in self.state.features]) if n else \
@@ -327,7 +342,7 @@ class _Learner:
                 units.append((X[mine], y[mine]))
         return units, n_bad
 
-    def predict_terms(self, X, y) -> dict[str, np.ndarray]:
+    def predict_terms(self, X: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
         from modelport.train.online.evaluate import terms
         from modelport.train.online.learners import Prediction
 
@@ -345,7 +360,7 @@ class _Learner:
                                 proba=np.column_stack([1.0 - p1, p1]))
         return terms("classification", y.astype(np.int64), prediction, [0, 1], n)
 
-    def learn(self, X, y) -> None:
+    def learn(self, X: np.ndarray, y: np.ndarray) -> None:
         st, p = self.state, self.params
         if self.algorithm == "kmeans":
             centers, counts = kmeans_update(st.centers, st.counts, X, decay_factor=p.discount,
@@ -358,7 +373,8 @@ class _Learner:
             reg_param=p.reg_param, convergence_tol=p.convergence_tol,
             seed=(p.seed, st.units)).tolist()
 
-    def remember(self, seq, X, y, terms) -> None:
+    def remember(self, seq: np.ndarray, X: np.ndarray, y: np.ndarray,
+                 terms: dict[str, np.ndarray]) -> None:
         self.window.append((seq, X, y, terms))
         self.window_rows += len(seq)
         while self.window_rows - len(self.window[0][0]) >= self.spec.window:
@@ -412,7 +428,7 @@ class _Learner:
             self.result.promoted.append(written.version)
 
 
-def estimator(state: State, frame):
+def estimator(state: State, frame: pd.DataFrame) -> BaseEstimator:
     """A scikit-learn estimator holding ``state``'s weights or centres, fitted in form
     (feature names and all) so that every format and export takes it."""
     import warnings
@@ -461,7 +477,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _features(spark, spec, source) -> list[str]:
+def _features(spark: SparkSession, spec: OnlineSpec, source: Endpoint) -> list[str]:
     """The spec's features, else every field of the files already there but the target and
     the id."""
     if spec.features:
@@ -481,8 +497,8 @@ def _features(spark, spec, source) -> list[str]:
                     "to take them from), e.g. features: [x1, x2]")
 
 
-def learn_spark(spec, *, follow: bool = False, fresh: bool = False, registry=None,
-                master: str | None = None):
+def learn_spark(spec: OnlineSpec, *, follow: bool = False, fresh: bool = False,
+                registry: Registry | None = None, master: str | None = None) -> Result:
     """Learn from ``spec``'s source on Spark Structured Streaming until what it holds now is
     learnt (with ``follow``: until SIGTERM or Ctrl-C), resuming from the state in
     ``spark.checkpoint`` unless ``fresh``; return a
@@ -578,7 +594,8 @@ def learn_spark(spec, *, follow: bool = False, fresh: bool = False, registry=Non
     return result
 
 
-def _resume(folder: Path, registry, spec, fingerprint: str, fresh: bool, latest) -> State | None:
+def _resume(folder: Path, registry: Registry, spec: OnlineSpec, fingerprint: str, fresh: bool,
+            latest: Callable[[Registry, str], tuple[Version, bytes] | None]) -> State | None:
     """The state to go on from: the one in the checkpoint folder, kept in step with Spark's
     offsets. A folder that is gone while the registry holds a checkpoint of this learner
     is an error: Spark would read the source again from its start."""

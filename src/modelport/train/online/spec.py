@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -88,9 +88,11 @@ _ESTIMATOR_MISSING = ("missing; give a dotted class path, e.g. sklearn.linear_mo
                       "or river.linear_model.LogisticRegression")
 _REJECTS_EXAMPLE = ("e.g. rejects: rejects.jsonl, or rejects: "
                     "redis://127.0.0.1:6379/0?stream=rejects")
+#: how the checks make a UserError naming a key: fail(key, message)
+_Fail = Callable[[str, str], UserError]
 
 
-def _field(value) -> str:
+def _field(value: Any) -> str:
     return f"expected a field name, got {value!r}"
 
 
@@ -182,7 +184,7 @@ class CheckpointSection(Section):
 
     @field_validator("formats")
     @classmethod
-    def _no_pmml(cls, value):
+    def _no_pmml(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and "pmml" in value:
             raise ValueError("pmml starts a Java runtime for every conversion, far too slow "
                              "for checkpoints; use joblib, onnx or compiled")
@@ -261,7 +263,7 @@ def _distinct(labels: list[Any]) -> list[Any]:
     return labels
 
 
-def _mapping_of(section: type[Section], also: str):
+def _mapping_of(section: type[Section], also: str) -> Callable[[Any], str]:
     return lambda v: f"expected {also}a mapping of {', '.join(keys(section))}; got {v!r}"
 
 
@@ -516,7 +518,7 @@ def _check(raw: dict[str, Any], base: Path, label: str) -> OnlineSpec:
     return spec
 
 
-def _source(value: str | Path | SourceSection, base: Path, fail) -> SourceSpec:
+def _source(value: str | Path | SourceSection, base: Path, fail: _Fail) -> SourceSpec:
     """Where events come from: the kind the URL names, a relative file taken from ``base``."""
     options = value if isinstance(value, SourceSection) else SourceSection(url=value)
     url = str(options.url)
@@ -565,7 +567,8 @@ def _source(value: str | Path | SourceSection, base: Path, fail) -> SourceSpec:
     return SourceSpec("file", str(path), rate=rate, poll_ms=poll_ms)
 
 
-def _rejects(value: str | Path | None, source: SourceSpec, base: Path, fail) -> str | None:
+def _rejects(value: str | Path | None, source: SourceSpec, base: Path,
+             fail: _Fail) -> str | None:
     """Where rejected events go: a broker URL as it is, a .jsonl path made absolute; never
     the source itself, which would feed the learner its own rejects."""
     if value is None:
@@ -599,7 +602,7 @@ def _rejects(value: str | Path | None, source: SourceSpec, base: Path, fail) -> 
 
 
 def _pipeline(steps: list[str | PipelineStep] | None, estimator: str,
-              fail) -> list[tuple[str, dict[str, Any]]]:
+              fail: _Fail) -> list[tuple[str, dict[str, Any]]]:
     """``learner.pipeline`` as (class path, params) pairs; only River learners take one."""
     if steps is None:
         return []
@@ -611,7 +614,7 @@ def _pipeline(steps: list[str | PipelineStep] | None, estimator: str,
 
 
 def _preprocess(value: str | PreprocessSection | None, estimator: str,
-                fail) -> tuple[str, str, int, int]:
+                fail: _Fail) -> tuple[str, str, int, int]:
     """(numeric, categorical, max_categories, hash_buckets) for the learner ``estimator``:
     River learners preprocess in their own pipeline, count learners are imputed, not
     scaled."""
