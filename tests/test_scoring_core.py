@@ -103,6 +103,19 @@ def test_a_single_clean_row_takes_the_fast_path_with_the_same_columns():
         assert fast.columns[name].tolist() == general.columns[name].tolist()
 
 
+def test_numpy_numbers_in_a_row_take_the_fast_path_as_floats():
+    from modelport.scoring.checks import checker
+
+    inputs = checker(SIGNATURE, unknown="ignore")
+    for value in (np.float64(12.5), np.float32(12.5), np.int64(12), np.int32(12)):
+        clean = inputs.one({"tenure": value, "plan": "basic"})
+        assert clean is not None and type(clean["tenure"]) is float
+        assert clean["tenure"] == float(value)
+    # a value the fast path cannot vouch for still goes to the full check
+    assert inputs.one({"tenure": np.float64("inf"), "plan": "basic"}) is None
+    assert inputs.one({"tenure": np.bool_(True), "plan": "basic"}) is None
+
+
 def test_arrow_and_frames_are_checked_like_records():
     import pyarrow as pa
 

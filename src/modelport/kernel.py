@@ -36,8 +36,20 @@ import math
 import numbers
 import os
 import warnings
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    import numpy.typing as npt
+
+    #: a compiled step: its field, its source field, and the function of the source's values
+    _Step: TypeAlias = tuple[str, str, Callable[[np.ndarray], np.ndarray]]
+    #: a compiled step on one value (a float, or a category's integer code)
+    _ScalarStep: TypeAlias = tuple[str, str, Callable[[float], float]]
 
 __all__ = ["Checked", "Coded", "Flag", "InputError", "InputWarning", "Inputs", "Model", "Program",
            "Reject", "load"]
@@ -65,7 +77,7 @@ class InputWarning(UserWarning):
 # --------------------------------------------------------------------------- loading
 
 
-def load(path, format: str | None = None, *, strict: bool = False,
+def load(path: str | os.PathLike[str], format: str | None = None, *, strict: bool = False,
          unseen_categories: str | None = None, out_of_range: str | None = None,
          signature: dict | None = None) -> Model:
     """The model in ``path``: a bundle folder, a ``.compiled.json`` file or an ``.onnx`` file.
@@ -121,7 +133,7 @@ def load(path, format: str | None = None, *, strict: bool = False,
                  unseen_categories=unseen_categories, out_of_range=out_of_range)
 
 
-def _read_json(path: str, what: str):
+def _read_json(path: str, what: str) -> Any:
     try:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
@@ -134,7 +146,7 @@ def _read_json(path: str, what: str):
 class Model:
     """A loaded model: :meth:`predict` and :meth:`predict_proba` over checked rows."""
 
-    def __init__(self, scorer, signature: dict, *, format: str, name: str | None = None,
+    def __init__(self, scorer: Program | OnnxScorer, signature: dict, *, format: str, name: str | None = None,
                  version: int | None = None, unseen_categories: str = "flag",
                  out_of_range: str = "flag") -> None:
         self.signature = signature
@@ -156,7 +168,7 @@ class Model:
         return (self.task == "classification" and self.classes is not None
                 and self._scorer.gives_proba)
 
-    def run(self, rows) -> dict[str, np.ndarray]:
+    def run(self, rows: Any) -> dict[str, np.ndarray]:
         """Every output for ``rows``: ``label`` and ``proba`` (classifiers, probabilities in
         :attr:`classes` order), ``value`` (regressors) or ``cluster`` (clustering)."""
         one = self._inputs.one(rows) if type(rows) is dict else None
@@ -176,11 +188,11 @@ class Model:
                                  "missing and the model has no default for it; send a value")
         return out
 
-    def predict(self, rows) -> np.ndarray:
+    def predict(self, rows: Any) -> np.ndarray:
         """Labels, values or cluster ids, one per row."""
         return self.run(rows)[PRIMARY_OUTPUT[self.task]]
 
-    def predict_proba(self, rows) -> np.ndarray:
+    def predict_proba(self, rows: Any) -> np.ndarray:
         """Class probabilities, one row per input row, columns in :attr:`classes` order."""
         if not self.has_proba:
             raise TypeError(f"{self.describe()} gives no probabilities (task {self.task}); "
@@ -219,14 +231,14 @@ class Coded:
 
     __slots__ = ("words", "codes")
 
-    def __init__(self, words, codes) -> None:
+    def __init__(self, words: npt.ArrayLike, codes: npt.ArrayLike) -> None:
         self.words = np.asarray(words, dtype=object)
         self.codes = np.asarray(codes)
 
     def __len__(self) -> int:
         return len(self.codes)
 
-    def __getitem__(self, rows) -> Coded:
+    def __getitem__(self, rows: slice | np.ndarray | list[int]) -> Coded:
         return Coded(self.words, self.codes[rows])
 
     def decode(self) -> np.ndarray:
@@ -236,11 +248,13 @@ class Coded:
 
 _SCALARS = (str, int, float, bool, type(None), np.generic)
 _ABSENT = object()
+#: NumPy's number scalars a clean row may hold (a row taken from an array): read as floats
+_NUMPY_NUMBERS = frozenset({np.float64, np.float32, np.int64, np.int32})
 _PLAIN_TEXT = frozenset({str, type(None)})
 _INFINITY = frozenset({"inf", "infinity"})
 
 
-def _is_missing(v) -> bool:
+def _is_missing(v: object) -> bool:
     return v is None or (isinstance(v, float | np.floating) and v != v) or \
         type(v).__name__ in ("NAType", "NaTType")
 
@@ -372,7 +386,7 @@ class Inputs:
                 if t is list:
                     return None
             if numeric:
-                if t is float or t is int:
+                if t is float or t is int or t in _NUMPY_NUMBERS:
                     try:
                         v = float(v)
                     except OverflowError:
@@ -413,7 +427,7 @@ class Inputs:
 
     # -- every row ---------------------------------------------------------------------------
 
-    def check(self, rows) -> Checked:
+    def check(self, rows: Any) -> Checked:
         """Every row of ``rows`` checked: a dict (one row, or columns), a list of dicts, a data
         frame or a 2-D array. An input that is not rows at all (a column absent from columnar
         input, columns of unequal length, an array of the wrong width) is an
@@ -424,6 +438,7 @@ class Inputs:
         for c in self.inputs:
             name = c["name"]
             values = raw[name]
+            arr: np.ndarray | Coded
             if c["kind"] == "numeric":
                 arr = self._numbers(name, values, n, rejects)
                 bounds = self.range.get(name)
@@ -439,7 +454,7 @@ class Inputs:
             cols[name] = arr
         return Checked(cols, n, rejects, flags)
 
-    def columns(self, rows) -> tuple[dict[str, np.ndarray], int]:
+    def columns(self, rows: Any) -> tuple[dict[str, np.ndarray], int]:
         """``(columns, row count)`` for ``rows`` in one call: the first rejected row is an
         :class:`InputError` naming its field and row; each flagged field emits one
         :class:`InputWarning`."""
@@ -455,7 +470,7 @@ class Inputs:
 
     # -- reading the shape -------------------------------------------------------------------
 
-    def _raw(self, rows) -> tuple[dict, int, dict[int, Reject]]:
+    def _raw(self, rows: Any) -> tuple[dict, int, dict[int, Reject]]:
         names = self.names
         rejects: dict[int, Reject] = {}
         if isinstance(rows, dict):
@@ -523,7 +538,7 @@ class Inputs:
                               "value")
         return None
 
-    def _columnar(self, keys, where: str) -> None:
+    def _columnar(self, keys: Collection[object], where: str) -> None:
         if self.unknown == "reject":
             for k in keys:
                 if k not in self.name_set:
@@ -537,7 +552,7 @@ class Inputs:
 
     # -- values ------------------------------------------------------------------------------
 
-    def _numbers(self, name: str, values, n: int, rejects: dict) -> np.ndarray:
+    def _numbers(self, name: str, values: Any, n: int, rejects: dict) -> np.ndarray:
         if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":
             arr = values.astype(np.float64, copy=False).reshape(-1)
             if len(arr) == n:
@@ -585,7 +600,7 @@ class Inputs:
             rejects.setdefault(i, Reject(name, "wrong_type", why))
         return arr
 
-    def _texts(self, name: str, values, n: int, rejects: dict):
+    def _texts(self, name: str, values: Any, n: int, rejects: dict) -> np.ndarray | Coded:
         if isinstance(values, Coded):
             return values
         if isinstance(values, np.ndarray):
@@ -624,7 +639,8 @@ class Inputs:
                     f"field {name!r} must be a string or null, got a {type(v).__name__}"))
         return out
 
-    def _outside(self, name: str, arr: np.ndarray, bounds, rejects: dict, flags: list) -> None:
+    def _outside(self, name: str, arr: np.ndarray, bounds: tuple[float, float], rejects: dict,
+                 flags: list) -> None:
         lo, hi = bounds
         if len(arr) <= 16:  # plain floats beat three array operations for a few rows
             # NaN (missing) compares False both ways; infinity is outside any seen range
@@ -641,7 +657,8 @@ class Inputs:
                    f"training [{lo:g}, {hi:g}]")
         self._found(name, "out_of_range", at, message, self._strict[0], rejects, flags)
 
-    def _unseen(self, name: str, arr, known: frozenset, rejects: dict, flags: list) -> None:
+    def _unseen(self, name: str, arr: np.ndarray | Coded, known: frozenset, rejects: dict,
+                flags: list) -> None:
         if isinstance(arr, Coded):
             words = [w.__class__ is str and w not in known for w in arr.words.tolist()]
             if not any(words):
@@ -672,7 +689,7 @@ class Inputs:
         else:
             flags.append(Flag(name, kind, rows, message))
 
-    def _required(self, name: str, arr, rejects: dict) -> None:
+    def _required(self, name: str, arr: np.ndarray | Coded, rejects: dict) -> None:
         if isinstance(arr, Coded):
             missing = arr.codes < 0
         elif arr.dtype.kind == "f":
@@ -691,7 +708,7 @@ def _length(cols: dict, names: list[str]) -> int:
     return len(cols[names[0]]) if names else 0
 
 
-def shown(value) -> str:
+def shown(value: object) -> str:
     """A value for a message: quoted, at most 40 characters, with no text that could not
     be written out (lone surrogates, control characters)."""
     text = repr(value if isinstance(value, str) else str(value))
@@ -699,7 +716,7 @@ def shown(value) -> str:
     return text if len(text) <= 42 else text[:40] + "..."
 
 
-def _as_array(column):
+def _as_array(column: Any) -> np.ndarray | list:
     if hasattr(column, "to_numpy"):
         numeric = getattr(getattr(column, "dtype", None), "kind", "O") in "biuf"
         try:
@@ -743,7 +760,7 @@ class Program:
         root: dict[str, str] = {n: n for n, k in kinds.items() if k == "categorical"}
         vocab: dict[str, dict[str, int]] = {n: {} for n in root}
 
-        def learn(col: str, values) -> None:
+        def learn(col: str, values: Collection[str | None]) -> None:
             table = vocab[root[col]]
             for v in values:
                 if v is not None and v not in table:
@@ -771,7 +788,7 @@ class Program:
 
     # --- preparation ----------------------------------------------------------------------
 
-    def _compile_step(self, s: dict):
+    def _compile_step(self, s: dict) -> _Step:
         op, name, source = s["op"], s["name"], s["source"]
         if source in self._root:
             table = self._vocab[self._root[source]]
@@ -797,7 +814,7 @@ class Program:
             known = np.asarray([c for c in s["categories"] if c is not None], dtype=np.float64)
             with_missing, negate = None in s["categories"], bool(s.get("negate"))
 
-            def indicator(x):
+            def indicator(x: np.ndarray) -> np.ndarray:
                 hit = np.where(np.isnan(x), with_missing, np.isin(x, known))
                 return (hit != negate).astype(np.float64)
 
@@ -806,7 +823,7 @@ class Program:
             codes = {float(c): float(i) for i, c in enumerate(s["categories"])}
             unknown, missing = _or_nan(s.get("unknown")), _or_nan(s.get("missing"))
 
-            def ordinal(x):
+            def ordinal(x: np.ndarray) -> np.ndarray:
                 return np.array([missing if v != v else codes.get(v, unknown) for v in x.tolist()],
                                 dtype=np.float64)
 
@@ -832,7 +849,7 @@ class Program:
                              f"({s['source']!r})")
         return lut
 
-    def _compile_scalar_step(self, s: dict):
+    def _compile_scalar_step(self, s: dict) -> _ScalarStep:
         """The same step on one value (a Python float or category code): a single row costs
         microseconds instead of one NumPy call per step. Python floats are IEEE doubles, so
         every result is bit for bit the vectorised one."""
@@ -867,7 +884,7 @@ class Program:
             return name, source, lambda x: missing if x != x else codes.get(x, unknown)
         raise ValueError(f"unknown step {op!r}: this runtime is older than the model")
 
-    def _compile_node(self, node: dict):
+    def _compile_node(self, node: dict) -> Callable[[np.ndarray], np.ndarray]:
         kind = node["kind"]
         if kind == "linear":
             coef_t = np.ascontiguousarray(np.asarray(node["coef"], dtype=np.float64).T)
@@ -880,7 +897,7 @@ class Program:
             var = np.asarray(node["var"], dtype=np.float64)
             log_prior = node["log_prior"]
 
-            def joint_log_likelihood(X):
+            def joint_log_likelihood(X: np.ndarray) -> np.ndarray:
                 jll = []
                 for i, prior in enumerate(log_prior):
                     n_ij = -0.5 * np.sum(np.log(2.0 * np.pi * var[i, :]))
@@ -894,7 +911,9 @@ class Program:
             return lambda X: ((X[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
         raise ValueError(f"unknown model node {kind!r}: this runtime is older than the model")
 
-    def _fold_linear(self, node: dict, kinds: dict[str, str]):
+    def _fold_linear(self, node: dict, kinds: dict[str, str]
+                     ) -> tuple[dict[str, np.ndarray], list[_Step], list[str], np.ndarray,
+                                np.ndarray] | None:
         """A linear model's terms grouped by the input each comes from, for batches.
 
         Every field derives from exactly one input, so all the terms of a categorical input
@@ -948,7 +967,7 @@ class Program:
 
     # --- scoring ----------------------------------------------------------------------------
 
-    def encode(self, name: str, values) -> np.ndarray:
+    def encode(self, name: str, values: np.ndarray | Coded) -> np.ndarray:
         """Integer codes of categorical input ``name`` (0 missing, m + 1 unknown); ``values``
         is an array of strings (anything else is missing) or a :class:`Coded` column."""
         table = self._vocab[name]
@@ -996,7 +1015,7 @@ class Program:
         return outputs(self.output, self.model_node(X))
 
 
-def _or_nan(value) -> float:
+def _or_nan(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
@@ -1198,7 +1217,8 @@ class Forest:
             return self._block(X)
         return np.concatenate([self._block(X[i:i + _BLOCK]) for i in range(0, len(X), _BLOCK)])
 
-    def _go_left(self, x: np.ndarray, node, maybe_nan: bool = True) -> np.ndarray:
+    def _go_left(self, x: np.ndarray, node: np.ndarray | slice,
+                 maybe_nan: bool = True) -> np.ndarray:
         """Whether value ``x`` at ``node`` (an index array, or ``slice(None)`` for all) goes left."""
         t = self.threshold[node]
         go_left = (x <= t) if self.all_le else np.where(self.le[node], x <= t, x < t)
@@ -1259,7 +1279,7 @@ class Forest:
         return raw
 
 
-def native_forest(node: dict):
+def native_forest(node: dict) -> Callable[[np.ndarray], np.ndarray] | None:
     """The trees of ``node`` as onnxruntime's float64 tree operator, or None.
 
     ONNX's ``TreeEnsemble`` (ai.onnx.ml opset 5) compares and sums in float64, so with the
