@@ -154,8 +154,7 @@ def _entry(model_ir: ir.ModelIR) -> str:
         "    put_null[0] = isnull;",
         "    put[1] = Int64GetDatum(p->version);",
         "    put[2] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());",
-        "    return PointerGetDatum(heap_modify_tuple_by_cols(row, p->desc, 3, p->written, put,",
-        "                                                     put_null));",
+        "    return PointerGetDatum(mp_replace(row, p, put, put_null));",
         "}",
         "",
     ])
@@ -238,6 +237,21 @@ static double mp_number(const MpPlan *p, int i) {
                            "not read as a number", NameStr(TupleDescAttr(p->desc, p->input[i])->attname)),
                     errhint("re-install the model with modelport trigger install --upgrade")));
     return NAN;
+}
+
+/* the row with the three written columns replaced: heap_modify_tuple_by_cols, reusing the
+   values already read from the row instead of reading it again */
+static HeapTuple mp_replace(HeapTuple row, MpPlan *p, const Datum *put, const bool *put_null) {
+    HeapTuple out;
+    for (int k = 0; k < 3; k++) {
+        p->values[p->written[k] - 1] = put[k];
+        p->nulls[p->written[k] - 1] = put_null[k];
+    }
+    out = heap_form_tuple(p->desc, p->values, p->nulls);
+    out->t_data->t_ctid = row->t_data->t_ctid;
+    out->t_self = row->t_self;
+    out->t_tableOid = row->t_tableOid;
+    return out;
 }
 
 /* a text value shorter than this is copied into the caller's buffer rather than palloc'd */
