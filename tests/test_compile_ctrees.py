@@ -204,9 +204,20 @@ def test_the_one_row_entry_scores_each_held_out_row_as_the_native_model():
             score = (got + base) / (len(node.trees) if node.combine == "mean" else 1)
             want = raw[i, -score.size:]
             np.testing.assert_allclose(score, want, rtol=0, atol=1e-9, err_msg=name)
+        # the entry on a row's values (the row-at-a-time path's) gives a new array of the
+        # batch entry's very sums
+        assert forest.one_values is not None, name
+        first = forest.one_values(rows[0].tolist())
+        for i, x in enumerate(rows):
+            got = forest.one_values(x.tolist())
+            np.testing.assert_array_equal(got, batch[i])
+        assert not np.shares_memory(first, got)
+        np.testing.assert_array_equal(first, batch[0])  # not overwritten by later rows
         # a row of another length is refused, not read past its end
         with pytest.raises(ValueError, match="tree features"):
             forest.one(rows[0][:-1])
+        with pytest.raises(ValueError, match="tree features"):
+            forest.one_values(rows[0][:-1].tolist())
 
 
 @pytest.mark.filterwarnings("ignore:X does not have valid feature names")
@@ -227,18 +238,30 @@ def test_a_compiled_predictor_scores_one_row_through_the_one_row_entry():
     predictor = compiled.load(compiled.convert(model, sig, frame[:200]), sig)
     assert predictor.prepare_batch()
     forest = predictor._prepared._program.model_node
-    entry, calls = forest.native.one, []
+    entry, values_entry, calls = forest.native.one, forest.native.one_values, []
 
     def counted(x, out=None):
         calls.append(1)
         return entry(x, out)
 
-    forest.native.one = counted
+    def counted_values(values):
+        calls.append(2)
+        return values_entry(values)
+
+    forest.native.one, forest.native.one_values = counted, counted_values
     held = frame[600:700]
     got = np.concatenate([predictor.predict_proba(held.iloc[i:i + 1])
                           for i in range(len(held))])
-    assert len(calls) == len(held)  # every one-row call took the compiled entry
+    assert calls == [1] * len(held)  # every one-row frame took the compiled entry
     np.testing.assert_allclose(got, model.predict_proba(held), rtol=0, atol=1e-9)
+    # a row as a dict takes the entry on values, with the batch call's very outputs
+    calls.clear()
+    records = held.to_dict("records")
+    one = [predictor.run(r) for r in records]
+    assert calls == [2] * len(held)
+    batch = predictor.run(held)
+    np.testing.assert_array_equal(np.concatenate([o["proba"] for o in one]), batch["proba"])
+    np.testing.assert_array_equal(np.concatenate([o["label"] for o in one]), batch["label"])
 
 
 @pytest.mark.filterwarnings("ignore:X does not have valid feature names")

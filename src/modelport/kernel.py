@@ -1011,8 +1011,11 @@ class Program:
             values[name] = table.get(v, len(table) + 1) if v.__class__ is str else 0
         for name, source, fn in self._one_program:
             values[name] = fn(values[source])
-        X = np.array([[values[f] for f in self._features]], dtype=np.float64)
-        return outputs(self.output, self.model_node(X))
+        features = [values[f] for f in self._features]
+        node = self.model_node
+        if node.__class__ is Forest:
+            return outputs(self.output, node.one_row(features))
+        return outputs(self.output, node(np.array([features], dtype=np.float64)))
 
 
 def _or_nan(value: float | None) -> float:
@@ -1054,8 +1057,15 @@ def outputs(output: dict, raw: np.ndarray) -> dict[str, np.ndarray]:
     if t == "margin":
         if raw.shape[1] == 1:
             return {"label": classes[(raw[:, 0] > 0).astype(int)]}
-        return {"label": classes[np.argmax(raw, axis=1)]}
+        return {"label": classes[raw.argmax(axis=1)]}
     if t == "logistic":
+        if raw.shape[0] == 1 and raw[0, 0] > -709.0:
+            # one row whose exp(-z) cannot overflow: NumPy's scalar arithmetic (the same
+            # exp) and a comparison cost less than array operations and an argmax (which
+            # takes the first of equals, as here)
+            q = float(1.0 / (1.0 + np.exp(-raw[0, 0])))
+            return {"label": classes[[1 if q > 1.0 - q else 0]],
+                    "proba": np.array([[1.0 - q, q]])}
         p = _expit(raw[:, 0])
         proba = np.empty((len(p), 2))
         proba[:, 1] = p
@@ -1073,7 +1083,7 @@ def outputs(output: dict, raw: np.ndarray) -> dict[str, np.ndarray]:
         proba = np.where(total > 0, raw / np.where(total > 0, total, 1.0), raw)
     else:
         raise ValueError(f"unknown output transform {t!r}: this runtime is older than the model")
-    return {"label": classes[np.argmax(proba, axis=1)], "proba": proba}
+    return {"label": classes[proba.argmax(axis=1)], "proba": proba}
 
 
 def double_split(threshold: float, compare: str, input_dtype: str) -> tuple[str, float]:
@@ -1210,6 +1220,20 @@ class Forest:
                 raw /= self.mean
             return raw
         return self.walk(X)
+
+    def one_row(self, features: list[float]) -> np.ndarray:
+        """The forest's output for one row given as its feature values, as ``self`` gives it
+        for that row as a matrix: through compiled trees' entry on values when they have
+        one, with no array built for the row."""
+        one = getattr(self.native, "one_values", None)
+        if one is None:
+            return self(np.array([features], dtype=np.float64))
+        raw = one(features)
+        raw += self.base
+        raw.shape = (1, raw.size)
+        if self.mean:
+            raw /= self.mean
+        return raw
 
     def walk(self, X: np.ndarray) -> np.ndarray:
         """The forest's output for the rows of ``X``, always by the NumPy walk."""

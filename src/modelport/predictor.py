@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from modelport.compile.explain import Background, Rows
+    from modelport.kernel import Inputs
     from modelport.scoring.checks import InputPolicy
 
 __all__ = ["Coded", "Predictor"]
@@ -88,16 +89,16 @@ class Predictor(ABC):
         naming it; a value outside what training saw emits an
         :class:`~modelport.kernel.InputWarning` (refused under a strict policy).
         """
+        if self.scores_one_row and type(data) is dict:
+            # one clean row as plain scalars (nothing unusual: no flag, no extra field)
+            clean = self._row_checker().one(data)
+            if clean is not None:
+                return self._run_one(clean)
         import warnings
 
         from modelport.kernel import InputWarning
-        from modelport.scoring.checks import FLAG, check, checker, raise_first
+        from modelport.scoring.checks import FLAG, check, raise_first
 
-        if self.scores_one_row and type(data) is dict:
-            # one clean row as plain scalars (nothing unusual: no flag, no extra field)
-            clean = checker(self.signature, self.policy or FLAG, unknown="ignore").one(data)
-            if clean is not None:
-                return self._run_one(clean)
         checked = check(data, self.signature, self.policy or FLAG, unknown="ignore")
         raise_first(checked)
         for flag in checked.flags:
@@ -105,6 +106,18 @@ class Predictor(ABC):
         if checked.rows == 0:
             return self.empty_outputs()
         return self._run_batch(checked.columns)
+
+    def _row_checker(self) -> Inputs:
+        """The scoring core's checker of this predictor's rows under its policy (fields the
+        model does not take ignored), found once per policy."""
+        policy = self.policy
+        found = self.__dict__.get("_checker")
+        if found is None or found[0] is not policy:
+            from modelport.scoring.checks import FLAG, checker
+
+            found = self.__dict__["_checker"] = (
+                policy, checker(self.signature, policy or FLAG, unknown="ignore"))
+        return found[1]
 
     def _run_one(self, row: dict) -> dict[str, np.ndarray]:
         """Outputs for one clean row of plain scalars (:meth:`modelport.kernel.Inputs.one`),

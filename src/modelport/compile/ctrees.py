@@ -29,7 +29,8 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, cast
@@ -60,6 +61,9 @@ class CompiledForest(Protocol):
 
     library: ctypes.CDLL
     one: Callable[..., np.ndarray] | None
+    #: the one-row entry on a sequence of feature values (the row-at-a-time path's form),
+    #: giving a new array of raw sums; None with ``one``
+    one_values: Callable[[Sequence[float]], np.ndarray] | None
 
     def __call__(self, X: np.ndarray) -> np.ndarray: ...
 
@@ -111,6 +115,7 @@ def build(model_ir: ir.ModelIR, reference: Callable[[np.ndarray], np.ndarray]
     compiled = cast(CompiledForest, forest)
     compiled.library = lib  # keeps the library loaded as long as the function lives
     compiled.one = one = _one_row(lib, n_features, n_outputs)
+    compiled.one_values = _one_row_values(lib, n_features, n_outputs)
     probe = probe_rows(node)
     got = forest(probe) + np.asarray(node.base, dtype=np.float64)
     if node.combine == "mean":
@@ -124,7 +129,12 @@ def build(model_ir: ir.ModelIR, reference: Callable[[np.ndarray], np.ndarray]
     if not all(np.array_equal(one(x), b)
                for x, b in zip(first, forest(first), strict=True)):
         log.warning("the compiled one-row entry differs from the batch entry; not used")
-        compiled.one = None
+        compiled.one = compiled.one_values = None
+    elif not all(np.array_equal(compiled.one_values(x.tolist()), b)
+                 for x, b in zip(first, forest(first), strict=True)):
+        log.warning("the compiled one-row entry on values differs from the batch entry; "
+                    "not used")
+        compiled.one_values = None
     return compiled
 
 
@@ -146,6 +156,34 @@ def _one_row(lib: ctypes.CDLL, n_features: int, n_outputs: int) -> Callable[...,
         return out
 
     return one
+
+
+def _one_row_values(lib: ctypes.CDLL, n_features: int, n_outputs: int
+                    ) -> Callable[[Sequence[float]], np.ndarray]:
+    """The library's one-row entry as a function of a sequence of ``n_features`` numbers,
+    giving a new array of the raw tree sums. The row and the sums go through buffers of the
+    calling thread, made once with their addresses: taking an array's address through
+    ctypes costs about a microsecond, as much as a small forest."""
+    fn = lib.mp_forest_one
+    local = threading.local()
+
+    def buffers() -> tuple[np.ndarray, np.ndarray, int, int]:
+        x, out = np.zeros(n_features), np.zeros(n_outputs)
+        local.buffers = made = (x, out, x.ctypes.data, out.ctypes.data)
+        return made
+
+    def one_values(values: Sequence[float]) -> np.ndarray:
+        try:
+            x, out, x_at, out_at = local.buffers
+        except AttributeError:
+            x, out, x_at, out_at = buffers()
+        if len(values) != n_features:
+            raise ValueError(f"expected {n_features} tree features, got {len(values)}")
+        x[:] = values
+        fn(x_at, n_features, out_at)
+        return out.copy()
+
+    return one_values
 
 
 def probe_rows(node: ir.TreeEnsemble, limit: int = 2048, seed: int = 0) -> np.ndarray:
