@@ -1,6 +1,8 @@
 """Training: models fitted from a spec and registered, once, on a schedule or online.
 
 - :mod:`~modelport.train.spec`: the YAML training spec and its checks (:func:`load_spec`);
+- :mod:`~modelport.train.imports`: the modules a spec may name classes from, and the one
+  checked import every spec goes through;
 - :mod:`~modelport.train.oneoff`: ``train("churn.yaml")`` reads the data the spec names,
   splits, fits, measures and registers the model (``modelport train``);
 - :mod:`~modelport.train.preprocess`: the automatic preprocessing (``preprocess: auto``);

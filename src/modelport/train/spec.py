@@ -40,7 +40,7 @@ environment variable ``MODELPORT_ALLOWED_MODULES`` (comma-separated, e.g.
 ``mycompany.models``), checked before anything is imported; the class itself must be
 defined inside one of them. A spec cannot widen the list itself: whoever runs modelport
 says which code it may run. Every spec that names a class (online learners, their
-pipelines, drift detectors) goes through :func:`import_class`.
+pipelines, drift detectors) goes through :func:`~modelport.train.imports.import_class`.
 
 Only ``name``, ``data.source`` and (except for clustering) ``data.target`` are required.
 Every mistake raises a :class:`~modelport.errors.UserError` that names the field
@@ -50,9 +50,6 @@ Every mistake raises a :class:`~modelport.errors.UserError` that names the field
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +58,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator
 
 from modelport.errors import UserError
+from modelport.train.imports import (  # noqa: F401 - the spec's allow-list, named here too
+    ALLOWED_MODULES,
+    ALLOWED_MODULES_ENV,
+    allowed_modules,
+    import_class,
+    module_allowed,
+)
 from modelport.train.metrics import DEFAULT_METRICS, METRICS, PROBA_METRICS
 from modelport.train.sections import (
     Alias,
@@ -91,11 +95,6 @@ PREPROCESS = ("auto", "none")
 
 _ESTIMATOR_KINDS = {"classification": "classifier", "regression": "regressor",
                     "clustering": "clusterer"}
-_EXTRAS = {"lightgbm": "gbm", "xgboost": "gbm"}
-#: the packages a spec may import classes from unless the environment adds more
-ALLOWED_MODULES = ("sklearn", "lightgbm", "xgboost", "river", "modelport")
-#: the environment variable that adds module prefixes to :data:`ALLOWED_MODULES`
-ALLOWED_MODULES_ENV = "MODELPORT_ALLOWED_MODULES"
 
 
 def _fraction(value: Any) -> str:
@@ -496,69 +495,3 @@ def _estimator_kind(instance: BaseEstimator) -> str | None:
         return get_tags(instance).estimator_type
     except Exception:  # not a scikit-learn estimator: nothing to check against
         return getattr(instance, "_estimator_type", None)
-
-
-def allowed_modules() -> tuple[str, ...]:
-    """The module prefixes a spec may import classes from: :data:`ALLOWED_MODULES` and those
-    listed in ``MODELPORT_ALLOWED_MODULES`` (comma-separated). A prefix covers the module of
-    that name and the modules inside it (``mycompany.models`` covers
-    ``mycompany.models.churn``, not ``mycompany.modelsx``)."""
-    extra = []
-    for item in os.environ.get(ALLOWED_MODULES_ENV, "").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        if not all(part.isidentifier() for part in item.split(".")):
-            raise UserError(f"{ALLOWED_MODULES_ENV}: {item!r} is not a module name; list "
-                            "dotted module prefixes separated by commas, e.g. "
-                            "mycompany.models,mycompany.features")
-        extra.append(item)
-    return (*ALLOWED_MODULES, *dict.fromkeys(extra))
-
-
-def module_allowed(module: str, allowed: tuple[str, ...] | None = None) -> bool:
-    """Whether classes of ``module`` may be imported by a spec (see :func:`allowed_modules`)."""
-    prefixes = allowed_modules() if allowed is None else allowed
-    return any(module == p or module.startswith(p + ".") for p in prefixes)
-
-
-def import_class(dotted: str, label: str, key: str = "model.estimator") -> type:
-    """The class ``dotted`` (``module.Class``) names, for the spec ``label``'s field ``key``.
-
-    The module is checked against :func:`allowed_modules` before anything is imported, and
-    the class must be defined inside an allowed module too (a name an allowed module merely
-    imports from elsewhere is refused). Every mistake raises a
-    :class:`~modelport.errors.UserError` naming the field and the fix.
-    """
-    example = "e.g. sklearn.ensemble.HistGradientBoostingClassifier"
-    text = str(dotted)
-    module_name, _, class_name = text.rpartition(".")
-    if not module_name or not all(part.isidentifier() for part in text.split(".")):
-        raise UserError(f"{label}: {key}: {text!r} is not a full import path; write "
-                        f"module.Class, {example}")
-    allowed = allowed_modules()
-    if not module_allowed(module_name, allowed):
-        raise UserError(f"{label}: {key}: {text!r} is not in a module specs may import from "
-                        f"({', '.join(allowed)}); name a class from one of them, or, if "
-                        f"you trust {module_name} to run with your permissions, add it to "
-                        f"{ALLOWED_MODULES_ENV} (comma-separated module prefixes)")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        top = module_name.split(".")[0]
-        hint = (f"pip install 'modelport[{_EXTRAS[top]}]'" if top in _EXTRAS
-                else f"check the path ({example})")
-        raise UserError(f"{label}: {key}: cannot import {module_name!r} ({exc}); "
-                        f"{hint}") from None
-    cls = getattr(module, class_name, None)
-    if not isinstance(cls, type):
-        close = difflib.get_close_matches(class_name, [n for n in dir(module) if n[:1].isupper()],
-                                          n=1)
-        hint = f"did you mean {module_name}.{close[0]}?" if close else f"check the name ({example})"
-        raise UserError(f"{label}: {key}: {module_name!r} has no class {class_name!r}; {hint}")
-    if not module_allowed(cls.__module__, allowed):
-        raise UserError(f"{label}: {key}: {text!r} is {cls.__module__}.{cls.__qualname__}, "
-                        f"outside the modules specs may import from ({', '.join(allowed)}); "
-                        f"name a class defined in one of them, or add {cls.__module__} to "
-                        f"{ALLOWED_MODULES_ENV} if you trust it")
-    return cls

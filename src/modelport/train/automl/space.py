@@ -86,8 +86,8 @@ class Family:
 
     def cls(self, task: str) -> type:
         """The estimator class for ``task`` (imported through the one checker of spec imports,
-        :func:`modelport.train.spec.import_class`)."""
-        from modelport.train.spec import import_class
+        :func:`modelport.train.imports.import_class`)."""
+        from modelport.train.imports import import_class
 
         return import_class(self.classes[task], f"automl family {self.name}", task)
 

@@ -8,7 +8,8 @@ publish checkpoints to the registry, which the web service and the stream scorer
     result = learn("churn-online.yaml")          # a file source ends at its end
     result.as_dict()                             # events, events_per_s, prequential, checkpoints
 
-One module per part: :mod:`~.spec` (the YAML spec), :mod:`~.sources` (files, SQL tables,
+One module per part: :mod:`~.spec` (the YAML spec and its checks, giving the
+:mod:`~.config` of a checked spec), :mod:`~.sources` (files, SQL tables,
 brokers, with positions), :mod:`~.schema` and :mod:`~.preprocess` (fields and incremental
 preprocessing), :mod:`~.learners` (scikit-learn ``partial_fit`` and River), :mod:`~.evaluate`
 (prequential scores over a rolling window), :mod:`~.drift`, :mod:`~.checkpoint` (registry

@@ -14,7 +14,7 @@ event to its centre. What happens when the detector fires is the spec's ``drift.
 Detectors are named as in River (``ADWIN``, ``PageHinkley``, ``KSWIN``; the binary ones
 ``DDM``, ``EDDM``, ``HDDM_A``, ``HDDM_W``, ``FHDDM`` take only classification errors) or by a
 dotted path, imported only from the modules specs may import from
-(:func:`modelport.train.spec.import_class`); ``drift.params`` are passed to them.
+(:func:`modelport.train.imports.import_class`); ``drift.params`` are passed to them.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 from modelport.errors import UserError, require
 
 if TYPE_CHECKING:
-    from modelport.train.online.spec import OnlineSpec
+    from modelport.train.online.config import OnlineSpec
 
 _BINARY = ("DDM", "EDDM", "HDDM_A", "HDDM_W", "FHDDM")
 
@@ -38,7 +38,7 @@ def make_detector(spec: OnlineSpec) -> Detector:
     assert name is not None  # called only when the spec names a detector
     cls: type | None
     if "." in name:
-        from modelport.train.spec import import_class
+        from modelport.train.imports import import_class
 
         cls = import_class(name, spec.label, "drift.detector")
     else:

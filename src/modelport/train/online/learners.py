@@ -38,8 +38,8 @@ from modelport.train.online.schema import Features, Schema
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
+    from modelport.train.online.config import OnlineSpec
     from modelport.train.online.preprocess import Preprocessor
-    from modelport.train.online.spec import OnlineSpec
 
 #: parameters set unless the spec gives them (see the module docstring)
 STREAM_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -91,7 +91,7 @@ def check_estimator(spec: OnlineSpec) -> None:
             raise spec.fail("learner.estimator", f"{spec.estimator} is not a River "
                             f"{_KINDS[spec.task]} but the task is {spec.task}")
         return
-    from modelport.train.spec import import_class
+    from modelport.train.imports import import_class
 
     cls = import_class(spec.estimator, spec.label, "learner.estimator")
     if not hasattr(cls, "partial_fit"):
@@ -115,7 +115,7 @@ def check_estimator(spec: OnlineSpec) -> None:
 
 def build_sklearn(spec: OnlineSpec) -> Any:
     """A fresh scikit-learn estimator with the stream defaults under the spec's params."""
-    from modelport.train.spec import import_class
+    from modelport.train.imports import import_class
 
     cls = import_class(spec.estimator, spec.label, "learner.estimator")
     params = {**STREAM_DEFAULTS.get(cls.__name__, {}), **spec.params}
@@ -159,7 +159,7 @@ def _sklearn_kind(estimator: Any) -> str | None:
 
 
 def _river_model(spec: OnlineSpec) -> Any:
-    from modelport.train.spec import import_class
+    from modelport.train.imports import import_class
 
     require("river", "online", "River learners")
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from modelport.signature import Signature
-    from modelport.train.online.spec import OnlineSpec
+    from modelport.train.online.config import OnlineSpec
 
 
 @dataclass
