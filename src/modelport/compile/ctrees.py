@@ -237,10 +237,19 @@ def _source(model_ir: ir.ModelIR) -> str:
     out.append("typedef void (*rows_fn)(const double *, long, long, double *);")
     out.append(f"static const rows_fn TREES[{len(roots)}] = "
                f"{{{', '.join(fn + '_rows' for fn in roots)}}};")
+    if lo.returns:
+        # one row calls each tree directly, in order: no call through the table and no
+        # loop over a block of one row per tree
+        calls = "\n".join(f"    out[{tree.output}] += {fn}(x);"
+                           for fn, tree in zip(roots, node.trees, strict=True))
+    else:
+        calls = (f"    for (size_t t = 0; t < {len(roots)}; t++) "
+                 "TREES[t](x, 1, n_features, out);")
     out.append(f"""
 void mp_forest_one(const double *x, long n_features, double *out) {{
+    (void) n_features;
     for (long i = 0; i < {node.n_outputs}; i++) out[i] = 0.0;
-    for (size_t t = 0; t < {len(roots)}; t++) TREES[t](x, 1, n_features, out);
+{calls}
 }}
 
 void mp_forest(const double *X, long n, long n_features, double *out) {{

@@ -60,6 +60,11 @@ class CLowering(Lowering):
     def no_op(self) -> str:
         return "return 0.0;" if self.returns else ";"
 
+    def missing_or(self, x: str, op: str, t: str) -> str:
+        # a comparison with NaN is false, so "not above" is "NaN or at most" in one
+        # comparison and one branch, where isnan() || x <= t takes two
+        return f"!({x} {_NEGATED[op]} {t})"
+
     #: whether each tree function returns its leaf's value (every leaf of the ensemble
     #: holds one number) rather than adding to ``raw``: the sum stays in a register and
     #: a tree's last call is a jump, about a tenth faster over 300 trees
@@ -85,6 +90,10 @@ def one_value_leaves(node: object) -> bool:
     """Whether ``node`` is a tree ensemble every leaf of which holds one number."""
     return isinstance(node, ir.TreeEnsemble) and all(
         len(v) == 1 for tree in node.trees for v in tree.value)
+
+
+#: a split's comparison, and the one that is false exactly when it holds or x is NaN
+_NEGATED = {"<=": ">", "<": ">="}
 
 
 _DOC = """The model {name}, compiled to C by modelport (C99; link with -lm).

@@ -320,8 +320,13 @@ class Lowering:
                                  if cats_right else self.true_literal)
             return self.or_(*tests) if tests else self.false_literal
         op, t = node.split(tree.threshold[i])
-        cond = f"{x} {op} {self.num(t)}"
-        return self.or_(self.isnan(x), cond) if nan else cond
+        if nan:
+            return self.missing_or(x, op, self.num(t))
+        return f"{x} {op} {self.num(t)}"
+
+    def missing_or(self, x: str, op: str, t: str) -> str:
+        """The test that ``x`` is missing or ``x op t`` (``op`` is ``<=`` or ``<``)."""
+        return self.or_(self.isnan(x), f"{x} {op} {t}")
 
     def result(self) -> tuple[list[str], str]:
         """Statements computing the outputs from ``raw``, and what ``score`` returns.
