@@ -145,6 +145,7 @@ def measure(approach: str, model: str, src: Path, workdir: Path, workers: int,
     dest = workdir / f"out-{approach}-{model}.parquet"
     cmd = [sys.executable, __file__, "--run", approach, "--model", model, "--input", str(src),
            "--output", str(dest), "--workers", str(workers), "--chunk-rows", str(chunk_rows)]
+    launched = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     peak = [0, 0]
@@ -166,13 +167,14 @@ def measure(approach: str, model: str, src: Path, workdir: Path, workers: int,
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     out, err = proc.communicate()
+    whole = time.perf_counter() - launched
     done.set()
     sampler.join()
     if proc.returncode != 0:
         raise RuntimeError(f"{approach} failed: {err.strip()[-2000:]}")
     dest.unlink(missing_ok=True)
-    return {"seconds": json.loads(out.strip().splitlines()[-1])["seconds"], "rss": peak[0],
-            "pss": peak[1]}
+    return {"seconds": json.loads(out.strip().splitlines()[-1])["seconds"], "whole": whole,
+            "rss": peak[0], "pss": peak[1]}
 
 
 # -- setup ---------------------------------------------------------------------------------
@@ -283,9 +285,11 @@ def main() -> None:
 
     print(f"\n{os.cpu_count()} cores; modelport with {args.workers} workers, chunks of "
           f"{args.chunk_rows:,} rows; Parquet -> Parquet; peak RSS summed over the process "
-          "tree (RSS counts shared\nlibraries once per process, PSS shares them out); seconds exclude interpreter start-up\n")
+          "tree (RSS counts shared\nlibraries once per process, PSS shares them out); rows/s "
+          "exclude interpreter start-up, whole s is the process from launch to exit\n")
     header = (f"| {'rows':>9} | {'model':<8} | {'approach':<9} | {'rows/s':>11} | "
-              f"{'peak RSS':>9} | {'peak PSS':>9} | {'modelport is':>14} |")
+              f"{'peak RSS':>9} | {'peak PSS':>9} | {'modelport is':>14} | {'whole s':>7} | "
+              f"{'whole: modelport is':>19} |")
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for n, src in inputs.items():
@@ -295,17 +299,20 @@ def main() -> None:
                 r = measure(approach, model, src, workdir, args.workers, args.chunk_rows, env)
                 results[approach] = r
             mine = n / results["modelport"]["seconds"] if "modelport" in results else None
+            whole = results["modelport"]["whole"] if "modelport" in results else None
             for approach, r in results.items():
                 rate = n / r["seconds"]
-                if mine is None or approach == "modelport":
-                    ratio = ""
+                if mine is None or whole is None or approach == "modelport":
+                    ratio = whole_ratio = ""
                 elif approach == "floor":
                     ratio = f"{mine / rate:.2f}x floor"
+                    whole_ratio = f"{r['whole'] / whole:.2f}x floor"
                 else:
                     ratio = f"{mine / rate:.1f}x faster"
+                    whole_ratio = f"{r['whole'] / whole:.1f}x faster"
                 print(f"| {n:>9,} | {model:<8} | {approach:<9} | {rate:>11,.0f} | "
                       f"{r['rss'] / 2**20:>6,.0f} MB | {r['pss'] / 2**20:>6,.0f} MB | "
-                      f"{ratio:>14} |", flush=True)
+                      f"{ratio:>14} | {r['whole']:>7.2f} | {whole_ratio:>19} |", flush=True)
     print(f"\nworking folder: {workdir}")
 
 
