@@ -78,6 +78,10 @@ class ChunkSource:
         """Arrow tables of ``chunk_rows`` rows, starting at chunk number ``skip``."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release what the source holds between chunks (a SQL source its connections;
+        a file source opens its file per read and holds nothing)."""
+
     def head(self, numbers: Sequence[str] = ()) -> Any | None:
         """The rows a job checks against the model's signature before it writes anything
         (the first chunk; None for an empty source). ``numbers`` are the columns that must

@@ -264,8 +264,7 @@ def _run_job(version: Version, fmt: str, input: Any, output: str | Path,
         raise
     finally:
         bar.close()
-        if hasattr(source, "close"):  # a SQL input holds a connection; files hold none
-            source.close()
+        source.close()
 
     location, rejects_output, warnings_output = sinks.finish(commits.rejects or skip,
                                                              commits.warnings or skip)
@@ -648,6 +647,8 @@ def _run_pool(pool: ProcessPoolExecutor, tasks: Iterable[_Task], n_workers: int,
 # -- in each worker ------------------------------------------------------------------------
 
 _PREDICTOR: Predictor | None = None
+#: what _PREDICTOR was loaded from: (format, the artefact's sha256, MODELPORT_TREES)
+_PREDICTOR_KEY: tuple[str, str, str | None] | None = None
 #: (k, the predictor giving reasons, or None when _PREDICTOR does)
 _EXPLAIN: tuple[int, Predictor | None] | None = None
 _LIMITS: threadpool_limits | None = None
@@ -658,7 +659,7 @@ def _init_worker(fmt: str, data: bytes, signature: dict, name: str, version: int
     """Load the Predictor once per process; in a worker, limit it to one thread.
     ``explaining`` is ``(k, format, artefact, background rows)`` when reasons are asked
     for: the predictor that gives them is loaded too."""
-    global _PREDICTOR, _EXPLAIN
+    global _PREDICTOR, _PREDICTOR_KEY, _EXPLAIN
     from modelport import formats
     from modelport.signature import Signature
 
@@ -678,17 +679,16 @@ def _init_worker(fmt: str, data: bytes, signature: dict, name: str, version: int
     # the bytes, not the name: two registries may both hold a churn/1; and the tree
     # runtime asked for (MODELPORT_TREES), which loading decides
     key = (fmt, hashlib.sha256(data).hexdigest(), os.environ.get("MODELPORT_TREES"))
-    if _PREDICTOR is not None and getattr(_PREDICTOR, "_batch_key", None) == key:
+    if _PREDICTOR is not None and _PREDICTOR_KEY == key:
         if explaining and _EXPLAIN is not None and _EXPLAIN[1] is None:
             _PREDICTOR.background = explaining[3]
         return
     predictor = formats.get(fmt).load(data, Signature.from_dict(signature))
     predictor.prepare_batch()  # e.g. trees compiled to machine code, once per machine
     predictor.model_name, predictor.model_version = name, version
-    predictor._batch_key = key
     if explaining:
         predictor.background = explaining[3]
-    _PREDICTOR = predictor
+    _PREDICTOR, _PREDICTOR_KEY = predictor, key
 
 
 def refuse_stale_reasons(output: str | Path, command: str) -> None:
