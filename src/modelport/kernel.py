@@ -1208,18 +1208,18 @@ class Forest:
             one = getattr(self.native, "one", None)
             if one is None:
                 return self._one(X[0])
-            raw = one(X[0])[None, :]
-            raw += self.base
-            if self.mean:
-                raw /= self.mean
-            return raw
+            return self._finished(one(X[0])[None, :])
         if self.native is not None:
-            raw = self.native(X)
-            raw += self.base
-            if self.mean:
-                raw /= self.mean
-            return raw
+            return self._finished(self.native(X))
         return self.walk(X)
+
+    def _finished(self, raw: np.ndarray) -> np.ndarray:
+        """The compiled trees' raw sums ``raw`` (rows x outputs, written in place) with the
+        base added and, for a mean of trees, divided by their number."""
+        raw += self.base
+        if self.mean:
+            raw /= self.mean
+        return raw
 
     def one_row(self, features: list[float]) -> np.ndarray:
         """The forest's output for one row given as its feature values, as ``self`` gives it
@@ -1228,12 +1228,7 @@ class Forest:
         one = getattr(self.native, "one_values", None)
         if one is None:
             return self(np.array([features], dtype=np.float64))
-        raw = one(features)
-        raw += self.base
-        raw.shape = (1, raw.size)
-        if self.mean:
-            raw /= self.mean
-        return raw
+        return self._finished(one(features).reshape(1, -1))
 
     def walk(self, X: np.ndarray) -> np.ndarray:
         """The forest's output for the rows of ``X``, always by the NumPy walk."""

@@ -33,7 +33,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -114,8 +114,9 @@ def build(model_ir: ir.ModelIR, reference: Callable[[np.ndarray], np.ndarray]
 
     compiled = cast(CompiledForest, forest)
     compiled.library = lib  # keeps the library loaded as long as the function lives
-    compiled.one = one = _one_row(lib, n_features, n_outputs)
-    compiled.one_values = _one_row_values(lib, n_features, n_outputs)
+    entry = _forest_one(lib)
+    compiled.one = one = _one_row(entry, n_features, n_outputs)
+    compiled.one_values = _one_row_values(entry, n_features, n_outputs)
     probe = probe_rows(node)
     got = forest(probe) + np.asarray(node.base, dtype=np.float64)
     if node.combine == "mean":
@@ -126,24 +127,30 @@ def build(model_ir: ir.ModelIR, reference: Callable[[np.ndarray], np.ndarray]
         log.warning("compiled trees differ from the NumPy walk by %g; not used", worst)
         return None
     first = probe[:_BLOCK]
-    if not all(np.array_equal(one(x), b)
-               for x, b in zip(first, forest(first), strict=True)):
+    sums = forest(first)
+    if not all(np.array_equal(one(x), b) for x, b in zip(first, sums, strict=True)):
         log.warning("the compiled one-row entry differs from the batch entry; not used")
         compiled.one = compiled.one_values = None
     elif not all(np.array_equal(compiled.one_values(x.tolist()), b)
-                 for x, b in zip(first, forest(first), strict=True)):
+                 for x, b in zip(first, sums, strict=True)):
         log.warning("the compiled one-row entry on values differs from the batch entry; "
                     "not used")
         compiled.one_values = None
     return compiled
 
 
-def _one_row(lib: ctypes.CDLL, n_features: int, n_outputs: int) -> Callable[..., np.ndarray]:
-    """The library's one-row entry as a function of a row (float64, ``n_features`` long)
-    giving its raw tree sums, written into ``out`` when one is given."""
+def _forest_one(lib: ctypes.CDLL) -> Any:
+    """The library's one-row entry, ``mp_forest_one(x, n_features, out)``, with its C
+    types declared (without them ctypes would pass the addresses as 32-bit ints)."""
     fn = lib.mp_forest_one
     fn.restype = None
     fn.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p]
+    return fn
+
+
+def _one_row(fn: Any, n_features: int, n_outputs: int) -> Callable[..., np.ndarray]:
+    """The one-row entry ``fn`` (:func:`_forest_one`) as a function of a row (float64,
+    ``n_features`` long) giving its raw tree sums, written into ``out`` when one is given."""
 
     def one(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if x.dtype != np.float64 or x.shape != (n_features,) or not x.flags.c_contiguous:
@@ -158,13 +165,12 @@ def _one_row(lib: ctypes.CDLL, n_features: int, n_outputs: int) -> Callable[...,
     return one
 
 
-def _one_row_values(lib: ctypes.CDLL, n_features: int, n_outputs: int
+def _one_row_values(fn: Any, n_features: int, n_outputs: int
                     ) -> Callable[[Sequence[float]], np.ndarray]:
-    """The library's one-row entry as a function of a sequence of ``n_features`` numbers,
-    giving a new array of the raw tree sums. The row and the sums go through buffers of the
-    calling thread, made once with their addresses: taking an array's address through
-    ctypes costs about a microsecond, as much as a small forest."""
-    fn = lib.mp_forest_one
+    """The one-row entry ``fn`` (:func:`_forest_one`) as a function of a sequence of
+    ``n_features`` numbers, giving a new array of the raw tree sums. The row and the sums go
+    through buffers of the calling thread, made once with their addresses: taking an
+    array's address through ctypes costs about a microsecond, as much as a small forest."""
     local = threading.local()
 
     def buffers() -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -215,11 +221,10 @@ def probe_rows(node: ir.TreeEnsemble, limit: int = 2048, seed: int = 0) -> np.nd
 
 
 def _source(model_ir: ir.ModelIR) -> str:
-    from modelport.compile.codegen.c import CLowering, function_lines, one_value_leaves
+    from modelport.compile.codegen.c import CLowering, function_lines
 
     node = model_ir.model
     lo = CLowering(model_ir)
-    lo.returns = one_value_leaves(node)
     # the feature matrix comes from the caller, so any feature may hold NaN
     lo.feature_missing = [True] * len(node.features)
     roots = [f"mp_{lo.tree_functions(node, tree, f'tree{t}')}"

@@ -24,6 +24,10 @@ class CLowering(Lowering):
     numeric: list[str]
     categorical: list[str]
 
+    def __init__(self, model_ir: ir.ModelIR) -> None:
+        super().__init__(model_ir)
+        self.returns = one_value_leaves(model_ir.model)
+
     def isnan(self, x: str) -> str:
         return f"isnan({x})"
 
@@ -68,7 +72,7 @@ class CLowering(Lowering):
     #: whether each tree function returns its leaf's value (every leaf of the ensemble
     #: holds one number) rather than adding to ``raw``: the sum stays in a register and
     #: a tree's last call is a jump, about a tenth faster over 300 trees
-    returns = False
+    returns: bool
 
     def add_raw(self, k: int, expr: str) -> str:
         return f"return {expr};" if self.returns else super().add_raw(k, expr)
@@ -112,7 +116,6 @@ def generate(model_ir: ir.ModelIR, name: str = "model", explain: bool = False) -
     if explain:
         treeshap.check(model_ir, "c")
     lo = CLowering(model_ir)
-    lo.returns = one_value_leaves(model_ir.model)
     lo.numeric = model_ir.signature.numeric
     lo.categorical = model_ir.signature.categorical
     sym = symbol_name(name)
